@@ -1,0 +1,290 @@
+//! Parsing a client's line into a [`Command`].
+//!
+//! A line that does not start with `/` is chat text for the current room;
+//! `//text` is chat text that starts with `/`. Anything else starting with
+//! `/` is a command, whose name is matched without regard to case. Chat
+//! text (messages, actions, private messages, quit reasons) comes out of
+//! the parser already sanitized by [`crate::text::sanitize`], so nothing
+//! downstream can forget to do it.
+
+use crate::names::{NameError, Nick, RoomName};
+use crate::text::sanitize;
+
+/// One thing a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Chat text for everyone else in the current room.
+    Say(String),
+    /// `/nick NAME`: change nick.
+    Nick(Nick),
+    /// `/join ROOM`: leave the current room and enter ROOM.
+    Join(RoomName),
+    /// `/rooms`: list rooms with member counts.
+    Rooms,
+    /// `/who`: list the nicks in the current room.
+    Who,
+    /// `/msg NICK TEXT`: a private message.
+    Msg {
+        /// Who it is for.
+        to: Nick,
+        /// What it says.
+        text: String,
+    },
+    /// `/me TEXT`: an action in the current room.
+    Me(String),
+    /// `/quit [REASON]`: leave.
+    Quit(Option<String>),
+    /// `/help`: list the commands.
+    Help,
+}
+
+/// A command line that cannot be carried out as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Occurs for `/name` where no command is called `name`. Holds the name
+    /// as typed, sanitized.
+    #[error("unknown command /{0}; type /help for the list")]
+    Unknown(String),
+    /// Occurs when a known command has missing or extra arguments. Holds
+    /// the command's usage.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// Occurs for `/nick` with a name that breaks the nick rules.
+    #[error("invalid nick: {0}")]
+    BadNick(NameError),
+    /// Occurs for `/join` with a name that breaks the room name rules.
+    #[error("invalid room: {0}")]
+    BadRoom(NameError),
+    /// Occurs for `/msg` to a name that cannot be anyone's nick. Holds the
+    /// name as typed, sanitized.
+    #[error("no such nick: {0}")]
+    NoSuchNick(String),
+}
+
+/// Every command with its usage and a one-line description, in the order
+/// `/help` lists them.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "/nick NAME",
+        "change your nick (letters, digits, _ and -; starts with a letter)",
+    ),
+    ("/join ROOM", "leave your room and enter ROOM (created if needed)"),
+    ("/rooms", "list rooms and how many are in each"),
+    ("/who", "list who is in your room"),
+    ("/msg NICK TEXT", "send a private message"),
+    ("/me TEXT", "act something out in your room"),
+    ("/quit [REASON]", "leave the server"),
+    ("/help", "show this list"),
+];
+
+const USAGE_NICK: &str = "/nick NAME";
+const USAGE_JOIN: &str = "/join ROOM";
+const USAGE_ROOMS: &str = "/rooms";
+const USAGE_WHO: &str = "/who";
+const USAGE_MSG: &str = "/msg NICK TEXT";
+const USAGE_ME: &str = "/me TEXT";
+const USAGE_HELP: &str = "/help";
+
+impl Command {
+    /// Parses one line, without its line end.
+    ///
+    /// Returns `Ok(None)` for a line with nothing in it (empty or only
+    /// spaces and tabs), which is ignored.
+    ///
+    /// # Errors
+    /// A [`CommandError`] saying what is wrong with the command.
+    pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let Some(body) = line.strip_prefix('/') else {
+            return Ok(Some(Command::Say(sanitize(line).into_owned())));
+        };
+        if body.starts_with('/') {
+            return Ok(Some(Command::Say(sanitize(body).into_owned())));
+        }
+        let (name, args) = split_word(body);
+        let args = args.trim();
+        let command = match name.to_ascii_lowercase().as_str() {
+            "nick" => Command::Nick(Nick::new(one_arg(args, USAGE_NICK)?).map_err(CommandError::BadNick)?),
+            "join" => {
+                Command::Join(RoomName::new(one_arg(args, USAGE_JOIN)?).map_err(CommandError::BadRoom)?)
+            }
+            "rooms" => no_args(args, USAGE_ROOMS, Command::Rooms)?,
+            "who" => no_args(args, USAGE_WHO, Command::Who)?,
+            "msg" => {
+                let (to, text) = split_word(args);
+                if to.is_empty() || text.trim().is_empty() {
+                    return Err(CommandError::Usage(USAGE_MSG));
+                }
+                let to = Nick::new(to).map_err(|_| CommandError::NoSuchNick(sanitize(to).into_owned()))?;
+                Command::Msg {
+                    to,
+                    text: sanitize(text.trim_start()).into_owned(),
+                }
+            }
+            "me" => {
+                if args.is_empty() {
+                    return Err(CommandError::Usage(USAGE_ME));
+                }
+                Command::Me(sanitize(args).into_owned())
+            }
+            "quit" => Command::Quit((!args.is_empty()).then(|| sanitize(args).into_owned())),
+            "help" => no_args(args, USAGE_HELP, Command::Help)?,
+            _ => return Err(CommandError::Unknown(sanitize(name).into_owned())),
+        };
+        Ok(Some(command))
+    }
+}
+
+/// Splits off the first word: the text up to the first space or tab, and
+/// the rest after it (which may start with more spaces).
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find([' ', '\t']) {
+        Some(at) => s.split_at(at),
+        None => (s, ""),
+    }
+}
+
+/// The single word in `args`, or a usage error when there are none or more.
+fn one_arg<'a>(args: &'a str, usage: &'static str) -> Result<&'a str, CommandError> {
+    let (word, rest) = split_word(args);
+    if word.is_empty() || !rest.trim().is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(word)
+}
+
+fn no_args(args: &str, usage: &'static str, command: Command) -> Result<Command, CommandError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Usage(usage))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Command {
+        Command::parse(line).unwrap().unwrap()
+    }
+
+    fn nick(s: &str) -> Nick {
+        Nick::new(s).unwrap()
+    }
+
+    #[test]
+    fn plain_text_is_a_message_and_double_slash_escapes() {
+        assert_eq!(parse("hello there"), Command::Say("hello there".into()));
+        assert_eq!(parse("  indented"), Command::Say("  indented".into()));
+        assert_eq!(parse("//slash"), Command::Say("/slash".into()));
+        assert_eq!(parse("// "), Command::Say("/ ".into()));
+    }
+
+    #[test]
+    fn empty_and_blank_lines_are_ignored() {
+        assert_eq!(Command::parse(""), Ok(None));
+        assert_eq!(Command::parse(" \t "), Ok(None));
+    }
+
+    #[test]
+    fn every_command_parses() {
+        assert_eq!(parse("/nick alice"), Command::Nick(nick("alice")));
+        assert_eq!(parse("/NICK  alice "), Command::Nick(nick("alice")));
+        assert_eq!(
+            parse("/join rust"),
+            Command::Join(RoomName::new("#rust").unwrap())
+        );
+        assert_eq!(
+            parse("/join #rust"),
+            Command::Join(RoomName::new("#rust").unwrap())
+        );
+        assert_eq!(parse("/rooms"), Command::Rooms);
+        assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(
+            parse("/msg bob  psst, over here"),
+            Command::Msg {
+                to: nick("bob"),
+                text: "psst, over here".into()
+            }
+        );
+        assert_eq!(parse("/me waves"), Command::Me("waves".into()));
+        assert_eq!(parse("/quit"), Command::Quit(None));
+        assert_eq!(
+            parse("/quit gone fishing"),
+            Command::Quit(Some("gone fishing".into()))
+        );
+        assert_eq!(parse("/help"), Command::Help);
+        assert_eq!(parse("/Help"), Command::Help);
+    }
+
+    #[test]
+    fn bad_commands_get_errors_that_say_why() {
+        assert_eq!(
+            Command::parse("/dance"),
+            Err(CommandError::Unknown("dance".into()))
+        );
+        assert_eq!(Command::parse("/"), Err(CommandError::Unknown("".into())));
+        assert_eq!(Command::parse("/nick"), Err(CommandError::Usage("/nick NAME")));
+        assert_eq!(
+            Command::parse("/nick a b"),
+            Err(CommandError::Usage("/nick NAME"))
+        );
+        assert_eq!(
+            Command::parse("/nick 9lives"),
+            Err(CommandError::BadNick(NameError::BadStart { kind: "nick" }))
+        );
+        assert_eq!(Command::parse("/join"), Err(CommandError::Usage("/join ROOM")));
+        assert_eq!(
+            Command::parse("/join bad!room"),
+            Err(CommandError::BadRoom(NameError::BadChar { kind: "room name" }))
+        );
+        assert_eq!(Command::parse("/who me"), Err(CommandError::Usage("/who")));
+        assert_eq!(Command::parse("/rooms x"), Err(CommandError::Usage("/rooms")));
+        assert_eq!(
+            Command::parse("/msg bob"),
+            Err(CommandError::Usage("/msg NICK TEXT"))
+        );
+        assert_eq!(
+            Command::parse("/msg bob   "),
+            Err(CommandError::Usage("/msg NICK TEXT"))
+        );
+        assert_eq!(
+            Command::parse("/msg 9x hi"),
+            Err(CommandError::NoSuchNick("9x".into()))
+        );
+        assert_eq!(Command::parse("/me"), Err(CommandError::Usage("/me TEXT")));
+        assert_eq!(Command::parse("/help me"), Err(CommandError::Usage("/help")));
+    }
+
+    #[test]
+    fn error_messages_read_well() {
+        assert_eq!(
+            CommandError::Unknown("dance".into()).to_string(),
+            "unknown command /dance; type /help for the list"
+        );
+        assert_eq!(
+            CommandError::BadNick(NameError::BadStart { kind: "nick" }).to_string(),
+            "invalid nick: nick must start with a letter"
+        );
+    }
+
+    #[test]
+    fn chat_text_comes_out_sanitized() {
+        assert_eq!(parse("hi\u{1b}[2J"), Command::Say("hi\u{FFFD}[2J".into()));
+        assert_eq!(parse("/me \u{7}beeps"), Command::Me("\u{FFFD}beeps".into()));
+        assert_eq!(
+            parse("/msg bob \u{0}x"),
+            Command::Msg {
+                to: nick("bob"),
+                text: "\u{FFFD}x".into()
+            }
+        );
+        assert_eq!(
+            Command::parse("/\u{1b}x"),
+            Err(CommandError::Unknown("\u{FFFD}x".into()))
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! The wire protocol of chat-server, with no I/O at all.
+//!
+//! Everything that turns bytes into meaning, or meaning into bytes, lives
+//! here so that the daemon, the client, the tests and any later front end
+//! (IRC, TLS) share one definition of it:
+//!
+//! - [`decoder`]: an incremental line decoder. Bytes may arrive split
+//!   anywhere; it yields complete UTF-8 lines, enforcing a length limit
+//!   while it scans so memory never grows past it.
+//! - [`names`]: the rules for nicks and room names.
+//! - [`text`]: removal of control characters from chat text.
+//! - [`command`]: parsing a client line into a [`Command`].
+//! - [`event`]: what the chat state owner says to a user ([`ServerEvent`]),
+//!   independent of any wire format.
+//! - [`line`]: the line-based wire format of server output ([`ServerLine`]),
+//!   its encoder and its parser.
+//!
+//! `PROTOCOL.md` at the top of the repository describes the same contract
+//! for people.
+
+pub mod command;
+pub mod decoder;
+pub mod event;
+pub mod line;
+pub mod names;
+pub mod text;
+
+pub use command::{Command, CommandError};
+pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
+pub use event::{ErrorKind, LeaveReason, ServerEvent};
+pub use line::{ParseLineError, ServerLine};
+pub use names::{NameError, Nick, RoomName};
