@@ -1,0 +1,125 @@
+//! The command line of the `chat-server` daemon.
+//!
+//! Every option can also come from an environment variable, so a systemd
+//! unit can configure the daemon with `Environment=` or an
+//! `EnvironmentFile=` instead of a long `ExecStart=` line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS};
+
+/// A multi-client TCP chat server.
+///
+/// Clients connect with netcat or chat-client and talk in rooms with
+/// line-based commands (/nick, /join, /msg, ...; type /help once
+/// connected). See PROTOCOL.md for the wire protocol.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version, about, long_about)]
+pub struct Cli {
+    /// Address to listen on, IPv4 or IPv6 (e.g. 0.0.0.0:7878 or [::]:7878).
+    /// Repeat the option, or separate addresses with commas in the
+    /// environment variable, to listen on several.
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_LISTEN",
+        value_delimiter = ',',
+        default_value = DEFAULT_LISTEN
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// Longest line a client may send, in bytes, not counting the line end.
+    /// A longer line gets an error and is discarded; the connection stays.
+    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_MAX_LINE", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = positive)]
+    pub max_line: usize,
+
+    /// Most clients connected at once. One more is told "server full" and
+    /// closed.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_CLIENTS", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = positive)]
+    pub max_clients: usize,
+
+    /// On SIGTERM or SIGINT, how long to keep flushing queued messages to
+    /// clients before closing anyway, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_SHUTDOWN_GRACE", default_value = "5", value_parser = seconds)]
+    pub shutdown_grace: Duration,
+}
+
+impl Cli {
+    /// The library's configuration from these options.
+    pub fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            max_line: self.max_line,
+            max_clients: self.max_clients,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| "must be a number of seconds, 0 or more".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config();
+        assert_eq!(
+            config.listen,
+            vec!["127.0.0.1:7878".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(config.max_line, 4096);
+        assert_eq!(config.max_clients, 10_000);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn options_parse_and_repeat() {
+        let config = Cli::try_parse_from([
+            "chat-server",
+            "--listen",
+            "0.0.0.0:1",
+            "--listen",
+            "[::1]:2",
+            "--max-line",
+            "10",
+            "--max-clients",
+            "3",
+            "--shutdown-grace",
+            "0.5",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!((config.max_line, config.max_clients), (10, 3));
+        assert_eq!(config.shutdown_grace, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["chat-server", "--max-line", "0"][..],
+            &["chat-server", "--listen", "nowhere"],
+            &["chat-server", "--shutdown-grace", "-1"],
+            &["chat-server", "--bogus"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! One client connection as the event loop sees it: a socket, the decoder
+//! for what it sends, and the queue of what is still to be written to it.
+//!
+//! Sockets are non-blocking and registered edge-triggered, so every read
+//! and write here loops until the kernel says `WouldBlock`; `Interrupted`
+//! is retried; reset, aborted and broken-pipe errors mean the peer is gone
+//! and are reported as such, not logged as failures. Output is queued and
+//! written as soon as possible; WRITABLE interest is held only while bytes
+//! remain queued, so an idle connection costs no wake-ups.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use chat_protocol::{DecodeError, LineDecoder};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::messages::ConnId;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading lines and writing output.
+    Open,
+    /// The client's side ended; waiting for the hub's last words (its
+    /// `Close`), still writing what is queued.
+    ReadClosed,
+    /// The hub said close: writing what is queued, reading nothing more.
+    Closing,
+    /// Everything is written and our side is shut down; reading and
+    /// discarding until the client closes its side too, or until the
+    /// deadline. Closing a socket with unread input makes the kernel send a
+    /// reset, which can destroy output the client has not read yet, so we
+    /// wait for its end of stream first.
+    Lingering {
+        /// When to give up waiting and close anyway.
+        until: Instant,
+    },
+}
+
+/// What a read pass found.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Everything available was read; the stream goes on.
+    Open,
+    /// The client ended its side of the stream.
+    Eof,
+    /// The connection failed (reset, or another error).
+    Failed(io::Error),
+}
+
+/// What a write pass achieved.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// The queue is empty.
+    Drained,
+    /// The kernel's buffer is full; the rest waits for WRITABLE.
+    Pending,
+    /// The connection failed (reset, broken pipe, or another error).
+    Failed(io::Error),
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// Who this is, in messages to and from the hub.
+    pub id: ConnId,
+    /// The peer's address, for logs.
+    pub addr: SocketAddr,
+    /// Where the connection is in its life.
+    pub phase: Phase,
+    stream: TcpStream,
+    decoder: LineDecoder,
+    /// Bytes to write; those before `written` are already written.
+    queue: Vec<u8>,
+    written: usize,
+    /// Whether WRITABLE is part of the registered interest now.
+    wants_write: bool,
+}
+
+impl Connection {
+    /// Wraps an accepted socket and registers it for reading under `token`.
+    ///
+    /// # Errors
+    /// When the socket cannot be registered.
+    pub fn register(
+        id: ConnId,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        max_line: usize,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Connection> {
+        registry.register(&mut stream, token, Interest::READABLE)?;
+        Ok(Connection {
+            id,
+            addr,
+            phase: Phase::Open,
+            stream,
+            decoder: LineDecoder::new(max_line),
+            queue: Vec::new(),
+            written: 0,
+            wants_write: false,
+        })
+    }
+
+    /// Reads everything available, handing each decoded line (or decoding
+    /// error) to `on_line`. At end of stream a final line without `\n` is
+    /// handed over too.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        mut on_line: impl FnMut(Result<String, DecodeError>),
+    ) -> ReadOutcome {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    if let Some(line) = self.decoder.finish() {
+                        on_line(line);
+                    }
+                    return ReadOutcome::Eof;
+                }
+                Ok(n) => {
+                    let Some(data) = buf.get(..n) else {
+                        return ReadOutcome::Open;
+                    };
+                    self.decoder.decode(data).for_each(&mut on_line);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+        }
+    }
+
+    /// Reads and throws away everything available (used while lingering).
+    pub fn discard_input(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+        }
+    }
+
+    /// Appends bytes to the output queue. Call [`Connection::flush`] to
+    /// write them.
+    pub fn enqueue(&mut self, bytes: &[u8]) {
+        self.queue.extend_from_slice(bytes);
+    }
+
+    /// True when nothing is waiting to be written.
+    pub fn is_drained(&self) -> bool {
+        self.written >= self.queue.len()
+    }
+
+    /// Writes as much of the queue as the kernel takes, then sets WRITABLE
+    /// interest if anything is left, or clears it if not.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> WriteOutcome {
+        let outcome = self.write_queue();
+        let want = matches!(outcome, WriteOutcome::Pending);
+        if want != self.wants_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(e) = registry.reregister(&mut self.stream, token, interest) {
+                return WriteOutcome::Failed(e);
+            }
+            self.wants_write = want;
+        }
+        outcome
+    }
+
+    fn write_queue(&mut self) -> WriteOutcome {
+        while let Some(pending) = self.queue.get(self.written..).filter(|p| !p.is_empty()) {
+            match self.stream.write(pending) {
+                Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.compact();
+                    return WriteOutcome::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return WriteOutcome::Failed(e),
+            }
+        }
+        self.queue.clear();
+        self.written = 0;
+        WriteOutcome::Drained
+    }
+
+    /// Drops the written part of the queue once it is most of it, so the
+    /// queue does not grow without bound while the peer is slow.
+    fn compact(&mut self) {
+        if self.written > 0 && self.written >= self.queue.len() / 2 {
+            self.queue.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// Shuts down our sending side: the peer reads the end of stream after
+    /// everything written so far.
+    pub fn shutdown_write(&mut self) {
+        // The peer may be gone already; then there is nothing to shut down.
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Removes the socket from the poll before it is dropped.
+    pub fn deregister(&mut self, registry: &Registry) {
+        // Deregistering a socket that failed can fail too; it is about to
+        // be closed either way.
+        let _ = registry.deregister(&mut self.stream);
+    }
+}
+
+/// True for errors that just mean the peer went away.
+pub fn is_disconnect(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,219 @@
+//! Starting and stopping the whole server: listeners, hub thread, event
+//! loop.
+//!
+//! [`Server::bind`] binds the configured addresses; [`Server::from_listeners`]
+//! takes sockets that are already bound (by a test, or inherited from a
+//! service manager), so every way of starting shares one path.
+//! [`Server::run`] blocks until a [`ShutdownHandle`] says stop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::event_loop::{EventLoop, WAKER};
+use crate::hub::{self, Hub};
+
+/// How many connections the kernel may hold waiting for accept. Bursts of
+/// reconnecting clients (after a restart, say) should not be refused.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Occurs when an address cannot be bound or listened on.
+    #[error("cannot listen on {addr}: {}", describe(.source))]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Occurs when the event loop cannot be set up.
+    #[error("cannot set up the event loop: {}", describe(.0))]
+    EventLoop(io::Error),
+}
+
+/// An I/O error as a person reads it: `address already in use`, without the
+/// `(os error 98)` and the capital letter.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// Starts a graceful shutdown of a running server from any thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: it stops accepting, tells every client
+    /// `-- server shutting down`, flushes, closes, and [`Server::run`]
+    /// returns. Calling it again does nothing more.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop to shut down: {e}");
+        }
+    }
+}
+
+/// A server with its sockets bound, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listeners: Vec<mio::net::TcpListener>,
+    shutdown: ShutdownHandle,
+}
+
+impl Server {
+    /// Binds every address in `config.listen`.
+    ///
+    /// # Errors
+    /// [`StartError::Listen`] naming the first address that cannot be bound.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let listeners = config
+            .listen
+            .iter()
+            .map(|&addr| bind_listener(addr).map_err(|source| StartError::Listen { addr, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Server::from_listeners(listeners, config)
+    }
+
+    /// A server on listening sockets bound elsewhere; `config.listen` is
+    /// not used.
+    ///
+    /// # Errors
+    /// [`StartError::EventLoop`] when the poll or a socket cannot be set up.
+    pub fn from_listeners(
+        listeners: Vec<std::net::TcpListener>,
+        config: Config,
+    ) -> Result<Server, StartError> {
+        let poll = Poll::new().map_err(StartError::EventLoop)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(StartError::EventLoop)?;
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                Ok(mio::net::TcpListener::from_std(l))
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::EventLoop)?;
+        let shutdown = ShutdownHandle {
+            requested: Arc::new(AtomicBool::new(false)),
+            waker: Arc::new(waker),
+        };
+        Ok(Server {
+            config,
+            poll,
+            listeners,
+            shutdown,
+        })
+    }
+
+    /// The addresses the server listens on, with any port 0 resolved.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves clients until shut down through a [`ShutdownHandle`], then
+    /// returns once every client has been told and closed (or the grace
+    /// period is over).
+    ///
+    /// # Errors
+    /// When the event loop fails or the hub thread cannot start.
+    pub fn run(self) -> io::Result<()> {
+        for addr in self.local_addrs() {
+            log::info!("listening on {addr}");
+        }
+        let (to_hub, hub_inbound) = crossbeam_channel::unbounded();
+        let (hub_outbound, from_hub) = crossbeam_channel::unbounded();
+        let waker = Arc::clone(&self.shutdown.waker);
+        let hub_thread = thread::Builder::new().name("hub".into()).spawn(move || {
+            hub::run(Hub::new(), hub_inbound, hub_outbound, || {
+                if let Err(e) = waker.wake() {
+                    log::error!("cannot wake the event loop: {e}");
+                }
+            })
+        })?;
+        let event_loop = EventLoop::new(
+            self.poll,
+            self.listeners,
+            self.config,
+            to_hub,
+            from_hub,
+            self.shutdown.requested,
+        );
+        let result = event_loop.and_then(EventLoop::run);
+        // The event loop's end dropped its sender, so the hub ends too.
+        if hub_thread.join().is_err() {
+            log::error!("the hub thread panicked");
+        }
+        result
+    }
+}
+
+/// A listening socket on `addr`. An IPv6 socket takes only IPv6, so that
+/// `[::]:7878` and `0.0.0.0:7878` can both be given.
+fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restart at once after a stop, without waiting out TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_a_person_would_say_them() {
+        let error = io::Error::from_raw_os_error(98);
+        assert_eq!(describe(&error), "address already in use");
+    }
+
+    #[test]
+    fn a_busy_port_is_a_clear_start_error() {
+        let first = Server::bind(Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..Config::default()
+        })
+        .unwrap();
+        let addr = first.local_addrs()[0];
+        let error = Server::bind(Config {
+            listen: vec![addr],
+            ..Config::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot listen on {addr}: address already in use")
+        );
+    }
+}
