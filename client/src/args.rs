@@ -1,0 +1,165 @@
+//! The command line, and the defaults and checks on its values.
+//!
+//! Values are checked here, while clap can still answer with a usage error
+//! (exit 2): a nick or room that the server would refuse is refused before
+//! connecting, with the protocol crate's own rules and wording, and an
+//! address without a port gets the default one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use chat_protocol::{Nick, RoomName};
+use clap::Parser;
+
+/// The port chat-server listens on by default.
+pub const DEFAULT_PORT: u16 = 7878;
+
+/// Connects to a chat-server, sends each line of standard input to it and
+/// prints each line it sends, exactly as sent.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-client",
+    version,
+    long_about = "Connects to a chat-server, sends each line of standard input to it and prints \
+                  each line it sends on standard output, exactly as sent.\n\n\
+                  Lines starting with / are commands (/help lists them). At the end of standard \
+                  input, or after a /quit line, the client sends /quit if needed, waits up to 5 \
+                  seconds for the server to close the connection and exits, so that \
+                  `printf 'hi\\n' | chat-client --nick bot` works in scripts.",
+    after_help = "Exit status: 0 after a clean quit (or when standard output is closed), 1 when the \
+                  server cannot be reached (or standard input or output fails), 2 for a usage \
+                  error, 3 when the connection is lost before the user quit."
+)]
+pub struct Args {
+    /// Server address: HOST:PORT, HOST, an IPv4 address or an [IPv6] address; the port defaults
+    /// to 7878. Each address HOST resolves to is tried in turn.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:7878", value_parser = with_default_port)]
+    pub addr: String,
+
+    /// Nick to take once connected (sends /nick NAME first): 1-24 letters, digits, '_' or '-',
+    /// starting with a letter.
+    #[arg(long, value_name = "NAME", value_parser = parse_nick)]
+    pub nick: Option<Nick>,
+
+    /// Room to join once connected (sends /join ROOM after /nick); the leading '#' is optional.
+    #[arg(long, value_name = "ROOM", value_parser = parse_room)]
+    pub room: Option<RoomName>,
+
+    /// Seconds to wait for each connection attempt (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
+    pub connect_timeout: Duration,
+}
+
+/// `addr` with [`DEFAULT_PORT`] added when it names a host or IP address
+/// without a port: `localhost` → `localhost:7878`, `::1` → `[::1]:7878`,
+/// `[::1]` → `[::1]:7878`. Anything with a port is kept as written.
+///
+/// # Errors
+/// A message for an empty address, and for a bare number, which would
+/// otherwise be resolved as an IPv4 address (`7878` is `0.0.30.198`) when
+/// the user surely meant a port.
+pub fn with_default_port(addr: &str) -> Result<String, String> {
+    if addr.is_empty() {
+        return Err("the address is empty".to_string());
+    }
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(addr.to_string());
+    }
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT).to_string());
+    }
+    if addr.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{addr}' looks like a port; write HOST:PORT, e.g. 127.0.0.1:{addr}"
+        ));
+    }
+    let bracketed_without_port = addr.starts_with('[') && addr.ends_with(']');
+    if bracketed_without_port || !addr.contains(':') {
+        return Ok(format!("{addr}:{DEFAULT_PORT}"));
+    }
+    Ok(addr.to_string())
+}
+
+/// Checks a `--nick` value with the server's nick rules.
+fn parse_nick(name: &str) -> Result<Nick, String> {
+    Nick::new(name).map_err(|e| e.to_string())
+}
+
+/// Checks a `--room` value with the server's room name rules.
+fn parse_room(name: &str) -> Result<RoomName, String> {
+    RoomName::new(name).map_err(|e| e.to_string())
+}
+
+/// Reads a positive, finite number of seconds.
+fn parse_timeout(secs: &str) -> Result<Duration, String> {
+    let value: f64 = secs
+        .parse()
+        .map_err(|_| format!("'{secs}' is not a number of seconds"))?;
+    if value <= 0.0 {
+        return Err("the timeout must be more than 0 seconds".to_string());
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| format!("'{secs}' seconds is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_local_server_and_five_seconds() {
+        let args = Args::try_parse_from(["chat-client"]).unwrap();
+        assert_eq!(args.addr, "127.0.0.1:7878");
+        assert_eq!(args.connect_timeout, Duration::from_secs(5));
+        assert!(args.nick.is_none());
+        assert!(args.room.is_none());
+    }
+
+    #[test]
+    fn addresses_with_a_port_are_kept() {
+        for addr in ["127.0.0.1:9000", "[::1]:9000", "localhost:9000", "chat.example:1"] {
+            assert_eq!(with_default_port(addr).unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn addresses_without_a_port_get_the_default_port() {
+        assert_eq!(with_default_port("localhost").unwrap(), "localhost:7878");
+        assert_eq!(with_default_port("127.0.0.1").unwrap(), "127.0.0.1:7878");
+        assert_eq!(with_default_port("::1").unwrap(), "[::1]:7878");
+        assert_eq!(with_default_port("[::1]").unwrap(), "[::1]:7878");
+    }
+
+    #[test]
+    fn an_empty_address_or_a_bare_port_is_refused() {
+        assert!(with_default_port("").is_err());
+        let err = with_default_port("7878").unwrap_err();
+        assert!(err.contains("127.0.0.1:7878"), "{err}");
+    }
+
+    #[test]
+    fn nick_and_room_follow_the_protocol_rules() {
+        let args = Args::try_parse_from(["chat-client", "--nick", "bot", "--room", "rust"]).unwrap();
+        assert_eq!(args.nick.unwrap().as_str(), "bot");
+        assert_eq!(args.room.unwrap().as_str(), "#rust");
+        let err = Args::try_parse_from(["chat-client", "--nick", "9lives"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("must start with a letter"), "{err}");
+        let err = Args::try_parse_from(["chat-client", "--room", "no room"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn timeouts_must_be_positive_seconds() {
+        assert_eq!(parse_timeout("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_timeout("0.25").unwrap(), Duration::from_millis(250));
+        for bad in ["0", "-1", "soon", "NaN", "inf", "1e30"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+}

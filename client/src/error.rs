@@ -1,0 +1,129 @@
+//! What can end a session badly, and the exit code for each.
+//!
+//! Scripts tell failures apart by exit code, so each kind of failure maps to
+//! one code here, in one place: 1 when the client never got a working
+//! connection (or a local I/O failure stopped it), 2 for a usage error (set
+//! by clap before any of this runs), 3 when an established connection was
+//! lost. A clean session exits 0.
+
+use std::fmt::Display;
+use std::io::{self, Write};
+
+/// Exit code when the server cannot be reached, or a local I/O failure
+/// (standard input or output, the operating system) stops the client.
+pub const EXIT_FAILURE: u8 = 1;
+
+// Exit code 2, a usage error, is clap's own: it exits with it before a
+// session starts (tested in `tests/pipe.rs`).
+
+/// Exit code when an established connection ends before the user quit.
+pub const EXIT_CONNECTION_LOST: u8 = 3;
+
+/// Why the client stopped before a clean end.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Occurs when the address does not resolve, or no address it resolves
+    /// to accepts a connection within the timeout.
+    #[error("cannot connect to {addr}: {source}")]
+    CannotConnect {
+        /// The address as it was tried, port included.
+        addr: String,
+        /// The resolver's error, or the last connection attempt's.
+        source: io::Error,
+    },
+    /// Occurs when the server closes the connection while standard input is
+    /// still open, i.e. before the user quit. A `!! server full` error or a
+    /// `-- server shutting down` notice just before is no different: the
+    /// connection is gone either way.
+    #[error("connection closed by server")]
+    ClosedByServer,
+    /// Occurs when reading from or writing to the server fails before the
+    /// user quit (reset by the peer, say).
+    #[error("connection lost: {0}")]
+    ConnectionLost(io::Error),
+    /// Occurs when something on this machine fails: reading standard input,
+    /// writing standard output (other than it being closed), or getting a
+    /// socket handle or thread from the operating system.
+    #[error("cannot {what}: {source}")]
+    Local {
+        /// What the client was doing, as a phrase after "cannot".
+        what: &'static str,
+        /// The error the operating system gave.
+        source: io::Error,
+    },
+}
+
+impl ClientError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::CannotConnect { .. } | ClientError::Local { .. } => EXIT_FAILURE,
+            ClientError::ClosedByServer | ClientError::ConnectionLost(_) => EXIT_CONNECTION_LOST,
+        }
+    }
+}
+
+/// Prints `chat-client: <err>` on standard error.
+pub fn report(err: &ClientError) {
+    warn(err);
+}
+
+/// Prints `chat-client: <message>` on standard error.
+///
+/// A closed or broken standard error is ignored: there is nowhere left to
+/// say anything, and it must not turn into a panic.
+pub fn warn(message: impl Display) {
+    let _ = writeln!(io::stderr().lock(), "chat-client: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_error(kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, "boom")
+    }
+
+    #[test]
+    fn each_error_has_its_documented_exit_code() {
+        let cannot = ClientError::CannotConnect {
+            addr: "127.0.0.1:1".into(),
+            source: os_error(io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(cannot.exit_code(), 1);
+        let local = ClientError::Local {
+            what: "read standard input",
+            source: os_error(io::ErrorKind::Other),
+        };
+        assert_eq!(local.exit_code(), 1);
+        assert_eq!(ClientError::ClosedByServer.exit_code(), 3);
+        assert_eq!(
+            ClientError::ConnectionLost(os_error(io::ErrorKind::ConnectionReset)).exit_code(),
+            3
+        );
+    }
+
+    #[test]
+    fn messages_read_as_documented() {
+        let cannot = ClientError::CannotConnect {
+            addr: "localhost:7878".into(),
+            source: io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
+        };
+        assert_eq!(
+            cannot.to_string(),
+            "cannot connect to localhost:7878: connection refused"
+        );
+        assert_eq!(
+            ClientError::ClosedByServer.to_string(),
+            "connection closed by server"
+        );
+        let local = ClientError::Local {
+            what: "read standard input",
+            source: io::Error::other("input/output error"),
+        };
+        assert_eq!(
+            local.to_string(),
+            "cannot read standard input: input/output error"
+        );
+    }
+}

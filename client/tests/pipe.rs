@@ -1,0 +1,399 @@
+//! Runs the built `chat-client` in a pipe against a fake server on loopback.
+//!
+//! The fake server is a plain `TcpListener` on `127.0.0.1:0` that accepts
+//! one connection and follows a script on its own thread, so each test
+//! states exactly what the server says and checks exactly what the client
+//! sent. These tests pin down the client's contract with scripts: what goes
+//! to the server and in which order, what is printed, and the exit codes.
+//!
+//! Nothing here sleeps to wait for something: sockets have read timeouts,
+//! the client's output is read to end of file by threads, and every wait on
+//! them has a deadline, so a broken client fails a test instead of hanging
+//! it.
+
+// The helpers below panic on purpose, as `#[test]` functions may: in a test
+// a failed expectation is a failed test, with its message. clippy.toml
+// allows that in test functions only, not in helpers they share.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+/// The longest any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The most lines a fake server reads in one go; a client that sends more
+/// is broken, and the bound keeps the test finite.
+const MAX_LINES: usize = 100;
+
+/// The server side of the one connection a fake server accepts.
+struct Peer {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Peer {
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("fake server: write");
+    }
+
+    /// The next line from the client without its `\n`, or `None` at end of
+    /// stream. Panics when nothing comes within [`WAIT`].
+    fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .expect("fake server: read (timed out?)");
+        (n > 0).then(|| line.trim_end_matches('\n').to_string())
+    }
+
+    /// Lines up to and including the first `/quit` line.
+    fn read_until_quit(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for _ in 0..MAX_LINES {
+            let Some(line) = self.read_line() else {
+                panic!("fake server: connection ended before /quit; got {lines:?}");
+            };
+            let quit = line.starts_with("/quit");
+            lines.push(line);
+            if quit {
+                return lines;
+            }
+        }
+        panic!("fake server: no /quit in {MAX_LINES} lines: {lines:?}");
+    }
+
+    /// Closes the server's side as chat-server does, then returns whatever
+    /// the client still sends until it closes its side too.
+    fn close_and_drain(&mut self) -> Vec<String> {
+        self.writer
+            .shutdown(Shutdown::Write)
+            .expect("fake server: shutdown");
+        let mut lines = Vec::new();
+        for _ in 0..MAX_LINES {
+            match self.read_line() {
+                Some(line) => lines.push(line),
+                None => return lines,
+            }
+        }
+        panic!("fake server: client kept sending after the close: {lines:?}");
+    }
+}
+
+/// A fake server running `script` on the first connection. Returns the
+/// address to give the client and a channel on which the script's result
+/// (the lines the client sent) arrives.
+fn fake_server(
+    script: impl FnOnce(&mut Peer) -> Vec<String> + Send + 'static,
+) -> (String, Receiver<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    let (tx, rx) = bounded(1);
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("fake server: accept");
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut peer = Peer {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let _ = tx.send(script(&mut peer));
+    });
+    (addr, rx)
+}
+
+/// What the fake server reported, within [`WAIT`].
+#[track_caller]
+fn server_result(rx: &Receiver<Vec<String>>) -> Vec<String> {
+    rx.recv_timeout(WAIT)
+        .expect("the fake server's script did not finish (see its panic above)")
+}
+
+/// A running `chat-client` whose output is being collected.
+struct Client {
+    child: Child,
+    /// Open until [`Client::close_stdin`]; kept open to play a user who has
+    /// not finished typing.
+    stdin: Option<ChildStdin>,
+    /// All of standard output, once the client has closed it (exited).
+    stdout: Option<Receiver<Vec<u8>>>,
+    /// All of standard error, once the client has closed it (exited).
+    stderr: Receiver<Vec<u8>>,
+}
+
+/// How a client run ended.
+#[derive(Debug)]
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Collects everything `pipe` yields into a channel, on a thread.
+fn collect(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx): (Sender<Vec<u8>>, _) = bounded(1);
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = pipe.read_to_end(&mut all);
+        let _ = tx.send(all);
+    });
+    rx
+}
+
+impl Client {
+    /// Starts the client with `args`, collecting its output.
+    fn start(args: &[&str]) -> Client {
+        Client::launch(args, true)
+    }
+
+    /// Starts the client with `args` and its standard output closed at once,
+    /// as when the reader of a pipe has gone.
+    fn start_with_stdout_closed(args: &[&str]) -> Client {
+        Client::launch(args, false)
+    }
+
+    fn launch(args: &[&str], read_stdout: bool) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chat-client");
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        Client {
+            stdin: child.stdin.take(),
+            stdout: read_stdout.then(|| collect(stdout)),
+            stderr: collect(stderr),
+            child,
+        }
+    }
+
+    fn write(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(text.as_bytes())
+            .expect("write to the client's stdin");
+    }
+
+    /// Ends the client's standard input, as the end of a pipe does.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits, within [`WAIT`], for the client to exit, and returns how.
+    /// Standard input is left as it is.
+    #[track_caller]
+    fn wait(&mut self) -> Finished {
+        let deadline = Instant::now() + WAIT;
+        let stdout = self.stdout.as_ref().map(|rx| rx.recv_deadline(deadline));
+        let stderr = self.stderr.recv_deadline(deadline);
+        let (Ok(stderr), Ok(stdout)) = (stderr, stdout.transpose()) else {
+            let _ = self.child.kill();
+            panic!("chat-client did not exit within {WAIT:?}");
+        };
+        // Both pipes are at end of file, so the process has exited or is
+        // about to: this wait is short.
+        let status = self.child.wait().expect("wait for chat-client");
+        Finished {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout.unwrap_or_default()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+#[test]
+fn stdin_lines_reach_the_server_then_quit_and_server_lines_are_printed() {
+    let (addr, server) = fake_server(|peer| {
+        peer.send(b"-- welcome to the fake server\n<alice> hi there\nno known shape\n-- bad \xff byte\n");
+        let mut lines = peer.read_until_quit();
+        peer.send(b"-- bye\n");
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr]);
+    client.write("hello\nsecond line\n");
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["hello", "second line", "/quit"]);
+    assert_eq!(
+        done.stdout,
+        "-- welcome to the fake server\n<alice> hi there\nno known shape\n-- bad \u{FFFD} byte\n-- bye\n"
+    );
+    assert_eq!(done.stderr, "");
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn nick_and_room_are_sent_before_any_input() {
+    let (addr, server) = fake_server(|peer| {
+        let mut lines = peer.read_until_quit();
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr, "--nick", "bot", "--room", "rust"]);
+    client.write("hi\n");
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(
+        server_result(&server),
+        ["/nick bot", "/join #rust", "hi", "/quit"]
+    );
+    assert_eq!(done.stdout, "");
+    assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+}
+
+#[test]
+fn an_unfinished_last_line_is_ended_before_the_quit() {
+    let (addr, server) = fake_server(|peer| {
+        let mut lines = peer.read_until_quit();
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr]);
+    client.write("no newline");
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["no newline", "/quit"]);
+    assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+}
+
+#[test]
+fn a_quit_line_ends_the_session_cleanly_while_stdin_stays_open() {
+    let (addr, server) = fake_server(|peer| {
+        let mut lines = peer.read_until_quit();
+        peer.send(b"-- bye\n");
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr]);
+    client.write("/quit gone fishing\n");
+    let done = client.wait();
+
+    // The user's own /quit is the only one: the client adds none.
+    assert_eq!(server_result(&server), ["/quit gone fishing"]);
+    assert_eq!(done.stdout, "-- bye\n");
+    assert_eq!(done.stderr, "");
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn server_closing_while_stdin_is_open_exits_3() {
+    let (addr, server) = fake_server(|peer| {
+        peer.send(b"-- welcome\n!! server full\n");
+        peer.close_and_drain()
+    });
+    let mut client = Client::start(&[&addr]);
+    // Standard input stays open: the user has not finished.
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), Vec::<String>::new());
+    assert_eq!(done.stdout, "-- welcome\n!! server full\n");
+    assert_eq!(done.stderr, "chat-client: connection closed by server\n");
+    assert_eq!(done.code, Some(3));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_client_quietly_with_a_quit() {
+    let (go_tx, go_rx) = bounded::<()>(1);
+    let (addr, server) = fake_server(move |peer| {
+        // Speak only once the test has closed the client's stdout, so the
+        // write that fails is this line's.
+        go_rx.recv_timeout(WAIT).expect("go signal");
+        peer.send(b"-- welcome\n");
+        let mut lines = peer.read_until_quit();
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start_with_stdout_closed(&[&addr]);
+    go_tx.send(()).expect("signal the fake server");
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["/quit"]);
+    assert_eq!(done.stderr, "");
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn a_host_name_is_resolved_and_each_address_tried() {
+    let (addr, server) = fake_server(|peer| {
+        let mut lines = peer.read_until_quit();
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    // The server listens on 127.0.0.1 only; `localhost` may resolve to ::1
+    // first, which must be skipped, not fatal.
+    let port = addr.rsplit(':').next().expect("port");
+    let mut client = Client::start(&[&format!("localhost:{port}")]);
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["/quit"]);
+    assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+}
+
+#[test]
+fn nothing_listening_exits_1_with_the_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    drop(listener);
+    let mut client = Client::start(&[&addr, "--connect-timeout", "5"]);
+    client.close_stdin();
+    let done = client.wait();
+
+    let prefix = format!("chat-client: cannot connect to {addr}: ");
+    assert!(done.stderr.starts_with(&prefix), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stderr.lines().count(), 1, "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, "");
+    assert_eq!(done.code, Some(1));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for (args, expected) in [
+        (&["--bogus"][..], "--bogus"),
+        (&["--nick", "9lives"][..], "must start with a letter"),
+        (&["--connect-timeout", "0"][..], "more than 0 seconds"),
+        (&["7878"][..], "looks like a port"),
+    ] {
+        let mut client = Client::start(args);
+        client.close_stdin();
+        let done = client.wait();
+        assert_eq!(done.code, Some(2), "{args:?}: {done:?}");
+        assert!(done.stderr.contains(expected), "{args:?}: {:?}", done.stderr);
+        assert_eq!(done.stdout, "", "{args:?}");
+    }
+}
+
+#[test]
+fn help_explains_every_option() {
+    let mut client = Client::start(&["--help"]);
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(done.code, Some(0));
+    for word in [
+        "[ADDR]",
+        "--nick <NAME>",
+        "--room <ROOM>",
+        "--connect-timeout <SECS>",
+        "Exit status",
+    ] {
+        assert!(
+            done.stdout.contains(word),
+            "{word} missing from:\n{}",
+            done.stdout
+        );
+    }
+}
