@@ -27,10 +27,13 @@ pub enum Phase {
     /// `Close`), still writing what is queued.
     ReadClosed,
     /// The hub said close: writing what is queued, reading nothing more.
-    Closing,
+    Closing {
+        /// When to give up on the client taking its last output.
+        until: Instant,
+    },
     /// Everything is written and our side is shut down; reading and
     /// discarding until the client closes its side too, or until the
-    /// deadline. Closing a socket with unread input makes the kernel send a
+    /// deadline (the same one as in `Closing`). Closing a socket with unread input makes the kernel send a
     /// reset, which can destroy output the client has not read yet, so we
     /// wait for its end of stream first.
     Lingering {

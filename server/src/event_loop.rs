@@ -49,9 +49,12 @@ fn listener_index(token: Token) -> Option<usize> {
     (token != WAKER && index < MAX_LISTENERS).then_some(index)
 }
 
-/// How long a closed connection waits for the client to close its side
-/// before the socket is closed anyway (see [`Phase::Lingering`]).
-const LINGER: Duration = Duration::from_secs(2);
+/// Once the server has closed a connection (after `/quit`, or its end of
+/// stream), how long the client gets to read its last lines and close its
+/// side before the socket is closed anyway (see [`Phase::Closing`] and
+/// [`Phase::Lingering`]). Long enough for any live client; short enough
+/// that a client that never reads cannot keep its slot.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the buffer every read goes through. 64 KiB takes a flood in few
 /// system calls; it is one buffer for the whole loop, not per connection.
@@ -77,8 +80,8 @@ pub struct EventLoop {
     encoded: Vec<u8>,
     /// Slab keys of connections with output to write after this batch.
     dirty: Vec<usize>,
-    /// When each lingering connection gives up waiting, soonest first.
-    linger_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// When each closing connection is closed anyway, soonest first.
+    close_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// Serial for the next connection (see [`ConnId`]).
     next_serial: u64,
     /// Set once shutdown has begun: when it must end, ready or not.
@@ -123,7 +126,7 @@ impl EventLoop {
             read_buf: vec![0; READ_BUFFER],
             encoded: Vec::new(),
             dirty: Vec::new(),
-            linger_timers: BinaryHeap::new(),
+            close_timers: BinaryHeap::new(),
             next_serial: 0,
             drain_deadline: None,
             hub_stopped: false,
@@ -156,7 +159,7 @@ impl EventLoop {
             self.take_hub_output();
             self.flush_dirty();
             let now = Instant::now();
-            self.expire_lingering(now);
+            self.expire_closing(now);
             if self.is_finished(now) {
                 break;
             }
@@ -251,7 +254,7 @@ impl EventLoop {
             Phase::Lingering { .. } => conn.discard_input(&mut self.read_buf),
             // Nothing more is read once the client's side has ended or the
             // hub has closed the connection.
-            Phase::ReadClosed | Phase::Closing => return,
+            Phase::ReadClosed | Phase::Closing { .. } => return,
         };
         match (outcome, conn.phase) {
             (ReadOutcome::Open, _) => {}
@@ -273,7 +276,9 @@ impl EventLoop {
                 Ok(Outbound::Close { id }) => {
                     if let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) {
                         if matches!(conn.phase, Phase::Open | Phase::ReadClosed) {
-                            conn.phase = Phase::Closing;
+                            let until = Instant::now() + CLOSE_TIMEOUT;
+                            conn.phase = Phase::Closing { until };
+                            self.close_timers.push(Reverse((until, id)));
                             self.dirty.push(id.slot);
                         }
                     }
@@ -300,7 +305,10 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else {
                 continue;
             };
-            if matches!(conn.phase, Phase::Open | Phase::ReadClosed | Phase::Closing) {
+            if matches!(
+                conn.phase,
+                Phase::Open | Phase::ReadClosed | Phase::Closing { .. }
+            ) {
                 conn.enqueue(&self.encoded);
                 self.dirty.push(id.slot);
             }
@@ -321,8 +329,12 @@ impl EventLoop {
                 continue;
             }
             match conn.flush(self.poll.registry(), Token(slot)) {
-                WriteOutcome::Drained if conn.phase == Phase::Closing => self.start_lingering(slot),
-                WriteOutcome::Drained | WriteOutcome::Pending => {}
+                WriteOutcome::Drained => {
+                    if let Phase::Closing { until } = conn.phase {
+                        self.start_lingering(slot, until);
+                    }
+                }
+                WriteOutcome::Pending => {}
                 WriteOutcome::Failed(e) => self.remove(slot, Some(e)),
             }
         }
@@ -330,14 +342,12 @@ impl EventLoop {
         self.dirty = dirty;
     }
 
-    fn start_lingering(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
+    /// Everything is written to a closing connection: shut down our side
+    /// and wait, until `until`, for the client to close its side.
+    fn start_lingering(&mut self, slot: usize, until: Instant) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
         conn.shutdown_write();
-        let until = Instant::now() + LINGER;
         conn.phase = Phase::Lingering { until };
-        self.linger_timers.push(Reverse((until, conn.id)));
         // The client may have closed already, with its end of stream
         // waiting to be read: edge-triggered polling would not say so again.
         match conn.discard_input(&mut self.read_buf) {
@@ -347,17 +357,17 @@ impl EventLoop {
         }
     }
 
-    fn expire_lingering(&mut self, now: Instant) {
-        while let Some(Reverse((until, id))) = self.linger_timers.peek().copied() {
+    /// Closes the connections whose [`CLOSE_TIMEOUT`] has run out.
+    fn expire_closing(&mut self, now: Instant) {
+        while let Some(Reverse((until, id))) = self.close_timers.peek().copied() {
             if until > now {
                 return;
             }
-            self.linger_timers.pop();
-            let lingering = self
-                .conns
-                .get(id.slot)
-                .is_some_and(|c| c.id == id && matches!(c.phase, Phase::Lingering { .. }));
-            if lingering {
+            self.close_timers.pop();
+            let closing = self.conns.get(id.slot).is_some_and(|c| {
+                c.id == id && matches!(c.phase, Phase::Closing { .. } | Phase::Lingering { .. })
+            });
+            if closing {
                 self.remove(id.slot, None);
             }
         }
@@ -410,8 +420,8 @@ impl EventLoop {
 
     /// The earliest moment the loop must wake without any event.
     fn next_deadline(&self) -> Option<Instant> {
-        let linger = self.linger_timers.peek().map(|Reverse((until, _))| *until);
-        match (linger, self.drain_deadline) {
+        let closing = self.close_timers.peek().map(|Reverse((until, _))| *until);
+        match (closing, self.drain_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
