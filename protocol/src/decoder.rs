@@ -181,6 +181,28 @@ pub struct Lines<'a> {
     input: &'a [u8],
 }
 
+impl Lines<'_> {
+    /// The part of the piece not scanned yet.
+    pub fn remaining(&self) -> &[u8] {
+        self.input
+    }
+
+    /// True when the next call to `next` yields an item (a line or an
+    /// error), so a caller that rations lines can check before it takes one.
+    pub fn has_line(&self) -> bool {
+        let newline = |input: &[u8]| input.iter().position(|&b| b == b'\n');
+        let (mut input, mut held) = (self.input, self.decoder.buf.len());
+        if self.decoder.state == State::Skipping {
+            // The rest of the skipped line yields nothing; what follows it
+            // decides.
+            let Some(at) = newline(input) else { return false };
+            input = input.get(at + 1..).unwrap_or_default();
+            held = 0;
+        }
+        newline(input).is_some() || held + input.len() > self.decoder.max_line + 1
+    }
+}
+
 impl Iterator for Lines<'_> {
     type Item = Result<String, DecodeError>;
 
@@ -312,6 +334,31 @@ mod tests {
             vec![Err(DecodeError::TooLong { max: 3 })]
         );
         assert_eq!(decoder.finish(), None);
+    }
+
+    #[test]
+    fn has_line_says_whether_next_yields() {
+        let mut decoder = LineDecoder::new(4);
+        let mut lines = decoder.decode(b"ab");
+        assert!(!lines.has_line());
+        assert_eq!(lines.next(), None);
+        let mut lines = decoder.decode(b"c\nxyz");
+        assert!(lines.has_line());
+        assert_eq!(lines.next(), Some(ok("abc")));
+        assert_eq!(lines.remaining(), b"xyz");
+        assert!(!lines.has_line());
+        assert_eq!(lines.next(), None);
+        // Over the limit without a newline: the error is an item.
+        let mut lines = decoder.decode(b"pqrs");
+        assert!(lines.has_line());
+        assert_eq!(lines.next(), Some(Err(DecodeError::TooLong { max: 4 })));
+        // Skipping the rest of that line yields nothing until a line after it.
+        let mut lines = decoder.decode(b"more\nok");
+        assert!(!lines.has_line());
+        assert_eq!(lines.next(), None);
+        let mut lines = decoder.decode(b"\n");
+        assert!(lines.has_line());
+        assert_eq!(lines.next(), Some(ok("ok")));
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub enum ServerEvent {
     Bye,
     /// The server is stopping and will close the connection.
     ShuttingDown,
+    /// The recipient sent nothing for too long and is being disconnected.
+    IdleTimeout {
+        /// How long it was quiet, in whole seconds.
+        secs: u64,
+    },
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
 }
@@ -116,6 +121,11 @@ pub enum LeaveReason {
     Disconnected,
     /// The server is shutting down.
     ServerShutdown,
+    /// Their connection could not keep up with what was sent to it: its
+    /// outbound queue overflowed and the server dropped it.
+    SlowConsumer,
+    /// They sent nothing for longer than the server's idle timeout.
+    Idle,
 }
 
 /// What went wrong with a user's line.
@@ -139,6 +149,10 @@ pub enum ErrorKind {
     /// Occurs for a connection over `--max-clients`; it is then closed.
     #[error("server full")]
     ServerFull,
+    /// Occurs for a connection over `--max-per-ip` from one address; it is
+    /// then closed.
+    #[error("too many connections from your address")]
+    TooManyFromAddress,
 }
 
 fn notice(text: String) -> ServerLine {
@@ -187,6 +201,9 @@ impl ServerEvent {
             ServerEvent::Help => return help_lines(),
             ServerEvent::Bye => notice("bye".to_string()),
             ServerEvent::ShuttingDown => notice("server shutting down".to_string()),
+            ServerEvent::IdleTimeout { secs } => {
+                notice(format!("closing idle connection (nothing received for {secs} s)"))
+            }
             ServerEvent::Error(kind) => ServerLine::Error(kind.to_string()),
         };
         vec![line]
@@ -223,6 +240,8 @@ impl LeaveReason {
             LeaveReason::Quit(Some(reason)) => format!("quit: {reason}"),
             LeaveReason::Disconnected => "disconnect".to_string(),
             LeaveReason::ServerShutdown => "server shutting down".to_string(),
+            LeaveReason::SlowConsumer => "slow consumer".to_string(),
+            LeaveReason::Idle => "idle".to_string(),
         }
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! A chat message is printed raw in other people's terminals (netcat does
 //! no filtering). Control characters in it could move their cursor, clear
-//! their screen, ring the bell, or end a line early to fake a server line.
-//! So every control character except TAB (the C0 range, DEL and the C1
-//! range) is replaced with U+FFFD REPLACEMENT CHARACTER before the text
-//! goes anywhere. Replacing rather than removing shows the reader that
+//! their screen, ring the bell, or end a line early to fake a server line;
+//! bidirectional embedding, override and isolate characters could make the
+//! line display as something other than what it says (`<bob>` shown where
+//! the bytes say `<mallory>`). So every control character except TAB (the
+//! C0 range, DEL and the C1 range) and every one of U+202A–U+202E and
+//! U+2066–U+2069 is replaced with U+FFFD REPLACEMENT CHARACTER before the
+//! text goes anywhere. Replacing rather than removing shows the reader that
 //! something was there, and the rest of the message is still delivered.
 
 use std::borrow::Cow;
@@ -14,9 +17,16 @@ use std::borrow::Cow;
 pub const REPLACEMENT: char = '\u{FFFD}';
 
 /// True for characters that must not reach another client raw: C0 controls
-/// other than TAB, DEL, and C1 controls.
+/// other than TAB, DEL, C1 controls, and the bidirectional embeddings,
+/// overrides and isolates.
 pub fn is_forbidden(c: char) -> bool {
-    c != '\t' && c.is_control()
+    (c != '\t' && c.is_control()) || is_bidi_control(c)
+}
+
+/// U+202A–U+202E (LRE, RLE, PDF, LRO, RLO) and U+2066–U+2069 (LRI, RLI,
+/// FSI, PDI): the characters that change the display order of what follows.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with every forbidden character replaced by [`REPLACEMENT`];
@@ -49,5 +59,20 @@ mod tests {
             "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e"
         );
         assert_eq!(sanitize("fake\r<bob> line"), "fake\u{FFFD}<bob> line");
+    }
+
+    #[test]
+    fn bidirectional_overrides_and_isolates_are_replaced() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+            '\u{2069}',
+        ] {
+            assert_eq!(sanitize(&format!("a{c}b")), "a\u{FFFD}b", "U+{:04X}", c as u32);
+        }
+        // Marks that only hint direction, and other format characters, stay.
+        assert_eq!(
+            sanitize("a\u{200E}b\u{200F}c\u{200D}d"),
+            "a\u{200E}b\u{200F}c\u{200D}d"
+        );
     }
 }

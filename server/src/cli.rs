@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS};
+use crate::config::{
+    Config, DEFAULT_BURST, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP, DEFAULT_RATE,
+    DEFAULT_SENDQ,
+};
 
 /// A multi-client TCP chat server.
 ///
@@ -45,6 +48,32 @@ pub struct Cli {
     /// clients before closing anyway, in seconds (fractions allowed).
     #[arg(long, value_name = "SECS", env = "CHAT_SERVER_SHUTDOWN_GRACE", default_value = "5", value_parser = seconds)]
     pub shutdown_grace: Duration,
+
+    /// Most bytes queued to one client that is not reading. A client whose
+    /// queue would grow past this is disconnected as a slow consumer, and
+    /// its room is told.
+    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_SENDQ", default_value_t = DEFAULT_SENDQ, value_parser = positive)]
+    pub sendq: usize,
+
+    /// Lines per second each client may send on average; 0 turns flood
+    /// control off. A client over the rate is not read from until it may
+    /// go on, so nothing it sent is lost and only it is slowed down.
+    #[arg(long, value_name = "LINES_PER_SEC", env = "CHAT_SERVER_RATE", default_value_t = DEFAULT_RATE)]
+    pub rate: u32,
+
+    /// Lines a client may send at once before --rate applies.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// Most connections from one IP address; 0 means no limit. One more is
+    /// told "too many connections from your address" and closed.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_PER_IP", default_value_t = DEFAULT_MAX_PER_IP)]
+    pub max_per_ip: usize,
+
+    /// Disconnect a client that sent nothing for this many seconds, with a
+    /// notice; 0 means never.
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_IDLE_TIMEOUT", default_value = "0", value_parser = seconds)]
+    pub idle_timeout: Duration,
 }
 
 impl Cli {
@@ -55,6 +84,11 @@ impl Cli {
             max_line: self.max_line,
             max_clients: self.max_clients,
             shutdown_grace: self.shutdown_grace,
+            sendq: self.sendq,
+            rate: self.rate,
+            burst: self.burst,
+            max_per_ip: self.max_per_ip,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
         }
     }
 }
@@ -86,6 +120,34 @@ mod tests {
         assert_eq!(config.max_line, 4096);
         assert_eq!(config.max_clients, 10_000);
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(config.sendq, 1024 * 1024);
+        assert_eq!((config.rate, config.burst), (20, 50));
+        assert_eq!(config.max_per_ip, 32);
+        assert_eq!(config.idle_timeout, None);
+    }
+
+    #[test]
+    fn hardening_options_parse() {
+        let config = Cli::try_parse_from([
+            "chat-server",
+            "--sendq",
+            "2048",
+            "--rate",
+            "0",
+            "--burst",
+            "5",
+            "--max-per-ip",
+            "0",
+            "--idle-timeout",
+            "30",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(
+            (config.sendq, config.rate, config.burst, config.max_per_ip),
+            (2048, 0, 5, 0)
+        );
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -116,6 +178,8 @@ mod tests {
             &["chat-server", "--max-line", "0"][..],
             &["chat-server", "--listen", "nowhere"],
             &["chat-server", "--shutdown-grace", "-1"],
+            &["chat-server", "--burst", "0"],
+            &["chat-server", "--sendq", "0"],
             &["chat-server", "--bogus"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();

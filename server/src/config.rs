@@ -20,6 +20,25 @@ pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// (systemd waits 90 s before it kills).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Default for [`Config::sendq`]: 1 MiB holds about 16,000 ordinary chat
+/// lines, minutes of a busy room, so a client that is merely slow for a
+/// moment never hits it, while one that stopped reading costs at most this
+/// much memory before it is dropped.
+pub const DEFAULT_SENDQ: usize = 1024 * 1024;
+
+/// Default for [`Config::rate`]: 20 lines a second is faster than anyone
+/// types or pastes by hand, and slow enough that one flooder cannot take
+/// much of the hub's time.
+pub const DEFAULT_RATE: u32 = 20;
+
+/// Default for [`Config::burst`]: room for a pasted block of 50 lines at
+/// once before the rate applies.
+pub const DEFAULT_BURST: u32 = 50;
+
+/// Default for [`Config::max_per_ip`]: enough for a household or an office
+/// behind one NAT address, few enough that one host cannot take every slot.
+pub const DEFAULT_MAX_PER_IP: usize = 32;
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +51,19 @@ pub struct Config {
     pub max_clients: usize,
     /// How long shutdown waits for queued output to be written.
     pub shutdown_grace: Duration,
+    /// Most bytes queued to one client; a client whose queue would grow
+    /// past this is dropped as a slow consumer.
+    pub sendq: usize,
+    /// Lines per second each client may send on average (0 = no limit).
+    /// Past that the server stops reading from it until it may go on, so
+    /// nothing is lost and TCP slows the sender down.
+    pub rate: u32,
+    /// Lines a client may send at once before [`Config::rate`] applies.
+    pub burst: u32,
+    /// Most connections from one IP address (0 = no limit).
+    pub max_per_ip: usize,
+    /// Disconnect a client that sent nothing for this long (None = never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -41,6 +73,11 @@ impl Default for Config {
             max_line: chat_protocol::DEFAULT_MAX_LINE,
             max_clients: DEFAULT_MAX_CLIENTS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            sendq: DEFAULT_SENDQ,
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            idle_timeout: None,
         }
     }
 }

@@ -16,13 +16,18 @@ use chat_protocol::{DecodeError, LineDecoder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::flood::TokenBucket;
 use crate::messages::ConnId;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Reading lines and writing output.
-    Open,
+    Open {
+        /// Out of tokens: not read until its Resume timer (see
+        /// [`crate::flood`]).
+        throttled: bool,
+    },
     /// The client's side ended; waiting for the hub's last words (its
     /// `Close`), still writing what is queued.
     ReadClosed,
@@ -47,6 +52,9 @@ pub enum Phase {
 pub enum ReadOutcome {
     /// Everything available was read; the stream goes on.
     Open,
+    /// The client is out of tokens (see [`crate::flood`]); reading stops
+    /// until its next token, at the instant given.
+    Throttled(Instant),
     /// The client ended its side of the stream.
     Eof,
     /// The connection failed (reset, or another error).
@@ -73,8 +81,15 @@ pub struct Connection {
     pub addr: SocketAddr,
     /// Where the connection is in its life.
     pub phase: Phase,
+    /// When the client last sent anything, for the idle timeout.
+    pub last_input: Instant,
     stream: TcpStream,
     decoder: LineDecoder,
+    /// The client's allowance of lines.
+    bucket: TokenBucket,
+    /// Bytes read but not yet decoded because the client ran out of tokens
+    /// in the middle of them: at most one read's worth.
+    held: Vec<u8>,
     /// Bytes to write; those before `written` are already written.
     queue: Vec<u8>,
     written: usize,
@@ -91,17 +106,21 @@ impl Connection {
         id: ConnId,
         mut stream: TcpStream,
         addr: SocketAddr,
-        max_line: usize,
+        limits: &Limits,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Connection> {
         registry.register(&mut stream, token, Interest::READABLE)?;
+        let now = Instant::now();
         Ok(Connection {
             id,
             addr,
-            phase: Phase::Open,
+            phase: Phase::Open { throttled: false },
+            last_input: now,
             stream,
-            decoder: LineDecoder::new(max_line),
+            decoder: LineDecoder::new(limits.max_line),
+            bucket: TokenBucket::new(limits.rate, limits.burst, now),
+            held: Vec::new(),
             queue: Vec::new(),
             written: 0,
             wants_write: false,
@@ -109,13 +128,25 @@ impl Connection {
     }
 
     /// Reads everything available, handing each decoded line (or decoding
-    /// error) to `on_line`. At end of stream a final line without `\n` is
-    /// handed over too.
+    /// error) to `on_line`, as long as the client has tokens for them. At
+    /// end of stream a final line without `\n` is handed over too.
     pub fn read(
         &mut self,
         buf: &mut [u8],
+        now: Instant,
         mut on_line: impl FnMut(Result<String, DecodeError>),
     ) -> ReadOutcome {
+        if !self.held.is_empty() {
+            // Lines held back were sent by the client, not idled away.
+            self.last_input = now;
+            let mut held = std::mem::take(&mut self.held);
+            let used = self.decode_allowed(&held, now, &mut on_line);
+            if used < held.len() {
+                held.drain(..used);
+                self.held = held;
+                return ReadOutcome::Throttled(self.bucket.next_token_at());
+            }
+        }
         loop {
             match self.stream.read(buf) {
                 Ok(0) => {
@@ -125,16 +156,51 @@ impl Connection {
                     return ReadOutcome::Eof;
                 }
                 Ok(n) => {
-                    let Some(data) = buf.get(..n) else {
-                        return ReadOutcome::Open;
-                    };
-                    self.decoder.decode(data).for_each(&mut on_line);
+                    self.last_input = now;
+                    let data = buf.get(..n).unwrap_or_default();
+                    let used = self.decode_allowed(data, now, &mut on_line);
+                    if let Some(rest) = data.get(used..).filter(|rest| !rest.is_empty()) {
+                        self.held.extend_from_slice(rest);
+                        return ReadOutcome::Throttled(self.bucket.next_token_at());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Failed(e),
             }
         }
+    }
+
+    /// Decodes lines from `data` while the client has tokens. Returns how
+    /// many bytes were used; the rest must be kept for later.
+    fn decode_allowed(
+        &mut self,
+        data: &[u8],
+        now: Instant,
+        on_line: &mut impl FnMut(Result<String, DecodeError>),
+    ) -> usize {
+        let mut lines = self.decoder.decode(data);
+        loop {
+            // Check for a token before taking a line, so that a line is
+            // either handed over or left in `data`, never lost.
+            if lines.has_line() && !self.bucket.try_take(now) {
+                return data.len() - lines.remaining().len();
+            }
+            match lines.next() {
+                Some(line) => on_line(line),
+                None => return data.len(),
+            }
+        }
+    }
+
+    /// True in the phases that still write output.
+    pub fn accepts_output(&self) -> bool {
+        !matches!(self.phase, Phase::Lingering { .. })
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queue.len().saturating_sub(self.written)
     }
 
     /// Reads and throws away everything available (used while lingering).
@@ -220,6 +286,17 @@ impl Connection {
         // be closed either way.
         let _ = registry.deregister(&mut self.stream);
     }
+}
+
+/// The per-connection limits, from the server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest line, in bytes.
+    pub max_line: usize,
+    /// Lines per second (0 = no limit).
+    pub rate: u32,
+    /// Lines at once before the rate applies.
+    pub burst: u32,
 }
 
 /// True for errors that just mean the peer went away.

@@ -7,27 +7,31 @@
 //! wake may stand for many messages). Output for a connection is queued and
 //! written in as few system calls as the kernel allows, after each batch.
 //!
-//! A slow client only fills its own queue: nothing here ever waits for one
-//! socket.
+//! Nothing here ever waits for one socket, and every limit that protects
+//! the others is enforced here: the outbound queue (`--sendq`), flood
+//! control (`--rate`, `--burst`, see [`crate::flood`]), connections per
+//! address (`--max-per-ip`) and in all (`--max-clients`), the idle timeout,
+//! and a back-off when the process runs out of file descriptors.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ErrorKind, ServerEvent};
+use chat_protocol::{ErrorKind, LeaveReason, ServerEvent};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use socket2::{SockRef, TcpKeepalive};
 
 use crate::config::Config;
-use crate::connection::{is_disconnect, Connection, Phase, ReadOutcome, WriteOutcome};
+use crate::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
 use crate::messages::{ConnId, Inbound, Outbound};
+use crate::timers::{TimerKind, Timers};
 use crate::wire;
 
 /// The waker's token. Connections use their slab key as token; listeners
@@ -56,12 +60,37 @@ fn listener_index(token: Token) -> Option<usize> {
 /// that a client that never reads cannot keep its slot.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Size of the buffer every read goes through. 64 KiB takes a flood in few
-/// system calls; it is one buffer for the whole loop, not per connection.
-const READ_BUFFER: usize = 64 * 1024;
+/// Size of the buffer every read goes through. 16 KiB takes a flood in few
+/// system calls, and bounds what a throttled connection holds read but not
+/// decoded; it is one buffer for the whole loop, not per connection.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// How many readiness events one poll returns at most.
 const EVENTS_CAPACITY: usize = 1024;
+
+/// How long to stop accepting when the process or system is out of file
+/// descriptors (or socket memory). Accepting again at once would fail again
+/// and, with the listener still readable, spin the loop; a short pause
+/// keeps existing clients served and lets descriptors come free.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one "out of descriptors" warning per this long, so a long
+/// shortage does not flood the log.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Before queueing more to a connection that already holds this much, try
+/// to write it out, so that a burst in one batch is measured against
+/// `--sendq` only after the kernel has taken what it will.
+const FLUSH_BEFORE_QUEUEING: usize = 64 * 1024;
+
+/// TCP keepalive on every client socket: after this long without traffic
+/// the kernel starts probing, so a peer that vanished (power loss, cable
+/// pulled, NAT forgot us) is found and its nick and room slot freed.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the kernel gives up on the peer.
+const KEEPALIVE_RETRIES: u32 = 6;
 
 /// Everything the event loop owns.
 pub struct EventLoop {
@@ -80,8 +109,17 @@ pub struct EventLoop {
     encoded: Vec<u8>,
     /// Slab keys of connections with output to write after this batch.
     dirty: Vec<usize>,
-    /// When each closing connection is closed anyway, soonest first.
-    close_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Connections dropped for overflowing their queue during this batch.
+    slow: Vec<usize>,
+    /// Close, resume and idle timers.
+    timers: Timers,
+    /// Connections per peer address, for `--max-per-ip`.
+    per_ip: HashMap<IpAddr, usize>,
+    /// Set while accepting is paused for lack of descriptors: when to try
+    /// again.
+    accept_paused_until: Option<Instant>,
+    /// When the last "out of descriptors" warning was logged.
+    last_accept_warning: Option<Instant>,
     /// Serial for the next connection (see [`ConnId`]).
     next_serial: u64,
     /// Set once shutdown has begun: when it must end, ready or not.
@@ -126,7 +164,11 @@ impl EventLoop {
             read_buf: vec![0; READ_BUFFER],
             encoded: Vec::new(),
             dirty: Vec::new(),
-            close_timers: BinaryHeap::new(),
+            slow: Vec::new(),
+            timers: Timers::default(),
+            per_ip: HashMap::new(),
+            accept_paused_until: None,
+            last_accept_warning: None,
             next_serial: 0,
             drain_deadline: None,
             hub_stopped: false,
@@ -156,11 +198,10 @@ impl EventLoop {
             if self.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
                 self.begin_shutdown();
             }
+            self.run_due_timers();
             self.take_hub_output();
             self.flush_dirty();
-            let now = Instant::now();
-            self.expire_closing(now);
-            if self.is_finished(now) {
+            if self.is_finished(Instant::now()) {
                 break;
             }
         }
@@ -173,7 +214,9 @@ impl EventLoop {
         if token == WAKER {
             // Hub output is taken after every poll anyway.
         } else if let Some(index) = listener_index(token) {
-            self.accept(index);
+            if self.accept_paused_until.is_none() {
+                self.accept(index);
+            }
         } else {
             self.connection_ready(token.0, event);
         }
@@ -182,14 +225,13 @@ impl EventLoop {
     /// Accepts every pending connection on the listener at `index`.
     fn accept(&mut self, index: usize) {
         loop {
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
+            let Some(listener) = self.listeners.get(index) else { return };
             match listener.accept() {
                 Ok((stream, addr)) => self.admit(stream, addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_disconnect(&e) => continue,
+                Err(e) if is_out_of_resources(&e) => return self.pause_accepting(&e),
                 Err(e) => {
                     log::warn!("cannot accept a connection: {e}");
                     return;
@@ -198,32 +240,65 @@ impl EventLoop {
         }
     }
 
+    /// Stops accepting for [`ACCEPT_BACKOFF`]; existing clients are served
+    /// as usual meanwhile.
+    fn pause_accepting(&mut self, error: &io::Error) {
+        let now = Instant::now();
+        if self
+            .last_accept_warning
+            .is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL)
+        {
+            log::warn!(
+                "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms",
+                self.conns.len(),
+                ACCEPT_BACKOFF.as_millis()
+            );
+            self.last_accept_warning = Some(now);
+        }
+        self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+    }
+
+    /// Accepting was paused and may go on: take what waited meanwhile
+    /// (edge-triggered polling would not report those connections again).
+    fn resume_accepting(&mut self) {
+        self.accept_paused_until = None;
+        for index in 0..self.listeners.len() {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            self.accept(index);
+        }
+    }
+
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
             log::warn!("refused {addr}: server full ({} clients)", self.conns.len());
             return refuse(stream, ErrorKind::ServerFull);
         }
-        // Chat lines are small and people wait for them: send at once
-        // rather than let Nagle's algorithm hold them back.
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("{addr}: cannot set TCP_NODELAY: {e}");
+        let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
+        if self.config.max_per_ip > 0 && from_ip >= self.config.max_per_ip {
+            log::warn!("refused {addr}: already {from_ip} connections from {}", addr.ip());
+            return refuse(stream, ErrorKind::TooManyFromAddress);
         }
+        configure_socket(&stream, addr);
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             slot: entry.key(),
             serial: self.next_serial,
         };
         self.next_serial += 1;
-        match Connection::register(
-            id,
-            stream,
-            addr,
-            self.config.max_line,
-            self.poll.registry(),
-            Token(id.slot),
-        ) {
+        let limits = Limits {
+            max_line: self.config.max_line,
+            rate: self.config.rate,
+            burst: self.config.burst,
+        };
+        match Connection::register(id, stream, addr, &limits, self.poll.registry(), Token(id.slot)) {
             Ok(conn) => {
                 entry.insert(conn);
+                *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+                if let Some(idle) = self.config.idle_timeout {
+                    self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
+                }
                 self.tell_hub(Inbound::Connected { id, addr });
             }
             Err(e) => log::warn!("cannot register connection from {addr}: {e}"),
@@ -231,19 +306,21 @@ impl EventLoop {
     }
 
     fn connection_ready(&mut self, slot: usize, event: &Event) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
         if event.is_writable() {
             self.dirty.push(slot);
         }
-        if !(event.is_readable() || event.is_read_closed() || event.is_error()) {
-            return;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(slot);
         }
+    }
+
+    /// Reads what the connection at `slot` has sent, as its phase allows.
+    fn read(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
         let outcome = match conn.phase {
-            Phase::Open => {
+            Phase::Open { throttled: false } => {
                 let (id, to_hub) = (conn.id, &self.to_hub);
-                conn.read(&mut self.read_buf, |line| {
+                conn.read(&mut self.read_buf, Instant::now(), |line| {
                     if let Some(line) = wire::to_command(line) {
                         // The hub only goes away after shutdown; lines
                         // then have nowhere to go.
@@ -252,20 +329,67 @@ impl EventLoop {
                 })
             }
             Phase::Lingering { .. } => conn.discard_input(&mut self.read_buf),
-            // Nothing more is read once the client's side has ended or the
-            // hub has closed the connection.
-            Phase::ReadClosed | Phase::Closing { .. } => return,
+            // A throttled connection is read when its Resume timer comes
+            // due; nothing more is read once the client's side has ended or
+            // the hub has closed the connection.
+            Phase::Open { throttled: true } | Phase::ReadClosed | Phase::Closing { .. } => return,
         };
         match (outcome, conn.phase) {
             (ReadOutcome::Open, _) => {}
-            (ReadOutcome::Eof, Phase::Open) => {
+            (ReadOutcome::Throttled(at), _) => {
+                conn.phase = Phase::Open { throttled: true };
+                let id = conn.id;
+                self.timers.add(at, id, TimerKind::Resume);
+            }
+            (ReadOutcome::Eof, Phase::Open { .. }) => {
                 conn.phase = Phase::ReadClosed;
                 let id = conn.id;
-                self.tell_hub(Inbound::Closed { id });
+                self.tell_hub(Inbound::Closed {
+                    id,
+                    reason: LeaveReason::Disconnected,
+                });
             }
-            (ReadOutcome::Eof, _) => self.remove(slot, None),
-            (ReadOutcome::Failed(e), _) => self.remove(slot, Some(e)),
+            (ReadOutcome::Eof, _) => self.remove(slot, None, LeaveReason::Disconnected),
+            (ReadOutcome::Failed(e), _) => self.remove(slot, Some(e), LeaveReason::Disconnected),
         }
+    }
+
+    /// Carries out every timer that has come due.
+    fn run_due_timers(&mut self) {
+        let now = Instant::now();
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.resume_accepting();
+        }
+        while let Some((id, kind)) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) else { continue };
+            match (kind, conn.phase) {
+                (TimerKind::Close, Phase::Closing { .. } | Phase::Lingering { .. }) => {
+                    self.remove(id.slot, None, LeaveReason::Disconnected);
+                }
+                (TimerKind::Resume, Phase::Open { throttled: true }) => {
+                    conn.phase = Phase::Open { throttled: false };
+                    self.read(id.slot);
+                }
+                (TimerKind::Idle, Phase::Open { .. }) => self.check_idle(id.slot, now),
+                _ => {} // The connection has moved on since the timer was set.
+            }
+        }
+    }
+
+    /// Disconnects the connection at `slot` if it has been quiet for the
+    /// idle timeout, or checks again when it would be.
+    fn check_idle(&mut self, slot: usize, now: Instant) {
+        let (Some(conn), Some(idle)) = (self.conns.get_mut(slot), self.config.idle_timeout) else { return };
+        let quiet = now.saturating_duration_since(conn.last_input);
+        if quiet < idle {
+            self.timers.add(conn.last_input + idle, conn.id, TimerKind::Idle);
+            return;
+        }
+        log::info!("{}: idle for {} s, disconnecting", conn.addr, quiet.as_secs());
+        // Read nothing more; the hub says goodbye and closes.
+        conn.phase = Phase::ReadClosed;
+        let id = conn.id;
+        self.tell_hub(Inbound::Idle { id, quiet });
     }
 
     /// Applies everything the hub has sent.
@@ -275,43 +399,63 @@ impl EventLoop {
                 Ok(Outbound::Deliver { to, event }) => self.deliver(&to, &event),
                 Ok(Outbound::Close { id }) => {
                     if let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) {
-                        if matches!(conn.phase, Phase::Open | Phase::ReadClosed) {
+                        if matches!(conn.phase, Phase::Open { .. } | Phase::ReadClosed) {
                             let until = Instant::now() + CLOSE_TIMEOUT;
                             conn.phase = Phase::Closing { until };
-                            self.close_timers.push(Reverse((until, id)));
+                            self.timers.add(until, id, TimerKind::Close);
                             self.dirty.push(id.slot);
                         }
                     }
                 }
                 Ok(Outbound::Stopped) => self.hub_stopped = true,
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     if !self.hub_stopped {
                         log::error!("the hub stopped unexpectedly; shutting down");
                         self.hub_stopped = true;
                         self.begin_shutdown();
                     }
-                    return;
+                    break;
                 }
             }
         }
+        for slot in std::mem::take(&mut self.slow) {
+            self.remove(slot, None, LeaveReason::SlowConsumer);
+        }
     }
 
-    /// Queues `event` to each recipient, encoding it once.
+    /// Queues `event` to each recipient, encoding it once. A recipient
+    /// whose queue would pass `--sendq` even after writing what the kernel
+    /// takes is marked slow and dropped after this batch.
     fn deliver(&mut self, to: &[ConnId], event: &ServerEvent) {
         self.encoded.clear();
         wire::encode(event, &mut self.encoded);
         for id in to {
-            let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else {
+            let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else { continue };
+            if !conn.accepts_output() {
                 continue;
-            };
-            if matches!(
-                conn.phase,
-                Phase::Open | Phase::ReadClosed | Phase::Closing { .. }
-            ) {
-                conn.enqueue(&self.encoded);
-                self.dirty.push(id.slot);
             }
+            if conn.queued() >= FLUSH_BEFORE_QUEUEING
+                || conn.queued() + self.encoded.len() > self.config.sendq
+            {
+                if let WriteOutcome::Failed(e) = conn.flush(self.poll.registry(), Token(id.slot)) {
+                    log::debug!("{}: connection lost: {e}", conn.addr);
+                    self.slow.push(id.slot);
+                    continue;
+                }
+            }
+            if conn.queued() + self.encoded.len() > self.config.sendq {
+                log::warn!(
+                    "{}: slow consumer: more than {} bytes queued; disconnecting",
+                    conn.addr,
+                    self.config.sendq
+                );
+                conn.phase = Phase::ReadClosed;
+                self.slow.push(id.slot);
+                continue;
+            }
+            conn.enqueue(&self.encoded);
+            self.dirty.push(id.slot);
         }
     }
 
@@ -322,10 +466,8 @@ impl EventLoop {
         dirty.sort_unstable();
         dirty.dedup();
         for slot in dirty.drain(..) {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            if matches!(conn.phase, Phase::Lingering { .. }) {
+            let Some(conn) = self.conns.get_mut(slot) else { continue };
+            if !conn.accepts_output() {
                 continue;
             }
             match conn.flush(self.poll.registry(), Token(slot)) {
@@ -335,7 +477,7 @@ impl EventLoop {
                     }
                 }
                 WriteOutcome::Pending => {}
-                WriteOutcome::Failed(e) => self.remove(slot, Some(e)),
+                WriteOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
             }
         }
         // Keep the allocation for the next batch.
@@ -351,35 +493,23 @@ impl EventLoop {
         // The client may have closed already, with its end of stream
         // waiting to be read: edge-triggered polling would not say so again.
         match conn.discard_input(&mut self.read_buf) {
-            ReadOutcome::Open => {}
-            ReadOutcome::Eof => self.remove(slot, None),
-            ReadOutcome::Failed(e) => self.remove(slot, Some(e)),
-        }
-    }
-
-    /// Closes the connections whose [`CLOSE_TIMEOUT`] has run out.
-    fn expire_closing(&mut self, now: Instant) {
-        while let Some(Reverse((until, id))) = self.close_timers.peek().copied() {
-            if until > now {
-                return;
-            }
-            self.close_timers.pop();
-            let closing = self.conns.get(id.slot).is_some_and(|c| {
-                c.id == id && matches!(c.phase, Phase::Closing { .. } | Phase::Lingering { .. })
-            });
-            if closing {
-                self.remove(id.slot, None);
-            }
+            ReadOutcome::Open | ReadOutcome::Throttled(_) => {}
+            ReadOutcome::Eof => self.remove(slot, None, LeaveReason::Disconnected),
+            ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
         }
     }
 
     /// Closes a connection now. If the hub still thinks it is open, it is
-    /// told.
-    fn remove(&mut self, slot: usize, error: Option<io::Error>) {
-        let Some(mut conn) = self.conns.try_remove(slot) else {
-            return;
-        };
+    /// told why it ended.
+    fn remove(&mut self, slot: usize, error: Option<io::Error>, reason: LeaveReason) {
+        let Some(mut conn) = self.conns.try_remove(slot) else { return };
         conn.deregister(self.poll.registry());
+        if let Some(count) = self.per_ip.get_mut(&conn.addr.ip()) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_ip.remove(&conn.addr.ip());
+            }
+        }
         if let Some(e) = error {
             if is_disconnect(&e) {
                 log::debug!("{}: connection lost: {e}", conn.addr);
@@ -387,8 +517,10 @@ impl EventLoop {
                 log::warn!("{}: connection failed: {e}", conn.addr);
             }
         }
-        if conn.phase == Phase::Open {
-            self.tell_hub(Inbound::Closed { id: conn.id });
+        // A slow consumer was still open as far as the hub knows; its phase
+        // was only changed to stop reading and writing.
+        if matches!(conn.phase, Phase::Open { .. }) || reason == LeaveReason::SlowConsumer {
+            self.tell_hub(Inbound::Closed { id: conn.id, reason });
         }
     }
 
@@ -399,6 +531,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(listener);
         }
         self.listeners.clear();
+        self.accept_paused_until = None;
         self.tell_hub(Inbound::Shutdown);
         self.drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
     }
@@ -420,12 +553,36 @@ impl EventLoop {
 
     /// The earliest moment the loop must wake without any event.
     fn next_deadline(&self) -> Option<Instant> {
-        let closing = self.close_timers.peek().map(|Reverse((until, _))| *until);
-        match (closing, self.drain_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.next(), self.drain_deadline, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
+}
+
+/// Socket options for a newly accepted client.
+fn configure_socket(stream: &TcpStream, addr: SocketAddr) {
+    // Chat lines are small and people wait for them: send at once rather
+    // than let Nagle's algorithm hold them back.
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("{addr}: cannot set TCP_NODELAY: {e}");
+    }
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        log::debug!("{addr}: cannot set TCP keepalive: {e}");
+    }
+}
+
+/// True for accept errors that mean the process or system is out of
+/// descriptors or socket memory, not that this connection failed.
+fn is_out_of_resources(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Tells a connection we will not serve why, and closes it.

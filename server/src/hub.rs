@@ -98,8 +98,25 @@ impl Hub {
         match message {
             Inbound::Connected { id, addr } => self.connect(id, addr),
             Inbound::Line { id, line } => self.line(id, line),
-            Inbound::Closed { id } => {
-                self.remove(id, LeaveReason::Disconnected);
+            Inbound::Closed { id, reason } => {
+                if reason == LeaveReason::SlowConsumer {
+                    if let Some(user) = self.users.get(&id) {
+                        log::warn!("{} {}: slow consumer, disconnected", user.addr, user.nick);
+                    }
+                }
+                self.remove(id, reason);
+                self.outbox.push(Outbound::Close { id });
+            }
+            Inbound::Idle { id, quiet } => {
+                if self.users.contains_key(&id) {
+                    self.send(
+                        id,
+                        ServerEvent::IdleTimeout {
+                            secs: quiet.as_secs(),
+                        },
+                    );
+                    self.remove(id, LeaveReason::Idle);
+                }
                 self.outbox.push(Outbound::Close { id });
             }
             Inbound::Shutdown => {
@@ -573,10 +590,43 @@ mod tests {
     #[test]
     fn a_closed_connection_is_announced_and_acknowledged() {
         let mut hub = hub_with(2);
-        hub.handle(Inbound::Closed { id: id(1) });
+        hub.handle(Inbound::Closed {
+            id: id(1),
+            reason: LeaveReason::Disconnected,
+        });
         assert_eq!(
             said(&mut hub),
             pairs(&[(2, "-- guest1 left #lobby (disconnect)"), (1, "<close>")])
+        );
+    }
+
+    #[test]
+    fn a_slow_consumer_is_announced_with_its_reason() {
+        let mut hub = hub_with(2);
+        hub.handle(Inbound::Closed {
+            id: id(1),
+            reason: LeaveReason::SlowConsumer,
+        });
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(2, "-- guest1 left #lobby (slow consumer)"), (1, "<close>")])
+        );
+    }
+
+    #[test]
+    fn an_idle_user_is_told_then_announced_and_closed() {
+        let mut hub = hub_with(2);
+        hub.handle(Inbound::Idle {
+            id: id(1),
+            quiet: std::time::Duration::from_secs(30),
+        });
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[
+                (1, "-- closing idle connection (nothing received for 30 s)"),
+                (2, "-- guest1 left #lobby (idle)"),
+                (1, "<close>"),
+            ])
         );
     }
 

@@ -10,6 +10,8 @@
 //!   the hub touches the state, so no lock guards it.
 //! - [`wire`] is the line protocol front end between the two: the hub
 //!   speaks in [`chat_protocol::ServerEvent`]s, never in bytes.
+//! - [`flood`] is the per-connection flood control, [`timers`] the event
+//!   loop's deadlines.
 //! - [`connection`] is one client's socket, decoder and output queue;
 //!   [`messages`] the channel messages; [`server`] puts it all together;
 //!   [`config`] and [`cli`] are the settings.
@@ -22,9 +24,11 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod flood;
 pub mod hub;
 pub mod messages;
 pub mod server;
+pub mod timers;
 pub mod wire;
 
 pub use config::Config;

@@ -9,7 +9,9 @@
 
 use std::net::SocketAddr;
 
-use chat_protocol::{Command, ErrorKind, ServerEvent};
+use std::time::Duration;
+
+use chat_protocol::{Command, ErrorKind, LeaveReason, ServerEvent};
 
 /// Names one connection for its whole life, and never another one.
 ///
@@ -41,12 +43,23 @@ pub enum Inbound {
         /// The parsed command, or why it could not be decoded or parsed.
         line: Result<Command, ErrorKind>,
     },
-    /// The client's side of the connection ended (end of stream or an
-    /// error). The hub forgets the user and answers with
-    /// [`Outbound::Close`] once it has queued everything due to it.
+    /// The connection ended (end of stream, an error, or the event loop
+    /// dropped it as a slow consumer). The hub forgets the user, tells the
+    /// room why, and answers with [`Outbound::Close`] once it has queued
+    /// everything due to it.
     Closed {
         /// The connection that ended.
         id: ConnId,
+        /// Why, as the room is told.
+        reason: LeaveReason,
+    },
+    /// The client sent nothing for the idle timeout: tell it, forget it,
+    /// and close it.
+    Idle {
+        /// The quiet connection.
+        id: ConnId,
+        /// How long it was quiet.
+        quiet: Duration,
     },
     /// The server is shutting down: tell everyone, close everyone, stop.
     Shutdown,
