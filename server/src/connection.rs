@@ -19,6 +19,12 @@ use mio::{Interest, Registry, Token};
 use crate::flood::TokenBucket;
 use crate::messages::ConnId;
 
+/// Most bytes read from one connection in one turn of the event loop.
+/// Without flood control (`--rate 0`) a fast sender could otherwise keep
+/// the loop reading its socket forever; past this it waits for the next
+/// turn like everyone else.
+const READ_BUDGET: usize = 256 * 1024;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -52,8 +58,8 @@ pub enum Phase {
 pub enum ReadOutcome {
     /// Everything available was read; the stream goes on.
     Open,
-    /// The client is out of tokens (see [`crate::flood`]); reading stops
-    /// until its next token, at the instant given.
+    /// The client is out of tokens (see [`crate::flood`]) or used up its
+    /// share of this turn; reading stops until the instant given.
     Throttled(Instant),
     /// The client ended its side of the stream.
     Eof,
@@ -147,7 +153,12 @@ impl Connection {
                 return ReadOutcome::Throttled(self.bucket.next_token_at());
             }
         }
+        let mut budget = READ_BUDGET;
         loop {
+            if budget == 0 {
+                // Fair share used up: go on next turn, after the others.
+                return ReadOutcome::Throttled(now);
+            }
             match self.stream.read(buf) {
                 Ok(0) => {
                     if let Some(line) = self.decoder.finish() {
@@ -156,6 +167,7 @@ impl Connection {
                     return ReadOutcome::Eof;
                 }
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     self.last_input = now;
                     let data = buf.get(..n).unwrap_or_default();
                     let used = self.decode_allowed(data, now, &mut on_line);
