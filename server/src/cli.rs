@@ -24,13 +24,16 @@ use crate::config::{
 pub struct Cli {
     /// Address to listen on, IPv4 or IPv6 (e.g. 0.0.0.0:7878 or [::]:7878).
     /// Repeat the option, or separate addresses with commas in the
-    /// environment variable, to listen on several.
+    /// environment variable, to listen on several. [default: 127.0.0.1:7878,
+    /// unless started by socket activation: then only the sockets passed
+    /// in, and these addresses as well if given]
+    // No clap default: an empty list means "not given", which under socket
+    // activation must not bind the default address (see `into_config`).
     #[arg(
         long = "listen",
         value_name = "ADDR",
         env = "CHAT_SERVER_LISTEN",
-        value_delimiter = ',',
-        default_value = DEFAULT_LISTEN
+        value_delimiter = ','
     )]
     pub listen: Vec<SocketAddr>,
 
@@ -78,9 +81,20 @@ pub struct Cli {
 
 impl Cli {
     /// The library's configuration from these options.
-    pub fn into_config(self) -> Config {
+    ///
+    /// `socket_activated` says whether the service manager passed listening
+    /// sockets. Then `listen` holds only the addresses given explicitly
+    /// (with --listen or CHAT_SERVER_LISTEN), often none, to bind in
+    /// addition to the passed sockets; otherwise it is the default address
+    /// when none was given.
+    pub fn into_config(self, socket_activated: bool) -> Config {
+        let listen = if self.listen.is_empty() && !socket_activated {
+            DEFAULT_LISTEN.parse().into_iter().collect()
+        } else {
+            self.listen
+        };
         Config {
-            listen: self.listen,
+            listen,
             max_line: self.max_line,
             max_clients: self.max_clients,
             shutdown_grace: self.shutdown_grace,
@@ -112,7 +126,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_ones() {
-        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config();
+        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config(false);
         assert_eq!(
             config.listen,
             vec!["127.0.0.1:7878".parse::<SocketAddr>().unwrap()]
@@ -124,6 +138,16 @@ mod tests {
         assert_eq!((config.rate, config.burst), (20, 50));
         assert_eq!(config.max_per_ip, 32);
         assert_eq!(config.idle_timeout, None);
+    }
+
+    #[test]
+    fn socket_activation_binds_only_the_addresses_given() {
+        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config(true);
+        assert_eq!(config.listen, [], "no default address next to passed sockets");
+        let config = Cli::try_parse_from(["chat-server", "--listen", "[::1]:9"])
+            .unwrap()
+            .into_config(true);
+        assert_eq!(config.listen, ["[::1]:9".parse::<SocketAddr>().unwrap()]);
     }
 
     #[test]
@@ -142,7 +166,7 @@ mod tests {
             "30",
         ])
         .unwrap()
-        .into_config();
+        .into_config(false);
         assert_eq!(
             (config.sendq, config.rate, config.burst, config.max_per_ip),
             (2048, 0, 5, 0)
@@ -166,7 +190,7 @@ mod tests {
             "0.5",
         ])
         .unwrap()
-        .into_config();
+        .into_config(false);
         assert_eq!(config.listen.len(), 2);
         assert_eq!((config.max_line, config.max_clients), (10, 3));
         assert_eq!(config.shutdown_grace, Duration::from_millis(500));

@@ -42,7 +42,8 @@ pub const DEFAULT_MAX_PER_IP: usize = 32;
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on (used by [`crate::Server::bind`]).
+    /// Addresses to listen on (used by [`crate::Server::bind`] and
+    /// [`crate::Server::bind_with`]).
     pub listen: Vec<SocketAddr>,
     /// Longest line a client may send, in bytes, without its line end.
     pub max_line: usize,

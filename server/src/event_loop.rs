@@ -31,6 +31,7 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::config::Config;
 use crate::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
 use crate::messages::{ConnId, Inbound, Outbound};
+use crate::stats::Stats;
 use crate::timers::{TimerKind, Timers};
 use crate::wire;
 
@@ -126,6 +127,8 @@ pub struct EventLoop {
     drain_deadline: Option<Instant>,
     /// The hub has stopped (or died); it will send nothing more.
     hub_stopped: bool,
+    /// Counters for watchers on other threads, written after each turn.
+    stats: Arc<Stats>,
 }
 
 impl EventLoop {
@@ -141,6 +144,7 @@ impl EventLoop {
         to_hub: Sender<Inbound>,
         from_hub: Receiver<Outbound>,
         shutdown: Arc<AtomicBool>,
+        stats: Arc<Stats>,
     ) -> io::Result<EventLoop> {
         let mut listeners = listeners;
         if listeners.len() > MAX_LISTENERS {
@@ -172,6 +176,7 @@ impl EventLoop {
             next_serial: 0,
             drain_deadline: None,
             hub_stopped: false,
+            stats,
         })
     }
 
@@ -201,6 +206,8 @@ impl EventLoop {
             self.run_due_timers();
             self.take_hub_output();
             self.flush_dirty();
+            self.stats.set_clients(self.conns.len());
+            self.stats.count_loop_turn();
             if self.is_finished(Instant::now()) {
                 break;
             }

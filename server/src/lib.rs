@@ -15,10 +15,16 @@
 //! - [`connection`] is one client's socket, decoder and output queue;
 //!   [`messages`] the channel messages; [`server`] puts it all together;
 //!   [`config`] and [`cli`] are the settings.
+//! - [`stats`] holds the counters the event loop keeps for other threads
+//!   (clients connected, loop turns); [`liveness`] uses them to tell from
+//!   outside whether the loop still turns.
+//! - [`systemd`] is the service manager's side: socket activation and the
+//!   notify protocol (readiness, status, stopping, watchdog); [`logging`]
+//!   writes the log in the journal's format when stderr is the journal.
 //!
-//! Start a server with [`Server::bind`] (or [`Server::from_listeners`]),
-//! keep a [`ShutdownHandle`] from [`Server::handle`], and call
-//! [`Server::run`].
+//! Start a server with [`Server::bind`] (or [`Server::from_listeners`], or
+//! [`Server::bind_with`] for both), keep a [`ShutdownHandle`] from
+//! [`Server::handle`], and call [`Server::run`].
 
 pub mod cli;
 pub mod config;
@@ -26,10 +32,16 @@ pub mod connection;
 pub mod event_loop;
 pub mod flood;
 pub mod hub;
+pub mod liveness;
+pub mod logging;
 pub mod messages;
 pub mod server;
+pub mod stats;
+pub mod systemd;
 pub mod timers;
 pub mod wire;
 
 pub use config::Config;
+pub use liveness::Liveness;
 pub use server::{Server, ShutdownHandle, StartError};
+pub use stats::Stats;

@@ -3,8 +3,10 @@
 //!
 //! [`Server::bind`] binds the configured addresses; [`Server::from_listeners`]
 //! takes sockets that are already bound (by a test, or inherited from a
-//! service manager), so every way of starting shares one path.
-//! [`Server::run`] blocks until a [`ShutdownHandle`] says stop.
+//! service manager), and [`Server::bind_with`] does both at once, so every
+//! way of starting shares one path. [`Server::run`] blocks until a
+//! [`ShutdownHandle`] says stop; meanwhile [`Server::stats`] and
+//! [`Server::liveness`] let other threads watch it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::event_loop::{EventLoop, WAKER};
 use crate::hub::{self, Hub};
+use crate::liveness::Liveness;
+use crate::stats::Stats;
 
 /// How many connections the kernel may hold waiting for accept. Bursts of
 /// reconnecting clients (after a restart, say) should not be refused.
@@ -37,6 +41,10 @@ pub enum StartError {
     /// Occurs when the event loop cannot be set up.
     #[error("cannot set up the event loop: {}", describe(.0))]
     EventLoop(io::Error),
+    /// Occurs when there is no address to listen on and no socket was
+    /// handed over: the server could never serve anyone.
+    #[error("nothing to listen on: give an address with --listen")]
+    NothingToListenOn,
 }
 
 /// An I/O error as a person reads it: `address already in use`, without the
@@ -77,6 +85,8 @@ pub struct Server {
     poll: Poll,
     listeners: Vec<mio::net::TcpListener>,
     shutdown: ShutdownHandle,
+    /// Counters the event loop keeps, for watchers on other threads.
+    stats: Arc<Stats>,
 }
 
 impl Server {
@@ -85,11 +95,25 @@ impl Server {
     /// # Errors
     /// [`StartError::Listen`] naming the first address that cannot be bound.
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        let listeners = config
-            .listen
-            .iter()
-            .map(|&addr| bind_listener(addr).map_err(|source| StartError::Listen { addr, source }))
-            .collect::<Result<Vec<_>, _>>()?;
+        Server::bind_with(Vec::new(), config)
+    }
+
+    /// Binds every address in `config.listen` and serves those sockets
+    /// along with `listeners`, which are listening already (handed over by
+    /// a service manager, say).
+    ///
+    /// # Errors
+    /// [`StartError::Listen`] naming the first address that cannot be
+    /// bound; [`StartError::NothingToListenOn`] when there is neither an
+    /// address nor a socket.
+    pub fn bind_with(
+        mut listeners: Vec<std::net::TcpListener>,
+        config: Config,
+    ) -> Result<Server, StartError> {
+        for &addr in &config.listen {
+            let listener = bind_listener(addr).map_err(|source| StartError::Listen { addr, source })?;
+            listeners.push(listener);
+        }
         Server::from_listeners(listeners, config)
     }
 
@@ -97,11 +121,15 @@ impl Server {
     /// not used.
     ///
     /// # Errors
-    /// [`StartError::EventLoop`] when the poll or a socket cannot be set up.
+    /// [`StartError::EventLoop`] when the poll or a socket cannot be set up;
+    /// [`StartError::NothingToListenOn`] when `listeners` is empty.
     pub fn from_listeners(
         listeners: Vec<std::net::TcpListener>,
         config: Config,
     ) -> Result<Server, StartError> {
+        if listeners.is_empty() {
+            return Err(StartError::NothingToListenOn);
+        }
         let poll = Poll::new().map_err(StartError::EventLoop)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(StartError::EventLoop)?;
         let listeners = listeners
@@ -121,6 +149,7 @@ impl Server {
             poll,
             listeners,
             shutdown,
+            stats: Arc::default(),
         })
     }
 
@@ -135,6 +164,18 @@ impl Server {
     /// A handle that stops the server from another thread.
     pub fn handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// The server's live counters (clients connected, loop turns), which
+    /// the event loop keeps up to date once it runs.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// A watcher that tells from another thread whether the event loop
+    /// still turns (for a watchdog).
+    pub fn liveness(&self) -> Liveness {
+        Liveness::new(Arc::clone(&self.shutdown.waker), Arc::clone(&self.stats))
     }
 
     /// Serves clients until shut down through a [`ShutdownHandle`], then
@@ -164,6 +205,7 @@ impl Server {
             to_hub,
             from_hub,
             self.shutdown.requested,
+            self.stats,
         );
         let result = event_loop.and_then(EventLoop::run);
         // The event loop's end dropped its sender, so the hub ends too.
@@ -196,6 +238,37 @@ mod tests {
     fn io_errors_read_as_a_person_would_say_them() {
         let error = io::Error::from_raw_os_error(98);
         assert_eq!(describe(&error), "address already in use");
+    }
+
+    #[test]
+    fn a_server_needs_something_to_listen_on() {
+        let error = Server::bind(Config {
+            listen: Vec::new(),
+            ..Config::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "nothing to listen on: give an address with --listen"
+        );
+    }
+
+    #[test]
+    fn bind_with_serves_the_given_sockets_and_the_configured_addresses() {
+        let given = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let given_addr = given.local_addr().unwrap();
+        let server = Server::bind_with(
+            vec![given],
+            Config {
+                listen: vec!["127.0.0.1:0".parse().unwrap()],
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        let addrs = server.local_addrs();
+        assert_eq!(addrs.len(), 2, "{addrs:?}");
+        assert_eq!(addrs[0], given_addr, "the given socket comes first");
+        assert_ne!(addrs[1], given_addr);
     }
 
     #[test]

@@ -1,0 +1,452 @@
+//! Running as a systemd service: socket activation and the notify
+//! protocol.
+//!
+//! - **Socket activation** ([`take_listeners`]): when systemd (or
+//!   `systemd-socket-activate`) starts the daemon with `LISTEN_FDS`,
+//!   `LISTEN_PID` and `LISTEN_FDNAMES`, the listening sockets it opened are
+//!   descriptors 3, 4, ... of this process. Serving those instead of
+//!   binding our own lets the socket unit own the port (a port below 1024
+//!   with no capability at all, no missed connection across a restart) and
+//!   lets the service run with no network access of its own
+//!   (`PrivateNetwork=yes`): an inherited socket keeps working in any
+//!   network namespace.
+//! - **Notification** ([`Notifier`]): with `Type=notify`, systemd waits for
+//!   `READY=1` before it calls the service started; `STATUS=` is the line
+//!   `systemctl status` shows (here the number of clients); `STOPPING=1`
+//!   says a stop is under way; and with `WatchdogSec=` systemd restarts the
+//!   service unless `WATCHDOG=1` comes at least every `WATCHDOG_USEC`. The
+//!   watchdog ping is sent only when the event loop has proved it still
+//!   turns (see [`crate::liveness`]), so a hung loop is restarted rather
+//!   than covered up by a healthy timer thread.
+//!
+//! The `sd-notify` crate parses the environment and sends the datagrams;
+//! this module decides what to say and when. Outside systemd (no
+//! `NOTIFY_SOCKET`, no `LISTEN_FDS`) all of it does nothing.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use sd_notify::NotifyState;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::liveness::Liveness;
+use crate::stats::Stats;
+use crate::Server;
+
+// ---------------------------------------------------------------------------
+// Socket activation.
+
+/// A listening socket handed over by the service manager.
+#[derive(Debug)]
+pub struct InheritedListener {
+    /// The socket, checked to be a listening TCP socket.
+    pub listener: TcpListener,
+    /// The descriptor it came as, for the log.
+    pub fd: RawFd,
+    /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=` in the socket
+    /// unit; systemd's default is the socket unit's name), or `unknown`.
+    pub name: String,
+}
+
+/// Why the sockets passed by the service manager cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    /// Occurs when `LISTEN_PID`, `LISTEN_FDS` or `LISTEN_FDNAMES` cannot be
+    /// understood, or a descriptor they promise is not open.
+    #[error("cannot take the sockets passed by the service manager (LISTEN_FDS): {0}")]
+    Environment(io::Error),
+    /// Occurs when a passed descriptor is not a listening TCP socket, say a
+    /// datagram socket, a Unix socket, or a connection (`Accept=yes`).
+    #[error(
+        "the socket {name:?} passed by the service manager (fd {fd}) is not a listening TCP socket: {reason}"
+    )]
+    NotATcpListener {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name from `LISTEN_FDNAMES`.
+        name: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// Occurs when [`take_listeners`] is called a second time: the
+    /// descriptors belong to whoever took them first.
+    #[error("the sockets passed by the service manager were taken already")]
+    AlreadyTaken,
+}
+
+/// Set once [`take_listeners`] has claimed the passed descriptors, so that
+/// no two owners ever close the same descriptor.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The listening sockets the service manager passed to this process, in
+/// order; empty when it passed none (no `LISTEN_FDS`, or `LISTEN_PID` names
+/// another process).
+///
+/// Call it once, first thing in `main`, before anything else in the
+/// process opens a descriptor: the passed descriptors are 3, 4, ... and
+/// from here on they belong to the returned listeners.
+///
+/// # Errors
+/// [`ActivationError::Environment`] when the variables are malformed or
+/// name a closed descriptor; [`ActivationError::NotATcpListener`] when a
+/// descriptor is anything but a listening TCP socket (it is closed);
+/// [`ActivationError::AlreadyTaken`] on a second call.
+pub fn take_listeners() -> Result<Vec<InheritedListener>, ActivationError> {
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(ActivationError::AlreadyTaken);
+    }
+    // Checks LISTEN_PID against our pid, and makes each descriptor
+    // close-on-exec, which fails unless it is open.
+    let passed = sd_notify::listen_fds_with_names().map_err(ActivationError::Environment)?;
+    passed
+        .map(|(fd, name)| {
+            let socket = Socket::from(own_passed_fd(fd));
+            match check_listening_tcp(&socket) {
+                Ok(()) => Ok(InheritedListener {
+                    listener: socket.into(),
+                    fd,
+                    name,
+                }),
+                Err(reason) => Err(ActivationError::NotATcpListener { fd, name, reason }),
+            }
+        })
+        .collect()
+}
+
+/// Takes ownership of a descriptor passed by the service manager.
+#[allow(unsafe_code)]
+fn own_passed_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` is one of the descriptors the service manager passed to
+    // this very process: sd_notify::listen_fds_with_names returned it only
+    // because LISTEN_PID is our pid and `fd` lies in the range 3..3+LISTEN_FDS
+    // it announced, and it has just made `fd` close-on-exec with fcntl,
+    // which fails on a descriptor that is not open. Nothing else in this
+    // process owns it: the sockets are taken once (TAKEN), first thing in
+    // main, and nothing in this crate touches descriptors it did not open.
+    // What the descriptor is has not been trusted yet: the caller checks
+    // that it is a listening TCP socket before using it, and closes it
+    // otherwise.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Ok when `socket` is a TCP socket (IPv4 or IPv6) that is listening;
+/// otherwise what it is instead, for the error message.
+fn check_listening_tcp(socket: &Socket) -> Result<(), String> {
+    let describe = |e: io::Error| match e.raw_os_error() {
+        Some(libc::ENOTSOCK) => "it is not a socket".to_string(),
+        _ => format!("cannot inspect it: {e}"),
+    };
+    let socket_type = socket.r#type().map_err(describe)?;
+    if socket_type != Type::STREAM {
+        return Err("it is not a stream socket (ListenStream= makes one)".to_string());
+    }
+    let domain = socket.domain().map_err(describe)?;
+    if domain != Domain::IPV4 && domain != Domain::IPV6 {
+        return Err("it is not an IPv4 or IPv6 socket".to_string());
+    }
+    match socket.protocol().map_err(describe)? {
+        None | Some(Protocol::TCP) => {}
+        Some(_) => return Err("it is a stream socket of another protocol than TCP".to_string()),
+    }
+    if !socket.is_listener().map_err(describe)? {
+        return Err("it is not listening (is Accept=yes set in the socket unit?)".to_string());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The notify protocol.
+
+/// How often the status line is brought up to date (if it changed): the
+/// longest `systemctl status` lags behind the real number of clients.
+/// Reading two atomics once a second costs nothing.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest watchdog interval used, whatever `WATCHDOG_USEC` says, so
+/// a tiny value cannot make the notifier spin.
+const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The `STATUS=` line for `clients` connected clients: `systemctl status`
+/// shows it as is.
+pub fn status_line(clients: usize, stopping: bool, addrs: &[SocketAddr]) -> String {
+    let clients = match clients {
+        1 => "1 client connected".to_string(),
+        n => format!("{n} clients connected"),
+    };
+    if stopping {
+        return format!("shutting down; {clients}");
+    }
+    let addrs = addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
+    format!("{clients}; listening on {}", addrs.join(", "))
+}
+
+/// How often to send `WATCHDOG=1` for a watchdog timeout of `timeout`:
+/// half of it, as sd_watchdog_enabled(3) advises, so one late ping is not
+/// yet fatal.
+pub fn watchdog_interval(timeout: Duration) -> Duration {
+    (timeout / 2).max(MIN_WATCHDOG_INTERVAL)
+}
+
+/// Sends notifications, and says so once in the log if they fail.
+#[derive(Debug, Clone, Default)]
+struct Channel {
+    /// Set after the first failure was logged as a warning; later ones are
+    /// only debug lines, so a missing socket cannot flood the log.
+    warned: Arc<AtomicBool>,
+}
+
+impl Channel {
+    fn send(&self, states: &[NotifyState<'_>]) {
+        if let Err(e) = sd_notify::notify(states) {
+            if self.warned.swap(true, Ordering::Relaxed) {
+                log::debug!("cannot notify the service manager: {e}");
+            } else {
+                log::warn!("cannot notify the service manager (NOTIFY_SOCKET): {e}");
+            }
+        }
+    }
+}
+
+/// Tells the service manager that the server is stopping; cheap to clone
+/// into a signal handler.
+#[derive(Debug, Clone)]
+pub struct StoppingNotice {
+    /// False outside systemd: then there is no one to tell.
+    enabled: bool,
+    /// Set once `STOPPING=1` was sent; the status line says so from then on.
+    sent: Arc<AtomicBool>,
+    channel: Channel,
+}
+
+impl StoppingNotice {
+    /// Sends `STOPPING=1` (and a status saying so), once however often it
+    /// is called. Call it before starting the shutdown, so that systemd
+    /// hears it before the process exits.
+    pub fn send(&self) {
+        if self.enabled && !self.sent.swap(true, Ordering::AcqRel) {
+            self.channel
+                .send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+        }
+    }
+}
+
+/// The systemd notifier: `READY=1` once the server is bound, then a thread
+/// that keeps `STATUS=` current and sends `WATCHDOG=1` while the event loop
+/// turns, and `STOPPING=1` at the end. Outside systemd (no
+/// `NOTIFY_SOCKET`) it does nothing and starts no thread.
+#[derive(Debug)]
+pub struct Notifier {
+    stopping: StoppingNotice,
+    /// The thread and the sender whose drop ends it; `None` outside systemd.
+    thread: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl Notifier {
+    /// A notifier for this process: it will speak to systemd if
+    /// `NOTIFY_SOCKET` is set. It says nothing until [`Notifier::ready`].
+    pub fn from_env() -> Notifier {
+        Notifier {
+            stopping: StoppingNotice {
+                enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+                sent: Arc::new(AtomicBool::new(false)),
+                channel: Channel::default(),
+            },
+            thread: None,
+        }
+    }
+
+    /// Tells the service manager that `server`, bound and about to run, is
+    /// ready, and starts the thread that keeps it informed. Call it after
+    /// binding and installing the signal handlers, just before
+    /// [`Server::run`]; call it once.
+    pub fn ready(&mut self, server: &Server) {
+        if !self.stopping.enabled || self.thread.is_some() {
+            return;
+        }
+        let channel = self.stopping.channel.clone();
+        let addrs = server.local_addrs();
+        let status = status_line(0, false, &addrs);
+        // The listeners are bound and listening: a client connecting now
+        // waits in the backlog for the event loop, which starts at once.
+        channel.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        let watchdog = sd_notify::watchdog_enabled();
+        if let Some(timeout) = watchdog {
+            log::info!(
+                "systemd watchdog: {} ms timeout, a ping every {} ms while the event loop runs",
+                timeout.as_millis(),
+                watchdog_interval(timeout).as_millis()
+            );
+        }
+        let watch = Watch {
+            channel,
+            stats: server.stats(),
+            liveness: server.liveness(),
+            stopping: Arc::clone(&self.stopping.sent),
+            addrs,
+            last_status: status,
+            watchdog: watchdog.map(watchdog_interval),
+        };
+        let (stop, stopped) = crossbeam_channel::bounded(0);
+        let thread = thread::Builder::new()
+            .name("systemd-notify".into())
+            .spawn(move || watch.run(&stopped));
+        match thread {
+            Ok(thread) => self.thread = Some((stop, thread)),
+            Err(e) => log::warn!(
+                "cannot start the systemd notifier thread: {e}; no status updates or watchdog pings"
+            ),
+        }
+    }
+
+    /// What a signal handler calls to send `STOPPING=1`.
+    pub fn stopping_notice(&self) -> StoppingNotice {
+        self.stopping.clone()
+    }
+
+    /// Ends the notifier once the server has stopped: sends `STOPPING=1` if
+    /// no one did yet (the server can stop on its own, when its hub dies),
+    /// and joins the thread.
+    pub fn stop(self) {
+        self.stopping.send();
+        if let Some((stop, thread)) = self.thread {
+            drop(stop);
+            if thread.join().is_err() {
+                log::error!("the systemd notifier thread panicked");
+            }
+        }
+    }
+}
+
+/// What the notifier thread owns.
+struct Watch {
+    channel: Channel,
+    stats: Arc<Stats>,
+    liveness: Liveness,
+    /// Set once `STOPPING=1` was sent.
+    stopping: Arc<AtomicBool>,
+    /// The listening addresses, for the status line.
+    addrs: Vec<SocketAddr>,
+    /// The status line last sent, so an unchanged one is not sent again.
+    last_status: String,
+    /// How often to ping the watchdog; `None` when it is off.
+    watchdog: Option<Duration>,
+}
+
+impl Watch {
+    /// Runs until `stopped` disconnects (or receives anything).
+    fn run(mut self, stopped: &Receiver<()>) {
+        let start = Instant::now();
+        let mut next_status = start + STATUS_INTERVAL;
+        let mut next_ping = self.watchdog.map(|interval| start + interval);
+        loop {
+            let wake_at = next_ping.map_or(next_status, |at| at.min(next_status));
+            match stopped.recv_deadline(wake_at) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_status {
+                self.update_status();
+                next_status = now + STATUS_INTERVAL;
+            }
+            if let (Some(at), Some(interval)) = (next_ping, self.watchdog) {
+                if now >= at {
+                    self.ping_watchdog();
+                    next_ping = Some(now + interval);
+                }
+            }
+        }
+    }
+
+    fn update_status(&mut self) {
+        let status = status_line(
+            self.stats.clients(),
+            self.stopping.load(Ordering::Acquire),
+            &self.addrs,
+        );
+        if status != self.last_status {
+            self.channel.send(&[NotifyState::Status(&status)]);
+            self.last_status = status;
+        }
+    }
+
+    /// Pings the watchdog if the event loop turned since the last ping.
+    fn ping_watchdog(&mut self) {
+        if self.liveness.check() {
+            self.channel.send(&[NotifyState::Watchdog]);
+        } else {
+            log::warn!("the event loop has not turned since the last watchdog ping; not pinging");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn the_status_line_counts_clients_and_names_the_addresses() {
+        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:7878".parse().unwrap(), "[::1]:7878".parse().unwrap()];
+        assert_eq!(
+            status_line(0, false, &addrs),
+            "0 clients connected; listening on 127.0.0.1:7878, [::1]:7878"
+        );
+        assert_eq!(
+            status_line(1, false, &addrs[..1]),
+            "1 client connected; listening on 127.0.0.1:7878"
+        );
+        assert_eq!(status_line(2, true, &addrs), "shutting down; 2 clients connected");
+    }
+
+    #[test]
+    fn the_watchdog_is_pinged_at_half_its_timeout() {
+        assert_eq!(
+            watchdog_interval(Duration::from_secs(30)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(watchdog_interval(Duration::from_micros(1)), MIN_WATCHDOG_INTERVAL);
+    }
+
+    #[test]
+    fn only_a_listening_tcp_socket_passes_the_check() {
+        let listening = Socket::from(OwnedFd::from(TcpListener::bind("127.0.0.1:0").unwrap()));
+        assert_eq!(check_listening_tcp(&listening), Ok(()));
+        let listening_v6 = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        listening_v6
+            .bind(&"[::1]:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listening_v6.listen(1).unwrap();
+        assert_eq!(check_listening_tcp(&listening_v6), Ok(()));
+
+        let bound_only = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        bound_only
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        assert!(check_listening_tcp(&bound_only)
+            .unwrap_err()
+            .contains("not listening"));
+
+        let udp = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        assert!(check_listening_tcp(&udp)
+            .unwrap_err()
+            .contains("not a stream socket"));
+
+        let dir = std::env::temp_dir().join(format!("chat-server-systemd-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let unix = Socket::from(OwnedFd::from(UnixListener::bind(&dir).unwrap()));
+        let _ = std::fs::remove_file(&dir);
+        assert!(check_listening_tcp(&unix)
+            .unwrap_err()
+            .contains("not an IPv4 or IPv6"));
+
+        let file = Socket::from(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()));
+        assert_eq!(check_listening_tcp(&file), Err("it is not a socket".to_string()));
+    }
+}
