@@ -3,7 +3,9 @@
 //! Values are checked here, while clap can still answer with a usage error
 //! (exit 2): a nick or room that the server would refuse is refused before
 //! connecting, with the protocol crate's own rules and wording, and an
-//! address without a port gets the default one.
+//! address without a port gets the default one. The options that choose
+//! the client's behaviour (`--send`, `--reconnect`, `--timestamps`) are
+//! plain values; what they do is in the session.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -21,14 +23,21 @@ pub const DEFAULT_PORT: u16 = 7878;
     name = "chat-client",
     version,
     long_about = "Connects to a chat-server, sends each line of standard input to it and prints \
-                  each line it sends on standard output, exactly as sent.\n\n\
-                  Lines starting with / are commands (/help lists them). At the end of standard \
-                  input, or after a /quit line, the client sends /quit if needed, waits up to 5 \
-                  seconds for the server to close the connection and exits, so that \
-                  `printf 'hi\\n' | chat-client --nick bot` works in scripts.",
+                  each line it sends.\n\n\
+                  In a terminal (standard input and output both terminals) it is an interactive \
+                  client: line editing with history, incoming lines printed above the line being \
+                  typed, a prompt with your nick and room, colors (none when NO_COLOR is set), and \
+                  your own messages shown the way others see them. Ctrl-C or Ctrl-D quits.\n\n\
+                  From a script it prints the server's lines exactly as sent, with no prompt and \
+                  no colors. Lines starting with / are commands (/help lists them). At the end of \
+                  standard input, or after a /quit line, the client sends /quit if needed, waits \
+                  up to 5 seconds for the server to close the connection and exits, so that \
+                  `printf 'hi\\n' | chat-client --nick bot` works in scripts, and so does \
+                  `chat-client --nick ci --send 'build finished'`.",
     after_help = "Exit status: 0 after a clean quit (or when standard output is closed), 1 when the \
                   server cannot be reached (or standard input or output fails), 2 for a usage \
-                  error, 3 when the connection is lost before the user quit."
+                  error, 3 when the connection is lost before the user quit (with --reconnect: \
+                  when lines could not be delivered before the user gave up)."
 )]
 pub struct Args {
     /// Server address: HOST:PORT, HOST, an IPv4 address or an [IPv6] address; the port defaults
@@ -48,6 +57,21 @@ pub struct Args {
     /// Seconds to wait for each connection attempt (fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
+
+    /// Send TEXT as a line, then quit, without reading standard input. Repeat the option to send
+    /// several lines, in order (for cron jobs and CI hooks).
+    #[arg(long = "send", value_name = "TEXT")]
+    pub send: Vec<String>,
+
+    /// When the connection is lost, reconnect after growing, jittered delays (under 0.5 s at
+    /// first, doubling up to 30 s at most), take the same nick and rejoin the same room. Lines
+    /// typed meanwhile are sent once connected again.
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// Start each line shown with the local time, as [HH:MM].
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 /// `addr` with [`DEFAULT_PORT`] added when it names a host or IP address
@@ -118,6 +142,28 @@ mod tests {
         assert_eq!(args.connect_timeout, Duration::from_secs(5));
         assert!(args.nick.is_none());
         assert!(args.room.is_none());
+        assert!(args.send.is_empty());
+        assert!(!args.reconnect);
+        assert!(!args.timestamps);
+    }
+
+    #[test]
+    fn send_may_be_repeated_and_keeps_the_order() {
+        let args = Args::try_parse_from([
+            "chat-client",
+            "--send",
+            "first",
+            "--reconnect",
+            "--send",
+            "/me second",
+            "--timestamps",
+        ])
+        .unwrap();
+        assert_eq!(args.send, ["first", "/me second"]);
+        assert!(args.reconnect);
+        assert!(args.timestamps);
+        let err = Args::try_parse_from(["chat-client", "--send"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! one code here, in one place: 1 when the client never got a working
 //! connection (or a local I/O failure stopped it), 2 for a usage error (set
 //! by clap before any of this runs), 3 when an established connection was
-//! lost. A clean session exits 0.
+//! lost (with `--reconnect`: when lines were still undelivered as the user
+//! gave up). A clean session exits 0.
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -41,6 +42,22 @@ pub enum ClientError {
     /// user quit (reset by the peer, say).
     #[error("connection lost: {0}")]
     ConnectionLost(io::Error),
+    /// Occurs when `--reconnect` was trying to deliver lines and the user
+    /// gave up (Ctrl-C, SIGTERM) before a connection came back.
+    #[error("connection lost; {lines} line(s) not sent")]
+    Undelivered {
+        /// How many lines were waiting for a connection.
+        lines: usize,
+    },
+    /// Occurs when line editing cannot be set up or the terminal cannot be
+    /// written in interactive mode.
+    #[error("cannot {what}: {source}")]
+    Terminal {
+        /// What the client was doing, as a phrase after "cannot".
+        what: &'static str,
+        /// rustyline's error.
+        source: rustyline::error::ReadlineError,
+    },
     /// Occurs when something on this machine fails: reading standard input,
     /// writing standard output (other than it being closed), or getting a
     /// socket handle or thread from the operating system.
@@ -57,8 +74,12 @@ impl ClientError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::CannotConnect { .. } | ClientError::Local { .. } => EXIT_FAILURE,
-            ClientError::ClosedByServer | ClientError::ConnectionLost(_) => EXIT_CONNECTION_LOST,
+            ClientError::CannotConnect { .. } | ClientError::Local { .. } | ClientError::Terminal { .. } => {
+                EXIT_FAILURE
+            }
+            ClientError::ClosedByServer
+            | ClientError::ConnectionLost(_)
+            | ClientError::Undelivered { .. } => EXIT_CONNECTION_LOST,
         }
     }
 }
@@ -97,6 +118,12 @@ mod tests {
         };
         assert_eq!(local.exit_code(), 1);
         assert_eq!(ClientError::ClosedByServer.exit_code(), 3);
+        assert_eq!(ClientError::Undelivered { lines: 2 }.exit_code(), 3);
+        let terminal = ClientError::Terminal {
+            what: "write to the terminal",
+            source: rustyline::error::ReadlineError::Io(os_error(io::ErrorKind::Other)),
+        };
+        assert_eq!(terminal.exit_code(), 1);
         assert_eq!(
             ClientError::ConnectionLost(os_error(io::ErrorKind::ConnectionReset)).exit_code(),
             3

@@ -1,4 +1,5 @@
-//! The thread that reads standard input.
+//! The thread that reads standard input (or the `--send` texts) when the
+//! client is not an interactive terminal client.
 //!
 //! Reading standard input blocks until the user types a line, so it gets a
 //! thread of its own and hands each line to the main loop through a channel.
@@ -44,6 +45,19 @@ pub fn read_stdin(tx: Sender<FromStdin>) {
     forward_input(&mut stdin.lock(), &tx, MAX_PIECE);
 }
 
+/// Passes on the `--send` texts as if they were standard input, one line
+/// each: the same pieces, the same `/quit` handling and the same end, so a
+/// one-shot notification behaves exactly like a piped one. A text with
+/// newlines in it becomes several lines.
+pub fn read_texts(texts: &[String], tx: Sender<FromStdin>) {
+    let mut input = Vec::new();
+    for text in texts {
+        input.extend_from_slice(text.as_bytes());
+        input.push(b'\n');
+    }
+    forward_input(&mut io::Cursor::new(input), &tx, MAX_PIECE);
+}
+
 /// Sends the lines of `reader` to `tx` in pieces of at most `max_piece`
 /// bytes, until end of input, a read error, a `/quit` line, or `tx` being
 /// disconnected (the main loop has stopped).
@@ -77,7 +91,7 @@ fn forward_input(reader: &mut impl BufRead, tx: &Sender<FromStdin>, max_piece: u
 }
 
 /// True when `line`, a whole line with its `\n`, is a `/quit` command.
-fn is_quit(line: &[u8]) -> bool {
+pub fn is_quit(line: &[u8]) -> bool {
     let Some(line) = line.strip_suffix(b"\n") else {
         return false;
     };
@@ -143,6 +157,36 @@ mod tests {
         assert_eq!(
             messages(b"hi\n/QUIT gone fishing\r\nnever sent\n", 100),
             [r#"line "hi\n""#, r#"quit "/QUIT gone fishing\r\n""#]
+        );
+    }
+
+    #[test]
+    fn send_texts_become_lines_and_stop_at_a_quit() {
+        let (tx, rx) = unbounded();
+        let texts = [
+            "one".to_string(),
+            "two\nthree".to_string(),
+            "/quit bye".to_string(),
+            "never".to_string(),
+        ];
+        read_texts(&texts, tx);
+        let got: Vec<String> = rx
+            .try_iter()
+            .map(|msg| match msg {
+                FromStdin::Line(bytes) => format!("line {:?}", String::from_utf8_lossy(&bytes)),
+                FromStdin::Quit(bytes) => format!("quit {:?}", String::from_utf8_lossy(&bytes)),
+                FromStdin::Eof => "eof".to_string(),
+                FromStdin::Failed(err) => format!("failed {err}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                r#"line "one\n""#,
+                r#"line "two\n""#,
+                r#"line "three\n""#,
+                r#"quit "/quit bye\n""#
+            ]
         );
     }
 

@@ -1,5 +1,4 @@
-//! `chat-client`: a line-based client for chat-server, for terminals and
-//! scripts.
+//! `chat-client`: a client for chat-server, for terminals and scripts.
 //!
 //! This file only parses the arguments, runs the session and turns its
 //! outcome into an exit code, so that everything with behaviour lives in a
@@ -8,16 +7,25 @@
 //! - [`args`]: the command line, and the defaults and checks on its values.
 //! - [`connect`]: resolving the address and connecting with a timeout.
 //! - [`incoming`]: the thread that reads server lines and classifies them.
-//! - [`input`]: the thread that reads standard input.
-//! - [`session`]: the main loop that joins the two, and the shutdown.
+//! - [`input`]: the thread that reads standard input (or `--send` texts).
+//! - [`terminal`]: interactive mode: rustyline, and sharing the terminal
+//!   between typing and incoming lines.
+//! - [`style`]: colors, timestamps, the prompt.
+//! - [`notices`]: recognising the server's confirmations of nick and room.
+//! - [`backoff`]: the delays between reconnection attempts.
+//! - [`session`]: the main loop that joins it all, reconnecting, shutdown.
 //! - [`error`]: what can go wrong, and the exit code for each.
 
 mod args;
+mod backoff;
 mod connect;
 mod error;
 mod incoming;
 mod input;
+mod notices;
 mod session;
+mod style;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -1,34 +1,56 @@
-//! One session: connect, start the two reader threads, run the main loop,
-//! shut down.
+//! One session: connect, start the reader threads, run the main loop,
+//! reconnect when asked to, shut down.
 //!
-//! The main thread owns the writing half of the socket and standard output;
-//! the threads in [`crate::incoming`] and [`crate::input`] only read and
-//! hand over what they read through bounded channels (so a flood from the
-//! server waits in the kernel rather than in memory when the terminal is
-//! slow). The main loop waits on both channels at once with
-//! [`crossbeam_channel::select!`], and after `/quit` also on a deadline, so
-//! it never sleeps and never polls.
+//! The main thread owns the writing half of the socket and the output; the
+//! threads in [`crate::incoming`] and [`crate::input`] (or the editor thread
+//! of [`crate::terminal`]) only read and hand over what they read through
+//! bounded channels (so a flood from the server waits in the kernel rather
+//! than in memory when the terminal is slow). The main loop waits on every
+//! source at once with [`crossbeam_channel::select!`] (server lines, input,
+//! signals, the `/quit` deadline, the reconnection timer and attempt), so it
+//! never sleeps and never polls.
+//!
+//! It also follows who and where the user is, from the server's own
+//! confirmations ([`crate::notices`]): the prompt shows it, and a
+//! reconnection takes the same nick and rejoins the same room.
 //!
 //! How a session ends:
-//! - End of input, or a `/quit` line: `/quit` goes to the server, and the
-//!   loop keeps printing until the server closes the connection (exit 0) or
-//!   [`QUIT_GRACE`] passes (exit 0, with a warning).
-//! - The server closes first: the connection is lost (exit 3).
+//! - End of input, a `/quit` line, Ctrl-C or Ctrl-D (or SIGINT, SIGTERM,
+//!   SIGHUP): `/quit` goes to the server, and the loop keeps printing until
+//!   the server closes the connection (exit 0) or [`QUIT_GRACE`] passes
+//!   (exit 0, with a warning). A second signal stops the wait.
+//! - The server closes first: the connection is lost (exit 3), unless
+//!   `--reconnect` was given; then the client retries with
+//!   [`Backoff`]'s delays, and what is typed meanwhile waits in a queue.
+//!   Quitting while disconnected exits 0 at once when nothing is waiting;
+//!   otherwise the client keeps trying to deliver, and a signal gives up
+//!   (exit 3).
 //! - Standard output is closed (`chat-client | head -1`): tell the server
 //!   `/quit` and stop at once, quietly (exit 0).
+//!
+//! Status lines of the client's own (reconnecting, reconnected) go to the
+//! screen in interactive mode and to standard error otherwise, so that
+//! standard output carries only what the server said.
 
-use std::io::{self, Write};
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chat_protocol::{Command, Nick, RoomName, ServerLine};
 use crossbeam_channel::{after, bounded, never, select, Receiver};
 
 use crate::args::Args;
+use crate::backoff::Backoff;
 use crate::connect::connect;
 use crate::error::{warn, ClientError};
 use crate::incoming::{read_server, FromServer, ServerText};
-use crate::input::{read_stdin, FromStdin};
+use crate::input::{read_stdin, read_texts, FromStdin};
+use crate::notices;
+use crate::style::Style;
+use crate::terminal::{run_editor, stop_editor, LineEditor, Shared, Terminal, TerminalOut};
 
 /// How long to wait, after sending `/quit`, for the server to close the
 /// connection. The server closes as soon as it has flushed its reply, so
@@ -41,13 +63,22 @@ const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// in socket buffers, not in this process.
 const CHANNEL_CAPACITY: usize = 256;
 
+/// Lines kept while disconnected (`--reconnect`). Past this the main loop
+/// stops taking input, so a script piping a large file waits (its lines
+/// stay in the pipe) instead of filling memory.
+const MAX_QUEUED: usize = 1024;
+
+/// Signals noted but not yet handled; more of them add nothing.
+const SIGNAL_CAPACITY: usize = 4;
+
 /// What the user's `/quit` or end of input is sent as.
 const QUIT_LINE: &[u8] = b"/quit\n";
 
 /// How the main loop ended, when it did not end with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
-    /// The server closed the connection after `/quit`.
+    /// The server closed the connection after `/quit`, or there was
+    /// nothing left to do.
     Closed,
     /// The server did not close within [`QUIT_GRACE`] after `/quit`.
     QuitTimedOut,
@@ -72,37 +103,63 @@ enum InputState {
 /// [`ClientError::exit_code`] is the process's.
 pub fn run(args: &Args) -> Result<(), ClientError> {
     let stream = connect(&args.addr, args.connect_timeout)?;
-    let read_half = stream.try_clone().map_err(|source| ClientError::Local {
-        what: "duplicate the socket handle",
-        source,
-    })?;
+    // Handled from here on. Before, Ctrl-C during a slow connect simply
+    // ends the process, which is all it should do then.
+    let (signals, can_signal) = watch_signals();
 
-    let (server_tx, server_rx) = bounded(CHANNEL_CAPACITY);
-    let server_reader = spawn("server-reader", move || read_server(read_half, server_tx))?;
+    let shared = Arc::new(Shared::default());
+    let interactive = args.send.is_empty() && io::stdin().is_terminal() && io::stdout().is_terminal();
+    let terminal = if interactive {
+        Terminal::open(&shared)?
+    } else {
+        None
+    };
+    let style = Style::for_output(io::stdout().is_terminal(), args.timestamps);
+    let (editor, out) = match terminal {
+        Some(terminal) => {
+            let (editor, out) = TerminalOut::new(terminal, Arc::clone(&shared));
+            (Some(editor), Output::Terminal(out))
+        }
+        None => (None, Output::Plain(io::stdout())),
+    };
 
     let mut session = Session {
-        stream,
-        server_rx,
+        addr: args.addr.clone(),
+        connect_timeout: args.connect_timeout,
+        reconnect: args.reconnect,
+        out,
+        style,
+        shared,
+        link: None,
+        server_rx: never(),
+        retry_at: never(),
+        attempt_rx: never(),
+        backoff: Backoff::new(),
+        queue: VecDeque::new(),
+        queued_quit: None,
+        place: Place {
+            nick: None,
+            room: None,
+            want_nick: args.nick.clone(),
+            want_room: args.room.clone(),
+        },
         stdin_rx: never(),
+        paused: never(),
         quit_deadline: never(),
-        quitting: false,
+        quit_sent: false,
         input: InputState::Reading,
+        signals,
     };
-    let mut stdin_reader = None;
-    let ending = session.converse(args, &mut stdin_reader);
-
-    let input = session.input;
-    session.close();
-    // The reader thread is unblocked by the shutdown and by its channel
-    // being gone, so this join returns promptly. A panic in it has already
-    // been reported by the panic hook; there is nothing more to do with it.
-    let _ = server_reader.join();
-    if let (InputState::Done, Some(handle)) = (input, stdin_reader) {
-        let _ = handle.join();
-    }
-    // Otherwise the input thread is left running: it may be blocked reading
-    // a terminal, and such a read cannot be interrupted portably. The
-    // process exits right after this, which ends it.
+    // Nick and room go out before any line of input can, because the input
+    // thread starts only after they are written.
+    let started = session
+        .link_up(stream)
+        .and_then(|()| session.start_input(args, editor, style));
+    let (ending, input) = match started {
+        Ok(input) => (session.main_loop(), Some(input)),
+        Err(err) => (Err(err), None),
+    };
+    session.finish(input, can_signal);
 
     match ending? {
         Ending::Closed | Ending::OutputClosed => Ok(()),
@@ -116,6 +173,19 @@ pub fn run(args: &Args) -> Result<(), ClientError> {
     }
 }
 
+/// Notes SIGINT, SIGTERM and SIGHUP on the returned channel instead of
+/// dying of them, so that the session can say `/quit` and restore the
+/// terminal. The flag says whether that worked.
+fn watch_signals() -> (Receiver<()>, bool) {
+    let (tx, rx) = bounded(SIGNAL_CAPACITY);
+    let installed = ctrlc::set_handler(move || {
+        // Full means a signal is already waiting to be handled.
+        let _ = tx.try_send(());
+    })
+    .is_ok();
+    (rx, installed)
+}
+
 /// Starts a named thread.
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, ClientError> {
     thread::Builder::new()
@@ -127,23 +197,159 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         })
 }
 
-/// The main loop's state.
-struct Session {
+/// Where lines are shown.
+enum Output {
+    /// Standard output as plain lines: a pipe, a file, or a terminal that
+    /// is not interactive.
+    Plain(io::Stdout),
+    /// Above the line being edited.
+    Terminal(TerminalOut),
+}
+
+impl Output {
+    /// Shows one line. Returns [`Ending::OutputClosed`] when standard
+    /// output has been closed.
+    fn line(&mut self, text: &str) -> Result<Option<Ending>, ClientError> {
+        match self {
+            Output::Plain(stdout) => print(&mut stdout.lock(), text),
+            Output::Terminal(terminal) => terminal.print_line(text).map(|()| None),
+        }
+    }
+}
+
+/// The thread that reads input, as the session must end it.
+enum InputThread {
+    /// Standard input or the `--send` texts.
+    Plain(JoinHandle<()>),
+    /// The editor thread; `done` disconnects when it has ended.
+    Editor {
+        handle: JoinHandle<()>,
+        done: Receiver<()>,
+    },
+}
+
+/// The connection, while there is one.
+struct Link {
     /// The socket. The main loop writes to it; the server reader thread
     /// reads from a clone of it; shutting it down unblocks that thread.
     stream: TcpStream,
-    /// Lines from the server, then how the connection ended.
+    /// The server reader thread, joined when the link goes down.
+    reader: JoinHandle<()>,
+}
+
+impl Link {
+    /// Shuts the socket down, which ends the reader's blocking read, and
+    /// joins the reader. Its channel must already be dropped, which ends a
+    /// send it may be blocked in.
+    fn close(self) {
+        // Fails only when the connection is already gone, which is the aim.
+        let _ = self.stream.shutdown(Shutdown::Both);
+        // A panic in it has already been reported by the panic hook.
+        let _ = self.reader.join();
+    }
+}
+
+/// Who and where the user is, and wants to be after a reconnection.
+#[derive(Debug, Clone, Default)]
+struct Place {
+    /// The nick the server last confirmed.
+    nick: Option<Nick>,
+    /// The room the server last confirmed.
+    room: Option<RoomName>,
+    /// The nick to take on (re)connecting: `--nick`, then each nick the
+    /// server confirmed. A `guestN` the server handed out is not asked for
+    /// again.
+    want_nick: Option<Nick>,
+    /// The room to join on (re)connecting: `--room`, then each room the
+    /// server confirmed.
+    want_room: Option<RoomName>,
+}
+
+impl Place {
+    /// Follows one server line. Returns true when it answered a `/nick` or
+    /// `/join` (or is the welcome), which the prompt waits for.
+    fn follow(&mut self, line: &ServerText) -> bool {
+        let text = match line {
+            ServerText::Known(ServerLine::Notice(text)) => text,
+            ServerText::Known(ServerLine::Error(_)) => return true,
+            _ => return false,
+        };
+        if let Some((nick, room)) = notices::welcome(text) {
+            self.nick = Some(nick);
+            self.room = Some(room);
+        } else if let Some(nick) = notices::nick_set(text) {
+            self.want_nick = Some(nick.clone());
+            self.nick = Some(nick);
+        } else if let Some(room) = notices::own_join(text, self.room.as_ref()) {
+            self.want_room = Some(room.clone());
+            self.room = Some(room);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// The lines that put a new connection where the user was.
+    fn greeting(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(nick) = &self.want_nick {
+            lines.push(format!("/nick {nick}\n"));
+        }
+        // Everyone starts in the lobby: joining it would only be an error.
+        if let Some(room) = self.want_room.as_ref().filter(|r| r.key() != RoomName::LOBBY) {
+            lines.push(format!("/join {room}\n"));
+        }
+        lines
+    }
+}
+
+/// The main loop's state.
+struct Session {
+    /// The server's address, for reconnecting.
+    addr: String,
+    /// `--connect-timeout`, for reconnecting.
+    connect_timeout: Duration,
+    /// `--reconnect`: a lost connection is retried, not the end.
+    reconnect: bool,
+    /// Where lines are shown.
+    out: Output,
+    /// How lines are shown.
+    style: Style,
+    /// What the editor thread's prompt shows and waits for (unused by a
+    /// plain session, and cheap).
+    shared: Arc<Shared>,
+    /// The connection; `None` while reconnecting.
+    link: Option<Link>,
+    /// Lines from the server, then how the connection ended; a receiver
+    /// that never delivers while there is no connection.
     server_rx: Receiver<FromServer>,
+    /// Fires when the next reconnection attempt is due.
+    retry_at: Receiver<Instant>,
+    /// The outcome of the reconnection attempt under way.
+    attempt_rx: Receiver<Result<TcpStream, ClientError>>,
+    /// Delays between reconnection attempts.
+    backoff: Backoff,
+    /// Lines of input waiting for a connection, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// The `/quit` to send after the queue, when input ended while
+    /// disconnected.
+    queued_quit: Option<Vec<u8>>,
+    /// Who and where the user is.
+    place: Place,
     /// Lines of input; a receiver that never delivers once the input is
     /// over (or before it starts), so the loop stops waiting on it.
     stdin_rx: Receiver<FromStdin>,
+    /// Waited on instead of `stdin_rx` while the queue is full.
+    paused: Receiver<FromStdin>,
     /// Fires [`QUIT_GRACE`] after `/quit` was sent; never before that.
     quit_deadline: Receiver<Instant>,
     /// True once `/quit` was sent: from then on the server closing the
     /// connection is the expected end, not a lost connection.
-    quitting: bool,
+    quit_sent: bool,
     /// Whether the input thread can be joined.
     input: InputState,
+    /// SIGINT, SIGTERM and SIGHUP, as noted by the handler.
+    signals: Receiver<()>,
 }
 
 /// One thing the main loop has to react to.
@@ -154,90 +360,227 @@ enum Event {
     Stdin(FromStdin),
     /// [`QUIT_GRACE`] has passed since `/quit` was sent.
     QuitTimedOut,
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal,
+    /// Time for the next reconnection attempt.
+    RetryDue,
+    /// A reconnection attempt ended.
+    Attempt(Result<TcpStream, ClientError>),
 }
 
 impl Session {
-    /// Greets the server, starts the input thread (its handle goes to
-    /// `stdin_reader`) and runs the main loop on standard output.
-    ///
-    /// Nick and room go out before any line of input can, because the input
-    /// thread starts only after they are written.
-    fn converse(
+    /// Starts reading input: the editor thread in interactive mode, else a
+    /// thread reading standard input or passing on the `--send` texts.
+    fn start_input(
         &mut self,
         args: &Args,
-        stdin_reader: &mut Option<JoinHandle<()>>,
-    ) -> Result<Ending, ClientError> {
-        self.greet(args)?;
+        editor: Option<LineEditor>,
+        style: Style,
+    ) -> Result<InputThread, ClientError> {
         let (stdin_tx, stdin_rx) = bounded(CHANNEL_CAPACITY);
-        *stdin_reader = Some(spawn("stdin-reader", move || read_stdin(stdin_tx))?);
         self.stdin_rx = stdin_rx;
-        self.main_loop(&mut io::stdout().lock())
+        if let Some(editor) = editor {
+            let (done_tx, done) = bounded(0);
+            let shared = Arc::clone(&self.shared);
+            let handle = spawn("editor", move || {
+                run_editor(editor, shared, style, stdin_tx, done_tx)
+            })?;
+            return Ok(InputThread::Editor { handle, done });
+        }
+        let handle = if args.send.is_empty() {
+            spawn("stdin-reader", move || read_stdin(stdin_tx))?
+        } else {
+            let texts = args.send.clone();
+            spawn("send-texts", move || read_texts(&texts, stdin_tx))?
+        };
+        Ok(InputThread::Plain(handle))
     }
 
-    /// Sends `/nick` and `/join` as the arguments ask.
-    fn greet(&mut self, args: &Args) -> Result<(), ClientError> {
-        if let Some(nick) = &args.nick {
-            self.send(format!("/nick {nick}\n").as_bytes())?;
-        }
-        if let Some(room) = &args.room {
-            self.send(format!("/join {room}\n").as_bytes())?;
+    /// Takes a new connection into use: starts its reader and says `/nick`
+    /// and `/join` as the user's place asks.
+    fn link_up(&mut self, stream: TcpStream) -> Result<(), ClientError> {
+        let read_half = stream.try_clone().map_err(|source| ClientError::Local {
+            what: "duplicate the socket handle",
+            source,
+        })?;
+        let (server_tx, server_rx) = bounded(CHANNEL_CAPACITY);
+        let reader = spawn("server-reader", move || read_server(read_half, server_tx))?;
+        self.server_rx = server_rx;
+        self.link = Some(Link { stream, reader });
+        let greeting = self.place.greeting();
+        // The welcome, then one answer per line of the greeting.
+        self.shared.expect_answers(1 + greeting.len());
+        for line in greeting {
+            if self.write(line.into_bytes())?.is_some() {
+                // Lost already; the next connection greets again.
+                break;
+            }
         }
         Ok(())
     }
 
-    /// Prints server lines to `out` and sends input lines to the server
-    /// until the session ends.
-    fn main_loop(&mut self, out: &mut impl Write) -> Result<Ending, ClientError> {
+    /// Drops the connection (after it was lost).
+    fn link_down(&mut self) {
+        self.server_rx = never();
+        if let Some(link) = self.link.take() {
+            link.close();
+        }
+    }
+
+    /// Prints server lines and sends input lines until the session ends.
+    fn main_loop(&mut self) -> Result<Ending, ClientError> {
         loop {
+            let stdin_rx = if self.queue.len() >= MAX_QUEUED {
+                &self.paused
+            } else {
+                &self.stdin_rx
+            };
             let event = select! {
                 // A reader thread that ended without its last message
                 // (it panicked) is taken as its stream having ended.
                 recv(self.server_rx) -> msg => Event::Server(msg.unwrap_or(FromServer::Closed(Ok(())))),
-                recv(self.stdin_rx) -> msg => Event::Stdin(msg.unwrap_or(FromStdin::Eof)),
+                recv(stdin_rx) -> msg => Event::Stdin(msg.unwrap_or(FromStdin::Eof)),
                 recv(self.quit_deadline) -> _ => Event::QuitTimedOut,
+                recv(self.signals) -> _ => Event::Signal,
+                recv(self.retry_at) -> _ => Event::RetryDue,
+                recv(self.attempt_rx) -> msg => Event::Attempt(msg.unwrap_or_else(|_| {
+                    Err(ClientError::Local {
+                        what: "reconnect",
+                        source: io::Error::other("the connecting thread ended"),
+                    })
+                })),
             };
             let ending = match event {
-                Event::Server(FromServer::Line(line)) => print(out, &line)?,
-                Event::Server(FromServer::Closed(end)) => Some(self.server_closed(end)?),
+                Event::Server(FromServer::Line(line)) => self.show(&line)?,
+                Event::Server(FromServer::Closed(end)) => self.server_closed(end)?,
                 Event::Stdin(input) => self.handle_input(input)?,
                 Event::QuitTimedOut => Some(Ending::QuitTimedOut),
+                Event::Signal => self.interrupted()?,
+                Event::RetryDue => {
+                    self.start_attempt()?;
+                    None
+                }
+                Event::Attempt(Ok(stream)) => self.reconnected(stream)?,
+                Event::Attempt(Err(err)) => self.attempt_failed(&err)?,
             };
             if let Some(ending) = ending {
-                if ending == Ending::OutputClosed && !self.quitting {
-                    // Best effort on the way out: if it fails, the server
-                    // sees a disconnect instead, which is just as final.
-                    let _ = self.stream.write_all(QUIT_LINE);
+                if ending == Ending::OutputClosed && !self.quit_sent {
+                    if let Some(link) = &mut self.link {
+                        // Best effort on the way out: if it fails, the
+                        // server sees a disconnect instead, just as final.
+                        let _ = link.stream.write_all(QUIT_LINE);
+                    }
                 }
                 return Ok(ending);
             }
         }
     }
 
-    /// The connection ended: expected after `/quit`, lost before it.
-    fn server_closed(&self, end: io::Result<()>) -> Result<Ending, ClientError> {
-        if self.quitting {
-            // Any end will do, even a reset: the server was asked to close.
-            return Ok(Ending::Closed);
+    /// Follows and shows one server line.
+    fn show(&mut self, line: &ServerText) -> Result<Option<Ending>, ClientError> {
+        if self.place.follow(line) {
+            if matches!(line, ServerText::Known(ServerLine::Notice(text)) if notices::welcome(text).is_some())
+            {
+                // A connection that got as far as the welcome worked: the
+                // next loss starts the delays over.
+                self.backoff.reset();
+            }
+            self.shared
+                .set_place(self.place.nick.clone(), self.place.room.clone());
+            self.shared.answered();
         }
-        match end {
-            Ok(()) => Err(ClientError::ClosedByServer),
-            Err(err) => Err(ClientError::ConnectionLost(err)),
+        let stamp = self.style.stamp_now();
+        let text = self.style.server_line(line, stamp.as_deref());
+        self.out.line(&text)
+    }
+
+    /// The connection ended: expected after `/quit`; before it, lost, and
+    /// retried with `--reconnect`.
+    fn server_closed(&mut self, end: io::Result<()>) -> Result<Option<Ending>, ClientError> {
+        if self.quit_sent {
+            // Any end will do, even a reset: the server was asked to close.
+            return Ok(Some(Ending::Closed));
+        }
+        let lost = match end {
+            Ok(()) => ClientError::ClosedByServer,
+            Err(err) => ClientError::ConnectionLost(err),
+        };
+        self.lost(lost)
+    }
+
+    /// The connection is gone before the user quit: the end, or the start
+    /// of reconnecting.
+    fn lost(&mut self, why: ClientError) -> Result<Option<Ending>, ClientError> {
+        if !self.reconnect {
+            return Err(why);
+        }
+        self.link_down();
+        let delay = self.backoff.next_delay();
+        self.retry_at = after(delay);
+        self.status(&format!("{why}; reconnecting in {}", seconds(delay)))
+    }
+
+    /// Starts a reconnection attempt on a thread of its own, so that input
+    /// and signals are still handled while it waits.
+    fn start_attempt(&mut self) -> Result<(), ClientError> {
+        let (tx, rx) = bounded(1);
+        let addr = self.addr.clone();
+        let timeout = self.connect_timeout;
+        // Not joined: if the session ends first, the process ends with it.
+        spawn("connector", move || {
+            let _ = tx.send(connect(&addr, timeout));
+        })?;
+        self.retry_at = never();
+        self.attempt_rx = rx;
+        Ok(())
+    }
+
+    /// A reconnection attempt failed: schedule the next.
+    fn attempt_failed(&mut self, err: &ClientError) -> Result<Option<Ending>, ClientError> {
+        self.attempt_rx = never();
+        let delay = self.backoff.next_delay();
+        self.retry_at = after(delay);
+        self.status(&format!("{err}; next try in {}", seconds(delay)))
+    }
+
+    /// A reconnection attempt worked: greet, then send what waited.
+    fn reconnected(&mut self, stream: TcpStream) -> Result<Option<Ending>, ClientError> {
+        self.attempt_rx = never();
+        let addr = self.addr.clone();
+        if let Some(ending) = self.status(&format!("reconnected to {addr}"))? {
+            return Ok(Some(ending));
+        }
+        self.link_up(stream)?;
+        while self.link.is_some() {
+            let Some(line) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(unsent) = self.write(line)? {
+                // Lost again: it keeps its place at the head of the queue.
+                self.queue.push_front(unsent);
+            }
+        }
+        match self.queued_quit.take() {
+            Some(quit) if self.link.is_some() => self.send_quit(quit),
+            quit => {
+                self.queued_quit = quit;
+                Ok(None)
+            }
         }
     }
 
-    /// Sends a piece of input on, and starts quitting when the input is
-    /// over.
+    /// Sends a piece of input on (or queues it while disconnected), and
+    /// starts quitting when the input is over.
     fn handle_input(&mut self, input: FromStdin) -> Result<Option<Ending>, ClientError> {
         match input {
-            FromStdin::Line(bytes) => self.send(&bytes)?,
-            FromStdin::Quit(line) => {
-                self.send(&line)?;
-                self.stop_input();
+            FromStdin::Line(bytes) => {
+                if self.link.is_none() && matches!(self.out, Output::Terminal(_)) {
+                    self.status("not connected: the line will be sent once reconnected")?;
+                }
+                self.send(bytes)?;
             }
-            FromStdin::Eof => {
-                self.send(QUIT_LINE)?;
-                self.stop_input();
-            }
+            FromStdin::Quit(line) => return self.quit(line),
+            FromStdin::Eof => return self.quit(QUIT_LINE.to_vec()),
             FromStdin::Failed(source) => {
                 self.input = InputState::Done;
                 return Err(ClientError::Local {
@@ -249,37 +592,168 @@ impl Session {
         Ok(None)
     }
 
-    /// The input is over and `/quit` was sent: stop waiting on the input
-    /// and start waiting for the server to close.
-    fn stop_input(&mut self) {
+    /// The user is done: no more input; say `/quit` (`line`).
+    fn quit(&mut self, line: Vec<u8>) -> Result<Option<Ending>, ClientError> {
         self.input = InputState::Done;
         self.stdin_rx = never();
-        self.quit_deadline = after(QUIT_GRACE);
-        self.quitting = true;
+        self.send_quit(line)
     }
 
-    /// Writes `bytes` to the server.
-    fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+    /// A signal: quit as the user would; a second one stops waiting.
+    fn interrupted(&mut self) -> Result<Option<Ending>, ClientError> {
+        if self.quit_sent {
+            return Ok(Some(Ending::Closed));
+        }
+        if self.link.is_some() {
+            self.stdin_rx = never();
+            return self.send_quit(QUIT_LINE.to_vec());
+        }
+        match self.queue.len() {
+            0 => Ok(Some(Ending::Closed)),
+            lines => Err(ClientError::Undelivered { lines }),
+        }
+    }
+
+    /// Sends `/quit` and starts waiting for the server to close. Without a
+    /// connection, the session ends at once when nothing waits to be sent;
+    /// otherwise the `/quit` waits for the lines before it to go out.
+    fn send_quit(&mut self, line: Vec<u8>) -> Result<Option<Ending>, ClientError> {
+        let Some(unsent) = self.write(line)? else {
+            self.quit_deadline = after(QUIT_GRACE);
+            self.quit_sent = true;
+            return Ok(None);
+        };
+        if self.queue.is_empty() {
+            return Ok(Some(Ending::Closed));
+        }
+        self.queued_quit = Some(unsent);
+        let waiting = self.queue.len();
+        self.status(&format!(
+            "not connected: {waiting} line(s) will be sent once reconnected (Ctrl-C to give up)"
+        ))
+    }
+
+    /// Sends `bytes` to the server, or queues them while there is no
+    /// connection (or the connection was just lost).
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        if let Some(unsent) = self.write(bytes)? {
+            self.queue.push_back(unsent);
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to the server and shows them in interactive mode as
+    /// others see them. Gives them back when there is no connection, or it
+    /// is lost in the write and `--reconnect` will retry.
+    ///
+    /// # Errors
+    /// [`ClientError::ConnectionLost`] when the write fails without
+    /// `--reconnect`.
+    fn write(&mut self, bytes: Vec<u8>) -> Result<Option<Vec<u8>>, ClientError> {
+        let Some(link) = &mut self.link else {
+            return Ok(Some(bytes));
+        };
         // `write_all` retries writes interrupted by a signal.
-        self.stream.write_all(bytes).map_err(ClientError::ConnectionLost)
+        match link.stream.write_all(&bytes) {
+            Ok(()) => {
+                self.echo(&bytes)?;
+                Ok(None)
+            }
+            Err(err) if self.reconnect => {
+                self.lost(ClientError::ConnectionLost(err))?;
+                Ok(Some(bytes))
+            }
+            Err(err) => Err(ClientError::ConnectionLost(err)),
+        }
     }
 
-    /// Shuts the socket down, which ends the server reader's blocking read,
-    /// and drops the channel, which ends a send it may be blocked in.
-    fn close(self) {
-        // Fails only when the connection is already gone, which is the aim.
-        let _ = self.stream.shutdown(Shutdown::Both);
-        drop(self.server_rx);
+    /// In interactive mode, shows a chat message or action just sent the
+    /// way the others in the room see it.
+    fn echo(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        if !matches!(self.out, Output::Terminal(_)) {
+            return Ok(());
+        }
+        let Some(nick) = &self.place.nick else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let Ok(Some(command)) = Command::parse(text) else {
+            return Ok(());
+        };
+        let stamp = self.style.stamp_now();
+        if let Some(line) = self.style.own_line(nick, &command, stamp.as_deref()) {
+            self.out.line(&line)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the user about the connection: on the screen in interactive
+    /// mode, else on standard error.
+    fn status(&mut self, text: &str) -> Result<Option<Ending>, ClientError> {
+        if matches!(self.out, Output::Terminal(_)) {
+            let stamp = self.style.stamp_now();
+            let line = self.style.status(text, stamp.as_deref());
+            return self.out.line(&line);
+        }
+        warn(text);
+        Ok(None)
+    }
+
+    /// Closes the connection and ends the threads: the server reader is
+    /// joined; the input thread when it is done or can be made to finish.
+    fn finish(mut self, input: Option<InputThread>, can_signal: bool) {
+        self.link_down();
+        let Session {
+            out,
+            shared,
+            stdin_rx,
+            input: input_state,
+            ..
+        } = self;
+        // Its reader may be blocked sending: dropping the channel ends that.
+        drop(stdin_rx);
+        match input {
+            Some(InputThread::Editor { handle, done }) => {
+                let mut out = out;
+                let saved = match &mut out {
+                    Output::Terminal(terminal) => {
+                        if input_state == InputState::Reading {
+                            terminal.flush();
+                        }
+                        terminal.saved.as_ref()
+                    }
+                    Output::Plain(_) => None,
+                };
+                stop_editor(&shared, &done, can_signal, saved);
+                if handle.is_finished() {
+                    let _ = handle.join();
+                }
+            }
+            Some(InputThread::Plain(handle)) if input_state == InputState::Done => {
+                let _ = handle.join();
+            }
+            // Otherwise the input thread is left running: it may be blocked
+            // reading a terminal or a pipe, and such a read cannot be
+            // interrupted portably. The process exits right after this,
+            // which ends it.
+            Some(InputThread::Plain(_)) | None => {}
+        }
     }
 }
 
-/// Prints one server line and flushes it, so that a reader at the other end
-/// of a pipe gets it at once. Returns [`Ending::OutputClosed`] when standard
+/// A delay as people read it: `0.4 s`, `12.0 s`.
+fn seconds(delay: Duration) -> String {
+    format!("{:.1} s", delay.as_secs_f64())
+}
+
+/// Prints one line and flushes it, so that a reader at the other end of a
+/// pipe gets it at once. Returns [`Ending::OutputClosed`] when standard
 /// output has been closed.
 ///
 /// # Errors
 /// [`ClientError::Local`] when writing fails for another reason.
-fn print(out: &mut impl Write, line: &ServerText) -> Result<Option<Ending>, ClientError> {
+fn print(out: &mut impl Write, line: &str) -> Result<Option<Ending>, ClientError> {
     match writeln!(out, "{line}").and_then(|()| out.flush()) {
         Ok(()) => Ok(None),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(Some(Ending::OutputClosed)),
@@ -293,7 +767,7 @@ fn print(out: &mut impl Write, line: &ServerText) -> Result<Option<Ending>, Clie
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_protocol::ServerLine;
+    use chat_protocol::ServerEvent;
 
     /// A writer whose reader has gone away, like a closed pipe.
     struct ClosedPipe;
@@ -319,35 +793,102 @@ mod tests {
         }
     }
 
-    fn notice(text: &str) -> ServerText {
-        ServerText::Known(ServerLine::Notice(text.to_string()))
-    }
-
     #[test]
     fn a_line_is_printed_with_its_newline() {
         let mut out = Vec::new();
-        assert!(print(&mut out, &notice("bye")).unwrap().is_none());
-        assert!(print(&mut out, &ServerText::Unknown("raw".into()))
-            .unwrap()
-            .is_none());
+        assert!(print(&mut out, "-- bye").unwrap().is_none());
+        assert!(print(&mut out, "raw").unwrap().is_none());
         assert_eq!(out, b"-- bye\nraw\n");
     }
 
     #[test]
     fn a_closed_output_ends_the_session_quietly() {
-        assert_eq!(
-            print(&mut ClosedPipe, &notice("x")).unwrap(),
-            Some(Ending::OutputClosed)
-        );
+        assert_eq!(print(&mut ClosedPipe, "x").unwrap(), Some(Ending::OutputClosed));
     }
 
     #[test]
     fn other_output_errors_are_reported() {
-        let err = print(&mut FullDisk, &notice("x")).unwrap_err();
+        let err = print(&mut FullDisk, "x").unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot write standard output: no space left on device"
         );
         assert_eq!(err.exit_code(), 1);
+    }
+
+    fn nick(name: &str) -> Nick {
+        Nick::new(name).unwrap()
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).unwrap()
+    }
+
+    /// `event` as the client receives it.
+    fn received(event: ServerEvent) -> ServerText {
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes);
+        ServerText::classify(String::from_utf8(bytes).unwrap().trim_end())
+    }
+
+    #[test]
+    fn the_place_follows_the_servers_confirmations() {
+        let mut place = Place::default();
+        assert!(place.follow(&received(ServerEvent::Welcome {
+            nick: nick("guest3"),
+            room: RoomName::lobby()
+        })));
+        assert_eq!(place.nick, Some(nick("guest3")));
+        assert_eq!(place.want_nick, None, "a guest nick is not asked for again");
+        assert!(place.greeting().is_empty());
+
+        assert!(place.follow(&received(ServerEvent::NickSet { nick: nick("alice") })));
+        assert!(place.follow(&received(ServerEvent::JoinedRoom { room: room("rust") })));
+        assert_eq!(place.nick, Some(nick("alice")));
+        assert_eq!(place.room, Some(room("rust")));
+        assert_eq!(place.greeting(), ["/nick alice\n", "/join #rust\n"]);
+
+        // Others' lines change nothing, and are not answers.
+        for other in [
+            ServerEvent::Joined {
+                nick: nick("you"),
+                room: room("rust"),
+            },
+            ServerEvent::NickChanged {
+                old: nick("bob"),
+                new: nick("rob"),
+            },
+            ServerEvent::Said {
+                from: nick("bob"),
+                text: "-- you are now known as mallory".into(),
+            },
+        ] {
+            assert!(!place.follow(&received(other)));
+        }
+        assert_eq!(place.nick, Some(nick("alice")));
+        assert_eq!(place.room, Some(room("rust")));
+
+        // An error answers a /nick or /join without changing the place.
+        let refused = received(ServerEvent::Error(chat_protocol::ErrorKind::NickInUse(nick(
+            "bob",
+        ))));
+        assert!(place.follow(&refused));
+        assert_eq!(place.nick, Some(nick("alice")));
+    }
+
+    #[test]
+    fn the_greeting_skips_the_lobby() {
+        let place = Place {
+            want_nick: Some(nick("bot")),
+            want_room: Some(room("LOBBY")),
+            ..Place::default()
+        };
+        assert_eq!(place.greeting(), ["/nick bot\n"]);
+    }
+
+    #[test]
+    fn delays_read_in_seconds() {
+        assert_eq!(seconds(Duration::from_millis(430)), "0.4 s");
+        assert_eq!(seconds(Duration::from_secs(12)), "12.0 s");
     }
 }

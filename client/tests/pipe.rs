@@ -1,35 +1,36 @@
-//! Runs the built `chat-client` in a pipe against a fake server on loopback.
+//! Runs the built `chat-client` in a pipe, as scripts do, against a fake
+//! server or the real one on loopback.
 //!
 //! The fake server is a plain `TcpListener` on `127.0.0.1:0` that accepts
 //! one connection and follows a script on its own thread, so each test
 //! states exactly what the server says and checks exactly what the client
-//! sent. These tests pin down the client's contract with scripts: what goes
-//! to the server and in which order, what is printed, and the exit codes.
+//! sent. The real `chat-server` (built into the same target directory)
+//! serves the tests of what only a real server shows: delivery to another
+//! user, and `--reconnect` across a restart. These tests pin down the
+//! client's contract with scripts: what goes to the server and in which
+//! order, what is printed, and the exit codes.
 //!
 //! Nothing here sleeps to wait for something: sockets have read timeouts,
-//! the client's output is read to end of file by threads, and every wait on
-//! them has a deadline, so a broken client fails a test instead of hanging
-//! it.
+//! the client's output is collected by threads as it arrives, and every
+//! wait on them has a deadline, so a broken client fails a test instead of
+//! hanging it.
 
 // The helpers below panic on purpose, as `#[test]` functions may: in a test
 // a failed expectation is a failed test, with its message. clippy.toml
 // allows that in test functions only, not in helpers they share.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
-
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The most lines a fake server reads in one go; a client that sends more
-/// is broken, and the bound keeps the test finite.
-const MAX_LINES: usize = 100;
+use crossbeam_channel::{bounded, Receiver};
+use nix::sys::signal::Signal;
+use support::{signal, ChatUser, Collector, RealServer, MAX_LINES, WAIT};
 
 /// The server side of the one connection a fake server accepts.
 struct Peer {
@@ -115,16 +116,17 @@ fn server_result(rx: &Receiver<Vec<String>>) -> Vec<String> {
         .expect("the fake server's script did not finish (see its panic above)")
 }
 
-/// A running `chat-client` whose output is being collected.
+/// A running `chat-client` whose output is being collected; killed on
+/// drop if it is still running.
 struct Client {
     child: Child,
     /// Open until [`Client::close_stdin`]; kept open to play a user who has
     /// not finished typing.
     stdin: Option<ChildStdin>,
-    /// All of standard output, once the client has closed it (exited).
-    stdout: Option<Receiver<Vec<u8>>>,
-    /// All of standard error, once the client has closed it (exited).
-    stderr: Receiver<Vec<u8>>,
+    /// Standard output, as it arrives; `None` when it was closed at once.
+    stdout: Option<Collector>,
+    /// Standard error, as it arrives.
+    stderr: Collector,
 }
 
 /// How a client run ended.
@@ -133,17 +135,6 @@ struct Finished {
     code: Option<i32>,
     stdout: String,
     stderr: String,
-}
-
-/// Collects everything `pipe` yields into a channel, on a thread.
-fn collect(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (tx, rx): (Sender<Vec<u8>>, _) = bounded(1);
-    thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = pipe.read_to_end(&mut all);
-        let _ = tx.send(all);
-    });
-    rx
 }
 
 impl Client {
@@ -161,6 +152,7 @@ impl Client {
     fn launch(args: &[&str], read_stdout: bool) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
             .args(args)
+            .env_remove("NO_COLOR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -170,8 +162,8 @@ impl Client {
         let stderr = child.stderr.take().expect("stderr pipe");
         Client {
             stdin: child.stdin.take(),
-            stdout: read_stdout.then(|| collect(stdout)),
-            stderr: collect(stderr),
+            stdout: read_stdout.then(|| Collector::new(stdout)),
+            stderr: Collector::new(stderr),
             child,
         }
     }
@@ -188,15 +180,29 @@ impl Client {
         self.stdin = None;
     }
 
+    /// Waits until the client has printed `text` on standard output.
+    #[track_caller]
+    fn wait_stdout(&mut self, text: &str) {
+        self.stdout.as_mut().expect("stdout collected").wait_for(text);
+    }
+
+    /// Waits until the client has printed `text` on standard error.
+    #[track_caller]
+    fn wait_stderr(&mut self, text: &str) {
+        self.stderr.wait_for(text);
+    }
+
     /// Waits, within [`WAIT`], for the client to exit, and returns how.
     /// Standard input is left as it is.
     #[track_caller]
     fn wait(&mut self) -> Finished {
         let deadline = Instant::now() + WAIT;
-        let stdout = self.stdout.as_ref().map(|rx| rx.recv_deadline(deadline));
-        let stderr = self.stderr.recv_deadline(deadline);
-        let (Ok(stderr), Ok(stdout)) = (stderr, stdout.transpose()) else {
-            let _ = self.child.kill();
+        let stdout = match &mut self.stdout {
+            Some(collector) => collector.finish(deadline),
+            None => Some(String::new()),
+        };
+        let stderr = self.stderr.finish(deadline);
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             panic!("chat-client did not exit within {WAIT:?}");
         };
         // Both pipes are at end of file, so the process has exited or is
@@ -204,9 +210,16 @@ impl Client {
         let status = self.child.wait().expect("wait for chat-client");
         Finished {
             code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout.unwrap_or_default()).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout,
+            stderr,
         }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -388,6 +401,10 @@ fn help_explains_every_option() {
         "--nick <NAME>",
         "--room <ROOM>",
         "--connect-timeout <SECS>",
+        "--send <TEXT>",
+        "--reconnect",
+        "--timestamps",
+        "NO_COLOR",
         "Exit status",
     ] {
         assert!(
@@ -395,5 +412,214 @@ fn help_explains_every_option() {
             "{word} missing from:\n{}",
             done.stdout
         );
+    }
+}
+
+#[test]
+fn send_texts_go_out_in_order_then_quit_without_reading_stdin() {
+    let (addr, server) = fake_server(|peer| {
+        peer.send(b"-- welcome\n");
+        let mut lines = peer.read_until_quit();
+        peer.send(b"-- bye\n");
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[
+        &addr,
+        "--nick",
+        "ci",
+        "--send",
+        "build finished",
+        "--send",
+        "/me ships it",
+    ]);
+    // Standard input stays open and holds a line: it must not be read.
+    client.write("not this\n");
+    let done = client.wait();
+
+    assert_eq!(
+        server_result(&server),
+        ["/nick ci", "build finished", "/me ships it", "/quit"]
+    );
+    assert_eq!(done.stdout, "-- welcome\n-- bye\n");
+    assert_eq!(done.stderr, "");
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn timestamps_prefix_each_line_with_the_local_time() {
+    let (addr, server) = fake_server(|peer| {
+        peer.send(b"<alice> hi\n");
+        let mut lines = peer.read_until_quit();
+        peer.send(b"-- bye\n");
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr, "--timestamps"]);
+    client.close_stdin();
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["/quit"]);
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{:?}", done.stdout);
+    for (line, rest) in lines.iter().zip(["<alice> hi", "-- bye"]) {
+        // [HH:MM] and the line as sent, no colors in a pipe.
+        let (stamp, text) = line.split_at(8);
+        assert_eq!(text, rest, "{line:?}");
+        let digits: Vec<char> = stamp.chars().collect();
+        assert_eq!(digits.first(), Some(&'['), "{line:?}");
+        assert_eq!(digits.get(3), Some(&':'), "{line:?}");
+        assert_eq!(&stamp[6..], "] ", "{line:?}");
+        assert!(
+            stamp[1..3]
+                .chars()
+                .chain(stamp[4..6].chars())
+                .all(|c| c.is_ascii_digit()),
+            "{line:?}"
+        );
+    }
+    assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+}
+
+#[test]
+fn sigint_and_sigterm_quit_cleanly_with_a_quit() {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let (addr, server) = fake_server(|peer| {
+            peer.send(b"-- welcome\n");
+            let mut lines = peer.read_until_quit();
+            peer.send(b"-- bye\n");
+            lines.extend(peer.close_and_drain());
+            lines
+        });
+        let mut client = Client::start(&[&addr]);
+        // Once the welcome is printed, the client's main loop runs and the
+        // signal handler is in place.
+        client.wait_stdout("-- welcome\n");
+        signal(&client.child, sig);
+        let done = client.wait();
+
+        assert_eq!(server_result(&server), ["/quit"], "{sig}");
+        assert_eq!(done.stdout, "-- welcome\n-- bye\n", "{sig}");
+        assert_eq!(done.stderr, "", "{sig}");
+        assert_eq!(done.code, Some(0), "{sig}");
+    }
+}
+
+#[test]
+fn a_server_that_does_not_answer_in_time_exits_1() {
+    // A listener whose accept queue is full drops new connection attempts,
+    // as a firewall that drops packets would: connecting hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind loopback");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an IP address")
+        .to_string();
+    let _queued = TcpStream::connect(&addr).expect("fill the accept queue");
+
+    let mut client = Client::start(&[&addr, "--connect-timeout", "0.2"]);
+    client.close_stdin();
+    let done = client.wait();
+
+    let prefix = format!("chat-client: cannot connect to {addr}: ");
+    assert!(done.stderr.starts_with(&prefix), "stderr: {:?}", done.stderr);
+    assert!(done.stderr.contains("timed out"), "stderr: {:?}", done.stderr);
+    assert_eq!(done.stdout, "");
+    assert_eq!(done.code, Some(1));
+}
+
+#[test]
+fn piped_lines_reach_the_room_and_the_client_exits_0() {
+    let server = RealServer::start();
+    let mut watcher = ChatUser::join(&server.addr, "watcher", "builds");
+
+    let mut client = Client::start(&[&server.addr, "--nick", "bot", "--room", "builds"]);
+    client.write("build 42 passed\n/me waves\n");
+    client.close_stdin();
+    let done = client.wait();
+
+    watcher.expect("-- bot joined #builds");
+    assert_eq!(watcher.expect("<bot>"), "<bot> build 42 passed");
+    assert_eq!(watcher.expect("* bot"), "* bot waves");
+    watcher.expect("-- bot left #builds (quit)");
+    assert!(done.stdout.contains("-- you joined #builds\n"), "{}", done.stdout);
+    assert!(done.stdout.ends_with("-- bye\n"), "{}", done.stdout);
+    assert!(
+        !done.stdout.contains("<bot>"),
+        "no local echo in a pipe: {}",
+        done.stdout
+    );
+    assert_eq!(done.stderr, "");
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn reconnect_survives_a_server_restart_on_the_same_port() {
+    let mut server = RealServer::start();
+    let port = server.port;
+    let mut client = Client::start(&[&server.addr, "--nick", "bot", "--room", "ops", "--reconnect"]);
+    client.wait_stdout("-- you joined #ops\n");
+
+    server.terminate();
+    client.wait_stdout("-- server shutting down\n");
+    client.wait_stderr("chat-client: connection closed by server; reconnecting in ");
+    // Typed while disconnected: delivered once the client is back, after
+    // the rejoin. A private message to itself shows the delivery on the
+    // client's own output, whenever the reconnection happens.
+    client.write("/msg bot typed while away\n");
+
+    let server = RealServer::start_on(&format!("127.0.0.1:{port}"));
+    client.wait_stderr(&format!("chat-client: reconnected to 127.0.0.1:{port}\n"));
+    client.wait_stdout("-- welcome to chat-server, guest");
+    client.wait_stdout("-- you are now known as bot\n");
+    client.wait_stdout("-- you joined #ops\n");
+    client.wait_stdout("-> *bot* typed while away\n");
+
+    // The room works as before: someone there hears the client.
+    let mut watcher = ChatUser::join(&server.addr, "watcher", "ops");
+    client.wait_stdout("-- watcher joined #ops\n");
+    client.write("after the restart\n");
+    assert_eq!(watcher.expect("<bot>"), "<bot> after the restart");
+
+    client.close_stdin();
+    let done = client.wait();
+    watcher.expect("-- bot left #ops (quit)");
+    assert!(done.stdout.ends_with("-- bye\n"), "{}", done.stdout);
+    assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+}
+
+#[test]
+fn giving_up_on_reconnecting_exits_3_only_with_lines_unsent() {
+    for unsent in [false, true] {
+        let mut server = RealServer::start();
+        let mut client = Client::start(&[&server.addr, "--reconnect"]);
+        client.wait_stdout("-- welcome to chat-server");
+        server.terminate();
+        client.wait_stderr("reconnecting in ");
+        if unsent {
+            client.write("nobody will read this\n");
+            client.close_stdin();
+            client.wait_stderr("not connected: 1 line(s) will be sent once reconnected");
+            signal(&client.child, Signal::SIGINT);
+        } else {
+            // Nothing waits to be sent: the end of input ends it at once.
+            client.close_stdin();
+        }
+        let done = client.wait();
+        if unsent {
+            assert!(
+                done.stderr
+                    .ends_with("chat-client: connection lost; 1 line(s) not sent\n"),
+                "{:?}",
+                done.stderr
+            );
+            assert_eq!(done.code, Some(3));
+        } else {
+            assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
+        }
     }
 }
