@@ -94,7 +94,7 @@ impl Command {
     /// # Errors
     /// A [`CommandError`] saying what is wrong with the command.
     pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
-        if line.trim().is_empty() {
+        if trim(line).is_empty() {
             return Ok(None);
         }
         let Some(body) = line.strip_prefix('/') else {
@@ -104,7 +104,7 @@ impl Command {
             return Ok(Some(Command::Say(sanitize(body).into_owned())));
         }
         let (name, args) = split_word(body);
-        let args = args.trim();
+        let args = trim(args);
         let command = match name.to_ascii_lowercase().as_str() {
             "nick" => Command::Nick(Nick::new(one_arg(args, USAGE_NICK)?).map_err(CommandError::BadNick)?),
             "join" => {
@@ -114,13 +114,13 @@ impl Command {
             "who" => no_args(args, USAGE_WHO, Command::Who)?,
             "msg" => {
                 let (to, text) = split_word(args);
-                if to.is_empty() || text.trim().is_empty() {
+                if to.is_empty() || trim(text).is_empty() {
                     return Err(CommandError::Usage(USAGE_MSG));
                 }
                 let to = Nick::new(to).map_err(|_| CommandError::NoSuchNick(sanitize(to).into_owned()))?;
                 Command::Msg {
                     to,
-                    text: sanitize(text.trim_start()).into_owned(),
+                    text: sanitize(text.trim_start_matches([' ', '\t'])).into_owned(),
                 }
             }
             "me" => {
@@ -137,6 +137,13 @@ impl Command {
     }
 }
 
+/// `s` without leading and trailing spaces and tabs. Only those two count
+/// as blank: other whitespace (VT, FF, NEL, NBSP) is text, sanitized and
+/// delivered like any other character, never silently dropped.
+fn trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
 /// Splits off the first word: the text up to the first space or tab, and
 /// the rest after it (which may start with more spaces).
 fn split_word(s: &str) -> (&str, &str) {
@@ -149,7 +156,7 @@ fn split_word(s: &str) -> (&str, &str) {
 /// The single word in `args`, or a usage error when there are none or more.
 fn one_arg<'a>(args: &'a str, usage: &'static str) -> Result<&'a str, CommandError> {
     let (word, rest) = split_word(args);
-    if word.is_empty() || !rest.trim().is_empty() {
+    if word.is_empty() || !trim(rest).is_empty() {
         return Err(CommandError::Usage(usage));
     }
     Ok(word)
@@ -187,6 +194,13 @@ mod tests {
     fn empty_and_blank_lines_are_ignored() {
         assert_eq!(Command::parse(""), Ok(None));
         assert_eq!(Command::parse(" \t "), Ok(None));
+    }
+
+    #[test]
+    fn other_whitespace_is_text_not_blank() {
+        assert_eq!(parse("\u{b}"), Command::Say("\u{FFFD}".into()));
+        assert_eq!(parse("\u{a0}"), Command::Say("\u{a0}".into()));
+        assert_eq!(parse("/me \u{c}"), Command::Me("\u{FFFD}".into()));
     }
 
     #[test]

@@ -84,6 +84,14 @@ const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// `--sendq` only after the kernel has taken what it will.
 const FLUSH_BEFORE_QUEUEING: usize = 64 * 1024;
 
+/// The kernel send buffer asked for on each client socket. Left to
+/// autotuning, a socket whose peer never reads grows its buffer to the
+/// `tcp_wmem` maximum (4 MB here), kernel memory that `--sendq` does not
+/// see; 64 KiB (doubled by Linux for bookkeeping) keeps a non-reader's
+/// kernel share small and lets `--sendq` notice it sooner, while a reading
+/// client is drained every turn of the loop anyway.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// TCP keepalive on every client socket: after this long without traffic
 /// the kernel starts probing, so a peer that vanished (power loss, cable
 /// pulled, NAT forgot us) is found and its nick and room slot freed.
@@ -578,6 +586,9 @@ fn configure_socket(stream: &TcpStream, addr: SocketAddr) {
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = SockRef::from(stream).set_send_buffer_size(SEND_BUFFER) {
+        log::debug!("{addr}: cannot set SO_SNDBUF: {e}");
+    }
     if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
         log::debug!("{addr}: cannot set TCP keepalive: {e}");
     }

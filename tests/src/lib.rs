@@ -281,7 +281,22 @@ impl Client {
     /// guest nick (`guestN`) and #lobby. The client then knows its nick.
     #[track_caller]
     pub fn connect_guest(addr: SocketAddr) -> Client {
-        let mut client = Client::connect(addr);
+        Client::connect(addr).welcomed()
+    }
+
+    /// Wraps a connected stream as [`Client::from_stream`] does and reads
+    /// the welcome as [`Client::connect_guest`] does: for a socket set up
+    /// specially (bound to another source address, a small receive buffer).
+    #[track_caller]
+    pub fn guest_from_stream(stream: TcpStream) -> Client {
+        Client::from_stream(stream).welcomed()
+    }
+
+    /// Reads the welcome line, which must name a guest nick, and takes
+    /// that nick.
+    #[track_caller]
+    fn welcomed(self) -> Client {
+        let mut client = self;
         let line = client.read_line();
         let Some(nick) = parse_welcome(&line) else {
             panic!(
@@ -460,7 +475,8 @@ impl Client {
 // Child processes.
 
 /// The path of a binary of this workspace, next to the test executable's
-/// directory (`target/debug/deps/xxx` → `target/debug/NAME`).
+/// directory (`target/debug/deps/xxx` → `target/debug/NAME`; an example's
+/// `target/release/examples/xxx` → `target/release/NAME`).
 ///
 /// # Panics
 /// When the binary is not there, with the command that builds it.
@@ -471,7 +487,7 @@ pub fn binary(name: &str) -> PathBuf {
         .parent()
         .expect("the test executable is in a directory")
         .to_path_buf();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
@@ -484,20 +500,45 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The variables through which systemd talks to a service it started. A
+/// test run that is itself a systemd service (a CI runner, say) has them,
+/// and a daemon under test must not answer the real service manager.
+const SYSTEMD_VARIABLES: [&str; 7] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "JOURNAL_STREAM",
+];
+
 /// A `Command` for `program` with a clean environment for this project:
-/// no `RUST_LOG` and no `CHAT_*` variables from the caller's shell, so the
-/// defaults are what is tested.
+/// no `RUST_LOG`, no `CHAT_*` variables from the caller's shell, so the
+/// defaults are what is tested, and none of systemd's variables, so a test
+/// sets each one it wants.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let is_ours = key
             .to_str()
-            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("CHAT_"));
+            .is_some_and(|k| k == "RUST_LOG" || k.starts_with("CHAT_") || SYSTEMD_VARIABLES.contains(&k));
         if is_ours {
             command.env_remove(&key);
         }
     }
     command
+}
+
+/// What a bounded wait for a child's next output line found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waited {
+    /// A line, without its `\n`.
+    Line(String),
+    /// The stream ended.
+    Eof,
+    /// Nothing came in time.
+    TimedOut,
 }
 
 /// Lines of one output stream of a child, read on a thread.
@@ -547,24 +588,33 @@ impl OutputLines {
     /// The next line, or `None` at EOF. Panics at `deadline`.
     #[track_caller]
     fn next(&mut self, who: &str, deadline: Instant) -> Option<String> {
+        match self.next_before(deadline) {
+            Waited::Line(line) => Some(line),
+            Waited::Eof => None,
+            Waited::TimedOut => panic!(
+                "{who}: nothing more on its {} in time; it printed so far:\n{}",
+                self.name,
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// The next line if one comes before `deadline`.
+    fn next_before(&mut self, deadline: Instant) -> Waited {
         if self.closed {
-            return None;
+            return Waited::Eof;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(wait) {
             Ok(line) => {
                 self.seen.push(line.clone());
-                Some(line)
+                Waited::Line(line)
             }
             Err(RecvTimeoutError::Disconnected) => {
                 self.closed = true;
-                None
+                Waited::Eof
             }
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "{who}: nothing more on its {} in time; it printed so far:\n{}",
-                self.name,
-                self.seen.join("\n")
-            ),
+            Err(RecvTimeoutError::Timeout) => Waited::TimedOut,
         }
     }
 
@@ -610,17 +660,46 @@ impl Proc {
     /// When it cannot be started; `hint` says what to do about it.
     #[track_caller]
     pub fn spawn(name: &str, mut command: Command, hint: &str) -> Proc {
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match command.spawn() {
+        command.stderr(Stdio::piped());
+        let mut child = Proc::spawn_child(name, command, hint);
+        let stderr = child.stderr.take().expect("piped stderr");
+        Proc::from_child(name, child, stderr)
+    }
+
+    /// Spawns `command` with stdin and stdout piped and stderr connected
+    /// to what the caller set with `command.stderr(...)`, whose other end
+    /// `stderr` is then read line by line like a pipe. For a child whose
+    /// stderr must be something else than a pipe (a socket, as the
+    /// journal's is).
+    ///
+    /// # Panics
+    /// When it cannot be started; `hint` says what to do about it.
+    #[track_caller]
+    pub fn spawn_with_stderr(
+        name: &str,
+        command: Command,
+        stderr: impl Read + Send + 'static,
+        hint: &str,
+    ) -> Proc {
+        // The command, and with it our copy of the child's end of stderr,
+        // is dropped in here, so the reader sees EOF when the child exits.
+        let child = Proc::spawn_child(name, command, hint);
+        Proc::from_child(name, child, stderr)
+    }
+
+    #[track_caller]
+    fn spawn_child(name: &str, mut command: Command, hint: &str) -> Child {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        match command.spawn() {
             Ok(child) => child,
             Err(e) => panic!("cannot run {name} ({command:?}): {e}; {hint}"),
-        };
+        }
+    }
+
+    fn from_child(name: &str, mut child: Child, stderr: impl Read + Send + 'static) -> Proc {
         let stdin = child.stdin.take();
         let stdout = OutputLines::new("stdout", child.stdout.take().expect("piped stdout"));
-        let stderr = OutputLines::new("stderr", child.stderr.take().expect("piped stderr"));
+        let stderr = OutputLines::new("stderr", stderr);
         Proc {
             name: name.to_string(),
             child,
@@ -678,6 +757,13 @@ impl Proc {
     #[track_caller]
     pub fn stderr_line(&mut self) -> Option<String> {
         self.stderr.next(&self.name, Instant::now() + TIMEOUT)
+    }
+
+    /// The next line on the child's stderr if one comes before `deadline`;
+    /// never panics. For a test that checks something does *not* happen
+    /// within a bounded wait (a log line that must not repeat).
+    pub fn stderr_line_before(&mut self, deadline: Instant) -> Waited {
+        self.stderr.next_before(deadline)
     }
 
     /// Reads stderr until a line contains every one of `needles`, and
@@ -812,6 +898,14 @@ impl Daemon {
     #[track_caller]
     pub fn start_with(command: Command, listeners: usize) -> Daemon {
         let proc = Proc::spawn("chat-server", command, "build it with `cargo build --workspace`");
+        Daemon::attach(proc, listeners)
+    }
+
+    /// A daemon already started as `proc` (by another program, or with its
+    /// stderr set up specially), once it has logged `listeners` listening
+    /// addresses.
+    #[track_caller]
+    pub fn attach(proc: Proc, listeners: usize) -> Daemon {
         let mut daemon = Daemon {
             proc,
             addrs: Vec::new(),
