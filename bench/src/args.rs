@@ -1,0 +1,288 @@
+//! The command line of `chat-bench`.
+//!
+//! One subcommand per scenario, with the server options shared by all of
+//! them (global, so they may come before or after the subcommand). Every
+//! count and duration has a bound, so no invocation can load the machine
+//! for long: the machine is shared.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::Flavor;
+
+/// Load generator for chat-server and `ncat --chat`, loopback only.
+///
+/// Start the server under test with
+/// `--rate 0 --max-per-ip 0 --max-clients 20000 --sendq 16777216` (flood
+/// control off), or let chat-bench start it with --server-bin. Each
+/// scenario prints a summary and, as its last line, one JSON object.
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", version, about, long_about)]
+pub struct Cli {
+    /// The server and how to reach it.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// What to measure.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Which server to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// chat-server: /nick and /join, `<nick> text` lines.
+    ChatServer,
+    /// `ncat --chat`: no rooms or nicks, `<userN> text` lines.
+    Ncat,
+}
+
+impl TargetArgs {
+    /// The connects in flight per thread, given or the target's default.
+    pub fn connect_inflight(&self) -> u16 {
+        self.connect_inflight.unwrap_or(match self.target {
+            TargetKind::ChatServer => 64,
+            TargetKind::Ncat => 4,
+        })
+    }
+}
+
+impl TargetKind {
+    /// The engine's handshake flavour for this kind.
+    pub fn flavor(self) -> Flavor {
+        match self {
+            TargetKind::ChatServer => Flavor::ChatServer,
+            TargetKind::Ncat => Flavor::Ncat,
+        }
+    }
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The kind of server.
+    #[arg(long, value_enum, default_value_t = TargetKind::ChatServer, global = true)]
+    pub target: TargetKind,
+    /// A server already running here (loopback only).
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub addr: Option<SocketAddr>,
+    /// Its pid, to read its memory and CPU time from /proc.
+    #[arg(long, value_name = "PID", global = true)]
+    pub server_pid: Option<u32>,
+    /// Start this chat-server binary on a free loopback port (with the
+    /// options above) instead of using --addr.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub server_bin: Option<PathBuf>,
+    /// The ncat to start for --target ncat without --addr.
+    #[arg(long, value_name = "PATH", default_value = "ncat", global = true)]
+    pub ncat_bin: PathBuf,
+    /// Generator I/O threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
+    pub threads: u16,
+    /// Spread client sockets over this many source addresses 127.0.0.2,
+    /// 127.0.0.3, ...; 0 lets the kernel pick (127.0.0.1).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=250), global = true)]
+    pub sources: u16,
+    /// Most connects (until the server's first line) under way at once
+    /// per thread. [default: 64 for chat-server; 4 for ncat, whose small
+    /// listen backlog overflows otherwise, and the kernel then drops the
+    /// handshake's last ACK: the client believes it is connected, ncat
+    /// never accepts it]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..), global = true)]
+    pub connect_inflight: Option<u16>,
+    /// Longest wait for all clients to connect (and join), in seconds.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds, global = true)]
+    pub setup_timeout: Duration,
+    /// A label copied into the JSON line (the comparison script groups
+    /// rows by it).
+    #[arg(long, default_value = "", global = true)]
+    pub label: String,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N clients in one room; M senders as fast as the slowest receiver
+    /// allows (a window of W lines in flight per sender).
+    Fanout(FanoutArgs),
+    /// As fanout, but each sender at a fixed rate.
+    FixedRate(FixedRateArgs),
+    /// K clients connect, then all join one room at once.
+    JoinStorm(JoinStormArgs),
+    /// N idle connections: server memory per connection.
+    Idle(IdleArgs),
+    /// Add idle connections step by step until the server stops taking
+    /// them (or the maximum).
+    Ramp(RampArgs),
+    /// Markdown table from JSON lines of earlier runs.
+    Table(TableArgs),
+    /// Internal: a worker process holding connections for idle/ramp.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Options of both fan-out scenarios.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutCommon {
+    /// Clients in the room, senders included.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=19_000))]
+    pub clients: u32,
+    /// How many of them send.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub senders: u32,
+    /// Most lines a sender may be ahead of its slowest receiver.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub window: u64,
+    /// How long the senders send, in seconds (at most 600).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub duration: Duration,
+    /// Most lines per sender (default: as many as the duration allows).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How long receivers get, after the senders stop, to receive every
+    /// line, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub drain: Duration,
+}
+
+/// `fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// The shared options.
+    #[command(flatten)]
+    pub common: FanoutCommon,
+    /// Lines per second per sender; 0 means as fast as the window allows.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+}
+
+/// `fixed-rate`.
+#[derive(Debug, Clone, Args)]
+pub struct FixedRateArgs {
+    /// The shared options.
+    #[command(flatten)]
+    pub common: FanoutCommon,
+    /// Lines per second per sender.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+}
+
+/// `join-storm`.
+#[derive(Debug, Clone, Args)]
+pub struct JoinStormArgs {
+    /// Clients that join.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub clients: u32,
+    /// Longest wait for every join to be confirmed, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = bounded_seconds)]
+    pub timeout: Duration,
+    /// Worker processes holding the clients (to pass one process's
+    /// descriptor limit).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+}
+
+/// `idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub clients: u32,
+    /// Worker processes holding the connections (to pass one process's
+    /// descriptor limit).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Longest wait for the connections, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = bounded_seconds)]
+    pub timeout: Duration,
+}
+
+/// `ramp`.
+#[derive(Debug, Clone, Args)]
+pub struct RampArgs {
+    /// Stop at this many connections.
+    #[arg(long, default_value_t = 19_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max: u32,
+    /// Connections added per step.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub step: u32,
+    /// Worker processes holding the connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Stop when one step takes longer than this, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub step_timeout: Duration,
+    /// Stop when the whole ramp has taken this long, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = bounded_seconds)]
+    pub budget: Duration,
+}
+
+/// `table`.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// Files of JSON lines (other lines are skipped).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Its client numbers start here.
+    #[arg(long, default_value_t = 0)]
+    pub first_id: usize,
+    /// Longest wait for one step, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = bounded_seconds)]
+    pub timeout: Duration,
+    /// The worker ends by itself after this long, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = bounded_seconds)]
+    pub lifetime: Duration,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| "must be a number of seconds, 0 or more".to_string())
+}
+
+/// Seconds, at most ten minutes: every scenario is bounded.
+fn bounded_seconds(s: &str) -> Result<Duration, String> {
+    let d = seconds(s)?;
+    if d > Duration::from_secs(600) {
+        return Err("at most 600 seconds".to_string());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_globals() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "fixed-rate",
+            "--addr",
+            "127.0.0.1:9",
+            "--clients",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.addr, Some("127.0.0.1:9".parse().unwrap()));
+        let Scenario::FixedRate(args) = cli.scenario else { panic!("not fixed-rate") };
+        assert_eq!(
+            (args.common.clients, args.common.senders, args.common.window),
+            (5, 10, 64)
+        );
+        assert!((args.rate - 500.0).abs() < f64::EPSILON);
+        assert!(Cli::try_parse_from(["chat-bench", "fanout", "--duration", "601"]).is_err());
+    }
+}

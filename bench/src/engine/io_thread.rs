@@ -1,0 +1,485 @@
+//! One I/O thread of the engine: its connections, its poll loop, and its
+//! part of a fan-out run (its senders, its receivers' accounting).
+//!
+//! The loop sleeps in `poll` until a socket, the waker or the next
+//! fixed-rate send is due; every turn is bounded (reads per connection,
+//! connects per turn) and the thread returns on `Stop` or at the end of
+//! its lifetime, whichever comes first. The fan-out part (senders,
+//! windows, accounting) is in [`run`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Interest, Poll, Token};
+
+mod run;
+
+use super::{Cmd, EngineConfig, Flavor, Handshake, Milestone, Shared, WAKER};
+use crate::client::{self, split_lines, Conn, State};
+use crate::stats::{Integrity, Latency};
+use run::{due_ns, Run};
+
+/// Size of the shared read buffer.
+const READ_BUF: usize = 64 * 1024;
+/// Most reads from one connection per turn, so one busy socket cannot
+/// starve the others; a connection with more is read again next turn.
+const MAX_READS_PER_TURN: usize = 8;
+/// Longest sleep in `poll`, so the lifetime is checked now and then.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// What one thread counted, handed back when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadResult {
+    /// Delivery accounting of its receivers.
+    pub integrity: Integrity,
+    /// Latency of its receivers' deliveries.
+    pub latency: Latency,
+    /// Lines that were not stamped deliveries.
+    pub other_lines: u64,
+    /// Lines dropped for being longer than [`client::MAX_PARTIAL`].
+    pub oversize_lines: u64,
+    /// When its last delivery arrived, ns since the base.
+    pub last_delivery_ns: u64,
+    /// Worst lateness of a fixed-rate send, ns.
+    pub max_send_lag_ns: u64,
+    /// The first connection error it saw.
+    pub first_error: Option<String>,
+}
+
+/// The state of one I/O thread.
+pub struct IoThread {
+    index: usize,
+    poll: Poll,
+    config: EngineConfig,
+    shared: Arc<Shared>,
+    cmds: Receiver<Cmd>,
+    milestones: Sender<Milestone>,
+    conns: Vec<Conn>,
+    /// Clients still to connect in the current `Open`.
+    to_open: VecDeque<usize>,
+    /// The handshake of the current `Open`.
+    handshake: Handshake,
+    /// Connections connecting or in their handshake.
+    in_handshake: usize,
+    /// An `Open` is under way and not yet reported.
+    opening: bool,
+    /// Connections that were told to `/join` and have not answered.
+    joining: usize,
+    /// A `JoinAll` is under way and not yet reported.
+    join_active: bool,
+    run: Option<Run>,
+    /// Connections with more to read than one turn took.
+    again: Vec<usize>,
+    /// Connections that got their handshake reply queued this turn.
+    to_flush: Vec<usize>,
+    scratch: Vec<u8>,
+    result: ThreadResult,
+    stopping: bool,
+}
+
+impl IoThread {
+    pub(super) fn new(
+        index: usize,
+        poll: Poll,
+        config: EngineConfig,
+        shared: Arc<Shared>,
+        cmds: Receiver<Cmd>,
+        milestones: Sender<Milestone>,
+    ) -> IoThread {
+        IoThread {
+            index,
+            poll,
+            config,
+            shared,
+            cmds,
+            milestones,
+            conns: Vec::new(),
+            to_open: VecDeque::new(),
+            handshake: Handshake::Welcome,
+            in_handshake: 0,
+            opening: false,
+            joining: 0,
+            join_active: false,
+            run: None,
+            again: Vec::new(),
+            to_flush: Vec::new(),
+            scratch: vec![0; READ_BUF],
+            result: ThreadResult::default(),
+            stopping: false,
+        }
+    }
+
+    /// The loop; returns what the thread counted.
+    pub(super) fn run(mut self) -> ThreadResult {
+        let deadline = Instant::now() + self.config.lifetime;
+        let mut events = Events::with_capacity(1024);
+        while !self.stopping && Instant::now() < deadline {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.note_error(&format!("poll: {e}"));
+                    break;
+                }
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let idx = event.token().0;
+                if event.is_writable() || event.is_error() {
+                    self.on_writable(idx);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(idx);
+                }
+            }
+            // Commands come with a wake, but are checked every turn anyway.
+            self.take_commands();
+            let again = mem::take(&mut self.again);
+            for idx in again {
+                self.on_readable(idx);
+            }
+            self.flush_queued();
+            self.pump_opens();
+            self.publish_minima();
+            self.step_senders();
+            self.check_milestones();
+        }
+        self.finish()
+    }
+
+    fn next_timeout(&self) -> Duration {
+        if !self.again.is_empty() {
+            return Duration::ZERO;
+        }
+        let Some(run) = &self.run else {
+            return MAX_WAIT;
+        };
+        let Some(rate) = run.plan.rate else {
+            return MAX_WAIT;
+        };
+        let now = self.shared.now_ns();
+        let next_due = run
+            .senders
+            .iter()
+            .filter_map(|&idx| self.conns.get(idx)?.sender)
+            .filter(|&s| !run.done.get(s).copied().unwrap_or(true))
+            .map(|s| due_ns(&run.plan, rate, run.sent.get(s).copied().unwrap_or(0)))
+            .min();
+        match next_due {
+            Some(due) => Duration::from_nanos(due.saturating_sub(now)).min(MAX_WAIT),
+            None => MAX_WAIT,
+        }
+    }
+
+    fn note_error(&mut self, e: &str) {
+        if self.result.first_error.is_none() {
+            self.result.first_error = Some(e.to_string());
+        }
+    }
+
+    fn take_commands(&mut self) {
+        // Bounded by what the coordinator sent: a handful per step.
+        for _ in 0..64 {
+            match self.cmds.try_recv() {
+                Ok(Cmd::Open(ids, handshake)) => {
+                    self.to_open.extend(ids);
+                    self.handshake = handshake;
+                    self.opening = true;
+                }
+                Ok(Cmd::JoinAll(room)) => self.join_all(&room),
+                Ok(Cmd::Send(plan)) => self.start_run(plan),
+                Ok(Cmd::Drain(finals)) => {
+                    if let Some(run) = &mut self.run {
+                        run.finals = Some(finals);
+                    }
+                }
+                Ok(Cmd::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    /// Starts connects while fewer than `connect_inflight` are under way.
+    fn pump_opens(&mut self) {
+        while self.in_handshake < self.config.connect_inflight.max(1) {
+            let Some(id) = self.to_open.pop_front() else {
+                break;
+            };
+            let source = client::source_for(id, self.config.sources, self.config.dest);
+            let token = Token(self.conns.len());
+            let started = client::start_connect(self.config.dest, source).and_then(|mut stream| {
+                self.poll
+                    .registry()
+                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                Ok(stream)
+            });
+            match started {
+                Ok(stream) => {
+                    self.conns.push(Conn::new(stream, id));
+                    self.in_handshake += 1;
+                }
+                Err(e) => {
+                    self.note_error(&format!("connect: {e}"));
+                    self.shared.failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn on_writable(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let outcome = match conn.state {
+            State::Dead => return,
+            State::Connecting => match conn.poll_connected() {
+                Ok(true) => {
+                    conn.state = State::AwaitWelcome;
+                    Ok(())
+                }
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            },
+            _ => conn.flush(),
+        };
+        if let Err(e) = outcome {
+            self.kill(idx, &e.to_string());
+        }
+    }
+
+    fn on_readable(&mut self, idx: usize) {
+        let mut scratch = mem::take(&mut self.scratch);
+        let mut more = true;
+        for _ in 0..MAX_READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(idx) else {
+                more = false;
+                break;
+            };
+            if conn.state == State::Connecting {
+                match conn.poll_connected() {
+                    Ok(true) => conn.state = State::AwaitWelcome,
+                    Ok(false) => {
+                        more = false;
+                        break;
+                    }
+                    Err(e) => {
+                        self.kill(idx, &e.to_string());
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            let Some(conn) = self.conns.get_mut(idx).filter(|c| c.state != State::Dead) else {
+                more = false;
+                break;
+            };
+            match conn.read_some(&mut scratch) {
+                Ok(Some(0)) => {
+                    self.kill(idx, "closed by the server");
+                    more = false;
+                    break;
+                }
+                Ok(Some(n)) => {
+                    self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    let mut partial = mem::take(&mut conn.partial);
+                    let data = scratch.get(..n).unwrap_or_default();
+                    let dropped = split_lines(&mut partial, data, |line| self.on_line(idx, line));
+                    self.result.oversize_lines += dropped;
+                    if let Some(conn) = self.conns.get_mut(idx) {
+                        conn.partial = partial;
+                    }
+                }
+                Ok(None) => {
+                    more = false;
+                    break;
+                }
+                Err(e) => {
+                    self.kill(idx, &e.to_string());
+                    more = false;
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+        if more {
+            self.again.push(idx);
+        }
+    }
+
+    fn on_line(&mut self, idx: usize, line: &[u8]) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        match conn.state {
+            State::Connecting | State::Dead => {}
+            State::AwaitWelcome => {
+                if self.config.flavor == Flavor::Ncat {
+                    self.mark_ready(idx);
+                } else if line.starts_with(b"-- welcome") {
+                    if let Handshake::Join(room) = &self.handshake {
+                        let request = format!("/nick b{}\n/join {room}\n", conn.id);
+                        conn.out.extend_from_slice(request.as_bytes());
+                        conn.state = State::AwaitJoined;
+                        self.to_flush.push(idx);
+                    } else {
+                        self.mark_ready(idx);
+                    }
+                } else if line.starts_with(b"!! ") {
+                    // "server full", "too many connections": refused.
+                    let why = String::from_utf8_lossy(line).into_owned();
+                    self.kill(idx, &why);
+                }
+            }
+            State::AwaitJoined => {
+                if is_join_confirmation(line) {
+                    self.mark_ready(idx);
+                }
+            }
+            State::Joining => {
+                if is_join_confirmation(line) {
+                    conn.state = State::Ready;
+                    self.joining = self.joining.saturating_sub(1);
+                }
+            }
+            State::Ready => self.on_ready_line(idx, line),
+        }
+    }
+
+    fn mark_ready(&mut self, idx: usize) {
+        if let Some(conn) = self.conns.get_mut(idx) {
+            conn.state = State::Ready;
+            self.in_handshake = self.in_handshake.saturating_sub(1);
+            self.shared.live.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Closes connection `idx` for `why` and takes it out of every count.
+    fn kill(&mut self, idx: usize, why: &str) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let before = conn.state;
+        if before == State::Dead {
+            return;
+        }
+        conn.state = State::Dead;
+        let sender = conn.sender;
+        // Deregistering a socket the kernel already closed may fail; it is
+        // dropped from the loop either way.
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        match before {
+            State::Connecting | State::AwaitWelcome | State::AwaitJoined => {
+                self.in_handshake = self.in_handshake.saturating_sub(1);
+                self.shared.failed.fetch_add(1, Ordering::SeqCst);
+            }
+            State::Joining | State::Ready => {
+                if before == State::Joining {
+                    self.joining = self.joining.saturating_sub(1);
+                }
+                self.shared.live.fetch_sub(1, Ordering::SeqCst);
+                self.shared.died.fetch_add(1, Ordering::SeqCst);
+            }
+            State::Dead => {}
+        }
+        if let Some(run) = &mut self.run {
+            for (s, min) in run.minima.iter_mut().enumerate() {
+                if min.exclude(idx) {
+                    if let Some(d) = run.dirty.get_mut(s) {
+                        *d = true;
+                    }
+                }
+            }
+            if let Some(done) = sender.and_then(|s| run.done.get_mut(s)) {
+                *done = true;
+            }
+        }
+        self.note_error(why);
+    }
+
+    fn flush_queued(&mut self) {
+        for idx in mem::take(&mut self.to_flush) {
+            if let Some(conn) = self.conns.get_mut(idx) {
+                if let Err(e) = conn.flush() {
+                    self.kill(idx, &e.to_string());
+                }
+            }
+        }
+    }
+
+    fn join_all(&mut self, room: &str) {
+        let request = format!("/join {room}\n");
+        self.join_active = true;
+        for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns.get_mut(idx).filter(|c| c.state == State::Ready) else {
+                continue;
+            };
+            conn.state = State::Joining;
+            conn.out.extend_from_slice(request.as_bytes());
+            self.joining += 1;
+            self.to_flush.push(idx);
+        }
+    }
+
+    fn check_milestones(&mut self) {
+        if self.opening && self.to_open.is_empty() && self.in_handshake == 0 {
+            self.opening = false;
+            let _ = self.milestones.send(Milestone::Opened);
+        }
+        if self.join_active && self.joining == 0 {
+            self.join_active = false;
+            let _ = self.milestones.send(Milestone::Joined);
+        }
+        let Some(run) = &mut self.run else {
+            return;
+        };
+        if !run.senders_reported && run.done.iter().all(|&d| d) {
+            run.senders_reported = true;
+            let _ = self.milestones.send(Milestone::SendersDone);
+        }
+        if let (false, Some(finals)) = (run.drained_reported, &run.finals) {
+            let all_in = self.conns.iter().filter(|c| c.state == State::Ready).all(|c| {
+                c.tracks
+                    .iter()
+                    .zip(finals.iter())
+                    .enumerate()
+                    .all(|(s, (track, &sent))| c.sender == Some(s) || track.received() >= sent)
+            });
+            if all_in {
+                run.drained_reported = true;
+                let _ = self.milestones.send(Milestone::Drained);
+            }
+        }
+    }
+
+    fn finish(mut self) -> ThreadResult {
+        if let Some(run) = &self.run {
+            let finals: Vec<u64> = (0..run.plan.senders).map(|s| run.plan.sent(s)).collect();
+            for conn in &self.conns {
+                for (s, track) in conn.tracks.iter().enumerate() {
+                    if conn.sender == Some(s) {
+                        continue;
+                    }
+                    let sent = finals.get(s).copied().unwrap_or(0);
+                    self.result.integrity.lost += track.lost(sent);
+                    self.result.integrity.duplicated += track.duplicates();
+                    self.result.integrity.out_of_order += track.out_of_order();
+                }
+            }
+        }
+        self.result
+    }
+}
+
+fn is_join_confirmation(line: &[u8]) -> bool {
+    line.starts_with(b"-- you joined ") || line.starts_with(b"!! you are already in ")
+}

@@ -1,0 +1,459 @@
+//! The connection engine: a few I/O threads, each with its own
+//! `mio::Poll` and a share of the connections, driven by one coordinating
+//! thread.
+//!
+//! Why this shape: the generator shares two cores with the server it
+//! measures, so it must hold thousands of sockets without a thread each
+//! and without an async runtime, and it must not spin. Each I/O thread
+//! sleeps in `epoll_wait` until a socket or its [`mio::Waker`] has
+//! something; the coordinator ([`Engine`]) sends it commands over a
+//! channel (open N connections, join a room, start sending, drain, stop)
+//! and waits, with a timeout every time, for one milestone report per
+//! thread. Fan-out flow control crosses threads through atomics only: each
+//! thread publishes, per sender, the lowest count among its receivers
+//! ([`crate::window::MinTracker`]), and wakes a sender's thread only when
+//! that sender said it is blocked.
+//!
+//! Client `id` lives on thread `id % threads`; clients `0..senders` are
+//! the senders of a fan-out run.
+
+mod io_thread;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mio::{Poll, Token, Waker};
+
+use crate::error::{Error, Result};
+use crate::stats::{Integrity, Latency};
+
+pub use io_thread::ThreadResult;
+
+/// The token of each thread's waker; connections use tokens `0..`.
+const WAKER: Token = Token(usize::MAX);
+
+/// Which kind of server is at the other end: it decides the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// chat-server: a welcome line, then `/nick` and `/join` if asked.
+    ChatServer,
+    /// `ncat --chat`: an announcement line; no nicks, no rooms.
+    Ncat,
+}
+
+/// What a new connection does before it counts as ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// Ready on the server's first line.
+    Welcome,
+    /// After the welcome, `/nick b<id>` and `/join <room>`; ready on
+    /// `-- you joined`. (ncat: as [`Handshake::Welcome`].)
+    Join(String),
+}
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The server, on loopback.
+    pub dest: SocketAddr,
+    /// Its kind.
+    pub flavor: Flavor,
+    /// I/O threads.
+    pub threads: usize,
+    /// Loopback source addresses to spread over (0: let the kernel pick).
+    pub sources: usize,
+    /// Client numbers start here (so worker processes use distinct ones).
+    pub first_id: usize,
+    /// Most connects (and handshakes) under way at once, per thread.
+    pub connect_inflight: usize,
+    /// The I/O threads end by themselves after this long, whatever happens.
+    pub lifetime: Duration,
+}
+
+/// What one fan-out run asks of the senders, and the atomics through which
+/// the threads coordinate it.
+#[derive(Debug)]
+pub struct Plan {
+    /// Number of senders (clients `0..senders`).
+    pub senders: usize,
+    /// Most lines a sender may be ahead of its slowest receiver.
+    pub window: u64,
+    /// Lines per second per sender, or as fast as the window allows.
+    pub rate: Option<f64>,
+    /// Most lines per sender.
+    pub count: u64,
+    /// When sending starts, in ns since the base instant.
+    pub start_ns: u64,
+    /// When sending stops, in ns since the base instant.
+    pub end_ns: u64,
+    /// Number of I/O threads.
+    threads: usize,
+    /// Lines sent so far, per sender.
+    sent: Vec<AtomicU64>,
+    /// Per thread and sender (`thread * senders + sender`), the lowest
+    /// count of that sender's lines among the thread's receivers.
+    acked: Vec<AtomicU64>,
+    /// Per sender: it is waiting for the window to open.
+    blocked: Vec<AtomicBool>,
+    /// Every thread's waker, to wake a blocked sender's thread.
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl Plan {
+    fn sent(&self, sender: usize) -> u64 {
+        self.sent.get(sender).map_or(0, |a| a.load(Ordering::SeqCst))
+    }
+
+    /// The lowest count of `sender`'s lines over all receivers.
+    fn acked_min(&self, sender: usize) -> u64 {
+        (0..self.threads)
+            .filter_map(|t| self.acked.get(t * self.senders + sender))
+            .map(|a| a.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn owner(&self, sender: usize) -> usize {
+        sender % self.threads.max(1)
+    }
+}
+
+/// A command from the coordinator to one I/O thread.
+#[derive(Debug)]
+enum Cmd {
+    /// Open these clients with this handshake.
+    Open(Vec<usize>, Handshake),
+    /// Every ready client sends `/join` to this room.
+    JoinAll(String),
+    /// Start a fan-out run.
+    Send(Arc<Plan>),
+    /// Senders are done; these are their final counts. Report once every
+    /// receiver has them all.
+    Drain(Arc<Vec<u64>>),
+    /// Close everything and return.
+    Stop,
+}
+
+/// A milestone reported by one I/O thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Milestone {
+    /// Its share of an `Open` is ready or failed.
+    Opened,
+    /// Its share of a `JoinAll` has joined or failed.
+    Joined,
+    /// Its senders are done.
+    SendersDone,
+    /// Its receivers have every line sent.
+    Drained,
+}
+
+/// Counters shared by all threads.
+#[derive(Debug)]
+struct Shared {
+    /// The time base of every stamp.
+    base: Instant,
+    /// Connections that finished their handshake and are open.
+    live: AtomicUsize,
+    /// Connections that failed before finishing their handshake.
+    failed: AtomicUsize,
+    /// Connections that died after their handshake.
+    died: AtomicUsize,
+    /// Bytes received, all connections.
+    bytes_in: AtomicU64,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The result of opening connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOutcome {
+    /// Connections open and ready now (all batches).
+    pub live: usize,
+    /// Connections that failed to open so far (all batches).
+    pub failed: usize,
+    /// Connections that died after opening so far.
+    pub died: usize,
+    /// How long this batch took.
+    pub elapsed: Duration,
+    /// False when the batch did not finish in time.
+    pub complete: bool,
+}
+
+/// The result of a fan-out run, all threads merged.
+#[derive(Debug, Clone)]
+pub struct FanoutOutcome {
+    /// Lines sent by each sender.
+    pub sent: Vec<u64>,
+    /// Delivery accounting.
+    pub integrity: Integrity,
+    /// Latency of every delivery.
+    pub latency: Latency,
+    /// From the start of sending to the last delivery.
+    pub active: Duration,
+    /// False when the senders or the drain did not finish in time.
+    pub complete: bool,
+    /// Server lines that were not stamped deliveries (notices, ...).
+    pub other_lines: u64,
+    /// Worst delay of a fixed-rate sender behind its schedule.
+    pub max_send_lag: Duration,
+    /// The first connection error seen, if any.
+    pub first_error: Option<String>,
+}
+
+/// The coordinator's handle on the I/O threads.
+pub struct Engine {
+    shared: Arc<Shared>,
+    cmds: Vec<Sender<Cmd>>,
+    wakers: Vec<Arc<Waker>>,
+    milestones: Receiver<Milestone>,
+    handles: Vec<JoinHandle<ThreadResult>>,
+    next_id: usize,
+    threads: usize,
+}
+
+impl Engine {
+    /// Starts `config.threads` I/O threads with no connections.
+    ///
+    /// # Errors
+    /// When a poll, waker or thread cannot be created.
+    pub fn start(config: EngineConfig) -> Result<Engine> {
+        let threads = config.threads.max(1);
+        let shared = Arc::new(Shared {
+            base: Instant::now(),
+            live: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            died: AtomicUsize::new(0),
+            bytes_in: AtomicU64::new(0),
+        });
+        let (milestone_tx, milestones) = crossbeam_channel::unbounded();
+        let mut engine = Engine {
+            shared,
+            cmds: Vec::new(),
+            wakers: Vec::new(),
+            milestones,
+            handles: Vec::new(),
+            next_id: config.first_id,
+            threads,
+        };
+        for index in 0..threads {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+            let io = io_thread::IoThread::new(
+                index,
+                poll,
+                config.clone(),
+                Arc::clone(&engine.shared),
+                cmd_rx,
+                milestone_tx.clone(),
+            );
+            let handle = thread::Builder::new()
+                .name(format!("bench-io-{index}"))
+                .spawn(move || io.run())
+                .map_err(|e| Error::msg(format!("cannot start an I/O thread: {e}")))?;
+            engine.cmds.push(cmd_tx);
+            engine.wakers.push(waker);
+            engine.handles.push(handle);
+        }
+        Ok(engine)
+    }
+
+    /// Nanoseconds since the time base.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.now_ns()
+    }
+
+    /// Bytes received so far over all connections.
+    pub fn bytes_in(&self) -> u64 {
+        self.shared.bytes_in.load(Ordering::SeqCst)
+    }
+
+    /// Connections open and ready now.
+    pub fn live(&self) -> usize {
+        self.shared.live.load(Ordering::SeqCst)
+    }
+
+    /// Connections (open and ready, failed to open, died after opening).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.live(),
+            self.shared.failed.load(Ordering::SeqCst),
+            self.shared.died.load(Ordering::SeqCst),
+        )
+    }
+
+    fn command(&self, thread: usize, cmd: Cmd) {
+        if let (Some(tx), Some(waker)) = (self.cmds.get(thread), self.wakers.get(thread)) {
+            // A thread that already ended has nothing to do with it.
+            if tx.send(cmd).is_ok() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// Waits until `count` threads report `milestone`, or `timeout`.
+    fn wait_for(&self, milestone: Milestone, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        // Each turn takes one report or ends at the deadline.
+        while seen < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.milestones.recv_timeout(left) {
+                Ok(m) if m == milestone => seen += 1,
+                // A late report of an earlier step that timed out.
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Opens `n` more connections with `handshake`, waiting at most
+    /// `timeout` for all of them to be ready or failed.
+    pub fn open(&mut self, n: usize, handshake: &Handshake, timeout: Duration) -> OpenOutcome {
+        let started = Instant::now();
+        let mut shares: Vec<Vec<usize>> = vec![Vec::new(); self.threads];
+        for id in self.next_id..self.next_id + n {
+            if let Some(share) = shares.get_mut(id % self.threads) {
+                share.push(id);
+            }
+        }
+        self.next_id += n;
+        let mut busy = 0;
+        for (thread, ids) in shares.into_iter().enumerate() {
+            if !ids.is_empty() {
+                busy += 1;
+                self.command(thread, Cmd::Open(ids, handshake.clone()));
+            }
+        }
+        let complete = self.wait_for(Milestone::Opened, busy, timeout);
+        OpenOutcome {
+            live: self.live(),
+            failed: self.shared.failed.load(Ordering::SeqCst),
+            died: self.shared.died.load(Ordering::SeqCst),
+            elapsed: started.elapsed(),
+            complete,
+        }
+    }
+
+    /// Every ready connection joins `room`; waits at most `timeout` for
+    /// all to be in. Returns whether all did, and how long it took.
+    pub fn join_all(&self, room: &str, timeout: Duration) -> (bool, Duration) {
+        let started = Instant::now();
+        for thread in 0..self.threads {
+            self.command(thread, Cmd::JoinAll(room.to_string()));
+        }
+        let complete = self.wait_for(Milestone::Joined, self.threads, timeout);
+        (complete, started.elapsed())
+    }
+
+    /// Waits until no byte has arrived for `quiet` (server announcements
+    /// have drained), at most `timeout`. Returns how long it waited.
+    pub fn settle(&self, quiet: Duration, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let mut last = self.bytes_in();
+        // Sampling a counter at an interval is the measurement itself here
+        // ("nothing arrived for `quiet`"), bounded by `timeout`.
+        while started.elapsed() < timeout {
+            thread::sleep(quiet);
+            let now = self.bytes_in();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        started.elapsed()
+    }
+
+    /// Runs one fan-out: senders `0..senders` send for `duration` (or
+    /// `count` lines each), then every receiver is given up to `drain`
+    /// to receive every line sent.
+    pub fn fanout(
+        &mut self,
+        senders: usize,
+        window: u64,
+        rate: Option<f64>,
+        count: u64,
+        duration: Duration,
+        drain: Duration,
+    ) -> FanoutOutcome {
+        let start_ns = self.now_ns();
+        let duration_ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let plan = Arc::new(Plan {
+            senders,
+            window: window.max(1),
+            rate: rate.filter(|r| *r > 0.0),
+            count,
+            start_ns,
+            end_ns: start_ns.saturating_add(duration_ns),
+            threads: self.threads,
+            sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+            acked: (0..senders * self.threads).map(|_| AtomicU64::new(0)).collect(),
+            blocked: (0..senders).map(|_| AtomicBool::new(false)).collect(),
+            wakers: self.wakers.clone(),
+        });
+        for thread in 0..self.threads {
+            self.command(thread, Cmd::Send(Arc::clone(&plan)));
+        }
+        let sent_all = self.wait_for(Milestone::SendersDone, self.threads, duration + drain);
+        let sent: Vec<u64> = (0..senders).map(|s| plan.sent(s)).collect();
+        let finals = Arc::new(sent.clone());
+        for thread in 0..self.threads {
+            self.command(thread, Cmd::Drain(Arc::clone(&finals)));
+        }
+        let drained = self.wait_for(Milestone::Drained, self.threads, drain);
+        let results = self.stop();
+        let mut outcome = FanoutOutcome {
+            sent,
+            integrity: Integrity::default(),
+            latency: Latency::new(),
+            active: Duration::ZERO,
+            complete: sent_all && drained,
+            other_lines: 0,
+            max_send_lag: Duration::ZERO,
+            first_error: None,
+        };
+        let mut last_ns = start_ns;
+        let mut lag_ns = 0;
+        for r in &results {
+            outcome.integrity.add(&r.integrity);
+            outcome.latency.merge(&r.latency);
+            outcome.other_lines += r.other_lines;
+            last_ns = last_ns.max(r.last_delivery_ns);
+            lag_ns = lag_ns.max(r.max_send_lag_ns);
+            if outcome.first_error.is_none() {
+                outcome.first_error.clone_from(&r.first_error);
+            }
+        }
+        outcome.active = Duration::from_nanos(last_ns - start_ns);
+        outcome.max_send_lag = Duration::from_nanos(lag_ns);
+        outcome
+    }
+
+    /// Stops every thread (closing its connections) and collects what
+    /// they counted.
+    pub fn stop(&mut self) -> Vec<ThreadResult> {
+        for thread in 0..self.threads {
+            self.command(thread, Cmd::Stop);
+        }
+        // Each thread returns promptly on Stop, and in any case by its
+        // lifetime.
+        self.handles.drain(..).filter_map(|h| h.join().ok()).collect()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.handles.is_empty() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! chat-bench: an independent load generator for chat-server, also able
+//! to drive `ncat --chat`, so that both are measured by the same tool in
+//! the same run.
+//!
+//! A chat daemon's real work is fan-out, so the scenarios are about it:
+//! many loopback connections, some of which send timestamped 64-byte
+//! lines ([`payload`]); every delivery on every connection is timed and
+//! checked for exactly-once, in-order arrival ([`stats`]). The sockets are
+//! driven by a few mio threads ([`engine`]), so thousands of connections
+//! cost a few threads on a machine the server shares. Scenarios
+//! ([`scenario`]) are each bounded in time and count, and print a human
+//! summary plus one JSON line ([`report`]).
+
+pub mod args;
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod payload;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod target;
+pub mod window;
+
+pub use error::{Error, Result};

@@ -1,0 +1,98 @@
+//! The scenarios, and what they share: finding or starting the server,
+//! and setting up the engine.
+//!
+//! - [`fanout`]: throughput and latency of fan-out, window-limited or at a
+//!   fixed rate.
+//! - [`join`]: a join storm into one room.
+//! - [`idle`]: memory per idle connection, and a connection ramp.
+//! - [`pool`]: connections held in this process or in worker processes.
+//! - [`table`]: the markdown table of earlier runs.
+
+pub mod fanout;
+pub mod idle;
+pub mod join;
+pub mod pool;
+pub mod table;
+
+use std::time::Duration;
+
+use crate::args::{Cli, Scenario, TargetArgs, TargetKind};
+use crate::engine::EngineConfig;
+use crate::error::{Error, Result};
+use crate::target::{Target, CHAT_SERVER_ARGS};
+
+/// Runs the scenario the command line names.
+///
+/// # Errors
+/// When the server cannot be reached or started, or the scenario cannot
+/// be set up.
+pub fn run(cli: Cli) -> Result<()> {
+    let args = cli.target;
+    match cli.scenario {
+        Scenario::Table(t) => table::run(&t),
+        Scenario::Worker(w) => pool::worker_main(&args, &w),
+        Scenario::Fanout(f) => {
+            let mut target = open_target(&args)?;
+            let rate = (f.rate > 0.0).then_some(f.rate);
+            let report = fanout::run(&mut target, &args, &f.common, rate, "fanout")?;
+            fanout::print(&report)
+        }
+        Scenario::FixedRate(f) => {
+            let mut target = open_target(&args)?;
+            let rate = (f.rate > 0.0).then_some(f.rate);
+            let report = fanout::run(&mut target, &args, &f.common, rate, "fixed-rate")?;
+            fanout::print(&report)
+        }
+        Scenario::JoinStorm(j) => {
+            let mut target = open_target(&args)?;
+            join::run(&mut target, &args, &j)
+        }
+        Scenario::Idle(i) => {
+            let mut target = open_target(&args)?;
+            idle::run_idle(&mut target, &args, &i)
+        }
+        Scenario::Ramp(r) => {
+            let mut target = open_target(&args)?;
+            idle::run_ramp(&mut target, &args, &r)
+        }
+    }
+}
+
+/// The server the options name: attached with --addr, or started.
+///
+/// # Errors
+/// When none is named, or it cannot be started.
+pub fn open_target(args: &TargetArgs) -> Result<Target> {
+    let flavor = args.target.flavor();
+    match (args.addr, args.target, &args.server_bin) {
+        (Some(addr), _, _) => Target::attach(flavor, addr, args.server_pid),
+        (None, TargetKind::Ncat, _) => Target::spawn_ncat(&args.ncat_bin),
+        (None, TargetKind::ChatServer, Some(bin)) => Target::spawn_chat_server(bin),
+        (None, TargetKind::ChatServer, None) => Err(Error::msg(format!(
+            "give --server-bin PATH, or --addr ADDR of a chat-server started with {}",
+            CHAT_SERVER_ARGS.join(" ")
+        ))),
+    }
+}
+
+/// The engine setup for `target` with these options, living at most
+/// `lifetime`.
+pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> EngineConfig {
+    EngineConfig {
+        dest: target.addr,
+        flavor: target.flavor,
+        threads: usize::from(args.threads),
+        sources: usize::from(args.sources),
+        first_id: 0,
+        connect_inflight: usize::from(args.connect_inflight()),
+        lifetime,
+    }
+}
+
+/// A room no other run uses at the same time.
+pub fn room_name() -> String {
+    format!("#bench{}", std::process::id())
+}
+
+/// How long announcements get to stop flowing after a setup step.
+pub const QUIET: Duration = Duration::from_millis(300);

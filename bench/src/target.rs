@@ -1,0 +1,208 @@
+//! The server under test: one already running (its address, optionally
+//! its pid), or one this run starts and stops itself.
+//!
+//! When the generator starts chat-server itself it passes
+//! [`CHAT_SERVER_ARGS`]: flood control off (`--rate 0`; the default of 20
+//! lines/s per client would measure the limiter, not the server), no
+//! per-address limit (every client comes from loopback), room for 20,000
+//! clients, and a 16 MiB send queue so that a receiver that falls behind
+//! during a burst is measured as slow rather than disconnected. A server
+//! started by hand for `--addr` must be started the same way. `ncat` is
+//! started as `ncat -l --chat --max-conns 100000 127.0.0.1 PORT` (its
+//! default of 100 connections would end every larger scenario early). Either way only loopback
+//! addresses are accepted.
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::engine::Flavor;
+use crate::error::{Error, Result};
+use crate::procfs;
+
+/// The options every benchmark run of chat-server needs.
+pub const CHAT_SERVER_ARGS: [&str; 8] = [
+    "--rate",
+    "0",
+    "--max-per-ip",
+    "0",
+    "--max-clients",
+    "20000",
+    "--sendq",
+    "16777216",
+];
+
+/// How long a started server gets to accept its first connection.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server a run measures.
+#[derive(Debug)]
+pub struct Target {
+    /// Its kind.
+    pub flavor: Flavor,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its process, when known.
+    pub pid: Option<u32>,
+    /// How it was started, for the report.
+    pub command: String,
+    /// The process, when this run started it.
+    child: Option<Child>,
+    /// Where its stderr goes, when this run started it.
+    log: Option<PathBuf>,
+}
+
+impl Target {
+    /// A server that is already running at `addr`.
+    ///
+    /// # Errors
+    /// When `addr` is not a loopback address.
+    pub fn attach(flavor: Flavor, addr: SocketAddr, pid: Option<u32>) -> Result<Target> {
+        if !addr.ip().is_loopback() {
+            return Err(Error::msg(format!(
+                "{addr} is not a loopback address; chat-bench only loads loopback"
+            )));
+        }
+        Ok(Target {
+            flavor,
+            addr,
+            pid,
+            command: format!("already running at {addr}"),
+            child: None,
+            log: None,
+        })
+    }
+
+    /// Starts `bin` (chat-server) on a free loopback port with
+    /// [`CHAT_SERVER_ARGS`] and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not accept in time.
+    pub fn spawn_chat_server(bin: &Path) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen").arg(addr.to_string()).args(CHAT_SERVER_ARGS);
+        // Warnings only: a per-connection info line for 20,000 clients is
+        // noise, and costs the server time we would be measuring.
+        cmd.env("RUST_LOG", "warn");
+        Self::spawn(Flavor::ChatServer, cmd, addr)
+    }
+
+    /// Starts `ncat -l --chat 127.0.0.1 PORT` on a free port and waits
+    /// until it accepts connections.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not accept in time.
+    pub fn spawn_ncat(bin: &Path) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        // ncat accepts 100 connections by default; lift that so the
+        // scenarios measure ncat rather than its default.
+        cmd.args(["-l", "--chat", "--max-conns", "100000"])
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string());
+        Self::spawn(Flavor::Ncat, cmd, addr)
+    }
+
+    fn spawn(flavor: Flavor, mut cmd: Command, addr: SocketAddr) -> Result<Target> {
+        let command = format!("{cmd:?}").replace('"', "");
+        let log = std::env::temp_dir().join(format!("chat-bench-{}-{}.log", std::process::id(), addr.port()));
+        let stderr = File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Error::msg(format!("cannot start {command}: {e}")))?;
+        let mut target = Target {
+            flavor,
+            addr,
+            pid: Some(child.id()),
+            command,
+            child: Some(child),
+            log: Some(log),
+        };
+        target.wait_ready()?;
+        Ok(target)
+    }
+
+    /// Polls the port until it accepts (or the process exits, or time is
+    /// up). A probe connection is opened and closed at once.
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        // At most START_TIMEOUT / 20 ms turns.
+        while Instant::now() < deadline {
+            if !self.is_alive() {
+                return Err(Error::msg(format!(
+                    "{} exited at start: {}",
+                    self.command,
+                    self.log_tail()
+                )));
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::msg(format!(
+            "{} did not accept connections in time: {}",
+            self.command,
+            self.log_tail()
+        )))
+    }
+
+    /// The last lines of the started server's stderr.
+    pub fn log_tail(&self) -> String {
+        let Some(text) = self.log.as_ref().and_then(|p| fs::read_to_string(p).ok()) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .iter()
+            .skip(lines.len().saturating_sub(5))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// True while the server process runs (always true when its pid is not
+    /// known).
+    pub fn is_alive(&mut self) -> bool {
+        if let Some(child) = &mut self.child {
+            return matches!(child.try_wait(), Ok(None));
+        }
+        self.pid.is_none_or(procfs::is_alive)
+    }
+
+    /// The server's resident memory in KiB, when its pid is known.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.pid.and_then(|pid| procfs::vm_rss_kib(pid).ok())
+    }
+
+    /// CPU ticks of each server thread, when its pid is known.
+    pub fn thread_ticks(&self) -> Vec<(String, u64)> {
+        self.pid.map(procfs::thread_ticks).unwrap_or_default()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(log) = &self.log {
+            let _ = fs::remove_file(log);
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then
+/// released for the server to take).
+fn free_loopback_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}

@@ -1,0 +1,197 @@
+//! Smoke runs of chat-bench against the real chat-server library, in this
+//! process on 127.0.0.1 port 0, with flood control off as the generator
+//! requires. They check that the tool works and that every message was
+//! delivered exactly once and in order; they assert nothing about timing.
+//!
+//! Every wait is bounded: the generator's own timeouts (setup, duration,
+//! drain) end each run, and the server is shut down and joined at the end.
+
+// A test fails by panicking; clippy.toml allows these in #[test] functions
+// but not in the helpers of an integration test file, so say it here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use chat_bench::args::{Cli, Scenario};
+use chat_bench::engine::Flavor;
+use chat_bench::scenario::fanout;
+use chat_bench::target::Target;
+use chat_server::{Config, Server, ShutdownHandle};
+use clap::Parser;
+use serde_json::Value;
+
+/// The server on a thread of this process.
+struct InProcess {
+    addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl InProcess {
+    fn start() -> InProcess {
+        let config = Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            rate: 0,
+            max_per_ip: 0,
+            max_clients: 20_000,
+            sendq: 16 * 1024 * 1024,
+            ..Config::default()
+        };
+        let server = Server::bind(config).expect("bind the server");
+        let addr = server.local_addrs()[0];
+        let handle = server.handle();
+        let (tx, done) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            server.run().expect("the server runs");
+            let _ = tx.send(());
+        });
+        InProcess {
+            addr,
+            handle,
+            thread: Some(thread),
+            done,
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        // Shutdown grace is 5 s by default; give it a little more.
+        if self.done.recv_timeout(Duration::from_secs(15)).is_ok() {
+            if let Some(t) = self.thread.take() {
+                t.join().unwrap();
+            }
+        }
+    }
+}
+
+/// Runs the chat-bench binary with `args` and returns its JSON line.
+fn run_binary(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+        .args(args)
+        .output()
+        .expect("run chat-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chat-bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"))
+}
+
+#[test]
+fn fanout_delivers_every_message_exactly_once_in_order() {
+    let server = InProcess::start();
+    let addr = server.addr.to_string();
+    let cli = Cli::try_parse_from([
+        "chat-bench",
+        "--addr",
+        &addr,
+        "fanout",
+        "--clients",
+        "5",
+        "--senders",
+        "2",
+        "--count",
+        "200",
+        "--duration",
+        "60",
+        "--drain",
+        "30",
+    ])
+    .unwrap();
+    let Scenario::Fanout(args) = &cli.scenario else { panic!("parsed as {:?}", cli.scenario) };
+    let mut target = Target::attach(Flavor::ChatServer, server.addr, None).unwrap();
+    let report = fanout::run(&mut target, &cli.target, &args.common, None, "fanout").unwrap();
+
+    assert_eq!(report.lines_sent, 2 * 200, "{report:?}");
+    assert!(report.complete, "the run timed out: {report:?}");
+    let i = report.integrity;
+    // Each of the 2 senders' 200 lines reaches the 4 other clients.
+    assert_eq!(i.delivered, 2 * 200 * 4, "{report:?}");
+    assert_eq!(
+        (i.lost, i.duplicated, i.out_of_order, i.foreign),
+        (0, 0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.latency.samples, i.delivered);
+    assert_eq!(report.first_error, None);
+}
+
+#[test]
+fn the_binary_prints_a_clean_fixed_rate_report() {
+    let server = InProcess::start();
+    let addr = server.addr.to_string();
+    let json = run_binary(&[
+        "--addr",
+        &addr,
+        "--threads",
+        "1",
+        "fixed-rate",
+        "--clients",
+        "4",
+        "--senders",
+        "1",
+        "--rate",
+        "1000",
+        "--count",
+        "50",
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(json["scenario"], "fixed-rate");
+    assert_eq!(json["target"], "chat-server");
+    assert_eq!(json["lines_sent"], 50);
+    assert_eq!(json["complete"], true);
+    assert_eq!(json["integrity"]["delivered"], 50 * 3);
+    for key in ["lost", "duplicated", "out_of_order", "foreign"] {
+        assert_eq!(json["integrity"][key], 0, "{key}: {json}");
+    }
+}
+
+#[test]
+fn idle_connections_are_held_by_worker_processes() {
+    let server = InProcess::start();
+    let addr = server.addr.to_string();
+    let json = run_binary(&[
+        "--addr",
+        &addr,
+        "idle",
+        "--clients",
+        "20",
+        "--workers",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(json["scenario"], "idle");
+    assert_eq!(json["held"], 20, "{json}");
+    assert_eq!(json["failed"], 0, "{json}");
+    assert_eq!(json["died"], 0, "{json}");
+}
+
+#[test]
+fn a_join_storm_confirms_every_join() {
+    let server = InProcess::start();
+    let addr = server.addr.to_string();
+    let json = run_binary(&[
+        "--addr",
+        &addr,
+        "join-storm",
+        "--clients",
+        "30",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(json["connected"], 30, "{json}");
+    assert_eq!(json["all_joined"], true, "{json}");
+    assert_eq!(json["died"], 0, "{json}");
+}
