@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::{
-    Config, DEFAULT_BURST, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP, DEFAULT_RATE,
-    DEFAULT_SENDQ,
+    Config, DEFAULT_BURST, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP, DEFAULT_QUIET_ABOVE,
+    DEFAULT_RATE, DEFAULT_SENDQ,
 };
 
 /// A multi-client TCP chat server.
@@ -77,6 +77,11 @@ pub struct Cli {
     /// notice; 0 means never.
     #[arg(long, value_name = "SECS", env = "CHAT_SERVER_IDLE_TIMEOUT", default_value = "0", value_parser = seconds)]
     pub idle_timeout: Duration,
+
+    /// Rooms with more members than this are not told of joins, leaves and
+    /// nick changes (/who still lists everyone); 0 means always tell.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_QUIET_ABOVE", default_value_t = DEFAULT_QUIET_ABOVE)]
+    pub quiet_above: usize,
 }
 
 impl Cli {
@@ -103,6 +108,7 @@ impl Cli {
             burst: self.burst,
             max_per_ip: self.max_per_ip,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            quiet_above: self.quiet_above,
         }
     }
 }
@@ -138,6 +144,7 @@ mod tests {
         assert_eq!((config.rate, config.burst), (20, 50));
         assert_eq!(config.max_per_ip, 32);
         assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.quiet_above, 100);
     }
 
     #[test]

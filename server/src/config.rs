@@ -39,6 +39,11 @@ pub const DEFAULT_BURST: u32 = 50;
 /// behind one NAT address, few enough that one host cannot take every slot.
 pub const DEFAULT_MAX_PER_IP: usize = 32;
 
+/// Default for [`Config::quiet_above`]: a room of 100 can follow who comes
+/// and goes; past that the notices are noise, and their cost grows with
+/// the square of the room's size.
+pub const DEFAULT_QUIET_ABOVE: usize = 100;
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,6 +70,9 @@ pub struct Config {
     pub max_per_ip: usize,
     /// Disconnect a client that sent nothing for this long (None = never).
     pub idle_timeout: Option<Duration>,
+    /// Rooms with more members than this are not told of joins, leaves and
+    /// nick changes (0 = always tell); `/who` still lists everyone.
+    pub quiet_above: usize,
 }
 
 impl Default for Config {
@@ -79,6 +87,7 @@ impl Default for Config {
             burst: DEFAULT_BURST,
             max_per_ip: DEFAULT_MAX_PER_IP,
             idle_timeout: None,
+            quiet_above: DEFAULT_QUIET_ABOVE,
         }
     }
 }

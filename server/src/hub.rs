@@ -58,6 +58,9 @@ pub struct Hub {
     next_guest: u64,
     /// What the hub has to say, waiting to be handed to the event loop.
     outbox: Vec<Outbound>,
+    /// Rooms with more members than this hear no joins, leaves or nick
+    /// changes (0 = always announce); see [`crate::Config::quiet_above`].
+    quiet_above: usize,
 }
 
 impl Default for Hub {
@@ -67,7 +70,16 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// An empty hub with the lobby in it.
+    /// An empty hub with the lobby in it, announcing presence changes only
+    /// in rooms of at most `quiet_above` members (0 = in every room).
+    pub fn with_quiet_above(quiet_above: usize) -> Hub {
+        Hub {
+            quiet_above,
+            ..Hub::new()
+        }
+    }
+
+    /// An empty hub with the lobby in it, announcing every presence change.
     pub fn new() -> Hub {
         let lobby = RoomName::lobby();
         let mut rooms = BTreeMap::new();
@@ -84,6 +96,7 @@ impl Hub {
             rooms,
             next_guest: 1,
             outbox: Vec::new(),
+            quiet_above: 0,
         }
     }
 
@@ -240,7 +253,7 @@ impl Hub {
         log::info!("{} {old} is now known as {new}", user.addr);
         let room = user.room.clone();
         self.send(id, ServerEvent::NickSet { nick: new.clone() });
-        self.publish_except(&room, id, ServerEvent::NickChanged { old, new });
+        self.announce_presence(&room, id, ServerEvent::NickChanged { old, new });
     }
 
     fn join(&mut self, id: ConnId, nick: Nick, current: &str, target: RoomName) {
@@ -268,7 +281,7 @@ impl Hub {
         });
         room.members.push(id);
         let room = room.name.clone();
-        self.publish_except(&key, id, ServerEvent::Joined { nick, room });
+        self.announce_presence(&key, id, ServerEvent::Joined { nick, room });
     }
 
     /// Takes `id` out of its room, tells the room why, and drops the room
@@ -284,8 +297,9 @@ impl Hub {
         if room.members.is_empty() && name.as_str() != RoomName::LOBBY {
             self.rooms.remove(&key);
         }
-        self.publish(
+        self.announce_presence(
             &key,
+            id,
             ServerEvent::Left {
                 nick,
                 room: name,
@@ -330,9 +344,20 @@ impl Hub {
         self.outbox.push(Outbound::Stopped);
     }
 
-    /// Says `event` to everyone in the room `room_key`.
-    fn publish(&mut self, room_key: &str, event: ServerEvent) {
-        self.publish_to(room_key, None, event);
+    /// Says a join, leave or nick change to everyone in the room but `who`,
+    /// unless the room is over `quiet_above`: announcing every arrival to
+    /// every member makes filling a room quadratic (10,000 joins would be
+    /// 50 million notices), and in a big room nobody reads them anyway.
+    /// `/who` still shows who is there.
+    ///
+    /// The room's size counts `who`, also when they are leaving it.
+    fn announce_presence(&mut self, room_key: &str, who: ConnId, event: ServerEvent) {
+        let room = self.rooms.get(room_key);
+        let present = room.is_some_and(|r| r.members.contains(&who));
+        let members = room.map_or(0, |r| r.members.len()) + usize::from(!present);
+        if self.quiet_above == 0 || members <= self.quiet_above {
+            self.publish_except(room_key, who, event);
+        }
     }
 
     /// Says `event` to everyone in the room but `except` (the sender: chat
@@ -553,6 +578,53 @@ mod tests {
         );
         cmd(&mut hub, 1, "/msg carol hi");
         assert_eq!(said(&mut hub), pairs(&[(1, "!! no such nick: carol")]));
+    }
+
+    #[test]
+    fn rooms_over_the_quiet_threshold_hear_no_presence_changes() {
+        let mut hub = Hub::with_quiet_above(2);
+        for i in 1..=2 {
+            hub.handle(Inbound::Connected {
+                id: id(i),
+                addr: addr(),
+            });
+        }
+        assert_eq!(
+            said(&mut hub).last(),
+            Some(&(1, "-- guest2 joined #lobby".to_string()))
+        );
+        hub.handle(Inbound::Connected {
+            id: id(3),
+            addr: addr(),
+        });
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(
+                3,
+                "-- welcome to chat-server, guest3! you are in #lobby; type /help for commands"
+            )])
+        );
+        cmd(&mut hub, 3, "/nick carol");
+        assert_eq!(said(&mut hub), pairs(&[(3, "-- you are now known as carol")]));
+        cmd(&mut hub, 3, "hi");
+        assert_eq!(said(&mut hub), pairs(&[(1, "<carol> hi"), (2, "<carol> hi")]));
+        hub.handle(Inbound::Closed {
+            id: id(3),
+            reason: LeaveReason::Disconnected,
+        });
+        // Two left: small enough to hear about it again.
+        hub.handle(Inbound::Closed {
+            id: id(2),
+            reason: LeaveReason::Disconnected,
+        });
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[
+                (3, "<close>"),
+                (1, "-- guest2 left #lobby (disconnect)"),
+                (2, "<close>")
+            ])
+        );
     }
 
     #[test]

@@ -191,12 +191,18 @@ impl Server {
         let (to_hub, hub_inbound) = crossbeam_channel::unbounded();
         let (hub_outbound, from_hub) = crossbeam_channel::unbounded();
         let waker = Arc::clone(&self.shutdown.waker);
+        let quiet_above = self.config.quiet_above;
         let hub_thread = thread::Builder::new().name("hub".into()).spawn(move || {
-            hub::run(Hub::new(), hub_inbound, hub_outbound, || {
-                if let Err(e) = waker.wake() {
-                    log::error!("cannot wake the event loop: {e}");
-                }
-            })
+            hub::run(
+                Hub::with_quiet_above(quiet_above),
+                hub_inbound,
+                hub_outbound,
+                || {
+                    if let Err(e) = waker.wake() {
+                        log::error!("cannot wake the event loop: {e}");
+                    }
+                },
+            )
         })?;
         let event_loop = EventLoop::new(
             self.poll,
