@@ -20,7 +20,8 @@ use crate::config::{
 /// line-based commands (/nick, /join, /msg, ...; type /help once
 /// connected). See PROTOCOL.md for the wire protocol.
 #[derive(Debug, Parser)]
-#[command(name = "chat-server", version, about, long_about)]
+// The version with the git commit, from build.rs.
+#[command(name = "chat-server", version = env!("CHAT_BUILD_VERSION"), about, long_about)]
 pub struct Cli {
     /// Address to listen on, IPv4 or IPv6 (e.g. 0.0.0.0:7878 or [::]:7878).
     /// Repeat the option, or separate addresses with commas in the
@@ -82,6 +83,17 @@ pub struct Cli {
     /// nick changes (/who still lists everyone); 0 means always tell.
     #[arg(long, value_name = "N", env = "CHAT_SERVER_QUIET_ABOVE", default_value_t = DEFAULT_QUIET_ABOVE)]
     pub quiet_above: usize,
+
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9187). Off unless given. The endpoint has no
+    /// authentication: keep it on loopback or a private network.
+    #[arg(long, value_name = "ADDR", env = "CHAT_SERVER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log a line of figures (clients, rooms, traffic) at info level every
+    /// this many seconds; 0 means never.
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_STATS_INTERVAL", default_value = "60", value_parser = seconds)]
+    pub stats_interval: Duration,
 }
 
 impl Cli {
@@ -109,6 +121,8 @@ impl Cli {
             max_per_ip: self.max_per_ip,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             quiet_above: self.quiet_above,
+            metrics_listen: self.metrics_listen,
+            stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
         }
     }
 }
@@ -145,6 +159,23 @@ mod tests {
         assert_eq!(config.max_per_ip, 32);
         assert_eq!(config.idle_timeout, None);
         assert_eq!(config.quiet_above, 100);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.stats_interval, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn observability_options_parse() {
+        let config = Cli::try_parse_from([
+            "chat-server",
+            "--metrics-listen",
+            "127.0.0.1:9187",
+            "--stats-interval",
+            "0",
+        ])
+        .unwrap()
+        .into_config(false);
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:9187".parse().unwrap()));
+        assert_eq!(config.stats_interval, None);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub const DEFAULT_MAX_PER_IP: usize = 32;
 /// the square of the room's size.
 pub const DEFAULT_QUIET_ABOVE: usize = 100;
 
+/// Default for [`Config::stats_interval`]: a line a minute shows the trend
+/// in the log without drowning anything else out.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -73,6 +77,11 @@ pub struct Config {
     /// Rooms with more members than this are not told of joins, leaves and
     /// nick changes (0 = always tell); `/who` still lists everyone.
     pub quiet_above: usize,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); None =
+    /// nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often to log a line of figures at info level (None = never).
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -88,6 +97,8 @@ impl Default for Config {
             max_per_ip: DEFAULT_MAX_PER_IP,
             idle_timeout: None,
             quiet_above: DEFAULT_QUIET_ABOVE,
+            metrics_listen: None,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
         }
     }
 }

@@ -18,6 +18,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::flood::TokenBucket;
 use crate::messages::ConnId;
+use crate::stats::CloseReason;
 
 /// Most bytes read from one connection in one turn of the event loop.
 /// Without flood control (`--rate 0`) a fast sender could otherwise keep
@@ -89,6 +90,10 @@ pub struct Connection {
     pub phase: Phase,
     /// When the client last sent anything, for the idle timeout.
     pub last_input: Instant,
+    /// Why the connection is ending, once that is known (for the metrics).
+    pub close_reason: Option<CloseReason>,
+    /// Bytes read since [`Connection::take_bytes_read`] last took them.
+    bytes_read: usize,
     stream: TcpStream,
     decoder: LineDecoder,
     /// The client's allowance of lines.
@@ -123,6 +128,8 @@ impl Connection {
             addr,
             phase: Phase::Open { throttled: false },
             last_input: now,
+            close_reason: None,
+            bytes_read: 0,
             stream,
             decoder: LineDecoder::new(limits.max_line),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
@@ -167,6 +174,7 @@ impl Connection {
                     return ReadOutcome::Eof;
                 }
                 Ok(n) => {
+                    self.bytes_read += n;
                     budget = budget.saturating_sub(n);
                     self.last_input = now;
                     let data = buf.get(..n).unwrap_or_default();
@@ -205,6 +213,11 @@ impl Connection {
         }
     }
 
+    /// Bytes read from the socket since the last call, for the metrics.
+    pub fn take_bytes_read(&mut self) -> usize {
+        std::mem::take(&mut self.bytes_read)
+    }
+
     /// True in the phases that still write output.
     pub fn accepts_output(&self) -> bool {
         !matches!(self.phase, Phase::Lingering { .. })
@@ -220,7 +233,7 @@ impl Connection {
         loop {
             match self.stream.read(buf) {
                 Ok(0) => return ReadOutcome::Eof,
-                Ok(_) => continue,
+                Ok(n) => self.bytes_read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Failed(e),

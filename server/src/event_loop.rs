@@ -24,14 +24,14 @@ use chat_protocol::{ErrorKind, LeaveReason, ServerEvent};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 use socket2::{SockRef, TcpKeepalive};
 
 use crate::config::Config;
 use crate::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
 use crate::messages::{ConnId, Inbound, Outbound};
-use crate::stats::Stats;
+use crate::stats::{CloseReason, Stats};
 use crate::timers::{TimerKind, Timers};
 use crate::wire;
 
@@ -135,8 +135,14 @@ pub struct EventLoop {
     drain_deadline: Option<Instant>,
     /// The hub has stopped (or died); it will send nothing more.
     hub_stopped: bool,
-    /// Counters for watchers on other threads, written after each turn.
+    /// Counters for watchers on other threads.
     stats: Arc<Stats>,
+    /// Bytes queued to all connections and not yet written.
+    queued_total: usize,
+    /// When the lines were read whose output was queued in this turn: the
+    /// fan-out latency is measured once that output has been handed to the
+    /// sockets.
+    fanout_pending: Vec<Instant>,
 }
 
 impl EventLoop {
@@ -185,6 +191,8 @@ impl EventLoop {
             drain_deadline: None,
             hub_stopped: false,
             stats,
+            queued_total: 0,
+            fanout_pending: Vec::new(),
         })
     }
 
@@ -214,6 +222,11 @@ impl EventLoop {
             self.run_due_timers();
             self.take_hub_output();
             self.flush_dirty();
+            let now = Instant::now();
+            for since in self.fanout_pending.drain(..) {
+                self.stats.fanout().observe(now.saturating_duration_since(since));
+            }
+            self.stats.set_queued_bytes(self.queued_total);
             self.stats.set_clients(self.conns.len());
             self.stats.count_loop_turn();
             if self.is_finished(Instant::now()) {
@@ -286,14 +299,17 @@ impl EventLoop {
     }
 
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+        self.stats.count_accepted();
         if self.conns.len() >= self.config.max_clients {
             log::warn!("refused {addr}: server full ({} clients)", self.conns.len());
-            return refuse(stream, ErrorKind::ServerFull);
+            self.stats.count_closed(CloseReason::RefusedFull);
+            return refuse(stream, ErrorKind::ServerFull, &self.stats);
         }
         let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
         if self.config.max_per_ip > 0 && from_ip >= self.config.max_per_ip {
             log::warn!("refused {addr}: already {from_ip} connections from {}", addr.ip());
-            return refuse(stream, ErrorKind::TooManyFromAddress);
+            self.stats.count_closed(CloseReason::RefusedPerIp);
+            return refuse(stream, ErrorKind::TooManyFromAddress, &self.stats);
         }
         configure_socket(&stream, addr);
         let entry = self.conns.vacant_entry();
@@ -316,7 +332,10 @@ impl EventLoop {
                 }
                 self.tell_hub(Inbound::Connected { id, addr });
             }
-            Err(e) => log::warn!("cannot register connection from {addr}: {e}"),
+            Err(e) => {
+                log::warn!("cannot register connection from {addr}: {e}");
+                self.stats.count_closed(CloseReason::Disconnect);
+            }
         }
     }
 
@@ -332,14 +351,17 @@ impl EventLoop {
     /// Reads what the connection at `slot` has sent, as its phase allows.
     fn read(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
+        let now = Instant::now();
         let outcome = match conn.phase {
             Phase::Open { throttled: false } => {
-                let (id, to_hub) = (conn.id, &self.to_hub);
-                conn.read(&mut self.read_buf, Instant::now(), |line| {
+                let (id, to_hub, stats) = (conn.id, &self.to_hub, &self.stats);
+                conn.read(&mut self.read_buf, now, |line| {
                     if let Some(line) = wire::to_command(line) {
+                        stats.count_line();
                         // The hub only goes away after shutdown; lines
                         // then have nowhere to go.
-                        let _ = to_hub.send(Inbound::Line { id, line });
+                        let received = Instant::now();
+                        let _ = to_hub.send(Inbound::Line { id, line, received });
                     }
                 })
             }
@@ -349,15 +371,22 @@ impl EventLoop {
             // the hub has closed the connection.
             Phase::Open { throttled: true } | Phase::ReadClosed | Phase::Closing { .. } => return,
         };
+        self.stats.count_bytes_received(conn.take_bytes_read());
         match (outcome, conn.phase) {
             (ReadOutcome::Open, _) => {}
             (ReadOutcome::Throttled(at), _) => {
+                // Pausing until later is flood control; until `now`, only
+                // the end of this turn's read budget.
+                if at > now {
+                    self.stats.count_flood_pause();
+                }
                 conn.phase = Phase::Open { throttled: true };
                 let id = conn.id;
                 self.timers.add(at, id, TimerKind::Resume);
             }
             (ReadOutcome::Eof, Phase::Open { .. }) => {
                 conn.phase = Phase::ReadClosed;
+                conn.close_reason.get_or_insert(CloseReason::Disconnect);
                 let id = conn.id;
                 self.tell_hub(Inbound::Closed {
                     id,
@@ -403,6 +432,7 @@ impl EventLoop {
         log::info!("{}: idle for {} s, disconnecting", conn.addr, quiet.as_secs());
         // Read nothing more; the hub says goodbye and closes.
         conn.phase = Phase::ReadClosed;
+        conn.close_reason.get_or_insert(CloseReason::Idle);
         let id = conn.id;
         self.tell_hub(Inbound::Idle { id, quiet });
     }
@@ -411,9 +441,22 @@ impl EventLoop {
     fn take_hub_output(&mut self) {
         loop {
             match self.from_hub.try_recv() {
-                Ok(Outbound::Deliver { to, event }) => self.deliver(&to, &event),
+                Ok(Outbound::Deliver { to, event, since }) => {
+                    self.deliver(&to, &event);
+                    self.fanout_pending.extend(since);
+                }
                 Ok(Outbound::Close { id }) => {
+                    let shutting_down = self.drain_deadline.is_some();
                     if let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) {
+                        // The hub closes an open connection after /quit,
+                        // or when the server shuts down.
+                        if matches!(conn.phase, Phase::Open { .. }) {
+                            conn.close_reason.get_or_insert(if shutting_down {
+                                CloseReason::Shutdown
+                            } else {
+                                CloseReason::Quit
+                            });
+                        }
                         if matches!(conn.phase, Phase::Open { .. } | Phase::ReadClosed) {
                             let until = Instant::now() + CLOSE_TIMEOUT;
                             conn.phase = Phase::Closing { until };
@@ -445,6 +488,10 @@ impl EventLoop {
     fn deliver(&mut self, to: &[ConnId], event: &ServerEvent) {
         self.encoded.clear();
         wire::encode(event, &mut self.encoded);
+        let is_message = matches!(
+            event,
+            ServerEvent::Said { .. } | ServerEvent::Action { .. } | ServerEvent::PrivateFrom { .. }
+        );
         for id in to {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else { continue };
             if !conn.accepts_output() {
@@ -453,8 +500,10 @@ impl EventLoop {
             if conn.queued() >= FLUSH_BEFORE_QUEUEING
                 || conn.queued() + self.encoded.len() > self.config.sendq
             {
-                if let WriteOutcome::Failed(e) = conn.flush(self.poll.registry(), Token(id.slot)) {
+                let outcome = flush_counted(conn, self.poll.registry(), &self.stats, &mut self.queued_total);
+                if let WriteOutcome::Failed(e) = outcome {
                     log::debug!("{}: connection lost: {e}", conn.addr);
+                    conn.close_reason.get_or_insert(CloseReason::Disconnect);
                     self.slow.push(id.slot);
                     continue;
                 }
@@ -466,10 +515,18 @@ impl EventLoop {
                     self.config.sendq
                 );
                 conn.phase = Phase::ReadClosed;
+                conn.close_reason = Some(CloseReason::SlowConsumer);
                 self.slow.push(id.slot);
                 continue;
             }
             conn.enqueue(&self.encoded);
+            self.queued_total += self.encoded.len();
+            if is_message {
+                self.stats.count_delivered();
+            }
+            if let ServerEvent::Error(error) = event {
+                self.stats.count_error(error);
+            }
             self.dirty.push(id.slot);
         }
     }
@@ -485,7 +542,7 @@ impl EventLoop {
             if !conn.accepts_output() {
                 continue;
             }
-            match conn.flush(self.poll.registry(), Token(slot)) {
+            match flush_counted(conn, self.poll.registry(), &self.stats, &mut self.queued_total) {
                 WriteOutcome::Drained => {
                     if let Phase::Closing { until } = conn.phase {
                         self.start_lingering(slot, until);
@@ -507,7 +564,9 @@ impl EventLoop {
         conn.phase = Phase::Lingering { until };
         // The client may have closed already, with its end of stream
         // waiting to be read: edge-triggered polling would not say so again.
-        match conn.discard_input(&mut self.read_buf) {
+        let outcome = conn.discard_input(&mut self.read_buf);
+        self.stats.count_bytes_received(conn.take_bytes_read());
+        match outcome {
             ReadOutcome::Open | ReadOutcome::Throttled(_) => {}
             ReadOutcome::Eof => self.remove(slot, None, LeaveReason::Disconnected),
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
@@ -519,6 +578,12 @@ impl EventLoop {
     fn remove(&mut self, slot: usize, error: Option<io::Error>, reason: LeaveReason) {
         let Some(mut conn) = self.conns.try_remove(slot) else { return };
         conn.deregister(self.poll.registry());
+        self.queued_total = self.queued_total.saturating_sub(conn.queued());
+        let counted_as = conn.close_reason.unwrap_or(match reason {
+            LeaveReason::SlowConsumer => CloseReason::SlowConsumer,
+            _ => CloseReason::Disconnect,
+        });
+        self.stats.count_closed(counted_as);
         if let Some(count) = self.per_ip.get_mut(&conn.addr.ip()) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -603,12 +668,31 @@ fn is_out_of_resources(error: &io::Error) -> bool {
     )
 }
 
+/// Writes what is queued to `conn` as far as the kernel takes it (see
+/// [`Connection::flush`]), counting the bytes written.
+fn flush_counted(
+    conn: &mut Connection,
+    registry: &Registry,
+    stats: &Stats,
+    queued_total: &mut usize,
+) -> WriteOutcome {
+    let before = conn.queued();
+    let outcome = conn.flush(registry, Token(conn.id.slot));
+    let written = before.saturating_sub(conn.queued());
+    stats.count_bytes_sent(written);
+    *queued_total = queued_total.saturating_sub(written);
+    outcome
+}
+
 /// Tells a connection we will not serve why, and closes it.
-fn refuse(stream: TcpStream, error: ErrorKind) {
+fn refuse(stream: TcpStream, error: ErrorKind, stats: &Stats) {
     let mut bytes = Vec::new();
+    stats.count_error(&error);
     wire::encode(&ServerEvent::Error(error), &mut bytes);
     // A fresh socket's send buffer is empty, so this short write goes
     // through at once or the peer is already gone; either way we close.
-    let _ = (&stream).write(&bytes);
+    if let Ok(n) = (&stream).write(&bytes) {
+        stats.count_bytes_sent(n);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -15,11 +15,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, RoomName, ServerEvent};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::messages::{ConnId, Inbound, Outbound};
+use crate::stats::Stats;
 
 /// How many inbound messages the hub handles before it hands its output to
 /// the event loop and wakes it. Batching lets the event loop write many
@@ -61,6 +63,9 @@ pub struct Hub {
     /// Rooms with more members than this hear no joins, leaves or nick
     /// changes (0 = always announce); see [`crate::Config::quiet_above`].
     quiet_above: usize,
+    /// When the line being handled was read, passed on with what it causes
+    /// (see [`Outbound::Deliver`]).
+    line_received: Option<Instant>,
 }
 
 impl Default for Hub {
@@ -97,7 +102,13 @@ impl Hub {
             next_guest: 1,
             outbox: Vec::new(),
             quiet_above: 0,
+            line_received: None,
         }
+    }
+
+    /// How many rooms exist, the lobby included.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// Takes what the hub has said since the last call.
@@ -110,7 +121,11 @@ impl Hub {
     pub fn handle(&mut self, message: Inbound) -> bool {
         match message {
             Inbound::Connected { id, addr } => self.connect(id, addr),
-            Inbound::Line { id, line } => self.line(id, line),
+            Inbound::Line { id, line, received } => {
+                self.line_received = Some(received);
+                self.line(id, line);
+                self.line_received = None;
+            }
             Inbound::Closed { id, reason } => {
                 if reason == LeaveReason::SlowConsumer {
                     if let Some(user) = self.users.get(&id) {
@@ -385,15 +400,22 @@ impl Hub {
 
     fn deliver(&mut self, to: Vec<ConnId>, event: ServerEvent) {
         if !to.is_empty() {
-            self.outbox.push(Outbound::Deliver { to, event });
+            let since = self.line_received;
+            self.outbox.push(Outbound::Deliver { to, event, since });
         }
     }
 }
 
 /// Runs the hub on the current thread until it stops or the event loop
 /// goes away. `wake` is called after each batch of output, to wake the
-/// event loop.
-pub fn run(mut hub: Hub, inbound: Receiver<Inbound>, outbound: Sender<Outbound>, wake: impl Fn()) {
+/// event loop; `stats` learns the number of rooms after each batch.
+pub fn run(
+    mut hub: Hub,
+    inbound: Receiver<Inbound>,
+    outbound: Sender<Outbound>,
+    stats: &Stats,
+    wake: impl Fn(),
+) {
     while let Ok(first) = inbound.recv() {
         let mut stopped = hub.handle(first);
         for message in inbound.try_iter().take(BATCH) {
@@ -402,6 +424,7 @@ pub fn run(mut hub: Hub, inbound: Receiver<Inbound>, outbound: Sender<Outbound>,
             }
             stopped = hub.handle(message);
         }
+        stats.set_rooms(hub.room_count());
         for message in hub.take_outbox() {
             if outbound.send(message).is_err() {
                 return;
@@ -434,7 +457,7 @@ mod tests {
         let mut out = Vec::new();
         for message in hub.take_outbox() {
             match message {
-                Outbound::Deliver { to, event } => {
+                Outbound::Deliver { to, event, .. } => {
                     for line in event.lines() {
                         for r in &to {
                             out.push((r.slot, line.to_string()));
@@ -451,7 +474,11 @@ mod tests {
     fn cmd(hub: &mut Hub, n: usize, line: &str) {
         let command = Command::parse(line).map_err(ErrorKind::from).transpose();
         if let Some(line) = command {
-            hub.handle(Inbound::Line { id: id(n), line });
+            hub.handle(Inbound::Line {
+                id: id(n),
+                line,
+                received: Instant::now(),
+            });
         }
     }
 

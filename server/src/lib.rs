@@ -15,9 +15,11 @@
 //! - [`connection`] is one client's socket, decoder and output queue;
 //!   [`messages`] the channel messages; [`server`] puts it all together;
 //!   [`config`] and [`cli`] are the settings.
-//! - [`stats`] holds the counters the event loop keeps for other threads
-//!   (clients connected, loop turns); [`liveness`] uses them to tell from
-//!   outside whether the loop still turns.
+//! - [`stats`] holds the counters the event loop and the hub keep for
+//!   other threads (clients, traffic, closes by reason, loop turns);
+//!   [`liveness`] uses them to tell from outside whether the loop still
+//!   turns, and [`metrics`] serves them to Prometheus (`--metrics-listen`)
+//!   and logs them (`--stats-interval`).
 //! - [`systemd`] is the service manager's side: socket activation and the
 //!   notify protocol (readiness, status, stopping, watchdog); [`logging`]
 //!   writes the log in the journal's format when stderr is the journal.
@@ -35,6 +37,7 @@ pub mod hub;
 pub mod liveness;
 pub mod logging;
 pub mod messages;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 pub mod systemd;

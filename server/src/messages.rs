@@ -8,8 +8,7 @@
 //! caused it.
 
 use std::net::SocketAddr;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_protocol::{Command, ErrorKind, LeaveReason, ServerEvent};
 
@@ -42,6 +41,8 @@ pub enum Inbound {
         id: ConnId,
         /// The parsed command, or why it could not be decoded or parsed.
         line: Result<Command, ErrorKind>,
+        /// When it was read, for the fan-out latency metric.
+        received: Instant,
     },
     /// The connection ended (end of stream, an error, or the event loop
     /// dropped it as a slow consumer). The hub forgets the user, tells the
@@ -75,6 +76,9 @@ pub enum Outbound {
         to: Vec<ConnId>,
         /// What to tell them; encoded once for all of them.
         event: ServerEvent,
+        /// When the line that caused it was read, if a line did: the event
+        /// loop measures the fan-out latency from there.
+        since: Option<Instant>,
     },
     /// Flush what is queued to the connection, then close it.
     Close {

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::event_loop::{EventLoop, WAKER};
 use crate::hub::{self, Hub};
 use crate::liveness::Liveness;
+use crate::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::stats::Stats;
 
 /// How many connections the kernel may hold waiting for accept. Bursts of
@@ -45,11 +46,15 @@ pub enum StartError {
     /// handed over: the server could never serve anyone.
     #[error("nothing to listen on: give an address with --listen")]
     NothingToListenOn,
+    /// Occurs when the metrics endpoint (`--metrics-listen`) cannot be set
+    /// up.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// An I/O error as a person reads it: `address already in use`, without the
 /// `(os error 98)` and the capital letter.
-fn describe(error: &io::Error) -> String {
+pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);
     let mut chars = text.chars();
@@ -87,6 +92,8 @@ pub struct Server {
     shutdown: ShutdownHandle,
     /// Counters the event loop keeps, for watchers on other threads.
     stats: Arc<Stats>,
+    /// The metrics endpoint, bound, if `--metrics-listen` was given.
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl Server {
@@ -144,12 +151,14 @@ impl Server {
             requested: Arc::new(AtomicBool::new(false)),
             waker: Arc::new(waker),
         };
+        let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
         Ok(Server {
             config,
             poll,
             listeners,
             shutdown,
             stats: Arc::default(),
+            metrics,
         })
     }
 
@@ -159,6 +168,11 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// Where the metrics endpoint listens (port resolved), if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
     }
 
     /// A handle that stops the server from another thread.
@@ -188,6 +202,19 @@ impl Server {
         for addr in self.local_addrs() {
             log::info!("listening on {addr}");
         }
+        let endpoint = match self.metrics {
+            Some(endpoint) => Some(
+                endpoint
+                    .serve(Arc::clone(&self.stats))
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let stats_log = self
+            .config
+            .stats_interval
+            .and_then(|interval| StatsLog::start(Arc::clone(&self.stats), interval));
+        let hub_stats = Arc::clone(&self.stats);
         let (to_hub, hub_inbound) = crossbeam_channel::unbounded();
         let (hub_outbound, from_hub) = crossbeam_channel::unbounded();
         let waker = Arc::clone(&self.shutdown.waker);
@@ -197,6 +224,7 @@ impl Server {
                 Hub::with_quiet_above(quiet_above),
                 hub_inbound,
                 hub_outbound,
+                &hub_stats,
                 || {
                     if let Err(e) = waker.wake() {
                         log::error!("cannot wake the event loop: {e}");
@@ -217,6 +245,12 @@ impl Server {
         // The event loop's end dropped its sender, so the hub ends too.
         if hub_thread.join().is_err() {
             log::error!("the hub thread panicked");
+        }
+        if let Some(endpoint) = endpoint {
+            endpoint.stop();
+        }
+        if let Some(stats_log) = stats_log {
+            stats_log.stop();
         }
         result
     }

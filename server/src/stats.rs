@@ -1,21 +1,223 @@
-//! Counters the event loop keeps for whoever watches the server from
-//! outside it.
+//! Counters the server keeps for whoever watches it from outside.
 //!
-//! The event loop owns every connection, so only it knows how many there
-//! are and whether it is still turning. Other threads (the systemd
-//! notifier today, for `STATUS=` and the watchdog; a metrics endpoint
-//! later) must learn that without a lock the loop could wait on and
-//! without a message per change. So the loop writes plain atomics at the
-//! end of each turn and readers take a snapshot whenever they like. Each
-//! counter is one independent number: a reader may see one counter a
-//! turn ahead of another, which none of them needs to care about.
+//! The event loop owns every connection and the hub every room, so only
+//! they know how many there are, what came in and what went out. Other
+//! threads (the systemd notifier for `STATUS=` and the watchdog, the
+//! metrics endpoint in [`crate::metrics`], the periodic stats log line)
+//! must learn that without a lock the loop could wait on and without a
+//! message per change. So the loop and the hub write plain relaxed atomics
+//! as things happen (one uncontended add each: a few nanoseconds, nothing
+//! next to the system call that goes with it), and readers take a
+//! snapshot whenever they like. Each counter is one independent number: a
+//! reader may see one counter a turn ahead of another, which none of them
+//! needs to care about.
+//!
+//! Labels are closed enums ([`CloseReason`], [`ErrorLabel`]) with one
+//! counter each, never a nick, an address or a room name, so the number of
+//! series stays fixed however many clients come.
 //!
 //! New counters belong here, each with a line saying what it counts.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chat_protocol::{CommandError, DecodeError, ErrorKind};
+
+/// Why a connection ended, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client said `/quit`.
+    Quit,
+    /// The client closed its side, or the connection failed.
+    Disconnect,
+    /// Its outbound queue overflowed `--sendq`.
+    SlowConsumer,
+    /// It sent nothing for `--idle-timeout`.
+    Idle,
+    /// The server was shutting down.
+    Shutdown,
+    /// Refused at once: `--max-clients` were connected.
+    RefusedFull,
+    /// Refused at once: `--max-per-ip` were connected from its address.
+    RefusedPerIp,
+}
+
+impl CloseReason {
+    /// Every reason, in label order.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::Quit,
+        CloseReason::Disconnect,
+        CloseReason::SlowConsumer,
+        CloseReason::Idle,
+        CloseReason::Shutdown,
+        CloseReason::RefusedFull,
+        CloseReason::RefusedPerIp,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::Disconnect => "disconnect",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Idle => "idle",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::RefusedFull => "refused_full",
+            CloseReason::RefusedPerIp => "refused_per_ip",
+        }
+    }
+}
+
+/// The kind of an error line sent to a client, as the metrics label it:
+/// [`ErrorKind`] without what it carries (a nick, a room name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorLabel {
+    /// The line was not valid UTF-8.
+    InvalidUtf8,
+    /// The line was longer than `--max-line`.
+    TooLong,
+    /// `/name` of no command.
+    UnknownCommand,
+    /// A command with missing or extra arguments.
+    Usage,
+    /// `/nick` with a name that breaks the rules.
+    BadNick,
+    /// `/join` with a name that breaks the rules.
+    BadRoom,
+    /// `/nick` to a nick someone has.
+    NickInUse,
+    /// `/msg` to a nick nobody has.
+    NoSuchNick,
+    /// `/join` of the room one is in.
+    AlreadyInRoom,
+    /// Refused: the server is full.
+    ServerFull,
+    /// Refused: too many connections from the address.
+    TooManyFromAddress,
+}
+
+impl ErrorLabel {
+    /// Every kind, in label order.
+    pub const ALL: [ErrorLabel; 11] = [
+        ErrorLabel::InvalidUtf8,
+        ErrorLabel::TooLong,
+        ErrorLabel::UnknownCommand,
+        ErrorLabel::Usage,
+        ErrorLabel::BadNick,
+        ErrorLabel::BadRoom,
+        ErrorLabel::NickInUse,
+        ErrorLabel::NoSuchNick,
+        ErrorLabel::AlreadyInRoom,
+        ErrorLabel::ServerFull,
+        ErrorLabel::TooManyFromAddress,
+    ];
+
+    /// The label of an error.
+    pub fn of(error: &ErrorKind) -> ErrorLabel {
+        match error {
+            ErrorKind::Decode(DecodeError::InvalidUtf8) => ErrorLabel::InvalidUtf8,
+            ErrorKind::Decode(DecodeError::TooLong { .. }) => ErrorLabel::TooLong,
+            ErrorKind::Command(CommandError::Unknown(_)) => ErrorLabel::UnknownCommand,
+            ErrorKind::Command(CommandError::Usage(_)) => ErrorLabel::Usage,
+            ErrorKind::Command(CommandError::BadNick(_)) => ErrorLabel::BadNick,
+            ErrorKind::Command(CommandError::BadRoom(_)) => ErrorLabel::BadRoom,
+            ErrorKind::Command(CommandError::NoSuchNick(_)) | ErrorKind::NoSuchNick(_) => {
+                ErrorLabel::NoSuchNick
+            }
+            ErrorKind::NickInUse(_) => ErrorLabel::NickInUse,
+            ErrorKind::AlreadyInRoom(_) => ErrorLabel::AlreadyInRoom,
+            ErrorKind::ServerFull => ErrorLabel::ServerFull,
+            ErrorKind::TooManyFromAddress => ErrorLabel::TooManyFromAddress,
+        }
+    }
+
+    /// The `kind` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorLabel::InvalidUtf8 => "invalid_utf8",
+            ErrorLabel::TooLong => "too_long",
+            ErrorLabel::UnknownCommand => "unknown_command",
+            ErrorLabel::Usage => "usage",
+            ErrorLabel::BadNick => "bad_nick",
+            ErrorLabel::BadRoom => "bad_room",
+            ErrorLabel::NickInUse => "nick_in_use",
+            ErrorLabel::NoSuchNick => "no_such_nick",
+            ErrorLabel::AlreadyInRoom => "already_in_room",
+            ErrorLabel::ServerFull => "server_full",
+            ErrorLabel::TooManyFromAddress => "too_many_from_address",
+        }
+    }
+}
+
+/// Upper bounds of the fan-out latency buckets, in microseconds: 10 µs to
+/// 1 s, roughly ×2.5 apart. A chat line normally fans out in tens of
+/// microseconds; the top buckets show a loop that fell behind.
+pub const FANOUT_BUCKETS_MICROS: [u64; 12] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 10_000, 50_000, 250_000, 1_000_000,
+];
+
+/// A latency histogram of relaxed atomics: one add per bucket hit, read at
+/// scrape time. (prometheus-client's own histogram takes a lock on every
+/// observation, which the event loop should not.)
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; FANOUT_BUCKETS_MICROS.len() + 1],
+    /// Sum of all observations, in nanoseconds.
+    sum_nanos: AtomicU64,
+    /// Number of observations.
+    count: AtomicU64,
+}
+
+/// What a [`LatencyHistogram`] holds at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Sum of all observations, in seconds.
+    pub sum_seconds: f64,
+    /// Number of observations.
+    pub count: u64,
+    /// (upper bound in seconds, observations in that bucket alone), the
+    /// last bound being `f64::MAX` for +Inf.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let index = FANOUT_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(FANOUT_BUCKETS_MICROS.len());
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The histogram as it is now.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let bounds = FANOUT_BUCKETS_MICROS
+            .iter()
+            .map(|&micros| micros as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(self.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            // The count is the buckets' sum, so the two always agree even
+            // when an observation is half recorded.
+            count: buckets.iter().map(|&(_, n)| n).sum(),
+            buckets,
+        }
+    }
+}
 
 /// Live counters of a running server, shared through an `Arc` between the
-/// event loop (the only writer) and any number of readers.
+/// event loop and the hub (the writers) and any number of readers.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Clients connected now: every accepted connection not yet closed,
@@ -25,6 +227,31 @@ pub struct Stats {
     /// a reader that sees it stand still while the loop was woken knows
     /// the loop is stuck (see [`crate::Liveness`]).
     loop_turns: AtomicU64,
+    /// Connections accepted from a listener, refused ones included.
+    accepted: AtomicU64,
+    /// Connections closed, by [`CloseReason`] (index in `CloseReason::ALL`).
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    /// Lines received from clients and handed to the hub (blank lines are
+    /// ignored and not counted; lines that earn an error are).
+    lines_received: AtomicU64,
+    /// Chat messages (room messages, actions, private messages) queued to
+    /// a recipient, once per recipient.
+    messages_delivered: AtomicU64,
+    /// Bytes read from client sockets.
+    bytes_received: AtomicU64,
+    /// Bytes written to client sockets.
+    bytes_sent: AtomicU64,
+    /// Error lines sent to clients, by [`ErrorLabel`].
+    errors: [AtomicU64; ErrorLabel::ALL.len()],
+    /// Rooms that exist now, the lobby included (written by the hub).
+    rooms: AtomicUsize,
+    /// Times a client was stopped being read from by flood control.
+    flood_pauses: AtomicU64,
+    /// Bytes queued to clients and not yet written, all clients together.
+    queued_bytes: AtomicUsize,
+    /// Time from reading a line to handing what it caused to the last
+    /// recipient's socket.
+    fanout: LatencyHistogram,
 }
 
 impl Stats {
@@ -48,6 +275,144 @@ impl Stats {
     pub fn count_loop_turn(&self) {
         self.loop_turns.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Connections accepted so far, refused ones included.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Records an accepted connection.
+    pub fn count_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed so far for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> u64 {
+        let index = CloseReason::ALL.iter().position(|&r| r == reason);
+        index
+            .and_then(|i| self.closed.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Records a closed (or refused) connection.
+    pub fn count_closed(&self, reason: CloseReason) {
+        let index = CloseReason::ALL.iter().position(|&r| r == reason);
+        if let Some(counter) = index.and_then(|i| self.closed.get(i)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines received so far.
+    pub fn lines_received(&self) -> u64 {
+        self.lines_received.load(Ordering::Relaxed)
+    }
+
+    /// Records a line received.
+    pub fn count_line(&self) {
+        self.lines_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Chat messages queued to recipients so far, once per recipient.
+    pub fn messages_delivered(&self) -> u64 {
+        self.messages_delivered.load(Ordering::Relaxed)
+    }
+
+    /// Records a chat message queued to one recipient.
+    pub fn count_delivered(&self) {
+        self.messages_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes read from clients so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// Records bytes read from a client.
+    pub fn count_bytes_received(&self, bytes: usize) {
+        self.bytes_received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes written to clients so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// Records bytes written to a client.
+    pub fn count_bytes_sent(&self, bytes: usize) {
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Error lines of `kind` sent so far.
+    pub fn errors(&self, kind: ErrorLabel) -> u64 {
+        let index = ErrorLabel::ALL.iter().position(|&k| k == kind);
+        index
+            .and_then(|i| self.errors.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Records an error line sent to a client.
+    pub fn count_error(&self, error: &ErrorKind) {
+        let kind = ErrorLabel::of(error);
+        let index = ErrorLabel::ALL.iter().position(|&k| k == kind);
+        if let Some(counter) = index.and_then(|i| self.errors.get(i)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Rooms that exist now.
+    pub fn rooms(&self) -> usize {
+        self.rooms.load(Ordering::Relaxed)
+    }
+
+    /// Records the number of rooms (hub only).
+    pub fn set_rooms(&self, rooms: usize) {
+        self.rooms.store(rooms, Ordering::Relaxed);
+    }
+
+    /// Flood-control pauses so far.
+    pub fn flood_pauses(&self) -> u64 {
+        self.flood_pauses.load(Ordering::Relaxed)
+    }
+
+    /// Records that flood control paused reading from a client.
+    pub fn count_flood_pause(&self) {
+        self.flood_pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes queued to clients now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records the bytes queued to all clients (event loop only).
+    pub fn set_queued_bytes(&self, bytes: usize) {
+        self.queued_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The fan-out latency histogram.
+    pub fn fanout(&self) -> &LatencyHistogram {
+        &self.fanout
+    }
+
+    /// One line with the main figures, for the periodic log line.
+    pub fn summary(&self) -> String {
+        let closed: u64 = CloseReason::ALL.iter().map(|&r| self.closed(r)).sum();
+        format!(
+            "{} clients, {} rooms; since start: {} connections accepted, {} closed \
+             ({} slow consumers), {} lines received, {} messages delivered, \
+             {} bytes in, {} bytes out, {} bytes queued now",
+            self.clients(),
+            self.rooms(),
+            self.accepted(),
+            closed,
+            self.closed(CloseReason::SlowConsumer),
+            self.lines_received(),
+            self.messages_delivered(),
+            self.bytes_received(),
+            self.bytes_sent(),
+            self.queued_bytes(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +429,52 @@ mod tests {
         assert_eq!((stats.clients(), stats.loop_turns()), (3, 2));
         stats.set_clients(0);
         assert_eq!(stats.clients(), 0);
+    }
+
+    #[test]
+    fn labelled_counters_count_each_label_apart() {
+        let stats = Stats::default();
+        stats.count_closed(CloseReason::SlowConsumer);
+        stats.count_closed(CloseReason::SlowConsumer);
+        stats.count_closed(CloseReason::Quit);
+        assert_eq!(stats.closed(CloseReason::SlowConsumer), 2);
+        assert_eq!(stats.closed(CloseReason::Quit), 1);
+        assert_eq!(stats.closed(CloseReason::Idle), 0);
+        stats.count_error(&ErrorKind::Decode(DecodeError::InvalidUtf8));
+        stats.count_error(&ErrorKind::Command(CommandError::Usage("/nick NAME")));
+        assert_eq!(stats.errors(ErrorLabel::InvalidUtf8), 1);
+        assert_eq!(stats.errors(ErrorLabel::Usage), 1);
+        assert_eq!(stats.errors(ErrorLabel::TooLong), 0);
+    }
+
+    #[test]
+    fn labels_are_distinct_prometheus_label_values() {
+        let reasons: Vec<&str> = CloseReason::ALL.iter().map(|r| r.label()).collect();
+        let kinds: Vec<&str> = ErrorLabel::ALL.iter().map(|k| k.label()).collect();
+        for labels in [reasons, kinds] {
+            let mut sorted = labels.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), labels.len(), "{labels:?}");
+            assert!(labels.iter().all(|l| l
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        }
+    }
+
+    #[test]
+    fn the_histogram_puts_each_latency_in_its_bucket() {
+        let histogram = LatencyHistogram::default();
+        histogram.observe(Duration::from_micros(5));
+        histogram.observe(Duration::from_micros(10));
+        histogram.observe(Duration::from_micros(11));
+        histogram.observe(Duration::from_secs(5));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 4);
+        assert_eq!(snapshot.buckets.len(), FANOUT_BUCKETS_MICROS.len() + 1);
+        assert_eq!(snapshot.buckets.first(), Some(&(10e-6, 2)));
+        assert_eq!(snapshot.buckets.get(1), Some(&(25e-6, 1)));
+        assert_eq!(snapshot.buckets.last(), Some(&(f64::MAX, 1)));
+        assert!((snapshot.sum_seconds - 5.000026).abs() < 1e-9);
     }
 }

@@ -12,7 +12,8 @@
 //!   network namespace.
 //! - **Notification** ([`Notifier`]): with `Type=notify`, systemd waits for
 //!   `READY=1` before it calls the service started; `STATUS=` is the line
-//!   `systemctl status` shows (here the number of clients); `STOPPING=1`
+//!   `systemctl status` shows (here the number of clients and the lines and
+//!   messages so far, from [`crate::stats`]); `STOPPING=1`
 //!   says a stop is under way; and with `WatchdogSec=` systemd restarts the
 //!   service unless `WATCHDOG=1` comes at least every `WATCHDOG_USEC`. The
 //!   watchdog ping is sent only when the event loop has proved it still
@@ -172,9 +173,15 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// a tiny value cannot make the notifier spin.
 const MIN_WATCHDOG_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The `STATUS=` line for `clients` connected clients: `systemctl status`
-/// shows it as is.
-pub fn status_line(clients: usize, stopping: bool, addrs: &[SocketAddr]) -> String {
+/// The `STATUS=` line for `clients` connected clients, who have sent
+/// `lines` lines and been delivered `messages` messages so far:
+/// `systemctl status` shows it as is.
+pub fn status_line(
+    clients: usize,
+    (lines, messages): (u64, u64),
+    stopping: bool,
+    addrs: &[SocketAddr],
+) -> String {
     let clients = match clients {
         1 => "1 client connected".to_string(),
         n => format!("{n} clients connected"),
@@ -183,7 +190,10 @@ pub fn status_line(clients: usize, stopping: bool, addrs: &[SocketAddr]) -> Stri
         return format!("shutting down; {clients}");
     }
     let addrs = addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
-    format!("{clients}; listening on {}", addrs.join(", "))
+    format!(
+        "{clients}; {lines} lines received, {messages} messages delivered; listening on {}",
+        addrs.join(", ")
+    )
 }
 
 /// How often to send `WATCHDOG=1` for a watchdog timeout of `timeout`:
@@ -271,7 +281,7 @@ impl Notifier {
         }
         let channel = self.stopping.channel.clone();
         let addrs = server.local_addrs();
-        let status = status_line(0, false, &addrs);
+        let status = status_line(0, (0, 0), false, &addrs);
         // The listeners are bound and listening: a client connecting now
         // waits in the backlog for the event loop, which starts at once.
         channel.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -367,6 +377,7 @@ impl Watch {
     fn update_status(&mut self) {
         let status = status_line(
             self.stats.clients(),
+            (self.stats.lines_received(), self.stats.messages_delivered()),
             self.stopping.load(Ordering::Acquire),
             &self.addrs,
         );
@@ -395,14 +406,18 @@ mod tests {
     fn the_status_line_counts_clients_and_names_the_addresses() {
         let addrs: Vec<SocketAddr> = vec!["127.0.0.1:7878".parse().unwrap(), "[::1]:7878".parse().unwrap()];
         assert_eq!(
-            status_line(0, false, &addrs),
-            "0 clients connected; listening on 127.0.0.1:7878, [::1]:7878"
+            status_line(0, (0, 0), false, &addrs),
+            "0 clients connected; 0 lines received, 0 messages delivered; \
+             listening on 127.0.0.1:7878, [::1]:7878"
         );
         assert_eq!(
-            status_line(1, false, &addrs[..1]),
-            "1 client connected; listening on 127.0.0.1:7878"
+            status_line(1, (3, 6), false, &addrs[..1]),
+            "1 client connected; 3 lines received, 6 messages delivered; listening on 127.0.0.1:7878"
         );
-        assert_eq!(status_line(2, true, &addrs), "shutting down; 2 clients connected");
+        assert_eq!(
+            status_line(2, (3, 6), true, &addrs),
+            "shutting down; 2 clients connected"
+        );
     }
 
     #[test]

@@ -67,6 +67,88 @@ pub fn parse_welcome(line: &str) -> Option<&str> {
 }
 
 // ---------------------------------------------------------------------------
+// HTTP, for the metrics endpoint.
+
+/// An HTTP response as a test reads it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of the header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` (a whole HTTP/1.0 request, so the server closes when it
+/// has answered) to `addr` and reads the response to its end.
+#[track_caller]
+pub fn http_exchange(addr: SocketAddr, request: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+        .unwrap_or_else(|e| panic!("cannot connect to the metrics endpoint {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+        .unwrap_or_else(|e| panic!("cannot set socket timeouts: {e}"));
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot send the HTTP request: {e}"));
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("no complete HTTP response from {addr}: {e}"));
+    let raw = String::from_utf8(raw).unwrap_or_else(|e| panic!("the response is not UTF-8: {e}"));
+    let Some((head, body)) = raw.split_once("\r\n\r\n") else {
+        panic!("no end of headers in the response: {raw:?}");
+    };
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// `GET path` from the HTTP server at `addr`.
+#[track_caller]
+pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_exchange(addr, &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"))
+}
+
+/// The value of the sample `series` (a metric name with its labels, as
+/// written in the exposition) in `exposition`; panics if it is missing.
+#[track_caller]
+pub fn sample(exposition: &str, series: &str) -> f64 {
+    let value = exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse::<f64>().ok()).flatten()
+    });
+    match value {
+        Some(value) => value,
+        None => panic!("no sample {series} in the exposition:\n{exposition}"),
+    }
+}
+
 // The server in this process.
 
 /// The chat server running on a thread of the test process. Dropping it
@@ -74,6 +156,8 @@ pub fn parse_welcome(line: &str) -> Option<&str> {
 pub struct TestServer {
     /// Where the listeners are, ports resolved.
     addrs: Vec<SocketAddr>,
+    /// Where the metrics endpoint is, if `config.metrics_listen` was set.
+    metrics_addr: Option<SocketAddr>,
     /// Starts the graceful shutdown.
     handle: ShutdownHandle,
     /// Receives what `run()` returned, once it has.
@@ -114,6 +198,7 @@ impl TestServer {
         };
         let addrs = server.local_addrs();
         assert!(!addrs.is_empty(), "the server reports no listening address");
+        let metrics_addr = server.metrics_addr();
         let handle = server.handle();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -125,6 +210,7 @@ impl TestServer {
             .expect("spawn the server thread");
         TestServer {
             addrs,
+            metrics_addr,
             handle,
             done,
             thread: Some(thread),
@@ -139,6 +225,15 @@ impl TestServer {
     /// Every address the server listens on, in the order configured.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where the metrics endpoint listens; panics if it is off.
+    #[track_caller]
+    pub fn metrics_addr(&self) -> SocketAddr {
+        match self.metrics_addr {
+            Some(addr) => addr,
+            None => panic!("the test server has no metrics endpoint (set metrics_listen)"),
+        }
     }
 
     /// Connects a new client and reads its welcome; see [`Client::connect_guest`].
