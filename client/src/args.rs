@@ -21,7 +21,8 @@ pub const DEFAULT_PORT: u16 = 7878;
 #[derive(Debug, Parser)]
 #[command(
     name = "chat-client",
-    version,
+    // The version with the git commit, from build.rs.
+    version = env!("CHAT_BUILD_VERSION"),
     long_about = "Connects to a chat-server, sends each line of standard input to it and prints \
                   each line it sends.\n\n\
                   In a terminal (standard input and output both terminals) it is an interactive \

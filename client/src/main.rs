@@ -16,7 +16,6 @@
 //! - [`session`]: the main loop that joins it all, reconnecting, shutdown.
 //! - [`error`]: what can go wrong, and the exit code for each.
 
-mod args;
 mod backoff;
 mod connect;
 mod error;
@@ -28,6 +27,10 @@ mod style;
 mod terminal;
 
 use std::process::ExitCode;
+
+// The command line lives in the library (src/lib.rs), which gen/ reads to
+// write the man page and completions.
+use chat_client::args;
 
 use clap::Parser;
 
