@@ -95,6 +95,12 @@ fn fanout_delivers_every_message_exactly_once_in_order() {
         "chat-bench",
         "--addr",
         &addr,
+        // One generator thread: with several, a thread that has not yet
+        // armed its receivers when another thread's senders start counts
+        // the first lines as "other" and the run stalls (a generator bug,
+        // see BENCHMARKS.md); the server's delivery is what is under test.
+        "--threads",
+        "1",
         "fanout",
         "--clients",
         "5",
