@@ -4,14 +4,16 @@
 //! (`0.1.0 (4296db5)`). Anywhere else (a source tarball, no git) it is just
 //! the package version, and the build goes on.
 //!
-//! The same file is server/build.rs; keep them alike.
+//! The build script of both chat-server and chat-client (`build =` in
+//! their Cargo.toml), so the two binaries report their version alike.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
-    println!("cargo:rerun-if-changed=build.rs");
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    watch(&Path::new(&manifest_dir).join("../build/version.rs"));
     let commit = git(&["rev-parse", "--short", "HEAD"]);
     let shown = match &commit {
         Some(commit) => format!("{version} ({commit})"),
