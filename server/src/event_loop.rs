@@ -492,6 +492,9 @@ impl EventLoop {
             event,
             ServerEvent::Said { .. } | ServerEvent::Action { .. } | ServerEvent::PrivateFrom { .. }
         );
+        // Counted once per event, not per recipient: one atomic add
+        // instead of one per socket on the fan-out path.
+        let mut queued_to: u64 = 0;
         for id in to {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else { continue };
             if !conn.accepts_output() {
@@ -521,13 +524,14 @@ impl EventLoop {
             }
             conn.enqueue(&self.encoded);
             self.queued_total += self.encoded.len();
-            if is_message {
-                self.stats.count_delivered();
-            }
+            queued_to += 1;
             if let ServerEvent::Error(error) = event {
                 self.stats.count_error(error);
             }
             self.dirty.push(id.slot);
+        }
+        if is_message && queued_to > 0 {
+            self.stats.count_delivered(queued_to);
         }
     }
 

@@ -317,9 +317,9 @@ impl Stats {
         self.messages_delivered.load(Ordering::Relaxed)
     }
 
-    /// Records a chat message queued to one recipient.
-    pub fn count_delivered(&self) {
-        self.messages_delivered.fetch_add(1, Ordering::Relaxed);
+    /// Records a chat message queued to `recipients` recipients.
+    pub fn count_delivered(&self, recipients: u64) {
+        self.messages_delivered.fetch_add(recipients, Ordering::Relaxed);
     }
 
     /// Bytes read from clients so far.
