@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
     Config, DEFAULT_BURST, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP, DEFAULT_QUIET_ABOVE,
@@ -44,7 +45,9 @@ pub struct Cli {
     pub max_line: usize,
 
     /// Most clients connected at once. One more is told "server full" and
-    /// closed.
+    /// closed. The daemon raises its soft descriptor limit to the hard one
+    /// at start; a value that does not fit that limit is an error, and the
+    /// default is lowered to what fits.
     #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_CLIENTS", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = positive)]
     pub max_clients: usize,
 
@@ -94,9 +97,42 @@ pub struct Cli {
     /// this many seconds; 0 means never.
     #[arg(long, value_name = "SECS", env = "CHAT_SERVER_STATS_INTERVAL", default_value = "60", value_parser = seconds)]
     pub stats_interval: Duration,
+
+    /// Whether --max-clients was given (on the command line or in the
+    /// environment) rather than left at its default: only a default is
+    /// lowered to fit the descriptor limit.
+    #[arg(skip)]
+    pub max_clients_given: bool,
 }
 
 impl Cli {
+    /// The process's command line and environment, as [`Parser::parse`]
+    /// reads them (exiting with a usage error on a bad one), noting which
+    /// options were given.
+    pub fn parse_args() -> Cli {
+        Cli::from_matches(&Cli::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// As [`Cli::parse_args`], from the given arguments.
+    ///
+    /// # Errors
+    /// A usage error, as clap reports it.
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::from_matches(&Cli::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::from_arg_matches(matches)?;
+        cli.max_clients_given = matches
+            .value_source("max_clients")
+            .is_some_and(|source| source != ValueSource::DefaultValue);
+        Ok(cli)
+    }
+
     /// The library's configuration from these options.
     ///
     /// `socket_activated` says whether the service manager passed listening
@@ -161,6 +197,18 @@ mod tests {
         assert_eq!(config.quiet_above, 100);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.stats_interval, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn max_clients_is_given_on_the_command_line_not_by_default() {
+        assert!(
+            !Cli::try_parse_args_from(["chat-server"])
+                .unwrap()
+                .max_clients_given
+        );
+        let cli = Cli::try_parse_args_from(["chat-server", "--max-clients", "5"]).unwrap();
+        assert!(cli.max_clients_given);
+        assert_eq!(cli.max_clients, 5);
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   [`liveness`] uses them to tell from outside whether the loop still
 //!   turns, and [`metrics`] serves them to Prometheus (`--metrics-listen`)
 //!   and logs them (`--stats-interval`).
+//! - [`descriptors`] raises the descriptor limit at start and works out
+//!   how many clients fit under it.
 //! - [`systemd`] is the service manager's side: socket activation and the
 //!   notify protocol (readiness, status, stopping, watchdog); [`logging`]
 //!   writes the log in the journal's format when stderr is the journal.
@@ -31,6 +33,7 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod descriptors;
 pub mod event_loop;
 pub mod flood;
 pub mod hub;

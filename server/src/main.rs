@@ -1,13 +1,13 @@
 //! The `chat-server` daemon: take any sockets systemd passed, parse the
-//! command line, bind, tell systemd it is ready, run until SIGINT or
-//! SIGTERM.
+//! command line, raise the descriptor limit, bind, tell systemd it is
+//! ready, run until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
 
 use chat_server::cli::Cli;
+use chat_server::descriptors::{self, Limit};
 use chat_server::systemd::{self, Notifier};
-use chat_server::{logging, Server};
-use clap::Parser;
+use chat_server::{logging, Config, Server};
 
 fn main() -> ExitCode {
     // First, before anything opens a descriptor: the passed sockets are
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     logging::init();
     for socket in &inherited {
         let addr = socket
@@ -32,7 +32,15 @@ fn main() -> ExitCode {
             socket.fd
         );
     }
-    let config = cli.into_config(!inherited.is_empty());
+    let max_clients_given = cli.max_clients_given;
+    let mut config = cli.into_config(!inherited.is_empty());
+    let fitted = match fit_descriptors(&mut config, max_clients_given, inherited.len()) {
+        Ok(fitted) => fitted,
+        Err(e) => {
+            logging::print_error(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     let listeners = inherited.into_iter().map(|socket| socket.listener).collect();
     let server = match Server::bind_with(listeners, config) {
         Ok(server) => server,
@@ -41,6 +49,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(fitted) = fitted {
+        fitted.log();
+    }
     let mut notifier = Notifier::from_env();
     let stopping = notifier.stopping_notice();
     let handle = server.handle();
@@ -61,6 +72,70 @@ fn main() -> ExitCode {
         Err(e) => {
             logging::print_error(&e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What [`fit_descriptors`] found, to log once the daemon has bound its
+/// addresses (so that a failure to bind stays the only line printed).
+struct Fitted {
+    limit: Limit,
+    capacity: usize,
+    /// Why the limit could not be raised, if it could not.
+    not_raised: Option<std::io::Error>,
+    /// The default `--max-clients`, when it was lowered to fit.
+    lowered_from: Option<usize>,
+}
+
+/// Raises the descriptor limit and fits `--max-clients` to the room it
+/// leaves (see [`descriptors`]). None when the limit cannot even be read.
+fn fit_descriptors(
+    config: &mut Config,
+    max_clients_given: bool,
+    inherited: usize,
+) -> Result<Option<Fitted>, descriptors::CapacityError> {
+    let (limit, not_raised) = match Limit::raise() {
+        Ok(raised) => raised,
+        Err(e) => {
+            log::warn!("cannot read the descriptor limit: {e}; not checking --max-clients against it");
+            return Ok(None);
+        }
+    };
+    let capacity = limit.client_capacity(config.listen.len() + inherited);
+    let max_clients = descriptors::fit_max_clients(config.max_clients, max_clients_given, &limit, capacity)?;
+    let lowered_from = (max_clients < config.max_clients).then_some(config.max_clients);
+    config.max_clients = max_clients;
+    Ok(Some(Fitted {
+        limit,
+        capacity,
+        not_raised,
+        lowered_from,
+    }))
+}
+
+impl Fitted {
+    fn log(&self) {
+        let limit = &self.limit;
+        if let Some(e) = &self.not_raised {
+            log::warn!(
+                "cannot raise the descriptor limit from {} to {}: {e}",
+                limit.soft,
+                limit.hard
+            );
+        }
+        let raised = limit
+            .raised_from
+            .map_or_else(String::new, |from| format!(" (raised from {from})"));
+        log::info!(
+            "descriptor limit {}{raised}: room for {} clients",
+            limit.soft,
+            self.capacity
+        );
+        if let Some(default) = self.lowered_from {
+            log::warn!(
+                "serving at most {} clients, not the default {default}: the descriptor limit allows no more",
+                self.capacity
+            );
         }
     }
 }

@@ -10,7 +10,7 @@
 //! newline, random bytes, 2,000 connections opened and closed, connections
 //! reset mid-line, half-closed connections, the per-address and total
 //! connection limits, running out of file descriptors (the real daemon
-//! under a lowered `ulimit -n`), the idle timeout, and SIGTERM with a long
+//! once its descriptor limit is lowered), the idle timeout, and SIGTERM with a long
 //! queue to flush.
 //!
 //! Nothing here sleeps. Every wait is on an event with a timeout (a line,
@@ -1157,7 +1157,7 @@ fn past_max_clients_connections_are_refused_while_the_others_talk() {
 // ---------------------------------------------------------------------------
 // 9. Out of file descriptors.
 
-/// The descriptor limit the daemon runs under: room for its own few
+/// The descriptor limit the daemon is put under: room for its own few
 /// (standard streams, epoll, waker, listener, signal pipe) and a couple of
 /// dozen clients.
 const FD_LIMIT: usize = 32;
@@ -1212,16 +1212,20 @@ fn ticks_per_second() -> f64 {
 
 #[test]
 fn out_of_file_descriptors_the_daemon_warns_once_keeps_serving_and_recovers() {
-    // setrlimit(RLIMIT_NOFILE) in the child, through the shell.
-    let mut command = clean_command("sh");
-    command
-        .args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "sh"])
-        .arg(FD_LIMIT.to_string())
-        .arg(binary("chat-server"))
-        .args(["--listen", "127.0.0.1:0", "--max-per-ip", "0"]);
+    // The daemon starts with room to spare (it checks --max-clients against
+    // its limit at start), then the limit is lowered under it from outside,
+    // as an administrator's `prlimit` would.
+    let mut command = clean_command(binary("chat-server"));
+    command.args(["--listen", "127.0.0.1:0", "--max-per-ip", "0"]);
     let mut daemon = Daemon::start_with(command, 1);
     let addr = daemon.addr();
     let pid = daemon.proc.pid();
+    let lowered = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={FD_LIMIT}:{FD_LIMIT}"))
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(lowered.success(), "prlimit failed: {lowered}");
     let mut pair = Pair::new(addr, CALM);
 
     // More connections than it has descriptors left: the kernel completes

@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use chat_tests::{parse_welcome, spawn_chat_client, spawn_nc, Client, Daemon, Proc};
+use chat_tests::{binary, clean_command, parse_welcome, spawn_chat_client, spawn_nc, Client, Daemon, Proc};
 
 /// Checks a daemon log for signs of trouble: a panic or an error line.
 #[track_caller]
@@ -116,6 +116,62 @@ fn a_second_daemon_on_a_busy_port_fails_with_one_clear_line() {
     assert_eq!(second.stdout_lines(), [] as [String; 0], "nothing on stdout");
     // The first one is unharmed.
     first.connect();
+}
+
+/// A shell command that runs the daemon under the given soft and hard
+/// descriptor limits.
+fn under_descriptor_limits(soft: u32, hard: u32, args: &[&str]) -> std::process::Command {
+    let mut command = clean_command("sh");
+    command
+        .args([
+            "-c",
+            r#"ulimit -Sn "$1" && ulimit -Hn "$2" && shift 2 && exec "$@""#,
+            "sh",
+        ])
+        .args([soft.to_string(), hard.to_string()])
+        .arg(binary("chat-server"))
+        .args(args);
+    command
+}
+
+#[test]
+fn the_daemon_raises_its_descriptor_limit_and_logs_the_room_it_has() {
+    let daemon = Daemon::start_with(
+        under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0"]),
+        1,
+    );
+    // Logged before it listens, so among the lines read while starting.
+    let log = daemon.proc.stderr_lines();
+    for expected in [
+        "descriptor limit 1000 (raised from 100): room for 935 clients",
+        // The default --max-clients (10,000) did not fit: it was lowered.
+        "serving at most 935 clients, not the default 10000: the descriptor limit allows no more",
+    ] {
+        assert!(
+            log.iter().any(|line| line.ends_with(expected)),
+            "no line ending {expected:?} in {log:?}"
+        );
+    }
+    daemon.connect();
+}
+
+#[test]
+fn max_clients_beyond_the_descriptor_limit_is_a_start_error() {
+    let mut daemon = Proc::spawn(
+        "chat-server",
+        under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0", "--max-clients", "5000"]),
+        "build it with `cargo build --workspace`",
+    );
+    daemon.expect_exit_code(1);
+    assert_eq!(
+        daemon.stderr_lines().last().map(String::as_str),
+        Some(
+            "error: --max-clients 5000 does not fit the descriptor limit of 1000 (room for 935 clients); \
+             raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
+        ),
+        "stderr: {:?}",
+        daemon.stderr_lines()
+    );
 }
 
 /// Checks a daemon started with a line limit of 8 bytes and room for one

@@ -1,0 +1,169 @@
+//! The daemon's descriptor budget.
+//!
+//! Every client costs one file descriptor, so the soft `RLIMIT_NOFILE`
+//! bounds how many clients the daemon can hold. Many systems start services
+//! with a low soft limit (1,024, for old programs that use `select`) under
+//! a much higher hard one; chat-server never uses `select`, so at start it
+//! raises its soft limit to the hard one, works out how many clients fit,
+//! and says so in the log. A `--max-clients` that cannot fit is a start
+//! error rather than a surprise under load; the default, when it does not
+//! fit, is lowered to what does, with a warning.
+
+use std::io;
+
+/// Descriptors kept back from clients: standard streams, the poll and
+/// waker of each thread, the metrics endpoint and its scrapes, the notify
+/// socket, and room to spare. Listening sockets are counted on top.
+pub const RESERVED: u64 = 64;
+
+/// The descriptor limit the daemon runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The soft limit now in force.
+    pub soft: u64,
+    /// The hard limit, the most the soft one may be raised to.
+    pub hard: u64,
+    /// The soft limit before it was raised, if it was.
+    pub raised_from: Option<u64>,
+}
+
+impl Limit {
+    /// Raises the soft limit to the hard one, if it is lower.
+    ///
+    /// # Errors
+    /// When the limit cannot be read at all. When it can be read but not
+    /// raised (a sandbox may forbid `setrlimit`), the limit as it stands is
+    /// returned with the reason, for a warning.
+    pub fn raise() -> io::Result<(Limit, Option<io::Error>)> {
+        let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+        if soft >= hard {
+            return Ok((
+                Limit {
+                    soft,
+                    hard,
+                    raised_from: None,
+                },
+                None,
+            ));
+        }
+        match rlimit::Resource::NOFILE.set(hard, hard) {
+            Ok(()) => Ok((
+                Limit {
+                    soft: hard,
+                    hard,
+                    raised_from: Some(soft),
+                },
+                None,
+            )),
+            Err(e) => Ok((
+                Limit {
+                    soft,
+                    hard,
+                    raised_from: None,
+                },
+                Some(e),
+            )),
+        }
+    }
+
+    /// How many clients fit under the soft limit next to `listeners`
+    /// listening sockets and the [`RESERVED`] descriptors.
+    pub fn client_capacity(&self, listeners: usize) -> usize {
+        let kept = RESERVED.saturating_add(u64::try_from(listeners).unwrap_or(u64::MAX));
+        usize::try_from(self.soft.saturating_sub(kept)).unwrap_or(usize::MAX)
+    }
+}
+
+/// `--max-clients` asks for more clients than the descriptor limit allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--max-clients {max_clients} does not fit the descriptor limit of {soft} (room for {capacity} clients); \
+     raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
+)]
+pub struct CapacityError {
+    /// What was asked for.
+    pub max_clients: usize,
+    /// The soft descriptor limit.
+    pub soft: u64,
+    /// How many clients fit.
+    pub capacity: usize,
+}
+
+/// What becomes of `--max-clients` under a limit with room for `capacity`
+/// clients: kept when it fits; lowered to `capacity` when it does not and
+/// was only the default (`given` false).
+///
+/// # Errors
+/// [`CapacityError`] when it was given (on the command line or in the
+/// environment) and does not fit.
+pub fn fit_max_clients(
+    max_clients: usize,
+    given: bool,
+    limit: &Limit,
+    capacity: usize,
+) -> Result<usize, CapacityError> {
+    if max_clients <= capacity {
+        Ok(max_clients)
+    } else if given {
+        Err(CapacityError {
+            max_clients,
+            soft: limit.soft,
+            capacity,
+        })
+    } else {
+        Ok(capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Limit = Limit {
+        soft: 1024,
+        hard: 1024,
+        raised_from: None,
+    };
+
+    #[test]
+    fn capacity_is_the_limit_less_the_reserve_and_the_listeners() {
+        assert_eq!(LIMIT.client_capacity(2), 1024 - 64 - 2);
+        let tiny = Limit { soft: 10, ..LIMIT };
+        assert_eq!(
+            tiny.client_capacity(1),
+            0,
+            "no room at all is zero, not an underflow"
+        );
+    }
+
+    #[test]
+    fn max_clients_that_fits_is_kept() {
+        assert_eq!(fit_max_clients(900, true, &LIMIT, 958), Ok(900));
+        assert_eq!(fit_max_clients(958, false, &LIMIT, 958), Ok(958));
+    }
+
+    #[test]
+    fn a_default_that_does_not_fit_is_lowered() {
+        assert_eq!(fit_max_clients(10_000, false, &LIMIT, 958), Ok(958));
+    }
+
+    #[test]
+    fn a_given_max_clients_that_does_not_fit_is_an_error_that_says_what_to_do() {
+        let error = fit_max_clients(10_000, true, &LIMIT, 958).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--max-clients 10000 does not fit the descriptor limit of 1024 (room for 958 clients); \
+             raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
+        );
+    }
+
+    #[test]
+    fn raising_never_lowers_the_limit() {
+        let (before, _) = rlimit::Resource::NOFILE.get().unwrap();
+        let (limit, _) = Limit::raise().unwrap();
+        assert!(
+            limit.soft >= before && limit.soft <= limit.hard,
+            "{limit:?} from {before}"
+        );
+    }
+}
