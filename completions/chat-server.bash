@@ -23,7 +23,7 @@ _chat__server() {
 
     case "${cmd}" in
         chat__server)
-            opts="-h -V --listen --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --idle-timeout --quiet-above --metrics-listen --stats-interval --help --version"
+            opts="-h -V --listen --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --idle-timeout --quiet-above --metrics-listen --stats-interval --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,6 +74,10 @@ _chat__server() {
                     return 0
                     ;;
                 --stats-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

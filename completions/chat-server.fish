@@ -10,5 +10,6 @@ complete -c chat-server -l idle-timeout -d 'Disconnect a client that sent nothin
 complete -c chat-server -l quiet-above -d 'Rooms with more members than this are not told of joins, leaves and nick changes (/who still lists everyone); 0 means always tell' -r
 complete -c chat-server -l metrics-listen -d 'Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9187). Off unless given. The endpoint has no authentication: keep it on loopback or a private network' -r
 complete -c chat-server -l stats-interval -d 'Log a line of figures (clients, rooms, traffic) at info level every this many seconds; 0 means never' -r
+complete -c chat-server -l threads -d 'I/O threads serving the sockets; 0 means one per CPU core. Each takes an equal share of the connections, so a big room\'s fan-out is written from every core' -r
 complete -c chat-server -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chat-server -s V -l version -d 'Print version'

@@ -98,6 +98,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", env = "CHAT_SERVER_STATS_INTERVAL", default_value = "60", value_parser = seconds)]
     pub stats_interval: Duration,
 
+    /// I/O threads serving the sockets; 0 means one per CPU core. Each
+    /// takes an equal share of the connections, so a big room's fan-out
+    /// is written from every core.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub threads: u16,
+
     /// Whether --max-clients was given (on the command line or in the
     /// environment) rather than left at its default: only a default is
     /// lowered to fit the descriptor limit.
@@ -159,6 +165,7 @@ impl Cli {
             quiet_above: self.quiet_above,
             metrics_listen: self.metrics_listen,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
+            threads: usize::from(self.threads),
         }
     }
 }
@@ -197,6 +204,8 @@ mod tests {
         assert_eq!(config.quiet_above, 100);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.stats_interval, Some(Duration::from_secs(60)));
+        assert_eq!(config.threads, 0, "one I/O thread per core");
+        assert!(config.io_threads() >= 1);
     }
 
     #[test]

@@ -82,6 +82,22 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How often to log a line of figures at info level (None = never).
     pub stats_interval: Option<Duration>,
+    /// I/O threads serving the sockets (0 = one per CPU core); see
+    /// [`Config::io_threads`].
+    pub threads: usize,
+}
+
+impl Config {
+    /// How many I/O threads to run: [`Config::threads`], or one per CPU
+    /// core the process may use when that is 0. Each has its own poll and
+    /// share of the connections, so the write system calls of a big room's
+    /// fan-out are spread over the cores.
+    pub fn io_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for Config {
@@ -99,6 +115,7 @@ impl Default for Config {
             quiet_above: DEFAULT_QUIET_ABOVE,
             metrics_listen: None,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
+            threads: 0,
         }
     }
 }

@@ -11,10 +11,15 @@
 
 use std::io;
 
-/// Descriptors kept back from clients: standard streams, the poll and
-/// waker of each thread, the metrics endpoint and its scrapes, the notify
-/// socket, and room to spare. Listening sockets are counted on top.
+/// Descriptors kept back from clients: standard streams, the metrics
+/// endpoint and its scrapes, the notify socket, closed connections still
+/// flushing their last lines, and room to spare. Listening sockets and each
+/// event loop's poll and waker are counted on top.
 pub const RESERVED: u64 = 64;
+
+/// Descriptors each event loop (the acceptor, every I/O thread) holds: its
+/// poll and its waker.
+pub const PER_LOOP: u64 = 2;
 
 /// The descriptor limit the daemon runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +72,13 @@ impl Limit {
     }
 
     /// How many clients fit under the soft limit next to `listeners`
-    /// listening sockets and the [`RESERVED`] descriptors.
-    pub fn client_capacity(&self, listeners: usize) -> usize {
-        let kept = RESERVED.saturating_add(u64::try_from(listeners).unwrap_or(u64::MAX));
+    /// listening sockets, `io_threads` I/O threads and the acceptor, and
+    /// the [`RESERVED`] descriptors.
+    pub fn client_capacity(&self, listeners: usize, io_threads: usize) -> usize {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let kept = RESERVED
+            .saturating_add(count(listeners))
+            .saturating_add(PER_LOOP.saturating_mul(count(io_threads).saturating_add(1)));
         usize::try_from(self.soft.saturating_sub(kept)).unwrap_or(usize::MAX)
     }
 }
@@ -126,11 +135,12 @@ mod tests {
     };
 
     #[test]
-    fn capacity_is_the_limit_less_the_reserve_and_the_listeners() {
-        assert_eq!(LIMIT.client_capacity(2), 1024 - 64 - 2);
+    fn capacity_is_the_limit_less_the_reserve_the_listeners_and_the_loops() {
+        // Two listeners; two I/O threads and the acceptor, two each.
+        assert_eq!(LIMIT.client_capacity(2, 2), 1024 - 64 - 2 - 6);
         let tiny = Limit { soft: 10, ..LIMIT };
         assert_eq!(
-            tiny.client_capacity(1),
+            tiny.client_capacity(1, 1),
             0,
             "no room at all is zero, not an underflow"
         );

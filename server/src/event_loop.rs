@@ -1,58 +1,44 @@
-//! The event loop: every socket, on one thread, without blocking.
+//! The event loop of one I/O thread: its share of the sockets, without
+//! blocking.
 //!
-//! It accepts connections, reads and decodes what clients send, passes the
-//! lines to the hub, and writes what the hub answers. The hub runs on its
-//! own thread; it wakes this loop through a [`mio::Waker`] when it has
-//! output, and the loop then drains the whole channel (wakes merge, so one
-//! wake may stand for many messages). Output for a connection is queued and
-//! written in as few system calls as the kernel allows, after each batch.
+//! Each of the `--threads` I/O threads runs one of these, with its own
+//! poll, over the connections the acceptor gave it ([`crate::acceptor`]).
+//! It reads and decodes what clients send, passes the lines to the hub, and
+//! writes what the hub answers. The hub runs on its own thread; it wakes
+//! this loop through a [`mio::Waker`] when it has output, and the loop then
+//! drains the whole channel (wakes merge, so one wake may stand for many
+//! messages). Output for a connection is queued and written in as few
+//! system calls as the kernel allows, after each batch. Spreading the
+//! sockets over threads spreads those system calls over the cores, which
+//! is most of the work of a big room.
 //!
-//! Nothing here ever waits for one socket, and every limit that protects
-//! the others is enforced here: the outbound queue (`--sendq`), flood
-//! control (`--rate`, `--burst`, see [`crate::flood`]), connections per
-//! address (`--max-per-ip`) and in all (`--max-clients`), the idle timeout,
-//! and a back-off when the process runs out of file descriptors.
+//! Nothing here ever waits for one socket, and the limits that protect the
+//! others one connection at a time are enforced here: the outbound queue
+//! (`--sendq`), flood control (`--rate`, `--burst`, see [`crate::flood`])
+//! and the idle timeout.
 
-use std::collections::HashMap;
-use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ErrorKind, LeaveReason, ServerEvent};
+use chat_protocol::{LeaveReason, ServerEvent};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
-use socket2::{SockRef, TcpKeepalive};
 
 use crate::config::Config;
 use crate::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
-use crate::messages::{ConnId, Inbound, Outbound};
+use crate::liveness::Heartbeat;
+use crate::messages::{Adopt, ConnId, Inbound, Outbound, Released};
+use crate::server::ShutdownHandle;
 use crate::stats::{CloseReason, Stats};
 use crate::timers::{TimerKind, Timers};
 use crate::wire;
 
-/// The waker's token. Connections use their slab key as token; listeners
-/// count down from just below this one.
+/// The waker's token. Connections use their slab key as token.
 pub const WAKER: Token = Token(usize::MAX);
-
-/// Tokens reserved for listeners, below [`WAKER`]. Slab keys never come
-/// near them.
-const MAX_LISTENERS: usize = 1024;
-
-/// Token of the listener at `index`.
-fn listener_token(index: usize) -> Token {
-    Token(usize::MAX - 1 - index)
-}
-
-/// Which listener a token names, if it names one.
-fn listener_index(token: Token) -> Option<usize> {
-    let index = (usize::MAX - 1).checked_sub(token.0)?;
-    (token != WAKER && index < MAX_LISTENERS).then_some(index)
-}
 
 /// Once the server has closed a connection (after `/quit`, or its end of
 /// stream), how long the client gets to read its last lines and close its
@@ -69,49 +55,41 @@ const READ_BUFFER: usize = 16 * 1024;
 /// How many readiness events one poll returns at most.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// How long to stop accepting when the process or system is out of file
-/// descriptors (or socket memory). Accepting again at once would fail again
-/// and, with the listener still readable, spin the loop; a short pause
-/// keeps existing clients served and lets descriptors come free.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// At most one "out of descriptors" warning per this long, so a long
-/// shortage does not flood the log.
-const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Before queueing more to a connection that already holds this much, try
 /// to write it out, so that a burst in one batch is measured against
 /// `--sendq` only after the kernel has taken what it will.
 const FLUSH_BEFORE_QUEUEING: usize = 64 * 1024;
 
-/// The kernel send buffer asked for on each client socket. Left to
-/// autotuning, a socket whose peer never reads grows its buffer to the
-/// `tcp_wmem` maximum (4 MB here), kernel memory that `--sendq` does not
-/// see; 64 KiB (doubled by Linux for bookkeeping) keeps a non-reader's
-/// kernel share small and lets `--sendq` notice it sooner, while a reading
-/// client is drained every turn of the loop anyway.
-const SEND_BUFFER: usize = 64 * 1024;
+/// The channels of one I/O thread.
+#[derive(Debug)]
+pub struct Channels {
+    /// Lines and closes, to the hub.
+    pub to_hub: Sender<Inbound>,
+    /// What the hub says to this thread's connections.
+    pub from_hub: Receiver<Outbound>,
+    /// New connections, from the acceptor.
+    pub adopt: Receiver<Adopt>,
+    /// Connections that never reached the hub, to the acceptor (the hub
+    /// tells it of the others when they leave the chat).
+    pub released: Sender<Released>,
+}
 
-/// TCP keepalive on every client socket: after this long without traffic
-/// the kernel starts probing, so a peer that vanished (power loss, cable
-/// pulled, NAT forgot us) is found and its nick and room slot freed.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-/// Time between keepalive probes.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// Unanswered probes before the kernel gives up on the peer.
-const KEEPALIVE_RETRIES: u32 = 6;
-
-/// Everything the event loop owns.
+/// Everything one I/O thread's event loop owns.
 pub struct EventLoop {
+    /// Which I/O thread this is (see [`ConnId::shard`]).
+    shard: usize,
     poll: Poll,
-    listeners: Vec<TcpListener>,
     /// Connections by slab key, which is also their token.
     conns: Slab<Connection>,
     config: Config,
     to_hub: Sender<Inbound>,
     from_hub: Receiver<Outbound>,
+    adopt: Receiver<Adopt>,
+    released: Sender<Released>,
     /// Set by a [`crate::ShutdownHandle`] from any thread.
     shutdown: Arc<AtomicBool>,
+    /// Starts a shutdown of the whole server, should the hub fail.
+    stop_server: ShutdownHandle,
     /// Scratch space for reads, shared by all connections.
     read_buf: Vec<u8>,
     /// Scratch space for encoding one event once for all its recipients.
@@ -122,23 +100,21 @@ pub struct EventLoop {
     slow: Vec<usize>,
     /// Close, resume and idle timers.
     timers: Timers,
-    /// Connections per peer address, for `--max-per-ip`.
-    per_ip: HashMap<IpAddr, usize>,
-    /// Set while accepting is paused for lack of descriptors: when to try
-    /// again.
-    accept_paused_until: Option<Instant>,
-    /// When the last "out of descriptors" warning was logged.
-    last_accept_warning: Option<Instant>,
-    /// Serial for the next connection (see [`ConnId`]).
-    next_serial: u64,
     /// Set once shutdown has begun: when it must end, ready or not.
     drain_deadline: Option<Instant>,
-    /// The hub has stopped (or died); it will send nothing more.
-    hub_stopped: bool,
+    /// The acceptor has stopped: no more connections will come.
+    acceptor_gone: bool,
+    /// The hub has failed; it will send nothing more.
+    hub_gone: bool,
     /// Counters for watchers on other threads.
     stats: Arc<Stats>,
-    /// Bytes queued to all connections and not yet written.
+    /// Counts this loop's turns, for the watchdog.
+    heartbeat: Heartbeat,
+    /// Bytes queued to this thread's connections and not yet written.
     queued_total: usize,
+    /// This thread's share of the clients and queued-bytes gauges as last
+    /// reported to [`Stats`].
+    reported: (usize, usize),
     /// When the lines were read whose output was queued in this turn: the
     /// fan-out latency is measured once that output has been handed to the
     /// sockets.
@@ -146,54 +122,42 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// An event loop over already-bound listeners, talking to the hub
-    /// through the two channels.
-    ///
-    /// # Errors
-    /// When a listener cannot be registered with the poll.
+    /// The event loop of I/O thread `shard`, over `poll` (whose waker,
+    /// registered by the caller, has the token [`WAKER`]).
     pub fn new(
+        shard: usize,
         poll: Poll,
-        listeners: Vec<TcpListener>,
         config: Config,
-        to_hub: Sender<Inbound>,
-        from_hub: Receiver<Outbound>,
-        shutdown: Arc<AtomicBool>,
+        channels: Channels,
+        stop_server: ShutdownHandle,
         stats: Arc<Stats>,
-    ) -> io::Result<EventLoop> {
-        let mut listeners = listeners;
-        if listeners.len() > MAX_LISTENERS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("at most {MAX_LISTENERS} listening sockets"),
-            ));
-        }
-        for (index, listener) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(listener, listener_token(index), Interest::READABLE)?;
-        }
-        Ok(EventLoop {
+        heartbeat: Heartbeat,
+    ) -> EventLoop {
+        EventLoop {
+            shard,
             poll,
-            listeners,
             conns: Slab::new(),
             config,
-            to_hub,
-            from_hub,
-            shutdown,
+            to_hub: channels.to_hub,
+            from_hub: channels.from_hub,
+            adopt: channels.adopt,
+            released: channels.released,
+            shutdown: stop_server.requested(),
+            stop_server,
             read_buf: vec![0; READ_BUFFER],
             encoded: Vec::new(),
             dirty: Vec::new(),
             slow: Vec::new(),
             timers: Timers::default(),
-            per_ip: HashMap::new(),
-            accept_paused_until: None,
-            last_accept_warning: None,
-            next_serial: 0,
             drain_deadline: None,
-            hub_stopped: false,
+            acceptor_gone: false,
+            hub_gone: false,
             stats,
+            heartbeat,
             queued_total: 0,
+            reported: (0, 0),
             fanout_pending: Vec::new(),
-        })
+        }
     }
 
     /// Runs until shutdown has finished: every client told and closed, or
@@ -214,129 +178,97 @@ impl EventLoop {
                 return Err(e);
             }
             for event in events.iter() {
-                self.dispatch(event);
+                if event.token() != WAKER {
+                    self.connection_ready(event.token().0, event);
+                }
             }
             if self.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
-                self.begin_shutdown();
+                self.drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
             }
             self.run_due_timers();
+            self.take_adopted();
             self.take_hub_output();
             self.flush_dirty();
             let now = Instant::now();
             for since in self.fanout_pending.drain(..) {
                 self.stats.fanout().observe(now.saturating_duration_since(since));
             }
-            self.stats.set_queued_bytes(self.queued_total);
-            self.stats.set_clients(self.conns.len());
-            self.stats.count_loop_turn();
+            let (clients, queued) = self.reported;
+            self.stats.shift_clients(clients, self.conns.len());
+            self.stats.shift_queued_bytes(queued, self.queued_total);
+            self.reported = (self.conns.len(), self.queued_total);
+            self.heartbeat.beat();
             if self.is_finished(Instant::now()) {
                 break;
             }
         }
-        log::info!("stopped");
+        // Whatever is left past the grace period is dropped with the loop;
+        // its share of the gauges goes too.
+        let (clients, queued) = self.reported;
+        self.stats.shift_clients(clients, 0);
+        self.stats.shift_queued_bytes(queued, 0);
+        if self.shard == 0 {
+            log::info!("stopped");
+        }
         Ok(())
     }
 
-    fn dispatch(&mut self, event: &Event) {
-        let token = event.token();
-        if token == WAKER {
-            // Hub output is taken after every poll anyway.
-        } else if let Some(index) = listener_index(token) {
-            if self.accept_paused_until.is_none() {
-                self.accept(index);
-            }
-        } else {
-            self.connection_ready(token.0, event);
-        }
-    }
-
-    /// Accepts every pending connection on the listener at `index`.
-    fn accept(&mut self, index: usize) {
+    /// Takes the connections the acceptor has handed over.
+    fn take_adopted(&mut self) {
         loop {
-            let Some(listener) = self.listeners.get(index) else { return };
-            match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_disconnect(&e) => continue,
-                Err(e) if is_out_of_resources(&e) => return self.pause_accepting(&e),
-                Err(e) => {
-                    log::warn!("cannot accept a connection: {e}");
+            match self.adopt.try_recv() {
+                Ok(Adopt { stream, addr, serial }) => {
+                    let entry = self.conns.vacant_entry();
+                    let id = ConnId {
+                        shard: self.shard,
+                        slot: entry.key(),
+                        serial,
+                    };
+                    let limits = Limits {
+                        max_line: self.config.max_line,
+                        rate: self.config.rate,
+                        burst: self.config.burst,
+                    };
+                    match Connection::register(
+                        id,
+                        stream,
+                        addr,
+                        &limits,
+                        self.poll.registry(),
+                        Token(id.slot),
+                    ) {
+                        Ok(conn) => {
+                            entry.insert(conn);
+                            if let Some(idle) = self.config.idle_timeout {
+                                self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
+                            }
+                            self.tell_hub(Inbound::Connected { id, addr });
+                        }
+                        Err(e) => {
+                            log::warn!("cannot register connection from {addr}: {e}");
+                            self.stats.count_closed(CloseReason::Disconnect);
+                            self.release(addr.ip());
+                        }
+                    }
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.acceptor_gone = true;
                     return;
                 }
             }
         }
     }
 
-    /// Stops accepting for [`ACCEPT_BACKOFF`]; existing clients are served
-    /// as usual meanwhile.
-    fn pause_accepting(&mut self, error: &io::Error) {
-        let now = Instant::now();
-        if self
-            .last_accept_warning
-            .is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL)
-        {
-            log::warn!(
-                "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms",
-                self.conns.len(),
-                ACCEPT_BACKOFF.as_millis()
-            );
-            self.last_accept_warning = Some(now);
-        }
-        self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
-    }
-
-    /// Accepting was paused and may go on: take what waited meanwhile
-    /// (edge-triggered polling would not report those connections again).
-    fn resume_accepting(&mut self) {
-        self.accept_paused_until = None;
-        for index in 0..self.listeners.len() {
-            if self.accept_paused_until.is_some() {
-                return;
-            }
-            self.accept(index);
-        }
-    }
-
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
-        self.stats.count_accepted();
-        if self.conns.len() >= self.config.max_clients {
-            log::warn!("refused {addr}: server full ({} clients)", self.conns.len());
-            self.stats.count_closed(CloseReason::RefusedFull);
-            return refuse(stream, ErrorKind::ServerFull, &self.stats);
-        }
-        let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
-        if self.config.max_per_ip > 0 && from_ip >= self.config.max_per_ip {
-            log::warn!("refused {addr}: already {from_ip} connections from {}", addr.ip());
-            self.stats.count_closed(CloseReason::RefusedPerIp);
-            return refuse(stream, ErrorKind::TooManyFromAddress, &self.stats);
-        }
-        configure_socket(&stream, addr);
-        let entry = self.conns.vacant_entry();
-        let id = ConnId {
-            slot: entry.key(),
-            serial: self.next_serial,
-        };
-        self.next_serial += 1;
-        let limits = Limits {
-            max_line: self.config.max_line,
-            rate: self.config.rate,
-            burst: self.config.burst,
-        };
-        match Connection::register(id, stream, addr, &limits, self.poll.registry(), Token(id.slot)) {
-            Ok(conn) => {
-                entry.insert(conn);
-                *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
-                if let Some(idle) = self.config.idle_timeout {
-                    self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
-                }
-                self.tell_hub(Inbound::Connected { id, addr });
-            }
-            Err(e) => {
-                log::warn!("cannot register connection from {addr}: {e}");
-                self.stats.count_closed(CloseReason::Disconnect);
-            }
-        }
+    /// Tells the acceptor the place of a connection the hub never heard
+    /// of is free (the hub tells it of the others).
+    fn release(&self, ip: std::net::IpAddr) {
+        // The acceptor is only gone during shutdown, when places no longer
+        // matter.
+        let _ = self.released.send(Released {
+            shard: self.shard,
+            ip,
+        });
     }
 
     fn connection_ready(&mut self, slot: usize, event: &Event) {
@@ -401,9 +333,6 @@ impl EventLoop {
     /// Carries out every timer that has come due.
     fn run_due_timers(&mut self) {
         let now = Instant::now();
-        if self.accept_paused_until.is_some_and(|at| at <= now) {
-            self.resume_accepting();
-        }
         while let Some((id, kind)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) else { continue };
             match (kind, conn.phase) {
@@ -465,14 +394,10 @@ impl EventLoop {
                         }
                     }
                 }
-                Ok(Outbound::Stopped) => self.hub_stopped = true,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    if !self.hub_stopped {
-                        log::error!("the hub stopped unexpectedly; shutting down");
-                        self.hub_stopped = true;
-                        self.begin_shutdown();
-                    }
+                    // The hub outlives the I/O threads unless it failed.
+                    self.hub_failed();
                     break;
                 }
             }
@@ -486,6 +411,7 @@ impl EventLoop {
     /// whose queue would pass `--sendq` even after writing what the kernel
     /// takes is marked slow and dropped after this batch.
     fn deliver(&mut self, to: &[ConnId], event: &ServerEvent) {
+        debug_assert!(to.iter().all(|id| id.shard == self.shard));
         self.encoded.clear();
         wire::encode(event, &mut self.encoded);
         let is_message = matches!(
@@ -588,12 +514,6 @@ impl EventLoop {
             _ => CloseReason::Disconnect,
         });
         self.stats.count_closed(counted_as);
-        if let Some(count) = self.per_ip.get_mut(&conn.addr.ip()) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_ip.remove(&conn.addr.ip());
-            }
-        }
         if let Some(e) = error {
             if is_disconnect(&e) {
                 log::debug!("{}: connection lost: {e}", conn.addr);
@@ -608,68 +528,38 @@ impl EventLoop {
         }
     }
 
-    /// Stops accepting and asks the hub to tell everyone and close them.
-    fn begin_shutdown(&mut self) {
-        log::info!("shutting down");
-        for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(listener);
-        }
-        self.listeners.clear();
-        self.accept_paused_until = None;
-        self.tell_hub(Inbound::Shutdown);
-        self.drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
-    }
-
     fn tell_hub(&mut self, message: Inbound) {
-        if self.to_hub.send(message).is_err() && !self.hub_stopped {
-            log::error!("the hub stopped unexpectedly; shutting down");
-            self.hub_stopped = true;
-            self.shutdown.store(true, Ordering::Release);
+        if self.to_hub.send(message).is_err() {
+            self.hub_failed();
         }
     }
 
+    /// The hub is gone, which it only is if it failed: the server cannot
+    /// go on, so it shuts down (once).
+    fn hub_failed(&mut self) {
+        if !self.hub_gone {
+            log::error!("the hub stopped unexpectedly; shutting down");
+            self.hub_gone = true;
+            self.stop_server.shutdown();
+        }
+    }
+
+    /// Shutdown is over for this thread once no connection is left and
+    /// none can come, or at the end of the grace period.
     fn is_finished(&self, now: Instant) -> bool {
         match self.drain_deadline {
             None => false,
-            Some(deadline) => (self.hub_stopped && self.conns.is_empty()) || now >= deadline,
+            Some(deadline) => (self.acceptor_gone && self.conns.is_empty()) || now >= deadline,
         }
     }
 
     /// The earliest moment the loop must wake without any event.
     fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next(), self.drain_deadline, self.accept_paused_until]
+        [self.timers.next(), self.drain_deadline]
             .into_iter()
             .flatten()
             .min()
     }
-}
-
-/// Socket options for a newly accepted client.
-fn configure_socket(stream: &TcpStream, addr: SocketAddr) {
-    // Chat lines are small and people wait for them: send at once rather
-    // than let Nagle's algorithm hold them back.
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("{addr}: cannot set TCP_NODELAY: {e}");
-    }
-    let keepalive = TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_RETRIES);
-    if let Err(e) = SockRef::from(stream).set_send_buffer_size(SEND_BUFFER) {
-        log::debug!("{addr}: cannot set SO_SNDBUF: {e}");
-    }
-    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
-        log::debug!("{addr}: cannot set TCP keepalive: {e}");
-    }
-}
-
-/// True for accept errors that mean the process or system is out of
-/// descriptors or socket memory, not that this connection failed.
-fn is_out_of_resources(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// Writes what is queued to `conn` as far as the kernel takes it (see
@@ -686,17 +576,4 @@ fn flush_counted(
     stats.count_bytes_sent(written);
     *queued_total = queued_total.saturating_sub(written);
     outcome
-}
-
-/// Tells a connection we will not serve why, and closes it.
-fn refuse(stream: TcpStream, error: ErrorKind, stats: &Stats) {
-    let mut bytes = Vec::new();
-    stats.count_error(&error);
-    wire::encode(&ServerEvent::Error(error), &mut bytes);
-    // A fresh socket's send buffer is empty, so this short write goes
-    // through at once or the peer is already gone; either way we close.
-    if let Ok(n) = (&stream).write(&bytes) {
-        stats.count_bytes_sent(n);
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -15,12 +15,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, RoomName, ServerEvent};
 use crossbeam_channel::{Receiver, Sender};
+use mio::Waker;
 
-use crate::messages::{ConnId, Inbound, Outbound};
+use crate::messages::{ConnId, Inbound, Outbound, Released};
 use crate::stats::Stats;
 
 /// How many inbound messages the hub handles before it hands its output to
@@ -66,6 +68,11 @@ pub struct Hub {
     /// When the line being handled was read, passed on with what it causes
     /// (see [`Outbound::Deliver`]).
     line_received: Option<Instant>,
+    /// Set by [`Inbound::Shutdown`]: whoever connects now is sent away.
+    shutting_down: bool,
+    /// Connections that have left the chat since the last
+    /// [`Hub::take_released`], for the acceptor: their places are free.
+    released: Vec<Released>,
 }
 
 impl Default for Hub {
@@ -103,6 +110,8 @@ impl Hub {
             outbox: Vec::new(),
             quiet_above: 0,
             line_received: None,
+            shutting_down: false,
+            released: Vec::new(),
         }
     }
 
@@ -116,10 +125,24 @@ impl Hub {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Handles one message from the event loop. Returns true when the hub
-    /// has stopped (after [`Inbound::Shutdown`]).
-    pub fn handle(&mut self, message: Inbound) -> bool {
+    /// Takes the connections that have left the chat since the last call.
+    pub fn take_released(&mut self) -> Vec<Released> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Handles one message from an I/O thread or the acceptor.
+    pub fn handle(&mut self, message: Inbound) {
         match message {
+            Inbound::Connected { id, addr } if self.shutting_down => {
+                // Accepted just before the shutdown, and announced by its
+                // I/O thread just after.
+                self.released.push(Released {
+                    shard: id.shard,
+                    ip: addr.ip(),
+                });
+                self.send(id, ServerEvent::ShuttingDown);
+                self.outbox.push(Outbound::Close { id });
+            }
             Inbound::Connected { id, addr } => self.connect(id, addr),
             Inbound::Line { id, line, received } => {
                 self.line_received = Some(received);
@@ -147,12 +170,8 @@ impl Hub {
                 }
                 self.outbox.push(Outbound::Close { id });
             }
-            Inbound::Shutdown => {
-                self.shutdown();
-                return true;
-            }
+            Inbound::Shutdown => self.shutdown(),
         }
-        false
     }
 
     fn connect(&mut self, id: ConnId, addr: SocketAddr) {
@@ -327,6 +346,10 @@ impl Hub {
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         let Some(user) = self.users.get(&id) else { return };
         log::info!("disconnect {} {} ({})", user.addr, user.nick, reason.describe());
+        self.released.push(Released {
+            shard: id.shard,
+            ip: user.addr.ip(),
+        });
         self.leave_room(id, reason);
         if let Some(user) = self.users.remove(&id) {
             self.nicks.remove(&user.nick.key());
@@ -356,7 +379,7 @@ impl Hub {
         }
         self.users.clear();
         self.nicks.clear();
-        self.outbox.push(Outbound::Stopped);
+        self.shutting_down = true;
     }
 
     /// Says a join, leave or nick change to everyone in the room but `who`,
@@ -385,12 +408,10 @@ impl Hub {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
-        let to: Vec<ConnId> = room
-            .members
-            .iter()
-            .copied()
-            .filter(|&m| Some(m) != except)
-            .collect();
+        // Sized once: collecting a filtered iterator would grow the list by
+        // doubling, an allocation count that grows with the room.
+        let mut to = Vec::with_capacity(room.members.len());
+        to.extend(room.members.iter().copied().filter(|&m| Some(m) != except));
         self.deliver(to, event);
     }
 
@@ -401,39 +422,99 @@ impl Hub {
     fn deliver(&mut self, to: Vec<ConnId>, event: ServerEvent) {
         if !to.is_empty() {
             let since = self.line_received;
-            self.outbox.push(Outbound::Deliver { to, event, since });
+            self.outbox.push(Outbound::Deliver {
+                to,
+                event: Arc::new(event),
+                since,
+            });
         }
     }
 }
 
-/// Runs the hub on the current thread until it stops or the event loop
-/// goes away. `wake` is called after each batch of output, to wake the
-/// event loop; `stats` learns the number of rooms after each batch.
+/// Where the hub's output for one I/O thread goes.
+#[derive(Debug)]
+pub struct Outlet {
+    /// The I/O thread's channel.
+    pub sender: Sender<Outbound>,
+    /// Wakes the I/O thread once output is waiting.
+    pub waker: Arc<Waker>,
+}
+
+/// Runs the hub on the current thread until every sender of [`Inbound`]
+/// messages has gone (the I/O threads and the acceptor, once they have
+/// stopped). After each batch of messages, the acceptor hears which
+/// connections left the chat, and then its output goes to the I/O threads
+/// that own the recipients, each woken once: so by the time anyone reads
+/// that a user left, their place is free. `stats` learns the number of
+/// rooms.
 pub fn run(
     mut hub: Hub,
     inbound: Receiver<Inbound>,
-    outbound: Sender<Outbound>,
+    outlets: &[Outlet],
+    released: &Sender<Released>,
     stats: &Stats,
-    wake: impl Fn(),
 ) {
+    let mut woken = vec![false; outlets.len()];
     while let Ok(first) = inbound.recv() {
-        let mut stopped = hub.handle(first);
+        hub.handle(first);
         for message in inbound.try_iter().take(BATCH) {
-            if stopped {
-                break;
-            }
-            stopped = hub.handle(message);
+            hub.handle(message);
         }
         stats.set_rooms(hub.room_count());
+        for place in hub.take_released() {
+            // The acceptor is only gone once the server is shutting down.
+            let _ = released.send(place);
+        }
         for message in hub.take_outbox() {
-            if outbound.send(message).is_err() {
-                return;
+            route(message, outlets, &mut woken);
+        }
+        for (outlet, woken) in outlets.iter().zip(woken.iter_mut()) {
+            if std::mem::take(woken) {
+                if let Err(e) = outlet.waker.wake() {
+                    log::error!("cannot wake an I/O thread: {e}");
+                }
             }
         }
-        wake();
-        if stopped {
-            return;
+    }
+}
+
+/// Sends `message` to the I/O threads it concerns: a delivery is split by
+/// thread (one list of recipients each, the event shared), a close goes to
+/// the owner of the connection. A thread that has stopped is skipped.
+fn route(message: Outbound, outlets: &[Outlet], woken: &mut [bool]) {
+    let mut send = |shard: usize, message: Outbound| {
+        if let (Some(outlet), Some(woken)) = (outlets.get(shard), woken.get_mut(shard)) {
+            // A thread only goes away at the end of a shutdown, when
+            // nothing more is due to it.
+            let _ = outlet.sender.send(message);
+            *woken = true;
         }
+    };
+    match message {
+        Outbound::Close { id } => send(id.shard, message),
+        Outbound::Deliver { to, event, since } if outlets.len() > 1 => {
+            // Each list sized once, so the allocations do not grow with the
+            // number of recipients.
+            let mut counts = vec![0; outlets.len()];
+            for id in &to {
+                if let Some(count) = counts.get_mut(id.shard) {
+                    *count += 1;
+                }
+            }
+            let mut by_shard: Vec<Vec<ConnId>> = counts.into_iter().map(Vec::with_capacity).collect();
+            for id in to {
+                if let Some(list) = by_shard.get_mut(id.shard) {
+                    list.push(id);
+                }
+            }
+            for (shard, to) in by_shard.into_iter().enumerate() {
+                if !to.is_empty() {
+                    let event = Arc::clone(&event);
+                    send(shard, Outbound::Deliver { to, event, since });
+                }
+            }
+        }
+        Outbound::Deliver { .. } => send(0, message),
     }
 }
 
@@ -443,6 +524,7 @@ mod tests {
 
     fn id(n: usize) -> ConnId {
         ConnId {
+            shard: n % 2,
             slot: n,
             serial: n as u64,
         }
@@ -465,7 +547,6 @@ mod tests {
                     }
                 }
                 Outbound::Close { id } => out.push((id.slot, "<close>".to_string())),
-                Outbound::Stopped => out.push((0, "<stopped>".to_string())),
             }
         }
         out
@@ -740,15 +821,90 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_tells_everyone_closes_everyone_and_stops() {
+    fn shutdown_tells_everyone_closes_everyone_and_sends_latecomers_away() {
         let mut hub = hub_with(2);
-        assert!(hub.handle(Inbound::Shutdown));
+        hub.handle(Inbound::Shutdown);
         let out = said(&mut hub);
         assert_eq!(
             out.iter().filter(|(_, l)| l == "-- server shutting down").count(),
             2
         );
         assert_eq!(out.iter().filter(|(_, l)| l == "<close>").count(), 2);
-        assert_eq!(out.last(), Some(&(0, "<stopped>".to_string())));
+        hub.handle(Inbound::Connected {
+            id: id(3),
+            addr: addr(),
+        });
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(3, "-- server shutting down"), (3, "<close>")])
+        );
+    }
+
+    #[test]
+    fn a_user_who_leaves_frees_their_place_once() {
+        let mut hub = hub_with(2);
+        assert_eq!(hub.take_released(), [], "nobody has left yet");
+        hub.handle(Inbound::Closed {
+            id: id(1),
+            reason: LeaveReason::Disconnected,
+        });
+        let freed = Released {
+            shard: id(1).shard,
+            ip: addr().ip(),
+        };
+        assert_eq!(hub.take_released(), [freed]);
+        // The I/O thread's own close after the hub's goodbye frees nothing
+        // more.
+        hub.handle(Inbound::Closed {
+            id: id(1),
+            reason: LeaveReason::Disconnected,
+        });
+        assert_eq!(hub.take_released(), []);
+    }
+
+    /// The I/O threads' ends of the hub's outlets, with their polls.
+    fn outlets(n: usize) -> (Vec<Outlet>, Vec<Receiver<Outbound>>, Vec<mio::Poll>) {
+        let (mut outlets, mut receivers, mut polls) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let poll = mio::Poll::new().unwrap();
+            let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+            let (sender, receiver) = crossbeam_channel::unbounded();
+            outlets.push(Outlet { sender, waker });
+            receivers.push(receiver);
+            polls.push(poll);
+        }
+        (outlets, receivers, polls)
+    }
+
+    #[test]
+    fn a_delivery_is_split_by_io_thread_and_shares_one_event() {
+        let (outlets, receivers, _polls) = outlets(2);
+        let mut woken = [false; 2];
+        let event = Arc::new(ServerEvent::ShuttingDown);
+        let message = Outbound::Deliver {
+            to: vec![id(1), id(2), id(3), id(4)],
+            event: Arc::clone(&event),
+            since: None,
+        };
+        route(message, &outlets, &mut woken);
+        assert_eq!(woken, [true, true]);
+        for (shard, expected) in [(0, [2, 4]), (1, [1, 3])] {
+            match receivers[shard].try_recv() {
+                Ok(Outbound::Deliver {
+                    to, event: shared, ..
+                }) => {
+                    let slots: Vec<usize> = to.iter().map(|id| id.slot).collect();
+                    assert_eq!(slots, expected, "shard {shard}");
+                    assert!(Arc::ptr_eq(&shared, &event), "shared, not copied");
+                }
+                other => panic!("shard {shard} got {other:?}"),
+            }
+        }
+        route(Outbound::Close { id: id(3) }, &outlets, &mut woken);
+        assert!(matches!(receivers[1].try_recv(), Ok(Outbound::Close { id: closed }) if closed == id(3)));
+        assert!(
+            receivers[0].try_recv().is_err(),
+            "only the owner hears of a close"
+        );
     }
 }

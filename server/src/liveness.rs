@@ -1,62 +1,92 @@
-//! Telling, from another thread, whether the event loop still turns.
+//! Telling, from another thread, whether the server's loops still turn.
 //!
 //! A watchdog ping must mean "the server works", not "some thread is
-//! alive": a timer thread would keep pinging while the event loop hung,
-//! and systemd would never restart the service. So the watcher wakes the
-//! loop through its [`mio::Waker`] and, when it next looks, checks that
-//! the loop's turn counter ([`crate::stats::Stats::loop_turns`]) has moved.
-//! An idle loop that is healthy wakes, turns once and sleeps again; a loop
+//! alive": a timer thread would keep pinging while an event loop hung, and
+//! systemd would never restart the service. So the watcher wakes each loop
+//! (every I/O thread, and the acceptor) through its [`mio::Waker`] and,
+//! when it next looks, checks that each loop's [`Heartbeat`] has moved. An
+//! idle loop that is healthy wakes, turns once and sleeps again; a loop
 //! stuck anywhere in a turn does not count the turn, and the check fails.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mio::Waker;
 
-use crate::stats::Stats;
+/// A loop's count of completed turns. It only grows.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat(Arc<AtomicU64>);
 
-/// A watcher's view of the event loop: wake it, and see whether it turned.
+impl Heartbeat {
+    /// Records one more completed turn (the loop itself only).
+    pub fn beat(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Turns completed so far.
+    pub fn beats(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One watched loop: how to wake it, where it counts its turns, and the
+/// count at the previous check.
 #[derive(Debug)]
-pub struct Liveness {
-    /// Wakes the event loop, which then completes a turn.
+struct Watched {
     waker: Arc<Waker>,
-    /// Where the loop counts its turns.
-    stats: Arc<Stats>,
-    /// The turn count at the previous check.
+    heartbeat: Heartbeat,
     seen: u64,
 }
 
+/// A watcher's view of the server's loops: wake them, and see whether
+/// every one of them turned.
+#[derive(Debug)]
+pub struct Liveness {
+    loops: Vec<Watched>,
+}
+
 impl Liveness {
-    /// A watcher of the loop that counts its turns in `stats` and wakes on
-    /// `waker`. It wakes the loop at once, so that a loop that starts and
-    /// works has turned by the first [`Liveness::check`].
-    pub fn new(waker: Arc<Waker>, stats: Arc<Stats>) -> Liveness {
+    /// A watcher of the loops that wake on each waker and count their
+    /// turns in each heartbeat. It wakes them at once, so that loops that
+    /// start and work have turned by the first [`Liveness::check`].
+    pub fn new(loops: impl IntoIterator<Item = (Arc<Waker>, Heartbeat)>) -> Liveness {
         let liveness = Liveness {
-            waker,
-            seen: stats.loop_turns(),
-            stats,
+            loops: loops
+                .into_iter()
+                .map(|(waker, heartbeat)| Watched {
+                    waker,
+                    seen: heartbeat.beats(),
+                    heartbeat,
+                })
+                .collect(),
         };
         liveness.poke();
         liveness
     }
 
-    /// True when the loop has completed a turn since the previous check
-    /// (or since this watcher was made). Either way it wakes the loop
-    /// again, so a live loop will have turned by the next check however
+    /// True when every loop has completed a turn since the previous check
+    /// (or since this watcher was made). Either way it wakes them all
+    /// again, so live loops will have turned by the next check however
     /// quiet the server is.
     pub fn check(&mut self) -> bool {
-        let turns = self.stats.loop_turns();
-        let turned = turns != self.seen;
-        self.seen = turns;
+        let mut all_turned = true;
+        for watched in &mut self.loops {
+            let beats = watched.heartbeat.beats();
+            all_turned &= beats != watched.seen;
+            watched.seen = beats;
+        }
         self.poke();
-        turned
+        all_turned
     }
 
-    /// Wakes the loop. A failure is logged, not returned: the next check
+    /// Wakes every loop. A failure is logged, not returned: the next check
     /// then fails too, which is the right outcome for a loop that cannot
     /// be woken.
     fn poke(&self) {
-        if let Err(e) = self.waker.wake() {
-            log::warn!("cannot wake the event loop to check that it runs: {e}");
+        for watched in &self.loops {
+            if let Err(e) = watched.waker.wake() {
+                log::warn!("cannot wake an event loop to check that it runs: {e}");
+            }
         }
     }
 }
@@ -76,16 +106,20 @@ mod tests {
         events.iter().any(|e| e.token() == WAKER)
     }
 
+    fn watched_loop() -> (Poll, Arc<Waker>, Heartbeat) {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+        (poll, waker, Heartbeat::default())
+    }
+
     #[test]
     fn a_check_passes_only_when_the_loop_turned_and_always_wakes_it() {
-        let mut poll = Poll::new().unwrap();
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
-        let stats = Arc::new(Stats::default());
-        let mut liveness = Liveness::new(waker, Arc::clone(&stats));
+        let (mut poll, waker, heartbeat) = watched_loop();
+        let mut liveness = Liveness::new([(waker, heartbeat.clone())]);
         assert!(woken(&mut poll), "a new watcher wakes the loop");
 
         // The loop turned after the wake: the check passes.
-        stats.count_loop_turn();
+        heartbeat.beat();
         assert!(liveness.check());
         assert!(woken(&mut poll), "every check wakes the loop again");
 
@@ -93,8 +127,24 @@ mod tests {
         assert!(!liveness.check());
         assert!(woken(&mut poll));
 
-        stats.count_loop_turn();
-        stats.count_loop_turn();
+        heartbeat.beat();
+        heartbeat.beat();
         assert!(liveness.check(), "any number of turns counts");
+    }
+
+    #[test]
+    fn one_stuck_loop_fails_the_check() {
+        let (mut first_poll, first_waker, first) = watched_loop();
+        let (mut second_poll, second_waker, second) = watched_loop();
+        let mut liveness = Liveness::new([(first_waker, first.clone()), (second_waker, second.clone())]);
+        first.beat();
+        second.beat();
+        assert!(liveness.check());
+        first.beat();
+        assert!(!liveness.check(), "the second loop did not turn");
+        assert!(
+            woken(&mut first_poll) && woken(&mut second_poll),
+            "both are woken"
+        );
     }
 }

@@ -101,7 +101,7 @@ fn fit_descriptors(
             return Ok(None);
         }
     };
-    let capacity = limit.client_capacity(config.listen.len() + inherited);
+    let capacity = limit.client_capacity(config.listen.len() + inherited, config.io_threads());
     let max_clients = descriptors::fit_max_clients(config.max_clients, max_clients_given, &limit, capacity)?;
     let lowered_from = (max_clients < config.max_clients).then_some(config.max_clients);
     config.max_clients = max_clients;

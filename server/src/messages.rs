@@ -1,25 +1,31 @@
-//! What the I/O side and the hub say to each other over their channels.
+//! What the threads say to each other over their channels.
 //!
-//! The event loop owns the sockets; the hub owns the chat state. They never
-//! share memory: the event loop sends [`Inbound`] messages (a connection
-//! came, said something, went) and the hub answers with [`Outbound`] ones
-//! (deliver this event to these connections, close that one). Both channels
-//! are FIFO, which is what keeps every reply in the order of the lines that
-//! caused it.
+//! The I/O threads own the sockets; the hub owns the chat state. They never
+//! share memory: each I/O thread sends [`Inbound`] messages (a connection
+//! came, said something, went) and the hub answers each with [`Outbound`]
+//! ones (deliver this event to these connections, close that one). Every
+//! channel is FIFO, which is what keeps every reply in the order of the
+//! lines that caused it. The acceptor hands new connections to an I/O
+//! thread as [`Adopt`] messages and hears back, as [`Released`], when they
+//! have left, which is all it needs to enforce the connection limits.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_protocol::{Command, ErrorKind, LeaveReason, ServerEvent};
 
 /// Names one connection for its whole life, and never another one.
 ///
-/// `slot` is where the event loop keeps it (its slab key); slots are reused
-/// once a connection is gone, so `serial`, unique per server, tells a new
-/// tenant of the slot from an old one whose messages are still in flight.
+/// `shard` is the I/O thread that owns it and `slot` where that thread
+/// keeps it (its slab key); slots are reused once a connection is gone, so
+/// `serial`, unique per server, tells a new tenant of the slot from an old
+/// one whose messages are still in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
-    /// The event loop's slab key for the connection.
+    /// The I/O thread that owns the connection (0 to `--threads` - 1).
+    pub shard: usize,
+    /// That thread's slab key for the connection.
     pub slot: usize,
     /// Unique per connection for the life of the server.
     pub serial: u64,
@@ -62,7 +68,9 @@ pub enum Inbound {
         /// How long it was quiet.
         quiet: Duration,
     },
-    /// The server is shutting down: tell everyone, close everyone, stop.
+    /// The server is shutting down: tell everyone and close everyone, and
+    /// from now on send anyone who connects away the same way. The hub
+    /// stops once every sender of these messages has gone.
     Shutdown,
 }
 
@@ -74,8 +82,9 @@ pub enum Outbound {
     Deliver {
         /// The recipients.
         to: Vec<ConnId>,
-        /// What to tell them; encoded once for all of them.
-        event: ServerEvent,
+        /// What to tell them; encoded once for all of them (and shared, not
+        /// copied, by the I/O threads they are spread over).
+        event: Arc<ServerEvent>,
         /// When the line that caused it was read, if a line did: the event
         /// loop measures the fan-out latency from there.
         since: Option<Instant>,
@@ -85,7 +94,27 @@ pub enum Outbound {
         /// The connection to close.
         id: ConnId,
     },
-    /// The hub has said its last word and stopped (after
-    /// [`Inbound::Shutdown`]).
-    Stopped,
+}
+
+/// From the acceptor to an I/O thread: a new connection, admitted, to serve
+/// from now on.
+#[derive(Debug)]
+pub struct Adopt {
+    /// The socket, already set up (see [`crate::acceptor`]).
+    pub stream: mio::net::TcpStream,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Its serial (see [`ConnId`]).
+    pub serial: u64,
+}
+
+/// To the acceptor: a connection has left the chat, so its place (in all,
+/// and for its address) is free again. The hub says so when a user leaves;
+/// an I/O thread, for a connection it could not take on at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// The I/O thread that had it.
+    pub shard: usize,
+    /// The peer's address.
+    pub ip: IpAddr,
 }

@@ -576,7 +576,7 @@ mod tests {
     #[test]
     fn the_exposition_has_every_family_with_help_and_the_counts() {
         let stats = Arc::new(Stats::default());
-        stats.set_clients(2);
+        stats.shift_clients(0, 2);
         stats.count_closed(CloseReason::SlowConsumer);
         stats.count_line();
         stats.fanout().observe(Duration::from_micros(30));

@@ -1,5 +1,13 @@
-//! Starting and stopping the whole server: listeners, hub thread, event
-//! loop.
+//! Starting and stopping the whole server: the acceptor, the hub and the
+//! I/O threads, and the channels between them.
+//!
+//! ```text
+//!              Adopt                 Inbound
+//!  acceptor ─────────▶ I/O thread 0 ─────────▶ hub
+//!     ▲    ─────────▶ I/O thread 1 ─────────▶  │
+//!     │   Released ◀──      ▲  ▲   Outbound    │
+//!     └────────────────     │  └───────────────┘ (split by thread)
+//! ```
 //!
 //! [`Server::bind`] binds the configured addresses; [`Server::from_listeners`]
 //! takes sockets that are already bound (by a test, or inherited from a
@@ -17,10 +25,11 @@ use std::thread;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::acceptor::{self, Acceptor, Admission, Inlet};
 use crate::config::Config;
-use crate::event_loop::{EventLoop, WAKER};
-use crate::hub::{self, Hub};
-use crate::liveness::Liveness;
+use crate::event_loop::{self, Channels, EventLoop};
+use crate::hub::{self, Hub, Outlet};
+use crate::liveness::{Heartbeat, Liveness};
 use crate::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::stats::Stats;
 
@@ -68,7 +77,8 @@ pub(crate) fn describe(error: &io::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     requested: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    /// The acceptor's waker and every I/O thread's.
+    wakers: Arc<[Arc<Waker>]>,
 }
 
 impl ShutdownHandle {
@@ -77,9 +87,36 @@ impl ShutdownHandle {
     /// returns. Calling it again does nothing more.
     pub fn shutdown(&self) {
         self.requested.store(true, Ordering::Release);
-        if let Err(e) = self.waker.wake() {
-            log::error!("cannot wake the event loop to shut down: {e}");
+        for waker in self.wakers.iter() {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an event loop to shut down: {e}");
+            }
         }
+    }
+
+    /// The flag [`ShutdownHandle::shutdown`] sets, for the loops to watch.
+    pub(crate) fn requested(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.requested)
+    }
+}
+
+/// One event loop's poll, with its waker registered, and its heartbeat.
+#[derive(Debug)]
+struct LoopParts {
+    poll: Poll,
+    waker: Arc<Waker>,
+    heartbeat: Heartbeat,
+}
+
+impl LoopParts {
+    fn new(waker_token: mio::Token) -> io::Result<LoopParts> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), waker_token)?);
+        Ok(LoopParts {
+            poll,
+            waker,
+            heartbeat: Heartbeat::default(),
+        })
     }
 }
 
@@ -87,7 +124,10 @@ impl ShutdownHandle {
 #[derive(Debug)]
 pub struct Server {
     config: Config,
-    poll: Poll,
+    /// The acceptor's loop.
+    acceptor: LoopParts,
+    /// One loop per I/O thread.
+    shards: Vec<LoopParts>,
     listeners: Vec<mio::net::TcpListener>,
     shutdown: ShutdownHandle,
     /// Counters the event loop keeps, for watchers on other threads.
@@ -137,8 +177,11 @@ impl Server {
         if listeners.is_empty() {
             return Err(StartError::NothingToListenOn);
         }
-        let poll = Poll::new().map_err(StartError::EventLoop)?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(StartError::EventLoop)?;
+        let acceptor = LoopParts::new(acceptor::WAKER).map_err(StartError::EventLoop)?;
+        let shards = (0..config.io_threads())
+            .map(|_| LoopParts::new(event_loop::WAKER))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::EventLoop)?;
         let listeners = listeners
             .into_iter()
             .map(|l| {
@@ -149,12 +192,16 @@ impl Server {
             .map_err(StartError::EventLoop)?;
         let shutdown = ShutdownHandle {
             requested: Arc::new(AtomicBool::new(false)),
-            waker: Arc::new(waker),
+            wakers: std::iter::once(&acceptor)
+                .chain(&shards)
+                .map(|parts| Arc::clone(&parts.waker))
+                .collect(),
         };
         let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
         Ok(Server {
             config,
-            poll,
+            acceptor,
+            shards,
             listeners,
             shutdown,
             stats: Arc::default(),
@@ -186,10 +233,19 @@ impl Server {
         Arc::clone(&self.stats)
     }
 
-    /// A watcher that tells from another thread whether the event loop
-    /// still turns (for a watchdog).
+    /// How many I/O threads it runs (see [`Config::io_threads`]).
+    pub fn io_threads(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// A watcher that tells from another thread whether every event loop
+    /// (the acceptor's and each I/O thread's) still turns, for a watchdog.
     pub fn liveness(&self) -> Liveness {
-        Liveness::new(Arc::clone(&self.shutdown.waker), Arc::clone(&self.stats))
+        Liveness::new(
+            std::iter::once(&self.acceptor)
+                .chain(&self.shards)
+                .map(|parts| (Arc::clone(&parts.waker), parts.heartbeat.clone())),
+        )
     }
 
     /// Serves clients until shut down through a [`ShutdownHandle`], then
@@ -214,35 +270,97 @@ impl Server {
             .config
             .stats_interval
             .and_then(|interval| StatsLog::start(Arc::clone(&self.stats), interval));
-        let hub_stats = Arc::clone(&self.stats);
         let (to_hub, hub_inbound) = crossbeam_channel::unbounded();
-        let (hub_outbound, from_hub) = crossbeam_channel::unbounded();
-        let waker = Arc::clone(&self.shutdown.waker);
+        let (released_tx, released_rx) = crossbeam_channel::unbounded();
+        let mut outlets = Vec::new();
+        let mut inlets = Vec::new();
+        let mut io_threads = Vec::new();
+        for (shard, parts) in self.shards.into_iter().enumerate() {
+            let (hub_out, from_hub) = crossbeam_channel::unbounded();
+            let (adopt_tx, adopt) = crossbeam_channel::unbounded();
+            outlets.push(Outlet {
+                sender: hub_out,
+                waker: Arc::clone(&parts.waker),
+            });
+            inlets.push(Inlet {
+                sender: adopt_tx,
+                waker: Arc::clone(&parts.waker),
+            });
+            let channels = Channels {
+                to_hub: to_hub.clone(),
+                from_hub,
+                adopt,
+                released: released_tx.clone(),
+            };
+            let event_loop = EventLoop::new(
+                shard,
+                parts.poll,
+                self.config.clone(),
+                channels,
+                self.shutdown.clone(),
+                Arc::clone(&self.stats),
+                parts.heartbeat,
+            );
+            let spawned = thread::Builder::new()
+                .name(format!("io-{shard}"))
+                .spawn(move || event_loop.run());
+            match spawned {
+                Ok(thread) => io_threads.push(thread),
+                Err(e) => {
+                    // Those already running finish at once: nothing will
+                    // come their way.
+                    self.shutdown.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        let hub_stats = Arc::clone(&self.stats);
         let quiet_above = self.config.quiet_above;
-        let hub_thread = thread::Builder::new().name("hub".into()).spawn(move || {
-            hub::run(
-                Hub::with_quiet_above(quiet_above),
-                hub_inbound,
-                hub_outbound,
-                &hub_stats,
-                || {
-                    if let Err(e) = waker.wake() {
-                        log::error!("cannot wake the event loop: {e}");
-                    }
-                },
-            )
-        })?;
-        let event_loop = EventLoop::new(
-            self.poll,
+        let spawned = thread::Builder::new().name("hub".into()).spawn(move || {
+            let hub = Hub::with_quiet_above(quiet_above);
+            hub::run(hub, hub_inbound, &outlets, &released_tx, &hub_stats);
+        });
+        let hub_thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                self.shutdown.shutdown();
+                return Err(e);
+            }
+        };
+        log::info!("serving with {} I/O threads", inlets.len());
+        let acceptor = Acceptor::new(
+            self.acceptor.poll,
             self.listeners,
-            self.config,
+            inlets,
+            released_rx,
             to_hub,
-            from_hub,
-            self.shutdown.requested,
-            self.stats,
+            Admission {
+                max_clients: self.config.max_clients,
+                max_per_ip: self.config.max_per_ip,
+            },
+            self.shutdown.requested(),
+            Arc::clone(&self.stats),
+            self.acceptor.heartbeat,
         );
-        let result = event_loop.and_then(EventLoop::run);
-        // The event loop's end dropped its sender, so the hub ends too.
+        // The acceptor runs on this thread. Its end (or its failure to
+        // start) lets the I/O threads finish; theirs lets the hub finish.
+        let mut result = match acceptor {
+            Ok(acceptor) => acceptor.run(),
+            Err(e) => {
+                self.shutdown.shutdown();
+                Err(e)
+            }
+        };
+        for thread in io_threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::error!("an I/O thread failed: {e}");
+                    result = result.and(Err(e));
+                }
+                Err(_) => log::error!("an I/O thread panicked"),
+            }
+        }
         if hub_thread.join().is_err() {
             log::error!("the hub thread panicked");
         }

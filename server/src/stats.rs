@@ -217,16 +217,13 @@ impl LatencyHistogram {
 }
 
 /// Live counters of a running server, shared through an `Arc` between the
-/// event loop and the hub (the writers) and any number of readers.
+/// I/O threads, the acceptor and the hub (the writers) and any number of
+/// readers.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Clients connected now: every accepted connection not yet closed,
     /// including those being said goodbye to.
     clients: AtomicUsize,
-    /// Turns the event loop has completed since it started. It only grows;
-    /// a reader that sees it stand still while the loop was woken knows
-    /// the loop is stuck (see [`crate::Liveness`]).
-    loop_turns: AtomicU64,
     /// Connections accepted from a listener, refused ones included.
     accepted: AtomicU64,
     /// Connections closed, by [`CloseReason`] (index in `CloseReason::ALL`).
@@ -260,20 +257,10 @@ impl Stats {
         self.clients.load(Ordering::Relaxed)
     }
 
-    /// Turns the event loop has completed so far.
-    pub fn loop_turns(&self) -> u64 {
-        self.loop_turns.load(Ordering::Relaxed)
-    }
-
-    /// Records the number of connected clients (event loop only).
-    pub fn set_clients(&self, clients: usize) {
-        self.clients.store(clients, Ordering::Relaxed);
-    }
-
-    /// Records that the event loop completed one more turn (event loop
-    /// only).
-    pub fn count_loop_turn(&self) {
-        self.loop_turns.fetch_add(1, Ordering::Relaxed);
+    /// Records that the clients of one I/O thread went from `before` to
+    /// `now` (each thread reports its own; the total is their sum).
+    pub fn shift_clients(&self, before: usize, now: usize) {
+        shift(&self.clients, before, now);
     }
 
     /// Connections accepted so far, refused ones included.
@@ -384,9 +371,10 @@ impl Stats {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
-    /// Records the bytes queued to all clients (event loop only).
-    pub fn set_queued_bytes(&self, bytes: usize) {
-        self.queued_bytes.store(bytes, Ordering::Relaxed);
+    /// Records that the bytes queued to the clients of one I/O thread went
+    /// from `before` to `now`.
+    pub fn shift_queued_bytes(&self, before: usize, now: usize) {
+        shift(&self.queued_bytes, before, now);
     }
 
     /// The fan-out latency histogram.
@@ -415,20 +403,31 @@ impl Stats {
     }
 }
 
+/// Moves a gauge that is the sum of several writers' shares by one
+/// writer's change from `before` to `now`.
+fn shift(gauge: &AtomicUsize, before: usize, now: usize) {
+    if now >= before {
+        gauge.fetch_add(now - before, Ordering::Relaxed);
+    } else {
+        gauge.fetch_sub(before - now, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn counters_start_at_zero_and_show_what_the_loop_wrote() {
+    fn gauges_are_the_sum_of_each_threads_share() {
         let stats = Stats::default();
-        assert_eq!((stats.clients(), stats.loop_turns()), (0, 0));
-        stats.set_clients(3);
-        stats.count_loop_turn();
-        stats.count_loop_turn();
-        assert_eq!((stats.clients(), stats.loop_turns()), (3, 2));
-        stats.set_clients(0);
-        assert_eq!(stats.clients(), 0);
+        assert_eq!((stats.clients(), stats.queued_bytes()), (0, 0));
+        stats.shift_clients(0, 3); // one thread
+        stats.shift_clients(0, 2); // another
+        stats.shift_queued_bytes(0, 100);
+        assert_eq!((stats.clients(), stats.queued_bytes()), (5, 100));
+        stats.shift_clients(3, 1);
+        stats.shift_queued_bytes(100, 0);
+        assert_eq!((stats.clients(), stats.queued_bytes()), (3, 0));
     }
 
     #[test]

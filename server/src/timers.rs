@@ -58,6 +58,7 @@ mod tests {
     fn timers_come_due_in_order_and_not_before_their_time() {
         let now = Instant::now();
         let id = |n| ConnId {
+            shard: 0,
             slot: n,
             serial: n as u64,
         };

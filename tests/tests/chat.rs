@@ -602,6 +602,45 @@ fn every_member_sees_two_interleaved_senders_in_the_same_order() {
 }
 
 #[test]
+fn with_several_io_threads_every_member_sees_one_order_and_private_messages_cross_threads() {
+    // Six clients over three I/O threads: each thread gets two (the
+    // acceptor picks the thread with the fewest), so every pair of
+    // neighbours below is served by different threads.
+    const EACH: usize = 100;
+    let server = TestServer::start(Config {
+        threads: 3,
+        rate: 0,
+        ..Config::default()
+    });
+    let [mut alice, mut bob, mut carol, mut dave, mut erin, mut frank] =
+        server.clients(["alice", "bob", "carol", "dave", "erin", "frank"]);
+    std::thread::scope(|s| {
+        s.spawn(|| (0..EACH).for_each(|i| alice.send(&format!("a{i}"))));
+        s.spawn(|| (0..EACH).for_each(|i| bob.send(&format!("b{i}"))));
+    });
+    let seen: Vec<Vec<String>> = [&mut carol, &mut dave, &mut erin, &mut frank]
+        .into_iter()
+        .map(|c| c.read_lines(2 * EACH))
+        .collect();
+    for (other, lines) in seen.iter().enumerate().skip(1) {
+        assert_eq!(&seen[0], lines, "receiver {other} saw another order than carol");
+    }
+    let from = |nick: &str, prefix: &str| -> Vec<String> {
+        (0..EACH).map(|i| format!("<{nick}> {prefix}{i}")).collect()
+    };
+    assert_eq!(alice.read_lines(EACH), from("bob", "b"));
+    assert_eq!(bob.read_lines(EACH), from("alice", "a"));
+
+    carol.send("/msg dave across threads");
+    carol.expect_line("-> *dave* across threads");
+    dave.expect_line("*carol* across threads");
+    dave.send("/msg carol and back");
+    dave.expect_line("-> *carol* and back");
+    carol.expect_line("*dave* and back");
+    expect_who_next(&mut frank, "-- 6 in #lobby: alice, bob, carol, dave, erin, frank");
+}
+
+#[test]
 fn several_clients_talking_at_once_all_hear_each_other_in_one_order() {
     let server = server();
     let mut clients = server.clients(["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]);

@@ -137,15 +137,17 @@ fn under_descriptor_limits(soft: u32, hard: u32, args: &[&str]) -> std::process:
 #[test]
 fn the_daemon_raises_its_descriptor_limit_and_logs_the_room_it_has() {
     let daemon = Daemon::start_with(
-        under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0"]),
+        under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0", "--threads", "2"]),
         1,
     );
-    // Logged before it listens, so among the lines read while starting.
+    // 1000 less 64 kept, 1 listener, and a poll and a waker for each of
+    // two I/O threads and the acceptor. Logged before it listens, so among
+    // the lines read while starting.
     let log = daemon.proc.stderr_lines();
     for expected in [
-        "descriptor limit 1000 (raised from 100): room for 935 clients",
+        "descriptor limit 1000 (raised from 100): room for 929 clients",
         // The default --max-clients (10,000) did not fit: it was lowered.
-        "serving at most 935 clients, not the default 10000: the descriptor limit allows no more",
+        "serving at most 929 clients, not the default 10000: the descriptor limit allows no more",
     ] {
         assert!(
             log.iter().any(|line| line.ends_with(expected)),
@@ -159,14 +161,25 @@ fn the_daemon_raises_its_descriptor_limit_and_logs_the_room_it_has() {
 fn max_clients_beyond_the_descriptor_limit_is_a_start_error() {
     let mut daemon = Proc::spawn(
         "chat-server",
-        under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0", "--max-clients", "5000"]),
+        under_descriptor_limits(
+            100,
+            1000,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+                "--max-clients",
+                "5000",
+            ],
+        ),
         "build it with `cargo build --workspace`",
     );
     daemon.expect_exit_code(1);
     assert_eq!(
         daemon.stderr_lines().last().map(String::as_str),
         Some(
-            "error: --max-clients 5000 does not fit the descriptor limit of 1000 (room for 935 clients); \
+            "error: --max-clients 5000 does not fit the descriptor limit of 1000 (room for 929 clients); \
              raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
         ),
         "stderr: {:?}",
