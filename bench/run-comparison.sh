@@ -8,18 +8,26 @@
 # RESULTS.jsonl (default: a temporary file) collects every run's JSON line;
 # `target/release/chat-bench table RESULTS.jsonl` prints the table again.
 # DURATION=SECS (default 10) sets how long each fan-out scenario sends.
+# SERVER_ARGS="--threads 2" (split on spaces) adds arguments to chat-server,
+# each passed to chat-bench as --server-arg; they show in each JSON line.
 #
 # Each scenario runs against chat-server and then ncat, both started by
 # chat-bench on a free loopback port: chat-server with
-# `--rate 0 --max-per-ip 0 --max-clients 20000 --sendq 16777216` (flood
+# `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (N = the
+# run's clients and a few more; flood
 # control off, which the load needs), ncat as
 # `ncat -l --chat --max-conns 100000`. Everything stays on loopback; every
-# run is bounded in time.
+# run is bounded in time. The idle and ramp rows include the kernel's slab
+# memory per connection (machine-wide /proc/slabinfo, readable by root;
+# both ends of each loopback connection, so the server's share is about
+# half).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 RESULTS="${1:-$(mktemp -t chat-bench-XXXXXX.jsonl)}"
+SERVER_FLAGS=()
+for word in ${SERVER_ARGS:-}; do SERVER_FLAGS+=("--server-arg=$word"); done
 
 if ! command -v ncat >/dev/null 2>&1; then
     echo "ncat is missing; installing the Debian package ncat" >&2
@@ -39,7 +47,7 @@ run() {
     shift
     local target out
     for target in chat-server ncat; do
-        local -a how=(--server-bin "$SERVER")
+        local -a how=(--server-bin "$SERVER" "${SERVER_FLAGS[@]}")
         if [ "$target" = ncat ]; then how=(--target ncat); fi
         echo "== $label: $target" >&2
         # A failed run (ncat dying under load, say) is reported and the

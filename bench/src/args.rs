@@ -16,8 +16,9 @@ use crate::engine::Flavor;
 /// Load generator for chat-server and `ncat --chat`, loopback only.
 ///
 /// Start the server under test with
-/// `--rate 0 --max-per-ip 0 --max-clients 20000 --sendq 16777216` (flood
-/// control off), or let chat-bench start it with --server-bin. Each
+/// `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (flood
+/// control off; N at least the run's clients), or let chat-bench start it
+/// with --server-bin. Each
 /// scenario prints a summary and, as its last line, one JSON object.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
@@ -75,6 +76,15 @@ pub struct TargetArgs {
     /// options above) instead of using --addr.
     #[arg(long, value_name = "PATH", global = true)]
     pub server_bin: Option<PathBuf>,
+    /// One more argument for the chat-server that --server-bin starts,
+    /// after the benchmark's own options; repeat it for each argument
+    /// (`--server-arg=--threads --server-arg=2`). Recorded in the report.
+    /// Give them before the scenario's name.
+    // Not `global`: clap replaces a global list given before the
+    // subcommand by one given after it, which would drop arguments
+    // silently; a misplaced one is an error instead.
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
     /// The ncat to start for --target ncat without --addr.
     #[arg(long, value_name = "PATH", default_value = "ncat", global = true)]
     pub ncat_bin: PathBuf,
@@ -284,5 +294,31 @@ mod tests {
         );
         assert!((args.rate - 500.0).abs() < f64::EPSILON);
         assert!(Cli::try_parse_from(["chat-bench", "fanout", "--duration", "601"]).is_err());
+        assert!(cli.target.server_args.is_empty());
+    }
+
+    #[test]
+    fn server_args_are_kept_in_order_hyphens_and_all() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--server-bin",
+            "target/release/chat-server",
+            "--server-arg=--threads",
+            "--server-arg=2",
+            // A separate word that starts with a hyphen is a value too.
+            "--server-arg",
+            "--quiet-above",
+            "--server-arg",
+            "0",
+            "fixed-rate",
+            "--clients",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.server_args, ["--threads", "2", "--quiet-above", "0"]);
+        let Scenario::FixedRate(args) = cli.scenario else { panic!("not fixed-rate") };
+        assert_eq!(args.common.clients, 5);
+        // After the scenario's name it is refused, not silently dropped.
+        assert!(Cli::try_parse_from(["chat-bench", "idle", "--server-arg=--threads"]).is_err());
     }
 }

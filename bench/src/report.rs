@@ -22,8 +22,11 @@ pub struct Header {
     pub label: String,
     /// `chat-server` or `ncat`.
     pub target: String,
-    /// How the server was started.
+    /// How the server was started (the whole command line when this run
+    /// started it).
     pub server: String,
+    /// The `--server-arg`s given (also in `server`).
+    pub server_args: Vec<String>,
     /// Its pid, when known.
     pub server_pid: Option<u32>,
     /// Generator I/O threads.
@@ -45,6 +48,7 @@ impl Header {
                 crate::engine::Flavor::Ncat => "ncat".to_string(),
             },
             server: target.command.clone(),
+            server_args: args.server_args.clone(),
             server_pid: target.pid,
             generator_threads: args.threads,
             sources: args.sources,

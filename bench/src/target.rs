@@ -4,13 +4,18 @@
 //! When the generator starts chat-server itself it passes
 //! [`CHAT_SERVER_ARGS`]: flood control off (`--rate 0`; the default of 20
 //! lines/s per client would measure the limiter, not the server), no
-//! per-address limit (every client comes from loopback), room for 20,000
-//! clients, and a 16 MiB send queue so that a receiver that falls behind
-//! during a burst is measured as slow rather than disconnected. A server
+//! per-address limit (every client comes from loopback), and a 16 MiB send
+//! queue so that a receiver that falls behind
+//! during a burst is measured as slow rather than disconnected; and
+//! `--max-clients` with room for the run's clients and a few more (the
+//! server refuses to start when its descriptor limit cannot hold them,
+//! which says at once that the machine cannot run the scenario). A server
 //! started by hand for `--addr` must be started the same way. `ncat` is
 //! started as `ncat -l --chat --max-conns 100000 127.0.0.1 PORT` (its
 //! default of 100 connections would end every larger scenario early). Either way only loopback
-//! addresses are accepted.
+//! addresses are accepted. Extra chat-server arguments (`--server-arg`,
+//! such as `--threads 2`) come after [`CHAT_SERVER_ARGS`], so they may
+//! also override them, and show in [`Target::command`].
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,16 +29,11 @@ use crate::error::{Error, Result};
 use crate::procfs;
 
 /// The options every benchmark run of chat-server needs.
-pub const CHAT_SERVER_ARGS: [&str; 8] = [
-    "--rate",
-    "0",
-    "--max-per-ip",
-    "0",
-    "--max-clients",
-    "20000",
-    "--sendq",
-    "16777216",
-];
+pub const CHAT_SERVER_ARGS: [&str; 6] = ["--rate", "0", "--max-per-ip", "0", "--sendq", "16777216"];
+
+/// Places the started server keeps beyond the run's clients (probes,
+/// a straggler from a previous step).
+const SPARE_CLIENTS: u32 = 16;
 
 /// How long a started server gets to accept its first connection.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,14 +77,20 @@ impl Target {
     }
 
     /// Starts `bin` (chat-server) on a free loopback port with
-    /// [`CHAT_SERVER_ARGS`] and waits until it accepts connections.
+    /// [`CHAT_SERVER_ARGS`] and room for `clients`, then `extra`
+    /// (`--server-arg`), and waits until it accepts connections.
     ///
     /// # Errors
     /// When it cannot be started or does not accept in time.
-    pub fn spawn_chat_server(bin: &Path) -> Result<Target> {
+    pub fn spawn_chat_server(bin: &Path, clients: u32, extra: &[String]) -> Result<Target> {
         let addr = free_loopback_port()?;
         let mut cmd = Command::new(bin);
-        cmd.arg("--listen").arg(addr.to_string()).args(CHAT_SERVER_ARGS);
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .args(CHAT_SERVER_ARGS)
+            .arg("--max-clients")
+            .arg(clients.saturating_add(SPARE_CLIENTS).to_string())
+            .args(extra);
         // Warnings only: a per-connection info line for 20,000 clients is
         // noise, and costs the server time we would be measuring.
         cmd.env("RUST_LOG", "warn");
@@ -129,8 +135,12 @@ impl Target {
         Ok(target)
     }
 
-    /// Polls the port until it accepts (or the process exits, or time is
-    /// up). A probe connection is opened and closed at once.
+    /// Polls until something listens on the port (or the process exits,
+    /// or time is up), looking in `/proc/net/tcp` rather than connecting:
+    /// a probe connection that is gone (reset) when the next client
+    /// arrives makes ncat quit ("getpeername for sd 4 failed: Transport
+    /// endpoint is not connected"), since it lists every connected peer to
+    /// each newcomer. Only without `/proc` is a probe connection used.
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         // At most START_TIMEOUT / 20 ms turns.
@@ -142,7 +152,11 @@ impl Target {
                     self.log_tail()
                 )));
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let ready = match procfs::is_listening(self.addr.port()) {
+                Some(listening) => listening,
+                None => TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok(),
+            };
+            if ready {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(20));

@@ -87,42 +87,45 @@ fn run_binary(args: &[&str]) -> Value {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"))
 }
 
-#[test]
-fn fanout_delivers_every_message_exactly_once_in_order() {
+/// A window-limited fan-out of `count` lines from each of `senders` of
+/// `clients` clients, on the default two generator threads; checks that
+/// every line reached every other client exactly once, in order.
+#[track_caller]
+fn assert_clean_fanout(clients: u32, senders: u32, count: u64) {
     let server = InProcess::start();
     let addr = server.addr.to_string();
+    let (clients_arg, senders_arg, count_arg) = (clients.to_string(), senders.to_string(), count.to_string());
     let cli = Cli::try_parse_from([
         "chat-bench",
         "--addr",
         &addr,
-        // One generator thread: with several, a thread that has not yet
-        // armed its receivers when another thread's senders start counts
-        // the first lines as "other" and the run stalls (a generator bug,
-        // see BENCHMARKS.md); the server's delivery is what is under test.
-        "--threads",
-        "1",
+        // The default of two generator threads, so that senders on one
+        // thread reach receivers on the other: the run must not start
+        // before both have armed their receivers.
         "fanout",
         "--clients",
-        "5",
+        &clients_arg,
         "--senders",
-        "2",
+        &senders_arg,
         "--count",
-        "200",
+        &count_arg,
         "--duration",
         "60",
         "--drain",
         "30",
     ])
     .unwrap();
+    assert_eq!(cli.target.threads, 2);
     let Scenario::Fanout(args) = &cli.scenario else { panic!("parsed as {:?}", cli.scenario) };
     let mut target = Target::attach(Flavor::ChatServer, server.addr, None).unwrap();
     let report = fanout::run(&mut target, &cli.target, &args.common, None, "fanout").unwrap();
 
-    assert_eq!(report.lines_sent, 2 * 200, "{report:?}");
+    let lines = u64::from(senders) * count;
+    assert_eq!(report.lines_sent, lines, "{report:?}");
     assert!(report.complete, "the run timed out: {report:?}");
     let i = report.integrity;
-    // Each of the 2 senders' 200 lines reaches the 4 other clients.
-    assert_eq!(i.delivered, 2 * 200 * 4, "{report:?}");
+    // Each line reaches every client but its sender.
+    assert_eq!(i.delivered, lines * u64::from(clients - 1), "{report:?}");
     assert_eq!(
         (i.lost, i.duplicated, i.out_of_order, i.foreign),
         (0, 0, 0, 0),
@@ -133,14 +136,25 @@ fn fanout_delivers_every_message_exactly_once_in_order() {
 }
 
 #[test]
+fn fanout_delivers_every_message_exactly_once_in_order() {
+    assert_clean_fanout(5, 2, 200);
+}
+
+#[test]
+fn fanout_works_when_a_thread_holds_only_the_sender() {
+    // Client 0 (the sender) is alone on thread 0 and client 1 alone on
+    // thread 1: the receiver is always on another thread, and the
+    // sender's thread has no reads of its own to wake it.
+    assert_clean_fanout(2, 1, 1000);
+}
+
+#[test]
 fn the_binary_prints_a_clean_fixed_rate_report() {
     let server = InProcess::start();
     let addr = server.addr.to_string();
     let json = run_binary(&[
         "--addr",
         &addr,
-        "--threads",
-        "1",
         "fixed-rate",
         "--clients",
         "4",

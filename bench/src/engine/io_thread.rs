@@ -160,7 +160,10 @@ impl IoThread {
         let Some(run) = &self.run else {
             return MAX_WAIT;
         };
-        let Some(rate) = run.plan.rate else {
+        if run.send_again {
+            return Duration::ZERO;
+        }
+        let (Some(rate), Some(clock)) = (run.plan.rate, run.clock) else {
             return MAX_WAIT;
         };
         let now = self.shared.now_ns();
@@ -169,7 +172,7 @@ impl IoThread {
             .iter()
             .filter_map(|&idx| self.conns.get(idx)?.sender)
             .filter(|&s| !run.done.get(s).copied().unwrap_or(true))
-            .map(|s| due_ns(&run.plan, rate, run.sent.get(s).copied().unwrap_or(0)))
+            .map(|s| due_ns(clock, rate, run.sent.get(s).copied().unwrap_or(0)))
             .min();
         match next_due {
             Some(due) => Duration::from_nanos(due.saturating_sub(now)).min(MAX_WAIT),
@@ -193,7 +196,15 @@ impl IoThread {
                     self.opening = true;
                 }
                 Ok(Cmd::JoinAll(room)) => self.join_all(&room),
-                Ok(Cmd::Send(plan)) => self.start_run(plan),
+                Ok(Cmd::Arm(plan)) => {
+                    self.arm_run(plan);
+                    let _ = self.milestones.send(Milestone::Armed);
+                }
+                Ok(Cmd::Go(clock)) => {
+                    if let Some(run) = &mut self.run {
+                        run.clock = Some(clock);
+                    }
+                }
                 Ok(Cmd::Drain(finals)) => {
                     if let Some(run) = &mut self.run {
                         run.finals = Some(finals);
@@ -442,7 +453,9 @@ impl IoThread {
         let Some(run) = &mut self.run else {
             return;
         };
-        if !run.senders_reported && run.done.iter().all(|&d| d) {
+        // Not before the go: a thread without senders is "done" from the
+        // start, and a report during arming would be taken for a late one.
+        if !run.senders_reported && run.clock.is_some() && run.done.iter().all(|&d| d) {
             run.senders_reported = true;
             let _ = self.milestones.send(Milestone::SendersDone);
         }

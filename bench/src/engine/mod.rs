@@ -14,6 +14,13 @@
 //! ([`crate::window::MinTracker`]), and wakes a sender's thread only when
 //! that sender said it is blocked.
 //!
+//! A fan-out run starts in two phases: every thread first arms its
+//! receivers (per-sender accounting) and acknowledges, and only once all
+//! have acknowledged are the senders told to go. Starting each thread's
+//! run when it took a single start command let one thread's senders
+//! reach another thread's receivers before they were armed; those lines
+//! were counted as lost and the run stalled on its window.
+//!
 //! Client `id` lives on thread `id % threads`; clients `0..senders` are
 //! the senders of a fan-out run.
 
@@ -35,6 +42,11 @@ pub use io_thread::ThreadResult;
 
 /// The token of each thread's waker; connections use tokens `0..`.
 const WAKER: Token = Token(usize::MAX);
+
+/// Longest wait for every thread to arm a fan-out run. Arming is a pass
+/// over the thread's connections, milliseconds even for thousands; the
+/// bound only keeps a wedged thread from hanging the run.
+const ARM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which kind of server is at the other end: it decides the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +98,6 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Most lines per sender.
     pub count: u64,
-    /// When sending starts, in ns since the base instant.
-    pub start_ns: u64,
-    /// When sending stops, in ns since the base instant.
-    pub end_ns: u64,
     /// Number of I/O threads.
     threads: usize,
     /// Lines sent so far, per sender.
@@ -117,9 +125,43 @@ impl Plan {
             .unwrap_or(u64::MAX)
     }
 
+    /// Room left in `sender`'s window after `sent` lines. With none, marks
+    /// the sender blocked, so that whichever thread's receivers open the
+    /// window wakes the sender's thread, and looks once more: the window
+    /// may have opened between the first look and the flag.
+    fn room_or_block(&self, sender: usize, sent: u64) -> u64 {
+        let room = || {
+            self.acked_min(sender)
+                .saturating_add(self.window)
+                .saturating_sub(sent)
+        };
+        let first = room();
+        if first > 0 {
+            return first;
+        }
+        let Some(blocked) = self.blocked.get(sender) else {
+            return 0;
+        };
+        blocked.store(true, Ordering::SeqCst);
+        let second = room();
+        if second > 0 {
+            blocked.store(false, Ordering::SeqCst);
+        }
+        second
+    }
+
     fn owner(&self, sender: usize) -> usize {
         sender % self.threads.max(1)
     }
+}
+
+/// When a fan-out run's senders send, fixed once every thread has armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// When sending starts, in ns since the base instant.
+    pub start_ns: u64,
+    /// When sending stops, in ns since the base instant.
+    pub end_ns: u64,
 }
 
 /// A command from the coordinator to one I/O thread.
@@ -129,8 +171,11 @@ enum Cmd {
     Open(Vec<usize>, Handshake),
     /// Every ready client sends `/join` to this room.
     JoinAll(String),
-    /// Start a fan-out run.
-    Send(Arc<Plan>),
+    /// Arm a fan-out run: set up the receivers' accounting (senders do
+    /// not send yet) and report [`Milestone::Armed`].
+    Arm(Arc<Plan>),
+    /// Every thread is armed: the senders start on this clock.
+    Go(Clock),
     /// Senders are done; these are their final counts. Report once every
     /// receiver has them all.
     Drain(Arc<Vec<u64>>),
@@ -141,6 +186,8 @@ enum Cmd {
 /// A milestone reported by one I/O thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Milestone {
+    /// Its receivers are ready to count a fan-out run's lines.
+    Armed,
     /// Its share of an `Open` is ready or failed.
     Opened,
     /// Its share of a `JoinAll` has joined or failed.
@@ -385,31 +432,41 @@ impl Engine {
         duration: Duration,
         drain: Duration,
     ) -> FanoutOutcome {
-        let start_ns = self.now_ns();
-        let duration_ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let plan = Arc::new(Plan {
             senders,
             window: window.max(1),
             rate: rate.filter(|r| *r > 0.0),
             count,
-            start_ns,
-            end_ns: start_ns.saturating_add(duration_ns),
             threads: self.threads,
             sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
             acked: (0..senders * self.threads).map(|_| AtomicU64::new(0)).collect(),
             blocked: (0..senders).map(|_| AtomicBool::new(false)).collect(),
             wakers: self.wakers.clone(),
         });
+        // Phase one: every thread arms its receivers and says so.
         for thread in 0..self.threads {
-            self.command(thread, Cmd::Send(Arc::clone(&plan)));
+            self.command(thread, Cmd::Arm(Arc::clone(&plan)));
         }
-        let sent_all = self.wait_for(Milestone::SendersDone, self.threads, duration + drain);
+        let armed = self.wait_for(Milestone::Armed, self.threads, ARM_TIMEOUT);
+        // Phase two, only once all are armed: the senders go.
+        let start_ns = self.now_ns();
+        let duration_ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let sent_all = armed && {
+            let clock = Clock {
+                start_ns,
+                end_ns: start_ns.saturating_add(duration_ns),
+            };
+            for thread in 0..self.threads {
+                self.command(thread, Cmd::Go(clock));
+            }
+            self.wait_for(Milestone::SendersDone, self.threads, duration + drain)
+        };
         let sent: Vec<u64> = (0..senders).map(|s| plan.sent(s)).collect();
         let finals = Arc::new(sent.clone());
         for thread in 0..self.threads {
             self.command(thread, Cmd::Drain(Arc::clone(&finals)));
         }
-        let drained = self.wait_for(Milestone::Drained, self.threads, drain);
+        let drained = armed && self.wait_for(Milestone::Drained, self.threads, drain);
         let results = self.stop();
         let mut outcome = FanoutOutcome {
             sent,
@@ -419,7 +476,12 @@ impl Engine {
             complete: sent_all && drained,
             other_lines: 0,
             max_send_lag: Duration::ZERO,
-            first_error: None,
+            first_error: (!armed).then(|| {
+                format!(
+                    "the generator threads did not all arm the run within {} s; nothing was sent",
+                    ARM_TIMEOUT.as_secs()
+                )
+            }),
         };
         let mut last_ns = start_ns;
         let mut lag_ns = 0;
@@ -433,7 +495,7 @@ impl Engine {
                 outcome.first_error.clone_from(&r.first_error);
             }
         }
-        outcome.active = Duration::from_nanos(last_ns - start_ns);
+        outcome.active = Duration::from_nanos(last_ns.saturating_sub(start_ns));
         outcome.max_send_lag = Duration::from_nanos(lag_ns);
         outcome
     }

@@ -199,8 +199,7 @@ pub fn print(r: &FanoutReport) -> Result<()> {
                     .collect::<Vec<_>>()
             )
         ),
-        "  (chat-server must run with --rate 0 --max-per-ip 0 --max-clients 20000 --sendq 16777216)"
-            .to_string(),
+        "  (chat-server must run with --rate 0 --max-per-ip 0 --max-clients N --sendq 16777216)".to_string(),
     ];
     report::emit(&summary, r)
 }

@@ -32,44 +32,60 @@ pub fn run(cli: Cli) -> Result<()> {
         Scenario::Table(t) => table::run(&t),
         Scenario::Worker(w) => pool::worker_main(&args, &w),
         Scenario::Fanout(f) => {
-            let mut target = open_target(&args)?;
+            let mut target = open_target(&args, f.common.clients)?;
             let rate = (f.rate > 0.0).then_some(f.rate);
             let report = fanout::run(&mut target, &args, &f.common, rate, "fanout")?;
             fanout::print(&report)
         }
         Scenario::FixedRate(f) => {
-            let mut target = open_target(&args)?;
+            let mut target = open_target(&args, f.common.clients)?;
             let rate = (f.rate > 0.0).then_some(f.rate);
             let report = fanout::run(&mut target, &args, &f.common, rate, "fixed-rate")?;
             fanout::print(&report)
         }
         Scenario::JoinStorm(j) => {
-            let mut target = open_target(&args)?;
+            let mut target = open_target(&args, j.clients)?;
             join::run(&mut target, &args, &j)
         }
         Scenario::Idle(i) => {
-            let mut target = open_target(&args)?;
+            let mut target = open_target(&args, i.clients)?;
             idle::run_idle(&mut target, &args, &i)
         }
         Scenario::Ramp(r) => {
-            let mut target = open_target(&args)?;
+            let mut target = open_target(&args, r.max)?;
             idle::run_ramp(&mut target, &args, &r)
         }
     }
 }
 
-/// The server the options name: attached with --addr, or started.
+/// The server the options name: attached with --addr, or started (with
+/// room for `clients` connections).
 ///
 /// # Errors
 /// When none is named, or it cannot be started.
-pub fn open_target(args: &TargetArgs) -> Result<Target> {
+pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     let flavor = args.target.flavor();
+    if !args.server_args.is_empty() {
+        if args.target == TargetKind::Ncat {
+            return Err(Error::msg(
+                "--server-arg is for the chat-server that --server-bin starts, not for --target ncat",
+            ));
+        }
+        if args.addr.is_some() || args.server_bin.is_none() {
+            return Err(Error::msg(
+                "--server-arg needs --server-bin (a server given with --addr was started by someone else)",
+            ));
+        }
+    }
     match (args.addr, args.target, &args.server_bin) {
         (Some(addr), _, _) => Target::attach(flavor, addr, args.server_pid),
         (None, TargetKind::Ncat, _) => Target::spawn_ncat(&args.ncat_bin),
-        (None, TargetKind::ChatServer, Some(bin)) => Target::spawn_chat_server(bin),
+        (None, TargetKind::ChatServer, Some(bin)) => {
+            Target::spawn_chat_server(bin, clients, &args.server_args)
+        }
         (None, TargetKind::ChatServer, None) => Err(Error::msg(format!(
-            "give --server-bin PATH, or --addr ADDR of a chat-server started with {}",
+            "give --server-bin PATH, or --addr ADDR of a chat-server started with {} \
+             --max-clients (at least the run's clients)",
             CHAT_SERVER_ARGS.join(" ")
         ))),
     }
@@ -96,3 +112,28 @@ pub fn room_name() -> String {
 
 /// How long announcements get to stop flowing after a setup step.
 pub const QUIET: Duration = Duration::from_millis(300);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn target_args(argv: &[&str]) -> TargetArgs {
+        let mut all = vec!["chat-bench"];
+        all.extend_from_slice(argv);
+        all.push("idle");
+        Cli::try_parse_from(all).unwrap().target
+    }
+
+    #[test]
+    fn server_args_only_go_with_a_started_chat_server() {
+        // Refused before anything is started or connected to.
+        let ncat = open_target(&target_args(&["--target", "ncat", "--server-arg=--threads"]), 10);
+        assert!(ncat.unwrap_err().0.contains("not for --target ncat"));
+        let attached = open_target(
+            &target_args(&["--addr", "127.0.0.1:9", "--server-arg=--threads"]),
+            10,
+        );
+        assert!(attached.unwrap_err().0.contains("needs --server-bin"));
+    }
+}

@@ -89,12 +89,22 @@ fn measures(scenario: &str) -> &'static [Measure] {
                 &["rss_per_conn_bytes"],
                 whole,
             ),
+            (
+                "kernel slab per connection, both ends (bytes)",
+                &["kernel", "slab_per_conn_bytes"],
+                whole,
+            ),
         ],
         "ramp" => &[
             ("most connections held", &["held_max"], plain),
             (
                 "server RSS per connection (bytes)",
                 &["rss_per_conn_bytes"],
+                whole,
+            ),
+            (
+                "kernel slab per connection, both ends (bytes)",
+                &["kernel", "slab_per_conn_bytes"],
                 whole,
             ),
         ],
@@ -188,7 +198,7 @@ mod tests {
         let runs: Vec<Value> = [
             r#"{"label":"A","scenario":"fanout","target":"chat-server","deliveries_per_s":3000000,"latency":{"p50_us":100,"p99_us":2000,"p999_us":3000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
             r#"{"label":"A","scenario":"fanout","target":"ncat","deliveries_per_s":1500000,"latency":{"p50_us":500,"p99_us":50000,"p999_us":60000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
-            r#"{"label":"C","scenario":"idle","target":"ncat","held":1000,"rss_per_conn_bytes":300.5}"#,
+            r#"{"label":"C","scenario":"idle","target":"ncat","held":1000,"rss_per_conn_bytes":300.5,"kernel":{"slab_per_conn_bytes":9000.4}}"#,
         ]
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -204,6 +214,10 @@ mod tests {
         );
         assert!(
             table.contains("| C | connections held | — | 1000 | — |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | kernel slab per connection, both ends (bytes) | — | 9000 | — |"),
             "{table}"
         );
     }

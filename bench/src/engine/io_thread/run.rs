@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::IoThread;
 use crate::client::State;
-use crate::engine::Plan;
+use crate::engine::{Clock, Plan};
 use crate::payload::{self, Stamp};
 use crate::stats::SeqTrack;
 use crate::window::MinTracker;
@@ -22,6 +22,9 @@ use crate::window::MinTracker;
 pub(super) struct Run {
     /// The run, shared by every thread.
     pub(super) plan: Arc<Plan>,
+    /// When the senders send; `None` while armed but not yet told to go
+    /// (receivers already count, senders wait).
+    pub(super) clock: Option<Clock>,
     /// Per sender: the lowest count among this thread's receivers.
     pub(super) minima: Vec<MinTracker>,
     /// Per sender: `minima` rose since it was last published.
@@ -38,6 +41,9 @@ pub(super) struct Run {
     pub(super) finals: Option<Arc<Vec<u64>>>,
     /// `Drained` was reported.
     pub(super) drained_reported: bool,
+    /// A sender has room in its window after its last send: the next poll
+    /// must not sleep.
+    pub(super) send_again: bool,
 }
 
 impl IoThread {
@@ -70,7 +76,10 @@ impl IoThread {
         }
     }
 
-    pub(super) fn start_run(&mut self, plan: Arc<Plan>) {
+    /// Sets up this thread's part of a run: which of its connections send,
+    /// and every receiver's per-sender accounting. Nothing is sent until
+    /// the [`Clock`] arrives.
+    pub(super) fn arm_run(&mut self, plan: Arc<Plan>) {
         let senders = plan.senders;
         let mut run = Run {
             minima: Vec::with_capacity(senders),
@@ -81,7 +90,9 @@ impl IoThread {
             senders_reported: false,
             finals: None,
             drained_reported: false,
+            send_again: false,
             plan,
+            clock: None,
         };
         for (idx, conn) in self.conns.iter_mut().enumerate() {
             if conn.state == State::Ready && conn.id < senders {
@@ -151,8 +162,12 @@ impl IoThread {
         if run.finals.is_some() {
             return;
         }
+        let Some(clock) = run.clock else {
+            return;
+        };
         let plan = Arc::clone(&run.plan);
         let mut failed = Vec::new();
+        let mut send_again = false;
         for &idx in &run.senders {
             let Some(conn) = self.conns.get_mut(idx) else {
                 continue;
@@ -168,7 +183,7 @@ impl IoThread {
                 continue;
             }
             let now = self.shared.now_ns();
-            if now >= plan.end_ns || *sent >= plan.count {
+            if now >= clock.end_ns || *sent >= plan.count {
                 *done = true;
                 continue;
             }
@@ -176,32 +191,16 @@ impl IoThread {
                 // The socket is full; the writable event continues.
                 continue;
             }
-            let mut room = plan
-                .acked_min(s)
-                .saturating_add(plan.window)
-                .saturating_sub(*sent);
+            let room = plan.room_or_block(s, *sent);
             if room == 0 {
-                if let Some(blocked) = plan.blocked.get(s) {
-                    blocked.store(true, Ordering::SeqCst);
-                }
-                // The window may have opened between the read and the flag.
-                room = plan
-                    .acked_min(s)
-                    .saturating_add(plan.window)
-                    .saturating_sub(*sent);
-                if room == 0 {
-                    continue;
-                }
-                if let Some(blocked) = plan.blocked.get(s) {
-                    blocked.store(false, Ordering::SeqCst);
-                }
+                continue;
             }
             let mut n = room.min(plan.count - *sent).min(plan.window);
             if let Some(rate) = plan.rate {
-                let due = lines_due(&plan, rate, now).min(plan.count);
+                let due = lines_due(clock, rate, now).min(plan.count);
                 n = n.min(due.saturating_sub(*sent));
                 if n > 0 {
-                    let lag = now.saturating_sub(due_ns(&plan, rate, *sent));
+                    let lag = now.saturating_sub(due_ns(clock, rate, *sent));
                     self.result.max_send_lag_ns = self.result.max_send_lag_ns.max(lag);
                 }
             }
@@ -222,9 +221,18 @@ impl IoThread {
             if n > 0 {
                 if let Err(e) = conn.flush() {
                     failed.push((idx, e.to_string()));
+                } else if conn.out_empty() && plan.rate.is_none() && plan.room_or_block(s, *sent) > 0 {
+                    // Room left (or just freed): go on at once. With none,
+                    // the flag is set now, so the receivers' threads wake
+                    // this one; waiting for the next turn to set it would
+                    // leave a thread with no receivers of its own asleep
+                    // until MAX_WAIT. A full socket continues on its
+                    // writable event, a fixed rate on its timer.
+                    send_again = true;
                 }
             }
         }
+        run.send_again = send_again;
         for (idx, why) in failed {
             self.kill(idx, &why);
         }
@@ -232,13 +240,13 @@ impl IoThread {
 }
 
 /// When the line after `sent` lines is due for a sender at `rate` lines/s.
-pub(super) fn due_ns(plan: &Plan, rate: f64, sent: u64) -> u64 {
-    plan.start_ns.saturating_add((sent as f64 / rate * 1e9) as u64)
+pub(super) fn due_ns(clock: Clock, rate: f64, sent: u64) -> u64 {
+    clock.start_ns.saturating_add((sent as f64 / rate * 1e9) as u64)
 }
 
 /// How many lines a sender at `rate` lines/s should have sent by `now`
 /// (the first is due at the start).
-pub(super) fn lines_due(plan: &Plan, rate: f64, now: u64) -> u64 {
-    let elapsed = now.saturating_sub(plan.start_ns) as f64 / 1e9;
+pub(super) fn lines_due(clock: Clock, rate: f64, now: u64) -> u64 {
+    let elapsed = now.saturating_sub(clock.start_ns) as f64 / 1e9;
     (elapsed * rate) as u64 + 1
 }
