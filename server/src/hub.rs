@@ -492,30 +492,46 @@ fn route(message: Outbound, outlets: &[Outlet], woken: &mut [bool]) {
     };
     match message {
         Outbound::Close { id } => send(id.shard, message),
-        Outbound::Deliver { to, event, since } if outlets.len() > 1 => {
-            // Each list sized once, so the allocations do not grow with the
-            // number of recipients.
-            let mut counts = vec![0; outlets.len()];
-            for id in &to {
-                if let Some(count) = counts.get_mut(id.shard) {
-                    *count += 1;
+        // Most deliveries (replies, errors, private messages, small rooms
+        // on one thread) go to one thread: sent as they are.
+        Outbound::Deliver { to, event, since } => match sole_shard(&to) {
+            Some(shard) => send(shard, Outbound::Deliver { to, event, since }),
+            None => {
+                for (shard, to) in split_by_shard(to, outlets.len()).into_iter().enumerate() {
+                    if !to.is_empty() {
+                        let event = Arc::clone(&event);
+                        send(shard, Outbound::Deliver { to, event, since });
+                    }
                 }
             }
-            let mut by_shard: Vec<Vec<ConnId>> = counts.into_iter().map(Vec::with_capacity).collect();
-            for id in to {
-                if let Some(list) = by_shard.get_mut(id.shard) {
-                    list.push(id);
-                }
-            }
-            for (shard, to) in by_shard.into_iter().enumerate() {
-                if !to.is_empty() {
-                    let event = Arc::clone(&event);
-                    send(shard, Outbound::Deliver { to, event, since });
-                }
-            }
-        }
-        Outbound::Deliver { .. } => send(0, message),
+        },
     }
+}
+
+/// `to` as one list per I/O thread, in order. Each list is sized once, so
+/// the allocations do not grow with the number of recipients.
+fn split_by_shard(to: Vec<ConnId>, shards: usize) -> Vec<Vec<ConnId>> {
+    let mut counts = vec![0; shards];
+    for id in &to {
+        if let Some(count) = counts.get_mut(id.shard) {
+            *count += 1;
+        }
+    }
+    let mut by_shard: Vec<Vec<ConnId>> = counts.into_iter().map(Vec::with_capacity).collect();
+    for id in to {
+        if let Some(list) = by_shard.get_mut(id.shard) {
+            list.push(id);
+        }
+    }
+    by_shard
+}
+
+/// The I/O thread of every recipient in `to`, if they all have the same.
+fn sole_shard(to: &[ConnId]) -> Option<usize> {
+    let (first, rest) = to.split_first()?;
+    rest.iter()
+        .all(|id| id.shard == first.shard)
+        .then_some(first.shard)
 }
 
 #[cfg(test)]
