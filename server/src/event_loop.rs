@@ -207,9 +207,6 @@ impl EventLoop {
         let (clients, queued) = self.reported;
         self.stats.shift_clients(clients, 0);
         self.stats.shift_queued_bytes(queued, 0);
-        if self.shard == 0 {
-            log::info!("stopped");
-        }
         Ok(())
     }
 

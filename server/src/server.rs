@@ -364,6 +364,7 @@ impl Server {
         if hub_thread.join().is_err() {
             log::error!("the hub thread panicked");
         }
+        log::info!("stopped");
         if let Some(endpoint) = endpoint {
             endpoint.stop();
         }
