@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reruns the whole chat-server vs `ncat --chat` comparison with one command
-# and writes the markdown table to stdout (progress and each run's summary
-# go to stderr).
+# Reruns the whole chat-server vs `ncat --chat` comparison (and, if asked,
+# tokio's chat example) with one command and writes the markdown table to
+# stdout (progress and each run's summary go to stderr).
 #
 #   bench/run-comparison.sh [RESULTS.jsonl]
 #
@@ -10,18 +10,43 @@
 # DURATION=SECS (default 10) sets how long each fan-out scenario sends.
 # SERVER_ARGS="--threads 2" (split on spaces) adds arguments to chat-server,
 # each passed to chat-bench as --server-arg; they show in each JSON line.
+# TOKIO_CHAT_BIN=PATH (optional) adds a third target: each scenario also
+# runs against tokio's chat example (`--target tokio-chat --tokio-bin
+# PATH`), and the table gets a "tokio chat" column and a chat-server ÷
+# tokio ratio. That example is NOT part of this project and nothing here
+# builds it: take `examples/chat.rs` from the tokio-rs/tokio repository
+# (tokio 1.x), put it unchanged as src/main.rs of a scratch crate outside
+# this repository named `chat` (the example's log filter is `chat=info`),
+# give that crate the example's dependencies (tokio 1 with feature "full",
+# tokio-util 0.7 with "codec", tokio-stream 0.1, futures 0.3, tracing 0.1,
+# tracing-subscriber 0.3 with "fmt", "ansi", "env-filter" and
+# "tracing-log"), run `cargo build --release` there, and point
+# TOKIO_CHAT_BIN at its target/release/chat. Unset or empty: no tokio
+# column, the table as before.
 #
-# Each scenario runs against chat-server and then ncat, both started by
-# chat-bench on a free loopback port: chat-server with
+# Each scenario runs against chat-server and then ncat (then tokio's
+# example), each started by chat-bench on a free loopback port: chat-server with
 # `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (N = the
 # run's clients and a few more; flood
 # control off, which the load needs), ncat as
-# `ncat -l --chat --max-conns 100000`. Everything stays on loopback; every
+# `ncat -l --chat --max-conns 100000`, tokio's example as `chat
+# 127.0.0.1:PORT` (it has no options). Everything stays on loopback; every
 # run is bounded in time. The idle and ramp rows include the kernel's slab
 # memory per connection (machine-wide /proc/slabinfo, readable by root;
 # both ends of each loopback connection, so the server's share is about
 # half).
 set -euo pipefail
+
+TARGETS=(chat-server ncat)
+if [ -n "${TOKIO_CHAT_BIN:-}" ]; then
+    if [ ! -x "$TOKIO_CHAT_BIN" ] || [ -d "$TOKIO_CHAT_BIN" ]; then
+        echo "TOKIO_CHAT_BIN=$TOKIO_CHAT_BIN is not an executable file" >&2
+        exit 1
+    fi
+    # Made absolute before the script changes directory.
+    TOKIO_CHAT_BIN="$(cd "$(dirname "$TOKIO_CHAT_BIN")" && pwd)/$(basename "$TOKIO_CHAT_BIN")"
+    TARGETS+=(tokio-chat)
+fi
 
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -41,14 +66,16 @@ cargo build --release -q -p chat-server -p chat-bench >&2
 BENCH=target/release/chat-bench
 SERVER=target/release/chat-server
 
-# run LABEL SCENARIO-ARGS...: the scenario against chat-server, then ncat.
+# run LABEL SCENARIO-ARGS...: the scenario against chat-server, then ncat
+# (then tokio's chat example, with TOKIO_CHAT_BIN).
 run() {
     local label="$1"
     shift
     local target out
-    for target in chat-server ncat; do
+    for target in "${TARGETS[@]}"; do
         local -a how=(--server-bin "$SERVER" "${SERVER_FLAGS[@]}")
         if [ "$target" = ncat ]; then how=(--target ncat); fi
+        if [ "$target" = tokio-chat ]; then how=(--target tokio-chat --tokio-bin "$TOKIO_CHAT_BIN"); fi
         echo "== $label: $target" >&2
         # A failed run (ncat dying under load, say) is reported and the
         # comparison goes on; its cells stay empty.

@@ -13,13 +13,28 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::Flavor;
 
-/// Load generator for chat-server and `ncat --chat`, loopback only.
+/// Load generator for chat-server, `ncat --chat` and tokio's chat example,
+/// loopback only.
 ///
 /// Start the server under test with
 /// `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (flood
 /// control off; N at least the run's clients), or let chat-bench start it
 /// with --server-bin. Each
 /// scenario prints a summary and, as its last line, one JSON object.
+///
+/// --target tokio-chat measures tokio's chat example (`examples/chat.rs`
+/// in the tokio-rs/tokio repository). It is not part of this project and
+/// is not built by it: copy that file unchanged into the `src/main.rs` of
+/// a scratch crate outside this repository (named `chat`, so that the
+/// example's own log filter `chat=info` applies to it as in tokio's
+/// repository), depending on tokio 1 (feature "full"), tokio-util 0.7
+/// (feature "codec"), tokio-stream 0.1, futures 0.3, tracing 0.1 and
+/// tracing-subscriber 0.3 (features "fmt", "ansi", "env-filter",
+/// "tracing-log"), build it with `cargo build --release`, and give the
+/// binary as --tokio-bin PATH, or start it by hand as `chat 127.0.0.1:PORT`
+/// and give --addr 127.0.0.1:PORT --server-pid PID. It runs fanout,
+/// fixed-rate, idle, ramp and join-storm (one room: its join storm is its
+/// connect storm, as for ncat).
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
@@ -38,13 +53,17 @@ pub enum TargetKind {
     ChatServer,
     /// `ncat --chat`: no rooms or nicks, `<userN> text` lines.
     Ncat,
+    /// tokio's chat example: a username prompt (answered `u<id>`), one
+    /// room, `NAME: text` lines. Not part of this project: see
+    /// --tokio-bin.
+    TokioChat,
 }
 
 impl TargetArgs {
     /// The connects in flight per thread, given or the target's default.
     pub fn connect_inflight(&self) -> u16 {
         self.connect_inflight.unwrap_or(match self.target {
-            TargetKind::ChatServer => 64,
+            TargetKind::ChatServer | TargetKind::TokioChat => 64,
             TargetKind::Ncat => 4,
         })
     }
@@ -56,6 +75,7 @@ impl TargetKind {
         match self {
             TargetKind::ChatServer => Flavor::ChatServer,
             TargetKind::Ncat => Flavor::Ncat,
+            TargetKind::TokioChat => Flavor::TokioChat,
         }
     }
 }
@@ -88,6 +108,12 @@ pub struct TargetArgs {
     /// The ncat to start for --target ncat without --addr.
     #[arg(long, value_name = "PATH", default_value = "ncat", global = true)]
     pub ncat_bin: PathBuf,
+    /// For --target tokio-chat without --addr: a release build of tokio's
+    /// chat example (tokio's `examples/chat.rs`, built by you outside this
+    /// project; see above), started as `PATH 127.0.0.1:PORT` on a free
+    /// port, without RUST_LOG (its own default filter, `chat=info`).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub tokio_bin: Option<PathBuf>,
     /// Generator I/O threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
     pub threads: u16,
@@ -96,7 +122,7 @@ pub struct TargetArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=250), global = true)]
     pub sources: u16,
     /// Most connects (until the server's first line) under way at once
-    /// per thread. [default: 64 for chat-server; 4 for ncat, whose small
+    /// per thread. [default: 64 for chat-server and tokio-chat; 4 for ncat, whose small
     /// listen backlog overflows otherwise, and the kernel then drops the
     /// handshake's last ACK: the client believes it is connected, ncat
     /// never accepts it]
@@ -320,5 +346,25 @@ mod tests {
         assert_eq!(args.common.clients, 5);
         // After the scenario's name it is refused, not silently dropped.
         assert!(Cli::try_parse_from(["chat-bench", "idle", "--server-arg=--threads"]).is_err());
+    }
+
+    #[test]
+    fn tokio_chat_is_a_target_with_its_own_binary_option() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "fanout",
+            "--target",
+            "tokio-chat",
+            "--tokio-bin",
+            "/tmp/tokio-chat/target/release/chat",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.target, TargetKind::TokioChat);
+        assert_eq!(cli.target.target.flavor().name(), "tokio-chat");
+        assert_eq!(
+            cli.target.tokio_bin,
+            Some(PathBuf::from("/tmp/tokio-chat/target/release/chat"))
+        );
+        assert_eq!(cli.target.connect_inflight(), 64);
     }
 }

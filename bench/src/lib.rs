@@ -1,6 +1,7 @@
 //! chat-bench: an independent load generator for chat-server, also able
-//! to drive `ncat --chat`, so that both are measured by the same tool in
-//! the same run.
+//! to drive `ncat --chat` and tokio's chat example (`examples/chat.rs` in
+//! tokio's repository, built by the reader; not part of this project), so
+//! that all are measured by the same tool in the same run.
 //!
 //! A chat daemon's real work is fan-out, so the scenarios are about it:
 //! many loopback connections, some of which send timestamped 64-byte

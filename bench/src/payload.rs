@@ -7,8 +7,9 @@
 //! clock reading on the same base, and uses `s` and `n` to check that every
 //! sender's lines arrive exactly once and in order. Because the identity is
 //! in the payload, the receiver does not need the server's prefix: a line
-//! may arrive as `<b7> t=...` (chat-server), `<user5> t=...` (ncat) or bare
-//! `t=...` (ncat prefixes only the first line of each chunk it reads).
+//! may arrive as `<b7> t=...` (chat-server), `<user5> t=...` (ncat), bare
+//! `t=...` (ncat prefixes only the first line of each chunk it reads) or
+//! `u7: t=...` (tokio's chat example).
 
 /// Length of one sent line, including its `\n`.
 pub const LINE_LEN: usize = 64;
@@ -75,16 +76,33 @@ fn parse_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     Some((value, rest))
 }
 
+/// The line after the server's sender prefix: `<name> ` (chat-server's
+/// `<nick> `, ncat's `<userN> `), `name: ` with a name without spaces
+/// (tokio's chat example), or none. `None` when the line has neither a
+/// known prefix nor none.
+fn strip_sender(line: &[u8]) -> Option<&[u8]> {
+    if line.starts_with(b"t=") {
+        return Some(line);
+    }
+    if line.first() == Some(&b'<') {
+        let end = memchr::memmem::find(line, b"> ")?;
+        return line.get(end + 2..);
+    }
+    let end = memchr::memmem::find(line, b": ")?;
+    let name = line.get(..end)?;
+    if name.is_empty() || name.contains(&b' ') {
+        return None;
+    }
+    line.get(end + 2..)
+}
+
 /// The stamp in a delivered line (without its `\n`), if it carries one.
 ///
-/// Accepts an optional `<name> ` prefix (chat-server's `<nick> `, ncat's
-/// `<userN> `); anything else (notices, announcements) is `None`.
+/// Accepts an optional sender prefix: chat-server's `<nick> `, ncat's
+/// `<userN> `, tokio's chat example's `name: `; anything else (notices,
+/// announcements) is `None`.
 pub fn parse_delivery(line: &[u8]) -> Option<Stamp> {
-    let mut rest = line;
-    if rest.first() == Some(&b'<') {
-        let end = memchr::memmem::find(rest, b"> ")?;
-        rest = rest.get(end + 2..)?;
-    }
+    let rest = strip_sender(line)?;
     let rest = rest.strip_prefix(b"t=")?;
     let (t, rest) = parse_u64(rest)?;
     let rest = rest.strip_prefix(b" s=")?;
@@ -121,6 +139,9 @@ mod tests {
         let mut ncat = b"<user12> ".to_vec();
         ncat.extend_from_slice(text);
         assert_eq!(parse_delivery(&ncat), Some(stamp));
+        let mut tokio = b"u7: ".to_vec();
+        tokio.extend_from_slice(text);
+        assert_eq!(parse_delivery(&tokio), Some(stamp));
     }
 
     #[test]
@@ -152,6 +173,13 @@ mod tests {
             &b"-- b1 joined #bench"[..],
             b"<announce> 127.0.0.1 is connected as <user5>.",
             b"<b1> hello",
+            // tokio's chat example: its prompt, announcements, chat text.
+            b"Please enter your username:",
+            b"u5 has joined the chat",
+            b"u5 has left the chat",
+            b"u5: hello",
+            b"u5 x: t=1 s=1 n=1",
+            b": t=1 s=1 n=1",
             b"t=12 s=x n=1",
             b"t=99999999999999999999999 s=1 n=1",
             b"",

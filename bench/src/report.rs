@@ -20,7 +20,7 @@ pub struct Header {
     pub scenario: String,
     /// The `--label` given.
     pub label: String,
-    /// `chat-server` or `ncat`.
+    /// `chat-server`, `ncat` or `tokio-chat` ([`crate::engine::Flavor::name`]).
     pub target: String,
     /// How the server was started (the whole command line when this run
     /// started it).
@@ -43,10 +43,7 @@ impl Header {
         Header {
             scenario: scenario.to_string(),
             label: args.label.clone(),
-            target: match target.flavor {
-                crate::engine::Flavor::ChatServer => "chat-server".to_string(),
-                crate::engine::Flavor::Ncat => "ncat".to_string(),
-            },
+            target: target.flavor.name().to_string(),
             server: target.command.clone(),
             server_args: args.server_args.clone(),
             server_pid: target.pid,

@@ -12,7 +12,11 @@
 //! which says at once that the machine cannot run the scenario). A server
 //! started by hand for `--addr` must be started the same way. `ncat` is
 //! started as `ncat -l --chat --max-conns 100000 127.0.0.1 PORT` (its
-//! default of 100 connections would end every larger scenario early). Either way only loopback
+//! default of 100 connections would end every larger scenario early).
+//! tokio's chat example (not part of this project; the reader builds it
+//! from tokio's repository) is started as `BIN 127.0.0.1:PORT`, its only
+//! argument, without `RUST_LOG` so that it logs as it does by default.
+//! Either way only loopback
 //! addresses are accepted. Extra chat-server arguments (`--server-arg`,
 //! such as `--threads 2`) come after [`CHAT_SERVER_ARGS`], so they may
 //! also override them, and show in [`Target::command`].
@@ -111,6 +115,24 @@ impl Target {
             .arg(addr.ip().to_string())
             .arg(addr.port().to_string());
         Self::spawn(Flavor::Ncat, cmd, addr)
+    }
+
+    /// Starts tokio's chat example `bin` as `bin 127.0.0.1:PORT` on a free
+    /// port and waits until it accepts connections. It has no options: no
+    /// connection limit, no flood control, unbounded per-client queues.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not accept in time.
+    pub fn spawn_tokio_chat(bin: &Path) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(addr.to_string());
+        // Its log filter is `RUST_LOG` plus `chat=info`: a RUST_LOG left in
+        // the caller's environment (debug, say) would make it log every
+        // connection and cost it time we would be measuring. Its log goes
+        // to stdout, which is discarded; start-up errors go to stderr.
+        cmd.env_remove("RUST_LOG");
+        Self::spawn(Flavor::TokioChat, cmd, addr)
     }
 
     fn spawn(flavor: Flavor, mut cmd: Command, addr: SocketAddr) -> Result<Target> {

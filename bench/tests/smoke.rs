@@ -10,9 +10,11 @@
 // but not in the helpers of an integration test file, so say it here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -214,4 +216,151 @@ fn a_join_storm_confirms_every_join() {
     assert_eq!(json["connected"], 30, "{json}");
     assert_eq!(json["all_joined"], true, "{json}");
     assert_eq!(json["died"], 0, "{json}");
+}
+
+/// A stand-in for tokio's chat example (which is not part of this project
+/// and cannot be built by its tests), speaking its protocol as observed by
+/// hand: `Please enter your username:`, then the name line; the name is
+/// announced to the others as `NAME has joined the chat`, and each line
+/// goes to every other registered client as `NAME: line`. A client is
+/// registered only once its name is read, as in the example. A thread per
+/// client, for a handful of clients.
+struct TokioLike {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Every accepted socket, to shut them all down at the end.
+    all: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// The registered clients' sockets, by their address.
+type Peers = Arc<Mutex<Vec<(SocketAddr, TcpStream)>>>;
+
+impl TokioLike {
+    fn start() -> TokioLike {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let all: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let peers: Peers = Arc::default();
+        let acceptor = {
+            let (stop, all) = (Arc::clone(&stop), Arc::clone(&all));
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, from)) => {
+                            stream.set_nonblocking(false).unwrap();
+                            all.lock().unwrap().push(stream.try_clone().unwrap());
+                            let peers = Arc::clone(&peers);
+                            thread::spawn(move || Self::serve(stream, from, &peers));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        TokioLike {
+            addr,
+            stop,
+            all,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn serve(mut stream: TcpStream, from: SocketAddr, peers: &Peers) {
+        if stream.write_all(b"Please enter your username:\n").is_err() {
+            return;
+        }
+        let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+        let Some(Ok(name)) = lines.next() else { return };
+        let broadcast = |text: String| {
+            let mut peers = peers.lock().unwrap();
+            for (addr, peer) in peers.iter_mut() {
+                if *addr != from {
+                    let _ = peer.write_all(format!("{text}\n").as_bytes());
+                }
+            }
+        };
+        peers.lock().unwrap().push((from, stream));
+        broadcast(format!("{name} has joined the chat"));
+        for line in lines {
+            let Ok(line) = line else { break };
+            broadcast(format!("{name}: {line}"));
+        }
+        peers.lock().unwrap().retain(|(addr, _)| *addr != from);
+        broadcast(format!("{name} has left the chat"));
+    }
+}
+
+impl Drop for TokioLike {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Each client's thread ends when its socket does.
+        for stream in self.all.lock().unwrap().iter() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.acceptor.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_tokio_chat_target_names_itself_and_reads_name_prefixed_lines() {
+    let server = TokioLike::start();
+    let addr = server.addr.to_string();
+    let json = run_binary(&[
+        "--target",
+        "tokio-chat",
+        "--addr",
+        &addr,
+        "fanout",
+        "--clients",
+        "5",
+        "--senders",
+        "2",
+        "--count",
+        "200",
+        "--duration",
+        "60",
+        "--drain",
+        "30",
+    ]);
+    assert_eq!(json["target"], "tokio-chat", "{json}");
+    assert_eq!(json["lines_sent"], 2 * 200, "{json}");
+    assert_eq!(json["complete"], true, "{json}");
+    // Each line reaches every client but its sender.
+    assert_eq!(json["integrity"]["delivered"], 2 * 200 * 4, "{json}");
+    for key in ["lost", "duplicated", "out_of_order", "foreign"] {
+        assert_eq!(json["integrity"][key], 0, "{key}: {json}");
+    }
+    // The "has joined" announcements are other lines, not deliveries.
+    assert!(json["other_lines"].as_u64().unwrap() > 0, "{json}");
+}
+
+#[test]
+fn idle_tokio_chat_connections_answer_the_prompt_in_worker_processes() {
+    let server = TokioLike::start();
+    let addr = server.addr.to_string();
+    let json = run_binary(&[
+        "--target",
+        "tokio-chat",
+        "--addr",
+        &addr,
+        "idle",
+        "--clients",
+        "12",
+        "--workers",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(json["target"], "tokio-chat", "{json}");
+    assert_eq!(json["held"], 12, "{json}");
+    assert_eq!(
+        (json["failed"].as_u64(), json["died"].as_u64()),
+        (Some(0), Some(0)),
+        "{json}"
+    );
 }

@@ -332,24 +332,41 @@ impl IoThread {
         };
         match conn.state {
             State::Connecting | State::Dead => {}
-            State::AwaitWelcome => {
-                if self.config.flavor == Flavor::Ncat {
-                    self.mark_ready(idx);
-                } else if line.starts_with(b"-- welcome") {
-                    if let Handshake::Join(room) = &self.handshake {
-                        let request = format!("/nick b{}\n/join {room}\n", conn.id);
-                        conn.out.extend_from_slice(request.as_bytes());
-                        conn.state = State::AwaitJoined;
+            State::AwaitWelcome => match self.config.flavor {
+                Flavor::Ncat => self.mark_ready(idx),
+                Flavor::TokioChat => {
+                    // The example sends nothing else before the name: it
+                    // registers the peer (and starts sending it others'
+                    // lines) only once it has read the name, and never
+                    // confirms it. So the client counts as ready once the
+                    // name is queued; the run's settle step (announcements
+                    // stopped) covers the server registering it, and a
+                    // receiver it had not registered yet would show up as
+                    // lost lines, never silently.
+                    if is_username_prompt(line) {
+                        let name = format!("u{}\n", conn.id);
+                        conn.out.extend_from_slice(name.as_bytes());
                         self.to_flush.push(idx);
-                    } else {
                         self.mark_ready(idx);
                     }
-                } else if line.starts_with(b"!! ") {
-                    // "server full", "too many connections": refused.
-                    let why = String::from_utf8_lossy(line).into_owned();
-                    self.kill(idx, &why);
                 }
-            }
+                Flavor::ChatServer => {
+                    if line.starts_with(b"-- welcome") {
+                        if let Handshake::Join(room) = &self.handshake {
+                            let request = format!("/nick b{}\n/join {room}\n", conn.id);
+                            conn.out.extend_from_slice(request.as_bytes());
+                            conn.state = State::AwaitJoined;
+                            self.to_flush.push(idx);
+                        } else {
+                            self.mark_ready(idx);
+                        }
+                    } else if line.starts_with(b"!! ") {
+                        // "server full", "too many connections": refused.
+                        let why = String::from_utf8_lossy(line).into_owned();
+                        self.kill(idx, &why);
+                    }
+                }
+            },
             State::AwaitJoined => {
                 if is_join_confirmation(line) {
                     self.mark_ready(idx);
@@ -495,4 +512,24 @@ impl IoThread {
 
 fn is_join_confirmation(line: &[u8]) -> bool {
     line.starts_with(b"-- you joined ") || line.starts_with(b"!! you are already in ")
+}
+
+/// The first line of tokio's chat example. Its `LinesCodec` ends lines
+/// with a bare `\n`; a `\r` is tolerated all the same.
+fn is_username_prompt(line: &[u8]) -> bool {
+    line.strip_suffix(b"\r").unwrap_or(line) == b"Please enter your username:"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_username_prompt_is_recognised_and_nothing_else() {
+        assert!(is_username_prompt(b"Please enter your username:"));
+        assert!(is_username_prompt(b"Please enter your username:\r"));
+        assert!(!is_username_prompt(b"u3 has joined the chat"));
+        assert!(!is_username_prompt(b"u3: Please enter your username:"));
+        assert!(!is_username_prompt(b""));
+    }
 }

@@ -55,15 +55,34 @@ pub enum Flavor {
     ChatServer,
     /// `ncat --chat`: an announcement line; no nicks, no rooms.
     Ncat,
+    /// tokio's chat example (`examples/chat.rs` in tokio's repository, not
+    /// part of this project): a `Please enter your username:` prompt,
+    /// answered with `u<id>`; then one room, `NAME: text` lines, and
+    /// `NAME has joined the chat` announcements.
+    TokioChat,
+}
+
+impl Flavor {
+    /// The name of the kind in reports and on the command line
+    /// (`--target`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::ChatServer => "chat-server",
+            Flavor::Ncat => "ncat",
+            Flavor::TokioChat => "tokio-chat",
+        }
+    }
 }
 
 /// What a new connection does before it counts as ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handshake {
-    /// Ready on the server's first line.
+    /// Ready on the server's first line (tokio's chat example: once the
+    /// username prompt is answered).
     Welcome,
     /// After the welcome, `/nick b<id>` and `/join <room>`; ready on
-    /// `-- you joined`. (ncat: as [`Handshake::Welcome`].)
+    /// `-- you joined`. (ncat, tokio's chat example: as
+    /// [`Handshake::Welcome`].)
     Join(String),
 }
 

@@ -83,7 +83,7 @@ pub fn run(
     let mut engine = Engine::start(super::engine_config(args, target, lifetime))?;
     let handshake = match target.flavor {
         Flavor::ChatServer => Handshake::Join(super::room_name()),
-        Flavor::Ncat => Handshake::Welcome,
+        Flavor::Ncat | Flavor::TokioChat => Handshake::Welcome,
     };
     let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);

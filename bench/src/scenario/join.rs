@@ -7,7 +7,8 @@
 //! K joins send K²/2 notices. This is the scenario that shows it.
 //! `ncat --chat` has no rooms; against it the storm is the connecting
 //! itself (each connect is announced to everyone, with the full list of
-//! users), so its "join" time is its connect time.
+//! users), so its "join" time is its connect time. The same holds for
+//! tokio's chat example (one room; each username announced to everyone).
 
 use serde::Serialize;
 use std::time::Instant;
@@ -87,7 +88,7 @@ pub fn run(target: &mut Target, args: &TargetArgs, j: &JoinStormArgs) -> Result<
             let settled = pool::broadcast(&mut pools, "settle")?;
             (join_s, joined.complete, t0.elapsed().as_secs_f64(), settled.died)
         }
-        Flavor::Ncat => (connect_s, opened.live == clients, connect_s, opened.died),
+        Flavor::Ncat | Flavor::TokioChat => (connect_s, opened.live == clients, connect_s, opened.died),
     };
     let r = JoinReport {
         header: Header::new("join-storm", args, target),

@@ -66,10 +66,11 @@ pub fn run(cli: Cli) -> Result<()> {
 pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     let flavor = args.target.flavor();
     if !args.server_args.is_empty() {
-        if args.target == TargetKind::Ncat {
-            return Err(Error::msg(
-                "--server-arg is for the chat-server that --server-bin starts, not for --target ncat",
-            ));
+        if args.target != TargetKind::ChatServer {
+            return Err(Error::msg(format!(
+                "--server-arg is for the chat-server that --server-bin starts, not for --target {}",
+                flavor.name()
+            )));
         }
         if args.addr.is_some() || args.server_bin.is_none() {
             return Err(Error::msg(
@@ -80,6 +81,14 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     match (args.addr, args.target, &args.server_bin) {
         (Some(addr), _, _) => Target::attach(flavor, addr, args.server_pid),
         (None, TargetKind::Ncat, _) => Target::spawn_ncat(&args.ncat_bin),
+        (None, TargetKind::TokioChat, _) => match &args.tokio_bin {
+            Some(bin) => Target::spawn_tokio_chat(bin),
+            None => Err(Error::msg(
+                "give --tokio-bin PATH (a release build of tokio's examples/chat.rs, which is not \
+                 part of this project: build it from tokio's repository, see --help), or --addr \
+                 ADDR [--server-pid PID] of one started by hand",
+            )),
+        },
         (None, TargetKind::ChatServer, Some(bin)) => {
             Target::spawn_chat_server(bin, clients, &args.server_args)
         }
@@ -135,5 +144,16 @@ mod tests {
             10,
         );
         assert!(attached.unwrap_err().0.contains("needs --server-bin"));
+        let tokio = open_target(
+            &target_args(&["--target", "tokio-chat", "--tokio-bin", "chat", "--server-arg=-v"]),
+            10,
+        );
+        assert!(tokio.unwrap_err().0.contains("not for --target tokio-chat"));
+    }
+
+    #[test]
+    fn tokio_chat_needs_a_binary_or_an_address() {
+        let missing = open_target(&target_args(&["--target", "tokio-chat"]), 10);
+        assert!(missing.unwrap_err().0.contains("--tokio-bin"));
     }
 }

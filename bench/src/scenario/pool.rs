@@ -146,10 +146,7 @@ impl Pool {
             }]);
         }
         let exe = std::env::current_exe()?;
-        let kind = match target.flavor {
-            crate::engine::Flavor::ChatServer => "chat-server",
-            crate::engine::Flavor::Ncat => "ncat",
-        };
+        let kind = target.flavor.name();
         (0..usize::from(workers))
             .map(|w| {
                 let mut child = Command::new(&exe)
