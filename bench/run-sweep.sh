@@ -25,6 +25,10 @@
 #   SERVER_ARGS="--threads 2"
 #                     extra chat-server arguments, split on spaces, each
 #                     passed as --server-arg (so a sweep per thread count)
+#   TOKIO_CHAT_BIN=PATH
+#                     also run tokio's chat example (built by the reader
+#                     from tokio's repository, see `chat-bench --help`) for
+#                     N up to TOKIO_MAX (default 3000)
 #   LABEL=TEXT        put in the plot's title and each run's --label
 #   BUILD=0           use the binaries already in target/release
 #
@@ -40,6 +44,15 @@ NCAT_MAX="${NCAT_MAX:-1000}"
 SERVER_ARGS="${SERVER_ARGS:-}"
 LABEL="${LABEL:-}"
 BUILD="${BUILD:-1}"
+TOKIO_CHAT_BIN="${TOKIO_CHAT_BIN:-}"
+TOKIO_MAX="${TOKIO_MAX:-3000}"
+if [ -n "$TOKIO_CHAT_BIN" ]; then
+    if [ ! -x "$TOKIO_CHAT_BIN" ]; then
+        echo "TOKIO_CHAT_BIN=$TOKIO_CHAT_BIN is not an executable" >&2
+        exit 2
+    fi
+    TOKIO_CHAT_BIN="$(cd "$(dirname "$TOKIO_CHAT_BIN")" && pwd)/$(basename "$TOKIO_CHAT_BIN")"
+fi
 
 case "$OUT" in
 *.png) ;;
@@ -89,6 +102,7 @@ point() {
     setup=$((n >= 3000 ? 120 : 60))
     local -a how=(--server-bin "$SERVER" "${SERVER_FLAGS[@]}")
     if [ "$target" = ncat ]; then how=(--target ncat); fi
+    if [ "$target" = tokio-chat ]; then how=(--target tokio-chat --tokio-bin "$TOKIO_CHAT_BIN"); fi
     echo "== $n clients, $senders senders: $target" >&2
     # chat-bench ends itself after setup (and settling) + duration + drain;
     # timeout is the backstop.
@@ -117,6 +131,7 @@ for n in $NS; do
     if [ "$n" -lt 2 ]; then echo "skipping N=$n: fan-out needs 2 clients" >&2; continue; fi
     point "$n" chat-server
     if [ "$n" -le "$NCAT_MAX" ]; then point "$n" ncat; fi
+    if [ -n "$TOKIO_CHAT_BIN" ] && [ "$n" -le "$TOKIO_MAX" ]; then point "$n" tokio-chat; fi
 done
 
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -129,7 +144,7 @@ if [ "$BUILD" = 0 ]; then SUBTITLE="$SUBTITLE; binaries not rebuilt (BUILD=0)"; 
 # rate and latency are not comparable.
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-for target in chat-server ncat; do
+for target in chat-server ncat tokio-chat; do
     awk -v t="$target" '$2 == t && $6 == "true"' "$DATA" >"$TMP/$target.dat"
 done
 if awk '$6 == "false"' "$DATA" | grep -q .; then
@@ -149,6 +164,8 @@ series() {
     p="$(plot_series "$TMP/chat-server.dat" "$col" chat-server 'lw 2 pt 7 lc rgb "#1f77b4"')"
     [ -n "$p" ] && parts+=("$p")
     p="$(plot_series "$TMP/ncat.dat" "$col" "ncat --chat" 'lw 2 pt 5 lc rgb "#d62728"')"
+    [ -n "$p" ] && parts+=("$p")
+    p="$(plot_series "$TMP/tokio-chat.dat" "$col" "tokio chat example" 'lw 2 pt 9 lc rgb "#2ca02c"')"
     [ -n "$p" ] && parts+=("$p")
     if [ "${#parts[@]}" -eq 0 ]; then
         echo "no complete run to plot" >&2
