@@ -92,6 +92,10 @@ pub struct Connection {
     pub last_input: Instant,
     /// Why the connection is ending, once that is known (for the metrics).
     pub close_reason: Option<CloseReason>,
+    /// Already on the event loop's list of connections to flush after this
+    /// batch, so that a connection is listed once however many messages
+    /// it was given.
+    pub flush_due: bool,
     /// Bytes read since [`Connection::take_bytes_read`] last took them.
     bytes_read: usize,
     stream: TcpStream,
@@ -137,6 +141,7 @@ impl Connection {
             queue: Vec::new(),
             written: 0,
             wants_write: false,
+            flush_due: false,
         })
     }
 

@@ -94,7 +94,8 @@ pub struct EventLoop {
     read_buf: Vec<u8>,
     /// Scratch space for encoding one event once for all its recipients.
     encoded: Vec<u8>,
-    /// Slab keys of connections with output to write after this batch.
+    /// Slab keys of connections with output to write after this batch,
+    /// each once (see [`Connection::flush_due`]).
     dirty: Vec<usize>,
     /// Connections dropped for overflowing their queue during this batch.
     slow: Vec<usize>,
@@ -268,9 +269,20 @@ impl EventLoop {
         });
     }
 
+    /// Puts the connection at `slot` on the list to flush after this batch,
+    /// once.
+    fn mark_dirty(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if !conn.flush_due {
+                conn.flush_due = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+
     fn connection_ready(&mut self, slot: usize, event: &Event) {
         if event.is_writable() {
-            self.dirty.push(slot);
+            self.mark_dirty(slot);
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.read(slot);
@@ -387,7 +399,7 @@ impl EventLoop {
                             let until = Instant::now() + CLOSE_TIMEOUT;
                             conn.phase = Phase::Closing { until };
                             self.timers.add(until, id, TimerKind::Close);
-                            self.dirty.push(id.slot);
+                            self.mark_dirty(id.slot);
                         }
                     }
                 }
@@ -451,7 +463,7 @@ impl EventLoop {
             if let ServerEvent::Error(error) = event {
                 self.stats.count_error(error);
             }
-            self.dirty.push(id.slot);
+            self.mark_dirty(id.slot);
         }
         if is_message && queued_to > 0 {
             self.stats.count_delivered(queued_to);
@@ -462,10 +474,9 @@ impl EventLoop {
     /// are done to lingering.
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for slot in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(slot) else { continue };
+            conn.flush_due = false;
             if !conn.accepts_output() {
                 continue;
             }
