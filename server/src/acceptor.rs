@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,7 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::connection::is_disconnect;
 use crate::liveness::Heartbeat;
 use crate::messages::{Adopt, Inbound, Released};
+use crate::server::ShutdownHandle;
 use crate::stats::{CloseReason, Stats};
 use crate::wire;
 
@@ -117,8 +117,8 @@ pub struct Acceptor {
     paused_until: Option<Instant>,
     /// When the last "out of descriptors" warning was logged.
     last_warning: Option<Instant>,
-    /// Set by a [`crate::ShutdownHandle`] from any thread.
-    shutdown: Arc<AtomicBool>,
+    /// Says whether shutdown was asked for.
+    shutdown: ShutdownHandle,
     stats: Arc<Stats>,
     heartbeat: Heartbeat,
 }
@@ -137,7 +137,7 @@ impl Acceptor {
         released: Receiver<Released>,
         to_hub: Sender<Inbound>,
         admission: Admission,
-        shutdown: Arc<AtomicBool>,
+        shutdown: ShutdownHandle,
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
     ) -> io::Result<Acceptor> {
@@ -188,7 +188,7 @@ impl Acceptor {
                 }
                 break Err(e);
             }
-            if self.shutdown.load(Ordering::Acquire) {
+            if self.shutdown.is_requested() {
                 break Ok(());
             }
             for event in events.iter() {

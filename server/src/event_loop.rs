@@ -18,7 +18,6 @@
 //! and the idle timeout.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,14 +81,15 @@ pub struct EventLoop {
     /// Connections by slab key, which is also their token.
     conns: Slab<Connection>,
     config: Config,
+    /// Each connection's limits, from `config`.
+    limits: Limits,
     to_hub: Sender<Inbound>,
     from_hub: Receiver<Outbound>,
     adopt: Receiver<Adopt>,
     released: Sender<Released>,
-    /// Set by a [`crate::ShutdownHandle`] from any thread.
-    shutdown: Arc<AtomicBool>,
-    /// Starts a shutdown of the whole server, should the hub fail.
-    stop_server: ShutdownHandle,
+    /// Says whether shutdown was asked for, and starts one should the hub
+    /// fail.
+    shutdown: ShutdownHandle,
     /// Scratch space for reads, shared by all connections.
     read_buf: Vec<u8>,
     /// Scratch space for encoding one event once for all its recipients.
@@ -130,7 +130,7 @@ impl EventLoop {
         poll: Poll,
         config: Config,
         channels: Channels,
-        stop_server: ShutdownHandle,
+        shutdown: ShutdownHandle,
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
     ) -> EventLoop {
@@ -138,13 +138,17 @@ impl EventLoop {
             shard,
             poll,
             conns: Slab::new(),
+            limits: Limits {
+                max_line: config.max_line,
+                rate: config.rate,
+                burst: config.burst,
+            },
             config,
             to_hub: channels.to_hub,
             from_hub: channels.from_hub,
             adopt: channels.adopt,
             released: channels.released,
-            shutdown: stop_server.requested(),
-            stop_server,
+            shutdown,
             read_buf: vec![0; READ_BUFFER],
             encoded: Vec::new(),
             dirty: Vec::new(),
@@ -183,7 +187,7 @@ impl EventLoop {
                     self.connection_ready(event.token().0, event);
                 }
             }
-            if self.shutdown.load(Ordering::Acquire) && self.drain_deadline.is_none() {
+            if self.shutdown.is_requested() && self.drain_deadline.is_none() {
                 self.drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
             }
             self.run_due_timers();
@@ -215,45 +219,38 @@ impl EventLoop {
     fn take_adopted(&mut self) {
         loop {
             match self.adopt.try_recv() {
-                Ok(Adopt { stream, addr, serial }) => {
-                    let entry = self.conns.vacant_entry();
-                    let id = ConnId {
-                        shard: self.shard,
-                        slot: entry.key(),
-                        serial,
-                    };
-                    let limits = Limits {
-                        max_line: self.config.max_line,
-                        rate: self.config.rate,
-                        burst: self.config.burst,
-                    };
-                    match Connection::register(
-                        id,
-                        stream,
-                        addr,
-                        &limits,
-                        self.poll.registry(),
-                        Token(id.slot),
-                    ) {
-                        Ok(conn) => {
-                            entry.insert(conn);
-                            if let Some(idle) = self.config.idle_timeout {
-                                self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
-                            }
-                            self.tell_hub(Inbound::Connected { id, addr });
-                        }
-                        Err(e) => {
-                            log::warn!("cannot register connection from {addr}: {e}");
-                            self.stats.count_closed(CloseReason::Disconnect);
-                            self.release(addr.ip());
-                        }
-                    }
-                }
+                Ok(adopt) => self.adopt(adopt),
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.acceptor_gone = true;
                     return;
                 }
+            }
+        }
+    }
+
+    /// Registers a connection handed over by the acceptor and tells the
+    /// hub it is here.
+    fn adopt(&mut self, Adopt { stream, addr, serial }: Adopt) {
+        let entry = self.conns.vacant_entry();
+        let id = ConnId {
+            shard: self.shard,
+            slot: entry.key(),
+            serial,
+        };
+        let token = Token(id.slot);
+        match Connection::register(id, stream, addr, &self.limits, self.poll.registry(), token) {
+            Ok(conn) => {
+                entry.insert(conn);
+                if let Some(idle) = self.config.idle_timeout {
+                    self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
+                }
+                self.tell_hub(Inbound::Connected { id, addr });
+            }
+            Err(e) => {
+                log::warn!("cannot register connection from {addr}: {e}");
+                self.stats.count_closed(CloseReason::Disconnect);
+                self.release(addr.ip());
             }
         }
     }
@@ -548,7 +545,7 @@ impl EventLoop {
         if !self.hub_gone {
             log::error!("the hub stopped unexpectedly; shutting down");
             self.hub_gone = true;
-            self.stop_server.shutdown();
+            self.shutdown.shutdown();
         }
     }
 

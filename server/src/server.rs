@@ -94,9 +94,9 @@ impl ShutdownHandle {
         }
     }
 
-    /// The flag [`ShutdownHandle::shutdown`] sets, for the loops to watch.
-    pub(crate) fn requested(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.requested)
+    /// Whether [`ShutdownHandle::shutdown`] has been called.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
     }
 }
 
@@ -338,7 +338,7 @@ impl Server {
                 max_clients: self.config.max_clients,
                 max_per_ip: self.config.max_per_ip,
             },
-            self.shutdown.requested(),
+            self.shutdown.clone(),
             Arc::clone(&self.stats),
             self.acceptor.heartbeat,
         );
