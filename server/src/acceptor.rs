@@ -107,8 +107,8 @@ pub struct Acceptor {
     released: Receiver<Released>,
     to_hub: Sender<Inbound>,
     admission: Admission,
-    /// Connections given out and not yet released, in all and per address.
-    clients: usize,
+    /// Connections given out and not yet released, per address (in all,
+    /// see [`Acceptor::clients`]).
     per_ip: HashMap<IpAddr, usize>,
     /// Serial for the next connection (see [`crate::messages::ConnId`]).
     next_serial: u64,
@@ -159,7 +159,6 @@ impl Acceptor {
             released,
             to_hub,
             admission,
-            clients: 0,
             per_ip: HashMap::new(),
             next_serial: 0,
             paused_until: None,
@@ -235,7 +234,7 @@ impl Acceptor {
             self.take_released();
             log::warn!(
                 "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms",
-                self.clients,
+                self.clients(),
                 ACCEPT_BACKOFF.as_millis()
             );
             self.last_warning = Some(now);
@@ -259,8 +258,9 @@ impl Acceptor {
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
         self.stats.count_accepted();
         self.take_released();
-        if self.clients >= self.admission.max_clients {
-            log::warn!("refused {addr}: server full ({} clients)", self.clients);
+        let clients = self.clients();
+        if clients >= self.admission.max_clients {
+            log::warn!("refused {addr}: server full ({clients} clients)");
             self.stats.count_closed(CloseReason::RefusedFull);
             return refuse(stream, ErrorKind::ServerFull, &self.stats);
         }
@@ -281,14 +281,17 @@ impl Acceptor {
         }
         shard.clients += 1;
         shard.to_wake = true;
-        self.clients += 1;
         *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+    }
+
+    /// Connections given out and not yet released, in all.
+    fn clients(&self) -> usize {
+        self.shards.iter().map(|shard| shard.clients).sum()
     }
 
     /// Frees the places of the connections that have left.
     fn take_released(&mut self) {
         for Released { shard, ip } in self.released.try_iter() {
-            self.clients = self.clients.saturating_sub(1);
             if let Some(shard) = self.shards.get_mut(shard) {
                 shard.clients = shard.clients.saturating_sub(1);
             }
@@ -322,8 +325,11 @@ impl Acceptor {
         self.listeners.clear();
         // The hub is only gone already if it failed, which was logged.
         let _ = self.to_hub.send(Inbound::Shutdown);
-        let wakers: Vec<Arc<Waker>> = self.shards.drain(..).map(|shard| shard.inlet.waker).collect();
-        for waker in wakers {
+        for shard in self.shards.drain(..) {
+            // Its channel closed, then woken, the I/O thread finds the
+            // acceptor gone.
+            let Inlet { sender, waker } = shard.inlet;
+            drop(sender);
             if let Err(e) = waker.wake() {
                 log::error!("cannot wake an I/O thread: {e}");
             }
