@@ -29,7 +29,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use chat_server::Config;
-use chat_server::{Server, ShutdownHandle};
+use chat_server::{Liveness, Server, ShutdownHandle};
 
 /// How long a test waits for one expected event (a line, an EOF) before it
 /// fails. Generous, as a loaded CI machine can be slow; a passing test never
@@ -160,6 +160,8 @@ pub struct TestServer {
     metrics_addr: Option<SocketAddr>,
     /// Starts the graceful shutdown.
     handle: ShutdownHandle,
+    /// Tells when every event loop has turned (see [`TestServer::settle`]).
+    liveness: Liveness,
     /// Receives what `run()` returned, once it has.
     done: Receiver<io::Result<()>>,
     /// The thread running the server; `None` once joined.
@@ -200,6 +202,7 @@ impl TestServer {
         assert!(!addrs.is_empty(), "the server reports no listening address");
         let metrics_addr = server.metrics_addr();
         let handle = server.handle();
+        let liveness = server.liveness();
         let (tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("chat-server".into())
@@ -212,6 +215,7 @@ impl TestServer {
             addrs,
             metrics_addr,
             handle,
+            liveness,
             done,
             thread: Some(thread),
         }
@@ -225,6 +229,28 @@ impl TestServer {
     /// Every address the server listens on, in the order configured.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Waits until every event loop of the server has completed a turn
+    /// that ended after this call began. A loop updates its counters at the
+    /// end of the turn in which it wrote, so whatever a client has read is
+    /// counted once this returns (for assertions on metrics).
+    ///
+    /// # Panics
+    /// When a loop does not turn within [`TIMEOUT`].
+    #[track_caller]
+    pub fn settle(&mut self) {
+        // The first check forgets turns before now and wakes every loop;
+        // each later one is true once all have turned since the previous.
+        self.liveness.check();
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.liveness.check() {
+            assert!(
+                Instant::now() < deadline,
+                "the server's loops did not turn within {TIMEOUT:?}"
+            );
+            thread::yield_now();
+        }
     }
 
     /// Where the metrics endpoint listens; panics if it is off.

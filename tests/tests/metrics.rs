@@ -22,6 +22,14 @@ fn server_with_metrics(config: Config) -> TestServer {
     })
 }
 
+/// The test server's exposition, once every event loop has finished the
+/// turn that wrote what the clients have read (see [`TestServer::settle`]).
+#[track_caller]
+fn settled_scrape(server: &mut TestServer) -> String {
+    server.settle();
+    scrape(server.metrics_addr())
+}
+
 /// The exposition as served to a plain `GET /metrics`.
 #[track_caller]
 fn scrape(addr: SocketAddr) -> String {
@@ -35,11 +43,10 @@ const LINES: usize = 7;
 
 #[test]
 fn a_scrape_after_a_chat_counts_clients_lines_and_deliveries() {
-    let server = server_with_metrics(Config::default());
-    let metrics = server.metrics_addr();
+    let mut server = server_with_metrics(Config::default());
     let [mut alice, mut bob, mut carol] = server.clients(["alice", "bob", "carol"]);
 
-    let before = scrape(metrics);
+    let before = settled_scrape(&mut server);
     assert_eq!(sample(&before, "chat_clients"), 3.0);
     assert_eq!(sample(&before, "chat_connections_accepted_total"), 3.0);
     assert_eq!(sample(&before, "chat_rooms"), 1.0, "the lobby");
@@ -50,7 +57,7 @@ fn a_scrape_after_a_chat_counts_clients_lines_and_deliveries() {
         bob.expect_line(&format!("<alice> hello {i}"));
         carol.expect_line(&format!("<alice> hello {i}"));
     }
-    let after = scrape(metrics);
+    let after = settled_scrape(&mut server);
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
     assert_eq!(delta("chat_lines_received_total"), LINES as f64);
     // Every line reaches the two others in the room.
@@ -77,7 +84,7 @@ fn a_scrape_after_a_chat_counts_clients_lines_and_deliveries() {
     carol.expect_line("-- you joined #side");
     alice.expect_line("-- carol left #lobby (moved to #side)");
     bob.expect_line("-- carol left #lobby (moved to #side)");
-    let errors = scrape(metrics);
+    let errors = settled_scrape(&mut server);
     assert_eq!(
         sample(&errors, "chat_errors_sent_total{kind=\"unknown_command\"}"),
         1.0
@@ -100,7 +107,7 @@ fn a_scrape_after_a_chat_counts_clients_lines_and_deliveries() {
     alice.expect_line("-- bob left #lobby (quit)");
     alice.send("/who");
     alice.expect_line("-- 1 in #lobby: alice");
-    let end = scrape(metrics);
+    let end = settled_scrape(&mut server);
     assert_eq!(
         sample(&end, "chat_connections_closed_total{reason=\"quit\"}"),
         1.0
@@ -139,12 +146,11 @@ fn non_reader(addr: SocketAddr) -> TcpStream {
 
 #[test]
 fn a_slow_consumer_is_counted_with_its_reason() {
-    let server = server_with_metrics(Config {
+    let mut server = server_with_metrics(Config {
         sendq: SMALL_SENDQ,
         rate: 0,
         ..Config::default()
     });
-    let metrics = server.metrics_addr();
     let [mut alice, mut bob] = server.clients(["alice", "bob"]);
     let _slow = non_reader(server.addr());
     let joined = alice.read_line();
@@ -175,7 +181,7 @@ fn a_slow_consumer_is_counted_with_its_reason() {
     assert!(heard_drop, "{slow} was never dropped");
     alice.expect_line(&dropped);
 
-    let text = scrape(metrics);
+    let text = settled_scrape(&mut server);
     assert_eq!(
         sample(&text, "chat_connections_closed_total{reason=\"slow_consumer\"}"),
         1.0
@@ -192,16 +198,15 @@ fn a_slow_consumer_is_counted_with_its_reason() {
 
 #[test]
 fn refusals_are_counted_by_reason() {
-    let server = server_with_metrics(Config {
+    let mut server = server_with_metrics(Config {
         max_clients: 1,
         ..Config::default()
     });
-    let metrics = server.metrics_addr();
     let _alice = server.connect_named("alice");
     let mut refused = chat_tests::Client::connect(server.addr());
     refused.expect_line("!! server full");
     refused.expect_eof();
-    let text = scrape(metrics);
+    let text = settled_scrape(&mut server);
     assert_eq!(
         sample(&text, "chat_connections_closed_total{reason=\"refused_full\"}"),
         1.0
@@ -213,7 +218,7 @@ fn refusals_are_counted_by_reason() {
 
 #[test]
 fn anything_but_get_metrics_is_not_found_and_bad_http_does_not_hurt_the_chat() {
-    let server = server_with_metrics(Config::default());
+    let mut server = server_with_metrics(Config::default());
     let metrics = server.metrics_addr();
     for path in ["/", "/metric", "/metrics/x", "/favicon.ico"] {
         assert_eq!(http_get(metrics, path).status, 404, "GET {path}");
@@ -232,7 +237,7 @@ fn anything_but_get_metrics_is_not_found_and_bad_http_does_not_hurt_the_chat() {
     let [mut alice, mut bob] = server.clients(["alice", "bob"]);
     alice.send("still here");
     bob.expect_line("<alice> still here");
-    let text = scrape(metrics);
+    let text = settled_scrape(&mut server);
     assert_eq!(sample(&text, "chat_clients"), 2.0);
     drop((silent, garbage));
 }
@@ -296,14 +301,13 @@ fn promtool_check(exposition: &str) -> (bool, String) {
 
 #[test]
 fn promtool_accepts_the_exposition_after_traffic() {
-    let server = server_with_metrics(Config::default());
-    let metrics = server.metrics_addr();
+    let mut server = server_with_metrics(Config::default());
     let [mut alice, mut bob] = server.clients(["alice", "bob"]);
     alice.send("hi");
     bob.expect_line("<alice> hi");
     bob.send("/nosuch");
     bob.expect_line("!! unknown command /nosuch; type /help for the list");
-    let text = scrape(metrics);
+    let text = settled_scrape(&mut server);
     let (ok, output) = promtool_check(&text);
     assert!(
         ok && output.trim().is_empty(),
