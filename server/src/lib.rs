@@ -1,58 +1,38 @@
 //! chat-server: a multi-client TCP chat daemon.
 //!
-//! The shape, and why:
-//! - [`acceptor`] takes new connections off the listening sockets, on its
-//!   own thread, enforces the connection limits, and hands each connection
-//!   to the I/O thread with the fewest.
-//! - [`event_loop`] is one I/O thread (`--threads`, one per core by
-//!   default): with mio, it reads its share of the sockets without
-//!   blocking, decodes lines, and writes queued output. No socket can make
-//!   it wait, so one slow client never holds back others.
-//! - [`hub`] owns the chat state (users, nicks, rooms) on its own thread.
-//!   Lines reach it through a crossbeam channel and what it says goes back
-//!   through one channel per I/O thread, split by who owns each recipient,
-//!   with a [`mio::Waker`] to wake the thread. Only the hub touches the
-//!   state, so no lock guards it.
-//! - [`wire`] is the line protocol front end between the two: the hub
-//!   speaks in [`chat_protocol::ServerEvent`]s, never in bytes.
-//! - [`flood`] is the per-connection flood control, [`timers`] the event
-//!   loop's deadlines.
-//! - [`connection`] is one client's socket, decoder and output queue;
-//!   [`messages`] the channel messages; [`server`] puts it all together;
-//!   [`config`] and [`cli`] are the settings.
-//! - [`stats`] holds the counters the threads keep for others (clients,
-//!   traffic, closes by reason); [`metrics`] serves them to Prometheus
-//!   (`--metrics-listen`) and logs them (`--stats-interval`), and
-//!   [`liveness`] tells from outside whether every loop still turns.
-//! - [`descriptors`] raises the descriptor limit at start and works out
-//!   how many clients fit under it.
-//! - [`systemd`] is the service manager's side: socket activation and the
-//!   notify protocol (readiness, status, stopping, watchdog); [`logging`]
-//!   writes the log in the journal's format when stderr is the journal.
+//! The source is laid out in layers, one folder each; each layer's
+//! `mod.rs` says what it owns and what it must never do:
+//!
+//! - [`net`]: sockets and event loops. The [`net::acceptor`] takes new
+//!   connections and enforces the connection limits; each I/O thread
+//!   (`--threads`, one per core by default) runs a [`net::event_loop`]
+//!   over its share of the connections, reading without blocking and
+//!   writing what the hub says. No socket can make a loop wait.
+//! - [`chat`]: the chat state. The [`chat::hub`] owns users, nicks and
+//!   rooms on its own thread; lines reach it over a crossbeam channel and
+//!   its events go back over one channel per I/O thread, so no lock
+//!   guards the state and every member of a room sees one order.
+//! - [`frontend`]: the wire formats between bytes and the hub: the
+//!   [`frontend::line`] protocol today.
+//! - [`ops`]: counters, metrics, the systemd notifier and watchdog, the
+//!   descriptor budget, the log.
+//! - [`server`] puts it all together; [`config`] and [`cli`] are the
+//!   settings.
 //!
 //! Start a server with [`Server::bind`] (or [`Server::from_listeners`], or
 //! [`Server::bind_with`] for both), keep a [`ShutdownHandle`] from
 //! [`Server::handle`], and call [`Server::run`].
 
-pub mod acceptor;
+pub mod chat;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod descriptors;
-pub mod event_loop;
-pub mod flood;
-pub mod hub;
-pub mod liveness;
-pub mod logging;
-pub mod messages;
-pub mod metrics;
+pub mod frontend;
+pub mod net;
+pub mod ops;
 pub mod server;
-pub mod stats;
-pub mod systemd;
-pub mod timers;
-pub mod wire;
 
 pub use config::Config;
-pub use liveness::Liveness;
-pub use server::{Server, ShutdownHandle, StartError};
-pub use stats::Stats;
+pub use net::ShutdownHandle;
+pub use ops::liveness::Liveness;
+pub use ops::stats::Stats;
+pub use server::{Server, StartError};

@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 
 use chat_server::cli::Cli;
-use chat_server::descriptors::{self, Limit};
-use chat_server::systemd::{self, Notifier};
-use chat_server::{logging, Config, Server};
+use chat_server::ops::descriptors::{self, Limit};
+use chat_server::ops::logging;
+use chat_server::ops::systemd::{self, Notifier};
+use chat_server::{Config, Server};
 
 fn main() -> ExitCode {
     // First, before anything opens a descriptor: the passed sockets are

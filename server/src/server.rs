@@ -18,20 +18,20 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::acceptor::{self, Acceptor, Admission, Inlet};
+use crate::chat::hub::{self, Hub, Outlet};
 use crate::config::Config;
-use crate::event_loop::{self, Channels, EventLoop};
-use crate::hub::{self, Hub, Outlet};
-use crate::liveness::{Heartbeat, Liveness};
-use crate::metrics::{MetricsEndpoint, MetricsError, StatsLog};
-use crate::stats::Stats;
+use crate::net::acceptor::{self, Acceptor, Admission, Inlet};
+use crate::net::event_loop::{self, Channels, EventLoop};
+pub use crate::net::shutdown::ShutdownHandle;
+use crate::ops::liveness::{Heartbeat, Liveness};
+use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
+use crate::ops::stats::Stats;
 
 /// How many connections the kernel may hold waiting for accept. Bursts of
 /// reconnecting clients (after a restart, say) should not be refused.
@@ -41,7 +41,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Occurs when an address cannot be bound or listened on.
-    #[error("cannot listen on {addr}: {}", describe(.source))]
+    #[error("cannot listen on {addr}: {}", crate::ops::logging::describe(.source))]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -49,7 +49,7 @@ pub enum StartError {
         source: io::Error,
     },
     /// Occurs when the event loop cannot be set up.
-    #[error("cannot set up the event loop: {}", describe(.0))]
+    #[error("cannot set up the event loop: {}", crate::ops::logging::describe(.0))]
     EventLoop(io::Error),
     /// Occurs when there is no address to listen on and no socket was
     /// handed over: the server could never serve anyone.
@@ -59,45 +59,6 @@ pub enum StartError {
     /// up.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-}
-
-/// An I/O error as a person reads it: `address already in use`, without the
-/// `(os error 98)` and the capital letter.
-pub(crate) fn describe(error: &io::Error) -> String {
-    let text = error.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_string(),
-    }
-}
-
-/// Starts a graceful shutdown of a running server from any thread.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    requested: Arc<AtomicBool>,
-    /// The acceptor's waker and every I/O thread's.
-    wakers: Arc<[Arc<Waker>]>,
-}
-
-impl ShutdownHandle {
-    /// Asks the server to stop: it stops accepting, tells every client
-    /// `-- server shutting down`, flushes, closes, and [`Server::run`]
-    /// returns. Calling it again does nothing more.
-    pub fn shutdown(&self) {
-        self.requested.store(true, Ordering::Release);
-        for waker in self.wakers.iter() {
-            if let Err(e) = waker.wake() {
-                log::error!("cannot wake an event loop to shut down: {e}");
-            }
-        }
-    }
-
-    /// Whether [`ShutdownHandle::shutdown`] has been called.
-    pub fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
-    }
 }
 
 /// One event loop's poll, with its waker registered, and its heartbeat.
@@ -190,13 +151,11 @@ impl Server {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::EventLoop)?;
-        let shutdown = ShutdownHandle {
-            requested: Arc::new(AtomicBool::new(false)),
-            wakers: std::iter::once(&acceptor)
+        let shutdown = ShutdownHandle::new(
+            std::iter::once(&acceptor)
                 .chain(&shards)
-                .map(|parts| Arc::clone(&parts.waker))
-                .collect(),
-        };
+                .map(|parts| Arc::clone(&parts.waker)),
+        );
         let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
         Ok(Server {
             config,
@@ -392,12 +351,6 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn io_errors_read_as_a_person_would_say_them() {
-        let error = io::Error::from_raw_os_error(98);
-        assert_eq!(describe(&error), "address already in use");
-    }
 
     #[test]
     fn a_server_needs_something_to_listen_on() {

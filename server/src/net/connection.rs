@@ -16,9 +16,9 @@ use chat_protocol::{DecodeError, LineDecoder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::flood::TokenBucket;
-use crate::messages::ConnId;
-use crate::stats::CloseReason;
+use crate::chat::messages::ConnId;
+use crate::net::flood::TokenBucket;
+use crate::ops::stats::CloseReason;
 
 /// Most bytes read from one connection in one turn of the event loop.
 /// Without flood control (`--rate 0`) a fast sender could otherwise keep
@@ -32,7 +32,7 @@ pub enum Phase {
     /// Reading lines and writing output.
     Open {
         /// Out of tokens: not read until its Resume timer (see
-        /// [`crate::flood`]).
+        /// [`crate::net::flood`]).
         throttled: bool,
     },
     /// The client's side ended; waiting for the hub's last words (its
@@ -59,7 +59,7 @@ pub enum Phase {
 pub enum ReadOutcome {
     /// Everything available was read; the stream goes on.
     Open,
-    /// The client is out of tokens (see [`crate::flood`]) or used up its
+    /// The client is out of tokens (see [`crate::net::flood`]) or used up its
     /// share of this turn; reading stops until the instant given.
     Throttled(Instant),
     /// The client ended its side of the stream.

@@ -15,7 +15,7 @@
 //! systemd.exec(5) advises.
 
 use std::fmt::{Display, Write as _};
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
@@ -90,9 +90,27 @@ fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
     Some((device.parse().ok()?, inode.parse().ok()?))
 }
 
+/// An I/O error as a person reads it: `address already in use`, without the
+/// `(os error 98)` and the capital letter.
+pub fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_read_as_a_person_would_say_them() {
+        let error = io::Error::from_raw_os_error(98);
+        assert_eq!(describe(&error), "address already in use");
+    }
 
     #[test]
     fn each_level_gets_its_syslog_priority() {

@@ -9,7 +9,7 @@
 //! left), and it reads those before each decision. A closed connection may
 //! keep its descriptor a little longer, up to 5 s, while its last lines are
 //! flushed; the descriptor budget keeps room for that
-//! ([`crate::descriptors::RESERVED`]). A connection goes to the I/O thread with the
+//! ([`crate::ops::descriptors::RESERVED`]). A connection goes to the I/O thread with the
 //! fewest, which keeps the threads evenly loaded as clients come and go.
 //!
 //! When the process runs out of descriptors, accepting pauses for a moment
@@ -30,12 +30,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::connection::is_disconnect;
-use crate::liveness::Heartbeat;
-use crate::messages::{Adopt, Inbound, Released};
-use crate::server::ShutdownHandle;
-use crate::stats::{CloseReason, Stats};
-use crate::wire;
+use crate::chat::messages::{Adopt, Inbound, Released};
+use crate::frontend::line;
+use crate::net::connection::is_disconnect;
+use crate::net::shutdown::ShutdownHandle;
+use crate::ops::liveness::Heartbeat;
+use crate::ops::stats::{CloseReason, Stats};
 
 /// The acceptor's waker token; listeners use their index.
 pub const WAKER: Token = Token(usize::MAX);
@@ -110,7 +110,7 @@ pub struct Acceptor {
     /// Connections given out and not yet released, per address (in all,
     /// see [`Acceptor::clients`]).
     per_ip: HashMap<IpAddr, usize>,
-    /// Serial for the next connection (see [`crate::messages::ConnId`]).
+    /// Serial for the next connection (see [`crate::chat::messages::ConnId`]).
     next_serial: u64,
     /// Set while accepting is paused for lack of descriptors: when to try
     /// again.
@@ -369,7 +369,7 @@ fn is_out_of_resources(error: &io::Error) -> bool {
 fn refuse(stream: TcpStream, error: ErrorKind, stats: &Stats) {
     let mut bytes = Vec::new();
     stats.count_error(&error);
-    wire::encode(&ServerEvent::Error(error), &mut bytes);
+    line::encode(&ServerEvent::Error(error), &mut bytes);
     // A fresh socket's send buffer is empty, so this short write goes
     // through at once or the peer is already gone; either way we close.
     if let Ok(n) = (&stream).write(&bytes) {

@@ -22,8 +22,8 @@ use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, RoomName, ServerEvent
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
-use crate::messages::{ConnId, Inbound, Outbound, Released};
-use crate::stats::Stats;
+use crate::chat::messages::{ConnId, Inbound, Outbound, Released};
+use crate::ops::stats::Stats;
 
 /// How many inbound messages the hub handles before it hands its output to
 /// the event loop and wakes it. Batching lets the event loop write many

@@ -2,7 +2,7 @@
 //! blocking.
 //!
 //! Each of the `--threads` I/O threads runs one of these, with its own
-//! poll, over the connections the acceptor gave it ([`crate::acceptor`]).
+//! poll, over the connections the acceptor gave it ([`crate::net::acceptor`]).
 //! It reads and decodes what clients send, passes the lines to the hub, and
 //! writes what the hub answers. The hub runs on its own thread; it wakes
 //! this loop through a [`mio::Waker`] when it has output, and the loop then
@@ -14,7 +14,7 @@
 //!
 //! Nothing here ever waits for one socket, and the limits that protect the
 //! others one connection at a time are enforced here: the outbound queue
-//! (`--sendq`), flood control (`--rate`, `--burst`, see [`crate::flood`])
+//! (`--sendq`), flood control (`--rate`, `--burst`, see [`crate::net::flood`])
 //! and the idle timeout.
 
 use std::io;
@@ -27,14 +27,14 @@ use mio::event::Event;
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
+use crate::chat::messages::{Adopt, ConnId, Inbound, Outbound, Released};
 use crate::config::Config;
-use crate::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
-use crate::liveness::Heartbeat;
-use crate::messages::{Adopt, ConnId, Inbound, Outbound, Released};
-use crate::server::ShutdownHandle;
-use crate::stats::{CloseReason, Stats};
-use crate::timers::{TimerKind, Timers};
-use crate::wire;
+use crate::frontend::line;
+use crate::net::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
+use crate::net::shutdown::ShutdownHandle;
+use crate::net::timers::{TimerKind, Timers};
+use crate::ops::liveness::Heartbeat;
+use crate::ops::stats::{CloseReason, Stats};
 
 /// The waker's token. Connections use their slab key as token.
 pub const WAKER: Token = Token(usize::MAX);
@@ -294,7 +294,7 @@ impl EventLoop {
             Phase::Open { throttled: false } => {
                 let (id, to_hub, stats) = (conn.id, &self.to_hub, &self.stats);
                 conn.read(&mut self.read_buf, now, |line| {
-                    if let Some(line) = wire::to_command(line) {
+                    if let Some(line) = line::to_command(line) {
                         stats.count_line();
                         // The hub only goes away after shutdown; lines
                         // then have nowhere to go.
@@ -419,7 +419,7 @@ impl EventLoop {
     fn deliver(&mut self, to: &[ConnId], event: &ServerEvent) {
         debug_assert!(to.iter().all(|id| id.shard == self.shard));
         self.encoded.clear();
-        wire::encode(event, &mut self.encoded);
+        line::encode(event, &mut self.encoded);
         let is_message = matches!(
             event,
             ServerEvent::Said { .. } | ServerEvent::Action { .. } | ServerEvent::PrivateFrom { .. }

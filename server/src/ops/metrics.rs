@@ -2,7 +2,7 @@
 //! stats log line (`--stats-interval`).
 //!
 //! Why it looks like this:
-//! - The figures are the relaxed atomics of [`crate::stats`], which the
+//! - The figures are the relaxed atomics of [`crate::ops::stats`], which the
 //!   event loop and the hub bump as they go; this module only reads them,
 //!   at scrape time, through a [`Collector`]. So a scrape costs the chat
 //!   nothing but a few atomic loads, and metrics on or off the counting is
@@ -39,7 +39,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::stats::{CloseReason, ErrorLabel, Stats};
+use crate::ops::stats::{CloseReason, ErrorLabel, Stats};
 
 /// The content type of the exposition `prometheus-client` writes.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -60,7 +60,7 @@ const USER_HZ: f64 = 100.0;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// Occurs when the metrics address cannot be bound.
-    #[error("cannot serve metrics on {addr}: {}", crate::server::describe(.source))]
+    #[error("cannot serve metrics on {addr}: {}", crate::ops::logging::describe(.source))]
     Listen {
         /// The address.
         addr: SocketAddr,

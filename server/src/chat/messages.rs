@@ -100,7 +100,7 @@ pub enum Outbound {
 /// from now on.
 #[derive(Debug)]
 pub struct Adopt {
-    /// The socket, already set up (see [`crate::acceptor`]).
+    /// The socket, already set up (see [`crate::net::acceptor`]).
     pub stream: mio::net::TcpStream,
     /// The peer's address.
     pub addr: SocketAddr,

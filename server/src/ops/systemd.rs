@@ -13,11 +13,11 @@
 //! - **Notification** ([`Notifier`]): with `Type=notify`, systemd waits for
 //!   `READY=1` before it calls the service started; `STATUS=` is the line
 //!   `systemctl status` shows (here the number of clients and the lines and
-//!   messages so far, from [`crate::stats`]); `STOPPING=1`
+//!   messages so far, from [`crate::ops::stats`]); `STOPPING=1`
 //!   says a stop is under way; and with `WatchdogSec=` systemd restarts the
 //!   service unless `WATCHDOG=1` comes at least every `WATCHDOG_USEC`. The
 //!   watchdog ping is sent only when the event loop has proved it still
-//!   turns (see [`crate::liveness`]), so a hung loop is restarted rather
+//!   turns (see [`crate::ops::liveness`]), so a hung loop is restarted rather
 //!   than covered up by a healthy timer thread.
 //!
 //! The `sd-notify` crate parses the environment and sends the datagrams;
@@ -36,8 +36,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use sd_notify::NotifyState;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::liveness::Liveness;
-use crate::stats::Stats;
+use crate::ops::liveness::Liveness;
+use crate::ops::stats::Stats;
 use crate::Server;
 
 // ---------------------------------------------------------------------------

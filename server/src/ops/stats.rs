@@ -3,7 +3,7 @@
 //! The event loop owns every connection and the hub every room, so only
 //! they know how many there are, what came in and what went out. Other
 //! threads (the systemd notifier for `STATUS=` and the watchdog, the
-//! metrics endpoint in [`crate::metrics`], the periodic stats log line)
+//! metrics endpoint in [`crate::ops::metrics`], the periodic stats log line)
 //! must learn that without a lock the loop could wait on and without a
 //! message per change. So the loop and the hub write plain relaxed atomics
 //! as things happen (one uncontended add each: a few nanoseconds, nothing
