@@ -188,7 +188,7 @@ printf '%s\n' "${COMPREPLY[@]}""#;
 fn bash_completes_the_options_of_both_commands() {
     assert_eq!(
         bash_completes("chat-server", "--max-"),
-        ["--max-clients", "--max-line", "--max-per-ip"]
+        ["--max-clients", "--max-line", "--max-per-ip", "--max-per-net"]
     );
     assert_eq!(bash_completes("chat-client", "--r"), ["--reconnect", "--room"]);
 }

@@ -19,10 +19,16 @@ pub enum Command {
     Nick(Nick),
     /// `/join ROOM`: leave the current room and enter ROOM.
     Join(RoomName),
-    /// `/rooms`: list rooms with member counts.
-    Rooms,
-    /// `/who`: list the nicks in the current room.
-    Who,
+    /// `/rooms [PAGE]`: list rooms with member counts, a page at a time.
+    Rooms {
+        /// Which page (from 1) of the listing.
+        page: usize,
+    },
+    /// `/who [PAGE]`: list the nicks in the current room, a page at a time.
+    Who {
+        /// Which page (from 1) of the listing.
+        page: usize,
+    },
     /// `/msg NICK TEXT`: a private message.
     Msg {
         /// Who it is for.
@@ -69,8 +75,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "change your nick (letters, digits, _ and -; starts with a letter)",
     ),
     ("/join ROOM", "leave your room and enter ROOM (created if needed)"),
-    ("/rooms", "list rooms and how many are in each"),
-    ("/who", "list who is in your room"),
+    ("/rooms [PAGE]", "list rooms and how many are in each, 100 a page"),
+    ("/who [PAGE]", "list who is in your room, 100 a page"),
     ("/msg NICK TEXT", "send a private message"),
     ("/me TEXT", "act something out in your room"),
     ("/quit [REASON]", "leave the server"),
@@ -79,8 +85,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
 
 const USAGE_NICK: &str = "/nick NAME";
 const USAGE_JOIN: &str = "/join ROOM";
-const USAGE_ROOMS: &str = "/rooms";
-const USAGE_WHO: &str = "/who";
+const USAGE_ROOMS: &str = "/rooms [PAGE]";
+const USAGE_WHO: &str = "/who [PAGE]";
 const USAGE_MSG: &str = "/msg NICK TEXT";
 const USAGE_ME: &str = "/me TEXT";
 const USAGE_HELP: &str = "/help";
@@ -110,8 +116,12 @@ impl Command {
             "join" => {
                 Command::Join(RoomName::new(one_arg(args, USAGE_JOIN)?).map_err(CommandError::BadRoom)?)
             }
-            "rooms" => no_args(args, USAGE_ROOMS, Command::Rooms)?,
-            "who" => no_args(args, USAGE_WHO, Command::Who)?,
+            "rooms" => Command::Rooms {
+                page: page_arg(args, USAGE_ROOMS)?,
+            },
+            "who" => Command::Who {
+                page: page_arg(args, USAGE_WHO)?,
+            },
             "msg" => {
                 let (to, text) = split_word(args);
                 if to.is_empty() || trim(text).is_empty() {
@@ -160,6 +170,19 @@ fn one_arg<'a>(args: &'a str, usage: &'static str) -> Result<&'a str, CommandErr
         return Err(CommandError::Usage(usage));
     }
     Ok(word)
+}
+
+/// The page number in `args`: none means the first page; a number past
+/// the last page means the last (the hub clamps it), however large.
+fn page_arg(args: &str, usage: &'static str) -> Result<usize, CommandError> {
+    if args.is_empty() {
+        return Ok(1);
+    }
+    let word = one_arg(args, usage)?;
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(word.parse().unwrap_or(usize::MAX).max(1))
 }
 
 fn no_args(args: &str, usage: &'static str, command: Command) -> Result<Command, CommandError> {
@@ -215,8 +238,15 @@ mod tests {
             parse("/join #rust"),
             Command::Join(RoomName::new("#rust").unwrap())
         );
-        assert_eq!(parse("/rooms"), Command::Rooms);
-        assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(parse("/rooms"), Command::Rooms { page: 1 });
+        assert_eq!(parse("/rooms 3"), Command::Rooms { page: 3 });
+        assert_eq!(parse("/who"), Command::Who { page: 1 });
+        assert_eq!(parse("/who 2"), Command::Who { page: 2 });
+        assert_eq!(parse("/who 0"), Command::Who { page: 1 });
+        assert_eq!(
+            parse("/who 99999999999999999999999"),
+            Command::Who { page: usize::MAX }
+        );
         assert_eq!(
             parse("/msg bob  psst, over here"),
             Command::Msg {
@@ -255,8 +285,16 @@ mod tests {
             Command::parse("/join bad!room"),
             Err(CommandError::BadRoom(NameError::BadChar { kind: "room name" }))
         );
-        assert_eq!(Command::parse("/who me"), Err(CommandError::Usage("/who")));
-        assert_eq!(Command::parse("/rooms x"), Err(CommandError::Usage("/rooms")));
+        assert_eq!(Command::parse("/who me"), Err(CommandError::Usage("/who [PAGE]")));
+        assert_eq!(
+            Command::parse("/who 1 2"),
+            Err(CommandError::Usage("/who [PAGE]"))
+        );
+        assert_eq!(Command::parse("/who -1"), Err(CommandError::Usage("/who [PAGE]")));
+        assert_eq!(
+            Command::parse("/rooms x"),
+            Err(CommandError::Usage("/rooms [PAGE]"))
+        );
         assert_eq!(
             Command::parse("/msg bob"),
             Err(CommandError::Usage("/msg NICK TEXT"))

@@ -83,16 +83,24 @@ pub enum ServerEvent {
         /// Why.
         reason: LeaveReason,
     },
-    /// Reply to `/who`.
+    /// Reply to `/who`: one page of the room's members.
     Who {
         /// The room asked about.
         room: RoomName,
-        /// Its members, sorted by nick.
+        /// How many members it has.
+        total: usize,
+        /// Which page this is, and how many there are (see [`Page`]).
+        page: Page,
+        /// The members on this page, sorted by nick.
         nicks: Vec<Nick>,
     },
-    /// Reply to `/rooms`.
+    /// Reply to `/rooms`: one page of the rooms.
     Rooms {
-        /// Each room with its member count, sorted by name.
+        /// How many rooms there are.
+        total: usize,
+        /// Which page this is, and how many there are (see [`Page`]).
+        page: Page,
+        /// Each room on this page with its member count, sorted by name.
         rooms: Vec<(RoomName, usize)>,
     },
     /// Reply to `/help`.
@@ -106,6 +114,9 @@ pub enum ServerEvent {
         /// How long it was quiet, in whole seconds.
         secs: u64,
     },
+    /// The server is full and the recipient, who never said anything, is
+    /// being disconnected to make room for a newcomer.
+    MakingRoom,
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
 }
@@ -119,13 +130,57 @@ pub enum LeaveReason {
     Quit(Option<String>),
     /// Their connection closed without `/quit`.
     Disconnected,
-    /// The server is shutting down.
-    ServerShutdown,
     /// Their connection could not keep up with what was sent to it: its
     /// outbound queue overflowed and the server dropped it.
     SlowConsumer,
     /// They sent nothing for longer than the server's idle timeout.
     Idle,
+    /// The server was full, they had never said anything, and their place
+    /// went to a newcomer.
+    MadeRoom,
+}
+
+/// Which page of a listing a reply is. Listings that grow with the server
+/// (`/who` in a big room, `/rooms` on a busy server) are sent a page at a
+/// time, so that a short command never buys an answer of megabytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// This page, from 1.
+    pub number: usize,
+    /// How many pages there are (at least 1).
+    pub of: usize,
+}
+
+impl Page {
+    /// The most entries on one page.
+    pub const SIZE: usize = 100;
+
+    /// Page `number` of a listing of `total` entries, clamped to the pages
+    /// there are, with the range of entries it holds.
+    pub fn of_listing(number: usize, total: usize) -> (Page, std::ops::Range<usize>) {
+        let of = total.div_ceil(Page::SIZE).max(1);
+        let number = number.clamp(1, of);
+        let start = (number - 1).saturating_mul(Page::SIZE).min(total);
+        let end = start.saturating_add(Page::SIZE).min(total);
+        (Page { number, of }, start..end)
+    }
+
+    /// The note that follows a paged listing's count, if it has pages:
+    /// `, page 2 of 90 (/who 3 for more)`.
+    fn note(self, command: &str) -> String {
+        if self.of <= 1 {
+            String::new()
+        } else if self.number < self.of {
+            format!(
+                ", page {} of {} ({command} {} for more)",
+                self.number,
+                self.of,
+                self.number + 1
+            )
+        } else {
+            format!(", page {} of {}", self.number, self.of)
+        }
+    }
 }
 
 /// What went wrong with a user's line.
@@ -153,6 +208,15 @@ pub enum ErrorKind {
     /// then closed.
     #[error("too many connections from your address")]
     TooManyFromAddress,
+    /// Occurs for a connection over `--max-per-net` from one network (an
+    /// IPv4 /24 or IPv6 /64 by default); it is then closed.
+    #[error("too many connections from your network")]
+    TooManyFromNetwork,
+    /// Occurs for a connection past the throttle on new connections from
+    /// one address or network (`--connect-rate`, `--connect-burst`); it is
+    /// then closed.
+    #[error("too many new connections from your address; try again in a few seconds")]
+    ConnectingTooFast,
 }
 
 fn notice(text: String) -> ServerLine {
@@ -189,14 +253,27 @@ impl ServerEvent {
             ServerEvent::Left { nick, room, reason } => {
                 notice(format!("{nick} left {room} ({})", reason.describe()))
             }
-            ServerEvent::Who { room, nicks } => {
+            ServerEvent::Who {
+                room,
+                total,
+                page,
+                nicks,
+            } => {
                 let names: Vec<&str> = nicks.iter().map(Nick::as_str).collect();
-                notice(format!("{} in {room}: {}", nicks.len(), names.join(", ")))
+                notice(format!(
+                    "{total} in {room}{}: {}",
+                    page.note("/who"),
+                    names.join(", ")
+                ))
             }
-            ServerEvent::Rooms { rooms } => {
+            ServerEvent::Rooms { total, page, rooms } => {
                 let list: Vec<String> = rooms.iter().map(|(room, n)| format!("{room} ({n})")).collect();
-                let noun = if rooms.len() == 1 { "room" } else { "rooms" };
-                notice(format!("{} {noun}: {}", rooms.len(), list.join(", ")))
+                let noun = if *total == 1 { "room" } else { "rooms" };
+                notice(format!(
+                    "{total} {noun}{}: {}",
+                    page.note("/rooms"),
+                    list.join(", ")
+                ))
             }
             ServerEvent::Help => return help_lines(),
             ServerEvent::Bye => notice("bye".to_string()),
@@ -204,6 +281,9 @@ impl ServerEvent {
             ServerEvent::IdleTimeout { secs } => {
                 notice(format!("closing idle connection (nothing received for {secs} s)"))
             }
+            ServerEvent::MakingRoom => notice(
+                "closing this connection: the server is full and you have not said anything".to_string(),
+            ),
             ServerEvent::Error(kind) => ServerLine::Error(kind.to_string()),
         };
         vec![line]
@@ -239,9 +319,9 @@ impl LeaveReason {
             LeaveReason::Quit(None) => "quit".to_string(),
             LeaveReason::Quit(Some(reason)) => format!("quit: {reason}"),
             LeaveReason::Disconnected => "disconnect".to_string(),
-            LeaveReason::ServerShutdown => "server shutting down".to_string(),
             LeaveReason::SlowConsumer => "slow consumer".to_string(),
             LeaveReason::Idle => "idle".to_string(),
+            LeaveReason::MadeRoom => "server full".to_string(),
         }
     }
 }
@@ -289,18 +369,40 @@ mod tests {
             }),
             "-- bob left #lobby (quit: bye all)\n"
         );
+        let one = Page { number: 1, of: 1 };
         assert_eq!(
             text_of(ServerEvent::Who {
                 room: room("lobby"),
+                total: 2,
+                page: one,
                 nicks: vec![nick("alice"), nick("bob")]
             }),
             "-- 2 in #lobby: alice, bob\n"
         );
         assert_eq!(
             text_of(ServerEvent::Rooms {
+                total: 2,
+                page: one,
                 rooms: vec![(room("lobby"), 2), (room("rust"), 1)]
             }),
             "-- 2 rooms: #lobby (2), #rust (1)\n"
+        );
+        assert_eq!(
+            text_of(ServerEvent::Who {
+                room: room("lobby"),
+                total: 250,
+                page: Page { number: 2, of: 3 },
+                nicks: vec![nick("alice")]
+            }),
+            "-- 250 in #lobby, page 2 of 3 (/who 3 for more): alice\n"
+        );
+        assert_eq!(
+            text_of(ServerEvent::Rooms {
+                total: 201,
+                page: Page { number: 3, of: 3 },
+                rooms: vec![(room("zz"), 1)]
+            }),
+            "-- 201 rooms, page 3 of 3: #zz (1)\n"
         );
         assert_eq!(
             text_of(ServerEvent::Error(ErrorKind::ServerFull)),
@@ -311,6 +413,19 @@ mod tests {
                 max: 10
             }))),
             "!! line too long (max 10 bytes); discarded up to the next newline\n"
+        );
+    }
+
+    #[test]
+    fn pages_cover_a_listing_and_clamp_what_is_asked() {
+        assert_eq!(Page::of_listing(1, 0), (Page { number: 1, of: 1 }, 0..0));
+        assert_eq!(Page::of_listing(1, 100), (Page { number: 1, of: 1 }, 0..100));
+        assert_eq!(Page::of_listing(2, 101), (Page { number: 2, of: 2 }, 100..101));
+        assert_eq!(Page::of_listing(9, 250), (Page { number: 3, of: 3 }, 200..250));
+        assert_eq!(Page::of_listing(0, 250), (Page { number: 1, of: 3 }, 0..100));
+        assert_eq!(
+            Page::of_listing(usize::MAX, usize::MAX).0.number,
+            usize::MAX.div_ceil(Page::SIZE)
         );
     }
 

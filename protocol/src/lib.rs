@@ -27,6 +27,6 @@ pub mod text;
 
 pub use command::{Command, CommandError};
 pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
-pub use event::{ErrorKind, LeaveReason, ServerEvent};
+pub use event::{ErrorKind, LeaveReason, Page, ServerEvent};
 pub use line::{ParseLineError, ServerLine};
 pub use names::{NameError, Nick, RoomName};

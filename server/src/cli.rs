@@ -11,9 +11,31 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Config, DEFAULT_BURST, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP, DEFAULT_QUIET_ABOVE,
-    DEFAULT_RATE, DEFAULT_SENDQ,
+    Config, DEFAULT_BURST, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_CLOSING, DEFAULT_MAX_PER_IP, DEFAULT_MAX_PER_NET, DEFAULT_NET_PREFIX_V4,
+    DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE, DEFAULT_SENDQ,
 };
+
+/// The longest line `--max-line` may allow: 1 MiB. Every connection may
+/// hold a line this long while it arrives.
+const MAX_MAX_LINE: usize = 1024 * 1024;
+
+/// The most `--sendq` may be: 1 GiB, per client.
+const MAX_SENDQ: usize = 1024 * 1024 * 1024;
+
+/// The most `--max-clients` may be; the descriptor limit bounds it further
+/// at start.
+const MAX_MAX_CLIENTS: usize = 10_000_000;
+
+/// The longest `--shutdown-grace`: an hour (systemd kills a service that
+/// takes 90 s to stop unless told otherwise).
+const MAX_GRACE_SECS: f64 = 3600.0;
+
+/// The longest `--idle-timeout`: a week.
+const MAX_IDLE_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// The longest `--stats-interval`: a day.
+const MAX_STATS_SECS: f64 = 24.0 * 3600.0;
 
 /// A multi-client TCP chat server.
 ///
@@ -41,25 +63,28 @@ pub struct Cli {
 
     /// Longest line a client may send, in bytes, not counting the line end.
     /// A longer line gets an error and is discarded; the connection stays.
-    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_MAX_LINE", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = positive)]
+    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_MAX_LINE", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = max_line)]
     pub max_line: usize,
 
-    /// Most clients connected at once. One more is told "server full" and
-    /// closed. The daemon raises its soft descriptor limit to the hard one
-    /// at start; a value that does not fit that limit is an error, and the
-    /// default is lowered to what fits.
-    #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_CLIENTS", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = positive)]
+    /// Most clients connected at once. When full, a newcomer takes the
+    /// place of the connection that has been here longest (at least 10 s)
+    /// without saying anything, or, if there is none, is told "server
+    /// full" and closed. The daemon raises its soft descriptor limit to
+    /// the hard one at start; a value that does not fit that limit is an
+    /// error, and the default is lowered to what fits.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_CLIENTS", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = max_clients)]
     pub max_clients: usize,
 
-    /// On SIGTERM or SIGINT, how long to keep flushing queued messages to
-    /// clients before closing anyway, in seconds (fractions allowed).
-    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_SHUTDOWN_GRACE", default_value = "5", value_parser = seconds)]
+    /// On SIGTERM, SIGINT or SIGHUP, how long to keep flushing queued
+    /// messages to clients before closing anyway, in seconds (fractions
+    /// allowed, at most 3600).
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_SHUTDOWN_GRACE", default_value = "5", value_parser = grace)]
     pub shutdown_grace: Duration,
 
     /// Most bytes queued to one client that is not reading. A client whose
     /// queue would grow past this is disconnected as a slow consumer, and
-    /// its room is told.
-    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_SENDQ", default_value_t = DEFAULT_SENDQ, value_parser = positive)]
+    /// its room is told. At most 1 GiB.
+    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_SENDQ", default_value_t = DEFAULT_SENDQ, value_parser = sendq)]
     pub sendq: usize,
 
     /// Lines per second each client may send on average; 0 turns flood
@@ -77,9 +102,36 @@ pub struct Cli {
     #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_PER_IP", default_value_t = DEFAULT_MAX_PER_IP)]
     pub max_per_ip: usize,
 
-    /// Disconnect a client that sent nothing for this many seconds, with a
-    /// notice; 0 means never.
-    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_IDLE_TIMEOUT", default_value = "0", value_parser = seconds)]
+    /// Most connections from one network (addresses sharing their first
+    /// --net-prefix-v4 or --net-prefix-v6 bits); 0 means no limit. One
+    /// more is told "too many connections from your network" and closed.
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_PER_NET", default_value_t = DEFAULT_MAX_PER_NET)]
+    pub max_per_net: usize,
+
+    /// How many leading bits of an IPv4 address make its network.
+    #[arg(long, value_name = "BITS", env = "CHAT_SERVER_NET_PREFIX_V4", default_value_t = DEFAULT_NET_PREFIX_V4, value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub net_prefix_v4: u8,
+
+    /// How many leading bits of an IPv6 address make its network.
+    #[arg(long, value_name = "BITS", env = "CHAT_SERVER_NET_PREFIX_V6", default_value_t = DEFAULT_NET_PREFIX_V6, value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub net_prefix_v6: u8,
+
+    /// New connections a second one address may open, on average; a whole
+    /// network may open four times as many. 0 turns the throttle off. One
+    /// more is told "too many new connections from your address" and
+    /// closed.
+    #[arg(long, value_name = "PER_SEC", env = "CHAT_SERVER_CONNECT_RATE", default_value_t = DEFAULT_CONNECT_RATE)]
+    pub connect_rate: u32,
+
+    /// New connections one address may open at once before --connect-rate
+    /// applies (a network: four times as many).
+    #[arg(long, value_name = "N", env = "CHAT_SERVER_CONNECT_BURST", default_value_t = DEFAULT_CONNECT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_burst: u32,
+
+    /// Disconnect a client that completed no line for this many seconds
+    /// (bytes without a newline do not count), with a notice; 0 means
+    /// never. At most a week.
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_IDLE_TIMEOUT", default_value = "0", value_parser = idle)]
     pub idle_timeout: Duration,
 
     /// Rooms with more members than this are not told of joins, leaves and
@@ -94,8 +146,8 @@ pub struct Cli {
     pub metrics_listen: Option<SocketAddr>,
 
     /// Log a line of figures (clients, rooms, traffic) at info level every
-    /// this many seconds; 0 means never.
-    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_STATS_INTERVAL", default_value = "60", value_parser = seconds)]
+    /// this many seconds; 0 means never. At most a day.
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_STATS_INTERVAL", default_value = "60", value_parser = stats_interval)]
     pub stats_interval: Duration,
 
     /// I/O threads serving the sockets; 0 means one per CPU core. Each
@@ -161,26 +213,64 @@ impl Cli {
             rate: self.rate,
             burst: self.burst,
             max_per_ip: self.max_per_ip,
+            max_per_net: self.max_per_net,
+            net_prefix_v4: self.net_prefix_v4,
+            net_prefix_v6: self.net_prefix_v6,
+            connect_rate: self.connect_rate,
+            connect_burst: self.connect_burst,
+            // Worked out from the descriptor limit at start (main.rs).
+            max_closing: DEFAULT_MAX_CLOSING,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             quiet_above: self.quiet_above,
             metrics_listen: self.metrics_listen,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             threads: usize::from(self.threads),
+            test_fault: None,
         }
     }
 }
 
-fn positive(s: &str) -> Result<usize, String> {
+/// A whole number from 1 to `max`.
+fn count_within(s: &str, max: usize) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) if n > max => Err(format!("must be at most {max}")),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn seconds(s: &str) -> Result<Duration, String> {
+fn max_line(s: &str) -> Result<usize, String> {
+    count_within(s, MAX_MAX_LINE)
+}
+
+fn sendq(s: &str) -> Result<usize, String> {
+    count_within(s, MAX_SENDQ)
+}
+
+fn max_clients(s: &str) -> Result<usize, String> {
+    count_within(s, MAX_MAX_CLIENTS)
+}
+
+/// A number of seconds from 0 to `max`, fractions allowed.
+fn seconds_within(s: &str, max: f64) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| "must be a number of seconds, 0 or more".to_string())
+    if !(0.0..=max).contains(&secs) {
+        return Err(format!("must be a number of seconds from 0 to {max}"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("must be a number of seconds from 0 to {max}"))
+}
+
+fn grace(s: &str) -> Result<Duration, String> {
+    seconds_within(s, MAX_GRACE_SECS)
+}
+
+fn idle(s: &str) -> Result<Duration, String> {
+    seconds_within(s, MAX_IDLE_SECS)
+}
+
+fn stats_interval(s: &str) -> Result<Duration, String> {
+    seconds_within(s, MAX_STATS_SECS)
 }
 
 #[cfg(test)]
@@ -300,6 +390,18 @@ mod tests {
             &["chat-server", "--burst", "0"],
             &["chat-server", "--sendq", "0"],
             &["chat-server", "--bogus"],
+            // Values that would overflow a deadline or a buffer size.
+            &["chat-server", "--idle-timeout", "1e19"],
+            &["chat-server", "--idle-timeout", "NaN"],
+            &["chat-server", "--idle-timeout", "inf"],
+            &["chat-server", "--shutdown-grace", "1e300"],
+            &["chat-server", "--stats-interval", "99999999999"],
+            &["chat-server", "--max-line", "18446744073709551615"],
+            &["chat-server", "--sendq", "99999999999999"],
+            &["chat-server", "--max-clients", "99999999999"],
+            &["chat-server", "--net-prefix-v4", "33"],
+            &["chat-server", "--net-prefix-v6", "129"],
+            &["chat-server", "--connect-burst", "0"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -39,6 +39,37 @@ pub const DEFAULT_BURST: u32 = 50;
 /// behind one NAT address, few enough that one host cannot take every slot.
 pub const DEFAULT_MAX_PER_IP: usize = 32;
 
+/// Default for [`Config::max_per_net`]: four hosts' worth of
+/// [`DEFAULT_MAX_PER_IP`] from one network (an IPv4 /24, an IPv6 /64):
+/// room for a busy office, while one IPv6 host, which owns a whole /64 of
+/// addresses, cannot take more than this by using many of them.
+pub const DEFAULT_MAX_PER_NET: usize = 128;
+
+/// Default for [`Config::net_prefix_v4`]: a /24 is what one site usually
+/// has.
+pub const DEFAULT_NET_PREFIX_V4: u8 = 24;
+
+/// Default for [`Config::net_prefix_v6`]: a /64 is one LAN, often one
+/// host's to use as it likes.
+pub const DEFAULT_NET_PREFIX_V6: u8 = 64;
+
+/// Default for [`Config::connect_rate`]: two new connections a second from
+/// one address, on average, is more than any person reconnects, and makes
+/// holding ten thousand sockets open from a handful of hosts take hours.
+pub const DEFAULT_CONNECT_RATE: u32 = 2;
+
+/// Default for [`Config::connect_burst`]: a household or a script may
+/// open this many at once (after a restart, say) before the rate applies.
+pub const DEFAULT_CONNECT_BURST: u32 = 16;
+
+/// How many times an address's throttle a whole network gets: the network
+/// throttle stops one host with many addresses, not a site's few hosts.
+pub const NET_THROTTLE_FACTOR: u32 = 4;
+
+/// Default for [`Config::max_closing`] when nothing works it out from the
+/// descriptor limit (tests, a library user).
+pub const DEFAULT_MAX_CLOSING: usize = 1024;
+
 /// Default for [`Config::quiet_above`]: a room of 100 can follow who comes
 /// and goes; past that the notices are noise, and their cost grows with
 /// the square of the room's size.
@@ -72,6 +103,25 @@ pub struct Config {
     pub burst: u32,
     /// Most connections from one IP address (0 = no limit).
     pub max_per_ip: usize,
+    /// Most connections from one network (0 = no limit): addresses that
+    /// share their first [`Config::net_prefix_v4`] or
+    /// [`Config::net_prefix_v6`] bits.
+    pub max_per_net: usize,
+    /// The IPv4 prefix length that makes a network (0 to 32).
+    pub net_prefix_v4: u8,
+    /// The IPv6 prefix length that makes a network (0 to 128).
+    pub net_prefix_v6: u8,
+    /// New connections a second one address may open on average (0 = no
+    /// throttle); a network gets [`NET_THROTTLE_FACTOR`] times as many.
+    pub connect_rate: u32,
+    /// New connections one address may open at once before
+    /// [`Config::connect_rate`] applies.
+    pub connect_burst: u32,
+    /// Most sockets that may still be closing (their client left the chat,
+    /// its last lines still being written) on top of the clients: each
+    /// holds a descriptor. Worked out from the descriptor limit at start;
+    /// past it the oldest closing sockets are closed at once.
+    pub max_closing: usize,
     /// Disconnect a client that sent nothing for this long (None = never).
     pub idle_timeout: Option<Duration>,
     /// Rooms with more members than this are not told of joins, leaves and
@@ -85,6 +135,21 @@ pub struct Config {
     /// I/O threads serving the sockets (0 = one per CPU core); see
     /// [`Config::io_threads`].
     pub threads: usize,
+    /// A test seam, never set by the daemon: makes one of the server's
+    /// threads panic when a client sends a given line, so that tests can
+    /// prove what a dead thread does to the server (it stops it).
+    #[doc(hidden)]
+    pub test_fault: Option<TestFault>,
+}
+
+/// Which thread [`Config::test_fault`] makes panic, and on which line.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestFault {
+    /// The hub, when it handles this chat line.
+    Hub(String),
+    /// The I/O thread that reads this line.
+    Io(String),
 }
 
 impl Config {
@@ -111,11 +176,18 @@ impl Default for Config {
             rate: DEFAULT_RATE,
             burst: DEFAULT_BURST,
             max_per_ip: DEFAULT_MAX_PER_IP,
+            max_per_net: DEFAULT_MAX_PER_NET,
+            net_prefix_v4: DEFAULT_NET_PREFIX_V4,
+            net_prefix_v6: DEFAULT_NET_PREFIX_V6,
+            connect_rate: DEFAULT_CONNECT_RATE,
+            connect_burst: DEFAULT_CONNECT_BURST,
+            max_closing: DEFAULT_MAX_CLOSING,
             idle_timeout: None,
             quiet_above: DEFAULT_QUIET_ABOVE,
             metrics_listen: None,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             threads: 0,
+            test_fault: None,
         }
     }
 }

@@ -86,6 +86,8 @@ struct Fitted {
     not_raised: Option<std::io::Error>,
     /// The default `--max-clients`, when it was lowered to fit.
     lowered_from: Option<usize>,
+    /// The `--max-clients` in force.
+    max_clients: usize,
 }
 
 /// Raises the descriptor limit and fits `--max-clients` to the room it
@@ -103,14 +105,23 @@ fn fit_descriptors(
         }
     };
     let capacity = limit.client_capacity(config.listen.len() + inherited, config.io_threads());
+    if capacity == 0 {
+        return Err(descriptors::CapacityError {
+            max_clients: config.max_clients,
+            soft: limit.soft,
+            capacity,
+        });
+    }
     let max_clients = descriptors::fit_max_clients(config.max_clients, max_clients_given, &limit, capacity)?;
     let lowered_from = (max_clients < config.max_clients).then_some(config.max_clients);
     config.max_clients = max_clients;
+    config.max_closing = descriptors::closing_budget(capacity, max_clients);
     Ok(Some(Fitted {
         limit,
         capacity,
         not_raised,
         lowered_from,
+        max_clients,
     }))
 }
 
@@ -135,7 +146,7 @@ impl Fitted {
         if let Some(default) = self.lowered_from {
             log::warn!(
                 "serving at most {} clients, not the default {default}: the descriptor limit allows no more",
-                self.capacity
+                self.max_clients
             );
         }
     }

@@ -6,8 +6,29 @@
 //!  acceptor ─────────▶ I/O thread 0 ─────────▶ hub
 //!     ▲    ─────────▶ I/O thread 1 ─────────▶  │
 //!     │   Released ◀──      ▲  ▲   Outbound    │
-//!     └────────────────     │  └───────────────┘ (split by thread)
+//!     └────────────────     │  └───────────────┘ (one channel per thread)
 //! ```
+//!
+//! Every channel is bounded, by a capacity or by what feeds it:
+//! - `Inbound` holds [`HUB_INBOUND_CAPACITY`] messages. When it is full an
+//!   I/O thread stops reading lines from its sockets (their clients' TCP
+//!   windows fill and they slow down) and keeps what it cannot hold back
+//!   (a connection came or went) in order until the hub has room; it
+//!   never waits.
+//! - each `Outbound` holds [`HUB_OUTBOUND_CAPACITY`] messages. When one is
+//!   full the hub wakes that I/O thread and waits for it, which is short:
+//!   an I/O thread never waits on anything and takes a bounded number of
+//!   messages every turn. Meanwhile the hub reads no input, and the I/O
+//!   threads stop reading sockets, as above.
+//! - `Adopt` and `Released` carry one message per connection coming or
+//!   going, so they hold at most `--max-clients` (plus the few admitted to
+//!   make room) messages.
+//!
+//! Every thread is supervised: if one panics, the panic is logged, the
+//! server shuts down, and [`Server::run`] returns an error, so the daemon
+//! exits non-zero and its service manager restarts it (a dead I/O thread
+//! would otherwise leave a daemon that accepts connections and serves
+//! none).
 //!
 //! [`Server::bind`] binds the configured addresses; [`Server::from_listeners`]
 //! takes sockets that are already bound (by a test, or inherited from a
@@ -18,24 +39,36 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::chat::hub::{self, Hub, Outlet};
-use crate::config::Config;
-use crate::net::acceptor::{self, Acceptor, Admission, Inlet};
+use crate::chat::hub::{self, Hub, Outlet, Wiring};
+use crate::config::{Config, TestFault};
+use crate::net::acceptor::{self, Acceptor, Inlet};
 use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
-use crate::ops::liveness::{Heartbeat, Liveness};
+use crate::ops::liveness::{Heartbeat, Liveness, Wake};
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::ops::stats::Stats;
 
 /// How many connections the kernel may hold waiting for accept. Bursts of
 /// reconnecting clients (after a restart, say) should not be refused.
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// Messages the hub's inbound queue holds. The hub handles a message in a
+/// microsecond or so, so a full queue is a few milliseconds of work: long
+/// enough to take bursts from every I/O thread, short enough that what is
+/// read is handled at once, and that a shutdown behind it comes at once.
+pub const HUB_INBOUND_CAPACITY: usize = 4096;
+
+/// Messages each I/O thread's queue from the hub holds: a few turns of the
+/// I/O thread's work (it takes up to 512 a turn).
+pub const HUB_OUTBOUND_CAPACITY: usize = 4096;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +122,9 @@ pub struct Server {
     acceptor: LoopParts,
     /// One loop per I/O thread.
     shards: Vec<LoopParts>,
+    /// The hub's turn count, and the channel that pokes it awake.
+    hub_heartbeat: Heartbeat,
+    hub_poke: (Sender<()>, Receiver<()>),
     listeners: Vec<mio::net::TcpListener>,
     shutdown: ShutdownHandle,
     /// Counters the event loop keeps, for watchers on other threads.
@@ -161,6 +197,8 @@ impl Server {
             config,
             acceptor,
             shards,
+            hub_heartbeat: Heartbeat::default(),
+            hub_poke: crossbeam_channel::bounded(1),
             listeners,
             shutdown,
             stats: Arc::default(),
@@ -197,14 +235,15 @@ impl Server {
         self.shards.len()
     }
 
-    /// A watcher that tells from another thread whether every event loop
-    /// (the acceptor's and each I/O thread's) still turns, for a watchdog.
+    /// A watcher that tells from another thread whether every loop (the
+    /// acceptor's, each I/O thread's, and the hub's) still turns, for a
+    /// watchdog.
     pub fn liveness(&self) -> Liveness {
-        Liveness::new(
-            std::iter::once(&self.acceptor)
-                .chain(&self.shards)
-                .map(|parts| (Arc::clone(&parts.waker), parts.heartbeat.clone())),
-        )
+        let loops = std::iter::once(&self.acceptor)
+            .chain(&self.shards)
+            .map(|parts| (Wake::Waker(Arc::clone(&parts.waker)), parts.heartbeat.clone()));
+        let hub = (Wake::Poke(self.hub_poke.0.clone()), self.hub_heartbeat.clone());
+        Liveness::new(loops.chain(std::iter::once(hub)))
     }
 
     /// Serves clients until shut down through a [`ShutdownHandle`], then
@@ -212,11 +251,13 @@ impl Server {
     /// period is over).
     ///
     /// # Errors
-    /// When the event loop fails or the hub thread cannot start.
+    /// When the event loop fails, a thread cannot start, or a thread
+    /// panicked (which also shuts the server down at once).
     pub fn run(self) -> io::Result<()> {
         for addr in self.local_addrs() {
             log::info!("listening on {addr}");
         }
+        let supervisor = Supervisor::new(self.shutdown.clone());
         let endpoint = match self.metrics {
             Some(endpoint) => Some(
                 endpoint
@@ -229,27 +270,36 @@ impl Server {
             .config
             .stats_interval
             .and_then(|interval| StatsLog::start(Arc::clone(&self.stats), interval));
-        let (to_hub, hub_inbound) = crossbeam_channel::unbounded();
+        let (to_hub, hub_inbound) = crossbeam_channel::bounded(HUB_INBOUND_CAPACITY);
+        // Bounded by the connections: one message per connection that goes.
         let (released_tx, released_rx) = crossbeam_channel::unbounded();
         let mut outlets = Vec::new();
         let mut inlets = Vec::new();
         let mut io_threads = Vec::new();
         for (shard, parts) in self.shards.into_iter().enumerate() {
-            let (hub_out, from_hub) = crossbeam_channel::unbounded();
+            let (hub_out, from_hub) = crossbeam_channel::bounded(HUB_OUTBOUND_CAPACITY);
+            // Bounded by the connections: one message per connection that
+            // comes.
             let (adopt_tx, adopt) = crossbeam_channel::unbounded();
+            let wants_room = Arc::new(AtomicBool::new(false));
+            let silent = Arc::new(AtomicUsize::new(0));
             outlets.push(Outlet {
                 sender: hub_out,
                 waker: Arc::clone(&parts.waker),
+                wants_room: Arc::clone(&wants_room),
             });
             inlets.push(Inlet {
                 sender: adopt_tx,
                 waker: Arc::clone(&parts.waker),
+                silent: Arc::clone(&silent),
             });
             let channels = Channels {
                 to_hub: to_hub.clone(),
+                wants_room,
                 from_hub,
                 adopt,
                 released: released_tx.clone(),
+                silent,
             };
             let event_loop = EventLoop::new(
                 shard,
@@ -260,10 +310,7 @@ impl Server {
                 Arc::clone(&self.stats),
                 parts.heartbeat,
             );
-            let spawned = thread::Builder::new()
-                .name(format!("io-{shard}"))
-                .spawn(move || event_loop.run());
-            match spawned {
+            match supervisor.spawn(format!("io-{shard}"), move || event_loop.run()) {
                 Ok(thread) => io_threads.push(thread),
                 Err(e) => {
                     // Those already running finish at once: nothing will
@@ -274,12 +321,21 @@ impl Server {
             }
         }
         let hub_stats = Arc::clone(&self.stats);
-        let quiet_above = self.config.quiet_above;
-        let spawned = thread::Builder::new().name("hub".into()).spawn(move || {
-            let hub = Hub::with_quiet_above(quiet_above);
-            hub::run(hub, hub_inbound, &outlets, &released_tx, &hub_stats);
-        });
-        let hub_thread = match spawned {
+        let mut hub = Hub::with_quiet_above(self.config.quiet_above);
+        if let Some(TestFault::Hub(text)) = &self.config.test_fault {
+            hub.panic_on(text.clone());
+        }
+        let wiring = Wiring {
+            inbound: hub_inbound,
+            outlets,
+            released: released_tx,
+            poke: self.hub_poke.1,
+            heartbeat: self.hub_heartbeat,
+        };
+        let hub_thread = match supervisor.spawn("hub".into(), move || {
+            hub::run(hub, wiring, &hub_stats);
+            Ok(())
+        }) {
             Ok(thread) => thread,
             Err(e) => {
                 self.shutdown.shutdown();
@@ -293,10 +349,7 @@ impl Server {
             inlets,
             released_rx,
             to_hub,
-            Admission {
-                max_clients: self.config.max_clients,
-                max_per_ip: self.config.max_per_ip,
-            },
+            &self.config,
             self.shutdown.clone(),
             Arc::clone(&self.stats),
             self.acceptor.heartbeat,
@@ -311,18 +364,12 @@ impl Server {
             }
         };
         for thread in io_threads {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    log::error!("an I/O thread failed: {e}");
-                    result = result.and(Err(e));
-                }
-                Err(_) => log::error!("an I/O thread panicked"),
+            if let Ok(Err(e)) = thread.join() {
+                log::error!("an I/O thread failed: {e}");
+                result = result.and(Err(e));
             }
         }
-        if hub_thread.join().is_err() {
-            log::error!("the hub thread panicked");
-        }
+        let _ = hub_thread.join();
         log::info!("stopped");
         if let Some(endpoint) = endpoint {
             endpoint.stop();
@@ -330,7 +377,69 @@ impl Server {
         if let Some(stats_log) = stats_log {
             stats_log.stop();
         }
-        result
+        result.and(supervisor.verdict())
+    }
+}
+
+/// Watches the server's threads: one that panics is logged and shuts the
+/// whole server down, and the server's run ends in an error.
+#[derive(Debug, Clone)]
+struct Supervisor {
+    shutdown: ShutdownHandle,
+    /// Set once a thread has panicked (which one is in the log).
+    died: Arc<AtomicBool>,
+}
+
+/// Lives on a supervised thread's stack: dropped while unwinding, it
+/// reports the panic.
+struct Watch {
+    name: String,
+    supervisor: Supervisor,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            log::error!("the {} thread panicked; shutting the server down", self.name);
+            self.supervisor.died.store(true, Ordering::Release);
+            self.supervisor.shutdown.shutdown();
+        }
+    }
+}
+
+impl Supervisor {
+    fn new(shutdown: ShutdownHandle) -> Supervisor {
+        Supervisor {
+            shutdown,
+            died: Arc::default(),
+        }
+    }
+
+    /// Starts `body` on a thread called `name`, watched.
+    fn spawn(
+        &self,
+        name: String,
+        body: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> io::Result<thread::JoinHandle<io::Result<()>>> {
+        let watch = Watch {
+            name: name.clone(),
+            supervisor: self.clone(),
+        };
+        thread::Builder::new().name(name).spawn(move || {
+            let _watch = watch;
+            body()
+        })
+    }
+
+    /// An error if a thread panicked.
+    fn verdict(&self) -> io::Result<()> {
+        if self.died.load(Ordering::Acquire) {
+            Err(io::Error::other(
+                "a thread of the server panicked (see the log above)",
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 

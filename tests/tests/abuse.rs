@@ -927,6 +927,8 @@ const CYCLE_BATCH: usize = 200;
 fn two_thousand_connections_coming_and_going_leave_nothing_behind() {
     let server = TestServer::start(Config {
         max_per_ip: 0,
+        max_per_net: 0,
+        connect_rate: 0,
         ..Config::default()
     });
     let addr = server.addr();
@@ -994,6 +996,8 @@ const RESET_BATCH: usize = 60;
 fn connections_reset_mid_line_are_cleaned_up_and_their_nick_freed_at_once() {
     let server = TestServer::start(Config {
         max_per_ip: 0,
+        max_per_net: 0,
+        connect_rate: 0,
         ..Config::default()
     });
     let addr = server.addr();
@@ -1046,7 +1050,12 @@ const HALF_CLOSERS: usize = 20;
 
 #[test]
 fn half_closed_connections_deliver_their_last_line_get_their_answers_and_are_closed() {
-    let server = TestServer::start_default();
+    // Twenty connections in a row from one address: not what the throttle
+    // on new connections is being tested for here.
+    let server = TestServer::start(Config {
+        connect_rate: 0,
+        ..Config::default()
+    });
     let addr = server.addr();
     let mut pair = Pair::new(addr, LOBBY);
     for i in 0..HALF_CLOSERS {
@@ -1128,6 +1137,9 @@ fn past_the_per_address_limit_connections_are_refused_and_other_addresses_still_
 fn past_max_clients_connections_are_refused_while_the_others_talk() {
     let server = TestServer::start(Config {
         max_clients: 5,
+        // Fifty refusals in a row from one address: not what the throttle
+        // on new connections is being tested for here.
+        connect_rate: 0,
         ..Config::default()
     });
     let addr = server.addr();
@@ -1216,7 +1228,16 @@ fn out_of_file_descriptors_the_daemon_warns_once_keeps_serving_and_recovers() {
     // its limit at start), then the limit is lowered under it from outside,
     // as an administrator's `prlimit` would.
     let mut command = clean_command(binary("chat-server"));
-    command.args(["--listen", "127.0.0.1:0", "--max-per-ip", "0"]);
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--max-per-ip",
+        "0",
+        "--max-per-net",
+        "0",
+        "--connect-rate",
+        "0",
+    ]);
     let mut daemon = Daemon::start_with(command, 1);
     let addr = daemon.addr();
     let pid = daemon.proc.pid();

@@ -164,7 +164,10 @@ fn server_config(threads: usize) -> Config {
         threads,
         // No flood control: the sender says its lines as fast as it can.
         rate: 0,
+        // A hundred connections from one address at once.
         max_per_ip: 0,
+        max_per_net: 0,
+        connect_rate: 0,
         // Room for any backlog: no receiver is dropped as slow.
         sendq: 16 * 1024 * 1024,
         // Joins in a room of more than one are not announced, so the only

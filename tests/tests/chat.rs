@@ -405,8 +405,8 @@ fn commands_with_arguments_they_do_not_take_get_their_usage() {
     let server = server();
     let mut alice = server.connect_named("alice");
     for (line, usage) in [
-        ("/who me", "!! usage: /who"),
-        ("/rooms all", "!! usage: /rooms"),
+        ("/who me", "!! usage: /who [PAGE]"),
+        ("/rooms all", "!! usage: /rooms [PAGE]"),
         ("/help me", "!! usage: /help"),
     ] {
         alice.send(line);

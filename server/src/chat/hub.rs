@@ -1,35 +1,66 @@
 //! The hub: the one owner of the chat state.
 //!
 //! Users, nicks and rooms live here and nowhere else, on one thread, so no
-//! lock guards them: the event loop sends what clients did as [`Inbound`]
+//! lock guards them: the event loops send what clients did as [`Inbound`]
 //! messages and the hub answers with [`Outbound`] ones. Because the hub
 //! handles messages one at a time, every member of a room sees that room's
 //! events in one order, and one sender's messages in the order sent.
 //!
-//! The hub speaks in [`ServerEvent`]s, never in wire lines, so a second
-//! front end (IRC, TLS) can share it. Everything said to a room goes
-//! through [`Hub::publish`]: that is the seam where a backplane (Redis
-//! pub/sub, so several instances share rooms) would plug in, publishing to
-//! one channel per room and delivering locally what comes back, which keeps
-//! one order per room across instances.
+//! The hub speaks in [`ServerEvent`]s, never in wire lines, so another
+//! front end (IRC, TLS) can share it. Everything said to a room, chat and
+//! presence alike, goes through [`Hub::publish`]: that is the seam where a
+//! backplane (Redis, so several instances share rooms) will plug in,
+//! publishing to one channel per room and delivering locally what comes
+//! back, which keeps one order per room across instances.
+//!
+//! What keeps it cheap, whatever the size of a room:
+//! - each room keeps its members as one list per I/O thread, shared (an
+//!   `Arc`) with every delivery in flight: a line to a room of 10,000
+//!   costs one message per I/O thread and no copy of the list; a list is
+//!   copied only when it changes while a delivery still holds it;
+//! - each room keeps its members sorted by nick, so `/who` reads one page
+//!   of them without sorting anything, and `/rooms` pages through rooms
+//!   that are kept sorted; answers that grow with the server are sent a
+//!   page at a time ([`Page`]), and their size is charged to the asker's
+//!   flood allowance (see [`Recipients::Reply`]).
+//!
+//! Its channels are bounded (see [`crate::server`]): when an I/O thread's
+//! outbound queue is full the hub waits for it, which is bounded because
+//! every I/O thread takes a bounded number of messages every turn and never
+//! waits on the hub; meanwhile the hub reads no more input, so the I/O
+//! threads stop reading sockets: backpressure all the way to the senders'
+//! TCP windows, and no queue that grows without bound.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, RoomName, ServerEvent};
-use crossbeam_channel::{Receiver, Sender};
+use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, Page, RoomName, ServerEvent};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use crate::chat::messages::{ConnId, Inbound, Outbound, Released};
+use crate::chat::messages::{ConnId, Ending, Inbound, Outbound, Recipients, Released};
+use crate::ops::liveness::Heartbeat;
+use crate::ops::logging::clip;
 use crate::ops::stats::Stats;
 
 /// How many inbound messages the hub handles before it hands its output to
-/// the event loop and wakes it. Batching lets the event loop write many
+/// the event loops and wakes them. Batching lets an event loop write many
 /// messages to a socket in one system call; the bound keeps latency low
 /// when the hub is busy.
 const BATCH: usize = 256;
+
+/// How long the hub waits for input before it turns anyway, to show the
+/// watchdog it is alive (see [`crate::ops::liveness`]). A hub stuck for
+/// longer than the watchdog's interval is restarted.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Longest client text (a quit reason, a chat line at debug level) written
+/// to the log, in characters: one line of the log per event, whatever a
+/// client typed.
+const LOGGED_TEXT: usize = 120;
 
 /// One connected user.
 #[derive(Debug)]
@@ -46,8 +77,51 @@ struct User {
 struct Room {
     /// The name as first used, with its case.
     name: RoomName,
-    /// Members in the order they joined.
-    members: Vec<ConnId>,
+    /// The members on each I/O thread (indexed by [`ConnId::shard`]),
+    /// shared with the deliveries in flight: copied only when it changes
+    /// while a delivery still holds it.
+    by_shard: Vec<Arc<Vec<ConnId>>>,
+    /// Members by nick key, in order: `/who` reads a page of it.
+    by_nick: BTreeMap<String, ConnId>,
+}
+
+impl Room {
+    fn new(name: RoomName) -> Room {
+        Room {
+            name,
+            by_shard: Vec::new(),
+            by_nick: BTreeMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_nick.len()
+    }
+
+    fn add(&mut self, id: ConnId, nick_key: String) {
+        if self.by_shard.len() <= id.shard {
+            self.by_shard.resize_with(id.shard + 1, Arc::default);
+        }
+        if let Some(list) = self.by_shard.get_mut(id.shard) {
+            Arc::make_mut(list).push(id);
+        }
+        self.by_nick.insert(nick_key, id);
+    }
+
+    fn remove(&mut self, id: ConnId, nick_key: &str) {
+        if let Some(list) = self.by_shard.get_mut(id.shard) {
+            if let Some(at) = list.iter().position(|&m| m == id) {
+                Arc::make_mut(list).swap_remove(at);
+            }
+        }
+        self.by_nick.remove(nick_key);
+    }
+
+    fn rename(&mut self, id: ConnId, old_key: &str, new_key: String) {
+        if self.by_nick.remove(old_key).is_some() {
+            self.by_nick.insert(new_key, id);
+        }
+    }
 }
 
 /// The chat state and the rules that change it.
@@ -60,8 +134,8 @@ pub struct Hub {
     rooms: BTreeMap<String, Room>,
     /// Next number to try for a guest nick.
     next_guest: u64,
-    /// What the hub has to say, waiting to be handed to the event loop.
-    outbox: Vec<Outbound>,
+    /// What the hub has to say, by I/O thread, waiting to be handed over.
+    outbox: Vec<(usize, Outbound)>,
     /// Rooms with more members than this hear no joins, leaves or nick
     /// changes (0 = always announce); see [`crate::Config::quiet_above`].
     quiet_above: usize,
@@ -73,6 +147,8 @@ pub struct Hub {
     /// Connections that have left the chat since the last
     /// [`Hub::take_released`], for the acceptor: their places are free.
     released: Vec<Released>,
+    /// See [`crate::config::TestFault::Hub`].
+    panic_on: Option<String>,
 }
 
 impl Default for Hub {
@@ -95,13 +171,7 @@ impl Hub {
     pub fn new() -> Hub {
         let lobby = RoomName::lobby();
         let mut rooms = BTreeMap::new();
-        rooms.insert(
-            lobby.key(),
-            Room {
-                name: lobby,
-                members: Vec::new(),
-            },
-        );
+        rooms.insert(lobby.key(), Room::new(lobby));
         Hub {
             users: HashMap::new(),
             nicks: HashMap::new(),
@@ -112,7 +182,15 @@ impl Hub {
             line_received: None,
             shutting_down: false,
             released: Vec::new(),
+            panic_on: None,
         }
+    }
+
+    /// Makes the hub panic when it handles the chat line `text` (see
+    /// [`crate::config::TestFault`]; tests only).
+    #[doc(hidden)]
+    pub fn panic_on(&mut self, text: String) {
+        self.panic_on = Some(text);
     }
 
     /// How many rooms exist, the lobby included.
@@ -120,8 +198,9 @@ impl Hub {
         self.rooms.len()
     }
 
-    /// Takes what the hub has said since the last call.
-    pub fn take_outbox(&mut self) -> Vec<Outbound> {
+    /// Takes what the hub has said since the last call, each message with
+    /// the I/O thread it is for.
+    pub fn take_outbox(&mut self) -> Vec<(usize, Outbound)> {
         std::mem::take(&mut self.outbox)
     }
 
@@ -141,7 +220,7 @@ impl Hub {
                     ip: addr.ip(),
                 });
                 self.send(id, ServerEvent::ShuttingDown);
-                self.outbox.push(Outbound::Close { id });
+                self.close(id);
             }
             Inbound::Connected { id, addr } => self.connect(id, addr),
             Inbound::Line { id, line, received } => {
@@ -150,25 +229,24 @@ impl Hub {
                 self.line_received = None;
             }
             Inbound::Closed { id, reason } => {
-                if reason == LeaveReason::SlowConsumer {
-                    if let Some(user) = self.users.get(&id) {
-                        log::warn!("{} {}: slow consumer, disconnected", user.addr, user.nick);
-                    }
-                }
                 self.remove(id, reason);
-                self.outbox.push(Outbound::Close { id });
+                self.close(id);
             }
-            Inbound::Idle { id, quiet } => {
+            Inbound::Ending { id, why } => {
                 if self.users.contains_key(&id) {
-                    self.send(
-                        id,
-                        ServerEvent::IdleTimeout {
-                            secs: quiet.as_secs(),
-                        },
-                    );
-                    self.remove(id, LeaveReason::Idle);
+                    let (event, reason) = match why {
+                        Ending::Idle { quiet } => (
+                            ServerEvent::IdleTimeout {
+                                secs: quiet.as_secs(),
+                            },
+                            LeaveReason::Idle,
+                        ),
+                        Ending::MakingRoom => (ServerEvent::MakingRoom, LeaveReason::MadeRoom),
+                    };
+                    self.send(id, event);
+                    self.remove(id, reason);
                 }
-                self.outbox.push(Outbound::Close { id });
+                self.close(id);
             }
             Inbound::Shutdown => self.shutdown(),
         }
@@ -201,7 +279,7 @@ impl Hub {
     fn guest_nick(&mut self) -> Nick {
         loop {
             let n = self.next_guest;
-            self.next_guest += 1;
+            self.next_guest = self.next_guest.wrapping_add(1);
             if let Ok(nick) = Nick::new(&format!("guest{n}")) {
                 if !self.nicks.contains_key(&nick.key()) {
                     return nick;
@@ -218,40 +296,42 @@ impl Hub {
         let command = match line {
             Ok(command) => command,
             Err(error) => {
-                log::debug!("{} {}: error: {error}", user.addr, user.nick);
+                log::debug!(
+                    "{} {}: error: {}",
+                    user.addr,
+                    user.nick,
+                    clip(&error.to_string(), LOGGED_TEXT)
+                );
                 return self.send(id, ServerEvent::Error(error));
             }
         };
         let (nick, room, addr) = (user.nick.clone(), user.room.clone(), user.addr);
         match command {
             Command::Say(text) => {
-                log::debug!("{addr} {nick}: {text}");
-                self.publish_except(&room, id, ServerEvent::Said { from: nick, text });
+                assert!(
+                    self.panic_on.as_ref() != Some(&text),
+                    "test fault: the hub panics as asked"
+                );
+                log::debug!("{addr} {nick}: {}", clip(&text, LOGGED_TEXT));
+                self.publish(&room, Some(id), ServerEvent::Said { from: nick, text });
             }
             Command::Me(text) => {
-                log::debug!("{addr} {nick}: /me {text}");
-                self.publish_except(&room, id, ServerEvent::Action { from: nick, text });
+                log::debug!("{addr} {nick}: /me {}", clip(&text, LOGGED_TEXT));
+                self.publish(&room, Some(id), ServerEvent::Action { from: nick, text });
             }
             Command::Msg { to, text } => {
-                log::debug!("{addr} {nick}: /msg {to} {text}");
+                log::debug!("{addr} {nick}: /msg {to} {}", clip(&text, LOGGED_TEXT));
                 self.private(id, nick, to, text);
             }
             Command::Nick(new) => self.rename(id, nick, new),
             Command::Join(target) => self.join(id, nick, &room, target),
-            Command::Who => self.who(id, &room),
-            Command::Rooms => {
-                let rooms = self
-                    .rooms
-                    .values()
-                    .map(|r| (r.name.clone(), r.members.len()))
-                    .collect();
-                self.send(id, ServerEvent::Rooms { rooms });
-            }
-            Command::Help => self.send(id, ServerEvent::Help),
+            Command::Who { page } => self.who(id, &room, page),
+            Command::Rooms { page } => self.list_rooms(id, page),
+            Command::Help => self.reply(id, ServerEvent::Help),
             Command::Quit(reason) => {
                 self.remove(id, LeaveReason::Quit(reason));
                 self.send(id, ServerEvent::Bye);
-                self.outbox.push(Outbound::Close { id });
+                self.close(id);
             }
         }
     }
@@ -286,6 +366,9 @@ impl Hub {
         user.nick = new.clone();
         log::info!("{} {old} is now known as {new}", user.addr);
         let room = user.room.clone();
+        if let Some(room) = self.rooms.get_mut(&room) {
+            room.rename(id, &old.key(), new.key());
+        }
         self.send(id, ServerEvent::NickSet { nick: new.clone() });
         self.announce_presence(&room, id, ServerEvent::NickChanged { old, new });
     }
@@ -309,11 +392,8 @@ impl Hub {
         if let Some(user) = self.users.get_mut(&id) {
             user.room = key.clone();
         }
-        let room = self.rooms.entry(key.clone()).or_insert_with(|| Room {
-            name: target,
-            members: Vec::new(),
-        });
-        room.members.push(id);
+        let room = self.rooms.entry(key.clone()).or_insert_with(|| Room::new(target));
+        room.add(id, nick.key());
         let room = room.name.clone();
         self.announce_presence(&key, id, ServerEvent::Joined { nick, room });
     }
@@ -326,9 +406,9 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
         };
-        room.members.retain(|&m| m != id);
+        room.remove(id, &nick.key());
         let name = room.name.clone();
-        if room.members.is_empty() && name.as_str() != RoomName::LOBBY {
+        if room.len() == 0 && name.as_str() != RoomName::LOBBY {
             self.rooms.remove(&key);
         }
         self.announce_presence(
@@ -345,7 +425,12 @@ impl Hub {
     /// Forgets the user entirely: room, nick, and all.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         let Some(user) = self.users.get(&id) else { return };
-        log::info!("disconnect {} {} ({})", user.addr, user.nick, reason.describe());
+        log::info!(
+            "disconnect {} {} ({})",
+            user.addr,
+            user.nick,
+            clip(&reason.describe(), LOGGED_TEXT)
+        );
         self.released.push(Released {
             shard: id.shard,
             ip: user.addr.ip(),
@@ -356,26 +441,78 @@ impl Hub {
         }
     }
 
-    fn who(&mut self, id: ConnId, room_key: &str) {
+    /// One page of the room's members, read from its sorted index.
+    fn who(&mut self, id: ConnId, room_key: &str, page: usize) {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
-        let mut nicks: Vec<Nick> = room
-            .members
-            .iter()
+        let total = room.len();
+        let (page, range) = Page::of_listing(page, total);
+        let nicks = room
+            .by_nick
+            .values()
+            .skip(range.start)
+            .take(range.len())
             .filter_map(|m| self.users.get(m).map(|u| u.nick.clone()))
             .collect();
-        nicks.sort_by_key(Nick::key);
         let room = room.name.clone();
-        self.send(id, ServerEvent::Who { room, nicks });
+        self.reply(
+            id,
+            ServerEvent::Who {
+                room,
+                total,
+                page,
+                nicks,
+            },
+        );
+    }
+
+    /// One page of the rooms, which are kept sorted.
+    fn list_rooms(&mut self, id: ConnId, page: usize) {
+        let total = self.rooms.len();
+        let (page, range) = Page::of_listing(page, total);
+        let rooms = self
+            .rooms
+            .values()
+            .skip(range.start)
+            .take(range.len())
+            .map(|r| (r.name.clone(), r.len()))
+            .collect();
+        self.reply(id, ServerEvent::Rooms { total, page, rooms });
     }
 
     fn shutdown(&mut self) {
-        log::info!("shutting down: telling {} clients", self.users.len());
-        let everyone: Vec<ConnId> = self.users.keys().copied().collect();
-        self.deliver(everyone.clone(), ServerEvent::ShuttingDown);
-        for id in everyone {
-            self.outbox.push(Outbound::Close { id });
+        let n = self.users.len();
+        log::info!(
+            "shutting down: telling {n} {}",
+            if n == 1 { "client" } else { "clients" }
+        );
+        let mut by_shard: Vec<Vec<ConnId>> = Vec::new();
+        for &id in self.users.keys() {
+            if by_shard.len() <= id.shard {
+                by_shard.resize_with(id.shard + 1, Vec::new);
+            }
+            if let Some(list) = by_shard.get_mut(id.shard) {
+                list.push(id);
+            }
+        }
+        let event = Arc::new(ServerEvent::ShuttingDown);
+        for (shard, ids) in by_shard.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let closes: Vec<ConnId> = ids.clone();
+            self.outbox.push((
+                shard,
+                Outbound::Deliver {
+                    to: Recipients::Many(ids),
+                    event: Arc::clone(&event),
+                    since: None,
+                },
+            ));
+            for id in closes {
+                self.outbox.push((shard, Outbound::Close { id }));
+            }
         }
         self.users.clear();
         self.nicks.clear();
@@ -391,53 +528,127 @@ impl Hub {
     /// The room's size counts `who`, also when they are leaving it.
     fn announce_presence(&mut self, room_key: &str, who: ConnId, event: ServerEvent) {
         let room = self.rooms.get(room_key);
-        let present = room.is_some_and(|r| r.members.contains(&who));
-        let members = room.map_or(0, |r| r.members.len()) + usize::from(!present);
+        let nick_key = self.users.get(&who).map(|u| u.nick.key());
+        let present = room
+            .zip(nick_key)
+            .is_some_and(|(r, key)| r.by_nick.get(&key) == Some(&who));
+        let members = room.map_or(0, Room::len) + usize::from(!present);
         if self.quiet_above == 0 || members <= self.quiet_above {
-            self.publish_except(room_key, who, event);
+            self.publish(room_key, Some(who), event);
         }
     }
 
-    /// Says `event` to everyone in the room but `except` (the sender: chat
-    /// messages are never echoed).
-    fn publish_except(&mut self, room_key: &str, except: ConnId, event: ServerEvent) {
-        self.publish_to(room_key, Some(except), event);
-    }
-
-    fn publish_to(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
+    /// Says `event` to everyone in the room but `except`: chat messages are
+    /// not echoed to their sender, and presence changes are not told to the
+    /// one who comes or goes.
+    ///
+    /// Everything said to a room passes through here, so that a backplane
+    /// can take over this one function to share rooms across instances.
+    /// It costs one message per I/O thread with members in the room,
+    /// whatever the room's size: the member lists are shared, not copied.
+    pub fn publish(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
-        // Sized once: collecting a filtered iterator would grow the list by
-        // doubling, an allocation count that grows with the room.
-        let mut to = Vec::with_capacity(room.members.len());
-        to.extend(room.members.iter().copied().filter(|&m| Some(m) != except));
-        self.deliver(to, event);
+        let event = Arc::new(event);
+        let since = self.line_received;
+        for (shard, members) in room.by_shard.iter().enumerate() {
+            let only_the_sender = members.len() == 1 && members.first() == except.as_ref();
+            if members.is_empty() || only_the_sender {
+                continue;
+            }
+            self.outbox.push((
+                shard,
+                Outbound::Deliver {
+                    to: Recipients::Members {
+                        members: Arc::clone(members),
+                        except,
+                    },
+                    event: Arc::clone(&event),
+                    since,
+                },
+            ));
+        }
     }
 
+    /// Tells one user something.
     fn send(&mut self, id: ConnId, event: ServerEvent) {
-        self.deliver(vec![id], event);
+        self.deliver_to(Recipients::One(id), id.shard, event);
     }
 
-    fn deliver(&mut self, to: Vec<ConnId>, event: ServerEvent) {
-        if !to.is_empty() {
-            let since = self.line_received;
-            self.outbox.push(Outbound::Deliver {
+    /// Answers one user's command with something they pay for by its size
+    /// (see [`Recipients::Reply`]).
+    fn reply(&mut self, id: ConnId, event: ServerEvent) {
+        self.deliver_to(Recipients::Reply(id), id.shard, event);
+    }
+
+    fn deliver_to(&mut self, to: Recipients, shard: usize, event: ServerEvent) {
+        let since = self.line_received;
+        self.outbox.push((
+            shard,
+            Outbound::Deliver {
                 to,
                 event: Arc::new(event),
                 since,
-            });
-        }
+            },
+        ));
+    }
+
+    /// Asks the I/O thread to flush and close a connection.
+    fn close(&mut self, id: ConnId) {
+        self.outbox.push((id.shard, Outbound::Close { id }));
     }
 }
 
 /// Where the hub's output for one I/O thread goes.
 #[derive(Debug)]
 pub struct Outlet {
-    /// The I/O thread's channel.
+    /// The I/O thread's channel, bounded.
     pub sender: Sender<Outbound>,
     /// Wakes the I/O thread once output is waiting.
     pub waker: Arc<Waker>,
+    /// Set by the I/O thread while it waits for room in the hub's inbound
+    /// queue (it has stopped reading lines); the hub clears it and wakes
+    /// the thread once the queue has drained to half.
+    pub wants_room: Arc<AtomicBool>,
+}
+
+impl Outlet {
+    /// Sends `message`, waking the I/O thread first if its queue is full so
+    /// that it drains it; then waits for room. An I/O thread never waits
+    /// on the hub and takes a bounded number of messages every turn, so
+    /// the wait is bounded. A thread that has stopped (only at the end of a
+    /// shutdown, when nothing more is due to it) is skipped.
+    fn send(&self, message: Outbound) {
+        match self.sender.try_send(message) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(message)) => {
+                self.wake();
+                let _ = self.sender.send(message);
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake an I/O thread: {e}");
+        }
+    }
+}
+
+/// The hub's threads and channels, as [`run`] takes them.
+#[derive(Debug)]
+pub struct Wiring {
+    /// What the I/O threads and the acceptor send; bounded.
+    pub inbound: Receiver<Inbound>,
+    /// One outlet per I/O thread.
+    pub outlets: Vec<Outlet>,
+    /// To the acceptor: places freed.
+    pub released: Sender<Released>,
+    /// Pokes from the watchdog (see [`crate::ops::liveness`]).
+    pub poke: Receiver<()>,
+    /// Counts the hub's turns, for the watchdog.
+    pub heartbeat: Heartbeat,
 }
 
 /// Runs the hub on the current thread until every sender of [`Inbound`]
@@ -446,92 +657,69 @@ pub struct Outlet {
 /// connections left the chat, and then its output goes to the I/O threads
 /// that own the recipients, each woken once: so by the time anyone reads
 /// that a user left, their place is free. `stats` learns the number of
-/// rooms.
-pub fn run(
-    mut hub: Hub,
-    inbound: Receiver<Inbound>,
-    outlets: &[Outlet],
-    released: &Sender<Released>,
-    stats: &Stats,
-) {
+/// rooms. The hub turns at least every [`TICK`], and whenever the
+/// watchdog pokes it, to show it is alive.
+pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
+    let Wiring {
+        inbound,
+        outlets,
+        released,
+        mut poke,
+        heartbeat,
+    } = wiring;
     let mut woken = vec![false; outlets.len()];
-    while let Ok(first) = inbound.recv() {
-        hub.handle(first);
-        for message in inbound.try_iter().take(BATCH) {
-            hub.handle(message);
+    loop {
+        crossbeam_channel::select! {
+            recv(inbound) -> first => match first {
+                Ok(first) => {
+                    hub.handle(first);
+                    for message in inbound.try_iter().take(BATCH) {
+                        hub.handle(message);
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(poke) -> poked => {
+                if poked.is_err() {
+                    // The watchdog has gone: nothing will poke again.
+                    poke = crossbeam_channel::never();
+                }
+            },
+            default(TICK) => {},
         }
         stats.set_rooms(hub.room_count());
         for place in hub.take_released() {
             // The acceptor is only gone once the server is shutting down.
             let _ = released.send(place);
         }
-        for message in hub.take_outbox() {
-            route(message, outlets, &mut woken);
+        for (shard, message) in hub.take_outbox() {
+            if let (Some(outlet), Some(woken)) = (outlets.get(shard), woken.get_mut(shard)) {
+                outlet.send(message);
+                *woken = true;
+            }
         }
+        grant_room(&inbound, &outlets, &mut woken);
         for (outlet, woken) in outlets.iter().zip(woken.iter_mut()) {
             if std::mem::take(woken) {
-                if let Err(e) = outlet.waker.wake() {
-                    log::error!("cannot wake an I/O thread: {e}");
-                }
+                outlet.wake();
             }
         }
+        heartbeat.beat();
     }
 }
 
-/// Sends `message` to the I/O threads it concerns: a delivery is split by
-/// thread (one list of recipients each, the event shared), a close goes to
-/// the owner of the connection. A thread that has stopped is skipped.
-fn route(message: Outbound, outlets: &[Outlet], woken: &mut [bool]) {
-    let mut send = |shard: usize, message: Outbound| {
-        if let (Some(outlet), Some(woken)) = (outlets.get(shard), woken.get_mut(shard)) {
-            // A thread only goes away at the end of a shutdown, when
-            // nothing more is due to it.
-            let _ = outlet.sender.send(message);
+/// Marks to wake the I/O threads that wait for room in the hub's inbound
+/// queue once it has drained to half: they go on reading their sockets.
+fn grant_room(inbound: &Receiver<Inbound>, outlets: &[Outlet], woken: &mut [bool]) {
+    let half = inbound.capacity().map_or(usize::MAX, |c| c / 2);
+    if inbound.len() > half {
+        return;
+    }
+    for (outlet, woken) in outlets.iter().zip(woken.iter_mut()) {
+        if outlet.wants_room.swap(false, Ordering::AcqRel) {
             *woken = true;
         }
-    };
-    match message {
-        Outbound::Close { id } => send(id.shard, message),
-        // Most deliveries (replies, errors, private messages, small rooms
-        // on one thread) go to one thread: sent as they are.
-        Outbound::Deliver { to, event, since } => match sole_shard(&to) {
-            Some(shard) => send(shard, Outbound::Deliver { to, event, since }),
-            None => {
-                for (shard, to) in split_by_shard(to, outlets.len()).into_iter().enumerate() {
-                    if !to.is_empty() {
-                        let event = Arc::clone(&event);
-                        send(shard, Outbound::Deliver { to, event, since });
-                    }
-                }
-            }
-        },
     }
-}
-
-/// `to` as one list per I/O thread, in order. Each list is sized once, so
-/// the allocations do not grow with the number of recipients.
-fn split_by_shard(to: Vec<ConnId>, shards: usize) -> Vec<Vec<ConnId>> {
-    let mut counts = vec![0; shards];
-    for id in &to {
-        if let Some(count) = counts.get_mut(id.shard) {
-            *count += 1;
-        }
-    }
-    let mut by_shard: Vec<Vec<ConnId>> = counts.into_iter().map(Vec::with_capacity).collect();
-    for id in to {
-        if let Some(list) = by_shard.get_mut(id.shard) {
-            list.push(id);
-        }
-    }
-    by_shard
-}
-
-/// The I/O thread of every recipient in `to`, if they all have the same.
-fn sole_shard(to: &[ConnId]) -> Option<usize> {
-    let (first, rest) = to.split_first()?;
-    rest.iter()
-        .all(|id| id.shard == first.shard)
-        .then_some(first.shard)
 }
 
 #[cfg(test)]
@@ -550,21 +738,58 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 1))
     }
 
-    /// The outbox as (recipient, line text) pairs, one per recipient.
+    /// The connections `to` names.
+    fn recipients(to: &Recipients) -> Vec<ConnId> {
+        match to {
+            Recipients::One(id) | Recipients::Reply(id) => vec![*id],
+            Recipients::Members { members, except } => members
+                .iter()
+                .copied()
+                .filter(|m| Some(m) != except.as_ref())
+                .collect(),
+            Recipients::Many(ids) => ids.clone(),
+        }
+    }
+
+    /// The outbox as (recipient, line text) pairs, one per recipient. The
+    /// recipients of one event (one message per I/O thread, sharing the
+    /// event) are listed by slot.
     fn said(hub: &mut Hub) -> Vec<(usize, String)> {
         let mut out = Vec::new();
-        for message in hub.take_outbox() {
+        let mut group: Option<(Arc<ServerEvent>, Vec<ConnId>)> = None;
+        let flush = |group: &mut Option<(Arc<ServerEvent>, Vec<ConnId>)>, out: &mut Vec<(usize, String)>| {
+            if let Some((event, mut to)) = group.take() {
+                to.sort_by_key(|r| r.slot);
+                for line in event.lines() {
+                    for r in &to {
+                        out.push((r.slot, line.to_string()));
+                    }
+                }
+            }
+        };
+        for (shard, message) in hub.take_outbox() {
             match message {
                 Outbound::Deliver { to, event, .. } => {
-                    for line in event.lines() {
-                        for r in &to {
-                            out.push((r.slot, line.to_string()));
+                    let to = recipients(&to);
+                    assert!(
+                        to.iter().all(|r| r.shard == shard),
+                        "delivered to the thread that owns it"
+                    );
+                    match &mut group {
+                        Some((same, list)) if Arc::ptr_eq(same, &event) => list.extend(to),
+                        _ => {
+                            flush(&mut group, &mut out);
+                            group = Some((event, to));
                         }
                     }
                 }
-                Outbound::Close { id } => out.push((id.slot, "<close>".to_string())),
+                Outbound::Close { id } => {
+                    flush(&mut group, &mut out);
+                    out.push((id.slot, "<close>".to_string()));
+                }
             }
         }
+        flush(&mut group, &mut out);
         out
     }
 
@@ -812,9 +1037,11 @@ mod tests {
     #[test]
     fn an_idle_user_is_told_then_announced_and_closed() {
         let mut hub = hub_with(2);
-        hub.handle(Inbound::Idle {
+        hub.handle(Inbound::Ending {
             id: id(1),
-            quiet: std::time::Duration::from_secs(30),
+            why: Ending::Idle {
+                quiet: Duration::from_secs(30),
+            },
         });
         assert_eq!(
             said(&mut hub),
@@ -876,51 +1103,5 @@ mod tests {
             reason: LeaveReason::Disconnected,
         });
         assert_eq!(hub.take_released(), []);
-    }
-
-    /// The I/O threads' ends of the hub's outlets, with their polls.
-    fn outlets(n: usize) -> (Vec<Outlet>, Vec<Receiver<Outbound>>, Vec<mio::Poll>) {
-        let (mut outlets, mut receivers, mut polls) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..n {
-            let poll = mio::Poll::new().unwrap();
-            let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-            let (sender, receiver) = crossbeam_channel::unbounded();
-            outlets.push(Outlet { sender, waker });
-            receivers.push(receiver);
-            polls.push(poll);
-        }
-        (outlets, receivers, polls)
-    }
-
-    #[test]
-    fn a_delivery_is_split_by_io_thread_and_shares_one_event() {
-        let (outlets, receivers, _polls) = outlets(2);
-        let mut woken = [false; 2];
-        let event = Arc::new(ServerEvent::ShuttingDown);
-        let message = Outbound::Deliver {
-            to: vec![id(1), id(2), id(3), id(4)],
-            event: Arc::clone(&event),
-            since: None,
-        };
-        route(message, &outlets, &mut woken);
-        assert_eq!(woken, [true, true]);
-        for (shard, expected) in [(0, [2, 4]), (1, [1, 3])] {
-            match receivers[shard].try_recv() {
-                Ok(Outbound::Deliver {
-                    to, event: shared, ..
-                }) => {
-                    let slots: Vec<usize> = to.iter().map(|id| id.slot).collect();
-                    assert_eq!(slots, expected, "shard {shard}");
-                    assert!(Arc::ptr_eq(&shared, &event), "shared, not copied");
-                }
-                other => panic!("shard {shard} got {other:?}"),
-            }
-        }
-        route(Outbound::Close { id: id(3) }, &outlets, &mut woken);
-        assert!(matches!(receivers[1].try_recv(), Ok(Outbound::Close { id: closed }) if closed == id(3)));
-        assert!(
-            receivers[0].try_recv().is_err(),
-            "only the owner hears of a close"
-        );
     }
 }

@@ -8,6 +8,10 @@
 //! lines that caused it. The acceptor hands new connections to an I/O
 //! thread as [`Adopt`] messages and hears back, as [`Released`], when they
 //! have left, which is all it needs to enforce the connection limits.
+//!
+//! Every channel between threads is bounded, and each says what bounds it
+//! and what happens when it is full where it is made (see
+//! [`crate::server`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,13 +64,13 @@ pub enum Inbound {
         /// Why, as the room is told.
         reason: LeaveReason,
     },
-    /// The client sent nothing for the idle timeout: tell it, forget it,
-    /// and close it.
-    Idle {
-        /// The quiet connection.
+    /// The event loop is ending a connection that is still open: the hub
+    /// tells the user why, forgets it, tells the room, and closes it.
+    Ending {
+        /// The connection.
         id: ConnId,
-        /// How long it was quiet.
-        quiet: Duration,
+        /// Why.
+        why: Ending,
     },
     /// The server is shutting down: tell everyone and close everyone, and
     /// from now on send anyone who connects away the same way. The hub
@@ -74,14 +78,50 @@ pub enum Inbound {
     Shutdown,
 }
 
+/// Why the event loop ends a connection that did nothing wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It completed no line for the idle timeout.
+    Idle {
+        /// How long it was quiet.
+        quiet: Duration,
+    },
+    /// The server is full, it never said anything, and a newcomer needs
+    /// its place (see [`crate::net::acceptor`]).
+    MakingRoom,
+}
+
+/// Who an [`Outbound::Deliver`] goes to.
+#[derive(Debug, Clone)]
+pub enum Recipients {
+    /// One connection.
+    One(ConnId),
+    /// One connection, whose own command asked for this reply: its size is
+    /// charged to that client's flood allowance (see
+    /// [`crate::net::flood`]), so no client can buy a lot of output with a
+    /// little input.
+    Reply(ConnId),
+    /// The members of a room on one I/O thread, but `except` (the sender:
+    /// chat messages are not echoed). The list is the room's own, shared,
+    /// not copied per line (see [`crate::chat::hub`]).
+    Members {
+        /// The room's members on the receiving thread.
+        members: Arc<Vec<ConnId>>,
+        /// Who is left out.
+        except: Option<ConnId>,
+    },
+    /// Any connections (everyone, at shutdown); split by thread by the hub.
+    Many(Vec<ConnId>),
+}
+
 /// From the hub to the event loop.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Queue `event` to each connection in `to`, in this order with
-    /// everything else the hub sends them.
+    /// Queue `event` to each recipient, in this order with everything else
+    /// the hub sends them.
     Deliver {
-        /// The recipients.
-        to: Vec<ConnId>,
+        /// The recipients, all on the receiving thread.
+        to: Recipients,
         /// What to tell them; encoded once for all of them (and shared, not
         /// copied, by the I/O threads they are spread over).
         event: Arc<ServerEvent>,
@@ -106,6 +146,10 @@ pub struct Adopt {
     pub addr: SocketAddr,
     /// Its serial (see [`ConnId`]).
     pub serial: u64,
+    /// The server is full: the thread must first make room by ending its
+    /// longest silent connection, or, if it has none that may go, refuse
+    /// this one with `server full`.
+    pub make_room: bool,
 }
 
 /// To the acceptor: a connection has left the chat, so its place (in all,

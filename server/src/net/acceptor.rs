@@ -3,39 +3,52 @@
 //!
 //! It runs on its own thread with its own poll, so the I/O threads only
 //! ever see established, admitted connections, and so the limits that need
-//! a view of every connection (`--max-clients`, `--max-per-ip`) are kept in
-//! one place without a lock: the hub tells it, as [`Released`] messages,
-//! when a connection has left the chat (before anyone can read that it
-//! left), and it reads those before each decision. A closed connection may
-//! keep its descriptor a little longer, up to 5 s, while its last lines are
-//! flushed; the descriptor budget keeps room for that
-//! ([`crate::ops::descriptors::RESERVED`]). A connection goes to the I/O thread with the
-//! fewest, which keeps the threads evenly loaded as clients come and go.
+//! a view of every connection (`--max-clients`, and the per-address and
+//! per-network limits and throttles of [`crate::net::admission`]) are kept
+//! in one place without a lock: the hub tells it, as [`Released`]
+//! messages, when a connection has left the chat (before anyone can read
+//! that it left), and it reads those before each decision. A connection
+//! goes to the I/O thread with the fewest, which keeps the threads evenly
+//! loaded as clients come and go.
 //!
-//! When the process runs out of descriptors, accepting pauses for a moment
-//! (see [`ACCEPT_BACKOFF`]) rather than spinning on a listener that stays
+//! On a full server a newcomer is not simply refused: it goes to the I/O
+//! thread with the most connections that never said anything, which ends
+//! the one that has been silent longest (at least 10 s) to make room, and
+//! refuses the newcomer only if it has none (see
+//! [`Adopt::make_room`]). Sockets that only hold a place cannot keep out
+//! people who talk.
+//!
+//! Accepting drains each listener until it would block. Errors that are
+//! about one connection, which Linux passes up through `accept(2)`
+//! (`ECONNABORTED`, `EPROTO`, `ENETDOWN`, `EHOSTUNREACH`, ...), are
+//! skipped and draining goes on: with edge-triggered polling, stopping
+//! would leave the backlog waiting for the next connection. When the
+//! process runs out of descriptors, accepting pauses for a moment (see
+//! [`ACCEPT_BACKOFF`]) rather than spinning on a listener that stays
 //! readable; connected clients are served meanwhile. On shutdown it stops
 //! listening, tells the hub, and lets the I/O threads know that nothing
 //! more will come.
 
-use std::collections::HashMap;
-use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{ErrorKind, ServerEvent};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, TcpKeepalive};
 
 use crate::chat::messages::{Adopt, Inbound, Released};
-use crate::frontend::line;
-use crate::net::connection::is_disconnect;
+use crate::config::Config;
+use crate::net::admission::{Admission, Refusal};
+use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
+use crate::net::timers::later;
 use crate::ops::liveness::Heartbeat;
-use crate::ops::stats::{CloseReason, Stats};
+use crate::ops::logging::{and_more, Throttled};
+use crate::ops::stats::Stats;
 
 /// The acceptor's waker token; listeners use their index.
 pub const WAKER: Token = Token(usize::MAX);
@@ -46,9 +59,20 @@ pub const WAKER: Token = Token(usize::MAX);
 /// keeps existing clients served and lets descriptors come free.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// At most one "out of descriptors" warning per this long, so a long
-/// shortage does not flood the log.
-const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning of each kind (out of descriptors, refused
+/// connections, failed accepts) per this long, so a long shortage or an
+/// attack does not flood the log.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Most newcomers sent to make room on a full server in one turn of the
+/// acceptor: each briefly counts on top of `--max-clients` until the
+/// silent connection it replaces has gone, so a burst of them is bounded.
+const MAKE_ROOM_PER_TURN: usize = 16;
+
+/// Most accept errors that are not about one connection (nor about
+/// descriptors) in one pass before the acceptor pauses like when out of
+/// descriptors: an error that repeats for ever must not spin the loop.
+const MAX_ERRORS_PER_PASS: usize = 64;
 
 /// The kernel send buffer asked for on each client socket. Left to
 /// autotuning, a socket whose peer never reads grows its buffer to the
@@ -77,6 +101,9 @@ pub struct Inlet {
     pub sender: Sender<Adopt>,
     /// Wakes the I/O thread once connections are waiting.
     pub waker: Arc<Waker>,
+    /// How many of its connections never said anything (kept by the I/O
+    /// thread): where a newcomer on a full server is sent.
+    pub silent: Arc<AtomicUsize>,
 }
 
 /// One I/O thread, as the acceptor sees it.
@@ -89,13 +116,43 @@ struct Shard {
     to_wake: bool,
 }
 
-/// The limits the acceptor enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct Admission {
-    /// `--max-clients`.
-    pub max_clients: usize,
-    /// `--max-per-ip` (0 = no limit).
-    pub max_per_ip: usize,
+/// How one pass over a listener ended.
+#[derive(Debug)]
+pub enum PassEnd {
+    /// The listener has nothing more waiting.
+    Drained,
+    /// The process or system is out of descriptors or socket memory.
+    OutOfResources(io::Error),
+    /// Accepting failed [`MAX_ERRORS_PER_PASS`] times for reasons not about
+    /// one connection: the last error.
+    Failing(io::Error),
+}
+
+/// Accepts from `accept` until it would block, handing each connection to
+/// `admit`. Errors about one connection are skipped (they are counted in
+/// `skipped`); running out of descriptors, or too many other errors, ends
+/// the pass early.
+pub fn accept_pass<S>(
+    mut accept: impl FnMut() -> io::Result<(S, SocketAddr)>,
+    mut admit: impl FnMut(S, SocketAddr),
+    skipped: &mut u64,
+) -> PassEnd {
+    let mut errors = 0;
+    loop {
+        match accept() {
+            Ok((stream, addr)) => admit(stream, addr),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return PassEnd::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_out_of_resources(&e) => return PassEnd::OutOfResources(e),
+            Err(e) if is_about_one_connection(&e) => *skipped += 1,
+            Err(e) => {
+                errors += 1;
+                if errors >= MAX_ERRORS_PER_PASS {
+                    return PassEnd::Failing(e);
+                }
+            }
+        }
+    }
 }
 
 /// Everything the acceptor owns.
@@ -106,17 +163,20 @@ pub struct Acceptor {
     shards: Vec<Shard>,
     released: Receiver<Released>,
     to_hub: Sender<Inbound>,
+    max_clients: usize,
     admission: Admission,
-    /// Connections given out and not yet released, per address (in all,
-    /// see [`Acceptor::clients`]).
-    per_ip: HashMap<IpAddr, usize>,
     /// Serial for the next connection (see [`crate::chat::messages::ConnId`]).
     next_serial: u64,
-    /// Set while accepting is paused for lack of descriptors: when to try
-    /// again.
+    /// Newcomers sent to make room in this turn.
+    made_room: usize,
+    /// Set while accepting is paused: when to try again.
     paused_until: Option<Instant>,
-    /// When the last "out of descriptors" warning was logged.
-    last_warning: Option<Instant>,
+    /// Warnings that may repeat, each logged at most once per interval.
+    out_of_descriptors: Throttled,
+    failing: Throttled,
+    refused: Throttled,
+    /// Accept errors about one connection, since the last log line.
+    skipped: u64,
     /// Says whether shutdown was asked for.
     shutdown: ShutdownHandle,
     stats: Arc<Stats>,
@@ -125,7 +185,8 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// An acceptor on `listeners`, registered with `poll` (whose waker,
-    /// registered by the caller, has the token [`WAKER`]).
+    /// registered by the caller, has the token [`WAKER`]), admitting
+    /// connections as `config` says.
     ///
     /// # Errors
     /// When a listener cannot be registered.
@@ -136,7 +197,7 @@ impl Acceptor {
         inlets: Vec<Inlet>,
         released: Receiver<Released>,
         to_hub: Sender<Inbound>,
-        admission: Admission,
+        config: &Config,
         shutdown: ShutdownHandle,
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
@@ -158,11 +219,15 @@ impl Acceptor {
                 .collect(),
             released,
             to_hub,
-            admission,
-            per_ip: HashMap::new(),
+            max_clients: config.max_clients,
+            admission: Admission::new(config),
             next_serial: 0,
+            made_room: 0,
             paused_until: None,
-            last_warning: None,
+            out_of_descriptors: Throttled::new(WARNING_INTERVAL),
+            failing: Throttled::new(WARNING_INTERVAL),
+            refused: Throttled::new(WARNING_INTERVAL),
+            skipped: 0,
             shutdown,
             stats,
             heartbeat,
@@ -190,6 +255,7 @@ impl Acceptor {
             if self.shutdown.is_requested() {
                 break Ok(());
             }
+            self.made_room = 0;
             for event in events.iter() {
                 if event.token() != WAKER && self.paused_until.is_none() {
                     self.accept(event.token().0);
@@ -207,39 +273,53 @@ impl Acceptor {
 
     /// Accepts every pending connection on the listener at `index`.
     fn accept(&mut self, index: usize) {
-        loop {
-            let Some(listener) = self.listeners.get(index) else { return };
-            match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_disconnect(&e) => continue,
-                Err(e) if is_out_of_resources(&e) => return self.pause(&e),
-                Err(e) => {
-                    log::warn!("cannot accept a connection: {e}");
-                    return;
+        let Some(listener) = self.listeners.get(index) else { return };
+        let mut pending = Vec::new();
+        let end = accept_pass(
+            || listener.accept(),
+            |stream, addr| pending.push((stream, addr)),
+            &mut self.skipped,
+        );
+        for (stream, addr) in pending {
+            self.admit(stream, addr);
+        }
+        match end {
+            PassEnd::Drained => {}
+            PassEnd::OutOfResources(e) => self.pause_out_of_descriptors(&e),
+            PassEnd::Failing(e) => {
+                if let Some(suppressed) = self.failing.check(Instant::now()) {
+                    log::warn!(
+                        "cannot accept connections: {e}; retrying in {} ms{}",
+                        ACCEPT_BACKOFF.as_millis(),
+                        and_more(suppressed)
+                    );
                 }
+                self.paused_until = Some(later(Instant::now(), ACCEPT_BACKOFF));
             }
+        }
+        if self.skipped > 0 {
+            log::debug!(
+                "skipped {} connections that failed before they were accepted",
+                self.skipped
+            );
+            self.skipped = 0;
         }
     }
 
     /// Stops accepting for [`ACCEPT_BACKOFF`]; connected clients are served
     /// as usual meanwhile.
-    fn pause(&mut self, error: &io::Error) {
+    fn pause_out_of_descriptors(&mut self, error: &io::Error) {
         let now = Instant::now();
-        if self
-            .last_warning
-            .is_none_or(|at| now >= at + ACCEPT_WARNING_INTERVAL)
-        {
+        if let Some(suppressed) = self.out_of_descriptors.check(now) {
             self.take_released();
             log::warn!(
-                "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms",
+                "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms{}",
                 self.clients(),
-                ACCEPT_BACKOFF.as_millis()
+                ACCEPT_BACKOFF.as_millis(),
+                and_more(suppressed)
             );
-            self.last_warning = Some(now);
         }
-        self.paused_until = Some(now + ACCEPT_BACKOFF);
+        self.paused_until = Some(later(now, ACCEPT_BACKOFF));
     }
 
     /// Accepting was paused and may go on: take what waited meanwhile
@@ -258,30 +338,78 @@ impl Acceptor {
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
         self.stats.count_accepted();
         self.take_released();
-        let clients = self.clients();
-        if clients >= self.admission.max_clients {
-            log::warn!("refused {addr}: server full ({clients} clients)");
-            self.stats.count_closed(CloseReason::RefusedFull);
-            return refuse(stream, ErrorKind::ServerFull, &self.stats);
+        let now = Instant::now();
+        let full = self.clients() >= self.max_clients;
+        let make_room = full.then(|| self.shard_to_make_room()).flatten();
+        if full && make_room.is_none() {
+            return self.refuse(&stream, addr, Refusal::Full);
         }
-        let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
-        if self.admission.max_per_ip > 0 && from_ip >= self.admission.max_per_ip {
-            log::warn!("refused {addr}: already {from_ip} connections from {}", addr.ip());
-            self.stats.count_closed(CloseReason::RefusedPerIp);
-            return refuse(stream, ErrorKind::TooManyFromAddress, &self.stats);
+        if let Err(refusal) = self.admission.admit(addr.ip(), now) {
+            return self.refuse(&stream, addr, refusal);
         }
         configure_socket(&stream, addr);
-        let Some(shard) = self.shards.iter_mut().min_by_key(|shard| shard.clients) else { return };
+        let shard = match make_room {
+            Some(shard) => shard,
+            None => self
+                .shards
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, shard)| shard.clients)
+                .map_or(0, |(index, _)| index),
+        };
+        let Some(target) = self.shards.get_mut(shard) else {
+            self.admission.release(addr.ip());
+            return;
+        };
         let serial = self.next_serial;
         self.next_serial += 1;
-        if shard.inlet.sender.send(Adopt { stream, addr, serial }).is_err() {
+        let adopt = Adopt {
+            stream,
+            addr,
+            serial,
+            make_room: make_room.is_some(),
+        };
+        if target.inlet.sender.send(adopt).is_err() {
             // The I/O thread has stopped: the server is going down.
-            self.stats.count_closed(CloseReason::Disconnect);
+            self.admission.release(addr.ip());
             return;
         }
-        shard.clients += 1;
-        shard.to_wake = true;
-        *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+        if make_room.is_some() {
+            self.made_room += 1;
+        }
+        target.clients += 1;
+        target.to_wake = true;
+    }
+
+    /// The I/O thread with the most connections that never said anything,
+    /// to make room for a newcomer on a full server; `None` when no thread
+    /// has any, or enough newcomers were sent to make room in this turn.
+    fn shard_to_make_room(&self) -> Option<usize> {
+        if self.made_room >= MAKE_ROOM_PER_TURN {
+            return None;
+        }
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| (index, shard.inlet.silent.load(Ordering::Relaxed)))
+            .filter(|&(_, silent)| silent > 0)
+            .max_by_key(|&(_, silent)| silent)
+            .map(|(index, _)| index)
+    }
+
+    /// Tells a connection why it is refused, closes it, counts it, and logs
+    /// it (at most once per interval, with how many more there were).
+    fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, refusal: Refusal) {
+        if let Some(suppressed) = self.refused.check(Instant::now()) {
+            log::warn!(
+                "refused {addr}: {} ({} clients){}",
+                refusal.describe(),
+                self.clients(),
+                and_more(suppressed)
+            );
+        }
+        self.stats.count_closed(refusal.close_reason());
+        refuse(stream, refusal.error(), &self.stats);
     }
 
     /// Connections given out and not yet released, in all.
@@ -295,12 +423,7 @@ impl Acceptor {
             if let Some(shard) = self.shards.get_mut(shard) {
                 shard.clients = shard.clients.saturating_sub(1);
             }
-            if let Some(count) = self.per_ip.get_mut(&ip) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.per_ip.remove(&ip);
-                }
-            }
+            self.admission.release(ip);
         }
     }
 
@@ -323,12 +446,13 @@ impl Acceptor {
             let _ = self.poll.registry().deregister(listener);
         }
         self.listeners.clear();
-        // The hub is only gone already if it failed, which was logged.
+        // The hub is only gone already if it failed, which was logged. Its
+        // queue is bounded and it always drains it, so this wait is short.
         let _ = self.to_hub.send(Inbound::Shutdown);
         for shard in self.shards.drain(..) {
             // Its channel closed, then woken, the I/O thread finds the
             // acceptor gone.
-            let Inlet { sender, waker } = shard.inlet;
+            let Inlet { sender, waker, .. } = shard.inlet;
             drop(sender);
             if let Err(e) = waker.wake() {
                 log::error!("cannot wake an I/O thread: {e}");
@@ -365,15 +489,102 @@ fn is_out_of_resources(error: &io::Error) -> bool {
     )
 }
 
-/// Tells a connection we will not serve why, and closes it.
-fn refuse(stream: TcpStream, error: ErrorKind, stats: &Stats) {
-    let mut bytes = Vec::new();
-    stats.count_error(&error);
-    line::encode(&ServerEvent::Error(error), &mut bytes);
-    // A fresh socket's send buffer is empty, so this short write goes
-    // through at once or the peer is already gone; either way we close.
-    if let Ok(n) = (&stream).write(&bytes) {
-        stats.count_bytes_sent(n);
+/// True for accept errors about one connection that failed before it was
+/// accepted: accept(2) passes pending network errors up ("Linux accept()
+/// passes already-pending network errors on the new socket as an error
+/// code from accept()"), and a firewall may refuse one with EPERM. The
+/// next connection is unaffected.
+fn is_about_one_connection(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EPERM
+                | libc::ETIMEDOUT
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+
+    /// A listener that returns these results in order, then would block.
+    fn scripted(results: Vec<io::Result<u16>>) -> impl FnMut() -> io::Result<(u16, SocketAddr)> {
+        let mut results: VecDeque<io::Result<u16>> = results.into();
+        move || match results.pop_front() {
+            Some(Ok(n)) => Ok((n, addr(n))),
+            Some(Err(e)) => Err(e),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    #[test]
+    fn errors_about_one_connection_do_not_stop_the_draining() {
+        let os = io::Error::from_raw_os_error;
+        let mut admitted = Vec::new();
+        let mut skipped = 0;
+        let end = accept_pass(
+            scripted(vec![
+                Ok(1),
+                Err(os(libc::EPROTO)),
+                Ok(2),
+                Err(os(libc::ECONNABORTED)),
+                Err(os(libc::ENETDOWN)),
+                Err(os(libc::EHOSTUNREACH)),
+                Err(io::ErrorKind::Interrupted.into()),
+                Ok(3),
+            ]),
+            |n, _| admitted.push(n),
+            &mut skipped,
+        );
+        assert!(matches!(end, PassEnd::Drained), "{end:?}");
+        assert_eq!(admitted, [1, 2, 3], "the backlog after the errors was taken");
+        assert_eq!(skipped, 4);
+    }
+
+    #[test]
+    fn out_of_descriptors_ends_the_pass_to_back_off() {
+        let mut admitted = Vec::new();
+        let end = accept_pass(
+            scripted(vec![
+                Ok(1),
+                Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                Ok(2),
+            ]),
+            |n, _| admitted.push(n),
+            &mut 0,
+        );
+        assert!(matches!(end, PassEnd::OutOfResources(_)), "{end:?}");
+        assert_eq!(admitted, [1]);
+    }
+
+    #[test]
+    fn an_error_that_repeats_for_ever_ends_the_pass_instead_of_spinning() {
+        let mut calls = 0;
+        let end = accept_pass(
+            || -> io::Result<(u16, SocketAddr)> {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            },
+            |_, _| {},
+            &mut 0,
+        );
+        assert!(matches!(end, PassEnd::Failing(_)), "{end:?}");
+        assert_eq!(calls, MAX_ERRORS_PER_PASS);
+    }
 }

@@ -7,6 +7,11 @@
 //! and are reported as such, not logged as failures. Output is queued and
 //! written as soon as possible; WRITABLE interest is held only while bytes
 //! remain queued, so an idle connection costs no wake-ups.
+//!
+//! Every read, in every phase, goes through one budget per turn
+//! ([`READ_BUDGET`]): a client that blasts data (before or after `/quit`)
+//! gets its share of the loop and then waits for the next turn like
+//! everyone else.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -18,40 +23,69 @@ use mio::{Interest, Registry, Token};
 
 use crate::chat::messages::ConnId;
 use crate::net::flood::TokenBucket;
+use crate::net::timers::TimerSlots;
 use crate::ops::stats::CloseReason;
 
-/// Most bytes read from one connection in one turn of the event loop.
-/// Without flood control (`--rate 0`) a fast sender could otherwise keep
-/// the loop reading its socket forever; past this it waits for the next
-/// turn like everyone else.
-const READ_BUDGET: usize = 256 * 1024;
+/// Most bytes read from one connection in one turn of the event loop,
+/// whatever its phase. Without flood control (`--rate 0`), or after
+/// `/quit`, a fast sender could otherwise keep the loop reading its socket
+/// forever; past this it waits for the next turn like everyone else.
+pub const READ_BUDGET: usize = 256 * 1024;
+
+/// Most bytes a closing connection may send us after the server said
+/// goodbye. Reading them only keeps its last output from being destroyed
+/// by a reset (see [`Phase::Lingering`]); a client that keeps sending past
+/// this is closed at once.
+pub const LINGER_DISCARD_LIMIT: usize = 64 * 1024;
+
+/// An output queue that has drained keeps its buffer only up to this size
+/// (the most the event loop queues before it writes, see
+/// `FLUSH_BEFORE_QUEUEING` there), so a connection in a busy room does not
+/// allocate anew every turn, while one that was sent a bigger burst gives
+/// the memory back at once. Connections that go quiet give up even this
+/// much within seconds (see [`Connection::release_idle_memory`]).
+const KEPT_QUEUE_CAPACITY: usize = 64 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Reading lines and writing output.
-    Open {
-        /// Out of tokens: not read until its Resume timer (see
-        /// [`crate::net::flood`]).
-        throttled: bool,
-    },
-    /// The client's side ended; waiting for the hub's last words (its
-    /// `Close`), still writing what is queued.
-    ReadClosed,
+    Open,
+    /// The connection is ending (its client closed its side, or it was
+    /// idle too long) and the hub has been told: reading nothing more,
+    /// still writing what is queued, waiting for the hub's last words and
+    /// its `Close`.
+    Leaving,
     /// The hub said close: writing what is queued, reading nothing more.
     Closing {
         /// When to give up on the client taking its last output.
         until: Instant,
     },
     /// Everything is written and our side is shut down; reading and
-    /// discarding until the client closes its side too, or until the
-    /// deadline (the same one as in `Closing`). Closing a socket with unread input makes the kernel send a
-    /// reset, which can destroy output the client has not read yet, so we
-    /// wait for its end of stream first.
+    /// discarding (at most [`LINGER_DISCARD_LIMIT`]) until the client
+    /// closes its side too, or until the deadline (the same one as in
+    /// `Closing`). Closing a socket with unread input makes the kernel send
+    /// a reset, which can destroy output the client has not read yet, so
+    /// we wait for its end of stream first.
     Lingering {
         /// When to give up waiting and close anyway.
         until: Instant,
     },
+    /// Nothing more is read or written: the connection failed or overflowed
+    /// its queue, and is closed at the end of this batch.
+    Dropped,
+}
+
+/// Why reading a connection stopped before the kernel ran out of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Out of tokens (see [`crate::net::flood`]): read again at this
+    /// instant.
+    Flood(Instant),
+    /// Its share of this turn is used up: read again next turn.
+    Budget,
+    /// The hub's queue is full: read again once it has room.
+    HubFull,
 }
 
 /// What a read pass found.
@@ -59,11 +93,13 @@ pub enum Phase {
 pub enum ReadOutcome {
     /// Everything available was read; the stream goes on.
     Open,
-    /// The client is out of tokens (see [`crate::net::flood`]) or used up its
-    /// share of this turn; reading stops until the instant given.
-    Throttled(Instant),
+    /// Reading stopped early and must be taken up again (see [`Pause`]).
+    Paused(Pause),
     /// The client ended its side of the stream.
     Eof,
+    /// The client sent more after our goodbye than we read for it (see
+    /// [`LINGER_DISCARD_LIMIT`]).
+    TooMuchAfterClose,
     /// The connection failed (reset, or another error).
     Failed(io::Error),
 }
@@ -79,6 +115,16 @@ pub enum WriteOutcome {
     Failed(io::Error),
 }
 
+/// Where decoded lines go: the hub, as long as its queue has room.
+pub trait LineSink {
+    /// Whether one more line can be handed over now. Checked before a line
+    /// is taken from the decoder, so a line is either handed over or left
+    /// unread, never lost.
+    fn has_room(&self) -> bool;
+    /// Hands over one decoded line (or the error it earned).
+    fn take(&mut self, line: Result<String, DecodeError>);
+}
+
 /// One client connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -88,22 +134,40 @@ pub struct Connection {
     pub addr: SocketAddr,
     /// Where the connection is in its life.
     pub phase: Phase,
-    /// When the client last sent anything, for the idle timeout.
-    pub last_input: Instant,
+    /// Set while reading waits (see [`Pause`]); `None` while the socket is
+    /// read whenever it is readable.
+    pub paused: Option<Pause>,
+    /// When the client last completed a line, for the idle timeout: bytes
+    /// that never make a line (a slowloris trickle) do not count.
+    pub last_line: Instant,
+    /// When the connection was taken on.
+    pub since: Instant,
+    /// True while the client has never sent a line that was not blank and
+    /// the connection is open: on a full server, such connections are the
+    /// first to make room (see [`crate::net::acceptor`]).
+    pub silent: bool,
+    /// Whether the hub knows the connection is ending (it was told, or it
+    /// said close itself): then closing the socket tells it nothing more.
+    pub told_hub: bool,
     /// Why the connection is ending, once that is known (for the metrics).
     pub close_reason: Option<CloseReason>,
     /// Already on the event loop's list of connections to flush after this
     /// batch, so that a connection is listed once however many messages
     /// it was given.
     pub flush_due: bool,
+    /// Its pending timers, so they can be cancelled (see
+    /// [`crate::net::timers`]).
+    pub timers: TimerSlots,
     /// Bytes read since [`Connection::take_bytes_read`] last took them.
     bytes_read: usize,
+    /// Bytes read and thrown away since the server said goodbye.
+    discarded: usize,
     stream: TcpStream,
     decoder: LineDecoder,
     /// The client's allowance of lines.
     bucket: TokenBucket,
-    /// Bytes read but not yet decoded because the client ran out of tokens
-    /// in the middle of them: at most one read's worth.
+    /// Bytes read but not yet decoded because reading paused in the middle
+    /// of them: at most one read's worth.
     held: Vec<u8>,
     /// Bytes to write; those before `written` are already written.
     queue: Vec<u8>,
@@ -130,10 +194,17 @@ impl Connection {
         Ok(Connection {
             id,
             addr,
-            phase: Phase::Open { throttled: false },
-            last_input: now,
+            phase: Phase::Open,
+            paused: None,
+            last_line: now,
+            since: now,
+            silent: true,
+            told_hub: false,
             close_reason: None,
+            flush_due: false,
+            timers: TimerSlots::default(),
             bytes_read: 0,
+            discarded: 0,
             stream,
             decoder: LineDecoder::new(limits.max_line),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
@@ -141,52 +212,48 @@ impl Connection {
             queue: Vec::new(),
             written: 0,
             wants_write: false,
-            flush_due: false,
         })
     }
 
-    /// Reads everything available, handing each decoded line (or decoding
-    /// error) to `on_line`, as long as the client has tokens for them. At
-    /// end of stream a final line without `\n` is handed over too.
-    pub fn read(
-        &mut self,
-        buf: &mut [u8],
-        now: Instant,
-        mut on_line: impl FnMut(Result<String, DecodeError>),
-    ) -> ReadOutcome {
+    /// Reads what is available, within this turn's [`READ_BUDGET`],
+    /// handing each decoded line (or decoding error) to `sink` as long as
+    /// the client has tokens and the sink has room. At end of stream a
+    /// final line without `\n` is handed over too.
+    pub fn read_lines(&mut self, buf: &mut [u8], now: Instant, sink: &mut impl LineSink) -> ReadOutcome {
         if !self.held.is_empty() {
-            // Lines held back were sent by the client, not idled away.
-            self.last_input = now;
             let mut held = std::mem::take(&mut self.held);
-            let used = self.decode_allowed(&held, now, &mut on_line);
-            if used < held.len() {
+            let (used, pause) = self.decode_allowed(&held, now, sink);
+            if let Some(pause) = pause {
                 held.drain(..used);
                 self.held = held;
-                return ReadOutcome::Throttled(self.bucket.next_token_at());
+                return ReadOutcome::Paused(pause);
             }
         }
         let mut budget = READ_BUDGET;
         loop {
             if budget == 0 {
-                // Fair share used up: go on next turn, after the others.
-                return ReadOutcome::Throttled(now);
+                return ReadOutcome::Paused(Pause::Budget);
             }
-            match self.stream.read(buf) {
+            let want = buf.len().min(budget);
+            let Some(chunk) = buf.get_mut(..want) else { return ReadOutcome::Paused(Pause::Budget) };
+            match self.stream.read(chunk) {
                 Ok(0) => {
                     if let Some(line) = self.decoder.finish() {
-                        on_line(line);
+                        // The client's last words, whatever the hub's queue
+                        // holds: the close that follows is sent after them.
+                        self.last_line = now;
+                        sink.take(line);
                     }
                     return ReadOutcome::Eof;
                 }
                 Ok(n) => {
                     self.bytes_read += n;
                     budget = budget.saturating_sub(n);
-                    self.last_input = now;
-                    let data = buf.get(..n).unwrap_or_default();
-                    let used = self.decode_allowed(data, now, &mut on_line);
-                    if let Some(rest) = data.get(used..).filter(|rest| !rest.is_empty()) {
-                        self.held.extend_from_slice(rest);
-                        return ReadOutcome::Throttled(self.bucket.next_token_at());
+                    let data = chunk.get(..n).unwrap_or_default();
+                    let (used, pause) = self.decode_allowed(data, now, sink);
+                    if let Some(pause) = pause {
+                        self.held.extend_from_slice(data.get(used..).unwrap_or_default());
+                        return ReadOutcome::Paused(pause);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
@@ -196,26 +263,69 @@ impl Connection {
         }
     }
 
-    /// Decodes lines from `data` while the client has tokens. Returns how
-    /// many bytes were used; the rest must be kept for later.
+    /// Decodes lines from `data` while the sink has room and the client has
+    /// tokens. Returns how many bytes were used and, if it stopped before
+    /// the end, why; the rest must be kept for later.
     fn decode_allowed(
         &mut self,
         data: &[u8],
         now: Instant,
-        on_line: &mut impl FnMut(Result<String, DecodeError>),
-    ) -> usize {
+        sink: &mut impl LineSink,
+    ) -> (usize, Option<Pause>) {
         let mut lines = self.decoder.decode(data);
         loop {
-            // Check for a token before taking a line, so that a line is
-            // either handed over or left in `data`, never lost.
-            if lines.has_line() && !self.bucket.try_take(now) {
-                return data.len() - lines.remaining().len();
+            // Check for room and a token before taking a line, so that a
+            // line is either handed over or left in `data`, never lost.
+            if lines.has_line() {
+                if !sink.has_room() {
+                    return (data.len() - lines.remaining().len(), Some(Pause::HubFull));
+                }
+                if !self.bucket.try_take(now) {
+                    let at = self.bucket.next_token_at();
+                    return (data.len() - lines.remaining().len(), Some(Pause::Flood(at)));
+                }
             }
             match lines.next() {
-                Some(line) => on_line(line),
-                None => return data.len(),
+                Some(line) => {
+                    self.last_line = now;
+                    sink.take(line);
+                }
+                None => return (data.len(), None),
             }
         }
+    }
+
+    /// Reads and throws away what is available, within this turn's
+    /// [`READ_BUDGET`] (used once the server has said goodbye).
+    pub fn discard_input(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let mut budget = READ_BUDGET;
+        loop {
+            if self.discarded > LINGER_DISCARD_LIMIT {
+                return ReadOutcome::TooMuchAfterClose;
+            }
+            if budget == 0 {
+                return ReadOutcome::Paused(Pause::Budget);
+            }
+            let want = buf.len().min(budget);
+            let Some(chunk) = buf.get_mut(..want) else { return ReadOutcome::Paused(Pause::Budget) };
+            match self.stream.read(chunk) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => {
+                    self.bytes_read += n;
+                    self.discarded += n;
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+        }
+    }
+
+    /// Charges the client's allowance for a reply of `bytes` bytes that its
+    /// own command asked for (see [`TokenBucket::charge_reply`]).
+    pub fn charge_reply(&mut self, bytes: usize, now: Instant) {
+        self.bucket.charge_reply(bytes, now);
     }
 
     /// Bytes read from the socket since the last call, for the metrics.
@@ -225,7 +335,15 @@ impl Connection {
 
     /// True in the phases that still write output.
     pub fn accepts_output(&self) -> bool {
-        !matches!(self.phase, Phase::Lingering { .. })
+        matches!(self.phase, Phase::Open | Phase::Leaving | Phase::Closing { .. })
+    }
+
+    /// True once the hub has let go of the connection (it said close) or
+    /// never will hear of it again: the phases that count against the
+    /// descriptor budget for closing sockets rather than against
+    /// `--max-clients`.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. } | Phase::Lingering { .. })
     }
 
     /// Bytes queued and not yet written.
@@ -233,28 +351,10 @@ impl Connection {
         self.queue.len().saturating_sub(self.written)
     }
 
-    /// Reads and throws away everything available (used while lingering).
-    pub fn discard_input(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        loop {
-            match self.stream.read(buf) {
-                Ok(0) => return ReadOutcome::Eof,
-                Ok(n) => self.bytes_read += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return ReadOutcome::Failed(e),
-            }
-        }
-    }
-
     /// Appends bytes to the output queue. Call [`Connection::flush`] to
     /// write them.
     pub fn enqueue(&mut self, bytes: &[u8]) {
         self.queue.extend_from_slice(bytes);
-    }
-
-    /// True when nothing is waiting to be written.
-    pub fn is_drained(&self) -> bool {
-        self.written >= self.queue.len()
     }
 
     /// Writes as much of the queue as the kernel takes, then sets WRITABLE
@@ -291,6 +391,10 @@ impl Connection {
         }
         self.queue.clear();
         self.written = 0;
+        if self.queue.capacity() > KEPT_QUEUE_CAPACITY {
+            // A burst has drained: give its memory back.
+            self.queue = Vec::new();
+        }
         WriteOutcome::Drained
     }
 
@@ -301,6 +405,25 @@ impl Connection {
             self.queue.drain(..self.written);
             self.written = 0;
         }
+    }
+
+    /// Gives back the memory a quiet connection holds for nothing: an empty
+    /// output queue's buffer. Called for every connection now and then
+    /// (see [`crate::net::event_loop`]), so that a connection that received
+    /// a little and then went quiet costs what one that never did costs.
+    pub fn release_idle_memory(&mut self) {
+        if self.queued() == 0 && self.queue.capacity() > 0 {
+            self.queue = Vec::new();
+            self.written = 0;
+        }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            self.held = Vec::new();
+        }
+    }
+
+    /// Memory the connection holds in its buffers, for tests and figures.
+    pub fn buffer_capacity(&self) -> usize {
+        self.queue.capacity() + self.held.capacity()
     }
 
     /// Shuts down our sending side: the peer reads the end of stream after

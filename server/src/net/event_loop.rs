@@ -6,34 +6,44 @@
 //! It reads and decodes what clients send, passes the lines to the hub, and
 //! writes what the hub answers. The hub runs on its own thread; it wakes
 //! this loop through a [`mio::Waker`] when it has output, and the loop then
-//! drains the whole channel (wakes merge, so one wake may stand for many
-//! messages). Output for a connection is queued and written in as few
+//! takes a bounded number of messages each turn (wakes merge, so one wake
+//! may stand for many messages; what is left is taken next turn, which
+//! comes at once). Output for a connection is queued and written in as few
 //! system calls as the kernel allows, after each batch. Spreading the
 //! sockets over threads spreads those system calls over the cores, which
 //! is most of the work of a big room.
 //!
-//! Nothing here ever waits for one socket, and the limits that protect the
-//! others one connection at a time are enforced here: the outbound queue
-//! (`--sendq`), flood control (`--rate`, `--burst`, see [`crate::net::flood`])
-//! and the idle timeout.
+//! Nothing here ever waits for one socket or for the hub, and the limits
+//! that protect the others one connection at a time are enforced here: the
+//! read budget per turn, the outbound queue (`--sendq`), flood control
+//! (`--rate`, `--burst`, see [`crate::net::flood`]), the idle timeout, and
+//! the budget of sockets still closing. When the hub's inbound queue is
+//! full, the loop stops reading lines (the connections that have more wait
+//! in order) until the hub says it has room: backpressure, never a dropped
+//! line and never a wait.
 
+use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{LeaveReason, ServerEvent};
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use chat_protocol::{DecodeError, ErrorKind, LeaveReason, ServerEvent};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use mio::event::Event;
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
-use crate::chat::messages::{Adopt, ConnId, Inbound, Outbound, Released};
-use crate::config::Config;
+use crate::chat::messages::{Adopt, ConnId, Ending, Inbound, Outbound, Recipients, Released};
+use crate::config::{Config, TestFault};
 use crate::frontend::line;
-use crate::net::connection::{is_disconnect, Connection, Limits, Phase, ReadOutcome, WriteOutcome};
+use crate::net::connection::{
+    is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome,
+};
 use crate::net::shutdown::ShutdownHandle;
-use crate::net::timers::{TimerKind, Timers};
+use crate::net::timers::{later, TimerKind, Timers};
 use crate::ops::liveness::Heartbeat;
+use crate::ops::logging::{and_more, Throttled};
 use crate::ops::stats::{CloseReason, Stats};
 
 /// The waker's token. Connections use their slab key as token.
@@ -43,11 +53,13 @@ pub const WAKER: Token = Token(usize::MAX);
 /// stream), how long the client gets to read its last lines and close its
 /// side before the socket is closed anyway (see [`Phase::Closing`] and
 /// [`Phase::Lingering`]). Long enough for any live client; short enough
-/// that a client that never reads cannot keep its slot.
+/// that a client that never reads cannot keep its slot. Under pressure
+/// (more closing sockets than the budget, see [`Config::max_closing`]) the
+/// oldest are closed sooner.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of the buffer every read goes through. 16 KiB takes a flood in few
-/// system calls, and bounds what a throttled connection holds read but not
+/// system calls, and bounds what a paused connection holds read but not
 /// decoded; it is one buffer for the whole loop, not per connection.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -59,11 +71,41 @@ const EVENTS_CAPACITY: usize = 1024;
 /// `--sendq` only after the kernel has taken what it will.
 const FLUSH_BEFORE_QUEUEING: usize = 64 * 1024;
 
+/// Most messages taken from the hub in one turn. The hub's channel is
+/// bounded, but a turn that took all of it could still spend long on a big
+/// room's fan-out while sockets wait; past this the loop writes what it
+/// has, reads, and comes back at once.
+const HUB_MESSAGES_PER_TURN: usize = 512;
+
+/// While lines wait for room in the hub's queue, the longest the loop
+/// sleeps before looking again. The hub wakes the loop when it has room
+/// (see [`crate::chat::hub::Outlet::wants_room`]); this only bounds the
+/// wait should that wake be missed.
+const HUB_ROOM_RECHECK: Duration = Duration::from_millis(100);
+
+/// How often every quiet connection gives back the buffers it no longer
+/// needs (see [`Connection::release_idle_memory`]): a connection that was
+/// sent a burst returns to the cost of an idle one within this long.
+const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A connection that never said anything is ended to make room for a
+/// newcomer on a full server only once it has been connected this long:
+/// a person who just connected gets time to say something.
+const MIN_SILENT_AGE: Duration = Duration::from_secs(10);
+
+/// At most one warning a second about slow consumers and about closing
+/// sockets cut short, each, per I/O thread: the disconnect itself is
+/// logged by the hub, one line each.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The channels of one I/O thread.
 #[derive(Debug)]
 pub struct Channels {
-    /// Lines and closes, to the hub.
+    /// Lines and closes, to the hub; bounded.
     pub to_hub: Sender<Inbound>,
+    /// Set while this thread waits for room in `to_hub`; the hub clears it
+    /// and wakes the thread.
+    pub wants_room: Arc<AtomicBool>,
     /// What the hub says to this thread's connections.
     pub from_hub: Receiver<Outbound>,
     /// New connections, from the acceptor.
@@ -71,6 +113,111 @@ pub struct Channels {
     /// Connections that never reached the hub, to the acceptor (the hub
     /// tells it of the others when they leave the chat).
     pub released: Sender<Released>,
+    /// How many of this thread's connections never said anything (see
+    /// [`Adopt::make_room`]), for the acceptor.
+    pub silent: Arc<AtomicUsize>,
+}
+
+/// The I/O thread's way to the hub: a bounded channel and, for what it had
+/// no room for, a backlog kept in order. Lines are only read while the
+/// channel has room, so the backlog holds the messages the loop cannot
+/// hold back (a connection came or went) and at most one line per
+/// connection (a final line at end of stream): it is bounded by the
+/// number of connections.
+#[derive(Debug)]
+struct HubLink {
+    sender: Sender<Inbound>,
+    backlog: VecDeque<Inbound>,
+    wants_room: Arc<AtomicBool>,
+}
+
+/// The hub has stopped, which it only does if it failed.
+#[derive(Debug)]
+struct HubGone;
+
+impl HubLink {
+    /// True when one more line can go to the hub at once.
+    fn has_room(&self) -> bool {
+        self.backlog.is_empty() && !self.sender.is_full()
+    }
+
+    /// Sends `message` after anything held back, or holds it back too.
+    fn send(&mut self, message: Inbound) -> Result<(), HubGone> {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(message);
+            self.want_room();
+            return Ok(());
+        }
+        match self.sender.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => {
+                self.backlog.push_back(message);
+                self.want_room();
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(HubGone),
+        }
+    }
+
+    /// Sends what was held back, as far as the hub has room. True when
+    /// nothing is held back any more.
+    fn flush(&mut self) -> Result<bool, HubGone> {
+        while let Some(message) = self.backlog.pop_front() {
+            match self.sender.try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => {
+                    self.backlog.push_front(message);
+                    self.want_room();
+                    return Ok(false);
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(HubGone),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Asks the hub to wake this thread once it has room.
+    fn want_room(&self) {
+        self.wants_room.store(true, Ordering::Release);
+    }
+}
+
+/// Where an open connection's decoded lines go: to the hub, while it has
+/// room.
+struct ToHub<'a> {
+    link: &'a mut HubLink,
+    /// See [`crate::config::TestFault::Io`].
+    panic_on: Option<&'a str>,
+    id: ConnId,
+    stats: &'a Stats,
+    /// Set when a line that was not blank went to the hub.
+    spoke: bool,
+    /// Set when the hub is found gone.
+    gone: bool,
+}
+
+impl LineSink for ToHub<'_> {
+    fn has_room(&self) -> bool {
+        self.link.has_room()
+    }
+
+    fn take(&mut self, decoded: Result<String, DecodeError>) {
+        if let (Some(trigger), Ok(text)) = (self.panic_on, &decoded) {
+            assert!(trigger != text, "test fault: the I/O thread panics as asked");
+        }
+        if let Some(command) = line::to_command(decoded) {
+            self.stats.count_line();
+            self.spoke = true;
+            let message = Inbound::Line {
+                id: self.id,
+                line: command,
+                received: Instant::now(),
+            };
+            if self.link.send(message).is_err() {
+                self.gone = true;
+            }
+        }
+    }
 }
 
 /// Everything one I/O thread's event loop owns.
@@ -83,8 +230,10 @@ pub struct EventLoop {
     config: Config,
     /// Each connection's limits, from `config`.
     limits: Limits,
-    to_hub: Sender<Inbound>,
+    hub: HubLink,
     from_hub: Receiver<Outbound>,
+    /// The hub's channel was not emptied last turn: take more at once.
+    more_from_hub: bool,
     adopt: Receiver<Adopt>,
     released: Sender<Released>,
     /// Says whether shutdown was asked for, and starts one should the hub
@@ -97,10 +246,30 @@ pub struct EventLoop {
     /// Slab keys of connections with output to write after this batch,
     /// each once (see [`Connection::flush_due`]).
     dirty: Vec<usize>,
-    /// Connections dropped for overflowing their queue during this batch.
-    slow: Vec<usize>,
+    /// Connections dropped during this batch (their queue overflowed, or a
+    /// write failed), with the reason their room will hear.
+    dropped: Vec<(usize, LeaveReason)>,
+    /// Connections whose reading waits for room in the hub's queue, in the
+    /// order they began to wait.
+    waiting_for_hub: Vec<usize>,
+    /// Connections that used up their read budget: read again next turn.
+    more_to_read: Vec<usize>,
     /// Close, resume and idle timers.
     timers: Timers,
+    /// Connections closing or lingering (the hub let go of them; their
+    /// sockets are still open), and in which order they began: past the
+    /// budget, the oldest is closed at once.
+    closing: usize,
+    closing_order: VecDeque<ConnId>,
+    /// This thread's share of [`Config::max_closing`].
+    closing_budget: usize,
+    /// Connections that never said anything, in the order they came (stale
+    /// entries are skipped): the oldest makes room on a full server.
+    silent_order: VecDeque<ConnId>,
+    /// How many of them are still open and silent, for the acceptor.
+    silent: Arc<AtomicUsize>,
+    /// When quiet connections next give back their idle buffers.
+    next_release: Instant,
     /// Set once shutdown has begun: when it must end, ready or not.
     drain_deadline: Option<Instant>,
     /// The acceptor has stopped: no more connections will come.
@@ -118,8 +287,11 @@ pub struct EventLoop {
     reported: (usize, usize),
     /// When the lines were read whose output was queued in this turn: the
     /// fan-out latency is measured once that output has been handed to the
-    /// sockets.
+    /// sockets (written, as far as each socket took it).
     fanout_pending: Vec<Instant>,
+    /// Rate limits on warnings that can repeat.
+    slow_warning: Throttled,
+    closing_warning: Throttled,
 }
 
 impl EventLoop {
@@ -134,6 +306,7 @@ impl EventLoop {
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
     ) -> EventLoop {
+        let closing_budget = (config.max_closing / config.io_threads().max(1)).max(1);
         EventLoop {
             shard,
             poll,
@@ -144,16 +317,29 @@ impl EventLoop {
                 burst: config.burst,
             },
             config,
-            to_hub: channels.to_hub,
+            hub: HubLink {
+                sender: channels.to_hub,
+                backlog: VecDeque::new(),
+                wants_room: channels.wants_room,
+            },
             from_hub: channels.from_hub,
+            more_from_hub: false,
             adopt: channels.adopt,
             released: channels.released,
             shutdown,
             read_buf: vec![0; READ_BUFFER],
             encoded: Vec::new(),
             dirty: Vec::new(),
-            slow: Vec::new(),
+            dropped: Vec::new(),
+            waiting_for_hub: Vec::new(),
+            more_to_read: Vec::new(),
             timers: Timers::default(),
+            closing: 0,
+            closing_order: VecDeque::new(),
+            closing_budget,
+            silent_order: VecDeque::new(),
+            silent: channels.silent,
+            next_release: later(Instant::now(), RELEASE_INTERVAL),
             drain_deadline: None,
             acceptor_gone: false,
             hub_gone: false,
@@ -162,6 +348,8 @@ impl EventLoop {
             queued_total: 0,
             reported: (0, 0),
             fanout_pending: Vec::new(),
+            slow_warning: Throttled::new(WARNING_INTERVAL),
+            closing_warning: Throttled::new(WARNING_INTERVAL),
         }
     }
 
@@ -173,35 +361,32 @@ impl EventLoop {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            let timeout = self
-                .next_deadline()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            if self.shutdown.is_requested() && self.drain_deadline.is_none() {
+                // From now on nothing more is read: the hub says goodbye to
+                // everyone after the lines already read.
+                self.drain_deadline = Some(later(Instant::now(), self.config.shutdown_grace));
+            }
             for event in events.iter() {
                 if event.token() != WAKER {
                     self.connection_ready(event.token().0, event);
                 }
             }
-            if self.shutdown.is_requested() && self.drain_deadline.is_none() {
-                self.drain_deadline = Some(Instant::now() + self.config.shutdown_grace);
-            }
             self.run_due_timers();
+            self.read_more();
             self.take_adopted();
             self.take_hub_output();
+            self.send_backlog();
             self.flush_dirty();
-            let now = Instant::now();
-            for since in self.fanout_pending.drain(..) {
-                self.stats.fanout().observe(now.saturating_duration_since(since));
-            }
-            let (clients, queued) = self.reported;
-            self.stats.shift_clients(clients, self.conns.len());
-            self.stats.shift_queued_bytes(queued, self.queued_total);
-            self.reported = (self.conns.len(), self.queued_total);
+            self.remove_dropped();
+            self.release_idle_memory();
+            self.report();
             self.heartbeat.beat();
             if self.is_finished(Instant::now()) {
                 break;
@@ -213,6 +398,29 @@ impl EventLoop {
         self.stats.shift_clients(clients, 0);
         self.stats.shift_queued_bytes(queued, 0);
         Ok(())
+    }
+
+    /// How long the next poll may sleep: until the next deadline, not at
+    /// all while work is left over from this turn.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if self.more_from_hub || !self.more_to_read.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let waiting = !self.waiting_for_hub.is_empty() || !self.hub.backlog.is_empty();
+        if waiting && !self.hub.sender.is_full() {
+            return Some(Duration::ZERO);
+        }
+        let recheck = waiting.then(|| later(now, HUB_ROOM_RECHECK));
+        [
+            self.timers.next(),
+            self.drain_deadline,
+            Some(self.next_release),
+            recheck,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
     }
 
     /// Takes the connections the acceptor has handed over.
@@ -230,8 +438,24 @@ impl EventLoop {
     }
 
     /// Registers a connection handed over by the acceptor and tells the
-    /// hub it is here.
-    fn adopt(&mut self, Adopt { stream, addr, serial }: Adopt) {
+    /// hub it is here; on a full server, first makes room for it.
+    fn adopt(
+        &mut self,
+        Adopt {
+            stream,
+            addr,
+            serial,
+            make_room,
+        }: Adopt,
+    ) {
+        let now = Instant::now();
+        if make_room && !self.make_room(now) {
+            log::debug!("refused {addr}: server full, and no silent connection may make room");
+            self.stats.count_closed(CloseReason::RefusedFull);
+            refuse(&stream, ErrorKind::ServerFull, &self.stats);
+            self.release(addr.ip());
+            return;
+        }
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             shard: self.shard,
@@ -241,10 +465,13 @@ impl EventLoop {
         let token = Token(id.slot);
         match Connection::register(id, stream, addr, &self.limits, self.poll.registry(), token) {
             Ok(conn) => {
-                entry.insert(conn);
+                let conn = entry.insert(conn);
                 if let Some(idle) = self.config.idle_timeout {
-                    self.timers.add(Instant::now() + idle, id, TimerKind::Idle);
+                    self.timers
+                        .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
                 }
+                self.silent_order.push_back(id);
+                self.silent.fetch_add(1, Ordering::Relaxed);
                 self.tell_hub(Inbound::Connected { id, addr });
             }
             Err(e) => {
@@ -253,6 +480,34 @@ impl EventLoop {
                 self.release(addr.ip());
             }
         }
+    }
+
+    /// Ends the longest-connected connection that never said anything, if
+    /// it has been here for [`MIN_SILENT_AGE`], so that a newcomer can have
+    /// its place. False when there is none.
+    fn make_room(&mut self, now: Instant) -> bool {
+        while let Some(&id) = self.silent_order.front() {
+            let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id && c.silent) else {
+                self.silent_order.pop_front();
+                continue;
+            };
+            if now.saturating_duration_since(conn.since) < MIN_SILENT_AGE {
+                // The rest came later still.
+                return false;
+            }
+            self.silent_order.pop_front();
+            conn.silent = false;
+            self.silent.fetch_sub(1, Ordering::Relaxed);
+            conn.phase = Phase::Leaving;
+            conn.told_hub = true;
+            conn.close_reason = Some(CloseReason::MadeRoom);
+            self.tell_hub(Inbound::Ending {
+                id,
+                why: Ending::MakingRoom,
+            });
+            return true;
+        }
+        false
     }
 
     /// Tells the acceptor the place of a connection the hub never heard
@@ -288,51 +543,110 @@ impl EventLoop {
 
     /// Reads what the connection at `slot` has sent, as its phase allows.
     fn read(&mut self, slot: usize) {
+        let shutting_down = self.drain_deadline.is_some();
         let Some(conn) = self.conns.get_mut(slot) else { return };
+        if conn.paused.is_some() {
+            // Read when the pause ends.
+            return;
+        }
         let now = Instant::now();
+        let mut hub_gone = false;
         let outcome = match conn.phase {
-            Phase::Open { throttled: false } => {
-                let (id, to_hub, stats) = (conn.id, &self.to_hub, &self.stats);
-                conn.read(&mut self.read_buf, now, |line| {
-                    if let Some(line) = line::to_command(line) {
-                        stats.count_line();
-                        // The hub only goes away after shutdown; lines
-                        // then have nowhere to go.
-                        let received = Instant::now();
-                        let _ = to_hub.send(Inbound::Line { id, line, received });
-                    }
-                })
+            Phase::Open if shutting_down => return,
+            Phase::Open => {
+                let panic_on = match &self.config.test_fault {
+                    Some(TestFault::Io(text)) => Some(text.as_str()),
+                    _ => None,
+                };
+                let mut sink = ToHub {
+                    link: &mut self.hub,
+                    panic_on,
+                    id: conn.id,
+                    stats: &self.stats,
+                    spoke: false,
+                    gone: false,
+                };
+                let outcome = conn.read_lines(&mut self.read_buf, now, &mut sink);
+                hub_gone = sink.gone;
+                if sink.spoke && conn.silent {
+                    conn.silent = false;
+                    self.silent.fetch_sub(1, Ordering::Relaxed);
+                }
+                outcome
             }
             Phase::Lingering { .. } => conn.discard_input(&mut self.read_buf),
-            // A throttled connection is read when its Resume timer comes
-            // due; nothing more is read once the client's side has ended or
-            // the hub has closed the connection.
-            Phase::Open { throttled: true } | Phase::ReadClosed | Phase::Closing { .. } => return,
+            // Nothing more is read once the connection is ending: its
+            // client's side ended, or the hub has closed it.
+            Phase::Leaving | Phase::Closing { .. } | Phase::Dropped => return,
         };
         self.stats.count_bytes_received(conn.take_bytes_read());
-        match (outcome, conn.phase) {
-            (ReadOutcome::Open, _) => {}
-            (ReadOutcome::Throttled(at), _) => {
-                // Pausing until later is flood control; until `now`, only
-                // the end of this turn's read budget.
-                if at > now {
-                    self.stats.count_flood_pause();
+        match outcome {
+            ReadOutcome::Open => {}
+            ReadOutcome::Paused(pause) => {
+                conn.paused = Some(pause);
+                match pause {
+                    Pause::Flood(at) => {
+                        self.stats.count_flood_pause();
+                        let id = conn.id;
+                        self.timers.set(&mut conn.timers, at, id, TimerKind::Resume);
+                    }
+                    Pause::Budget => self.more_to_read.push(slot),
+                    Pause::HubFull => {
+                        self.waiting_for_hub.push(slot);
+                        self.hub.want_room();
+                    }
                 }
-                conn.phase = Phase::Open { throttled: true };
-                let id = conn.id;
-                self.timers.add(at, id, TimerKind::Resume);
             }
-            (ReadOutcome::Eof, Phase::Open { .. }) => {
-                conn.phase = Phase::ReadClosed;
+            ReadOutcome::Eof if conn.phase == Phase::Open => {
+                conn.phase = Phase::Leaving;
                 conn.close_reason.get_or_insert(CloseReason::Disconnect);
-                let id = conn.id;
-                self.tell_hub(Inbound::Closed {
+                self.stop_counting_silent(slot);
+                self.tell_hub_ending(slot, |id| Inbound::Closed {
                     id,
                     reason: LeaveReason::Disconnected,
                 });
             }
-            (ReadOutcome::Eof, _) => self.remove(slot, None, LeaveReason::Disconnected),
-            (ReadOutcome::Failed(e), _) => self.remove(slot, Some(e), LeaveReason::Disconnected),
+            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose => {
+                self.remove(slot, None, LeaveReason::Disconnected);
+            }
+            ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
+        }
+        if hub_gone {
+            self.hub_failed();
+        }
+    }
+
+    /// Tells the hub, once, that the connection at `slot` is ending, with
+    /// the message `message` makes for its id.
+    fn tell_hub_ending(&mut self, slot: usize, message: impl FnOnce(ConnId) -> Inbound) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        if conn.told_hub {
+            return;
+        }
+        conn.told_hub = true;
+        let message = message(conn.id);
+        self.tell_hub(message);
+    }
+
+    /// The connection no longer counts among those that may make room.
+    fn stop_counting_silent(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot) {
+            if conn.silent {
+                conn.silent = false;
+                self.silent.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Reads again the connections that used up their budget last turn.
+    fn read_more(&mut self) {
+        for slot in std::mem::take(&mut self.more_to_read) {
+            if let Some(conn) = self.conns.get_mut(slot) {
+                if conn.paused == Some(Pause::Budget) {
+                    conn.paused = None;
+                    self.read(slot);
+                }
+            }
         }
     }
 
@@ -341,129 +655,228 @@ impl EventLoop {
         let now = Instant::now();
         while let Some((id, kind)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) else { continue };
-            match (kind, conn.phase) {
-                (TimerKind::Close, Phase::Closing { .. } | Phase::Lingering { .. }) => {
+            conn.timers.fired(kind);
+            match kind {
+                TimerKind::Close if conn.is_closing() => {
                     self.remove(id.slot, None, LeaveReason::Disconnected);
                 }
-                (TimerKind::Resume, Phase::Open { throttled: true }) => {
-                    conn.phase = Phase::Open { throttled: false };
+                TimerKind::Resume if matches!(conn.paused, Some(Pause::Flood(_))) => {
+                    conn.paused = None;
                     self.read(id.slot);
                 }
-                (TimerKind::Idle, Phase::Open { .. }) => self.check_idle(id.slot, now),
+                TimerKind::Idle if conn.phase == Phase::Open => self.check_idle(id.slot, now),
                 _ => {} // The connection has moved on since the timer was set.
             }
         }
     }
 
-    /// Disconnects the connection at `slot` if it has been quiet for the
-    /// idle timeout, or checks again when it would be.
+    /// Ends the connection at `slot` if it has completed no line for the
+    /// idle timeout, or checks again when it would have.
     fn check_idle(&mut self, slot: usize, now: Instant) {
         let (Some(conn), Some(idle)) = (self.conns.get_mut(slot), self.config.idle_timeout) else { return };
-        let quiet = now.saturating_duration_since(conn.last_input);
+        let quiet = now.saturating_duration_since(conn.last_line);
         if quiet < idle {
-            self.timers.add(conn.last_input + idle, conn.id, TimerKind::Idle);
+            let (at, id) = (later(conn.last_line, idle), conn.id);
+            self.timers.set(&mut conn.timers, at, id, TimerKind::Idle);
             return;
         }
-        log::info!("{}: idle for {} s, disconnecting", conn.addr, quiet.as_secs());
+        log::info!("{}: no line for {} s, disconnecting", conn.addr, quiet.as_secs());
         // Read nothing more; the hub says goodbye and closes.
-        conn.phase = Phase::ReadClosed;
+        conn.phase = Phase::Leaving;
         conn.close_reason.get_or_insert(CloseReason::Idle);
-        let id = conn.id;
-        self.tell_hub(Inbound::Idle { id, quiet });
+        self.stop_counting_silent(slot);
+        self.tell_hub_ending(slot, |id| Inbound::Ending {
+            id,
+            why: Ending::Idle { quiet },
+        });
     }
 
-    /// Applies everything the hub has sent.
+    /// Applies what the hub has sent, at most [`HUB_MESSAGES_PER_TURN`]
+    /// messages.
     fn take_hub_output(&mut self) {
-        loop {
+        self.more_from_hub = true;
+        for _ in 0..HUB_MESSAGES_PER_TURN {
             match self.from_hub.try_recv() {
                 Ok(Outbound::Deliver { to, event, since }) => {
                     self.deliver(&to, &event);
                     self.fanout_pending.extend(since);
                 }
-                Ok(Outbound::Close { id }) => {
-                    let shutting_down = self.drain_deadline.is_some();
-                    if let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) {
-                        // The hub closes an open connection after /quit,
-                        // or when the server shuts down.
-                        if matches!(conn.phase, Phase::Open { .. }) {
-                            conn.close_reason.get_or_insert(if shutting_down {
-                                CloseReason::Shutdown
-                            } else {
-                                CloseReason::Quit
-                            });
-                        }
-                        if matches!(conn.phase, Phase::Open { .. } | Phase::ReadClosed) {
-                            let until = Instant::now() + CLOSE_TIMEOUT;
-                            conn.phase = Phase::Closing { until };
-                            self.timers.add(until, id, TimerKind::Close);
-                            self.mark_dirty(id.slot);
-                        }
-                    }
+                Ok(Outbound::Close { id }) => self.close_requested(id),
+                Err(TryRecvError::Empty) => {
+                    self.more_from_hub = false;
+                    break;
                 }
-                Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     // The hub outlives the I/O threads unless it failed.
+                    self.more_from_hub = false;
                     self.hub_failed();
                     break;
                 }
             }
         }
-        for slot in std::mem::take(&mut self.slow) {
-            self.remove(slot, None, LeaveReason::SlowConsumer);
+        self.remove_dropped();
+    }
+
+    /// The hub has said its last words to a connection: flush and close.
+    fn close_requested(&mut self, id: ConnId) {
+        let shutting_down = self.drain_deadline.is_some();
+        let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) else { return };
+        if !matches!(conn.phase, Phase::Open | Phase::Leaving) {
+            return;
+        }
+        if conn.phase == Phase::Open {
+            // The hub closes an open connection after /quit, or when the
+            // server shuts down.
+            conn.close_reason.get_or_insert(if shutting_down {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::Quit
+            });
+        }
+        conn.told_hub = true;
+        let until = later(Instant::now(), CLOSE_TIMEOUT);
+        conn.phase = Phase::Closing { until };
+        conn.paused = None;
+        self.timers.cancel(&mut conn.timers, id, TimerKind::Resume);
+        self.timers.cancel(&mut conn.timers, id, TimerKind::Idle);
+        self.timers.set(&mut conn.timers, until, id, TimerKind::Close);
+        self.stop_counting_silent(id.slot);
+        self.closing += 1;
+        self.closing_order.push_back(id);
+        self.mark_dirty(id.slot);
+        self.keep_closing_within_budget();
+    }
+
+    /// Closes the oldest closing sockets at once while there are more than
+    /// this thread's budget: they hold descriptors that new clients need
+    /// (a flood of `/quit` and hold must not run the process out).
+    fn keep_closing_within_budget(&mut self) {
+        while self.closing > self.closing_budget {
+            let Some(id) = self.closing_order.pop_front() else { return };
+            let current = self
+                .conns
+                .get(id.slot)
+                .is_some_and(|c| c.id == id && c.is_closing());
+            if current {
+                if let Some(suppressed) = self.closing_warning.check(Instant::now()) {
+                    log::warn!(
+                        "more than {} sockets closing on this I/O thread: closing the oldest without waiting{}",
+                        self.closing_budget,
+                        and_more(suppressed)
+                    );
+                }
+                self.remove(id.slot, None, LeaveReason::Disconnected);
+            }
         }
     }
 
     /// Queues `event` to each recipient, encoding it once. A recipient
     /// whose queue would pass `--sendq` even after writing what the kernel
     /// takes is marked slow and dropped after this batch.
-    fn deliver(&mut self, to: &[ConnId], event: &ServerEvent) {
-        debug_assert!(to.iter().all(|id| id.shard == self.shard));
-        self.encoded.clear();
-        line::encode(event, &mut self.encoded);
+    fn deliver(&mut self, to: &Recipients, event: &ServerEvent) {
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        line::encode(event, &mut encoded);
         let is_message = matches!(
             event,
             ServerEvent::Said { .. } | ServerEvent::Action { .. } | ServerEvent::PrivateFrom { .. }
         );
+        let error = match event {
+            ServerEvent::Error(error) => Some(error),
+            _ => None,
+        };
         // Counted once per event, not per recipient: one atomic add
         // instead of one per socket on the fan-out path.
         let mut queued_to: u64 = 0;
-        for id in to {
-            let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == *id) else { continue };
-            if !conn.accepts_output() {
-                continue;
-            }
-            if conn.queued() >= FLUSH_BEFORE_QUEUEING
-                || conn.queued() + self.encoded.len() > self.config.sendq
-            {
-                let outcome = flush_counted(conn, self.poll.registry(), &self.stats, &mut self.queued_total);
-                if let WriteOutcome::Failed(e) = outcome {
-                    log::debug!("{}: connection lost: {e}", conn.addr);
-                    conn.close_reason.get_or_insert(CloseReason::Disconnect);
-                    self.slow.push(id.slot);
-                    continue;
+        let mut queue = |this: &mut EventLoop, id: ConnId, charge: bool| {
+            if this.queue_to(id, &encoded, charge) {
+                queued_to += 1;
+                if let Some(error) = error {
+                    this.stats.count_error(error);
                 }
             }
-            if conn.queued() + self.encoded.len() > self.config.sendq {
-                log::warn!(
-                    "{}: slow consumer: more than {} bytes queued; disconnecting",
-                    conn.addr,
-                    self.config.sendq
-                );
-                conn.phase = Phase::ReadClosed;
-                conn.close_reason = Some(CloseReason::SlowConsumer);
-                self.slow.push(id.slot);
-                continue;
+        };
+        match to {
+            Recipients::One(id) => queue(self, *id, false),
+            Recipients::Reply(id) => queue(self, *id, true),
+            Recipients::Members { members, except } => {
+                for &id in members.iter() {
+                    if Some(id) != *except {
+                        queue(self, id, false);
+                    }
+                }
             }
-            conn.enqueue(&self.encoded);
-            self.queued_total += self.encoded.len();
-            queued_to += 1;
-            if let ServerEvent::Error(error) = event {
-                self.stats.count_error(error);
+            Recipients::Many(ids) => {
+                for &id in ids {
+                    queue(self, id, false);
+                }
             }
-            self.mark_dirty(id.slot);
         }
         if is_message && queued_to > 0 {
             self.stats.count_delivered(queued_to);
+        }
+        self.encoded = encoded;
+    }
+
+    /// Queues `bytes` to the connection `id`; true if it was queued. With
+    /// `charge`, the bytes are a reply the client asked for and its flood
+    /// allowance pays for them.
+    fn queue_to(&mut self, id: ConnId, bytes: &[u8], charge: bool) -> bool {
+        let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id) else { return false };
+        if !conn.accepts_output() {
+            return false;
+        }
+        let sendq = self.config.sendq;
+        if conn.queued() >= FLUSH_BEFORE_QUEUEING || conn.queued().saturating_add(bytes.len()) > sendq {
+            let outcome = flush_counted(conn, self.poll.registry(), &self.stats, &mut self.queued_total);
+            if let WriteOutcome::Failed(e) = outcome {
+                log::debug!("{}: connection lost: {e}", conn.addr);
+                conn.close_reason.get_or_insert(CloseReason::Disconnect);
+                conn.phase = Phase::Dropped;
+                self.dropped.push((id.slot, LeaveReason::Disconnected));
+                return false;
+            }
+        }
+        if conn.queued().saturating_add(bytes.len()) > sendq {
+            if let Some(suppressed) = self.slow_warning.check(Instant::now()) {
+                log::warn!(
+                    "{}: slow consumer: more than {sendq} bytes queued; disconnecting{}",
+                    conn.addr,
+                    and_more(suppressed)
+                );
+            }
+            conn.phase = Phase::Dropped;
+            conn.close_reason = Some(CloseReason::SlowConsumer);
+            self.dropped.push((id.slot, LeaveReason::SlowConsumer));
+            return false;
+        }
+        conn.enqueue(bytes);
+        self.queued_total += bytes.len();
+        if charge {
+            conn.charge_reply(bytes.len(), Instant::now());
+        }
+        self.mark_dirty(id.slot);
+        true
+    }
+
+    /// Sends what waited for room in the hub's queue, then, if there is
+    /// room, reads the connections that waited for it, in order.
+    fn send_backlog(&mut self) {
+        match self.hub.flush() {
+            Err(HubGone) => return self.hub_failed(),
+            Ok(false) => return,
+            Ok(true) => {}
+        }
+        if self.waiting_for_hub.is_empty() || self.hub.sender.is_full() {
+            return;
+        }
+        for slot in std::mem::take(&mut self.waiting_for_hub) {
+            if let Some(conn) = self.conns.get_mut(slot) {
+                if conn.paused == Some(Pause::HubFull) {
+                    conn.paused = None;
+                    self.read(slot);
+                }
+            }
         }
     }
 
@@ -489,6 +902,17 @@ impl EventLoop {
         }
         // Keep the allocation for the next batch.
         self.dirty = dirty;
+        let now = Instant::now();
+        for since in self.fanout_pending.drain(..) {
+            self.stats.fanout().observe(now.saturating_duration_since(since));
+        }
+    }
+
+    /// Closes the connections dropped during this batch.
+    fn remove_dropped(&mut self) {
+        for (slot, reason) in std::mem::take(&mut self.dropped) {
+            self.remove(slot, None, reason);
+        }
     }
 
     /// Everything is written to a closing connection: shut down our side
@@ -502,8 +926,14 @@ impl EventLoop {
         let outcome = conn.discard_input(&mut self.read_buf);
         self.stats.count_bytes_received(conn.take_bytes_read());
         match outcome {
-            ReadOutcome::Open | ReadOutcome::Throttled(_) => {}
-            ReadOutcome::Eof => self.remove(slot, None, LeaveReason::Disconnected),
+            ReadOutcome::Open => {}
+            ReadOutcome::Paused(_) => {
+                conn.paused = Some(Pause::Budget);
+                self.more_to_read.push(slot);
+            }
+            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose => {
+                self.remove(slot, None, LeaveReason::Disconnected);
+            }
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
         }
     }
@@ -512,8 +942,15 @@ impl EventLoop {
     /// told why it ended.
     fn remove(&mut self, slot: usize, error: Option<io::Error>, reason: LeaveReason) {
         let Some(mut conn) = self.conns.try_remove(slot) else { return };
+        self.timers.cancel_all(&mut conn.timers, conn.id);
         conn.deregister(self.poll.registry());
         self.queued_total = self.queued_total.saturating_sub(conn.queued());
+        if conn.is_closing() {
+            self.closing = self.closing.saturating_sub(1);
+        }
+        if conn.silent {
+            self.silent.fetch_sub(1, Ordering::Relaxed);
+        }
         let counted_as = conn.close_reason.unwrap_or(match reason {
             LeaveReason::SlowConsumer => CloseReason::SlowConsumer,
             _ => CloseReason::Disconnect,
@@ -526,15 +963,57 @@ impl EventLoop {
                 log::warn!("{}: connection failed: {e}", conn.addr);
             }
         }
-        // A slow consumer was still open as far as the hub knows; its phase
-        // was only changed to stop reading and writing.
-        if matches!(conn.phase, Phase::Open { .. }) || reason == LeaveReason::SlowConsumer {
+        if !conn.told_hub {
             self.tell_hub(Inbound::Closed { id: conn.id, reason });
+        }
+        self.forget_stale_closing();
+    }
+
+    /// Drops entries of connections that are gone from the front of the
+    /// closing order, so it stays as long as the sockets really closing.
+    fn forget_stale_closing(&mut self) {
+        while let Some(&id) = self.closing_order.front() {
+            let current = self
+                .conns
+                .get(id.slot)
+                .is_some_and(|c| c.id == id && c.is_closing());
+            if current {
+                return;
+            }
+            self.closing_order.pop_front();
         }
     }
 
+    /// Every [`RELEASE_INTERVAL`], lets every connection with nothing to
+    /// write give back its buffers, and tidies the list of silent ones.
+    fn release_idle_memory(&mut self) {
+        let now = Instant::now();
+        if now < self.next_release {
+            return;
+        }
+        self.next_release = later(now, RELEASE_INTERVAL);
+        for (_, conn) in &mut self.conns {
+            if !conn.flush_due {
+                conn.release_idle_memory();
+            }
+        }
+        let conns = &self.conns;
+        self.silent_order
+            .retain(|id| conns.get(id.slot).is_some_and(|c| c.id == *id && c.silent));
+        self.silent_order.shrink_to_fit();
+        self.closing_order.shrink_to_fit();
+    }
+
+    /// Brings this thread's share of the gauges up to date.
+    fn report(&mut self) {
+        let (clients, queued) = self.reported;
+        self.stats.shift_clients(clients, self.conns.len());
+        self.stats.shift_queued_bytes(queued, self.queued_total);
+        self.reported = (self.conns.len(), self.queued_total);
+    }
+
     fn tell_hub(&mut self, message: Inbound) {
-        if self.to_hub.send(message).is_err() {
+        if self.hub.send(message).is_err() {
             self.hub_failed();
         }
     }
@@ -557,14 +1036,6 @@ impl EventLoop {
             Some(deadline) => (self.acceptor_gone && self.conns.is_empty()) || now >= deadline,
         }
     }
-
-    /// The earliest moment the loop must wake without any event.
-    fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next(), self.drain_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-    }
 }
 
 /// Writes what is queued to `conn` as far as the kernel takes it (see
@@ -581,4 +1052,19 @@ fn flush_counted(
     stats.count_bytes_sent(written);
     *queued_total = queued_total.saturating_sub(written);
     outcome
+}
+
+/// Tells a connection we will not serve why, and closes it (by dropping
+/// it, which the caller does).
+pub fn refuse(stream: &mio::net::TcpStream, error: ErrorKind, stats: &Stats) {
+    use std::io::Write;
+    let mut bytes = Vec::new();
+    stats.count_error(&error);
+    line::encode(&ServerEvent::Error(error), &mut bytes);
+    // A fresh socket's send buffer is empty, so this short write goes
+    // through at once or the peer is already gone; either way we close.
+    if let Ok(n) = (&*stream).write(&bytes) {
+        stats.count_bytes_sent(n);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }

@@ -6,8 +6,22 @@
 //! line is dropped and no error is sent: the bytes wait in the kernel, TCP
 //! flow control slows the sender, and a flooder only slows itself down
 //! while everyone else is read as usual.
+//!
+//! Output a command buys is paid from the same allowance: a reply to the
+//! asker alone (`/who`, `/rooms`, `/help`) costs one more token per
+//! [`REPLY_BYTES_PER_TOKEN`] bytes past its first ones, so no client can
+//! buy megabytes of output with a few bytes of input. The bucket may go
+//! into debt for it; the client is then not read until the debt is paid.
 
 use std::time::{Duration, Instant};
+
+use crate::net::timers::later;
+
+/// Bytes of a reply that one token pays for. A line of input costs one
+/// token and buys this much of an answer; every further started block of
+/// this size costs one token more. 1 KiB is a `/help` or a short `/who`;
+/// a full page of `/who` (100 nicks) costs two or three tokens.
+pub const REPLY_BYTES_PER_TOKEN: usize = 1024;
 
 /// One connection's allowance of lines.
 #[derive(Debug, Clone)]
@@ -37,10 +51,10 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let Some(rate) = self.rate else { return true };
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(self.burst);
-        self.last = now;
+        if self.rate.is_none() {
+            return true;
+        }
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -49,10 +63,53 @@ impl TokenBucket {
         }
     }
 
+    /// Whether a token is there now (taking nothing).
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.rate.is_none() || self.tokens >= 1.0
+    }
+
+    /// Whether the bucket is full at `now`: it has not been drawn on for a
+    /// while, and forgetting it changes nothing.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.rate.is_none() || self.tokens >= self.burst
+    }
+
+    /// Charges the cost of a reply of `bytes` bytes (see
+    /// [`REPLY_BYTES_PER_TOKEN`]): the tokens it costs beyond the one its
+    /// command took. The bucket may go into debt.
+    pub fn charge_reply(&mut self, bytes: usize, now: Instant) {
+        if self.rate.is_none() {
+            return;
+        }
+        let extra = bytes.saturating_sub(1) / REPLY_BYTES_PER_TOKEN;
+        if extra > 0 {
+            self.refill(now);
+            // Precision does not matter here: a reply of 2^53 bytes does
+            // not exist, and if it did the debt would only be larger.
+            #[allow(clippy::cast_precision_loss)]
+            let extra = extra as f64;
+            self.tokens -= extra;
+        }
+    }
+
+    /// Brings `tokens` up to date at `now`.
+    fn refill(&mut self, now: Instant) {
+        if let Some(rate) = self.rate {
+            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * rate).min(self.burst);
+            self.last = now;
+        }
+    }
+
     /// When the next token will be there, as of the last [`Self::try_take`].
     pub fn next_token_at(&self) -> Instant {
         match self.rate {
-            Some(rate) => self.last + Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.0)),
+            Some(rate) => {
+                let wait = Duration::try_from_secs_f64(((1.0 - self.tokens) / rate).max(0.0));
+                later(self.last, wait.unwrap_or(Duration::MAX))
+            }
             None => self.last,
         }
     }
@@ -81,6 +138,28 @@ mod tests {
         let later = start + Duration::from_secs(3600);
         assert!(bucket.try_take(later) && bucket.try_take(later));
         assert!(!bucket.try_take(later));
+    }
+
+    #[test]
+    fn a_big_reply_puts_the_bucket_in_debt_until_paid() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 2, start);
+        assert!(bucket.try_take(start));
+        bucket.charge_reply(REPLY_BYTES_PER_TOKEN, start);
+        assert!(bucket.try_take(start), "a reply of one block costs nothing more");
+        bucket.charge_reply(5 * REPLY_BYTES_PER_TOKEN, start);
+        // Four tokens of debt, and one more is needed: 0.5 s at 10 a second.
+        assert!(!bucket.try_take(start + Duration::from_millis(400)));
+        assert_eq!(bucket.next_token_at(), start + Duration::from_millis(500));
+        assert!(bucket.try_take(start + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn without_flood_control_replies_cost_nothing() {
+        let now = Instant::now();
+        let mut bucket = TokenBucket::new(0, 1, now);
+        bucket.charge_reply(1 << 20, now);
+        assert!(bucket.try_take(now));
     }
 
     #[test]

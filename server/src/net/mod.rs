@@ -12,6 +12,7 @@
 //! another thread: every loop here turns however the network behaves.
 
 pub mod acceptor;
+pub mod admission;
 pub mod connection;
 pub mod event_loop;
 pub mod flood;

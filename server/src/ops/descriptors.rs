@@ -98,9 +98,14 @@ pub struct CapacityError {
     pub capacity: usize,
 }
 
+/// The share of the room that a default `--max-clients` leaves for
+/// sockets still closing (see [`closing_budget`]): one in sixteen.
+pub const CLOSING_SHARE: usize = 16;
+
 /// What becomes of `--max-clients` under a limit with room for `capacity`
-/// clients: kept when it fits; lowered to `capacity` when it does not and
-/// was only the default (`given` false).
+/// clients: kept when it fits; when it does not and was only the default
+/// (`given` false), lowered to what fits with a sixteenth of the room left
+/// for sockets still closing.
 ///
 /// # Errors
 /// [`CapacityError`] when it was given (on the command line or in the
@@ -120,8 +125,18 @@ pub fn fit_max_clients(
             capacity,
         })
     } else {
-        Ok(capacity)
+        Ok(capacity - capacity / CLOSING_SHARE)
     }
+}
+
+/// How many sockets may still be closing (their client gone from the chat,
+/// its last lines being written) next to `max_clients` clients, when
+/// `capacity` descriptors are free for both: the rest of the room, and at
+/// least one. Past it the oldest closing sockets are closed at once, so
+/// that clients who `/quit` and hold their socket cannot run the process
+/// out of descriptors.
+pub fn closing_budget(capacity: usize, max_clients: usize) -> usize {
+    capacity.saturating_sub(max_clients).max(1)
 }
 
 #[cfg(test)]
@@ -153,8 +168,10 @@ mod tests {
     }
 
     #[test]
-    fn a_default_that_does_not_fit_is_lowered() {
-        assert_eq!(fit_max_clients(10_000, false, &LIMIT, 958), Ok(958));
+    fn a_default_that_does_not_fit_is_lowered_leaving_room_for_closing_sockets() {
+        assert_eq!(fit_max_clients(10_000, false, &LIMIT, 960), Ok(900));
+        assert_eq!(closing_budget(960, 900), 60);
+        assert_eq!(closing_budget(960, 960), 1, "never none at all");
     }
 
     #[test]

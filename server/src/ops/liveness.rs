@@ -3,15 +3,42 @@
 //! A watchdog ping must mean "the server works", not "some thread is
 //! alive": a timer thread would keep pinging while an event loop hung, and
 //! systemd would never restart the service. So the watcher wakes each loop
-//! (every I/O thread, and the acceptor) through its [`mio::Waker`] and,
-//! when it next looks, checks that each loop's [`Heartbeat`] has moved. An
-//! idle loop that is healthy wakes, turns once and sleeps again; a loop
-//! stuck anywhere in a turn does not count the turn, and the check fails.
+//! (every I/O thread and the acceptor through its [`mio::Waker`], the hub
+//! through a channel of its own) and, when it next looks, checks that each
+//! loop's [`Heartbeat`] has moved. An idle loop that is healthy wakes,
+//! turns once and sleeps again; a loop stuck anywhere in a turn does not
+//! count the turn, and the check fails.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use mio::Waker;
+
+/// How a watched loop is woken.
+#[derive(Debug, Clone)]
+pub enum Wake {
+    /// An event loop, through its poll's waker.
+    Waker(Arc<Waker>),
+    /// A thread that waits on channels (the hub): a message on a channel
+    /// of capacity one, so pokes that come faster than it turns merge.
+    Poke(Sender<()>),
+}
+
+impl Wake {
+    fn wake(&self) -> std::io::Result<()> {
+        match self {
+            Wake::Waker(waker) => waker.wake(),
+            // Full means a poke is already waiting: that is enough.
+            Wake::Poke(sender) => match sender.try_send(()) {
+                Ok(()) | Err(crossbeam_channel::TrySendError::Full(())) => Ok(()),
+                Err(crossbeam_channel::TrySendError::Disconnected(())) => {
+                    Err(std::io::Error::other("the loop has stopped"))
+                }
+            },
+        }
+    }
+}
 
 /// A loop's count of completed turns. It only grows.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +60,7 @@ impl Heartbeat {
 /// count at the previous check.
 #[derive(Debug)]
 struct Watched {
-    waker: Arc<Waker>,
+    waker: Wake,
     heartbeat: Heartbeat,
     seen: u64,
 }
@@ -49,7 +76,7 @@ impl Liveness {
     /// A watcher of the loops that wake on each waker and count their
     /// turns in each heartbeat. It wakes them at once, so that loops that
     /// start and work have turned by the first [`Liveness::check`].
-    pub fn new(loops: impl IntoIterator<Item = (Arc<Waker>, Heartbeat)>) -> Liveness {
+    pub fn new(loops: impl IntoIterator<Item = (Wake, Heartbeat)>) -> Liveness {
         let liveness = Liveness {
             loops: loops
                 .into_iter()
@@ -115,7 +142,7 @@ mod tests {
     #[test]
     fn a_check_passes_only_when_the_loop_turned_and_always_wakes_it() {
         let (mut poll, waker, heartbeat) = watched_loop();
-        let mut liveness = Liveness::new([(waker, heartbeat.clone())]);
+        let mut liveness = Liveness::new([(Wake::Waker(waker), heartbeat.clone())]);
         assert!(woken(&mut poll), "a new watcher wakes the loop");
 
         // The loop turned after the wake: the check passes.
@@ -133,10 +160,24 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_poke_wakes_a_thread_and_merges() {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let heartbeat = Heartbeat::default();
+        let mut liveness = Liveness::new([(Wake::Poke(sender), heartbeat.clone())]);
+        assert!(!liveness.check(), "it has not turned");
+        assert_eq!(receiver.try_iter().count(), 1, "two pokes, one message");
+        heartbeat.beat();
+        assert!(liveness.check());
+    }
+
+    #[test]
     fn one_stuck_loop_fails_the_check() {
         let (mut first_poll, first_waker, first) = watched_loop();
         let (mut second_poll, second_waker, second) = watched_loop();
-        let mut liveness = Liveness::new([(first_waker, first.clone()), (second_waker, second.clone())]);
+        let mut liveness = Liveness::new([
+            (Wake::Waker(first_waker), first.clone()),
+            (Wake::Waker(second_waker), second.clone()),
+        ]);
         first.beat();
         second.beat();
         assert!(liveness.check());

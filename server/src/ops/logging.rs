@@ -102,9 +102,91 @@ pub fn describe(error: &io::Error) -> String {
     }
 }
 
+/// `text` cut to at most `max` characters, with `…` where it was cut, for
+/// the log: a line of the log per event, whatever a client typed.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((at, _)) => std::borrow::Cow::Owned(format!("{}…", text.get(..at).unwrap_or_default())),
+    }
+}
+
+/// A warning that may repeat many times a second (every refused
+/// connection, every failed accept), logged at most once per interval: the
+/// first at once, then one per interval saying how many were not logged.
+/// journald drops lines past its own rate limit, and it must not be the
+/// lines that matter it drops.
+#[derive(Debug)]
+pub struct Throttled {
+    interval: std::time::Duration,
+    /// When the last line was logged.
+    last: Option<std::time::Instant>,
+    /// Occurrences since then that were not logged.
+    suppressed: u64,
+}
+
+impl Throttled {
+    /// A warning logged at most once per `interval`.
+    pub fn new(interval: std::time::Duration) -> Throttled {
+        Throttled {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Counts one occurrence at `now` and says whether to log it; when it
+    /// is to be logged, also how many occurrences were not logged since
+    /// the last one that was.
+    pub fn check(&mut self, now: std::time::Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.interval);
+        if due {
+            self.last = Some(now);
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+            None
+        }
+    }
+}
+
+/// ` (and 12 more like it)`, or nothing when none were suppressed.
+pub fn and_more(suppressed: u64) -> String {
+    match suppressed {
+        0 => String::new(),
+        n => format!(" (and {n} more like it since the last such line)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn client_text_is_clipped_for_the_log() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééééé", 3), "ééé…");
+        assert_eq!(clip(&"x".repeat(4000), 120).chars().count(), 121);
+    }
+
+    #[test]
+    fn a_throttled_warning_is_logged_once_per_interval_with_the_count() {
+        let start = Instant::now();
+        let mut warning = Throttled::new(Duration::from_secs(10));
+        assert_eq!(warning.check(start), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(warning.check(start + Duration::from_secs(1)), None);
+        }
+        assert_eq!(warning.check(start + Duration::from_secs(10)), Some(1000));
+        assert_eq!(
+            and_more(1000),
+            " (and 1000 more like it since the last such line)"
+        );
+        assert_eq!(and_more(0), "");
+    }
 
     #[test]
     fn io_errors_read_as_a_person_would_say_them() {

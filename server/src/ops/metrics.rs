@@ -216,7 +216,7 @@ impl Collector for StatsCollector {
         encoder
             .encode_descriptor(
                 "chat_fanout_latency",
-                "Time from reading a line to handing what it caused to the recipients' sockets.",
+                "Time from reading a line to queueing what it caused for every recipient and writing it, as far as each socket would take it.",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?

@@ -40,11 +40,19 @@ pub enum CloseReason {
     RefusedFull,
     /// Refused at once: `--max-per-ip` were connected from its address.
     RefusedPerIp,
+    /// Refused at once: `--max-per-net` were connected from its network.
+    RefusedPerNet,
+    /// Refused at once: too many new connections from its address or
+    /// network (`--connect-rate`).
+    RefusedThrottled,
+    /// Ended on a full server to make room for a newcomer: it had never
+    /// said anything.
+    MadeRoom,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 7] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::SlowConsumer,
@@ -52,6 +60,9 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::RefusedFull,
         CloseReason::RefusedPerIp,
+        CloseReason::RefusedPerNet,
+        CloseReason::RefusedThrottled,
+        CloseReason::MadeRoom,
     ];
 
     /// The `reason` label value.
@@ -64,6 +75,9 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::RefusedFull => "refused_full",
             CloseReason::RefusedPerIp => "refused_per_ip",
+            CloseReason::RefusedPerNet => "refused_per_net",
+            CloseReason::RefusedThrottled => "refused_throttled",
+            CloseReason::MadeRoom => "made_room",
         }
     }
 }
@@ -94,11 +108,15 @@ pub enum ErrorLabel {
     ServerFull,
     /// Refused: too many connections from the address.
     TooManyFromAddress,
+    /// Refused: too many connections from the network.
+    TooManyFromNetwork,
+    /// Refused: too many new connections from the address or network.
+    ConnectingTooFast,
 }
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 11] = [
+    pub const ALL: [ErrorLabel; 13] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -110,6 +128,8 @@ impl ErrorLabel {
         ErrorLabel::AlreadyInRoom,
         ErrorLabel::ServerFull,
         ErrorLabel::TooManyFromAddress,
+        ErrorLabel::TooManyFromNetwork,
+        ErrorLabel::ConnectingTooFast,
     ];
 
     /// The label of an error.
@@ -128,6 +148,8 @@ impl ErrorLabel {
             ErrorKind::AlreadyInRoom(_) => ErrorLabel::AlreadyInRoom,
             ErrorKind::ServerFull => ErrorLabel::ServerFull,
             ErrorKind::TooManyFromAddress => ErrorLabel::TooManyFromAddress,
+            ErrorKind::TooManyFromNetwork => ErrorLabel::TooManyFromNetwork,
+            ErrorKind::ConnectingTooFast => ErrorLabel::ConnectingTooFast,
         }
     }
 
@@ -145,6 +167,8 @@ impl ErrorLabel {
             ErrorLabel::AlreadyInRoom => "already_in_room",
             ErrorLabel::ServerFull => "server_full",
             ErrorLabel::TooManyFromAddress => "too_many_from_address",
+            ErrorLabel::TooManyFromNetwork => "too_many_from_network",
+            ErrorLabel::ConnectingTooFast => "connecting_too_fast",
         }
     }
 }
@@ -246,8 +270,9 @@ pub struct Stats {
     flood_pauses: AtomicU64,
     /// Bytes queued to clients and not yet written, all clients together.
     queued_bytes: AtomicUsize,
-    /// Time from reading a line to handing what it caused to the last
-    /// recipient's socket.
+    /// Time from reading a line to the end of the I/O thread's turn that
+    /// queued what it caused and wrote it, as far as each socket took it
+    /// (output a slow socket has not taken is not waited for).
     fanout: LatencyHistogram,
 }
 
