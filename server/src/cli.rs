@@ -13,7 +13,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use crate::config::{
     Config, DEFAULT_BURST, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_CLOSING, DEFAULT_MAX_PER_IP, DEFAULT_MAX_PER_NET, DEFAULT_NET_PREFIX_V4,
-    DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE, DEFAULT_SENDQ,
+    DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE, DEFAULT_SENDQ, DEFAULT_SILENT_GRACE,
 };
 
 /// The longest line `--max-line` may allow: 1 MiB. Every connection may
@@ -220,6 +220,7 @@ impl Cli {
             connect_burst: self.connect_burst,
             // Worked out from the descriptor limit at start (main.rs).
             max_closing: DEFAULT_MAX_CLOSING,
+            silent_grace: DEFAULT_SILENT_GRACE,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             quiet_above: self.quiet_above,
             metrics_listen: self.metrics_listen,

@@ -66,6 +66,11 @@ pub const DEFAULT_CONNECT_BURST: u32 = 16;
 /// throttle stops one host with many addresses, not a site's few hosts.
 pub const NET_THROTTLE_FACTOR: u32 = 4;
 
+/// Default for [`Config::silent_grace`]: a person who just connected gets
+/// this long to say something before a newcomer on a full server may take
+/// their place.
+pub const DEFAULT_SILENT_GRACE: Duration = Duration::from_secs(10);
+
 /// Default for [`Config::max_closing`] when nothing works it out from the
 /// descriptor limit (tests, a library user).
 pub const DEFAULT_MAX_CLOSING: usize = 1024;
@@ -122,6 +127,10 @@ pub struct Config {
     /// holds a descriptor. Worked out from the descriptor limit at start;
     /// past it the oldest closing sockets are closed at once.
     pub max_closing: usize,
+    /// On a full server, how long a connection that never said anything
+    /// is safe from making room for a newcomer. Not a command-line option
+    /// ([`DEFAULT_SILENT_GRACE`]); tests shorten it.
+    pub silent_grace: Duration,
     /// Disconnect a client that sent nothing for this long (None = never).
     pub idle_timeout: Option<Duration>,
     /// Rooms with more members than this are not told of joins, leaves and
@@ -182,6 +191,7 @@ impl Default for Config {
             connect_rate: DEFAULT_CONNECT_RATE,
             connect_burst: DEFAULT_CONNECT_BURST,
             max_closing: DEFAULT_MAX_CLOSING,
+            silent_grace: DEFAULT_SILENT_GRACE,
             idle_timeout: None,
             quiet_above: DEFAULT_QUIET_ABOVE,
             metrics_listen: None,

@@ -39,7 +39,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -50,6 +50,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::chat::hub::{self, Hub, Outlet, Wiring};
 use crate::config::{Config, TestFault};
 use crate::net::acceptor::{self, Acceptor, Inlet};
+use crate::net::admission::OldestSilent;
 use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
 use crate::ops::liveness::{Heartbeat, Liveness, Wake};
@@ -276,13 +277,14 @@ impl Server {
         let mut outlets = Vec::new();
         let mut inlets = Vec::new();
         let mut io_threads = Vec::new();
+        let epoch = std::time::Instant::now();
         for (shard, parts) in self.shards.into_iter().enumerate() {
             let (hub_out, from_hub) = crossbeam_channel::bounded(HUB_OUTBOUND_CAPACITY);
             // Bounded by the connections: one message per connection that
             // comes.
             let (adopt_tx, adopt) = crossbeam_channel::unbounded();
             let wants_room = Arc::new(AtomicBool::new(false));
-            let silent = Arc::new(AtomicUsize::new(0));
+            let oldest_silent = OldestSilent::new(epoch);
             outlets.push(Outlet {
                 sender: hub_out,
                 waker: Arc::clone(&parts.waker),
@@ -291,7 +293,7 @@ impl Server {
             inlets.push(Inlet {
                 sender: adopt_tx,
                 waker: Arc::clone(&parts.waker),
-                silent: Arc::clone(&silent),
+                oldest_silent: oldest_silent.clone(),
             });
             let channels = Channels {
                 to_hub: to_hub.clone(),
@@ -299,7 +301,7 @@ impl Server {
                 from_hub,
                 adopt,
                 released: released_tx.clone(),
-                silent,
+                oldest_silent,
             };
             let event_loop = EventLoop::new(
                 shard,

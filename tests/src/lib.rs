@@ -314,15 +314,30 @@ impl TestServer {
         self.stop_and_join()
     }
 
+    /// Waits for the server to stop by itself (without asking it to) and
+    /// returns what `run()` returned: for tests of what makes it stop.
+    ///
+    /// # Panics
+    /// When `run()` has not returned within [`EXIT_TIMEOUT`], or panicked.
+    #[track_caller]
+    pub fn wait_stopped(mut self) -> io::Result<()> {
+        self.join()
+    }
+
     #[track_caller]
     fn stop_and_join(&mut self) -> io::Result<()> {
         self.handle.shutdown();
+        self.join()
+    }
+
+    #[track_caller]
+    fn join(&mut self) -> io::Result<()> {
         let result = match self.done.recv_timeout(EXIT_TIMEOUT) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
                 // Leave the thread running: joining it would hang the test.
                 self.thread = None;
-                panic!("the server did not stop within {EXIT_TIMEOUT:?} of shutdown()");
+                panic!("the server did not stop within {EXIT_TIMEOUT:?}");
             }
             // The thread ended without sending: `run()` panicked, and
             // joining it below reports that.
@@ -564,6 +579,34 @@ impl Client {
             "\n{} read the wrong line\n expected (any case): {expected:?}\n                 got: {got:?}\n",
             self.nick
         );
+    }
+
+    /// Reads and drops whatever the server still sends until the
+    /// connection ends, by a close or a reset: for a connection whose end,
+    /// not its last words, is what matters.
+    ///
+    /// # Panics
+    /// When the connection is still open after [`TIMEOUT`], or sends more
+    /// than a megabyte.
+    #[track_caller]
+    pub fn expect_closed(&mut self) {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => total += n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    panic!("{}: the connection was still open after {TIMEOUT:?}", self.nick)
+                }
+                Err(_) => return,
+            }
+            assert!(
+                total < 1 << 20,
+                "{}: more than a megabyte before the close",
+                self.nick
+            );
+        }
     }
 
     /// Checks that the server closes the connection next, with nothing

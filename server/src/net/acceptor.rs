@@ -12,9 +12,9 @@
 //! loaded as clients come and go.
 //!
 //! On a full server a newcomer is not simply refused: it goes to the I/O
-//! thread with the most connections that never said anything, which ends
-//! the one that has been silent longest (at least 10 s) to make room, and
-//! refuses the newcomer only if it has none (see
+//! thread that holds the connection connected longest without ever saying
+//! anything, which ends that connection (if it has been here 10 s at
+//! least) to make room, and refuses the newcomer only if it cannot (see
 //! [`Adopt::make_room`]). Sockets that only hold a place cannot keep out
 //! people who talk.
 //!
@@ -31,7 +31,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +41,7 @@ use socket2::{SockRef, TcpKeepalive};
 
 use crate::chat::messages::{Adopt, Inbound, Released};
 use crate::config::Config;
-use crate::net::admission::{Admission, Refusal};
+use crate::net::admission::{Admission, OldestSilent, Refusal};
 use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::later;
@@ -101,9 +100,9 @@ pub struct Inlet {
     pub sender: Sender<Adopt>,
     /// Wakes the I/O thread once connections are waiting.
     pub waker: Arc<Waker>,
-    /// How many of its connections never said anything (kept by the I/O
-    /// thread): where a newcomer on a full server is sent.
-    pub silent: Arc<AtomicUsize>,
+    /// When its longest-silent connection came (kept by the I/O thread):
+    /// a newcomer on a full server goes to the thread with the oldest.
+    pub oldest_silent: OldestSilent,
 }
 
 /// One I/O thread, as the acceptor sees it.
@@ -271,18 +270,26 @@ impl Acceptor {
         result
     }
 
-    /// Accepts every pending connection on the listener at `index`.
+    /// Accepts every pending connection on the listener at `index`,
+    /// admitting or refusing each at once (a refused one is closed before
+    /// the next is taken, so a flood costs one descriptor at a time).
     fn accept(&mut self, index: usize) {
-        let Some(listener) = self.listeners.get(index) else { return };
-        let mut pending = Vec::new();
-        let end = accept_pass(
-            || listener.accept(),
-            |stream, addr| pending.push((stream, addr)),
-            &mut self.skipped,
-        );
-        for (stream, addr) in pending {
-            self.admit(stream, addr);
-        }
+        // Out of `self` for the pass, so that admitting can borrow the rest.
+        let listeners = std::mem::take(&mut self.listeners);
+        let end = match listeners.get(index) {
+            Some(listener) => {
+                let mut skipped = 0;
+                let end = accept_pass(
+                    || listener.accept(),
+                    |stream, addr| self.admit(stream, addr),
+                    &mut skipped,
+                );
+                self.skipped += skipped;
+                end
+            }
+            None => PassEnd::Drained,
+        };
+        self.listeners = listeners;
         match end {
             PassEnd::Drained => {}
             PassEnd::OutOfResources(e) => self.pause_out_of_descriptors(&e),
@@ -381,9 +388,9 @@ impl Acceptor {
         target.to_wake = true;
     }
 
-    /// The I/O thread with the most connections that never said anything,
-    /// to make room for a newcomer on a full server; `None` when no thread
-    /// has any, or enough newcomers were sent to make room in this turn.
+    /// The I/O thread whose longest-silent connection came first, to make
+    /// room for a newcomer on a full server; `None` when no thread has
+    /// one, or enough newcomers were sent to make room in this turn.
     fn shard_to_make_room(&self) -> Option<usize> {
         if self.made_room >= MAKE_ROOM_PER_TURN {
             return None;
@@ -391,9 +398,8 @@ impl Acceptor {
         self.shards
             .iter()
             .enumerate()
-            .map(|(index, shard)| (index, shard.inlet.silent.load(Ordering::Relaxed)))
-            .filter(|&(_, silent)| silent > 0)
-            .max_by_key(|&(_, silent)| silent)
+            .filter_map(|(index, shard)| Some((index, shard.inlet.oldest_silent.get()?)))
+            .min_by_key(|&(_, since)| since)
             .map(|(index, _)| index)
     }
 

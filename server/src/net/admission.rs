@@ -21,6 +21,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_protocol::ErrorKind;
@@ -39,6 +41,45 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(10);
 /// if none is, new addresses are throttled until some are: an attacker
 /// with more addresses than this cannot grow the table further.
 const MAX_TRACKED: usize = 65_536;
+
+/// When an I/O thread's longest-silent connection came (the one that
+/// would make room for a newcomer on a full server), shared by that thread
+/// with the acceptor, which sends a newcomer to the thread whose silent
+/// connection is the oldest.
+#[derive(Debug, Clone)]
+pub struct OldestSilent {
+    /// What the instants are counted from.
+    epoch: Instant,
+    /// Milliseconds from `epoch` to when the connection came; `u64::MAX`
+    /// when the thread has no silent connection.
+    since: Arc<AtomicU64>,
+}
+
+impl OldestSilent {
+    /// None yet, counting from `epoch` (the same for every thread).
+    pub fn new(epoch: Instant) -> OldestSilent {
+        OldestSilent {
+            epoch,
+            since: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// Records when the thread's longest-silent connection came, if it has
+    /// one.
+    pub fn set(&self, since: Option<Instant>) {
+        let value = since.map_or(u64::MAX, |at| {
+            u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1)
+        });
+        self.since.store(value, Ordering::Relaxed);
+    }
+
+    /// When the thread's longest-silent connection came, in milliseconds
+    /// from the epoch; `None` when it has none.
+    pub fn get(&self) -> Option<u64> {
+        let value = self.since.load(Ordering::Relaxed);
+        (value != u64::MAX).then_some(value)
+    }
+}
 
 /// A network: an address with all but its first `prefix` bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use slab::Slab;
 use crate::chat::messages::{Adopt, ConnId, Ending, Inbound, Outbound, Recipients, Released};
 use crate::config::{Config, TestFault};
 use crate::frontend::line;
+use crate::net::admission::OldestSilent;
 use crate::net::connection::{
     is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome,
 };
@@ -88,11 +89,6 @@ const HUB_ROOM_RECHECK: Duration = Duration::from_millis(100);
 /// sent a burst returns to the cost of an idle one within this long.
 const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A connection that never said anything is ended to make room for a
-/// newcomer on a full server only once it has been connected this long:
-/// a person who just connected gets time to say something.
-const MIN_SILENT_AGE: Duration = Duration::from_secs(10);
-
 /// At most one warning a second about slow consumers and about closing
 /// sockets cut short, each, per I/O thread: the disconnect itself is
 /// logged by the hub, one line each.
@@ -113,9 +109,9 @@ pub struct Channels {
     /// Connections that never reached the hub, to the acceptor (the hub
     /// tells it of the others when they leave the chat).
     pub released: Sender<Released>,
-    /// How many of this thread's connections never said anything (see
+    /// When this thread's longest-silent connection came (see
     /// [`Adopt::make_room`]), for the acceptor.
-    pub silent: Arc<AtomicUsize>,
+    pub oldest_silent: OldestSilent,
 }
 
 /// The I/O thread's way to the hub: a bounded channel and, for what it had
@@ -266,8 +262,8 @@ pub struct EventLoop {
     /// Connections that never said anything, in the order they came (stale
     /// entries are skipped): the oldest makes room on a full server.
     silent_order: VecDeque<ConnId>,
-    /// How many of them are still open and silent, for the acceptor.
-    silent: Arc<AtomicUsize>,
+    /// When the first of them came, for the acceptor.
+    oldest_silent: OldestSilent,
     /// When quiet connections next give back their idle buffers.
     next_release: Instant,
     /// Set once shutdown has begun: when it must end, ready or not.
@@ -338,7 +334,7 @@ impl EventLoop {
             closing_order: VecDeque::new(),
             closing_budget,
             silent_order: VecDeque::new(),
-            silent: channels.silent,
+            oldest_silent: channels.oldest_silent,
             next_release: later(Instant::now(), RELEASE_INTERVAL),
             drain_deadline: None,
             acceptor_gone: false,
@@ -386,6 +382,7 @@ impl EventLoop {
             self.flush_dirty();
             self.remove_dropped();
             self.release_idle_memory();
+            self.publish_oldest_silent();
             self.report();
             self.heartbeat.beat();
             if self.is_finished(Instant::now()) {
@@ -471,7 +468,6 @@ impl EventLoop {
                         .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
                 }
                 self.silent_order.push_back(id);
-                self.silent.fetch_add(1, Ordering::Relaxed);
                 self.tell_hub(Inbound::Connected { id, addr });
             }
             Err(e) => {
@@ -483,21 +479,20 @@ impl EventLoop {
     }
 
     /// Ends the longest-connected connection that never said anything, if
-    /// it has been here for [`MIN_SILENT_AGE`], so that a newcomer can have
-    /// its place. False when there is none.
+    /// it has been here for [`Config::silent_grace`], so that a newcomer
+    /// can have its place. False when there is none.
     fn make_room(&mut self, now: Instant) -> bool {
         while let Some(&id) = self.silent_order.front() {
             let Some(conn) = self.conns.get_mut(id.slot).filter(|c| c.id == id && c.silent) else {
                 self.silent_order.pop_front();
                 continue;
             };
-            if now.saturating_duration_since(conn.since) < MIN_SILENT_AGE {
+            if now.saturating_duration_since(conn.since) < self.config.silent_grace {
                 // The rest came later still.
                 return false;
             }
             self.silent_order.pop_front();
             conn.silent = false;
-            self.silent.fetch_sub(1, Ordering::Relaxed);
             conn.phase = Phase::Leaving;
             conn.told_hub = true;
             conn.close_reason = Some(CloseReason::MadeRoom);
@@ -568,9 +563,8 @@ impl EventLoop {
                 };
                 let outcome = conn.read_lines(&mut self.read_buf, now, &mut sink);
                 hub_gone = sink.gone;
-                if sink.spoke && conn.silent {
+                if sink.spoke {
                     conn.silent = false;
-                    self.silent.fetch_sub(1, Ordering::Relaxed);
                 }
                 outcome
             }
@@ -631,11 +625,23 @@ impl EventLoop {
     /// The connection no longer counts among those that may make room.
     fn stop_counting_silent(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
-            if conn.silent {
-                conn.silent = false;
-                self.silent.fetch_sub(1, Ordering::Relaxed);
+            conn.silent = false;
+        }
+    }
+
+    /// Tells the acceptor when this thread's longest-silent connection
+    /// came, forgetting first the ones at the front that have spoken or
+    /// gone.
+    fn publish_oldest_silent(&mut self) {
+        while let Some(&id) = self.silent_order.front() {
+            match self.conns.get(id.slot).filter(|c| c.id == id && c.silent) {
+                Some(conn) => return self.oldest_silent.set(Some(conn.since)),
+                None => {
+                    self.silent_order.pop_front();
+                }
             }
         }
+        self.oldest_silent.set(None);
     }
 
     /// Reads again the connections that used up their budget last turn.
@@ -948,9 +954,6 @@ impl EventLoop {
         if conn.is_closing() {
             self.closing = self.closing.saturating_sub(1);
         }
-        if conn.silent {
-            self.silent.fetch_sub(1, Ordering::Relaxed);
-        }
         let counted_as = conn.close_reason.unwrap_or(match reason {
             LeaveReason::SlowConsumer => CloseReason::SlowConsumer,
             _ => CloseReason::Disconnect,
@@ -1019,12 +1022,24 @@ impl EventLoop {
     }
 
     /// The hub is gone, which it only is if it failed: the server cannot
-    /// go on, so it shuts down (once).
+    /// go on, so it shuts down (once). No one is left to say goodbye to
+    /// this thread's clients and close them, so the thread does it.
     fn hub_failed(&mut self) {
-        if !self.hub_gone {
-            log::error!("the hub stopped unexpectedly; shutting down");
-            self.hub_gone = true;
-            self.shutdown.shutdown();
+        if self.hub_gone {
+            return;
+        }
+        log::error!("the hub stopped unexpectedly; shutting down");
+        self.hub_gone = true;
+        self.shutdown.shutdown();
+        let open: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Open | Phase::Leaving))
+            .map(|(_, c)| c.id)
+            .collect();
+        self.deliver(&Recipients::Many(open.clone()), &ServerEvent::ShuttingDown);
+        for id in open {
+            self.close_requested(id);
         }
     }
 
