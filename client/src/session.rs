@@ -716,18 +716,17 @@ impl Session {
         match input {
             Some(InputThread::Editor { handle, done }) => {
                 let mut out = out;
-                let saved = match &mut out {
-                    Output::Terminal(terminal) => {
-                        if input_state == InputState::Reading {
-                            terminal.flush();
-                        }
-                        terminal.saved.as_ref()
+                if let Output::Terminal(terminal) = &mut out {
+                    if input_state == InputState::Reading {
+                        terminal.flush();
                     }
-                    Output::Plain(_) => None,
-                };
-                stop_editor(&shared, &done, can_signal, saved);
+                }
+                stop_editor(&shared, &done, can_signal);
                 if handle.is_finished() {
                     let _ = handle.join();
+                }
+                if let Output::Terminal(terminal) = &mut out {
+                    terminal.raw.restore();
                 }
             }
             Some(InputThread::Plain(handle)) if input_state == InputState::Done => {

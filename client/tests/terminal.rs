@@ -137,6 +137,18 @@ impl Pane {
         self.tmux(&["send-keys", "-t", "test", "-l", text]);
     }
 
+    /// Pastes `text` as tmux does (`paste-buffer`: each line feed becomes a
+    /// carriage return, as the Enter key sends), marked as a paste when
+    /// `bracketed` and the client asked for that, unmarked otherwise.
+    fn paste(&self, text: &str, bracketed: bool) {
+        self.tmux(&["set-buffer", "-b", "pasted", "--", text]);
+        let mut args = vec!["paste-buffer", "-d", "-b", "pasted", "-t", "test"];
+        if bracketed {
+            args.push("-p");
+        }
+        self.tmux(&args);
+    }
+
     /// Presses a key, in tmux's names (`Enter`, `C-c`).
     fn press(&self, key: &str) {
         self.tmux(&["send-keys", "-t", "test", key]);
@@ -287,8 +299,8 @@ fn a_message_arriving_while_typing_leaves_both_intact_and_enter_sends_the_line()
 
     // Enter sends it; the typed line is replaced by the line as others see
     // it, and the prompt comes back empty. (Every key below is pressed only
-    // once the prompt is back: between two prompts the terminal is not in
-    // rustyline's hands, and would take Ctrl-D itself.)
+    // once the prompt is back, so that each screen checked is a settled one;
+    // a key pressed sooner waits for the prompt, see the paste tests.)
     pane.press("Enter");
     assert_eq!(bob.expect("<alice>"), "<alice> half typed, not sent");
     pane.wait_for("<alice> half typed, not sent");
@@ -437,8 +449,7 @@ fn reconnecting_in_a_terminal_says_so_and_rejoins() {
     pane.press("Enter");
     assert_eq!(gus.expect("<fay>"), "<fay> still typing");
     pane.wait_for("<fay> still typing");
-    // Keys go to rustyline only once it shows its prompt again; before, the
-    // terminal itself would take Ctrl-D.
+    // The prompt is back before the next key, for a settled screen.
     pane.wait_for("[fay #ops] ");
 
     pane.press("C-d");
@@ -513,4 +524,67 @@ fn sgr_colors(text: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+#[test]
+fn a_paste_of_200_lines_reaches_the_room_once_each_in_order_bracketed_or_not() {
+    for bracketed in [false, true] {
+        // No flood control: the paste arrives as fast as the client sends.
+        let server = RealServer::start_with("127.0.0.1:0", &["--rate", "0"]);
+        let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+        let mut pane = Pane::start(&[&server.addr, "--nick", "alice"], true);
+        pane.wait_for("[alice #lobby] ");
+        bob.expect("-- guest");
+
+        let lines: Vec<String> = (1..=200).map(|i| format!("pasted line {i}")).collect();
+        pane.paste(&format!("{}\n", lines.join("\n")), bracketed);
+        for line in &lines {
+            assert_eq!(
+                bob.expect("<alice>"),
+                format!("<alice> {line}"),
+                "bracketed: {bracketed}"
+            );
+        }
+        pane.wait_for("<alice> pasted line 200");
+        pane.wait_for("[alice #lobby] ");
+        let screen = pane.screen();
+        let (row, prompt) = last_row(&screen);
+        assert_eq!(prompt, "[alice #lobby]", "no Enter needed: {screen:#?}");
+        assert_eq!(
+            screen.get(row - 1).map(String::as_str),
+            Some("<alice> pasted line 200"),
+            "{screen:#?}"
+        );
+
+        // Nothing sent twice or late: the next line bob gets is the next
+        // one typed.
+        pane.type_text("typed after the paste");
+        pane.press("Enter");
+        assert_eq!(bob.expect("<alice>"), "<alice> typed after the paste");
+        pane.wait_for("[alice #lobby] ");
+        pane.press("C-d");
+        assert_restored(&pane.wait_exit(), "0");
+    }
+}
+
+#[test]
+fn a_bracketed_paste_is_text_and_its_unfinished_last_line_stays_to_edit() {
+    let server = RealServer::start();
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "alice"], true);
+    pane.wait_for("[alice #lobby] ");
+    bob.expect("-- guest");
+
+    // Unmarked, the tab would be the completion key and Ctrl-D would quit.
+    pane.paste("col1\tcol2\x04\nstill editing", true);
+    assert_eq!(bob.expect("<alice>"), "<alice> col1\tcol2");
+    pane.wait_for("still editing");
+    let screen = pane.screen();
+    assert_eq!(last_row(&screen).1, "[alice #lobby] still editing", "{screen:#?}");
+    pane.type_text(", now done");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<alice>"), "<alice> still editing, now done");
+    pane.wait_for("[alice #lobby] ");
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
 }

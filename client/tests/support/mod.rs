@@ -80,8 +80,15 @@ impl RealServer {
     /// Starts a server listening on `listen`, and waits until it says it
     /// is listening.
     pub fn start_on(listen: &str) -> RealServer {
+        RealServer::start_with(listen, &[])
+    }
+
+    /// Starts a server listening on `listen` with more options (`--rate
+    /// 0`, `--max-line 100`), and waits until it says it is listening.
+    pub fn start_with(listen: &str, options: &[&str]) -> RealServer {
         let mut child = Command::new(chat_server_path())
             .args(["--listen", listen])
+            .args(options)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
