@@ -588,3 +588,87 @@ fn a_bracketed_paste_is_text_and_its_unfinished_last_line_stays_to_edit() {
     pane.press("C-d");
     assert_restored(&pane.wait_exit(), "0");
 }
+
+#[test]
+fn a_refused_nick_is_said_and_the_session_goes_on_as_the_guest() {
+    let server = RealServer::start();
+    let mut dave = ChatUser::join(&server.addr, "dave", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "dave"], true);
+    pane.wait_for("!! nick dave is already in use");
+    pane.wait_for("== the server refused /nick dave (nick dave is already in use); you go on as guest");
+    pane.wait_for(": /nick again to choose another");
+    pane.wait_for(" #lobby] ");
+    let screen = pane.screen();
+    let (_, prompt) = last_row(&screen);
+    assert!(prompt.starts_with("[guest"), "{screen:#?}");
+    let guest = prompt[1..].split(' ').next().unwrap().to_string();
+
+    // What is typed now, under the name the prompt shows, is sent.
+    pane.type_text("hello as a guest");
+    pane.press("Enter");
+    assert_eq!(dave.expect("hello"), format!("<{guest}> hello as a guest"));
+    pane.wait_for(&format!("[{guest} #lobby] "));
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}
+
+#[test]
+fn a_line_longer_than_the_server_takes_is_refused_here_and_never_shown_as_said() {
+    let server = RealServer::start();
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "carol"], true);
+    pane.wait_for("[carol #lobby] ");
+    bob.expect("-- guest");
+
+    // The line of issue #14: 5,000 bytes, over the default 4096.
+    pane.type_text(&"z".repeat(5000));
+    pane.press("Enter");
+    pane.wait_for(
+        "== line not sent: 5000 bytes, and the server takes at most 4096 (--max-line); the up arrow \
+         brings it back to edit",
+    );
+    pane.wait_for("[carol #lobby] ");
+    pane.type_text("this one fits");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<carol>"), "<carol> this one fits");
+    pane.wait_for("<carol> this one fits");
+    pane.wait_for("[carol #lobby] ");
+    assert!(
+        !visible(&pane.stream.bytes).contains("<carol> zzz"),
+        "the long line was shown as said"
+    );
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}
+
+#[test]
+fn a_line_the_server_refuses_as_too_long_is_said_not_delivered() {
+    let server = RealServer::start_with("127.0.0.1:0", &["--max-line", "20"]);
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "carol"], true);
+    pane.wait_for("[carol #lobby] ");
+    bob.expect("-- guest");
+
+    // The client does not know this server's limit yet: the line is shown
+    // as sent, then the server's refusal, then which line it was.
+    let long = "y".repeat(30);
+    pane.type_text(&long);
+    pane.press("Enter");
+    pane.wait_for("!! line too long (max 20 bytes); discarded up to the next newline");
+    pane.wait_for(&format!(
+        "== your line of 30 bytes (\"{long}\") was not delivered: the server takes at most 20 \
+         bytes; longer lines are not sent from now on"
+    ));
+    pane.wait_for("[carol #lobby] ");
+    // From now on it knows.
+    pane.type_text(&long);
+    pane.press("Enter");
+    pane.wait_for("== line not sent: 30 bytes, and the server takes at most 20 (as it said)");
+    pane.wait_for("[carol #lobby] ");
+    pane.type_text("short");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<carol>"), "<carol> short", "nothing else came");
+    pane.wait_for("[carol #lobby] ");
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}

@@ -201,6 +201,14 @@ impl ChatUser {
     /// Reads lines until one contains `text`, and returns it.
     #[track_caller]
     pub fn expect(&mut self, text: &str) -> String {
+        let mut lines = self.lines_until(text);
+        lines.pop().expect("lines_until returns at least the line found")
+    }
+
+    /// Reads lines until one contains `text`, and returns them all, that
+    /// one last.
+    #[track_caller]
+    pub fn lines_until(&mut self, text: &str) -> Vec<String> {
         let mut seen = Vec::new();
         for _ in 0..MAX_LINES {
             let mut line = String::new();
@@ -210,10 +218,11 @@ impl ChatUser {
                 Err(err) => panic!("peer: {err} while waiting for {text:?}; got {seen:#?}"),
             }
             let line = line.trim_end_matches('\n').to_string();
-            if line.contains(text) {
-                return line;
-            }
+            let found = line.contains(text);
             seen.push(line);
+            if found {
+                return seen;
+            }
         }
         panic!("peer: no {text:?} in {MAX_LINES} lines: {seen:#?}");
     }
