@@ -154,11 +154,27 @@ impl Client {
         Client::launch(args, false)
     }
 
+    /// Starts the client with `args` and `input` waiting, whole, on its
+    /// standard input, which then ends: the client has it all from its
+    /// start, however soon it exits.
+    fn start_with_input(args: &[&str], input: &[u8]) -> Client {
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        let mut writer = std::fs::File::from(write_end);
+        // Far less than a pipe holds: the write cannot block.
+        writer.write_all(input).expect("fill the pipe");
+        drop(writer);
+        Client::spawn(args, true, Stdio::from(read_end))
+    }
+
     fn launch(args: &[&str], read_stdout: bool) -> Client {
+        Client::spawn(args, read_stdout, Stdio::piped())
+    }
+
+    fn spawn(args: &[&str], read_stdout: bool, stdin: Stdio) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
             .args(args)
             .env_remove("NO_COLOR")
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -667,14 +683,12 @@ fn a_refused_nick_posts_nothing_and_exits_4_from_send_or_stdin() {
     let mut alice = ChatUser::join(&server.addr, "alice", "rust");
     for from_stdin in [false, true] {
         let mut args = vec![server.addr.as_str(), "--nick", "alice", "--room", "rust"];
-        if !from_stdin {
+        let mut client = if from_stdin {
+            Client::start_with_input(&args, b"am I alice?\n/me is alice\n")
+        } else {
             args.extend(["--send", "am I alice?"]);
-        }
-        let mut client = Client::start(&args);
-        if from_stdin {
-            client.write("am I alice?\n/me is alice\n");
-            client.close_stdin();
-        }
+            Client::start(&args)
+        };
         let done = client.wait();
 
         assert_eq!(done.code, Some(4), "from stdin: {from_stdin}: {done:?}");
