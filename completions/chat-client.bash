@@ -23,7 +23,7 @@ _chat__client() {
 
     case "${cmd}" in
         chat__client)
-            opts="-h -V --nick --room --connect-timeout --send --reconnect --timestamps --help --version"
+            opts="-h -V --nick --room --allow-guest --max-line --connect-timeout --send --reconnect --timestamps --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -34,6 +34,10 @@ _chat__client() {
                     return 0
                     ;;
                 --room)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-line)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -4,8 +4,9 @@
 //! (exit 2): a nick or room that the server would refuse is refused before
 //! connecting, with the protocol crate's own rules and wording, and an
 //! address without a port gets the default one. The options that choose
-//! the client's behaviour (`--send`, `--reconnect`, `--timestamps`) are
-//! plain values; what they do is in the session.
+//! the client's behaviour (`--send`, `--reconnect`, `--allow-guest`,
+//! `--max-line`, `--timestamps`) are plain values; what they do is in the
+//! session.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -38,7 +39,10 @@ pub const DEFAULT_PORT: u16 = 7878;
     after_help = "Exit status: 0 after a clean quit (or when standard output is closed), 1 when the \
                   server cannot be reached (or standard input or output fails), 2 for a usage \
                   error, 3 when the connection is lost before the user quit (with --reconnect: \
-                  when lines could not be delivered before the user gave up)."
+                  when lines could not be delivered before the user gave up), 4 when the server \
+                  refused --nick or --room (or did not answer them within 10 seconds) and \
+                  nothing was sent; interactive mode stays connected instead, and --allow-guest \
+                  goes on without them."
 )]
 pub struct Args {
     /// Server address: HOST:PORT, HOST, an IPv4 address or an [IPv6] address; the port defaults
@@ -54,6 +58,20 @@ pub struct Args {
     /// Room to join once connected (sends /join ROOM after /nick); the leading '#' is optional.
     #[arg(long, value_name = "ROOM", value_parser = parse_room)]
     pub room: Option<RoomName>,
+
+    /// When the server refuses --nick (the nick is taken) or --room, go on anyway, as the guest
+    /// nick it gave or in the lobby. Without it, no line is sent until the server has confirmed
+    /// both, and a refusal sends nothing and exits with status 4 (from a terminal: stays
+    /// connected and says so, sending nothing typed before the refusal). The same on reconnecting.
+    #[arg(long)]
+    pub allow_guest: bool,
+
+    /// Longest line to send, in bytes (UTF-8, not counting the line end; a leading // or a /me or
+    /// /msg NICK counts): the server's --max-line. A longer line is not sent, and an error says
+    /// so; nothing is shown as said. If the server refuses a line as too long, its own limit is
+    /// used from then on.
+    #[arg(long, value_name = "BYTES", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = parse_max_line)]
+    pub max_line: usize,
 
     /// Seconds to wait for each connection attempt (fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
@@ -115,6 +133,22 @@ fn parse_room(name: &str) -> Result<RoomName, String> {
     RoomName::new(name).map_err(|e| e.to_string())
 }
 
+/// The largest `--max-line`: a line is read into memory whole before it is
+/// sent, so the limit bounds the memory one line of input may take.
+pub const MAX_MAX_LINE: usize = 16 << 20;
+
+/// Reads a `--max-line` value: 1 to [`MAX_MAX_LINE`] bytes.
+fn parse_max_line(bytes: &str) -> Result<usize, String> {
+    let value: usize = bytes
+        .parse()
+        .map_err(|_| format!("'{bytes}' is not a number of bytes"))?;
+    if (1..=MAX_MAX_LINE).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("the limit must be from 1 to {MAX_MAX_LINE} bytes"))
+    }
+}
+
 /// Reads a positive, finite number of seconds.
 fn parse_timeout(secs: &str) -> Result<Duration, String> {
     let value: f64 = secs
@@ -146,6 +180,19 @@ mod tests {
         assert!(args.send.is_empty());
         assert!(!args.reconnect);
         assert!(!args.timestamps);
+        assert!(!args.allow_guest);
+        assert_eq!(args.max_line, 4096, "the server's default");
+    }
+
+    #[test]
+    fn max_line_takes_bytes_from_1_to_16_mib() {
+        let args = Args::try_parse_from(["chat-client", "--max-line", "100", "--allow-guest"]).unwrap();
+        assert_eq!(args.max_line, 100);
+        assert!(args.allow_guest);
+        assert_eq!(parse_max_line("16777216"), Ok(MAX_MAX_LINE));
+        for bad in ["0", "-1", "16777217", "lots", ""] {
+            assert!(parse_max_line(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! connection (or a local I/O failure stopped it), 2 for a usage error (set
 //! by clap before any of this runs), 3 when an established connection was
 //! lost (with `--reconnect`: when lines were still undelivered as the user
-//! gave up). A clean session exits 0.
+//! gave up), 4 when the server refused the nick or room asked for (or did
+//! not answer) and so nothing was sent. A clean session exits 0.
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -19,6 +20,11 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Exit code when an established connection ends before the user quit.
 pub const EXIT_CONNECTION_LOST: u8 = 3;
+
+/// Exit code when the server refused `--nick` or `--room` (or did not
+/// answer them), so that nothing was sent: a script must be able to tell
+/// that its message was not posted under the name it asked for.
+pub const EXIT_REFUSED: u8 = 4;
 
 /// Why the client stopped before a clean end.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,26 @@ pub enum ClientError {
     Undelivered {
         /// How many lines were waiting for a connection.
         lines: usize,
+    },
+    /// Occurs when the server refuses the `/nick` or `/join` the client
+    /// sends on connecting (the nick is taken, say) and `--allow-guest` was
+    /// not given: the session sends nothing more and quits.
+    #[error("the server refused {asked} ({reason}); nothing was sent (--allow-guest goes on without it)")]
+    Refused {
+        /// The line refused, as sent (`/nick alice`).
+        asked: String,
+        /// The server's reason (`nick alice is already in use`).
+        reason: String,
+    },
+    /// Occurs when the server does not answer the `/nick` or `/join` the
+    /// client sends on connecting in time (it is not a chat-server, or it
+    /// is stuck): whether it was refused is unknown, so nothing is sent.
+    #[error("no answer from the server to {asked} within {secs} s; nothing was sent")]
+    Unanswered {
+        /// The line not answered, as sent.
+        asked: String,
+        /// How long the client waited, in seconds.
+        secs: u64,
     },
     /// Occurs when line editing cannot be set up or the terminal cannot be
     /// written in interactive mode.
@@ -80,6 +106,7 @@ impl ClientError {
             ClientError::ClosedByServer
             | ClientError::ConnectionLost(_)
             | ClientError::Undelivered { .. } => EXIT_CONNECTION_LOST,
+            ClientError::Refused { .. } | ClientError::Unanswered { .. } => EXIT_REFUSED,
         }
     }
 }
@@ -128,6 +155,16 @@ mod tests {
             ClientError::ConnectionLost(os_error(io::ErrorKind::ConnectionReset)).exit_code(),
             3
         );
+        let refused = ClientError::Refused {
+            asked: "/nick alice".into(),
+            reason: "nick alice is already in use".into(),
+        };
+        assert_eq!(refused.exit_code(), 4);
+        let unanswered = ClientError::Unanswered {
+            asked: "/join #rust".into(),
+            secs: 10,
+        };
+        assert_eq!(unanswered.exit_code(), 4);
     }
 
     #[test]
@@ -151,6 +188,15 @@ mod tests {
         assert_eq!(
             local.to_string(),
             "cannot read standard input: input/output error"
+        );
+        let refused = ClientError::Refused {
+            asked: "/nick alice".into(),
+            reason: "nick alice is already in use".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "the server refused /nick alice (nick alice is already in use); nothing was sent \
+             (--allow-guest goes on without it)"
         );
     }
 }

@@ -4,8 +4,10 @@
 //! Reading standard input blocks until the user types a line, so it gets a
 //! thread of its own and hands each line to the main loop through a channel.
 //! Lines are passed on as raw bytes: the server decides what is valid
-//! UTF-8 and what is too long, and says so with a `!!` line, the same for
-//! this client as for netcat.
+//! UTF-8, and says so with a `!!` line, the same for this client as for
+//! netcat. What is too long the session decides before sending
+//! ([`crate::limit`]); a line longer than that comes in pieces, so that it
+//! never takes more memory than the limit allows.
 //!
 //! The one line the client looks into is `/quit`, recognised with the
 //! protocol crate's command parser: after it the server closes the
@@ -18,10 +20,14 @@ use std::io::{self, BufRead, Read};
 use chat_protocol::Command;
 use crossbeam_channel::Sender;
 
-/// The most bytes of one input line held at once. A longer line is passed
-/// on in pieces of this size; the server, whose limit is far lower, rejects
-/// it as too long. Only memory use depends on this.
-pub const MAX_PIECE: usize = 64 * 1024;
+/// The most bytes of one input line held at once, for a line limit of
+/// `max_line` bytes: the longest line the limit allows with its `\r\n`. A
+/// longer line is passed on in pieces of this size, the first of which is
+/// already too long, so the session can refuse it without ever holding it
+/// whole.
+pub fn piece_size(max_line: usize) -> usize {
+    max_line.saturating_add(2)
+}
 
 /// What the input thread tells the main loop.
 #[derive(Debug)]
@@ -39,23 +45,23 @@ pub enum FromStdin {
 }
 
 /// Reads standard input until it ends, fails or holds a `/quit` line,
-/// sending what it reads to `tx`.
-pub fn read_stdin(tx: Sender<FromStdin>) {
+/// sending what it reads to `tx` in pieces of at most `max_piece` bytes.
+pub fn read_stdin(tx: Sender<FromStdin>, max_piece: usize) {
     let stdin = io::stdin();
-    forward_input(&mut stdin.lock(), &tx, MAX_PIECE);
+    forward_input(&mut stdin.lock(), &tx, max_piece);
 }
 
 /// Passes on the `--send` texts as if they were standard input, one line
 /// each: the same pieces, the same `/quit` handling and the same end, so a
 /// one-shot notification behaves exactly like a piped one. A text with
 /// newlines in it becomes several lines.
-pub fn read_texts(texts: &[String], tx: Sender<FromStdin>) {
+pub fn read_texts(texts: &[String], tx: Sender<FromStdin>, max_piece: usize) {
     let mut input = Vec::new();
     for text in texts {
         input.extend_from_slice(text.as_bytes());
         input.push(b'\n');
     }
-    forward_input(&mut io::Cursor::new(input), &tx, MAX_PIECE);
+    forward_input(&mut io::Cursor::new(input), &tx, max_piece);
 }
 
 /// Sends the lines of `reader` to `tx` in pieces of at most `max_piece`
@@ -139,6 +145,24 @@ mod tests {
     }
 
     #[test]
+    fn pieces_hold_the_longest_line_with_its_crlf() {
+        assert_eq!(piece_size(4096), 4098);
+        assert_eq!(piece_size(usize::MAX), usize::MAX);
+        // With a limit of 5, a line of 5 and its CRLF is one piece, and so
+        // is one byte more (too long, and whole); a longer one is cut.
+        assert_eq!(
+            messages(b"12345\r\n123456\n1234567890\n", piece_size(5)),
+            [
+                r#"line "12345\r\n""#,
+                r#"line "123456\n""#,
+                r#"line "1234567""#,
+                r#"line "890\n""#,
+                "eof"
+            ]
+        );
+    }
+
+    #[test]
     fn a_long_line_is_passed_on_in_pieces() {
         assert_eq!(
             messages(b"abcdefg\nx\n", 3),
@@ -169,7 +193,7 @@ mod tests {
             "/quit bye".to_string(),
             "never".to_string(),
         ];
-        read_texts(&texts, tx);
+        read_texts(&texts, tx, 100);
         let got: Vec<String> = rx
             .try_iter()
             .map(|msg| match msg {

@@ -12,6 +12,9 @@
 //!   between typing and incoming lines.
 //! - [`style`]: colors, timestamps, the prompt.
 //! - [`notices`]: recognising the server's confirmations of nick and room.
+//! - [`greeting`]: holding input until the server has answered the nick and
+//!   room asked for, and telling a refusal.
+//! - [`limit`]: the longest line the server takes, and lines it refused.
 //! - [`backoff`]: the delays between reconnection attempts.
 //! - [`session`]: the main loop that joins it all, reconnecting, shutdown.
 //! - [`error`]: what can go wrong, and the exit code for each.
@@ -19,8 +22,10 @@
 mod backoff;
 mod connect;
 mod error;
+mod greeting;
 mod incoming;
 mod input;
+mod limit;
 mod notices;
 mod session;
 mod style;

@@ -27,6 +27,14 @@
 //!   (exit 3).
 //! - Standard output is closed (`chat-client | head -1`): tell the server
 //!   `/quit` and stop at once, quietly (exit 0).
+//! - The server refuses the nick or room asked for ([`crate::greeting`]),
+//!   or does not answer within [`ANSWER_WAIT`]: a script sends `/quit` and
+//!   nothing else (exit 4), unless `--allow-guest`; in a terminal the
+//!   session goes on, saying so.
+//!
+//! Input never goes out before the server has confirmed the nick and room
+//! (it waits in the queue meanwhile), and a line longer than the server
+//! takes ([`crate::limit`]) is refused here, not sent and not shown as said.
 //!
 //! Status lines of the client's own (reconnecting, reconnected) go to the
 //! screen in interactive mode and to standard error otherwise, so that
@@ -46,8 +54,10 @@ use crate::args::Args;
 use crate::backoff::Backoff;
 use crate::connect::connect;
 use crate::error::{warn, ClientError};
+use crate::greeting::{Answer, Greeting, Outcome};
 use crate::incoming::{read_server, FromServer, ServerText};
-use crate::input::{read_stdin, read_texts, FromStdin};
+use crate::input::{piece_size, read_stdin, read_texts, FromStdin};
+use crate::limit::{line_len, too_long_max, Recent};
 use crate::notices;
 use crate::style::Style;
 use crate::terminal::{run_editor, stop_editor, LineEditor, Shared, Terminal, TerminalOut};
@@ -67,6 +77,12 @@ const CHANNEL_CAPACITY: usize = 256;
 /// stops taking input, so a script piping a large file waits (its lines
 /// stay in the pipe) instead of filling memory.
 const MAX_QUEUED: usize = 1024;
+
+/// How long input waits for the server to answer the `/nick` and `/join`
+/// said on connecting before a script gives up ([`ClientError::Unanswered`]);
+/// in a terminal the user is told, and input waits on. A chat-server
+/// answers at once; this bounds a stuck one or something else listening.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Signals noted but not yet handled; more of them add nothing.
 const SIGNAL_CAPACITY: usize = 4;
@@ -127,6 +143,15 @@ pub fn run(args: &Args) -> Result<(), ClientError> {
         addr: args.addr.clone(),
         connect_timeout: args.connect_timeout,
         reconnect: args.reconnect,
+        allow_guest: args.allow_guest,
+        max_line: args.max_line,
+        max_line_from_server: false,
+        discarding: false,
+        recent: Recent::default(),
+        lines_in: 0,
+        greeting: Greeting::default(),
+        answer_deadline: never(),
+        refused: None,
         out,
         style,
         shared,
@@ -151,7 +176,8 @@ pub fn run(args: &Args) -> Result<(), ClientError> {
         signals,
     };
     // Nick and room go out before any line of input can, because the input
-    // thread starts only after they are written.
+    // thread starts only after they are written; and input waits for the
+    // server to answer them (see `greeting`).
     let started = session
         .link_up(stream)
         .and_then(|()| session.start_input(args, editor, style));
@@ -266,27 +292,30 @@ struct Place {
 }
 
 impl Place {
-    /// Follows one server line. Returns true when it answered a `/nick` or
-    /// `/join` (or is the welcome), which the prompt waits for.
-    fn follow(&mut self, line: &ServerText) -> bool {
+    /// Follows one server line. Returns what it answered: the welcome, a
+    /// `/nick` or `/join` done, or an error (which answers the line it is
+    /// about); the prompt waits for these.
+    fn follow(&mut self, line: &ServerText) -> Option<Answer> {
         let text = match line {
             ServerText::Known(ServerLine::Notice(text)) => text,
-            ServerText::Known(ServerLine::Error(_)) => return true,
-            _ => return false,
+            ServerText::Known(ServerLine::Error(reason)) => return Some(Answer::Refused(reason.clone())),
+            _ => return None,
         };
         if let Some((nick, room)) = notices::welcome(text) {
             self.nick = Some(nick);
             self.room = Some(room);
-        } else if let Some(nick) = notices::nick_set(text) {
+            return Some(Answer::Welcome);
+        }
+        if let Some(nick) = notices::nick_set(text) {
             self.want_nick = Some(nick.clone());
             self.nick = Some(nick);
         } else if let Some(room) = notices::own_join(text, self.room.as_ref()) {
             self.want_room = Some(room.clone());
             self.room = Some(room);
         } else {
-            return false;
+            return None;
         }
-        true
+        Some(Answer::Confirmed)
     }
 
     /// The lines that put a new connection where the user was.
@@ -311,6 +340,28 @@ struct Session {
     connect_timeout: Duration,
     /// `--reconnect`: a lost connection is retried, not the end.
     reconnect: bool,
+    /// `--allow-guest`: a refused nick or room is not the end.
+    allow_guest: bool,
+    /// The longest line sent, in bytes: `--max-line`, or the server's own
+    /// limit once it said it is lower.
+    max_line: usize,
+    /// True once `max_line` is the server's own figure, for messages.
+    max_line_from_server: bool,
+    /// True while the rest of a line refused as too long is still coming
+    /// (in pieces): it is dropped up to its end.
+    discarding: bool,
+    /// Lines sent lately, to name one the server refuses as too long.
+    recent: Recent,
+    /// Whole lines of input taken so far, to name one in a message.
+    lines_in: u64,
+    /// This connection's `/nick` and `/join` that the server has not
+    /// answered yet; input waits while there are any.
+    greeting: Greeting,
+    /// Fires [`ANSWER_WAIT`] after the greeting was sent, while it waits.
+    answer_deadline: Receiver<Instant>,
+    /// Why the session must end badly once the server has closed (a refused
+    /// nick or room).
+    refused: Option<ClientError>,
     /// Where lines are shown.
     out: Output,
     /// How lines are shown.
@@ -362,6 +413,8 @@ enum Event {
     QuitTimedOut,
     /// SIGINT, SIGTERM or SIGHUP.
     Signal,
+    /// [`ANSWER_WAIT`] has passed and the greeting is still not answered.
+    AnswerTimedOut,
     /// Time for the next reconnection attempt.
     RetryDue,
     /// A reconnection attempt ended.
@@ -387,11 +440,12 @@ impl Session {
             })?;
             return Ok(InputThread::Editor { handle, done });
         }
+        let max_piece = piece_size(args.max_line);
         let handle = if args.send.is_empty() {
-            spawn("stdin-reader", move || read_stdin(stdin_tx))?
+            spawn("stdin-reader", move || read_stdin(stdin_tx, max_piece))?
         } else {
             let texts = args.send.clone();
-            spawn("send-texts", move || read_texts(&texts, stdin_tx))?
+            spawn("send-texts", move || read_texts(&texts, stdin_tx, max_piece))?
         };
         Ok(InputThread::Plain(handle))
     }
@@ -410,6 +464,12 @@ impl Session {
         let greeting = self.place.greeting();
         // The welcome, then one answer per line of the greeting.
         self.shared.expect_answers(1 + greeting.len());
+        self.greeting = Greeting::new(&greeting);
+        self.answer_deadline = if self.greeting.is_waiting() {
+            after(ANSWER_WAIT)
+        } else {
+            never()
+        };
         for line in greeting {
             if self.write(line.into_bytes())?.is_some() {
                 // Lost already; the next connection greets again.
@@ -422,6 +482,8 @@ impl Session {
     /// Drops the connection (after it was lost).
     fn link_down(&mut self) {
         self.server_rx = never();
+        self.greeting.abandon();
+        self.answer_deadline = never();
         if let Some(link) = self.link.take() {
             link.close();
         }
@@ -442,6 +504,7 @@ impl Session {
                 recv(stdin_rx) -> msg => Event::Stdin(msg.unwrap_or(FromStdin::Eof)),
                 recv(self.quit_deadline) -> _ => Event::QuitTimedOut,
                 recv(self.signals) -> _ => Event::Signal,
+                recv(self.answer_deadline) -> _ => Event::AnswerTimedOut,
                 recv(self.retry_at) -> _ => Event::RetryDue,
                 recv(self.attempt_rx) -> msg => Event::Attempt(msg.unwrap_or_else(|_| {
                     Err(ClientError::Local {
@@ -456,6 +519,7 @@ impl Session {
                 Event::Stdin(input) => self.handle_input(input)?,
                 Event::QuitTimedOut => Some(Ending::QuitTimedOut),
                 Event::Signal => self.interrupted()?,
+                Event::AnswerTimedOut => self.answer_timed_out()?,
                 Event::RetryDue => {
                     self.start_attempt()?;
                     None
@@ -471,6 +535,9 @@ impl Session {
                         let _ = link.stream.write_all(QUIT_LINE);
                     }
                 }
+                if let Some(refused) = self.refused.take() {
+                    return Err(refused);
+                }
                 return Ok(ending);
             }
         }
@@ -478,9 +545,9 @@ impl Session {
 
     /// Follows and shows one server line.
     fn show(&mut self, line: &ServerText) -> Result<Option<Ending>, ClientError> {
-        if self.place.follow(line) {
-            if matches!(line, ServerText::Known(ServerLine::Notice(text)) if notices::welcome(text).is_some())
-            {
+        let answer = self.place.follow(line);
+        if let Some(answer) = &answer {
+            if *answer == Answer::Welcome {
                 // A connection that got as far as the welcome worked: the
                 // next loss starts the delays over.
                 self.backoff.reset();
@@ -491,7 +558,145 @@ impl Session {
         }
         let stamp = self.style.stamp_now();
         let text = self.style.server_line(line, stamp.as_deref());
-        self.out.line(&text)
+        if let Some(ending) = self.out.line(&text)? {
+            return Ok(Some(ending));
+        }
+        if let Some(Answer::Refused(reason)) = &answer {
+            if let Some(max) = too_long_max(reason) {
+                if let Some(ending) = self.server_limit(max)? {
+                    return Ok(Some(ending));
+                }
+            }
+        }
+        match self.greeting.follow(answer.as_ref()) {
+            None => Ok(None),
+            Some(Outcome::Done) => self.greeted(),
+            Some(Outcome::Refused { asked, reason }) => self.greeting_refused(asked, reason),
+        }
+    }
+
+    /// The server confirmed every line of the greeting: input may go out,
+    /// starting with what waited for a connection.
+    fn greeted(&mut self) -> Result<Option<Ending>, ClientError> {
+        self.answer_deadline = never();
+        while self.link.is_some() {
+            let Some(line) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(unsent) = self.write(line)? {
+                // Lost again: it keeps its place at the head of the queue.
+                self.queue.push_front(unsent);
+            }
+        }
+        match self.queued_quit.take() {
+            Some(quit) if self.link.is_some() => self.send_quit(quit),
+            quit => {
+                self.queued_quit = quit;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The server refused the greeting's `asked` (the nick is taken). With
+    /// `--allow-guest` the session goes on as what the server made it. In a
+    /// terminal it goes on too, saying so, but what was typed before (or
+    /// while disconnected) is not sent under the other name. A script sends
+    /// nothing more and quits, to exit with [`ClientError::Refused`].
+    fn greeting_refused(&mut self, asked: String, reason: String) -> Result<Option<Ending>, ClientError> {
+        // Where the user is instead: the nick (a refused /nick) or the room
+        // (a refused /join) the server kept.
+        let instead = if asked.starts_with("/join") {
+            let room = self.place.room.as_ref().map(ToString::to_string);
+            format!("in {}", room.as_deref().unwrap_or("the lobby"))
+        } else {
+            let nick = self.place.nick.as_ref().map(ToString::to_string);
+            format!("as {}", nick.as_deref().unwrap_or("a guest"))
+        };
+        if self.allow_guest {
+            let going_on =
+                format!("the server refused {asked} ({reason}); going on {instead} (--allow-guest)");
+            if let Some(ending) = self.status(&going_on)? {
+                return Ok(Some(ending));
+            }
+            return if self.greeting.is_waiting() {
+                Ok(None)
+            } else {
+                self.greeted()
+            };
+        }
+        self.greeting.abandon();
+        self.answer_deadline = never();
+        let unsent = self.queue.len();
+        self.queue.clear();
+        if matches!(self.out, Output::Terminal(_)) {
+            let command = asked.split(' ').next().unwrap_or("/nick");
+            let mut text = format!(
+                "the server refused {asked} ({reason}); you go on {instead}: {command} again to choose another"
+            );
+            if unsent > 0 {
+                text.push_str(&format!("; {unsent} line(s) typed before were not sent"));
+            }
+            if let Some(ending) = self.status(&text)? {
+                return Ok(Some(ending));
+            }
+            return match self.queued_quit.take() {
+                Some(quit) => self.send_quit(quit),
+                None => Ok(None),
+            };
+        }
+        self.refused = Some(ClientError::Refused { asked, reason });
+        self.queued_quit = None;
+        self.stdin_rx = never();
+        self.send_quit(QUIT_LINE.to_vec())
+    }
+
+    /// The server has not answered the greeting within [`ANSWER_WAIT`]. A
+    /// script gives up without sending anything (unless `--allow-guest`:
+    /// then it goes on); in a terminal the user is told, and input waits on.
+    fn answer_timed_out(&mut self) -> Result<Option<Ending>, ClientError> {
+        self.answer_deadline = never();
+        let asked = self.greeting.first_open().unwrap_or("/nick").to_string();
+        let secs = ANSWER_WAIT.as_secs();
+        if self.allow_guest {
+            self.greeting.abandon();
+            let text =
+                format!("no answer from the server to {asked} within {secs} s; going on (--allow-guest)");
+            if let Some(ending) = self.status(&text)? {
+                return Ok(Some(ending));
+            }
+            return self.greeted();
+        }
+        if matches!(self.out, Output::Terminal(_)) {
+            return self.status(&format!(
+                "no answer yet from the server to {asked}; what you type waits for it"
+            ));
+        }
+        self.greeting.abandon();
+        self.queue.clear();
+        self.queued_quit = None;
+        self.stdin_rx = never();
+        self.refused = Some(ClientError::Unanswered { asked, secs });
+        self.send_quit(QUIT_LINE.to_vec())
+    }
+
+    /// The server refused a line as longer than `max` bytes: that is its
+    /// limit from now on, and the line (already shown in a terminal) was
+    /// not delivered, which the user is told.
+    fn server_limit(&mut self, max: usize) -> Result<Option<Ending>, ClientError> {
+        let lowered = max < self.max_line;
+        if lowered {
+            self.max_line = max;
+            self.max_line_from_server = true;
+        }
+        let which = match self.recent.refused(max) {
+            Some(line) => format!("your line of {} bytes ({:?})", line.len, line.preview),
+            None => "your last line".to_string(),
+        };
+        let mut text = format!("{which} was not delivered: the server takes at most {max} bytes");
+        if lowered {
+            text.push_str("; longer lines are not sent from now on");
+        }
+        self.status(&text)
     }
 
     /// The connection ended: expected after `/quit`; before it, lost, and
@@ -551,22 +756,12 @@ impl Session {
             return Ok(Some(ending));
         }
         self.link_up(stream)?;
-        while self.link.is_some() {
-            let Some(line) = self.queue.pop_front() else {
-                break;
-            };
-            if let Some(unsent) = self.write(line)? {
-                // Lost again: it keeps its place at the head of the queue.
-                self.queue.push_front(unsent);
-            }
+        if self.greeting.is_waiting() {
+            // What waited goes out once the server says yes to the nick
+            // and room (`greeted`).
+            return Ok(None);
         }
-        match self.queued_quit.take() {
-            Some(quit) if self.link.is_some() => self.send_quit(quit),
-            quit => {
-                self.queued_quit = quit;
-                Ok(None)
-            }
-        }
+        self.greeted()
     }
 
     /// Sends a piece of input on (or queues it while disconnected), and
@@ -574,10 +769,19 @@ impl Session {
     fn handle_input(&mut self, input: FromStdin) -> Result<Option<Ending>, ClientError> {
         match input {
             FromStdin::Line(bytes) => {
-                if self.link.is_none() && matches!(self.out, Output::Terminal(_)) {
-                    self.status("not connected: the line will be sent once reconnected")?;
+                if let Some(ending) = self.take_line(bytes)? {
+                    return Ok(Some(ending));
                 }
-                self.send(bytes)?;
+            }
+            FromStdin::Quit(line) if line_len(&line) > self.max_line => {
+                // Too long for the server, which would not quit: a plain
+                // /quit does what the user meant.
+                if let Some(ending) =
+                    self.status("the /quit reason is too long for the server; quitting without it")?
+                {
+                    return Ok(Some(ending));
+                }
+                return self.quit(QUIT_LINE.to_vec());
             }
             FromStdin::Quit(line) => return self.quit(line),
             FromStdin::Eof => return self.quit(QUIT_LINE.to_vec()),
@@ -592,10 +796,55 @@ impl Session {
         Ok(None)
     }
 
-    /// The user is done: no more input; say `/quit` (`line`).
+    /// Sends a line (or a piece of one) of input, unless it is longer than
+    /// the server takes: then it is refused here, with an error, and
+    /// nothing of it is sent or shown as said.
+    fn take_line(&mut self, bytes: Vec<u8>) -> Result<Option<Ending>, ClientError> {
+        let ends_line = bytes.ends_with(b"\n");
+        if self.discarding {
+            // The rest of a line already refused.
+            self.discarding = !ends_line;
+            return Ok(None);
+        }
+        self.lines_in = self.lines_in.saturating_add(1);
+        let len = line_len(&bytes);
+        if len > self.max_line {
+            self.discarding = !ends_line;
+            let max = self.max_line;
+            let (what, then) = if matches!(self.out, Output::Terminal(_)) {
+                ("line".to_string(), "; the up arrow brings it back to edit")
+            } else {
+                (format!("line {} of the input", self.lines_in), "")
+            };
+            let more = if ends_line { "" } else { " or more" };
+            let source = if self.max_line_from_server {
+                "as it said"
+            } else {
+                "--max-line"
+            };
+            return self.status(&format!(
+                "{what} not sent: {len}{more} bytes, and the server takes at most {max} ({source}){then}"
+            ));
+        }
+        if self.link.is_none() && matches!(self.out, Output::Terminal(_)) {
+            if let Some(ending) = self.status("not connected: the line will be sent once reconnected")? {
+                return Ok(Some(ending));
+            }
+        }
+        self.send(bytes)?;
+        Ok(None)
+    }
+
+    /// The user is done: no more input; say `/quit` (`line`). A script's
+    /// `/quit` waits behind its lines for the server's answer to the
+    /// greeting; a person quitting in a terminal quits now.
     fn quit(&mut self, line: Vec<u8>) -> Result<Option<Ending>, ClientError> {
         self.input = InputState::Done;
         self.stdin_rx = never();
+        if self.link.is_some() && self.greeting.is_waiting() && matches!(self.out, Output::Plain(_)) {
+            self.queued_quit = Some(line);
+            return Ok(None);
+        }
         self.send_quit(line)
     }
 
@@ -634,8 +883,14 @@ impl Session {
     }
 
     /// Sends `bytes` to the server, or queues them while there is no
-    /// connection (or the connection was just lost).
+    /// connection (or the connection was just lost), and while the server
+    /// has not answered the nick and room asked for: a line must not go out
+    /// under a name the user did not ask for.
     fn send(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        if self.greeting.is_waiting() {
+            self.queue.push_back(bytes);
+            return Ok(());
+        }
         if let Some(unsent) = self.write(bytes)? {
             self.queue.push_back(unsent);
         }
@@ -656,6 +911,7 @@ impl Session {
         // `write_all` retries writes interrupted by a signal.
         match link.stream.write_all(&bytes) {
             Ok(()) => {
+                self.recent.sent(&bytes);
                 self.echo(&bytes)?;
                 Ok(None)
             }
@@ -716,18 +972,17 @@ impl Session {
         match input {
             Some(InputThread::Editor { handle, done }) => {
                 let mut out = out;
-                let saved = match &mut out {
-                    Output::Terminal(terminal) => {
-                        if input_state == InputState::Reading {
-                            terminal.flush();
-                        }
-                        terminal.saved.as_ref()
+                if let Output::Terminal(terminal) = &mut out {
+                    if input_state == InputState::Reading {
+                        terminal.flush();
                     }
-                    Output::Plain(_) => None,
-                };
-                stop_editor(&shared, &done, can_signal, saved);
+                }
+                stop_editor(&shared, &done, can_signal);
                 if handle.is_finished() {
                     let _ = handle.join();
+                }
+                if let Output::Terminal(terminal) = &mut out {
+                    terminal.raw.restore();
                 }
             }
             Some(InputThread::Plain(handle)) if input_state == InputState::Done => {
@@ -834,16 +1089,25 @@ mod tests {
     #[test]
     fn the_place_follows_the_servers_confirmations() {
         let mut place = Place::default();
-        assert!(place.follow(&received(ServerEvent::Welcome {
-            nick: nick("guest3"),
-            room: RoomName::lobby()
-        })));
+        assert_eq!(
+            place.follow(&received(ServerEvent::Welcome {
+                nick: nick("guest3"),
+                room: RoomName::lobby()
+            })),
+            Some(Answer::Welcome)
+        );
         assert_eq!(place.nick, Some(nick("guest3")));
         assert_eq!(place.want_nick, None, "a guest nick is not asked for again");
         assert!(place.greeting().is_empty());
 
-        assert!(place.follow(&received(ServerEvent::NickSet { nick: nick("alice") })));
-        assert!(place.follow(&received(ServerEvent::JoinedRoom { room: room("rust") })));
+        assert_eq!(
+            place.follow(&received(ServerEvent::NickSet { nick: nick("alice") })),
+            Some(Answer::Confirmed)
+        );
+        assert_eq!(
+            place.follow(&received(ServerEvent::JoinedRoom { room: room("rust") })),
+            Some(Answer::Confirmed)
+        );
         assert_eq!(place.nick, Some(nick("alice")));
         assert_eq!(place.room, Some(room("rust")));
         assert_eq!(place.greeting(), ["/nick alice\n", "/join #rust\n"]);
@@ -863,7 +1127,7 @@ mod tests {
                 text: "-- you are now known as mallory".into(),
             },
         ] {
-            assert!(!place.follow(&received(other)));
+            assert_eq!(place.follow(&received(other)), None);
         }
         assert_eq!(place.nick, Some(nick("alice")));
         assert_eq!(place.room, Some(room("rust")));
@@ -872,7 +1136,10 @@ mod tests {
         let refused = received(ServerEvent::Error(chat_protocol::ErrorKind::NickInUse(nick(
             "bob",
         ))));
-        assert!(place.follow(&refused));
+        assert_eq!(
+            place.follow(&refused),
+            Some(Answer::Refused("nick bob is already in use".into()))
+        );
         assert_eq!(place.nick, Some(nick("alice")));
     }
 

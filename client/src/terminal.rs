@@ -28,8 +28,30 @@
 //!   into [`ReadlineError::Interrupted`]. So the session first makes sure
 //!   rustyline has printed every line it was handed ([`TerminalOut::flush`]),
 //!   then [`stop_editor`] raises SIGINT until the editor thread has ended (a
-//!   bounded number of times), and as a last resort puts back the terminal
+//!   bounded number of times); [`RawTerminal`] then puts back the terminal
 //!   settings saved at the start.
+//!
+//! Every key typed or pasted must reach the server once and in order,
+//! however fast it comes. rustyline alone loses input between two
+//! `readline` calls in two ways: it reads the terminal through a buffer
+//! that it throws away when `readline` returns (the rest of a paste went
+//! with it), and it puts the terminal back in its ordinary (cooked) mode
+//! until the next call, in which the kernel echoes what arrives, turns
+//! carriage returns into newlines and edits the line itself. So:
+//!
+//! - rustyline is built with its `buffer-redux` feature, which hands the
+//!   buffer of one `readline` to the next;
+//! - [`RawTerminal`] puts the terminal in rustyline's own raw mode for the
+//!   whole session, so that what rustyline "restores" between two calls is
+//!   raw mode again and what arrives meanwhile waits, untouched, for the
+//!   next call;
+//! - a paste is typed text: each line end in it accepts a line, which is
+//!   sent as typed. A bracketed paste (the terminal marks its start and
+//!   end) differs only in that its other characters are taken as text,
+//!   never as editing keys: a tab is inserted, a control character is
+//!   dropped. rustyline's own bracketed paste is off, because it inserts a
+//!   whole paste into one line and waits for one more Enter; the session
+//!   turns the terminal's on once, and [`PasteKeys`] follows the markers.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +61,9 @@ use std::time::Duration;
 use chat_protocol::{Command, Nick, RoomName};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::{raise, Signal};
-use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+use nix::sys::termios::{
+    tcgetattr, tcsetattr, ControlFlags, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios,
+};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{
@@ -122,6 +146,10 @@ pub struct Shared {
     /// it accepted: the main loop must not print meanwhile. Atomic because
     /// the Enter key handler runs inside `readline` and must not block.
     editor_owns_terminal: AtomicBool,
+    /// True between the terminal's start-of-paste and end-of-paste markers
+    /// (bracketed paste). Kept here, not in one `readline` call, because a
+    /// paste of several lines spans several calls.
+    pasting: AtomicBool,
 }
 
 impl Shared {
@@ -218,15 +246,134 @@ impl ConditionalEventHandler for EnterTakesTerminal {
     }
 }
 
+/// What a key means inside a bracketed paste, where everything between the
+/// markers is text: the markers themselves only switch the mode, a line
+/// end (Enter, Ctrl-J: bound on their own) still accepts the line, a tab is
+/// inserted as a tab, and any other key that is not a plain character
+/// (a control character, an escape sequence) is dropped rather than taken
+/// as an editing command. Outside a paste it changes nothing.
+enum PasteKeys {
+    /// The start-of-paste marker.
+    Start(Arc<Shared>),
+    /// The end-of-paste marker.
+    End(Arc<Shared>),
+    /// Any other key (rustyline's wildcard binding).
+    Other(Arc<Shared>),
+}
+
+impl ConditionalEventHandler for PasteKeys {
+    fn handle(&self, event: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        match self {
+            PasteKeys::Start(shared) => {
+                shared.pasting.store(true, Ordering::SeqCst);
+                Some(Cmd::Noop)
+            }
+            PasteKeys::End(shared) => {
+                shared.pasting.store(false, Ordering::SeqCst);
+                Some(Cmd::Noop)
+            }
+            PasteKeys::Other(shared) if shared.pasting.load(Ordering::SeqCst) => {
+                pasted_key(event.get(0).copied())
+            }
+            PasteKeys::Other(_) => None,
+        }
+    }
+}
+
+/// The command for `key` inside a bracketed paste: `None` (rustyline's
+/// own: insert it) for a plain character, a tab inserted as text, and
+/// nothing at all for any other key.
+fn pasted_key(key: Option<KeyEvent>) -> Option<Cmd> {
+    match key {
+        Some(KeyEvent(KeyCode::Char(_), Modifiers::NONE)) => None,
+        Some(KeyEvent(KeyCode::Tab, Modifiers::NONE)) => Some(Cmd::Insert(1, "\t".to_string())),
+        _ => Some(Cmd::Noop),
+    }
+}
+
+/// Turns the terminal's bracketed paste on (it marks the start and end of
+/// each paste).
+const BRACKETED_PASTE_ON: &[u8] = b"\x1b[?2004h";
+/// Turns it off again.
+const BRACKETED_PASTE_OFF: &[u8] = b"\x1b[?2004l";
+
+/// The terminal in raw mode for the whole session, as rustyline sets it
+/// (no echo, no line editing by the kernel, no carriage return to newline,
+/// no signals from keys, one byte at a time), with bracketed paste on; put
+/// back as found when dropped. See the module docs for why.
+pub struct RawTerminal {
+    /// The settings as found; `None` when they could not be read or raw
+    /// mode could not be set, and then nothing is put back.
+    saved: Option<Termios>,
+}
+
+impl RawTerminal {
+    /// Puts standard input's terminal in raw mode and turns bracketed paste
+    /// on. When that fails the session goes on without it: rustyline then
+    /// switches raw mode on and off itself, as it would anyway.
+    fn enter() -> RawTerminal {
+        let Ok(saved) = tcgetattr(io::stdin()) else {
+            return RawTerminal { saved: None };
+        };
+        if tcsetattr(io::stdin(), SetArg::TCSADRAIN, &raw_mode(&saved)).is_err() {
+            return RawTerminal { saved: None };
+        }
+        let mut out = io::stdout().lock();
+        // Without it pastes come unmarked, and are taken as typed.
+        let _ = out.write_all(BRACKETED_PASTE_ON).and_then(|()| out.flush());
+        RawTerminal { saved: Some(saved) }
+    }
+
+    /// Turns bracketed paste off and puts the settings back as found. Does
+    /// nothing the second time.
+    pub fn restore(&mut self) {
+        let Some(saved) = self.saved.take() else {
+            return;
+        };
+        let mut out = io::stdout().lock();
+        // A failure means the terminal is gone; nothing is left to restore.
+        let _ = out.write_all(BRACKETED_PASTE_OFF).and_then(|()| out.flush());
+        let _ = tcsetattr(io::stdin(), SetArg::TCSADRAIN, &saved);
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// `termios` changed the way rustyline's `readline` changes it (its
+/// `enable_raw_mode`, with signals off as this client configures it), so
+/// that rustyline finds, and leaves, the terminal as it was between calls.
+/// The special characters (Ctrl-C, Ctrl-D, ...) are kept: rustyline reads
+/// them from these settings to know which keys interrupt and end input.
+fn raw_mode(termios: &Termios) -> Termios {
+    let mut raw = termios.clone();
+    raw.input_flags &=
+        !(InputFlags::BRKINT | InputFlags::ICRNL | InputFlags::INPCK | InputFlags::ISTRIP | InputFlags::IXON);
+    raw.control_flags |= ControlFlags::CS8;
+    raw.local_flags &= !(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::IEXTEN | LocalFlags::ISIG);
+    // Output processing stays on, as in rustyline: "\n" still starts a row.
+    for (index, value) in [
+        (SpecialCharacterIndices::VMIN, 1),
+        (SpecialCharacterIndices::VTIME, 0),
+    ] {
+        if let Some(cc) = raw.control_chars.get_mut(index as usize) {
+            *cc = value;
+        }
+    }
+    raw
+}
+
 /// Everything the interactive mode needs, made before the session starts.
 pub struct Terminal {
     /// The editor, which moves to the editor thread.
     pub editor: LineEditor,
     /// Prints above the line being edited; used by the main loop.
     pub printer: Printer,
-    /// The terminal settings as found, put back by [`stop_editor`] if
-    /// rustyline could not be made to do it.
-    saved: Option<Termios>,
+    /// The terminal in raw mode until the session ends.
+    raw: RawTerminal,
 }
 
 impl Terminal {
@@ -245,23 +392,43 @@ impl Terminal {
                 source,
             })?
             .auto_add_history(false)
+            // The session turns the terminal's own on; see the module docs.
+            .bracketed_paste(false)
             .build();
         let mut editor = LineEditor::with_config(config).map_err(|source| ClientError::Terminal {
             what: "set up line editing",
             source,
         })?;
         editor.set_helper(Some(PromptColors));
-        editor.bind_sequence(
-            KeyEvent(KeyCode::Enter, Modifiers::NONE),
-            EventHandler::Conditional(Box::new(EnterTakesTerminal(Arc::clone(shared)))),
-        );
+        // Ctrl-J too: a line feed ends a line as Enter does (some terminals
+        // paste line ends as line feeds).
+        for key in [KeyEvent(KeyCode::Enter, Modifiers::NONE), KeyEvent::ctrl('J')] {
+            editor.bind_sequence(
+                key,
+                EventHandler::Conditional(Box::new(EnterTakesTerminal(Arc::clone(shared)))),
+            );
+        }
+        let paste_keys = [
+            (
+                Event::from(KeyEvent(KeyCode::BracketedPasteStart, Modifiers::NONE)),
+                PasteKeys::Start(Arc::clone(shared)),
+            ),
+            (
+                Event::from(KeyEvent(KeyCode::BracketedPasteEnd, Modifiers::NONE)),
+                PasteKeys::End(Arc::clone(shared)),
+            ),
+            (Event::Any, PasteKeys::Other(Arc::clone(shared))),
+        ];
+        for (event, handler) in paste_keys {
+            editor.bind_sequence(event, EventHandler::Conditional(Box::new(handler)));
+        }
         let Ok(printer) = editor.create_external_printer() else {
             return Ok(None);
         };
         Ok(Some(Terminal {
             editor,
             printer: Box::new(printer),
-            saved: tcgetattr(io::stdin()).ok(),
+            raw: RawTerminal::enter(),
         }))
     }
 }
@@ -278,8 +445,9 @@ pub struct TerminalOut {
     pub printer: Printer,
     /// For the gate.
     pub shared: Arc<Shared>,
-    /// The terminal settings as found; see [`stop_editor`].
-    pub saved: Option<Termios>,
+    /// The terminal in raw mode; the session restores it once the editor
+    /// thread has ended (and dropping it does, whatever happens).
+    pub raw: RawTerminal,
 }
 
 impl TerminalOut {
@@ -289,7 +457,7 @@ impl TerminalOut {
         let out = TerminalOut {
             printer: terminal.printer,
             shared,
-            saved: terminal.saved,
+            raw: terminal.raw,
         };
         (terminal.editor, out)
     }
@@ -474,13 +642,14 @@ fn readline_io_error(err: ReadlineError) -> io::Error {
     }
 }
 
-/// Ends the editor thread, leaving the terminal as it was found.
+/// Ends the editor thread.
 ///
 /// `done` disconnects when the thread has ended. `can_signal` says whether
 /// raising SIGINT is safe: only when a handler is installed for it outside
 /// `readline` too (the session's), or a SIGINT between two `readline` calls
-/// would kill the process.
-pub fn stop_editor(shared: &Shared, done: &Receiver<()>, can_signal: bool, saved: Option<&Termios>) {
+/// would kill the process. The terminal settings are put back afterwards by
+/// [`RawTerminal`], whether or not the thread could be ended.
+pub fn stop_editor(shared: &Shared, done: &Receiver<()>, can_signal: bool) {
     shared.stop();
     for _ in 0..STOP_TRIES {
         if matches!(
@@ -498,14 +667,9 @@ pub fn stop_editor(shared: &Shared, done: &Receiver<()>, can_signal: bool, saved
             return;
         }
     }
-    // rustyline could not be reached: put the terminal back ourselves, turn
-    // bracketed paste off as rustyline would, and leave the cursor on a
-    // fresh line.
-    if let Some(saved) = saved {
-        let _ = tcsetattr(io::stdin(), SetArg::TCSANOW, saved);
-    }
+    // rustyline could not be reached: leave the cursor on a fresh line.
     let mut out = io::stdout().lock();
-    let _ = out.write_all(b"\x1b[?2004l\r\n").and_then(|()| out.flush());
+    let _ = out.write_all(b"\r\n").and_then(|()| out.flush());
 }
 
 #[cfg(test)]
@@ -621,12 +785,34 @@ mod tests {
     }
 
     #[test]
+    fn inside_a_paste_text_is_inserted_and_other_keys_do_nothing() {
+        assert_eq!(
+            pasted_key(Some(KeyEvent(KeyCode::Char('x'), Modifiers::NONE))),
+            None
+        );
+        assert_eq!(
+            pasted_key(Some(KeyEvent(KeyCode::Tab, Modifiers::NONE))),
+            Some(Cmd::Insert(1, "\t".to_string()))
+        );
+        for key in [
+            KeyEvent::ctrl('D'),
+            KeyEvent::ctrl('C'),
+            KeyEvent(KeyCode::Backspace, Modifiers::NONE),
+            KeyEvent(KeyCode::Up, Modifiers::NONE),
+            KeyEvent::alt('b'),
+        ] {
+            assert_eq!(pasted_key(Some(key)), Some(Cmd::Noop), "{key:?}");
+        }
+        assert_eq!(pasted_key(None), Some(Cmd::Noop));
+    }
+
+    #[test]
     fn stopping_an_editor_that_already_ended_returns_at_once() {
         let shared = Shared::default();
         let (done_tx, done_rx) = bounded::<()>(1);
         drop(done_tx);
         // can_signal is false: nothing may be raised in a test process.
-        stop_editor(&shared, &done_rx, false, None);
+        stop_editor(&shared, &done_rx, false);
         assert!(shared.stopping());
     }
 }

@@ -97,16 +97,21 @@ fn fake_server(
     let addr = listener.local_addr().expect("local addr").to_string();
     let (tx, rx) = bounded(1);
     thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("fake server: accept");
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut peer = Peer {
-            reader: BufReader::new(stream),
-            writer,
-        };
+        let mut peer = accept(&listener);
         let _ = tx.send(script(&mut peer));
     });
     (addr, rx)
+}
+
+/// The next connection to `listener`, as the fake server's side of it.
+fn accept(listener: &TcpListener) -> Peer {
+    let (stream, _) = listener.accept().expect("fake server: accept");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let writer = stream.try_clone().expect("clone");
+    Peer {
+        reader: BufReader::new(stream),
+        writer,
+    }
 }
 
 /// What the fake server reported, within [`WAIT`].
@@ -149,11 +154,27 @@ impl Client {
         Client::launch(args, false)
     }
 
+    /// Starts the client with `args` and `input` waiting, whole, on its
+    /// standard input, which then ends: the client has it all from its
+    /// start, however soon it exits.
+    fn start_with_input(args: &[&str], input: &[u8]) -> Client {
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        let mut writer = std::fs::File::from(write_end);
+        // Far less than a pipe holds: the write cannot block.
+        writer.write_all(input).expect("fill the pipe");
+        drop(writer);
+        Client::spawn(args, true, Stdio::from(read_end))
+    }
+
     fn launch(args: &[&str], read_stdout: bool) -> Client {
+        Client::spawn(args, read_stdout, Stdio::piped())
+    }
+
+    fn spawn(args: &[&str], read_stdout: bool, stdin: Stdio) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
             .args(args)
             .env_remove("NO_COLOR")
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -246,10 +267,17 @@ fn stdin_lines_reach_the_server_then_quit_and_server_lines_are_printed() {
     assert_eq!(done.code, Some(0));
 }
 
+/// chat-server's welcome, as a fake server says it.
+const WELCOME: &[u8] = b"-- welcome to chat-server, guest1! you are in #lobby; type /help for commands\n";
+
 #[test]
 fn nick_and_room_are_sent_before_any_input() {
     let (addr, server) = fake_server(|peer| {
-        let mut lines = peer.read_until_quit();
+        peer.send(WELCOME);
+        // The client says nothing else until these are answered.
+        let mut lines: Vec<String> = (0..2).filter_map(|_| peer.read_line()).collect();
+        peer.send(b"-- you are now known as bot\n-- you joined #rust\n");
+        lines.extend(peer.read_until_quit());
         lines.extend(peer.close_and_drain());
         lines
     });
@@ -262,7 +290,13 @@ fn nick_and_room_are_sent_before_any_input() {
         server_result(&server),
         ["/nick bot", "/join #rust", "hi", "/quit"]
     );
-    assert_eq!(done.stdout, "");
+    assert_eq!(
+        done.stdout,
+        format!(
+            "{}-- you are now known as bot\n-- you joined #rust\n",
+            String::from_utf8_lossy(WELCOME)
+        )
+    );
     assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
 }
 
@@ -403,9 +437,12 @@ fn help_explains_every_option() {
         "--connect-timeout <SECS>",
         "--send <TEXT>",
         "--reconnect",
+        "--allow-guest",
+        "--max-line <BYTES>",
         "--timestamps",
         "NO_COLOR",
         "Exit status",
+        "4 when the server refused --nick or --room",
     ] {
         assert!(
             done.stdout.contains(word),
@@ -418,7 +455,8 @@ fn help_explains_every_option() {
 #[test]
 fn send_texts_go_out_in_order_then_quit_without_reading_stdin() {
     let (addr, server) = fake_server(|peer| {
-        peer.send(b"-- welcome\n");
+        peer.send(WELCOME);
+        peer.send(b"-- you are now known as ci\n");
         let mut lines = peer.read_until_quit();
         peer.send(b"-- bye\n");
         lines.extend(peer.close_and_drain());
@@ -441,7 +479,13 @@ fn send_texts_go_out_in_order_then_quit_without_reading_stdin() {
         server_result(&server),
         ["/nick ci", "build finished", "/me ships it", "/quit"]
     );
-    assert_eq!(done.stdout, "-- welcome\n-- bye\n");
+    assert_eq!(
+        done.stdout,
+        format!(
+            "{}-- you are now known as ci\n-- bye\n",
+            String::from_utf8_lossy(WELCOME)
+        )
+    );
     assert_eq!(done.stderr, "");
     assert_eq!(done.code, Some(0));
 }
@@ -622,4 +666,210 @@ fn giving_up_on_reconnecting_exits_3_only_with_lines_unsent() {
             assert_eq!(done.code, Some(0), "stderr: {}", done.stderr);
         }
     }
+}
+
+/// What the client prints on standard error when the server refuses
+/// `asked` for `reason` and nothing was sent.
+fn refusal(asked: &str, reason: &str) -> String {
+    format!(
+        "chat-client: the server refused {asked} ({reason}); nothing was sent (--allow-guest goes on \
+         without it)\n"
+    )
+}
+
+#[test]
+fn a_refused_nick_posts_nothing_and_exits_4_from_send_or_stdin() {
+    let server = RealServer::start();
+    let mut alice = ChatUser::join(&server.addr, "alice", "rust");
+    for from_stdin in [false, true] {
+        let mut args = vec![server.addr.as_str(), "--nick", "alice", "--room", "rust"];
+        let mut client = if from_stdin {
+            Client::start_with_input(&args, b"am I alice?\n/me is alice\n")
+        } else {
+            args.extend(["--send", "am I alice?"]);
+            Client::start(&args)
+        };
+        let done = client.wait();
+
+        assert_eq!(done.code, Some(4), "from stdin: {from_stdin}: {done:?}");
+        assert_eq!(
+            done.stderr,
+            refusal("/nick alice", "nick alice is already in use")
+        );
+        assert!(
+            done.stdout.contains("\n!! nick alice is already in use\n"),
+            "{}",
+            done.stdout
+        );
+        // The room saw the guest come (its /join was already on its way)
+        // and go, and say nothing.
+        let seen = alice.lines_until(" left #rust (quit)");
+        assert!(seen[0].ends_with(" joined #rust"), "{seen:?}");
+        assert_eq!(seen.len(), 2, "nothing said in between: {seen:?}");
+    }
+}
+
+#[test]
+fn allow_guest_goes_on_as_the_guest_and_says_so() {
+    let server = RealServer::start();
+    let mut alice = ChatUser::join(&server.addr, "alice", "rust");
+    let mut client = Client::start(&[
+        &server.addr,
+        "--nick",
+        "alice",
+        "--room",
+        "rust",
+        "--allow-guest",
+        "--send",
+        "am I alice?",
+    ]);
+    let done = client.wait();
+
+    assert_eq!(done.code, Some(0), "{done:?}");
+    let said = alice.expect("> am I alice?");
+    assert!(said.starts_with("<guest"), "{said}");
+    let guest = &said[1..said.find('>').unwrap()];
+    assert_eq!(
+        done.stderr,
+        format!(
+            "chat-client: the server refused /nick alice (nick alice is already in use); going on \
+             as {guest} (--allow-guest)\n"
+        )
+    );
+}
+
+#[test]
+fn a_refused_room_sends_nothing_and_exits_4() {
+    let (addr, server) = fake_server(|peer| {
+        peer.send(WELCOME);
+        let mut lines: Vec<String> = (0..2).filter_map(|_| peer.read_line()).collect();
+        peer.send(b"-- you are now known as bot\n!! room #rust is invite-only\n");
+        lines.extend(peer.read_until_quit());
+        peer.send(b"-- bye\n");
+        lines.extend(peer.close_and_drain());
+        lines
+    });
+    let mut client = Client::start(&[&addr, "--nick", "bot", "--room", "rust", "--send", "hi"]);
+    let done = client.wait();
+
+    assert_eq!(server_result(&server), ["/nick bot", "/join #rust", "/quit"]);
+    assert_eq!(done.stderr, refusal("/join #rust", "room #rust is invite-only"));
+    assert_eq!(done.code, Some(4));
+}
+
+#[test]
+fn a_nick_refused_on_reconnecting_sends_nothing_and_exits_4() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    let (go_tx, go_rx) = bounded::<()>(1);
+    let (tx, rx) = bounded(1);
+    thread::spawn(move || {
+        // The first connection gets its nick, then the server goes away.
+        let mut first = accept(&listener);
+        first.send(WELCOME);
+        let mut before: Vec<String> = first.read_line().into_iter().collect();
+        first.send(b"-- you are now known as bot\n");
+        before.extend(first.read_line());
+        before.extend(first.close_and_drain());
+        // Meanwhile someone took the nick.
+        go_rx.recv_timeout(WAIT).expect("go signal");
+        let mut second = accept(&listener);
+        second.send(WELCOME);
+        let mut after: Vec<String> = second.read_line().into_iter().collect();
+        second.send(b"!! nick bot is already in use\n");
+        after.extend(second.read_until_quit());
+        second.send(b"-- bye\n");
+        after.extend(second.close_and_drain());
+        let _ = tx.send((before, after));
+    });
+    let mut client = Client::start(&[&addr, "--nick", "bot", "--reconnect"]);
+    client.wait_stdout("-- you are now known as bot\n");
+    client.write("said as bot\n");
+    client.wait_stderr("chat-client: connection closed by server; reconnecting in ");
+    client.write("typed while away\n");
+    go_tx.send(()).expect("signal the fake server");
+    let done = client.wait();
+
+    let (before, after) = rx.recv_timeout(WAIT).expect("the fake server's script");
+    assert_eq!(before, ["/nick bot", "said as bot"]);
+    assert_eq!(after, ["/nick bot", "/quit"], "nothing said as the guest");
+    assert!(
+        done.stderr
+            .ends_with(&refusal("/nick bot", "nick bot is already in use")),
+        "{:?}",
+        done.stderr
+    );
+    assert_eq!(done.code, Some(4));
+}
+
+#[test]
+fn lines_longer_than_max_line_are_not_sent_and_the_rest_are() {
+    let server = RealServer::start();
+    let mut watcher = ChatUser::join(&server.addr, "watcher", "lobby");
+    let mut client = Client::start(&[&server.addr, "--nick", "bot", "--max-line", "10"]);
+    client.write("0123456789\n"); // 10 bytes: the most
+    client.write("0123456789A\n"); // 11
+    client.write(&format!("{}\n", "x".repeat(100_000))); // read in pieces
+    client.write("é12345678\r\n"); // 10 bytes: é is two
+    client.write("//23456789\n"); // 10, sent as /23456789
+    client.write("/me 1234567\n"); // 11: the command counts
+    client.close_stdin();
+    let done = client.wait();
+
+    let seen = watcher.lines_until("-- bot left #lobby (quit)");
+    let said: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.starts_with("<bot>") || l.starts_with("* bot"))
+        .collect();
+    assert_eq!(said, ["<bot> 0123456789", "<bot> é12345678", "<bot> /23456789"]);
+    assert_eq!(
+        done.stderr,
+        "chat-client: line 2 of the input not sent: 11 bytes, and the server takes at most 10 \
+         (--max-line)\n\
+         chat-client: line 3 of the input not sent: 12 or more bytes, and the server takes at most \
+         10 (--max-line)\n\
+         chat-client: line 6 of the input not sent: 11 bytes, and the server takes at most 10 \
+         (--max-line)\n"
+    );
+    assert!(
+        !done.stdout.contains("!!"),
+        "the server refused nothing: {}",
+        done.stdout
+    );
+    assert_eq!(done.code, Some(0));
+}
+
+#[test]
+fn a_line_the_server_refuses_as_too_long_is_named_and_its_limit_kept() {
+    let server = RealServer::start_with("127.0.0.1:0", &["--max-line", "20"]);
+    let mut watcher = ChatUser::join(&server.addr, "watcher", "lobby");
+    let mut client = Client::start(&[&server.addr, "--nick", "bot"]);
+    let long = "z".repeat(30);
+    client.write(&format!("{long}\n"));
+    client.wait_stderr(&format!(
+        "chat-client: your line of 30 bytes (\"{long}\") was not delivered: the server takes at \
+         most 20 bytes; longer lines are not sent from now on\n"
+    ));
+    client.write(&format!("{long}\nshort\n"));
+    client.close_stdin();
+    let done = client.wait();
+
+    let seen = watcher.lines_until("-- bot left #lobby (quit)");
+    let said: Vec<&String> = seen.iter().filter(|l| l.starts_with("<bot>")).collect();
+    assert_eq!(said, ["<bot> short"]);
+    assert!(
+        done.stderr.ends_with(
+            "chat-client: line 2 of the input not sent: 30 bytes, and the server takes at most 20 \
+             (as it said)\n"
+        ),
+        "{:?}",
+        done.stderr
+    );
+    assert_eq!(
+        done.stdout.matches("!! line too long (max 20 bytes)").count(),
+        1,
+        "{}",
+        done.stdout
+    );
+    assert_eq!(done.code, Some(0));
 }

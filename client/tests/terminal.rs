@@ -137,6 +137,18 @@ impl Pane {
         self.tmux(&["send-keys", "-t", "test", "-l", text]);
     }
 
+    /// Pastes `text` as tmux does (`paste-buffer`: each line feed becomes a
+    /// carriage return, as the Enter key sends), marked as a paste when
+    /// `bracketed` and the client asked for that, unmarked otherwise.
+    fn paste(&self, text: &str, bracketed: bool) {
+        self.tmux(&["set-buffer", "-b", "pasted", "--", text]);
+        let mut args = vec!["paste-buffer", "-d", "-b", "pasted", "-t", "test"];
+        if bracketed {
+            args.push("-p");
+        }
+        self.tmux(&args);
+    }
+
     /// Presses a key, in tmux's names (`Enter`, `C-c`).
     fn press(&self, key: &str) {
         self.tmux(&["send-keys", "-t", "test", key]);
@@ -287,8 +299,8 @@ fn a_message_arriving_while_typing_leaves_both_intact_and_enter_sends_the_line()
 
     // Enter sends it; the typed line is replaced by the line as others see
     // it, and the prompt comes back empty. (Every key below is pressed only
-    // once the prompt is back: between two prompts the terminal is not in
-    // rustyline's hands, and would take Ctrl-D itself.)
+    // once the prompt is back, so that each screen checked is a settled one;
+    // a key pressed sooner waits for the prompt, see the paste tests.)
     pane.press("Enter");
     assert_eq!(bob.expect("<alice>"), "<alice> half typed, not sent");
     pane.wait_for("<alice> half typed, not sent");
@@ -437,8 +449,7 @@ fn reconnecting_in_a_terminal_says_so_and_rejoins() {
     pane.press("Enter");
     assert_eq!(gus.expect("<fay>"), "<fay> still typing");
     pane.wait_for("<fay> still typing");
-    // Keys go to rustyline only once it shows its prompt again; before, the
-    // terminal itself would take Ctrl-D.
+    // The prompt is back before the next key, for a settled screen.
     pane.wait_for("[fay #ops] ");
 
     pane.press("C-d");
@@ -513,4 +524,151 @@ fn sgr_colors(text: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+#[test]
+fn a_paste_of_200_lines_reaches_the_room_once_each_in_order_bracketed_or_not() {
+    for bracketed in [false, true] {
+        // No flood control: the paste arrives as fast as the client sends.
+        let server = RealServer::start_with("127.0.0.1:0", &["--rate", "0"]);
+        let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+        let mut pane = Pane::start(&[&server.addr, "--nick", "alice"], true);
+        pane.wait_for("[alice #lobby] ");
+        bob.expect("-- guest");
+
+        let lines: Vec<String> = (1..=200).map(|i| format!("pasted line {i}")).collect();
+        pane.paste(&format!("{}\n", lines.join("\n")), bracketed);
+        for line in &lines {
+            assert_eq!(
+                bob.expect("<alice>"),
+                format!("<alice> {line}"),
+                "bracketed: {bracketed}"
+            );
+        }
+        pane.wait_for("<alice> pasted line 200");
+        pane.wait_for("[alice #lobby] ");
+        let screen = pane.screen();
+        let (row, prompt) = last_row(&screen);
+        assert_eq!(prompt, "[alice #lobby]", "no Enter needed: {screen:#?}");
+        assert_eq!(
+            screen.get(row - 1).map(String::as_str),
+            Some("<alice> pasted line 200"),
+            "{screen:#?}"
+        );
+
+        // Nothing sent twice or late: the next line bob gets is the next
+        // one typed.
+        pane.type_text("typed after the paste");
+        pane.press("Enter");
+        assert_eq!(bob.expect("<alice>"), "<alice> typed after the paste");
+        pane.wait_for("[alice #lobby] ");
+        pane.press("C-d");
+        assert_restored(&pane.wait_exit(), "0");
+    }
+}
+
+#[test]
+fn a_bracketed_paste_is_text_and_its_unfinished_last_line_stays_to_edit() {
+    let server = RealServer::start();
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "alice"], true);
+    pane.wait_for("[alice #lobby] ");
+    bob.expect("-- guest");
+
+    // Unmarked, the tab would be the completion key and Ctrl-D would quit.
+    pane.paste("col1\tcol2\x04\nstill editing", true);
+    assert_eq!(bob.expect("<alice>"), "<alice> col1\tcol2");
+    pane.wait_for("still editing");
+    let screen = pane.screen();
+    assert_eq!(last_row(&screen).1, "[alice #lobby] still editing", "{screen:#?}");
+    pane.type_text(", now done");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<alice>"), "<alice> still editing, now done");
+    pane.wait_for("[alice #lobby] ");
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}
+
+#[test]
+fn a_refused_nick_is_said_and_the_session_goes_on_as_the_guest() {
+    let server = RealServer::start();
+    let mut dave = ChatUser::join(&server.addr, "dave", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "dave"], true);
+    pane.wait_for("!! nick dave is already in use");
+    pane.wait_for("== the server refused /nick dave (nick dave is already in use); you go on as guest");
+    pane.wait_for(": /nick again to choose another");
+    pane.wait_for(" #lobby] ");
+    let screen = pane.screen();
+    let (_, prompt) = last_row(&screen);
+    assert!(prompt.starts_with("[guest"), "{screen:#?}");
+    let guest = prompt[1..].split(' ').next().unwrap().to_string();
+
+    // What is typed now, under the name the prompt shows, is sent.
+    pane.type_text("hello as a guest");
+    pane.press("Enter");
+    assert_eq!(dave.expect("hello"), format!("<{guest}> hello as a guest"));
+    pane.wait_for(&format!("[{guest} #lobby] "));
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}
+
+#[test]
+fn a_line_longer_than_the_server_takes_is_refused_here_and_never_shown_as_said() {
+    let server = RealServer::start();
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "carol"], true);
+    pane.wait_for("[carol #lobby] ");
+    bob.expect("-- guest");
+
+    // The line of issue #14: 5,000 bytes, over the default 4096.
+    pane.type_text(&"z".repeat(5000));
+    pane.press("Enter");
+    pane.wait_for(
+        "== line not sent: 5000 bytes, and the server takes at most 4096 (--max-line); the up arrow \
+         brings it back to edit",
+    );
+    pane.wait_for("[carol #lobby] ");
+    pane.type_text("this one fits");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<carol>"), "<carol> this one fits");
+    pane.wait_for("<carol> this one fits");
+    pane.wait_for("[carol #lobby] ");
+    assert!(
+        !visible(&pane.stream.bytes).contains("<carol> zzz"),
+        "the long line was shown as said"
+    );
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
+}
+
+#[test]
+fn a_line_the_server_refuses_as_too_long_is_said_not_delivered() {
+    let server = RealServer::start_with("127.0.0.1:0", &["--max-line", "20"]);
+    let mut bob = ChatUser::join(&server.addr, "bob", "lobby");
+    let mut pane = Pane::start(&[&server.addr, "--nick", "carol"], true);
+    pane.wait_for("[carol #lobby] ");
+    bob.expect("-- guest");
+
+    // The client does not know this server's limit yet: the line is shown
+    // as sent, then the server's refusal, then which line it was.
+    let long = "y".repeat(30);
+    pane.type_text(&long);
+    pane.press("Enter");
+    pane.wait_for("!! line too long (max 20 bytes); discarded up to the next newline");
+    pane.wait_for(&format!(
+        "== your line of 30 bytes (\"{long}\") was not delivered: the server takes at most 20 \
+         bytes; longer lines are not sent from now on"
+    ));
+    pane.wait_for("[carol #lobby] ");
+    // From now on it knows.
+    pane.type_text(&long);
+    pane.press("Enter");
+    pane.wait_for("== line not sent: 30 bytes, and the server takes at most 20 (as it said)");
+    pane.wait_for("[carol #lobby] ");
+    pane.type_text("short");
+    pane.press("Enter");
+    assert_eq!(bob.expect("<carol>"), "<carol> short", "nothing else came");
+    pane.wait_for("[carol #lobby] ");
+    pane.press("C-d");
+    assert_restored(&pane.wait_exit(), "0");
 }

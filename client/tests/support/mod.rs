@@ -80,8 +80,15 @@ impl RealServer {
     /// Starts a server listening on `listen`, and waits until it says it
     /// is listening.
     pub fn start_on(listen: &str) -> RealServer {
+        RealServer::start_with(listen, &[])
+    }
+
+    /// Starts a server listening on `listen` with more options (`--rate
+    /// 0`, `--max-line 100`), and waits until it says it is listening.
+    pub fn start_with(listen: &str, options: &[&str]) -> RealServer {
         let mut child = Command::new(chat_server_path())
             .args(["--listen", listen])
+            .args(options)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -194,6 +201,14 @@ impl ChatUser {
     /// Reads lines until one contains `text`, and returns it.
     #[track_caller]
     pub fn expect(&mut self, text: &str) -> String {
+        let mut lines = self.lines_until(text);
+        lines.pop().expect("lines_until returns at least the line found")
+    }
+
+    /// Reads lines until one contains `text`, and returns them all, that
+    /// one last.
+    #[track_caller]
+    pub fn lines_until(&mut self, text: &str) -> Vec<String> {
         let mut seen = Vec::new();
         for _ in 0..MAX_LINES {
             let mut line = String::new();
@@ -203,10 +218,11 @@ impl ChatUser {
                 Err(err) => panic!("peer: {err} while waiting for {text:?}; got {seen:#?}"),
             }
             let line = line.trim_end_matches('\n').to_string();
-            if line.contains(text) {
-                return line;
-            }
+            let found = line.contains(text);
             seen.push(line);
+            if found {
+                return seen;
+            }
         }
         panic!("peer: no {text:?} in {MAX_LINES} lines: {seen:#?}");
     }
