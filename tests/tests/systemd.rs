@@ -10,19 +10,24 @@
 //! - The notify protocol: the test plays the service manager's part with a
 //!   Unix datagram socket of its own as `NOTIFY_SOCKET`, and reads
 //!   `READY=1` once the listener is up, `STATUS=` with the client count,
-//!   `STOPPING=1` on SIGTERM, and `WATCHDOG=1` when `WATCHDOG_USEC` is set.
+//!   `STOPPING=1` on SIGTERM, and `WATCHDOG=1` when `WATCHDOG_USEC` is set,
+//!   even while the daemon can open no descriptor (its soft limit lowered
+//!   to 0 with `prlimit`); an abstract-namespace `NOTIFY_SOCKET=@name` is
+//!   reached too.
 //! - journald: with `JOURNAL_STREAM` naming its stderr (a Unix stream
 //!   socket, as the journal's is), every log line is `<N>message`.
 //!
 //! Everything listens on 127.0.0.1; every child is killed and reaped by
 //! its guard, and every wait has a deadline.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,30 +178,70 @@ fn socket_activate(datagram: bool, daemon_args: &[&str]) -> (Proc, SocketAddr) {
 /// The test's side of `NOTIFY_SOCKET`: a Unix datagram socket that reads
 /// what the daemon tells the service manager.
 struct Notifications {
-    /// Keeps the socket's directory until the test ends.
-    dir: TempDir,
+    /// Keeps the socket's directory until the test ends; `None` for a
+    /// socket in the abstract namespace.
+    _dir: Option<TempDir>,
+    /// What to give the daemon as `NOTIFY_SOCKET`.
+    target: OsString,
     socket: UnixDatagram,
     /// Every datagram read so far, for messages.
     seen: Vec<String>,
 }
 
 impl Notifications {
+    /// A socket at a path, as systemd makes it.
     fn bind() -> Notifications {
         let dir = TempDir::new("notify");
-        let socket = UnixDatagram::bind(dir.path().join("notify")).expect("bind the notify socket");
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+        Notifications::new(Some(dir), path.into_os_string(), socket)
+    }
+
+    /// A socket in the abstract namespace (`NOTIFY_SOCKET=@name`), as a
+    /// service manager in a container may make it.
+    fn bind_abstract() -> Notifications {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "chat-server-notify-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let addr = UnixSocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract address");
+        let socket = UnixDatagram::bind_addr(&addr).expect("bind the abstract notify socket");
+        Notifications::new(None, format!("@{name}").into(), socket)
+    }
+
+    fn new(dir: Option<TempDir>, target: OsString, socket: UnixDatagram) -> Notifications {
         socket
             .set_read_timeout(Some(TIMEOUT))
             .expect("set a read timeout");
         Notifications {
-            dir,
+            _dir: dir,
+            target,
             socket,
             seen: Vec::new(),
         }
     }
 
-    /// The path to give the daemon as `NOTIFY_SOCKET`.
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("notify")
+    /// What to give the daemon as `NOTIFY_SOCKET`.
+    fn target(&self) -> &OsStr {
+        &self.target
+    }
+
+    /// Reads (into `seen`) every datagram already queued, without waiting.
+    fn drain(&mut self) {
+        self.socket.set_nonblocking(true).expect("set non-blocking");
+        let mut buf = [0u8; 4096];
+        for _ in 0..MAX_NOTIFICATIONS {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => self
+                    .seen
+                    .push(String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("cannot read the notify socket: {e}"),
+            }
+        }
+        self.socket.set_nonblocking(false).expect("set blocking");
     }
 
     /// Reads datagrams until one has a line for which `wanted` is true, and
@@ -245,7 +290,7 @@ impl Notifications {
 /// The daemon with `args` and `NOTIFY_SOCKET` set to `notify`'s socket.
 fn notified_daemon(notify: &Notifications, args: &[&str]) -> Command {
     let mut command = Daemon::command(args);
-    command.env("NOTIFY_SOCKET", notify.path());
+    command.env("NOTIFY_SOCKET", notify.target());
     command
 }
 
@@ -572,6 +617,93 @@ fn a_watchdog_meant_for_another_process_is_left_alone() {
         "{:#?}",
         daemon.proc.stderr_lines()
     );
+}
+
+#[test]
+fn notify_reaches_a_socket_in_the_abstract_namespace() {
+    let mut notify = Notifications::bind_abstract();
+    let command = notified_daemon(&notify, &["--listen", "127.0.0.1:0"]);
+    let mut daemon = Daemon::start_with(command, 1);
+    let ready = notify.wait_for_line("READY=1");
+    assert!(
+        status_in(&ready).ends_with(&format!("listening on {}", daemon.addr())),
+        "{ready:?}"
+    );
+    daemon.proc.signal("TERM");
+    notify.wait_for_line("STOPPING=1");
+    daemon.proc.expect_exit_code(0);
+}
+
+/// Sets the soft descriptor limit of process `pid` to `soft` with
+/// util-linux's `prlimit` (the crate denies unsafe code, so no
+/// `libc::prlimit`).
+#[track_caller]
+fn set_soft_descriptor_limit(pid: u32, soft: &str) {
+    let status = clean_command("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={soft}:"))
+        .status();
+    match status {
+        Ok(status) => assert!(status.success(), "prlimit --nofile={soft}: failed: {status}"),
+        Err(e) => panic!("cannot run prlimit: {e}; it comes with util-linux (apt-get install util-linux)"),
+    }
+}
+
+/// The soft descriptor limit of process `pid`, from `/proc/PID/limits`.
+#[track_caller]
+fn soft_descriptor_limit(pid: u32) -> String {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read /proc/PID/limits");
+    match limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+    {
+        Some(soft) => soft.to_string(),
+        None => panic!("no open files limit in:\n{limits}"),
+    }
+}
+
+/// Watchdog pings that must arrive while the daemon can open no
+/// descriptor: more than one, since a ping whose socket was opened just
+/// before the limit fell could still get through with a socket per ping.
+const PINGS_WITHOUT_DESCRIPTORS: usize = 3;
+
+#[test]
+fn the_watchdog_is_pinged_while_the_daemon_cannot_open_a_descriptor() {
+    let mut notify = Notifications::bind();
+    let mut command = notified_daemon(&notify, &["--listen", "127.0.0.1:0"]);
+    // 200 ms: a ping every 100 ms.
+    command.env("WATCHDOG_USEC", "200000");
+    let mut daemon = Daemon::start_with(command, 1);
+    notify.wait_for_line("READY=1");
+    notify.wait_for_line("WATCHDOG=1");
+    let pid = daemon.proc.pid();
+    let soft = soft_descriptor_limit(pid);
+
+    // From here on the daemon can open no descriptor at all.
+    set_soft_descriptor_limit(pid, "0");
+    // Proof: a new client waits in the backlog, and the daemon says why.
+    let waiting = TcpStream::connect_timeout(&daemon.addr(), TIMEOUT).expect("connect");
+    daemon
+        .proc
+        .expect_stderr_containing(&["cannot accept connections", "retrying every"]);
+    // Pings sent before the limit fell may be queued still.
+    notify.drain();
+    for _ in 0..PINGS_WITHOUT_DESCRIPTORS {
+        notify.wait_for_line("WATCHDOG=1");
+    }
+
+    // With descriptors back, the waiting client is served.
+    set_soft_descriptor_limit(pid, &soft);
+    let mut client = Client::guest_from_stream(waiting);
+    client.send("/who");
+    client.expect_line(&format!("-- 1 in #lobby: {}", client.nick()));
+    daemon.proc.signal("TERM");
+    notify.wait_for_line("STOPPING=1");
+    client.expect_line("-- server shutting down");
+    drop(client);
+    daemon.proc.expect_exit_code(0);
 }
 
 // ---------------------------------------------------------------------------

@@ -11,11 +11,31 @@
 
 use std::io;
 
-/// Descriptors kept back from clients: standard streams, the metrics
-/// endpoint and its scrapes, the notify socket, closed connections still
-/// flushing their last lines, and room to spare. Listening sockets and each
-/// event loop's poll and waker are counted on top.
+use crate::ops::metrics;
+
+/// Descriptors kept back from clients: the [`STANDARD_STREAMS`], the
+/// metrics endpoint at its most ([`metrics::MAX_DESCRIPTORS`]: its
+/// listener, poll and waker and its bounded connections), the
+/// [`NOTIFY_SOCKET`], and at least [`MIN_SPARE`] for closed connections
+/// still flushing their last lines and to spare. Listening sockets and
+/// each event loop's poll and waker are counted on top.
 pub const RESERVED: u64 = 64;
+
+/// Standard input, output and error.
+pub const STANDARD_STREAMS: u64 = 3;
+
+/// The socket the systemd notifier opens once, when `NOTIFY_SOCKET` is
+/// set, and sends every notification through (see
+/// [`crate::ops::systemd`]).
+pub const NOTIFY_SOCKET: u64 = 1;
+
+/// What [`RESERVED`] leaves at least, after the standard streams, the
+/// metrics endpoint and the notify socket, for closed connections still
+/// flushing their last lines (each for at most 5 s) and anything else.
+pub const MIN_SPARE: u64 = 32;
+
+// The reserve covers all of it, whatever MAX_CONNECTIONS becomes.
+const _: () = assert!(STANDARD_STREAMS + metrics::MAX_DESCRIPTORS + NOTIFY_SOCKET + MIN_SPARE <= RESERVED);
 
 /// Descriptors each event loop (the acceptor, every I/O thread) holds: its
 /// poll and its waker.

@@ -20,13 +20,23 @@
 //!   turns (see [`crate::ops::liveness`]), so a hung loop is restarted rather
 //!   than covered up by a healthy timer thread.
 //!
-//! The `sd-notify` crate parses the environment and sends the datagrams;
-//! this module decides what to say and when. Outside systemd (no
+//! The notify socket ([`NotifySocket`]) is opened once, when the notifier
+//! is made, and every notification is sent through it: a watchdog ping
+//! must not need a new descriptor, or it would fail exactly when the
+//! process is out of them (the `sd-notify` crate opens a socket per
+//! notification, so it is not used to send). `NOTIFY_SOCKET` may be a path
+//! or `@name` in the abstract namespace, as systemd's own sd_notify(3)
+//! takes. `sd-notify` still parses `LISTEN_FDS` and `WATCHDOG_USEC`; this
+//! module decides what to say and when. Outside systemd (no
 //! `NOTIFY_SOCKET`, no `LISTEN_FDS`) all of it does nothing.
 
+use std::ffi::OsStr;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{self as unix, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -203,17 +213,92 @@ pub fn watchdog_interval(timeout: Duration) -> Duration {
     (timeout / 2).max(MIN_WATCHDOG_INTERVAL)
 }
 
+/// The service manager's notification socket: an unbound datagram socket
+/// opened once, and the address each notification is sent to.
+#[derive(Debug)]
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    /// Where `NOTIFY_SOCKET` points.
+    addr: unix::SocketAddr,
+}
+
+impl NotifySocket {
+    /// Opens a socket to send notifications to `target`, a value of
+    /// `NOTIFY_SOCKET`: an absolute path, or `@name` for the abstract
+    /// namespace.
+    ///
+    /// # Errors
+    /// When `target` is neither (`InvalidInput`), names an address that
+    /// cannot be (too long, say), or the socket cannot be created.
+    pub fn open(target: &OsStr) -> io::Result<NotifySocket> {
+        let bytes = target.as_bytes();
+        let addr = match bytes.split_first() {
+            Some((b'@', name)) => unix::SocketAddr::from_abstract_name(name)?,
+            Some((b'/', _)) => unix::SocketAddr::from_pathname(target)?,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is neither an absolute path nor @name",
+                ))
+            }
+        };
+        Ok(NotifySocket {
+            socket: UnixDatagram::unbound()?,
+            addr,
+        })
+    }
+
+    /// Sends `states`, one `KEY=VALUE` line each, as one datagram. Opens no
+    /// descriptor.
+    ///
+    /// # Errors
+    /// When the datagram cannot be sent whole.
+    pub fn send(&self, states: &[NotifyState<'_>]) -> io::Result<()> {
+        let message: String = states.iter().map(|state| format!("{state}\n")).collect();
+        let sent = self.socket.send_to_addr(message.as_bytes(), &self.addr)?;
+        if sent == message.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the notification was cut short",
+            ))
+        }
+    }
+}
+
 /// Sends notifications, and says so once in the log if they fail.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Channel {
+    socket: Arc<NotifySocket>,
     /// Set after the first failure was logged as a warning; later ones are
     /// only debug lines, so a missing socket cannot flood the log.
     warned: Arc<AtomicBool>,
 }
 
 impl Channel {
+    /// A channel to the socket `NOTIFY_SOCKET` names; `None` when it is
+    /// not set, or cannot be used (which is logged).
+    fn from_env() -> Option<Channel> {
+        let target = std::env::var_os("NOTIFY_SOCKET")?;
+        match NotifySocket::open(&target) {
+            Ok(socket) => Some(Channel {
+                socket: Arc::new(socket),
+                warned: Arc::default(),
+            }),
+            Err(e) => {
+                log::warn!(
+                    "cannot notify the service manager at NOTIFY_SOCKET={}: {}; not notifying it",
+                    target.to_string_lossy(),
+                    crate::ops::logging::describe(&e)
+                );
+                None
+            }
+        }
+    }
+
     fn send(&self, states: &[NotifyState<'_>]) {
-        if let Err(e) = sd_notify::notify(states) {
+        if let Err(e) = self.socket.send(states) {
             if self.warned.swap(true, Ordering::Relaxed) {
                 log::debug!("cannot notify the service manager: {e}");
             } else {
@@ -227,11 +312,10 @@ impl Channel {
 /// into a signal handler.
 #[derive(Debug, Clone)]
 pub struct StoppingNotice {
-    /// False outside systemd: then there is no one to tell.
-    enabled: bool,
+    /// `None` outside systemd: then there is no one to tell.
+    channel: Option<Channel>,
     /// Set once `STOPPING=1` was sent; the status line says so from then on.
     sent: Arc<AtomicBool>,
-    channel: Channel,
 }
 
 impl StoppingNotice {
@@ -239,9 +323,10 @@ impl StoppingNotice {
     /// is called. Call it before starting the shutdown, so that systemd
     /// hears it before the process exits.
     pub fn send(&self) {
-        if self.enabled && !self.sent.swap(true, Ordering::AcqRel) {
-            self.channel
-                .send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+        if let Some(channel) = &self.channel {
+            if !self.sent.swap(true, Ordering::AcqRel) {
+                channel.send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+            }
         }
     }
 }
@@ -259,13 +344,13 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier for this process: it will speak to systemd if
-    /// `NOTIFY_SOCKET` is set. It says nothing until [`Notifier::ready`].
+    /// `NOTIFY_SOCKET` is set, through a socket opened now, once. It says
+    /// nothing until [`Notifier::ready`].
     pub fn from_env() -> Notifier {
         Notifier {
             stopping: StoppingNotice {
-                enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+                channel: Channel::from_env(),
                 sent: Arc::new(AtomicBool::new(false)),
-                channel: Channel::default(),
             },
             thread: None,
         }
@@ -276,10 +361,10 @@ impl Notifier {
     /// binding and installing the signal handlers, just before
     /// [`Server::run`]; call it once.
     pub fn ready(&mut self, server: &Server) {
-        if !self.stopping.enabled || self.thread.is_some() {
+        let Some(channel) = self.stopping.channel.clone() else { return };
+        if self.thread.is_some() {
             return;
         }
-        let channel = self.stopping.channel.clone();
         let addrs = server.local_addrs();
         let status = status_line(0, (0, 0), false, &addrs);
         // The listeners are bound and listening: a client connecting now
@@ -427,6 +512,55 @@ mod tests {
             Duration::from_secs(15)
         );
         assert_eq!(watchdog_interval(Duration::from_micros(1)), MIN_WATCHDOG_INTERVAL);
+    }
+
+    /// A datagram socket playing the service manager, bound to `addr`.
+    fn manager(addr: &unix::SocketAddr) -> UnixDatagram {
+        let socket = UnixDatagram::bind_addr(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        socket
+    }
+
+    fn received(socket: &UnixDatagram) -> String {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn notifications_reach_a_socket_in_the_abstract_namespace() {
+        let name = format!("chat-server-notify-test-{}", std::process::id());
+        let listening = manager(&unix::SocketAddr::from_abstract_name(name.as_bytes()).unwrap());
+        let notify = NotifySocket::open(OsStr::new(&format!("@{name}"))).unwrap();
+        notify
+            .send(&[NotifyState::Ready, NotifyState::Status("1 client connected")])
+            .unwrap();
+        assert_eq!(received(&listening), "READY=1\nSTATUS=1 client connected\n");
+        // The same socket serves every later notification.
+        notify.send(&[NotifyState::Watchdog]).unwrap();
+        assert_eq!(received(&listening), "WATCHDOG=1\n");
+    }
+
+    #[test]
+    fn notifications_reach_a_socket_at_a_path() {
+        let path = std::env::temp_dir().join(format!("chat-server-notify-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listening = manager(&unix::SocketAddr::from_pathname(&path).unwrap());
+        let notify = NotifySocket::open(path.as_os_str()).unwrap();
+        notify.send(&[NotifyState::Stopping]).unwrap();
+        let got = received(&listening);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, "STOPPING=1\n");
+    }
+
+    #[test]
+    fn a_notify_socket_that_is_neither_a_path_nor_at_name_is_refused() {
+        for target in ["", "relative/notify", "vsock:2:1234"] {
+            let error = NotifySocket::open(OsStr::new(target)).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{target:?}");
+        }
+        let too_long = format!("/{}", "x".repeat(200));
+        assert!(NotifySocket::open(OsStr::new(&too_long)).is_err());
     }
 
     #[test]

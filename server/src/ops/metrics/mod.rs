@@ -7,11 +7,16 @@
 //!   at scrape time, through a [`Collector`]. So a scrape costs the chat
 //!   nothing but a few atomic loads, and metrics on or off the counting is
 //!   the same.
-//! - The endpoint runs on its own thread with `tiny_http`, which reads and
-//!   parses each request on its own worker threads: a slow or malformed
-//!   HTTP client holds up at most the metrics thread, never the event loop,
-//!   which does not know the endpoint exists. Anything but `GET /metrics`
-//!   gets 404.
+//! - The endpoint ([`endpoint`]) is one thread running a small mio event
+//!   loop of its own, with a bounded HTTP/1.x request reader ([`http`]):
+//!   at most [`MAX_CONNECTIONS`] connections, one request head of at most
+//!   8 KiB each, no request body, 5 s to send the request and 5 s to take
+//!   the answer. So whatever a client of the endpoint sends, it costs the
+//!   daemon a bounded number of descriptors, bytes and threads (one), and
+//!   the event loops of the chat never learn the endpoint exists.
+//!   `GET /metrics` (and `HEAD`) get the exposition; another path gets
+//!   404, another method 405, a request that is not HTTP or carries a body
+//!   a 4xx; every answer closes the connection.
 //! - `prometheus-client` writes the exposition (OpenMetrics text, which
 //!   Prometheus asks for and reads natively): escaping, `# HELP`/`# TYPE`/
 //!   `# UNIT`, `_total` suffixes and cumulative histogram buckets are its
@@ -27,8 +32,6 @@
 //!   scrape time; where that is unavailable they are left out.
 
 use std::fmt;
-use std::io;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -41,6 +44,12 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::ops::stats::{CloseReason, ErrorLabel, Stats};
 
+pub mod endpoint;
+pub mod http;
+
+pub use endpoint::{MetricsEndpoint, MetricsError, RunningEndpoint, MAX_CONNECTIONS, MAX_DESCRIPTORS};
+pub use http::METRICS_PATH;
+
 /// The content type of the exposition `prometheus-client` writes.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -48,34 +57,10 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 /// ask for OpenMetrics.
 pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The one path served.
-pub const METRICS_PATH: &str = "/metrics";
-
 /// Linux's `USER_HZ`: the unit of the CPU times in `/proc/self/stat`. It
 /// is 100 on every architecture Linux supports, whatever the kernel's
 /// internal tick rate (it is part of the user-space ABI).
 const USER_HZ: f64 = 100.0;
-
-/// Why the metrics endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// Occurs when the metrics address cannot be bound.
-    #[error("cannot serve metrics on {addr}: {}", crate::ops::logging::describe(.source))]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// Occurs when the HTTP server or its thread cannot be set up.
-    #[error("cannot start the metrics endpoint on {addr}: {reason}")]
-    Start {
-        /// The address.
-        addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
-    },
-}
 
 /// Reads [`Stats`] (and `/proc/self`) at each scrape.
 #[derive(Debug)]
@@ -392,131 +377,6 @@ pub fn to_classic_text(openmetrics: &str) -> String {
         text.push('\n');
     }
     text
-}
-
-/// True when the request's `Accept` headers ask for OpenMetrics.
-fn wants_openmetrics(request: &tiny_http::Request) -> bool {
-    request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text"))
-}
-
-/// The metrics endpoint, bound and not yet serving.
-pub struct MetricsEndpoint {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-}
-
-impl fmt::Debug for MetricsEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsEndpoint")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MetricsEndpoint {
-    /// Binds `addr` for the endpoint.
-    ///
-    /// # Errors
-    /// [`MetricsError::Listen`] when the address cannot be bound;
-    /// [`MetricsError::Start`] when the HTTP server cannot be set up.
-    pub fn bind(addr: SocketAddr) -> Result<MetricsEndpoint, MetricsError> {
-        let listener = TcpListener::bind(addr).map_err(|source| MetricsError::Listen { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| MetricsError::Listen { addr, source })?;
-        let server = tiny_http::Server::from_listener(listener, None).map_err(|e| MetricsError::Start {
-            addr,
-            reason: e.to_string(),
-        })?;
-        Ok(MetricsEndpoint {
-            server: Arc::new(server),
-            addr: bound,
-        })
-    }
-
-    /// The address it listens on, port resolved.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Serves `stats` on a thread of its own until [`RunningEndpoint::stop`].
-    ///
-    /// # Errors
-    /// [`MetricsError::Start`] when the thread cannot be started.
-    pub fn serve(self, stats: Arc<Stats>) -> Result<RunningEndpoint, MetricsError> {
-        let server = Arc::clone(&self.server);
-        let registry = registry(stats);
-        let thread = thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || serve_requests(&server, &registry))
-            .map_err(|e| MetricsError::Start {
-                addr: self.addr,
-                reason: e.to_string(),
-            })?;
-        log::info!("serving metrics on http://{}{METRICS_PATH}", self.addr);
-        Ok(RunningEndpoint {
-            server: self.server,
-            thread,
-        })
-    }
-}
-
-/// The metrics endpoint, serving.
-pub struct RunningEndpoint {
-    server: Arc<tiny_http::Server>,
-    thread: JoinHandle<()>,
-}
-
-impl fmt::Debug for RunningEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunningEndpoint").finish_non_exhaustive()
-    }
-}
-
-impl RunningEndpoint {
-    /// Stops serving and waits for the thread.
-    pub fn stop(self) {
-        self.server.unblock();
-        if self.thread.join().is_err() {
-            log::error!("the metrics thread panicked");
-        }
-    }
-}
-
-/// Answers requests until the server is unblocked.
-fn serve_requests(server: &tiny_http::Server, registry: &Registry) {
-    for request in server.incoming_requests() {
-        let path = request.url().split('?').next().unwrap_or_default();
-        let response = if *request.method() == tiny_http::Method::Get && path == METRICS_PATH {
-            match render(registry) {
-                Ok(text) => {
-                    let (text, content_type) = if wants_openmetrics(&request) {
-                        (text, OPENMETRICS_CONTENT_TYPE)
-                    } else {
-                        (to_classic_text(&text), CLASSIC_CONTENT_TYPE)
-                    };
-                    let mut response = tiny_http::Response::from_string(text);
-                    if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
-                        response.add_header(header);
-                    }
-                    response
-                }
-                Err(e) => {
-                    log::error!("cannot encode the metrics: {e}");
-                    tiny_http::Response::from_string("cannot encode the metrics\n").with_status_code(500)
-                }
-            }
-        } else {
-            tiny_http::Response::from_string("not found; metrics are at /metrics\n").with_status_code(404)
-        };
-        // The scraper may have gone away; nothing to do about it.
-        if let Err(e) = request.respond(response) {
-            log::debug!("cannot answer a metrics request: {e}");
-        }
-    }
 }
 
 /// The thread logging [`Stats::summary`] every interval.
