@@ -110,10 +110,13 @@ pub fn class(c: char) -> Class {
         '\u{E0020}'..='\u{E007F}' => Class::Tag,
         _ if is_listed_forbidden(c) => Class::Forbidden,
         '\u{2800}' => Class::Space,
+        // The common accents (U+034F, in the block, is listed above).
+        '\u{300}'..='\u{36F}' => Class::NonspacingMark,
         _ if c.is_whitespace() => Class::Space,
         // No combining mark or format character but U+00AD (listed) comes
-        // before U+0300: Latin-1 text needs no table lookup.
-        _ if c < '\u{300}' => Class::Base,
+        // before U+0300, nor in the big blocks of PLAIN: text in them needs
+        // no lookup in the general category table.
+        _ if c < '\u{300}' || is_plain(c) => Class::Base,
         _ => match c.general_category() {
             GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark => Class::NonspacingMark,
             GeneralCategory::SpacingMark => Class::SpacingMark,
@@ -121,6 +124,33 @@ pub fn class(c: char) -> Class {
             _ => Class::Base,
         },
     }
+}
+
+/// Ranges, in order, that hold no combining mark, format character, white
+/// space or other character the sanitiser treats specially (a test checks
+/// them against the table): Greek, Cyrillic, Armenian, Latin Extended
+/// Additional, Greek Extended, symbols (letterlike, arrows, maths, box
+/// drawing, dingbats), CJK, Yi, Hangul, private use, emoji and the CJK
+/// extensions. Looking here first spares most text the table lookup.
+const PLAIN: &[(char, char)] = &[
+    ('\u{370}', '\u{482}'),
+    ('\u{48A}', '\u{590}'),
+    ('\u{1E00}', '\u{1FFF}'),
+    ('\u{20F1}', '\u{27FF}'),
+    ('\u{2801}', '\u{2CEE}'),
+    ('\u{3165}', '\u{A66E}'),
+    ('\u{ABEE}', '\u{D7FF}'),
+    ('\u{E000}', '\u{FB1D}'),
+    ('\u{1E94B}', '\u{1F3F3}'),
+    ('\u{1F3F5}', '\u{1FFFD}'),
+    ('\u{20000}', '\u{2FFFD}'),
+    ('\u{30000}', '\u{3FFFD}'),
+];
+
+/// True when `c` is in one of the [`PLAIN`] ranges.
+fn is_plain(c: char) -> bool {
+    let at = PLAIN.partition_point(|&(_, last)| last < c);
+    PLAIN.get(at).is_some_and(|&(first, _)| first <= c)
 }
 
 /// True for characters that are never shown, wherever they are:
@@ -207,52 +237,56 @@ pub fn is_blank(text: &str) -> bool {
 /// [`Class`]), replaced by [`REPLACEMENT`]; nonspacing marks past
 /// [`MAX_MARKS`] in a row removed. Borrowed when nothing changed.
 ///
-/// Runs on every chat line, so the common case is cheap: printable ASCII
-/// is checked a byte at a time, and the text is copied only from the first
-/// change on, in the same pass.
+/// Runs on every chat line, so the common case is cheap: runs of printable
+/// ASCII are skipped a byte at a time (only their last byte matters to what
+/// follows), other characters are looked at one by one, and the text is
+/// copied only from the first change on, all in one pass.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let Some(start) = bytes.iter().position(|&b| !matches!(b, b' '..=b'~' | b'\t')) else {
-        return Cow::Borrowed(text);
-    };
-    // `start` is at a non-ASCII or control byte, so on a char boundary.
-    let prev = match start.checked_sub(1).and_then(|i| bytes.get(i)) {
-        None | Some(b'\t') => Prev::Detached,
-        Some(b' ') => Prev::Space { marks: 0 },
-        Some(_) => Prev::VISIBLE_BASE,
-    };
     let mut out = Output {
         text,
         owned: None,
         clean_from: 0,
     };
-    let mut prev = prev;
-    // Byte offset up to which characters were taken whole as part of an
-    // emoji tag sequence.
-    let mut skip_to = 0;
-    let rest = text.get(start..).unwrap_or_default();
-    for (offset, c) in rest.char_indices() {
-        let at = start + offset;
-        if at < skip_to {
-            continue;
+    let mut prev = Prev::Detached;
+    let mut at = 0;
+    loop {
+        let rest = bytes.get(at..).unwrap_or_default();
+        let run = rest
+            .iter()
+            .position(|&b| !matches!(b, b' '..=b'~' | b'\t'))
+            .unwrap_or(rest.len());
+        if let Some(&last) = run.checked_sub(1).and_then(|i| rest.get(i)) {
+            prev = match last {
+                b'\t' => Prev::Detached,
+                b' ' => Prev::Space { marks: 0 },
+                _ => Prev::VISIBLE_BASE,
+            };
+            at += run;
         }
+        // `at` is now at a non-ASCII or control byte, so on a char boundary.
+        let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        let len = c.len_utf8();
         if c == TAG_BASE {
-            if let Some(len) = rest.get(offset + c.len_utf8()..).and_then(tag_sequence_len) {
-                skip_to = at + c.len_utf8() + len;
+            if let Some(tags) = text.get(at + len..).and_then(tag_sequence_len) {
                 prev = Prev::Visible {
                     marks: 0,
                     selectable: false,
                 };
+                at += len + tags;
                 continue;
             }
         }
         let (action, next) = step(prev, class(c));
         match action {
             Action::Keep => {}
-            Action::Replace => out.change(at, c.len_utf8(), Some(REPLACEMENT)),
-            Action::Remove => out.change(at, c.len_utf8(), None),
+            Action::Replace => out.change(at, len, Some(REPLACEMENT)),
+            Action::Remove => out.change(at, len, None),
         }
         prev = next;
+        at += len;
     }
     out.finish()
 }
@@ -594,6 +628,44 @@ mod tests {
             "\u{b}", "\u{c}", "\u{85}", "\u{2028}", "\u{200B}", "\u{3164}", " \u{301}", " x",
         ] {
             assert!(!is_blank(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_plain_ranges_hold_only_plain_characters() {
+        for window in PLAIN.windows(2) {
+            if let [(_, last), (next, _)] = window {
+                assert!(last < next, "PLAIN out of order at U+{:04X}", *next as u32);
+            }
+        }
+        for &(first, last) in PLAIN {
+            for c in first..=last {
+                // As `class` would see it without the shortcut.
+                let special = is_listed_forbidden(c)
+                    || c.is_whitespace()
+                    || matches!(c, '\u{200C}' | '\u{200D}' | '\u{2800}' | TAG_BASE)
+                    || matches!(
+                        c.general_category(),
+                        GeneralCategory::NonspacingMark
+                            | GeneralCategory::EnclosingMark
+                            | GeneralCategory::SpacingMark
+                            | GeneralCategory::Format
+                    );
+                assert!(!special, "U+{:04X} is in PLAIN", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn the_combining_diacritical_marks_are_nonspacing_marks() {
+        for c in '\u{300}'..='\u{36F}' {
+            let expected = if c == '\u{34F}' {
+                Class::Forbidden
+            } else {
+                assert_eq!(c.general_category(), GeneralCategory::NonspacingMark);
+                Class::NonspacingMark
+            };
+            assert_eq!(class(c), expected, "U+{:04X}", c as u32);
         }
     }
 
