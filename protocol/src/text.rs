@@ -13,8 +13,10 @@
 //!   could make a line display as something other than its bytes say), and
 //!   the invisible characters of Unicode's Default_Ignorable_Code_Point
 //!   property (zero-width space, word joiner, BOM, Hangul fillers, ...:
-//!   they hide text, or make a line that looks empty), interlinear
-//!   annotations and noncharacters. Replacing rather than removing shows
+//!   they hide text, or make a line that looks empty), the other format
+//!   characters but a few visible number signs (interlinear annotations,
+//!   Egyptian hieroglyph controls, any a later Unicode adds) and
+//!   noncharacters. Replacing rather than removing shows
 //!   the reader that something was there, and the rest is still delivered.
 //! - **Kept only where real text needs them** ([`Class`]): the joiners ZWJ
 //!   and ZWNJ (emoji sequences, Indic and Persian words) and the variation
