@@ -254,10 +254,7 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     let mut at = 0;
     loop {
         let rest = bytes.get(at..).unwrap_or_default();
-        let run = rest
-            .iter()
-            .position(|&b| !matches!(b, b' '..=b'~' | b'\t'))
-            .unwrap_or(rest.len());
+        let run = plain_ascii_run(rest);
         if let Some(&last) = run.checked_sub(1).and_then(|i| rest.get(i)) {
             prev = match last {
                 b'\t' => Prev::Detached,
@@ -291,6 +288,34 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
         at += len;
     }
     out.finish()
+}
+
+/// True for a byte of printable ASCII or TAB. Written with `|` rather than
+/// `||` so that a loop over a chunk of bytes has no branch in it and
+/// compiles to vector instructions (the range is one subtraction and one
+/// comparison).
+fn is_plain_ascii(b: u8) -> bool {
+    (b' '..=b'~').contains(&b) | (b == b'\t')
+}
+
+/// The length of the run of printable ASCII and TAB that opens `bytes`.
+/// Looks at 16 bytes at a time while they are all plain (the whole of a
+/// typical chat line), then byte by byte.
+fn plain_ascii_run(bytes: &[u8]) -> usize {
+    const CHUNK: usize = 16;
+    let mut run = 0;
+    let mut chunks = bytes.chunks_exact(CHUNK);
+    for chunk in chunks.by_ref() {
+        if !chunk.iter().fold(true, |all, &b| all & is_plain_ascii(b)) {
+            return run + chunk.iter().position(|&b| !is_plain_ascii(b)).unwrap_or(CHUNK);
+        }
+        run += CHUNK;
+    }
+    let tail = chunks.remainder();
+    run + tail
+        .iter()
+        .position(|&b| !is_plain_ascii(b))
+        .unwrap_or(tail.len())
 }
 
 /// What precedes a character in the output: what it could attach to.
@@ -452,6 +477,25 @@ mod tests {
         untouched("hi\tthere ✓");
         untouched("");
         untouched("a\u{a0}b\u{3000}c");
+    }
+
+    #[test]
+    fn a_control_or_letter_anywhere_in_a_long_ascii_line_is_seen() {
+        // Runs of plain ASCII are skipped 16 bytes at a time: every
+        // position, in and around a chunk, must still be looked at.
+        let line = "0123456789abcdef".repeat(3);
+        for at in 0..line.len() {
+            for (c, expected) in [('\u{7}', R), ('\u{7f}', R), ('\u{301}', '\u{301}'), ('é', 'é')] {
+                let mut text = line.clone();
+                text.insert(at, c);
+                let mut want = line.clone();
+                want.insert(at, expected);
+                if at == 0 && c == '\u{301}' {
+                    want = format!("{R}{line}");
+                }
+                assert_eq!(sanitize(&text), want, "{c:?} at {at}");
+            }
+        }
     }
 
     #[test]
