@@ -240,9 +240,9 @@ pub fn is_blank(text: &str) -> bool {
 /// [`MAX_MARKS`] in a row removed. Borrowed when nothing changed.
 ///
 /// Runs on every chat line, so the common case is cheap: runs of printable
-/// ASCII are skipped a byte at a time (only their last byte matters to what
-/// follows), other characters are looked at one by one, and the text is
-/// copied only from the first change on, all in one pass.
+/// ASCII are skipped 16 bytes at a time (only their last byte matters to
+/// what follows), other characters are looked at one by one, and the text
+/// is copied only from the first change on, all in one pass.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = Output {
