@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the protocol's hot paths: the line decoder
 //! (every byte a client sends goes through it), the command parser (every
-//! line) and the encoders (every line the server sends, once per message
+//! line), the chat-text sanitiser (every chat line) and the encoders (every line the server sends, once per message
 //! when the encoded bytes are shared, once per recipient otherwise).
 //!
 //! Run with `cargo bench -p chat-protocol`; `-- --quick` for a short run.
@@ -9,6 +9,7 @@
 
 use std::hint::black_box;
 
+use chat_protocol::text::sanitize;
 use chat_protocol::{Command, LineDecoder, Nick, RoomName, ServerEvent, ServerLine, DEFAULT_MAX_LINE};
 use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 
@@ -62,6 +63,36 @@ fn parser(c: &mut Criterion) {
     ];
     for (name, line) in cases {
         group.bench_function(name, |b| b.iter(|| Command::parse(black_box(line))));
+    }
+    group.finish();
+}
+
+fn sanitizer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sanitize");
+    let cases = [
+        // The common case: printable ASCII, nothing to change.
+        ("plain_ascii", CHAT_LINE),
+        // Ordinary non-ASCII text, nothing to change: accents (precomposed
+        // and combining), Cyrillic, CJK, an emoji ZWJ sequence, a flag.
+        (
+            "mixed_clean",
+            "café naïve e\u{301} привет 你好 👩\u{1F3FD}\u{200D}💻 ok \u{1F1EB}\u{1F1F7} done",
+        ),
+        // Mixed text with something to replace near the start, so almost
+        // all of it is copied.
+        (
+            "mixed_dirty",
+            "\u{1b}[2J café naïve e\u{301} привет 你好 👩\u{1F3FD}\u{200D}💻 ok \u{1F1EB}\u{1F1F7} done",
+        ),
+        // Zalgo: a few letters under dozens of stacked marks each.
+        (
+            "zalgo",
+            "z\u{336}\u{30c}\u{350}\u{33e}\u{30f}\u{304}\u{31a}\u{35d}\u{321}\u{32e}\u{353}\u{329}\u{318}a\u{334}\u{308}\u{35b}\u{301}\u{350}\u{31a}\u{341}\u{35c}\u{323}\u{329}\u{319}l\u{335}\u{30e}\u{344}\u{34b}\u{352}\u{35d}\u{347}\u{32d}\u{349}\u{33c}",
+        ),
+    ];
+    for (name, text) in cases {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(name, |b| b.iter(|| sanitize(black_box(text)).len()));
     }
     group.finish();
 }
@@ -125,6 +156,12 @@ fn encoder(c: &mut Criterion) {
 /// reject.
 mod group {
     #![allow(missing_docs)]
-    criterion::criterion_group!(benches, super::decoder, super::parser, super::encoder);
+    criterion::criterion_group!(
+        benches,
+        super::decoder,
+        super::parser,
+        super::sanitizer,
+        super::encoder
+    );
 }
 criterion_main!(group::benches);

@@ -8,7 +8,7 @@
 //! downstream can forget to do it.
 
 use crate::names::{NameError, Nick, RoomName};
-use crate::text::sanitize;
+use crate::text::{is_blank, sanitize};
 
 /// One thing a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +94,13 @@ const USAGE_HELP: &str = "/help";
 impl Command {
     /// Parses one line, without its line end.
     ///
-    /// Returns `Ok(None)` for a line with nothing in it (empty or only
-    /// spaces and tabs), which is ignored.
+    /// Returns `Ok(None)` for a line that shows nothing (empty, or only
+    /// white space: see [`is_blank`]), which is ignored.
     ///
     /// # Errors
     /// A [`CommandError`] saying what is wrong with the command.
     pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
-        if trim(line).is_empty() {
+        if is_blank(line) {
             return Ok(None);
         }
         let Some(body) = line.strip_prefix('/') else {
@@ -124,7 +124,7 @@ impl Command {
             },
             "msg" => {
                 let (to, text) = split_word(args);
-                if to.is_empty() || trim(text).is_empty() {
+                if to.is_empty() || is_blank(text) {
                     return Err(CommandError::Usage(USAGE_MSG));
                 }
                 let to = Nick::new(to).map_err(|_| CommandError::NoSuchNick(sanitize(to).into_owned()))?;
@@ -134,12 +134,12 @@ impl Command {
                 }
             }
             "me" => {
-                if args.is_empty() {
+                if is_blank(args) {
                     return Err(CommandError::Usage(USAGE_ME));
                 }
                 Command::Me(sanitize(args).into_owned())
             }
-            "quit" => Command::Quit((!args.is_empty()).then(|| sanitize(args).into_owned())),
+            "quit" => Command::Quit((!is_blank(args)).then(|| sanitize(args).into_owned())),
             "help" => no_args(args, USAGE_HELP, Command::Help)?,
             _ => return Err(CommandError::Unknown(sanitize(name).into_owned())),
         };
@@ -147,9 +147,9 @@ impl Command {
     }
 }
 
-/// `s` without leading and trailing spaces and tabs. Only those two count
-/// as blank: other whitespace (VT, FF, NEL, NBSP) is text, sanitized and
-/// delivered like any other character, never silently dropped.
+/// `s` without leading and trailing spaces and tabs, the separators of
+/// commands and their arguments. (Whether text shows anything at all is
+/// [`is_blank`]'s to say.)
 fn trim(s: &str) -> &str {
     s.trim_matches([' ', '\t'])
 }
@@ -220,10 +220,36 @@ mod tests {
     }
 
     #[test]
-    fn other_whitespace_is_text_not_blank() {
+    fn white_space_controls_are_text_but_other_white_space_is_blank() {
+        // VT, FF, NEL are controls (and white space to Unicode): replaced
+        // with a visible U+FFFD and delivered.
         assert_eq!(parse("\u{b}"), Command::Say("\u{FFFD}".into()));
-        assert_eq!(parse("\u{a0}"), Command::Say("\u{a0}".into()));
         assert_eq!(parse("/me \u{c}"), Command::Me("\u{FFFD}".into()));
+        assert_eq!(parse("\u{85}\u{2028}"), Command::Say("\u{FFFD}\u{FFFD}".into()));
+        // NBSP, the ideographic space, the braille blank and the like show
+        // nothing: a line of them would be an empty-looking line, so it is
+        // ignored like a blank one (it once was delivered as it came).
+        for blank in ["\u{a0}", " \u{3000}\t", "\u{2800}\u{2003}"] {
+            assert_eq!(Command::parse(blank), Ok(None), "{blank:?}");
+        }
+        assert_eq!(Command::parse("/me \u{a0}"), Err(CommandError::Usage("/me TEXT")));
+        assert_eq!(
+            Command::parse("/msg bob \u{3000}"),
+            Err(CommandError::Usage("/msg NICK TEXT"))
+        );
+        assert_eq!(parse("/quit \u{a0}"), Command::Quit(None));
+        // Inside text they are kept.
+        assert_eq!(parse("a\u{a0}b"), Command::Say("a\u{a0}b".into()));
+    }
+
+    #[test]
+    fn invisible_lines_are_replaced_not_ignored() {
+        // Zero-width and filler characters are replaced, so a line of them
+        // is seen for what it is.
+        assert_eq!(
+            parse("\u{200B}\u{FEFF}\u{3164}"),
+            Command::Say("\u{FFFD}\u{FFFD}\u{FFFD}".into())
+        );
     }
 
     #[test]

@@ -195,6 +195,15 @@ pub enum ErrorKind {
     /// Occurs for `/nick` to a nick someone else has.
     #[error("nick {0} is already in use")]
     NickInUse(Nick),
+    /// Occurs for `/nick` to a nick that looks like the nick of someone
+    /// else who is online: the two share a [`Nick::skeleton`].
+    #[error("nick {asked} looks too much like {existing}, who is online")]
+    NickConfusable {
+        /// The nick asked for.
+        asked: Nick,
+        /// The nick in use that it looks like.
+        existing: Nick,
+    },
     /// Occurs for `/msg` to a nick nobody has.
     #[error("no such nick: {0}")]
     NoSuchNick(Nick),
@@ -407,6 +416,13 @@ mod tests {
         assert_eq!(
             text_of(ServerEvent::Error(ErrorKind::ServerFull)),
             "!! server full\n"
+        );
+        assert_eq!(
+            text_of(ServerEvent::Error(ErrorKind::NickConfusable {
+                asked: nick("aIice"),
+                existing: nick("alice")
+            })),
+            "!! nick aIice looks too much like alice, who is online\n"
         );
         assert_eq!(
             text_of(ServerEvent::Error(ErrorKind::Decode(DecodeError::TooLong {

@@ -7,8 +7,11 @@
 //! - [`decoder`]: an incremental line decoder. Bytes may arrive split
 //!   anywhere; it yields complete UTF-8 lines, enforcing a length limit
 //!   while it scans so memory never grows past it.
-//! - [`names`]: the rules for nicks and room names.
-//! - [`text`]: removal of control characters from chat text.
+//! - [`names`]: the rules for nicks and room names, and the skeleton under
+//!   which look-alike nicks are equal.
+//! - [`text`]: what of chat text may reach a terminal (controls, invisible
+//!   and bidirectional characters replaced; joiners, selectors and marks
+//!   kept only in their place), and which lines show nothing.
 //! - [`command`]: parsing a client line into a [`Command`].
 //! - [`event`]: what the chat state owner says to a user ([`ServerEvent`]),
 //!   independent of any wire format.

@@ -6,6 +6,15 @@
 //! ambiguity (no name contains a space, `>` or `*`). Both kinds of name are
 //! compared without regard to ASCII case, as IRC users expect: `Alice` and
 //! `alice` are the same nick, `#Rust` and `#rust` the same room.
+//!
+//! Even within ASCII some nicks look alike (`aIice`, `a1ice`, `allce` beside
+//! `alice`), which lets someone pass for someone else. [`Nick::skeleton`]
+//! maps look-alike nicks to one form, so that a nick can be refused while
+//! one that looks like it is online. Room names have no skeleton: a room
+//! speaks for no one, anyone may enter any room, and `/rooms` lists them
+//! all with their member counts, so a look-alike room deceives no one about
+//! who is talking; refusing `#c1` beside `#cl`, or `#team0` beside `#teamo`,
+//! would only get in the way.
 
 use std::fmt;
 
@@ -90,6 +99,36 @@ impl Nick {
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+
+    /// A form of the nick under which nicks that look alike are equal
+    /// (UTS #39 calls it a skeleton): the nick in lower case, with
+    ///
+    /// - `i` (and so `I`, which looks like `l`) and `1` made `l`;
+    /// - `0` made `o` (and so `O`);
+    /// - `m` made `rn`, which looks like it;
+    /// - `w` made `vv`, which looks like it.
+    ///
+    /// So `alice`, `aIice`, `allce`, `a1ice` and `AL1CE` share the skeleton
+    /// `allce`, and `mallory` and `rnallory` share `rnallory`; nicks with the
+    /// same [`key`](Nick::key) always share a skeleton. The skeleton is for
+    /// comparing, never for showing. It deliberately leaves alone pairs
+    /// that differ on a careful look, or that people choose on purpose:
+    /// `5`/`s`, `2`/`z`, `8`/`b`, `9`/`g`, `cl`/`d`, `nn`/`m`, `_`/`-`,
+    /// doubled or swapped letters (`allice`, `alcie`) and added characters
+    /// (`alice2`, `alice_`, which a second alice needs).
+    pub fn skeleton(&self) -> String {
+        let mut skeleton = String::with_capacity(self.0.len() + 4);
+        for c in self.0.chars() {
+            match c.to_ascii_lowercase() {
+                'i' | '1' => skeleton.push('l'),
+                '0' => skeleton.push('o'),
+                'm' => skeleton.push_str("rn"),
+                'w' => skeleton.push_str("vv"),
+                other => skeleton.push(other),
+            }
+        }
+        skeleton
+    }
 }
 
 impl fmt::Display for Nick {
@@ -170,6 +209,40 @@ mod tests {
             Nick::new("Alice").unwrap().key(),
             Nick::new("aLICE").unwrap().key()
         );
+    }
+
+    fn skeleton(name: &str) -> String {
+        Nick::new(name).unwrap().skeleton()
+    }
+
+    #[test]
+    fn look_alike_nicks_share_a_skeleton() {
+        for like in [
+            "alice", "Alice", "aIice", "allce", "a1ice", "AL1CE", "aLIce", "ALlCE",
+        ] {
+            assert_eq!(skeleton(like), "allce", "{like}");
+        }
+        assert_eq!(skeleton("mallory"), skeleton("rnallory"));
+        assert_eq!(skeleton("Mallory"), skeleton("RNa11ory"));
+        assert_eq!(skeleton("wendy"), skeleton("vvendy"));
+        assert_eq!(skeleton("bob"), skeleton("b0b"));
+        assert_eq!(skeleton("BOB"), skeleton("B0B"));
+    }
+
+    #[test]
+    fn nicks_that_differ_on_a_careful_look_do_not_share_a_skeleton() {
+        for (a, b) in [
+            ("alice", "alicia"),
+            ("alice", "alice2"),
+            ("alice", "alice_"),
+            ("alice", "allice"),
+            ("alice", "alcie"),
+            ("sams", "sam5"),
+            ("dan", "clan"),
+            ("a_b", "a-b"),
+        ] {
+            assert_ne!(skeleton(a), skeleton(b), "{a} and {b}");
+        }
     }
 
     #[test]

@@ -145,8 +145,10 @@ impl Fitted {
         );
         if let Some(default) = self.lowered_from {
             log::warn!(
-                "serving at most {} clients, not the default {default}: the descriptor limit allows no more",
-                self.max_clients
+                "serving at most {} clients, not the default {default}: the descriptor limit allows no more \
+                 (room for {}, a sixteenth of it kept for sockets still closing)",
+                self.max_clients,
+                self.capacity
             );
         }
     }

@@ -721,19 +721,96 @@ impl Rng {
     }
 }
 
-/// Characters of the "text" lines: letters, multi-byte characters, C0 and
-/// C1 controls, DEL, CR, NBSP, the bidirectional controls that must be
-/// replaced and one (U+200F) that need not, and the characters of server
-/// line shapes.
-const PALETTE: &[char] = &[
-    'a', 'b', 'Z', '9', ' ', '\t', 'é', '✓', '😀', '<', '>', '*', '-', '\0', '\u{7}', '\u{b}', '\u{c}',
-    '\u{1b}', '\r', '\u{7f}', '\u{85}', '\u{9b}', '\u{a0}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{2066}',
-    '\u{2069}',
+/// Pieces of the "text" lines: letters, multi-byte characters, C0 and C1
+/// controls, DEL, CR, the bidirectional characters, separators and
+/// invisible characters that must be replaced, white space that shows
+/// nothing, the joiners, selectors, tag characters and combining marks that
+/// are kept only in their place, whole emoji sequences and a stack of marks
+/// past the bound, and the characters of server line shapes.
+const PALETTE: &[&str] = &[
+    "a",
+    "b",
+    "Z",
+    "9",
+    " ",
+    "\t",
+    "é",
+    "✓",
+    "😀",
+    "<",
+    ">",
+    "*",
+    "-",
+    "\0",
+    "\u{7}",
+    "\u{b}",
+    "\u{c}",
+    "\u{1b}",
+    "\r",
+    "\u{7f}",
+    "\u{85}",
+    "\u{9b}",
+    "\u{a0}",
+    "\u{3000}",
+    "\u{2800}",
+    "\u{200e}",
+    "\u{200f}",
+    "\u{61c}",
+    "\u{202a}",
+    "\u{202e}",
+    "\u{2066}",
+    "\u{2069}",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{200b}",
+    "\u{2060}",
+    "\u{feff}",
+    "\u{ad}",
+    "\u{3164}",
+    "\u{115f}",
+    "\u{fff9}",
+    "\u{e0041}",
+    "\u{e007f}",
+    "\u{200d}",
+    "\u{200c}",
+    "\u{fe0f}",
+    "\u{301}",
+    "\u{323}",
+    "\u{20e3}",
+    "\u{93e}",
+    "\u{1f3fd}",
+    "\u{1f3f4}",
+    "👩\u{1f3fd}\u{200d}💻",
+    "🏴\u{e0067}\u{e0062}\u{e0077}\u{e006c}\u{e0073}\u{e007f}",
+    "z\u{336}\u{30c}\u{350}\u{33e}\u{30f}\u{304}\u{31a}",
 ];
 
 /// Lines made only of characters that must be replaced.
 const CONTROLS: &[char] = &[
-    '\0', '\u{1}', '\u{7}', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{202e}', '\u{2066}',
+    '\0',
+    '\u{1}',
+    '\u{7}',
+    '\u{b}',
+    '\u{c}',
+    '\u{1b}',
+    '\u{7f}',
+    '\u{85}',
+    '\u{9b}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{2028}',
+    '\u{61c}',
+    '\u{200e}',
+    '\u{200b}',
+    '\u{feff}',
+    '\u{3164}',
+    '\u{e0041}',
+    '\u{fffe}',
+];
+
+/// Lines that show nothing: white space of several kinds.
+const BLANKS: &[char] = &[
+    ' ', '\t', '\u{a0}', '\u{3000}', '\u{2003}', '\u{202f}', '\u{2800}',
 ];
 
 /// Commands with the one reply each must get from a guest in #lobby.
@@ -777,9 +854,12 @@ fn garbage_line(rng: &mut Rng) -> Vec<u8> {
                 .collect::<String>()
                 .into_bytes()
         }
-        // Blank: empty, spaces and tabs, maybe a CR before the newline.
+        // Blank: empty or white space, maybe a CR before the newline.
         75..=84 => {
-            let mut line: Vec<u8> = (0..rng.below(5)).map(|_| rng.pick(b" \t")).collect();
+            let mut line = (0..rng.below(5))
+                .map(|_| rng.pick(BLANKS))
+                .collect::<String>()
+                .into_bytes();
             if rng.below(2) == 0 {
                 line.push(b'\r');
             }
@@ -809,7 +889,10 @@ fn fate(line: &[u8]) -> Fate {
     let Ok(text) = std::str::from_utf8(line) else {
         return Fate::Reply("!! invalid UTF-8; line discarded".into());
     };
-    if text.chars().all(|c| c == ' ' || c == '\t') {
+    let said = sanitised(text);
+    // What shows nothing is ignored (controls among white space, VT, FF,
+    // NEL, U+2028, were made U+FFFD).
+    if said.chars().all(|c| c.is_whitespace() || c == '\u{2800}') {
         return Fate::Ignored;
     }
     if let Some((_, reply)) = COMMANDS.iter().find(|(command, _)| *command == text) {
@@ -819,22 +902,67 @@ fn fate(line: &[u8]) -> Fate {
         !text.starts_with('/'),
         "garbage lines are commands only from the table"
     );
-    Fate::Said(replace_controls(text))
+    Fate::Said(said)
 }
 
-/// `text` as the room must see it: every control character but TAB, and
-/// every bidirectional embedding, override and isolate, replaced by U+FFFD.
-fn replace_controls(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if (c.is_control() && c != '\t') || bidi {
-                '\u{fffd}'
-            } else {
-                c
+/// `text` as the room must see it, by PROTOCOL.md's "Text" rules, each
+/// character looked at against what is already in the output: forbidden
+/// characters become U+FFFD; a joiner stays after a visible character (or
+/// its marks), a variation selector right after a visible character, a
+/// mark on a visible character or white space, a tag character in an
+/// emoji tag sequence (U+1F3F4, 1 to 7 tag letters or digits, U+E007F),
+/// and each becomes U+FFFD elsewhere; a fifth nonspacing mark in a row is
+/// dropped. Which character is which comes from the protocol crate's
+/// table; the rules are written here again.
+fn sanitised(text: &str) -> String {
+    use chat_protocol::text::{class, Class};
+    let input: Vec<char> = text.chars().collect();
+    let mut out: Vec<char> = Vec::with_capacity(input.len());
+    // Tag characters still to let through, of a sequence found well formed.
+    let mut tags_due = 0;
+    for (i, &c) in input.iter().enumerate() {
+        let kind = class(c);
+        let hangs_on = out
+            .iter()
+            .rev()
+            .map(|&o| class(o))
+            .find(|k| !matches!(k, Class::NonspacingMark | Class::Selector | Class::Tag));
+        let after_visible = matches!(hangs_on, Some(Class::Base | Class::SpacingMark));
+        let marks_in_a_row = out
+            .iter()
+            .rev()
+            .take_while(|&&o| class(o) == Class::NonspacingMark)
+            .count();
+        let keep = match kind {
+            Class::Forbidden => false,
+            Class::Tag => tags_due > 0,
+            Class::Joiner => after_visible,
+            Class::Selector => out.last().map(|&o| class(o)) == Some(Class::Base),
+            Class::NonspacingMark
+                if marks_in_a_row >= 4 && (after_visible || hangs_on == Some(Class::Space)) =>
+            {
+                continue;
             }
-        })
-        .collect()
+            Class::NonspacingMark | Class::SpacingMark => after_visible || hangs_on == Some(Class::Space),
+            Class::Tab | Class::Space | Class::Base => true,
+        };
+        tags_due = if c == '\u{1f3f4}' {
+            let spec = input[i + 1..]
+                .iter()
+                .take_while(|&&t| matches!(t, '\u{e0030}'..='\u{e0039}' | '\u{e0061}'..='\u{e007a}'))
+                .count();
+            let ended = input.get(i + 1 + spec) == Some(&'\u{e007f}');
+            if (1..=7).contains(&spec) && ended {
+                spec + 1
+            } else {
+                0
+            }
+        } else {
+            tags_due.saturating_sub(1)
+        };
+        out.push(if keep { c } else { '\u{fffd}' });
+    }
+    out.into_iter().collect()
 }
 
 /// Bytes of garbage the random-bytes case sends.

@@ -130,6 +130,9 @@ pub struct Hub {
     users: HashMap<ConnId, User>,
     /// Nick key (lower case) to its owner, for uniqueness and `/msg`.
     nicks: HashMap<String, ConnId>,
+    /// Nick skeleton (see [`Nick::skeleton`]) to its owner: no one may take
+    /// a nick that looks like someone else's.
+    skeletons: HashMap<String, ConnId>,
     /// Room key (lower case) to room; ordered, so `/rooms` is sorted.
     rooms: BTreeMap<String, Room>,
     /// Next number to try for a guest nick.
@@ -175,6 +178,7 @@ impl Hub {
         Hub {
             users: HashMap::new(),
             nicks: HashMap::new(),
+            skeletons: HashMap::new(),
             rooms,
             next_guest: 1,
             outbox: Vec::new(),
@@ -257,6 +261,7 @@ impl Hub {
         let lobby = RoomName::lobby();
         log::info!("connect {addr} as {nick}");
         self.nicks.insert(nick.key(), id);
+        self.skeletons.insert(nick.skeleton(), id);
         self.users.insert(
             id,
             User {
@@ -275,13 +280,14 @@ impl Hub {
         self.enter(id, nick, lobby);
     }
 
-    /// A fresh `guestN` nick that nobody has, not even by `/nick`.
+    /// A fresh `guestN` nick that nobody has, nor one like it (a user may
+    /// have taken `guest1O`), not even by `/nick`.
     fn guest_nick(&mut self) -> Nick {
         loop {
             let n = self.next_guest;
             self.next_guest = self.next_guest.wrapping_add(1);
             if let Ok(nick) = Nick::new(&format!("guest{n}")) {
-                if !self.nicks.contains_key(&nick.key()) {
+                if !self.skeletons.contains_key(&nick.skeleton()) {
                     return nick;
                 }
             }
@@ -358,8 +364,17 @@ impl Hub {
                 return self.send(id, ServerEvent::Error(ErrorKind::NickInUse(new)));
             }
         }
+        if let Some(owner) = self.skeletons.get(&new.skeleton()).filter(|&&o| o != id) {
+            let existing = self.users.get(owner).map(|u| u.nick.clone());
+            if let Some(existing) = existing {
+                let error = ErrorKind::NickConfusable { asked: new, existing };
+                return self.send(id, ServerEvent::Error(error));
+            }
+        }
         self.nicks.remove(&old.key());
         self.nicks.insert(new.key(), id);
+        self.skeletons.remove(&old.skeleton());
+        self.skeletons.insert(new.skeleton(), id);
         let Some(user) = self.users.get_mut(&id) else {
             return;
         };
@@ -438,6 +453,7 @@ impl Hub {
         self.leave_room(id, reason);
         if let Some(user) = self.users.remove(&id) {
             self.nicks.remove(&user.nick.key());
+            self.skeletons.remove(&user.nick.skeleton());
         }
     }
 
@@ -516,6 +532,7 @@ impl Hub {
         }
         self.users.clear();
         self.nicks.clear();
+        self.skeletons.clear();
         self.shutting_down = true;
     }
 
@@ -884,6 +901,52 @@ mod tests {
                 (1, "-- you are now known as Alice"),
                 (2, "-- alice is now known as Alice")
             ])
+        );
+    }
+
+    #[test]
+    fn a_nick_that_looks_like_someone_elses_is_refused() {
+        let mut hub = hub_with(9);
+        cmd(&mut hub, 1, "/nick alice");
+        hub.take_outbox();
+        for lookalike in ["aIice", "a1ice", "allce", "AL1CE"] {
+            cmd(&mut hub, 2, &format!("/nick {lookalike}"));
+            assert_eq!(
+                said(&mut hub),
+                pairs(&[(
+                    2,
+                    &format!("!! nick {lookalike} looks too much like alice, who is online")
+                )])
+            );
+        }
+        // alice herself may take on a look-alike of her own nick.
+        cmd(&mut hub, 1, "/nick aIice");
+        assert_eq!(
+            said(&mut hub)[0],
+            (1, "-- you are now known as aIice".to_string())
+        );
+        // Once she is gone, the name is free.
+        hub.handle(Inbound::Closed {
+            id: id(1),
+            reason: LeaveReason::Disconnected,
+        });
+        hub.take_outbox();
+        cmd(&mut hub, 2, "/nick allce");
+        assert_eq!(
+            said(&mut hub)[0],
+            (2, "-- you are now known as allce".to_string())
+        );
+        // Guest numbers skip nicks that look like one taken by hand: the
+        // next guest would be guest10.
+        cmd(&mut hub, 3, "/nick guestI0");
+        hub.take_outbox();
+        hub.handle(Inbound::Connected {
+            id: id(10),
+            addr: addr(),
+        });
+        assert_eq!(
+            said(&mut hub)[0].1,
+            "-- welcome to chat-server, guest11! you are in #lobby; type /help for commands"
         );
     }
 

@@ -100,6 +100,8 @@ pub enum ErrorLabel {
     BadRoom,
     /// `/nick` to a nick someone has.
     NickInUse,
+    /// `/nick` to a nick that looks like one someone has.
+    NickConfusable,
     /// `/msg` to a nick nobody has.
     NoSuchNick,
     /// `/join` of the room one is in.
@@ -116,7 +118,7 @@ pub enum ErrorLabel {
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 13] = [
+    pub const ALL: [ErrorLabel; 14] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -124,6 +126,7 @@ impl ErrorLabel {
         ErrorLabel::BadNick,
         ErrorLabel::BadRoom,
         ErrorLabel::NickInUse,
+        ErrorLabel::NickConfusable,
         ErrorLabel::NoSuchNick,
         ErrorLabel::AlreadyInRoom,
         ErrorLabel::ServerFull,
@@ -145,6 +148,7 @@ impl ErrorLabel {
                 ErrorLabel::NoSuchNick
             }
             ErrorKind::NickInUse(_) => ErrorLabel::NickInUse,
+            ErrorKind::NickConfusable { .. } => ErrorLabel::NickConfusable,
             ErrorKind::AlreadyInRoom(_) => ErrorLabel::AlreadyInRoom,
             ErrorKind::ServerFull => ErrorLabel::ServerFull,
             ErrorKind::TooManyFromAddress => ErrorLabel::TooManyFromAddress,
@@ -163,6 +167,7 @@ impl ErrorLabel {
             ErrorLabel::BadNick => "bad_nick",
             ErrorLabel::BadRoom => "bad_room",
             ErrorLabel::NickInUse => "nick_in_use",
+            ErrorLabel::NickConfusable => "nick_confusable",
             ErrorLabel::NoSuchNick => "no_such_nick",
             ErrorLabel::AlreadyInRoom => "already_in_room",
             ErrorLabel::ServerFull => "server_full",
