@@ -529,3 +529,145 @@ fn what_clients_make_the_daemon_log_is_bounded() {
         "the quit is logged, clipped: {log:?}"
     );
 }
+
+/// Clients that stop reading in the slow-consumer log case.
+const STUCK: usize = 10;
+
+#[test]
+fn slow_consumers_cost_one_line_each_in_the_log_not_one_per_message() {
+    let mut daemon = Daemon::start(&[
+        "--sendq",
+        "4096",
+        "--rate",
+        "0",
+        "--max-per-ip",
+        "0",
+        "--max-per-net",
+        "0",
+        "--connect-rate",
+        "0",
+        "--quiet-above",
+        "0",
+    ]);
+    let addr = daemon.addr();
+    let mut watcher = daemon.connect_named("watcher");
+    watcher.send("/join flood");
+    watcher.expect_line("-- you joined #flood");
+    let mut stuck = Vec::new();
+    for _ in 0..STUCK {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("a socket");
+        socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+        socket.connect_timeout(&addr.into(), TIMEOUT).expect("connect");
+        let mut stream: TcpStream = socket.into();
+        stream.write_all(b"/join flood\n").expect("join");
+        stuck.push(stream);
+        let joined = watcher.read_line();
+        assert!(joined.ends_with(" joined #flood"), "{joined}");
+    }
+    let mut sender = daemon.connect_named("sender");
+    sender.send("/join flood");
+    sender.expect_line("-- you joined #flood");
+    watcher.expect_line("-- sender joined #flood");
+    let text = "y".repeat(1000);
+    let mut dropped = 0;
+    for i in 0..20_000 {
+        sender.send(&format!("{i} {text}"));
+        loop {
+            let line = watcher.read_line();
+            if line.ends_with("(slow consumer)") {
+                dropped += 1;
+            } else {
+                assert_eq!(line, format!("<sender> {i} {text}"));
+                break;
+            }
+        }
+        if dropped == STUCK {
+            break;
+        }
+    }
+    assert_eq!(dropped, STUCK, "every client that stopped reading was dropped");
+    daemon.proc.signal("TERM");
+    daemon.proc.expect_exit_code(0);
+    let log = daemon.proc.stderr_lines();
+    let disconnects = log
+        .iter()
+        .filter(|l| l.contains("disconnect") && l.contains("(slow consumer)"))
+        .count();
+    let warnings = log.iter().filter(|l| l.contains("slow consumer:")).count();
+    assert_eq!(disconnects, STUCK, "one disconnect line each: {log:?}");
+    assert!((1..=STUCK).contains(&warnings), "{warnings} warnings: {log:?}");
+}
+
+/// Connections flooding the lobby while SIGTERM comes.
+const FLOODERS: usize = 8;
+
+/// Most each flooder sends.
+const FLOOD_BYTES: usize = 64 * 1024 * 1024;
+
+#[test]
+fn sigterm_during_a_flood_reaches_every_talker_after_all_their_lines_and_the_daemon_exits() {
+    let mut daemon = Daemon::start(&[
+        "--rate",
+        "0",
+        "--max-per-ip",
+        "0",
+        "--max-per-net",
+        "0",
+        "--connect-rate",
+        "0",
+        "--quiet-above",
+        "1",
+        // The flooders do not read: their last output is given a second.
+        "--shutdown-grace",
+        "1",
+    ]);
+    let addr = daemon.addr();
+    let mut alice = daemon.connect_named("alice");
+    let mut bob = daemon.connect_named("bob");
+    for client in [&mut alice, &mut bob] {
+        client.send("/join calm");
+        client.expect_line("-- you joined #calm");
+    }
+    let flooders: Vec<std::thread::JoinHandle<usize>> = (0..FLOODERS)
+        .map(|n| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
+            std::thread::spawn(move || {
+                let chunk: Vec<u8> = format!("flood {n} {}\n", "z".repeat(100))
+                    .repeat(600)
+                    .into_bytes();
+                let mut sent = 0;
+                while sent < FLOOD_BYTES {
+                    match stream.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        alice.send(&format!("a{i}"));
+        bob.send(&format!("b{i}"));
+        bob.expect_line(&format!("<alice> a{i}"));
+        alice.expect_line(&format!("<bob> b{i}"));
+    }
+    alice.send("last from alice");
+    bob.send("last from bob");
+    daemon.proc.signal("TERM");
+    // Everything said before the signal arrives, then the notice, then a
+    // clean close: the flood in front of the hub does not push the goodbye
+    // past the grace period.
+    bob.expect_line("<alice> last from alice");
+    alice.expect_line("<bob> last from bob");
+    for client in [&mut alice, &mut bob] {
+        client.expect_line("-- server shutting down");
+        client.expect_eof();
+    }
+    daemon.proc.expect_exit_code(0);
+    for flooder in flooders {
+        let sent = flooder.join().expect("a flooder");
+        assert!(sent > 0);
+    }
+}

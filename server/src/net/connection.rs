@@ -464,3 +464,80 @@ pub fn is_disconnect(error: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::time::Duration;
+
+    use mio::Poll;
+
+    fn connection_and_peer(poll: &Poll) -> (Connection, StdStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let id = ConnId {
+            shard: 0,
+            slot: 0,
+            serial: 0,
+        };
+        let limits = Limits {
+            max_line: 4096,
+            rate: 0,
+            burst: 1,
+        };
+        let conn = Connection::register(
+            id,
+            TcpStream::from_std(stream),
+            addr,
+            &limits,
+            poll.registry(),
+            Token(0),
+        )
+        .unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (conn, peer)
+    }
+
+    /// Writes everything queued to `conn`, with `peer` reading it all.
+    fn drain(conn: &mut Connection, peer: &mut StdStream, poll: &Poll) {
+        let mut buf = vec![0u8; 64 * 1024];
+        for _ in 0..10_000 {
+            match conn.flush(poll.registry(), Token(0)) {
+                WriteOutcome::Drained => return,
+                WriteOutcome::Pending => {
+                    let _ = peer.read(&mut buf).unwrap();
+                }
+                WriteOutcome::Failed(e) => panic!("{e}"),
+            }
+        }
+        panic!("the queue never drained");
+    }
+
+    #[test]
+    fn a_burst_that_has_drained_gives_its_memory_back() {
+        let poll = Poll::new().unwrap();
+        let (mut conn, mut peer) = connection_and_peer(&poll);
+        conn.enqueue(&vec![b'x'; 1 << 20]);
+        assert!(conn.buffer_capacity() >= 1 << 20);
+        drain(&mut conn, &mut peer, &poll);
+        assert_eq!(
+            conn.buffer_capacity(),
+            0,
+            "a megabyte burst is given back at once"
+        );
+        // A little traffic keeps a small buffer, until the connection is
+        // quiet.
+        conn.enqueue(b"hello\n");
+        drain(&mut conn, &mut peer, &poll);
+        assert!((1..=KEPT_QUEUE_CAPACITY).contains(&conn.buffer_capacity()));
+        conn.release_idle_memory();
+        assert_eq!(
+            conn.buffer_capacity(),
+            0,
+            "a quiet connection costs what an idle one does"
+        );
+    }
+}

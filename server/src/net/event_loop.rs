@@ -1083,3 +1083,135 @@ pub fn refuse(stream: &mio::net::TcpStream, error: ErrorKind, stats: &Stats) {
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+
+    /// An event loop on its own thread whose hub queue holds `capacity`
+    /// messages and is read by the test, with one client connected to it.
+    struct Harness {
+        inbound: Receiver<Inbound>,
+        wants_room: Arc<AtomicBool>,
+        waker: Arc<mio::Waker>,
+        shutdown: ShutdownHandle,
+        client: TcpStream,
+        _adopt: Sender<Adopt>,
+        _from_hub: Sender<Outbound>,
+        thread: Option<thread::JoinHandle<io::Result<()>>>,
+    }
+
+    impl Harness {
+        fn start(capacity: usize) -> Harness {
+            let poll = Poll::new().unwrap();
+            let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).unwrap());
+            let (to_hub, inbound) = crossbeam_channel::bounded(capacity);
+            let (hub_out, from_hub) = crossbeam_channel::bounded(16);
+            let (adopt_tx, adopt) = crossbeam_channel::unbounded();
+            let (released, _) = crossbeam_channel::unbounded();
+            let wants_room = Arc::new(AtomicBool::new(false));
+            let shutdown = ShutdownHandle::new([Arc::clone(&waker)]);
+            let config = Config {
+                rate: 0,
+                threads: 1,
+                // No hub will close the client: end at once on shutdown.
+                shutdown_grace: Duration::ZERO,
+                ..Config::default()
+            };
+            let channels = Channels {
+                to_hub,
+                wants_room: Arc::clone(&wants_room),
+                from_hub,
+                adopt,
+                released,
+                oldest_silent: OldestSilent::new(Instant::now()),
+            };
+            let event_loop = EventLoop::new(
+                0,
+                poll,
+                config,
+                channels,
+                shutdown.clone(),
+                Arc::default(),
+                Heartbeat::default(),
+            );
+            let thread = thread::spawn(move || event_loop.run());
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (stream, addr) = listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let adopt = Adopt {
+                stream: mio::net::TcpStream::from_std(stream),
+                addr,
+                serial: 1,
+                make_room: false,
+            };
+            adopt_tx.send(adopt).unwrap();
+            waker.wake().unwrap();
+            Harness {
+                inbound,
+                wants_room,
+                waker,
+                shutdown,
+                client,
+                _adopt: adopt_tx,
+                _from_hub: hub_out,
+                thread: Some(thread),
+            }
+        }
+
+        /// The next message for the hub, taken as the hub takes them: if
+        /// the loop asked for room, it is woken.
+        fn take(&self) -> Inbound {
+            let message = self
+                .inbound
+                .recv_timeout(Duration::from_secs(5))
+                .expect("a message for the hub within 5 s");
+            if self.wants_room.swap(false, Ordering::AcqRel) {
+                self.waker.wake().unwrap();
+            }
+            message
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            self.shutdown.shutdown();
+            drop(std::mem::replace(
+                &mut self._adopt,
+                crossbeam_channel::unbounded().0,
+            ));
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    #[test]
+    fn when_the_hubs_queue_is_full_lines_wait_in_order_and_none_is_lost() {
+        let mut harness = Harness::start(4);
+        let lines: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        harness.client.write_all(lines.as_bytes()).unwrap();
+        // The queue fills, and the loop asks the hub for room instead of
+        // reading on into memory.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(harness.inbound.is_full() && harness.wants_room.load(Ordering::Acquire)) {
+            assert!(Instant::now() < deadline, "the queue never filled");
+            thread::yield_now();
+        }
+        assert_eq!(harness.inbound.len(), 4, "never more than the queue holds");
+        assert!(matches!(harness.take(), Inbound::Connected { .. }));
+        for i in 0..500 {
+            match harness.take() {
+                Inbound::Line {
+                    line: Ok(chat_protocol::Command::Say(text)),
+                    ..
+                } => assert_eq!(text, format!("line {i}")),
+                other => panic!("line {i}: got {other:?}"),
+            }
+        }
+    }
+}
