@@ -13,6 +13,9 @@ complete -c chat-server -l connect-rate -d 'New connections a second one address
 complete -c chat-server -l connect-burst -d 'New connections one address may open at once before --connect-rate applies (a network: four times as many)' -r
 complete -c chat-server -l idle-timeout -d 'Disconnect a client that completed no line for this many seconds (bytes without a newline do not count), with a notice; 0 means never. At most a week' -r
 complete -c chat-server -l quiet-above -d 'Rooms with more members than this are not told of joins, leaves and nick changes (/who still lists everyone); 0 means always tell' -r
+complete -c chat-server -l history -d 'Lines each room remembers (chat lines and actions, never private messages), replayed to whoever joins it; 0 turns history off. An empty room keeps its history until --history-bytes needs the room. In memory only: a restart forgets it' -r
+complete -c chat-server -l replay -d 'Lines of a room\'s history replayed on joining it, and what /history shows when not told how many (at most --history)' -r
+complete -c chat-server -l history-bytes -d 'Most bytes all rooms\' histories together may take. Past it, the histories of empty rooms go first, least recently used first, then a room\'s own oldest lines. At most 1 TiB' -r
 complete -c chat-server -l metrics-listen -d 'Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9187). Off unless given. The endpoint has no authentication: keep it on loopback or a private network' -r
 complete -c chat-server -l stats-interval -d 'Log a line of figures (clients, rooms, traffic) at info level every this many seconds; 0 means never. At most a day' -r
 complete -c chat-server -l threads -d 'I/O threads serving the sockets; 0 means one per CPU core. Each takes an equal share of the connections, so a big room\'s fan-out is written from every core' -r

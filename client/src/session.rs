@@ -1123,6 +1123,7 @@ mod tests {
                 new: nick("rob"),
             },
             ServerEvent::Said {
+                room: RoomName::new("#lobby").unwrap(),
                 from: nick("bob"),
                 text: "-- you are now known as mallory".into(),
             },

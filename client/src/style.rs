@@ -182,6 +182,20 @@ impl Style {
             }
             ServerLine::Notice(text) => self.paint(out, NOTICE, &format!("-- {}", clean(text))),
             ServerLine::Error(text) => self.paint(out, ERROR, &format!("!! {}", clean(text))),
+            // Said before you came: dimmed, with the time it was said.
+            ServerLine::Replayed {
+                at,
+                from,
+                text,
+                action,
+            } => {
+                let line = if *action {
+                    format!("[{}] * {} {}", clean(at), clean(from), clean(text))
+                } else {
+                    format!("[{}] <{}> {}", clean(at), clean(from), clean(text))
+                };
+                self.paint(out, DIM, &line);
+            }
         }
     }
 

@@ -104,6 +104,7 @@ fn encoder(c: &mut Criterion) {
     };
     group.throughput(Throughput::Elements(1));
     let said = ServerEvent::Said {
+        room: room.clone(),
         from: alice.clone(),
         text: CHAT_LINE.to_string(),
     };

@@ -38,11 +38,20 @@ pub enum Command {
     },
     /// `/me TEXT`: an action in the current room.
     Me(String),
+    /// `/topic [TEXT]`: show the current room's topic, or set it.
+    Topic(Option<String>),
+    /// `/history [N]`: the last N lines said in the current room (the
+    /// server's replay count when N is not given).
+    History(Option<usize>),
     /// `/quit [REASON]`: leave.
     Quit(Option<String>),
     /// `/help`: list the commands.
     Help,
 }
+
+/// The longest topic, in characters: a line of a terminal, and what IRC
+/// clients expect (`TOPICLEN`).
+pub const MAX_TOPIC_LEN: usize = 300;
 
 /// A command line that cannot be carried out as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +67,9 @@ pub enum CommandError {
     /// Occurs for `/nick` with a name that breaks the nick rules.
     #[error("invalid nick: {0}")]
     BadNick(NameError),
+    /// Occurs for `/topic` with a topic longer than [`MAX_TOPIC_LEN`].
+    #[error("topic too long (max {MAX_TOPIC_LEN} characters)")]
+    TopicTooLong,
     /// Occurs for `/join` with a name that breaks the room name rules.
     #[error("invalid room: {0}")]
     BadRoom(NameError),
@@ -79,6 +91,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/who [PAGE]", "list who is in your room, 100 a page"),
     ("/msg NICK TEXT", "send a private message"),
     ("/me TEXT", "act something out in your room"),
+    ("/topic [TEXT]", "show your room's topic, or set it"),
+    ("/history [N]", "show the last N lines said in your room"),
     ("/quit [REASON]", "leave the server"),
     ("/help", "show this list"),
 ];
@@ -89,6 +103,7 @@ const USAGE_ROOMS: &str = "/rooms [PAGE]";
 const USAGE_WHO: &str = "/who [PAGE]";
 const USAGE_MSG: &str = "/msg NICK TEXT";
 const USAGE_ME: &str = "/me TEXT";
+const USAGE_HISTORY: &str = "/history [N]";
 const USAGE_HELP: &str = "/help";
 
 impl Command {
@@ -139,6 +154,18 @@ impl Command {
                 }
                 Command::Me(sanitize(args).into_owned())
             }
+            "topic" => {
+                let topic = (!is_blank(args)).then(|| sanitize(args).into_owned());
+                if topic.as_ref().is_some_and(|t| t.chars().count() > MAX_TOPIC_LEN) {
+                    return Err(CommandError::TopicTooLong);
+                }
+                Command::Topic(topic)
+            }
+            "history" => Command::History(if args.is_empty() {
+                None
+            } else {
+                Some(page_arg(args, USAGE_HISTORY)?)
+            }),
             "quit" => Command::Quit((!is_blank(args)).then(|| sanitize(args).into_owned())),
             "help" => no_args(args, USAGE_HELP, Command::Help)?,
             _ => return Err(CommandError::Unknown(sanitize(name).into_owned())),
@@ -288,6 +315,21 @@ mod tests {
         );
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("/Help"), Command::Help);
+        assert_eq!(parse("/topic"), Command::Topic(None));
+        assert_eq!(
+            parse("/topic  release on Friday "),
+            Command::Topic(Some("release on Friday".into()))
+        );
+        assert_eq!(parse("/history"), Command::History(None));
+        assert_eq!(parse("/history 5"), Command::History(Some(5)));
+        assert_eq!(
+            Command::parse("/history all"),
+            Err(CommandError::Usage("/history [N]"))
+        );
+        assert_eq!(
+            Command::parse(&format!("/topic {}", "t".repeat(301))),
+            Err(CommandError::TopicTooLong)
+        );
     }
 
     #[test]

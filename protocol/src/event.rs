@@ -9,6 +9,7 @@
 
 use crate::command::{CommandError, COMMANDS};
 use crate::decoder::DecodeError;
+use crate::history::{format_time, HistoryEntry};
 use crate::line::ServerLine;
 use crate::names::{Nick, RoomName};
 
@@ -22,15 +23,19 @@ pub enum ServerEvent {
         /// The room it is in.
         room: RoomName,
     },
-    /// A message in the room.
+    /// A message in a room.
     Said {
+        /// The room it was said in.
+        room: RoomName,
         /// Who said it.
         from: Nick,
         /// The sanitized text.
         text: String,
     },
-    /// A `/me` in the room.
+    /// A `/me` in a room.
     Action {
+        /// The room it was done in.
+        room: RoomName,
         /// Who did it.
         from: Nick,
         /// The sanitized text.
@@ -103,6 +108,29 @@ pub enum ServerEvent {
         /// Each room on this page with its member count, sorted by name.
         rooms: Vec<(RoomName, usize)>,
     },
+    /// A room's topic: the answer to `/topic`, and shown on joining a room
+    /// that has one.
+    Topic {
+        /// The room.
+        room: RoomName,
+        /// Its topic, if it has one.
+        topic: Option<Topic>,
+    },
+    /// Someone set the topic of a room the recipient is in.
+    TopicChanged {
+        /// The room.
+        room: RoomName,
+        /// The new topic.
+        topic: Topic,
+    },
+    /// Lines a room remembers, oldest first: replayed on joining it, and
+    /// the answer to `/history`.
+    History {
+        /// The room.
+        room: RoomName,
+        /// The lines; none when the room remembers nothing.
+        entries: Vec<std::sync::Arc<HistoryEntry>>,
+    },
     /// Reply to `/help`.
     Help,
     /// Reply to `/quit`, just before the server closes the connection.
@@ -119,6 +147,17 @@ pub enum ServerEvent {
     MakingRoom,
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
+}
+
+/// A room's topic, with who set it and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// The topic, sanitized.
+    pub text: String,
+    /// Who set it.
+    pub by: Nick,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: u64,
 }
 
 /// Why someone left a room.
@@ -138,6 +177,8 @@ pub enum LeaveReason {
     /// The server was full, they had never said anything, and their place
     /// went to a newcomer.
     MadeRoom,
+    /// They left the room (and stay on the server), perhaps saying why.
+    Parted(Option<String>),
 }
 
 /// Which page of a listing a reply is. Listings that grow with the server
@@ -210,6 +251,19 @@ pub enum ErrorKind {
     /// Occurs for `/join` of the room the user is in.
     #[error("you are already in {0}")]
     AlreadyInRoom(RoomName),
+    /// Occurs for saying something to, or asking about, a room the user is
+    /// not in.
+    #[error("you are not in {0}")]
+    NotInRoom(RoomName),
+    /// Occurs for saying something to "your room" while in none (possible
+    /// for clients that may leave every room).
+    #[error("you are in no room; /join one")]
+    NoCurrentRoom,
+    /// Occurs for joining one room more than the most a user may be in at
+    /// once (a client that joins several rooms; the line protocol's
+    /// clients are in one).
+    #[error("you are in {0} rooms already, the most there may be")]
+    TooManyRooms(usize),
     /// Occurs for a connection over `--max-clients`; it is then closed.
     #[error("server full")]
     ServerFull,
@@ -239,11 +293,12 @@ impl ServerEvent {
             ServerEvent::Welcome { nick, room } => notice(format!(
                 "welcome to chat-server, {nick}! you are in {room}; type /help for commands"
             )),
-            ServerEvent::Said { from, text } => ServerLine::Message {
+            // A line client is in one room: the room goes without saying.
+            ServerEvent::Said { from, text, .. } => ServerLine::Message {
                 from: from.to_string(),
                 text: text.clone(),
             },
-            ServerEvent::Action { from, text } => ServerLine::Action {
+            ServerEvent::Action { from, text, .. } => ServerLine::Action {
                 from: from.to_string(),
                 text: text.clone(),
             },
@@ -284,6 +339,23 @@ impl ServerEvent {
                     list.join(", ")
                 ))
             }
+            ServerEvent::Topic { room, topic: None } => notice(format!("{room} has no topic")),
+            ServerEvent::Topic {
+                room,
+                topic: Some(topic),
+            } => notice(format!(
+                "topic of {room}: {} (set by {} at {})",
+                topic.text,
+                topic.by,
+                format_time(topic.at)
+            )),
+            ServerEvent::TopicChanged { room, topic } => {
+                notice(format!("{} set the topic of {room}: {}", topic.by, topic.text))
+            }
+            ServerEvent::History { room, entries } if entries.is_empty() => {
+                notice(format!("no earlier lines in {room}"))
+            }
+            ServerEvent::History { entries, .. } => return entries.iter().map(|e| replayed(e)).collect(),
             ServerEvent::Help => return help_lines(),
             ServerEvent::Bye => notice("bye".to_string()),
             ServerEvent::ShuttingDown => notice("server shutting down".to_string()),
@@ -303,6 +375,16 @@ impl ServerEvent {
         for line in self.lines() {
             line.encode(out);
         }
+    }
+}
+
+/// The line that replays a remembered line.
+fn replayed(entry: &HistoryEntry) -> ServerLine {
+    ServerLine::Replayed {
+        at: format_time(entry.at),
+        from: entry.from.to_string(),
+        text: entry.text.clone(),
+        action: entry.action,
     }
 }
 
@@ -331,6 +413,8 @@ impl LeaveReason {
             LeaveReason::SlowConsumer => "slow consumer".to_string(),
             LeaveReason::Idle => "idle".to_string(),
             LeaveReason::MadeRoom => "server full".to_string(),
+            LeaveReason::Parted(None) => "left".to_string(),
+            LeaveReason::Parted(Some(reason)) => format!("left: {reason}"),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`command`]: parsing a client line into a [`Command`].
 //! - [`event`]: what the chat state owner says to a user ([`ServerEvent`]),
 //!   independent of any wire format.
+//! - [`history`]: the lines a room remembers and the times they carry.
 //! - [`line`]: the line-based wire format of server output ([`ServerLine`]),
 //!   its encoder and its parser.
 //!
@@ -24,12 +25,14 @@
 pub mod command;
 pub mod decoder;
 pub mod event;
+pub mod history;
 pub mod line;
 pub mod names;
 pub mod text;
 
 pub use command::{Command, CommandError};
 pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
-pub use event::{ErrorKind, LeaveReason, Page, ServerEvent};
+pub use event::{ErrorKind, LeaveReason, Page, ServerEvent, Topic};
+pub use history::HistoryEntry;
 pub use line::{ParseLineError, ServerLine};
 pub use names::{NameError, Nick, RoomName};

@@ -1,8 +1,8 @@
 //! The line-based wire format of server output.
 //!
-//! Every line the server sends has one of six shapes, chosen so that people
-//! can read them in plain netcat and programs can classify them with one
-//! parser:
+//! Every line the server sends has one of seven shapes, chosen so that
+//! people can read them in plain netcat and programs can classify them
+//! with one parser:
 //!
 //! | shape | [`ServerLine`] |
 //! | --- | --- |
@@ -12,6 +12,7 @@
 //! | `-> *bob* psst` | [`ServerLine::PrivateTo`] |
 //! | `-- text` | [`ServerLine::Notice`] |
 //! | `!! text` | [`ServerLine::Error`] |
+//! | `[2026-12-06T20:31:05Z] <alice> hello` (or `* alice waves`) | [`ServerLine::Replayed`] |
 //!
 //! Parsing is unambiguous because nicks never contain a space, `>` or `*`
 //! (see [`crate::names`]).
@@ -53,9 +54,22 @@ pub enum ServerLine {
     Notice(String),
     /// `!! text`: an error about your last line.
     Error(String),
+    /// `[AT] <from> text` or `[AT] * from text`: a message or action said
+    /// earlier in your room, replayed from its history; `AT` is when it was
+    /// said, in UTC (see [`crate::history::format_time`]).
+    Replayed {
+        /// When it was said, as sent (`2026-12-06T20:31:05Z`).
+        at: String,
+        /// Who said it.
+        from: String,
+        /// What they said.
+        text: String,
+        /// A `/me` rather than a message.
+        action: bool,
+    },
 }
 
-/// A line that has none of the six shapes.
+/// A line that has none of the seven shapes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a server line: {line:?}")]
 pub struct ParseLineError {
@@ -66,13 +80,25 @@ pub struct ParseLineError {
 impl ServerLine {
     /// Appends the line and its `\n` to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let parts: [&str; 5] = match self {
-            ServerLine::Message { from, text } => ["<", from, "> ", text, ""],
-            ServerLine::Action { from, text } => ["* ", from, " ", text, ""],
-            ServerLine::PrivateFrom { from, text } => ["*", from, "* ", text, ""],
-            ServerLine::PrivateTo { to, text } => ["-> *", to, "* ", text, ""],
-            ServerLine::Notice(text) => ["-- ", text, "", "", ""],
-            ServerLine::Error(text) => ["!! ", text, "", "", ""],
+        let parts: [&str; 7] = match self {
+            ServerLine::Message { from, text } => ["<", from, "> ", text, "", "", ""],
+            ServerLine::Action { from, text } => ["* ", from, " ", text, "", "", ""],
+            ServerLine::PrivateFrom { from, text } => ["*", from, "* ", text, "", "", ""],
+            ServerLine::PrivateTo { to, text } => ["-> *", to, "* ", text, "", "", ""],
+            ServerLine::Notice(text) => ["-- ", text, "", "", "", "", ""],
+            ServerLine::Error(text) => ["!! ", text, "", "", "", "", ""],
+            ServerLine::Replayed {
+                at,
+                from,
+                text,
+                action: false,
+            } => ["[", at, "] <", from, "> ", text, ""],
+            ServerLine::Replayed {
+                at,
+                from,
+                text,
+                action: true,
+            } => ["[", at, "] * ", from, " ", text, ""],
         };
         for part in parts {
             out.extend_from_slice(part.as_bytes());
@@ -83,7 +109,7 @@ impl ServerLine {
     /// Parses one line, with or without its line end.
     ///
     /// # Errors
-    /// [`ParseLineError`] when the line has none of the six shapes.
+    /// [`ParseLineError`] when the line has none of the seven shapes.
     pub fn parse(line: &str) -> Result<ServerLine, ParseLineError> {
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -99,6 +125,28 @@ impl ServerLine {
         }
         if let Some(text) = line.strip_prefix("!! ") {
             return Some(ServerLine::Error(text.to_string()));
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let (at, rest) = rest.split_once("] ")?;
+            if at.is_empty() || at.contains([' ', '[', ']']) {
+                return None;
+            }
+            let at = at.to_string();
+            return match Self::parse_shape(rest)? {
+                ServerLine::Message { from, text } => Some(ServerLine::Replayed {
+                    at,
+                    from,
+                    text,
+                    action: false,
+                }),
+                ServerLine::Action { from, text } => Some(ServerLine::Replayed {
+                    at,
+                    from,
+                    text,
+                    action: true,
+                }),
+                _ => None,
+            };
         }
         if let Some(rest) = line.strip_prefix("-> *") {
             let (to, text) = owned(split_name(rest, "* ")?);
@@ -181,6 +229,24 @@ mod tests {
                 ServerLine::Error(s("no such nick: carol")),
                 "!! no such nick: carol",
             ),
+            (
+                ServerLine::Replayed {
+                    at: s("2026-12-06T20:31:05Z"),
+                    from: s("alice"),
+                    text: s("hello"),
+                    action: false,
+                },
+                "[2026-12-06T20:31:05Z] <alice> hello",
+            ),
+            (
+                ServerLine::Replayed {
+                    at: s("2026-12-06T20:31:05Z"),
+                    from: s("alice"),
+                    text: s("waves"),
+                    action: true,
+                },
+                "[2026-12-06T20:31:05Z] * alice waves",
+            ),
         ];
         for (line, text) in cases {
             let mut out = Vec::new();
@@ -223,6 +289,10 @@ mod tests {
             "--x",
             "!!x",
             "< a> b",
+            "[2026-12-06T20:31:05Z] -- not a message",
+            "[] <alice> x",
+            "[2026-12-06T20:31:05Z]<alice> x",
+            "[a b] <alice> x",
         ] {
             assert_eq!(
                 ServerLine::parse(bad),

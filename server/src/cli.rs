@@ -11,14 +11,22 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Config, DEFAULT_BURST, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS,
-    DEFAULT_MAX_CLOSING, DEFAULT_MAX_PER_IP, DEFAULT_MAX_PER_NET, DEFAULT_NET_PREFIX_V4,
-    DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE, DEFAULT_SENDQ, DEFAULT_SILENT_GRACE,
+    Config, DEFAULT_BURST, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES, DEFAULT_LISTEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLOSING, DEFAULT_MAX_PER_IP,
+    DEFAULT_MAX_PER_NET, DEFAULT_NET_PREFIX_V4, DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE,
+    DEFAULT_REPLAY, DEFAULT_SENDQ, DEFAULT_SILENT_GRACE,
 };
 
 /// The longest line `--max-line` may allow: 1 MiB. Every connection may
 /// hold a line this long while it arrives.
 const MAX_MAX_LINE: usize = 1024 * 1024;
+
+/// The most lines `--history` and `--replay` may be: a room's history is
+/// replayed in one answer, which must stay a reasonable size.
+const MAX_HISTORY_LINES: usize = 10_000;
+
+/// The most `--history-bytes` may be: 1 TiB.
+const MAX_HISTORY_BYTES: usize = 1 << 40;
 
 /// The most `--sendq` may be: 1 GiB, per client.
 const MAX_SENDQ: usize = 1024 * 1024 * 1024;
@@ -139,6 +147,24 @@ pub struct Cli {
     #[arg(long, value_name = "N", env = "CHAT_SERVER_QUIET_ABOVE", default_value_t = DEFAULT_QUIET_ABOVE)]
     pub quiet_above: usize,
 
+    /// Lines each room remembers (chat lines and actions, never private
+    /// messages), replayed to whoever joins it; 0 turns history off. An
+    /// empty room keeps its history until --history-bytes needs the room.
+    /// In memory only: a restart forgets it.
+    #[arg(long, value_name = "LINES", env = "CHAT_SERVER_HISTORY", default_value_t = DEFAULT_HISTORY, value_parser = history_lines)]
+    pub history: usize,
+
+    /// Lines of a room's history replayed on joining it, and what /history
+    /// shows when not told how many (at most --history).
+    #[arg(long, value_name = "LINES", env = "CHAT_SERVER_REPLAY", default_value_t = DEFAULT_REPLAY, value_parser = history_lines)]
+    pub replay: usize,
+
+    /// Most bytes all rooms' histories together may take. Past it, the
+    /// histories of empty rooms go first, least recently used first, then
+    /// a room's own oldest lines. At most 1 TiB.
+    #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES, value_parser = history_bytes)]
+    pub history_bytes: usize,
+
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g.
     /// 127.0.0.1:9187). Off unless given. The endpoint has no
     /// authentication: keep it on loopback or a private network.
@@ -223,9 +249,13 @@ impl Cli {
             silent_grace: DEFAULT_SILENT_GRACE,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             quiet_above: self.quiet_above,
+            history: self.history,
+            replay: self.replay,
+            history_bytes: self.history_bytes,
             metrics_listen: self.metrics_listen,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             threads: usize::from(self.threads),
+            test_listen: Vec::new(),
             test_fault: None,
         }
     }
@@ -243,6 +273,23 @@ fn count_within(s: &str, max: usize) -> Result<usize, String> {
 
 fn max_line(s: &str) -> Result<usize, String> {
     count_within(s, MAX_MAX_LINE)
+}
+
+/// A number of history lines, 0 to [`MAX_HISTORY_LINES`].
+fn history_lines(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > MAX_HISTORY_LINES => Err(format!("must be at most {MAX_HISTORY_LINES}")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn history_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > MAX_HISTORY_BYTES => Err(format!("must be at most {MAX_HISTORY_BYTES}")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn sendq(s: &str) -> Result<usize, String> {
@@ -293,6 +340,8 @@ mod tests {
         assert_eq!(config.max_per_ip, 32);
         assert_eq!(config.idle_timeout, None);
         assert_eq!(config.quiet_above, 100);
+        assert_eq!((config.history, config.replay), (100, 20));
+        assert_eq!(config.history_bytes, 64 * 1024 * 1024);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.stats_interval, Some(Duration::from_secs(60)));
         assert_eq!(config.threads, 0, "one I/O thread per core");

@@ -80,6 +80,20 @@ pub const DEFAULT_MAX_CLOSING: usize = 1024;
 /// the square of the room's size.
 pub const DEFAULT_QUIET_ABOVE: usize = 100;
 
+/// Default for [`Config::history`]: a hundred lines is the last hour or
+/// two of a busy room, what someone coming back to it wants to read.
+pub const DEFAULT_HISTORY: usize = 100;
+
+/// Default for [`Config::replay`]: twenty lines on joining a room fit on a
+/// screen with room to spare; `/history` shows more.
+pub const DEFAULT_REPLAY: usize = 20;
+
+/// Default for [`Config::history_bytes`]: 64 MiB holds about 300,000
+/// lines of ordinary chat over all rooms, a few minutes of RSS on a small
+/// machine, and bounds what creating rooms in a loop can make the server
+/// keep.
+pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Default for [`Config::stats_interval`]: a line a minute shows the trend
 /// in the log without drowning anything else out.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
@@ -136,6 +150,15 @@ pub struct Config {
     /// Rooms with more members than this are not told of joins, leaves and
     /// nick changes (0 = always tell); `/who` still lists everyone.
     pub quiet_above: usize,
+    /// Lines each room remembers, chat lines and actions with the time
+    /// they were said (0 = no history).
+    pub history: usize,
+    /// Lines replayed to whoever joins a room, and what `/history` shows
+    /// when not told how many.
+    pub replay: usize,
+    /// Most bytes all rooms' histories together may cost; past it, empty
+    /// rooms lose theirs first, least recently used first.
+    pub history_bytes: usize,
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); None =
     /// nowhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -144,6 +167,11 @@ pub struct Config {
     /// I/O threads serving the sockets (0 = one per CPU core); see
     /// [`Config::io_threads`].
     pub threads: usize,
+    /// A test seam, never set by the daemon: addresses for listeners whose
+    /// clients speak [`crate::frontend::Protocol::Test`], so that tests can
+    /// mix two front ends in a room.
+    #[doc(hidden)]
+    pub test_listen: Vec<SocketAddr>,
     /// A test seam, never set by the daemon: makes one of the server's
     /// threads panic when a client sends a given line, so that tests can
     /// prove what a dead thread does to the server (it stops it).
@@ -194,9 +222,13 @@ impl Default for Config {
             silent_grace: DEFAULT_SILENT_GRACE,
             idle_timeout: None,
             quiet_above: DEFAULT_QUIET_ABOVE,
+            history: DEFAULT_HISTORY,
+            replay: DEFAULT_REPLAY,
+            history_bytes: DEFAULT_HISTORY_BYTES,
             metrics_listen: None,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             threads: 0,
+            test_listen: Vec::new(),
             test_fault: None,
         }
     }

@@ -45,10 +45,11 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
-use crate::chat::hub::{self, Hub, Outlet, Wiring};
+use crate::chat::hub::{self, Hub, Outlet, Settings, Wiring};
 use crate::config::{Config, TestFault};
+use crate::frontend::Protocol;
 use crate::net::acceptor::{self, Acceptor, Inlet};
 use crate::net::admission::OldestSilent;
 use crate::net::event_loop::{self, Channels, EventLoop};
@@ -126,7 +127,8 @@ pub struct Server {
     /// The hub's turn count, and the channel that pokes it awake.
     hub_heartbeat: Heartbeat,
     hub_poke: (Sender<()>, Receiver<()>),
-    listeners: Vec<mio::net::TcpListener>,
+    /// The listening sockets, each with the protocol its clients speak.
+    listeners: Vec<(mio::net::TcpListener, Protocol)>,
     shutdown: ShutdownHandle,
     /// Counters the event loop keeps, for watchers on other threads.
     stats: Arc<Stats>,
@@ -151,25 +153,38 @@ impl Server {
     /// [`StartError::Listen`] naming the first address that cannot be
     /// bound; [`StartError::NothingToListenOn`] when there is neither an
     /// address nor a socket.
-    pub fn bind_with(
-        mut listeners: Vec<std::net::TcpListener>,
-        config: Config,
-    ) -> Result<Server, StartError> {
-        for &addr in &config.listen {
+    pub fn bind_with(listeners: Vec<std::net::TcpListener>, config: Config) -> Result<Server, StartError> {
+        let mut listeners: Vec<_> = listeners.into_iter().map(|l| (l, Protocol::Line)).collect();
+        let addrs = config
+            .listen
+            .iter()
+            .map(|&addr| (addr, Protocol::Line))
+            .chain(config.test_listen.iter().map(|&addr| (addr, Protocol::Test)));
+        for (addr, protocol) in addrs {
             let listener = bind_listener(addr).map_err(|source| StartError::Listen { addr, source })?;
-            listeners.push(listener);
+            listeners.push((listener, protocol));
         }
-        Server::from_listeners(listeners, config)
+        Server::assemble(listeners, config)
     }
 
-    /// A server on listening sockets bound elsewhere; `config.listen` is
-    /// not used.
+    /// A server on listening sockets bound elsewhere, whose clients speak
+    /// the line protocol; `config.listen` is not used.
     ///
     /// # Errors
     /// [`StartError::EventLoop`] when the poll or a socket cannot be set up;
     /// [`StartError::NothingToListenOn`] when `listeners` is empty.
     pub fn from_listeners(
         listeners: Vec<std::net::TcpListener>,
+        config: Config,
+    ) -> Result<Server, StartError> {
+        Server::assemble(
+            listeners.into_iter().map(|l| (l, Protocol::Line)).collect(),
+            config,
+        )
+    }
+
+    fn assemble(
+        listeners: Vec<(std::net::TcpListener, Protocol)>,
         config: Config,
     ) -> Result<Server, StartError> {
         if listeners.is_empty() {
@@ -182,9 +197,9 @@ impl Server {
             .map_err(StartError::EventLoop)?;
         let listeners = listeners
             .into_iter()
-            .map(|l| {
+            .map(|(l, protocol)| {
                 l.set_nonblocking(true)?;
-                Ok(mio::net::TcpListener::from_std(l))
+                Ok((mio::net::TcpListener::from_std(l), protocol))
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::EventLoop)?;
@@ -207,11 +222,18 @@ impl Server {
         })
     }
 
-    /// The addresses the server listens on, with any port 0 resolved.
+    /// The addresses the server listens on for the line protocol, with any
+    /// port 0 resolved.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.protocol_addrs(Protocol::Line)
+    }
+
+    /// The addresses the server listens on for `protocol`.
+    pub fn protocol_addrs(&self, protocol: Protocol) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, p)| *p == protocol)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -322,8 +344,18 @@ impl Server {
                 }
             }
         }
+        // The I/O threads hold the only senders now: the hub ends when they
+        // have.
+        drop(to_hub);
         let hub_stats = Arc::clone(&self.stats);
-        let mut hub = Hub::with_quiet_above(self.config.quiet_above);
+        let mut hub = Hub::new(Settings {
+            quiet_above: self.config.quiet_above,
+            history_lines: self.config.history,
+            replay_lines: self.config.replay.min(self.config.history),
+            history_bytes: self.config.history_bytes,
+            clock: hub::system_clock,
+            io_threads: outlets.len(),
+        });
         if let Some(TestFault::Hub(text)) = &self.config.test_fault {
             hub.panic_on(text.clone());
         }
@@ -350,7 +382,6 @@ impl Server {
             self.listeners,
             inlets,
             released_rx,
-            to_hub,
             &self.config,
             self.shutdown.clone(),
             Arc::clone(&self.stats),
@@ -448,7 +479,7 @@ impl Supervisor {
 /// A listening socket on `addr`. An IPv6 socket takes only IPv6, so that
 /// `[::]:7878` and `0.0.0.0:7878` can both be given.
 fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(IpProtocol::TCP))?;
     // Restart at once after a stop, without waiting out TIME_WAIT.
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {

@@ -1,28 +1,33 @@
 //! The hub: the one owner of the chat state.
 //!
 //! Users, nicks and rooms live here and nowhere else, on one thread, so no
-//! lock guards them: the event loops send what clients did as [`Inbound`]
-//! messages and the hub answers with [`Outbound`] ones. Because the hub
-//! handles messages one at a time, every member of a room sees that room's
-//! events in one order, and one sender's messages in the order sent.
+//! lock guards them: the event loops send what users asked for as
+//! [`Inbound`] messages and the hub answers with [`Outbound`] ones.
+//! Because the hub handles messages one at a time, every member of a room
+//! sees that room's events in one order, and one sender's messages in the
+//! order sent.
 //!
-//! The hub speaks in [`ServerEvent`]s, never in wire lines, so another
-//! front end (IRC, TLS) can share it. Everything said to a room, chat and
+//! The hub knows nothing of wire formats or front ends: requests come in
+//! as [`Request`]s (a front end made them from its bytes) and the hub
+//! speaks in [`ServerEvent`]s, each room event naming its room. A user may
+//! be in several rooms at once; the line protocol's one room at a time is
+//! that front end's policy, asked for with each join
+//! ([`Request::Join::leave_others`]). Everything said to a room, chat and
 //! presence alike, goes through [`Hub::publish`]: that is the seam where a
 //! backplane (Redis, so several instances share rooms) will plug in,
 //! publishing to one channel per room and delivering locally what comes
 //! back, which keeps one order per room across instances.
 //!
-//! What keeps it cheap, whatever the size of a room:
-//! - each room keeps its members as one list per I/O thread, shared (an
-//!   `Arc`) with every delivery in flight: a line to a room of 10,000
-//!   costs one message per I/O thread and no copy of the list; a list is
-//!   copied only when it changes while a delivery still holds it;
-//! - each room keeps its members sorted by nick, so `/who` reads one page
-//!   of them without sorting anything, and `/rooms` pages through rooms
-//!   that are kept sorted; answers that grow with the server are sent a
-//!   page at a time ([`Page`]), and their size is charged to the asker's
-//!   flood allowance (see [`Recipients::Reply`]).
+//! What keeps it cheap, whatever the size of a room (see
+//! [`crate::chat::room`]): a line to a room costs one message per I/O
+//! thread, sharing the room's member lists; `/who` and `/rooms` read one
+//! page of views kept in order, and their answers are charged to the
+//! asker's flood allowance by size ([`Recipients::Reply`]), as is the
+//! history replayed on joining a room.
+//!
+//! Each room remembers its last lines (see [`crate::chat::history`]):
+//! replayed on joining it, kept when it empties, within one memory budget
+//! for all rooms.
 //!
 //! Its channels are bounded (see [`crate::server`]): when an I/O thread's
 //! outbound queue is full the hub waits for it, which is bounded because
@@ -31,17 +36,20 @@
 //! threads stop reading sockets: backpressure all the way to the senders'
 //! TCP windows, and no queue that grows without bound.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_protocol::{Command, ErrorKind, LeaveReason, Nick, Page, RoomName, ServerEvent};
+use chat_protocol::{ErrorKind, HistoryEntry, LeaveReason, Nick, Page, RoomName, ServerEvent, Topic};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use crate::chat::history::Budget;
 use crate::chat::messages::{ConnId, Ending, Inbound, Outbound, Recipients, Released};
+use crate::chat::request::{Request, Target};
+use crate::chat::room::Room;
 use crate::ops::liveness::Heartbeat;
 use crate::ops::logging::clip;
 use crate::ops::stats::Stats;
@@ -62,90 +70,96 @@ const TICK: Duration = Duration::from_secs(1);
 /// client typed.
 const LOGGED_TEXT: usize = 120;
 
+/// The most rooms one user may be in at once. A line protocol user is in
+/// one; a client that joins many rooms (IRC's) gets this many, as IRC
+/// servers' `CHANLIMIT` does, so that one user cannot make every message
+/// of hundreds of rooms their own fan-out.
+pub const MAX_ROOMS_PER_USER: usize = 20;
+
+/// How the hub behaves, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rooms with more members than this hear no joins, leaves or nick
+    /// changes (0 = always announce); see [`crate::Config::quiet_above`].
+    pub quiet_above: usize,
+    /// Lines each room remembers (`--history`; 0 = none).
+    pub history_lines: usize,
+    /// Lines replayed on joining a room, and the default of `/history`
+    /// (`--replay`).
+    pub replay_lines: usize,
+    /// Most bytes all histories together may cost (`--history-bytes`).
+    pub history_bytes: usize,
+    /// What time it is, in milliseconds since the Unix epoch (a test
+    /// stops the clock).
+    pub clock: fn() -> u64,
+    /// How many I/O threads feed the hub: on shutdown, it says goodbye once
+    /// each has sent its last lines ([`Inbound::Drained`]).
+    pub io_threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            quiet_above: 0,
+            history_lines: crate::config::DEFAULT_HISTORY,
+            replay_lines: crate::config::DEFAULT_REPLAY,
+            history_bytes: crate::config::DEFAULT_HISTORY_BYTES,
+            clock: system_clock,
+            io_threads: 1,
+        }
+    }
+}
+
+/// The system's time, in milliseconds since the Unix epoch.
+pub fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// One connected user.
 #[derive(Debug)]
 struct User {
     nick: Nick,
-    /// Key of the room the user is in (lower case; see [`RoomName::key`]).
-    room: String,
+    /// Keys of the rooms the user is in (see [`RoomName::key`]), in the
+    /// order joined: the last is [`Target::Current`].
+    rooms: Vec<String>,
     /// Peer address, for logs.
     addr: SocketAddr,
-}
-
-/// One room and who is in it.
-#[derive(Debug)]
-struct Room {
-    /// The name as first used, with its case.
-    name: RoomName,
-    /// The members on each I/O thread (indexed by [`ConnId::shard`]),
-    /// shared with the deliveries in flight: copied only when it changes
-    /// while a delivery still holds it.
-    by_shard: Vec<Arc<Vec<ConnId>>>,
-    /// Members by nick key, in order: `/who` reads a page of it.
-    by_nick: BTreeMap<String, ConnId>,
-}
-
-impl Room {
-    fn new(name: RoomName) -> Room {
-        Room {
-            name,
-            by_shard: Vec::new(),
-            by_nick: BTreeMap::new(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.by_nick.len()
-    }
-
-    fn add(&mut self, id: ConnId, nick_key: String) {
-        if self.by_shard.len() <= id.shard {
-            self.by_shard.resize_with(id.shard + 1, Arc::default);
-        }
-        if let Some(list) = self.by_shard.get_mut(id.shard) {
-            Arc::make_mut(list).push(id);
-        }
-        self.by_nick.insert(nick_key, id);
-    }
-
-    fn remove(&mut self, id: ConnId, nick_key: &str) {
-        if let Some(list) = self.by_shard.get_mut(id.shard) {
-            if let Some(at) = list.iter().position(|&m| m == id) {
-                Arc::make_mut(list).swap_remove(at);
-            }
-        }
-        self.by_nick.remove(nick_key);
-    }
-
-    fn rename(&mut self, id: ConnId, old_key: &str, new_key: String) {
-        if self.by_nick.remove(old_key).is_some() {
-            self.by_nick.insert(new_key, id);
-        }
-    }
 }
 
 /// The chat state and the rules that change it.
 #[derive(Debug)]
 pub struct Hub {
+    settings: Settings,
     users: HashMap<ConnId, User>,
     /// Nick key (lower case) to its owner, for uniqueness and `/msg`.
     nicks: HashMap<String, ConnId>,
     /// Nick skeleton (see [`Nick::skeleton`]) to its owner: no one may take
     /// a nick that looks like someone else's.
     skeletons: HashMap<String, ConnId>,
-    /// Room key (lower case) to room; ordered, so `/rooms` is sorted.
+    /// Room key (lower case) to room: every room with members, the lobby,
+    /// and empty rooms that keep history.
     rooms: BTreeMap<String, Room>,
+    /// Keys of the rooms `/rooms` lists, in order: those with members, and
+    /// the lobby.
+    listed: BTreeSet<String>,
+    /// The history budget all rooms share.
+    budget: Budget,
+    /// Counts uses of rooms (a line said, a join), to order them by when
+    /// they were last used.
+    uses: u64,
     /// Next number to try for a guest nick.
     next_guest: u64,
     /// What the hub has to say, by I/O thread, waiting to be handed over.
     outbox: Vec<(usize, Outbound)>,
-    /// Rooms with more members than this hear no joins, leaves or nick
-    /// changes (0 = always announce); see [`crate::Config::quiet_above`].
-    quiet_above: usize,
     /// When the line being handled was read, passed on with what it causes
     /// (see [`Outbound::Deliver`]).
-    line_received: Option<Instant>,
-    /// Set by [`Inbound::Shutdown`]: whoever connects now is sent away.
+    line_received: Option<std::time::Instant>,
+    /// I/O threads that have sent their last lines ([`Inbound::Drained`]).
+    drained: usize,
+    /// Set once every I/O thread has drained: whoever connects now is
+    /// sent away.
     shutting_down: bool,
     /// Connections that have left the chat since the last
     /// [`Hub::take_released`], for the acceptor: their places are free.
@@ -156,34 +170,30 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub::new()
+        Hub::new(Settings::default())
     }
 }
 
 impl Hub {
-    /// An empty hub with the lobby in it, announcing presence changes only
-    /// in rooms of at most `quiet_above` members (0 = in every room).
-    pub fn with_quiet_above(quiet_above: usize) -> Hub {
-        Hub {
-            quiet_above,
-            ..Hub::new()
-        }
-    }
-
-    /// An empty hub with the lobby in it, announcing every presence change.
-    pub fn new() -> Hub {
+    /// An empty hub with the lobby in it.
+    pub fn new(settings: Settings) -> Hub {
         let lobby = RoomName::lobby();
         let mut rooms = BTreeMap::new();
-        rooms.insert(lobby.key(), Room::new(lobby));
+        rooms.insert(lobby.key(), Room::new(lobby.clone()));
+        let budget = Budget::new(settings.history_lines, settings.history_bytes);
         Hub {
+            settings,
             users: HashMap::new(),
             nicks: HashMap::new(),
             skeletons: HashMap::new(),
             rooms,
+            listed: BTreeSet::from([lobby.key()]),
+            budget,
+            uses: 0,
             next_guest: 1,
             outbox: Vec::new(),
-            quiet_above: 0,
             line_received: None,
+            drained: 0,
             shutting_down: false,
             released: Vec::new(),
             panic_on: None,
@@ -197,9 +207,15 @@ impl Hub {
         self.panic_on = Some(text);
     }
 
-    /// How many rooms exist, the lobby included.
+    /// How many rooms `/rooms` lists: those with members, and the lobby.
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.listed.len()
+    }
+
+    /// What all rooms' histories cost against `--history-bytes`, and how
+    /// many empty rooms keep one.
+    pub fn history_usage(&self) -> (usize, usize) {
+        (self.budget.used(), self.budget.empty_rooms())
     }
 
     /// Takes what the hub has said since the last call, each message with
@@ -252,7 +268,12 @@ impl Hub {
                 }
                 self.close(id);
             }
-            Inbound::Shutdown => self.shutdown(),
+            Inbound::Drained => {
+                self.drained += 1;
+                if self.drained >= self.settings.io_threads && !self.shutting_down {
+                    self.shutdown();
+                }
+            }
         }
     }
 
@@ -266,7 +287,7 @@ impl Hub {
             id,
             User {
                 nick: nick.clone(),
-                room: lobby.key(),
+                rooms: Vec::new(),
                 addr,
             },
         );
@@ -294,50 +315,141 @@ impl Hub {
         }
     }
 
-    fn line(&mut self, id: ConnId, line: Result<Command, ErrorKind>) {
+    /// The key of the room `target` names for the user `id`, if they are in
+    /// it; otherwise the error to answer with.
+    fn member_room(&self, id: ConnId, target: &Target) -> Result<String, ErrorKind> {
+        let user = self.users.get(&id).ok_or(ErrorKind::NoCurrentRoom)?;
+        match target {
+            Target::Current => user.rooms.last().cloned().ok_or(ErrorKind::NoCurrentRoom),
+            Target::Room(name) => {
+                let key = name.key();
+                if user.rooms.contains(&key) {
+                    Ok(key)
+                } else {
+                    let name = self
+                        .rooms
+                        .get(&key)
+                        .map_or_else(|| name.clone(), |r| r.name.clone());
+                    Err(ErrorKind::NotInRoom(name))
+                }
+            }
+        }
+    }
+
+    fn line(&mut self, id: ConnId, line: Result<Request, ErrorKind>) {
         let Some(user) = self.users.get(&id) else {
             // The user quit or disconnected while this line was in flight.
             return;
         };
-        let command = match line {
-            Ok(command) => command,
+        let (nick, addr) = (user.nick.clone(), user.addr);
+        let request = match line {
+            Ok(request) => request,
             Err(error) => {
-                log::debug!(
-                    "{} {}: error: {}",
-                    user.addr,
-                    user.nick,
-                    clip(&error.to_string(), LOGGED_TEXT)
-                );
+                log::debug!("{addr} {nick}: error: {}", clip(&error.to_string(), LOGGED_TEXT));
                 return self.send(id, ServerEvent::Error(error));
             }
         };
-        let (nick, room, addr) = (user.nick.clone(), user.room.clone(), user.addr);
-        match command {
-            Command::Say(text) => {
-                assert!(
-                    self.panic_on.as_ref() != Some(&text),
-                    "test fault: the hub panics as asked"
-                );
-                log::debug!("{addr} {nick}: {}", clip(&text, LOGGED_TEXT));
-                self.publish(&room, Some(id), ServerEvent::Said { from: nick, text });
-            }
-            Command::Me(text) => {
-                log::debug!("{addr} {nick}: /me {}", clip(&text, LOGGED_TEXT));
-                self.publish(&room, Some(id), ServerEvent::Action { from: nick, text });
-            }
-            Command::Msg { to, text } => {
+        let outcome = match request {
+            Request::Say { room, text, action } => self.say(id, nick, &room, text, action),
+            Request::Private { to, text } => {
                 log::debug!("{addr} {nick}: /msg {to} {}", clip(&text, LOGGED_TEXT));
                 self.private(id, nick, to, text);
+                Ok(())
             }
-            Command::Nick(new) => self.rename(id, nick, new),
-            Command::Join(target) => self.join(id, nick, &room, target),
-            Command::Who { page } => self.who(id, &room, page),
-            Command::Rooms { page } => self.list_rooms(id, page),
-            Command::Help => self.reply(id, ServerEvent::Help),
-            Command::Quit(reason) => {
+            Request::Nick(new) => {
+                self.rename(id, nick, new);
+                Ok(())
+            }
+            Request::Join { room, leave_others } => self.join(id, nick, room, leave_others),
+            Request::Part { room, reason } => self.member_room(id, &room).map(|key| {
+                self.leave_room(id, &key, LeaveReason::Parted(reason));
+            }),
+            Request::Topic { room, set } => self.topic(id, nick, &room, set),
+            Request::Who { room, page } => self.who(id, &room, page),
+            Request::Rooms { page } => {
+                self.list_rooms(id, page);
+                Ok(())
+            }
+            Request::History { room, count } => self.history(id, &room, count),
+            Request::Help => {
+                self.reply(id, ServerEvent::Help);
+                Ok(())
+            }
+            Request::Quit(reason) => {
                 self.remove(id, LeaveReason::Quit(reason));
                 self.send(id, ServerEvent::Bye);
                 self.close(id);
+                Ok(())
+            }
+        };
+        if let Err(error) = outcome {
+            self.send(id, ServerEvent::Error(error));
+        }
+    }
+
+    /// A message or action in a room the user is in: to everyone else in
+    /// it, and into its history.
+    fn say(
+        &mut self,
+        id: ConnId,
+        nick: Nick,
+        target: &Target,
+        text: String,
+        action: bool,
+    ) -> Result<(), ErrorKind> {
+        assert!(
+            self.panic_on.as_ref() != Some(&text),
+            "test fault: the hub panics as asked"
+        );
+        let key = self.member_room(id, target)?;
+        if let Some(user) = self.users.get(&id) {
+            let star = if action { "/me " } else { "" };
+            log::debug!("{} {nick} {key}: {star}{}", user.addr, clip(&text, LOGGED_TEXT));
+        }
+        self.uses += 1;
+        let at = (self.settings.clock)();
+        let Some(room) = self.rooms.get_mut(&key) else { return Ok(()) };
+        room.used_at = self.uses;
+        let name = room.name.clone();
+        let entry = HistoryEntry {
+            at,
+            from: nick.clone(),
+            text: text.clone(),
+            action,
+        };
+        self.budget.record(&mut room.history, entry);
+        self.keep_history_within_budget(&key);
+        let event = if action {
+            ServerEvent::Action {
+                room: name,
+                from: nick,
+                text,
+            }
+        } else {
+            ServerEvent::Said {
+                room: name,
+                from: nick,
+                text,
+            }
+        };
+        self.publish(&key, Some(id), event);
+        Ok(())
+    }
+
+    /// While the histories cost more than the budget: the empty rooms that
+    /// keep one go, least recently used first; then the room `key` (where a
+    /// line was just said) loses its oldest lines.
+    fn keep_history_within_budget(&mut self, key: &str) {
+        while self.budget.is_over() {
+            if let Some(empty) = self.budget.pop_empty() {
+                if let Some(mut room) = self.rooms.remove(&empty) {
+                    self.budget.evict(&mut room.history);
+                }
+            } else {
+                let Some(room) = self.rooms.get_mut(key) else { return };
+                if !self.budget.trim(&mut room.history) {
+                    return;
+                }
             }
         }
     }
@@ -380,54 +492,127 @@ impl Hub {
         };
         user.nick = new.clone();
         log::info!("{} {old} is now known as {new}", user.addr);
-        let room = user.room.clone();
-        if let Some(room) = self.rooms.get_mut(&room) {
-            room.rename(id, &old.key(), new.key());
+        let rooms = user.rooms.clone();
+        for key in &rooms {
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.rename(id, &old.key(), new.key());
+            }
         }
         self.send(id, ServerEvent::NickSet { nick: new.clone() });
-        self.announce_presence(&room, id, ServerEvent::NickChanged { old, new });
+        let event = ServerEvent::NickChanged { old, new };
+        match rooms.as_slice() {
+            [only] => self.announce_presence(only, id, event),
+            several => {
+                // Once to everyone who shares a room with the user, however
+                // many they share.
+                let mut told: HashSet<ConnId> = HashSet::new();
+                for key in several {
+                    if let Some(room) = self.rooms.get(key).filter(|r| self.announces(r.len())) {
+                        told.extend(room.members().filter(|&m| m != id));
+                    }
+                }
+                self.deliver_many(told.into_iter().collect(), event);
+            }
+        }
     }
 
-    fn join(&mut self, id: ConnId, nick: Nick, current: &str, target: RoomName) {
-        if target.key() == current {
-            let name = self.rooms.get(current).map_or(target, |r| r.name.clone());
-            return self.send(id, ServerEvent::Error(ErrorKind::AlreadyInRoom(name)));
-        }
+    fn join(
+        &mut self,
+        id: ConnId,
+        nick: Nick,
+        target: RoomName,
+        leave_others: bool,
+    ) -> Result<(), ErrorKind> {
+        let key = target.key();
         // An existing room keeps the spelling it was created with.
-        let name = self.rooms.get(&target.key()).map_or(target, |r| r.name.clone());
-        self.leave_room(id, LeaveReason::Moved(name.clone()));
+        let name = self.rooms.get(&key).map_or(target, |r| r.name.clone());
+        let Some(user) = self.users.get(&id) else { return Ok(()) };
+        if user.rooms.contains(&key) {
+            return if leave_others {
+                Err(ErrorKind::AlreadyInRoom(name))
+            } else {
+                Ok(())
+            };
+        }
+        if leave_others {
+            for other in user.rooms.clone() {
+                self.leave_room(id, &other, LeaveReason::Moved(name.clone()));
+            }
+        } else if user.rooms.len() >= MAX_ROOMS_PER_USER {
+            return Err(ErrorKind::TooManyRooms(MAX_ROOMS_PER_USER));
+        }
         self.send(id, ServerEvent::JoinedRoom { room: name.clone() });
         self.enter(id, nick, name);
+        Ok(())
     }
 
-    /// Puts `id` into the room `target` names, creating it if needed, and
-    /// tells the room.
+    /// Puts `id` into the room `target` names, creating it if needed, tells
+    /// the room, and shows the newcomer its topic and its last lines.
     fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName) {
         let key = target.key();
         if let Some(user) = self.users.get_mut(&id) {
-            user.room = key.clone();
+            user.rooms.push(key.clone());
         }
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room::new(target));
+        if room.is_empty() {
+            self.budget.room_occupied(&key, room.used_at);
+            self.listed.insert(key.clone());
+        }
+        self.uses += 1;
+        room.used_at = self.uses;
         room.add(id, nick.key());
-        let room = room.name.clone();
-        self.announce_presence(&key, id, ServerEvent::Joined { nick, room });
+        let name = room.name.clone();
+        let topic = room.topic.clone();
+        let replay = room.history.last(self.settings.replay_lines);
+        self.announce_presence(
+            &key,
+            id,
+            ServerEvent::Joined {
+                nick,
+                room: name.clone(),
+            },
+        );
+        if topic.is_some() {
+            self.send(
+                id,
+                ServerEvent::Topic {
+                    room: name.clone(),
+                    topic,
+                },
+            );
+        }
+        if !replay.is_empty() {
+            self.reply(
+                id,
+                ServerEvent::History {
+                    room: name,
+                    entries: replay,
+                },
+            );
+        }
     }
 
-    /// Takes `id` out of its room, tells the room why, and drops the room
-    /// if it is empty now (but never the lobby).
-    fn leave_room(&mut self, id: ConnId, reason: LeaveReason) {
-        let Some(user) = self.users.get(&id) else { return };
-        let (key, nick) = (user.room.clone(), user.nick.clone());
-        let Some(room) = self.rooms.get_mut(&key) else {
+    /// Takes `id` out of the room `key`, tells the room why, and, if it is
+    /// empty now, keeps it for its history or drops it (never the lobby).
+    fn leave_room(&mut self, id: ConnId, key: &str, reason: LeaveReason) {
+        let Some(user) = self.users.get_mut(&id) else { return };
+        user.rooms.retain(|r| r != key);
+        let nick = user.nick.clone();
+        let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
         room.remove(id, &nick.key());
         let name = room.name.clone();
-        if room.len() == 0 && name.as_str() != RoomName::LOBBY {
-            self.rooms.remove(&key);
+        if room.is_empty() && name.as_str() != RoomName::LOBBY {
+            self.listed.remove(key);
+            if room.history.is_empty() {
+                self.rooms.remove(key);
+            } else {
+                self.budget.room_emptied(key, room.used_at, &room.history);
+            }
         }
         self.announce_presence(
-            &key,
+            key,
             id,
             ServerEvent::Left {
                 nick,
@@ -437,7 +622,7 @@ impl Hub {
         );
     }
 
-    /// Forgets the user entirely: room, nick, and all.
+    /// Forgets the user entirely: rooms, nick, and all.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
         let Some(user) = self.users.get(&id) else { return };
         log::info!(
@@ -450,26 +635,50 @@ impl Hub {
             shard: id.shard,
             ip: user.addr.ip(),
         });
-        self.leave_room(id, reason);
+        for key in user.rooms.clone() {
+            self.leave_room(id, &key, reason.clone());
+        }
         if let Some(user) = self.users.remove(&id) {
             self.nicks.remove(&user.nick.key());
             self.skeletons.remove(&user.nick.skeleton());
         }
     }
 
-    /// One page of the room's members, read from its sorted index.
-    fn who(&mut self, id: ConnId, room_key: &str, page: usize) {
-        let Some(room) = self.rooms.get(room_key) else {
-            return;
-        };
+    /// Shows a room's topic, or sets it and tells the room.
+    fn topic(
+        &mut self,
+        id: ConnId,
+        nick: Nick,
+        target: &Target,
+        set: Option<String>,
+    ) -> Result<(), ErrorKind> {
+        let key = self.member_room(id, target)?;
+        let at = (self.settings.clock)();
+        let Some(room) = self.rooms.get_mut(&key) else { return Ok(()) };
+        let name = room.name.clone();
+        match set {
+            None => {
+                let topic = room.topic.clone();
+                self.reply(id, ServerEvent::Topic { room: name, topic });
+            }
+            Some(text) => {
+                let topic = Topic { text, by: nick, at };
+                room.topic = Some(topic.clone());
+                self.publish(&key, None, ServerEvent::TopicChanged { room: name, topic });
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of a room's members, read from its sorted index.
+    fn who(&mut self, id: ConnId, target: &Target, page: usize) -> Result<(), ErrorKind> {
+        let key = self.member_room(id, target)?;
+        let Some(room) = self.rooms.get(&key) else { return Ok(()) };
         let total = room.len();
         let (page, range) = Page::of_listing(page, total);
         let nicks = room
-            .by_nick
-            .values()
-            .skip(range.start)
-            .take(range.len())
-            .filter_map(|m| self.users.get(m).map(|u| u.nick.clone()))
+            .page(range)
+            .filter_map(|m| self.users.get(&m).map(|u| u.nick.clone()))
             .collect();
         let room = room.name.clone();
         self.reply(
@@ -481,20 +690,33 @@ impl Hub {
                 nicks,
             },
         );
+        Ok(())
     }
 
-    /// One page of the rooms, which are kept sorted.
+    /// One page of the rooms with members (and the lobby), kept in order.
     fn list_rooms(&mut self, id: ConnId, page: usize) {
-        let total = self.rooms.len();
+        let total = self.listed.len();
         let (page, range) = Page::of_listing(page, total);
         let rooms = self
-            .rooms
-            .values()
+            .listed
+            .iter()
             .skip(range.start)
             .take(range.len())
+            .filter_map(|key| self.rooms.get(key))
             .map(|r| (r.name.clone(), r.len()))
             .collect();
         self.reply(id, ServerEvent::Rooms { total, page, rooms });
+    }
+
+    /// The last lines said in a room the user is in.
+    fn history(&mut self, id: ConnId, target: &Target, count: Option<usize>) -> Result<(), ErrorKind> {
+        let key = self.member_room(id, target)?;
+        let Some(room) = self.rooms.get(&key) else { return Ok(()) };
+        let count = count.unwrap_or(self.settings.replay_lines);
+        let entries = room.history.last(count);
+        let room = room.name.clone();
+        self.reply(id, ServerEvent::History { room, entries });
+        Ok(())
     }
 
     fn shutdown(&mut self) {
@@ -503,37 +725,21 @@ impl Hub {
             "shutting down: telling {n} {}",
             if n == 1 { "client" } else { "clients" }
         );
-        let mut by_shard: Vec<Vec<ConnId>> = Vec::new();
-        for &id in self.users.keys() {
-            if by_shard.len() <= id.shard {
-                by_shard.resize_with(id.shard + 1, Vec::new);
-            }
-            if let Some(list) = by_shard.get_mut(id.shard) {
-                list.push(id);
-            }
-        }
-        let event = Arc::new(ServerEvent::ShuttingDown);
-        for (shard, ids) in by_shard.into_iter().enumerate() {
-            if ids.is_empty() {
-                continue;
-            }
-            let closes: Vec<ConnId> = ids.clone();
-            self.outbox.push((
-                shard,
-                Outbound::Deliver {
-                    to: Recipients::Many(ids),
-                    event: Arc::clone(&event),
-                    since: None,
-                },
-            ));
-            for id in closes {
-                self.outbox.push((shard, Outbound::Close { id }));
-            }
+        let everyone: Vec<ConnId> = self.users.keys().copied().collect();
+        self.deliver_many(everyone.clone(), ServerEvent::ShuttingDown);
+        for id in everyone {
+            self.close(id);
         }
         self.users.clear();
         self.nicks.clear();
         self.skeletons.clear();
         self.shutting_down = true;
+    }
+
+    /// Whether a room of `members` hears presence changes (see
+    /// [`Hub::announce_presence`]).
+    fn announces(&self, members: usize) -> bool {
+        self.settings.quiet_above == 0 || members <= self.settings.quiet_above
     }
 
     /// Says a join, leave or nick change to everyone in the room but `who`,
@@ -546,11 +752,9 @@ impl Hub {
     fn announce_presence(&mut self, room_key: &str, who: ConnId, event: ServerEvent) {
         let room = self.rooms.get(room_key);
         let nick_key = self.users.get(&who).map(|u| u.nick.key());
-        let present = room
-            .zip(nick_key)
-            .is_some_and(|(r, key)| r.by_nick.get(&key) == Some(&who));
+        let present = room.zip(nick_key).is_some_and(|(r, key)| r.has(&key, who));
         let members = room.map_or(0, Room::len) + usize::from(!present);
-        if self.quiet_above == 0 || members <= self.quiet_above {
+        if self.announces(members) {
             self.publish(room_key, Some(who), event);
         }
     }
@@ -569,7 +773,7 @@ impl Hub {
         };
         let event = Arc::new(event);
         let since = self.line_received;
-        for (shard, members) in room.by_shard.iter().enumerate() {
+        for (shard, members) in room.by_shard() {
             let only_the_sender = members.len() == 1 && members.first() == except.as_ref();
             if members.is_empty() || only_the_sender {
                 continue;
@@ -593,10 +797,32 @@ impl Hub {
         self.deliver_to(Recipients::One(id), id.shard, event);
     }
 
-    /// Answers one user's command with something they pay for by its size
+    /// Answers one user's request with something they pay for by its size
     /// (see [`Recipients::Reply`]).
     fn reply(&mut self, id: ConnId, event: ServerEvent) {
         self.deliver_to(Recipients::Reply(id), id.shard, event);
+    }
+
+    /// Tells each of `ids` the same thing, one message per I/O thread.
+    fn deliver_many(&mut self, ids: Vec<ConnId>, event: ServerEvent) {
+        let mut by_shard: Vec<Vec<ConnId>> = Vec::new();
+        for id in ids {
+            if by_shard.len() <= id.shard {
+                by_shard.resize_with(id.shard + 1, Vec::new);
+            }
+            if let Some(list) = by_shard.get_mut(id.shard) {
+                list.push(id);
+            }
+        }
+        let event = Arc::new(event);
+        let since = self.line_received;
+        for (shard, ids) in by_shard.into_iter().enumerate() {
+            if !ids.is_empty() {
+                let to = Recipients::Many(ids);
+                let event = Arc::clone(&event);
+                self.outbox.push((shard, Outbound::Deliver { to, event, since }));
+            }
+        }
     }
 
     fn deliver_to(&mut self, to: Recipients, shard: usize, event: ServerEvent) {
@@ -811,18 +1037,38 @@ mod tests {
     }
 
     fn cmd(hub: &mut Hub, n: usize, line: &str) {
-        let command = Command::parse(line).map_err(ErrorKind::from).transpose();
-        if let Some(line) = command {
+        if let Some(line) = crate::frontend::line::to_request(Ok(line.to_string())) {
             hub.handle(Inbound::Line {
                 id: id(n),
                 line,
-                received: Instant::now(),
+                received: std::time::Instant::now(),
             });
         }
     }
 
+    /// A stopped clock: 2026-12-06T20:00:00Z.
+    fn clock() -> u64 {
+        1_796_587_200_000
+    }
+
+    /// Settings without history, for the tests not about it.
+    fn quiet(quiet_above: usize) -> Settings {
+        Settings {
+            quiet_above,
+            history_lines: 0,
+            replay_lines: 0,
+            history_bytes: 0,
+            clock,
+            io_threads: 1,
+        }
+    }
+
     fn hub_with(n: usize) -> Hub {
-        let mut hub = Hub::new();
+        hub_with_settings(n, quiet(0))
+    }
+
+    fn hub_with_settings(n: usize, settings: Settings) -> Hub {
+        let mut hub = Hub::new(settings);
         for i in 1..=n {
             hub.handle(Inbound::Connected {
                 id: id(i),
@@ -950,6 +1196,241 @@ mod tests {
         );
     }
 
+    /// Sends a request as a front end that is not the line protocol would.
+    fn ask(hub: &mut Hub, n: usize, request: Request) {
+        hub.handle(Inbound::Line {
+            id: id(n),
+            line: Ok(request),
+            received: std::time::Instant::now(),
+        });
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).unwrap()
+    }
+
+    fn join(name: &str) -> Request {
+        Request::Join {
+            room: room(name),
+            leave_others: false,
+        }
+    }
+
+    fn say_in(name: &str, text: &str) -> Request {
+        Request::Say {
+            room: Target::Room(room(name)),
+            text: text.to_string(),
+            action: false,
+        }
+    }
+
+    #[test]
+    fn a_user_may_be_in_several_rooms_and_each_event_names_its_room() {
+        let mut hub = hub_with(3);
+        for n in 1..=2 {
+            ask(&mut hub, n, join("rust"));
+            ask(&mut hub, n, join("go"));
+        }
+        ask(&mut hub, 3, join("go"));
+        hub.take_outbox();
+        // 1 is in #lobby, #rust and #go: it hears each room's talk.
+        ask(&mut hub, 2, say_in("rust", "borrow"));
+        ask(&mut hub, 3, say_in("go", "gopher"));
+        let rooms_heard: Vec<(usize, Option<String>)> = hub
+            .take_outbox()
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                Outbound::Deliver { to, event, .. } => match &*event {
+                    ServerEvent::Said { room, .. } => Some(
+                        recipients(&to)
+                            .into_iter()
+                            .map(|r| (r.slot, Some(room.to_string())))
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut rooms_heard = rooms_heard;
+        rooms_heard.sort();
+        assert_eq!(
+            rooms_heard,
+            [
+                (1, Some("#go".to_string())),
+                (1, Some("#rust".to_string())),
+                (2, Some("#go".to_string())),
+            ]
+        );
+        // Saying something in a room one is not in is an error.
+        ask(&mut hub, 3, say_in("rust", "hi"));
+        assert_eq!(said(&mut hub), pairs(&[(3, "!! you are not in #rust")]));
+        // Leaving one room keeps the others; the room hears why.
+        ask(
+            &mut hub,
+            1,
+            Request::Part {
+                room: Target::Room(room("rust")),
+                reason: Some("enough".into()),
+            },
+        );
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(2, "-- guest1 left #rust (left: enough)")])
+        );
+        ask(&mut hub, 3, say_in("go", "still here"));
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(1, "<guest3> still here"), (2, "<guest3> still here")])
+        );
+        // A nick change is told once to everyone who shares a room.
+        cmd(&mut hub, 2, "/nick bob");
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[
+                (2, "-- you are now known as bob"),
+                (1, "-- guest2 is now known as bob"),
+                (3, "-- guest2 is now known as bob"),
+            ])
+        );
+    }
+
+    #[test]
+    fn there_is_a_most_rooms_one_user_may_be_in() {
+        let mut hub = hub_with(1);
+        for n in 1..MAX_ROOMS_PER_USER {
+            ask(&mut hub, 1, join(&format!("r{n}")));
+        }
+        hub.take_outbox();
+        ask(&mut hub, 1, join("one-more"));
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(
+                1,
+                &format!("!! you are in {MAX_ROOMS_PER_USER} rooms already, the most there may be")
+            )])
+        );
+    }
+
+    #[test]
+    fn a_topic_is_shown_on_joining_and_announced_when_set() {
+        let mut hub = hub_with(2);
+        cmd(&mut hub, 1, "/topic");
+        assert_eq!(said(&mut hub), pairs(&[(1, "-- #lobby has no topic")]));
+        cmd(&mut hub, 1, "/topic release on Friday");
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[
+                (1, "-- guest1 set the topic of #lobby: release on Friday"),
+                (2, "-- guest1 set the topic of #lobby: release on Friday"),
+            ])
+        );
+        cmd(&mut hub, 2, "/join rust");
+        cmd(&mut hub, 2, "/join lobby");
+        let heard = said(&mut hub);
+        assert!(
+            heard.contains(&(
+                2,
+                "-- topic of #lobby: release on Friday (set by guest1 at 2026-12-06T20:00:00Z)".to_string()
+            )),
+            "{heard:?}"
+        );
+    }
+
+    fn with_history(lines: usize, replay: usize, bytes: usize) -> Settings {
+        Settings {
+            history_lines: lines,
+            replay_lines: replay,
+            history_bytes: bytes,
+            ..quiet(0)
+        }
+    }
+
+    #[test]
+    fn joining_a_room_replays_its_last_lines_with_their_time() {
+        let mut hub = hub_with_settings(2, with_history(5, 2, 1 << 20));
+        cmd(&mut hub, 1, "/join rust");
+        for i in 0..4 {
+            cmd(&mut hub, 1, &format!("line {i}"));
+        }
+        cmd(&mut hub, 1, "/me waves");
+        hub.take_outbox();
+        cmd(&mut hub, 2, "/join rust");
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[
+                (2, "-- you joined #rust"),
+                (1, "-- guest2 joined #rust"),
+                (2, "[2026-12-06T20:00:00Z] <guest1> line 3"),
+                (2, "[2026-12-06T20:00:00Z] * guest1 waves"),
+            ])
+        );
+        cmd(&mut hub, 2, "/history 10");
+        let heard = said(&mut hub);
+        assert_eq!(heard.len(), 5, "all five kept lines: {heard:?}");
+        assert_eq!(
+            heard[0],
+            (2, "[2026-12-06T20:00:00Z] <guest1> line 0".to_string())
+        );
+        // Private messages are never kept.
+        cmd(&mut hub, 1, "/msg guest2 secret");
+        hub.take_outbox();
+        cmd(&mut hub, 2, "/history 1");
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(2, "[2026-12-06T20:00:00Z] * guest1 waves")])
+        );
+    }
+
+    #[test]
+    fn an_emptied_room_keeps_its_history_until_the_budget_needs_it() {
+        let one_line = crate::chat::history::ROOM_OVERHEAD + 200;
+        // Room for about three rooms of one line each.
+        let mut hub = hub_with_settings(2, with_history(10, 10, 3 * one_line));
+        for name in ["a", "b", "c", "d"] {
+            cmd(&mut hub, 1, &format!("/join {name}"));
+            cmd(&mut hub, 1, &format!("said in {name}"));
+        }
+        cmd(&mut hub, 1, "/join lobby");
+        hub.take_outbox();
+        // The first rooms, used least recently, are gone with their
+        // history; the last ones still replay it to a newcomer.
+        cmd(&mut hub, 2, "/join d");
+        assert!(said(&mut hub).contains(&(2, "[2026-12-06T20:00:00Z] <guest1> said in d".to_string())));
+        cmd(&mut hub, 2, "/join a");
+        assert_eq!(
+            said(&mut hub),
+            pairs(&[(2, "-- you joined #a")]),
+            "#a lost its history"
+        );
+        let (used, _) = hub.history_usage();
+        assert!(used <= 3 * one_line, "{used} bytes kept");
+        // /rooms lists the rooms with people in them, not the empty ones
+        // that only keep history.
+        cmd(&mut hub, 2, "/rooms");
+        assert_eq!(said(&mut hub), pairs(&[(2, "-- 2 rooms: #a (1), #lobby (1)")]));
+    }
+
+    #[test]
+    fn creating_rooms_in_a_loop_stays_within_the_history_budget() {
+        let budget = 64 * 1024;
+        let mut hub = hub_with_settings(1, with_history(100, 20, budget));
+        for n in 0..5_000 {
+            cmd(&mut hub, 1, &format!("/join loop{n}"));
+            cmd(&mut hub, 1, &"x".repeat(200));
+            hub.take_outbox();
+            let (used, _) = hub.history_usage();
+            assert!(used <= budget + 1024, "{used} bytes after {n} rooms");
+        }
+        let (_, empty_rooms) = hub.history_usage();
+        assert!(
+            hub.rooms.len() < 200,
+            "{} rooms kept ({empty_rooms} empty ones with history)",
+            hub.rooms.len()
+        );
+    }
+
     #[test]
     fn joining_moves_between_rooms_and_empty_rooms_vanish() {
         let mut hub = hub_with(2);
@@ -994,7 +1475,7 @@ mod tests {
 
     #[test]
     fn rooms_over_the_quiet_threshold_hear_no_presence_changes() {
-        let mut hub = Hub::with_quiet_above(2);
+        let mut hub = Hub::new(quiet(2));
         for i in 1..=2 {
             hub.handle(Inbound::Connected {
                 id: id(i),
@@ -1103,7 +1584,7 @@ mod tests {
         hub.handle(Inbound::Ending {
             id: id(1),
             why: Ending::Idle {
-                quiet: Duration::from_secs(30),
+                quiet: std::time::Duration::from_secs(30),
             },
         });
         assert_eq!(
@@ -1129,7 +1610,7 @@ mod tests {
     #[test]
     fn shutdown_tells_everyone_closes_everyone_and_sends_latecomers_away() {
         let mut hub = hub_with(2);
-        hub.handle(Inbound::Shutdown);
+        hub.handle(Inbound::Drained);
         let out = said(&mut hub);
         assert_eq!(
             out.iter().filter(|(_, l)| l == "-- server shutting down").count(),

@@ -17,7 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{Command, ErrorKind, LeaveReason, ServerEvent};
+use chat_protocol::{ErrorKind, LeaveReason, ServerEvent};
+
+use crate::chat::request::Request;
+use crate::frontend::Protocol;
 
 /// Names one connection for its whole life, and never another one.
 ///
@@ -45,12 +48,12 @@ pub enum Inbound {
         /// The peer's address, for logs.
         addr: SocketAddr,
     },
-    /// A client sent a line: a command, or the error it earned.
+    /// A client sent a line: a request, or the error it earned.
     Line {
         /// Who sent it.
         id: ConnId,
-        /// The parsed command, or why it could not be decoded or parsed.
-        line: Result<Command, ErrorKind>,
+        /// What its front end made of it, or why it could not.
+        line: Result<Request, ErrorKind>,
         /// When it was read, for the fan-out latency metric.
         received: Instant,
     },
@@ -72,10 +75,13 @@ pub enum Inbound {
         /// Why.
         why: Ending,
     },
-    /// The server is shutting down: tell everyone and close everyone, and
-    /// from now on send anyone who connects away the same way. The hub
-    /// stops once every sender of these messages has gone.
-    Shutdown,
+    /// The server is shutting down, and this I/O thread has read the last
+    /// lines it will (what its clients had sent before the signal): once
+    /// every I/O thread has said so, the hub tells everyone and closes
+    /// everyone, after those lines, and from then on sends anyone who
+    /// connects away the same way. The hub stops once every sender of
+    /// these messages has gone.
+    Drained,
 }
 
 /// Why the event loop ends a connection that did nothing wrong.
@@ -150,6 +156,8 @@ pub struct Adopt {
     /// longest silent connection, or, if it has none that may go, refuse
     /// this one with `server full`.
     pub make_room: bool,
+    /// The wire format it speaks (that of the listener it came in on).
+    pub protocol: Protocol,
 }
 
 /// To the acceptor: a connection has left the chat, so its place (in all,

@@ -1,18 +1,60 @@
 //! The line protocol front end: client lines in, server lines out.
 //!
-//! The hub knows nothing of the wire format. This module is the one place
-//! where the event loop turns a decoded line into what the hub understands
-//! and what the hub says into bytes for the socket; a second front end
-//! (IRC, say) would have its own module like this one and share the hub.
+//! The line protocol (PROTOCOL.md) is what `nc` and `chat-client` speak: a
+//! user is in one room at a time, and what they type without a command is
+//! said there. That policy is this front end's, not the hub's: a `/join`
+//! asks the hub to leave the user's other rooms, and everything else names
+//! [`Target::Current`], the room the user joined last.
 
 use chat_protocol::{Command, DecodeError, ErrorKind, ServerEvent};
 
-/// What one decoded line asks of the hub: a command, the error it earned,
+use crate::chat::request::{Request, Target};
+
+/// What one decoded line asks of the hub: a request, the error it earned,
 /// or nothing at all (`None`, for a blank line).
-pub fn to_command(line: Result<String, DecodeError>) -> Option<Result<Command, ErrorKind>> {
-    match line {
-        Ok(line) => Command::parse(&line).map_err(ErrorKind::from).transpose(),
-        Err(error) => Some(Err(error.into())),
+pub fn to_request(line: Result<String, DecodeError>) -> Option<Result<Request, ErrorKind>> {
+    let command = match line {
+        Ok(line) => Command::parse(&line).map_err(ErrorKind::from).transpose()?,
+        Err(error) => Err(error.into()),
+    };
+    Some(command.map(request))
+}
+
+/// The hub's request for a line protocol command.
+fn request(command: Command) -> Request {
+    match command {
+        Command::Say(text) => Request::Say {
+            room: Target::Current,
+            text,
+            action: false,
+        },
+        Command::Me(text) => Request::Say {
+            room: Target::Current,
+            text,
+            action: true,
+        },
+        Command::Msg { to, text } => Request::Private { to, text },
+        Command::Nick(nick) => Request::Nick(nick),
+        // One room at a time: joining one leaves the other.
+        Command::Join(room) => Request::Join {
+            room,
+            leave_others: true,
+        },
+        Command::Rooms { page } => Request::Rooms { page },
+        Command::Who { page } => Request::Who {
+            room: Target::Current,
+            page,
+        },
+        Command::Topic(set) => Request::Topic {
+            room: Target::Current,
+            set,
+        },
+        Command::History(count) => Request::History {
+            room: Target::Current,
+            count,
+        },
+        Command::Help => Request::Help,
+        Command::Quit(reason) => Request::Quit(reason),
     }
 }
 
@@ -24,14 +66,48 @@ pub fn encode(event: &ServerEvent, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_protocol::RoomName;
 
     #[test]
     fn blank_lines_ask_nothing_and_errors_become_error_replies() {
-        assert!(to_command(Ok("  ".into())).is_none());
-        assert_eq!(to_command(Ok("hi".into())), Some(Ok(Command::Say("hi".into()))));
+        assert!(to_request(Ok("  ".into())).is_none());
         assert_eq!(
-            to_command(Err(DecodeError::InvalidUtf8)),
+            to_request(Ok("hi".into())),
+            Some(Ok(Request::Say {
+                room: Target::Current,
+                text: "hi".into(),
+                action: false
+            }))
+        );
+        assert_eq!(
+            to_request(Err(DecodeError::InvalidUtf8)),
             Some(Err(ErrorKind::Decode(DecodeError::InvalidUtf8)))
+        );
+    }
+
+    #[test]
+    fn a_join_leaves_the_other_rooms_and_the_rest_is_about_the_current_room() {
+        assert_eq!(
+            to_request(Ok("/join rust".into())),
+            Some(Ok(Request::Join {
+                room: RoomName::new("rust").unwrap(),
+                leave_others: true
+            }))
+        );
+        assert_eq!(
+            to_request(Ok("/me waves".into())),
+            Some(Ok(Request::Say {
+                room: Target::Current,
+                text: "waves".into(),
+                action: true
+            }))
+        );
+        assert_eq!(
+            to_request(Ok("/history 3".into())),
+            Some(Ok(Request::History {
+                room: Target::Current,
+                count: Some(3)
+            }))
         );
     }
 }

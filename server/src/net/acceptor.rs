@@ -39,8 +39,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::chat::messages::{Adopt, Inbound, Released};
+use crate::chat::messages::{Adopt, Released};
 use crate::config::Config;
+use crate::frontend::Protocol;
 use crate::net::admission::{Admission, OldestSilent, Refusal};
 use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
@@ -158,10 +159,10 @@ pub fn accept_pass<S>(
 #[derive(Debug)]
 pub struct Acceptor {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    /// The listening sockets, each with the protocol its clients speak.
+    listeners: Vec<(TcpListener, Protocol)>,
     shards: Vec<Shard>,
     released: Receiver<Released>,
-    to_hub: Sender<Inbound>,
     max_clients: usize,
     admission: Admission,
     /// Serial for the next connection (see [`crate::chat::messages::ConnId`]).
@@ -192,16 +193,15 @@ impl Acceptor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
-        mut listeners: Vec<TcpListener>,
+        mut listeners: Vec<(TcpListener, Protocol)>,
         inlets: Vec<Inlet>,
         released: Receiver<Released>,
-        to_hub: Sender<Inbound>,
         config: &Config,
         shutdown: ShutdownHandle,
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
     ) -> io::Result<Acceptor> {
-        for (index, listener) in listeners.iter_mut().enumerate() {
+        for (index, (listener, _)) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(index), Interest::READABLE)?;
         }
@@ -217,7 +217,6 @@ impl Acceptor {
                 })
                 .collect(),
             released,
-            to_hub,
             max_clients: config.max_clients,
             admission: Admission::new(config),
             next_serial: 0,
@@ -277,11 +276,11 @@ impl Acceptor {
         // Out of `self` for the pass, so that admitting can borrow the rest.
         let listeners = std::mem::take(&mut self.listeners);
         let end = match listeners.get(index) {
-            Some(listener) => {
+            Some((listener, protocol)) => {
                 let mut skipped = 0;
                 let end = accept_pass(
                     || listener.accept(),
-                    |stream, addr| self.admit(stream, addr),
+                    |stream, addr| self.admit(stream, addr, *protocol),
                     &mut skipped,
                 );
                 self.skipped += skipped;
@@ -342,17 +341,17 @@ impl Acceptor {
     }
 
     /// Admits a new connection, or tells it why not and closes it.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, protocol: Protocol) {
         self.stats.count_accepted();
         self.take_released();
         let now = Instant::now();
         let full = self.clients() >= self.max_clients;
         let make_room = full.then(|| self.shard_to_make_room()).flatten();
         if full && make_room.is_none() {
-            return self.refuse(&stream, addr, Refusal::Full);
+            return self.refuse(&stream, addr, protocol, Refusal::Full);
         }
         if let Err(refusal) = self.admission.admit(addr.ip(), now) {
-            return self.refuse(&stream, addr, refusal);
+            return self.refuse(&stream, addr, protocol, refusal);
         }
         configure_socket(&stream, addr);
         let shard = match make_room {
@@ -375,6 +374,7 @@ impl Acceptor {
             addr,
             serial,
             make_room: make_room.is_some(),
+            protocol,
         };
         if target.inlet.sender.send(adopt).is_err() {
             // The I/O thread has stopped: the server is going down.
@@ -405,7 +405,7 @@ impl Acceptor {
 
     /// Tells a connection why it is refused, closes it, counts it, and logs
     /// it (at most once per interval, with how many more there were).
-    fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, refusal: Refusal) {
+    fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, protocol: Protocol, refusal: Refusal) {
         if let Some(suppressed) = self.refused.check(Instant::now()) {
             log::warn!(
                 "refused {addr}: {} ({} clients){}",
@@ -415,7 +415,7 @@ impl Acceptor {
             );
         }
         self.stats.count_closed(refusal.close_reason());
-        refuse(stream, refusal.error(), &self.stats);
+        refuse(stream, protocol, refusal.error(), &self.stats);
     }
 
     /// Connections given out and not yet released, in all.
@@ -444,17 +444,14 @@ impl Acceptor {
         }
     }
 
-    /// Stops listening, asks the hub to tell everyone and close them, and
-    /// wakes the I/O threads, which find the acceptor gone.
+    /// Stops listening and wakes the I/O threads, which find the acceptor
+    /// gone (they tell the hub when they have read their last lines).
     fn stop(mut self) {
         log::info!("shutting down");
-        for listener in &mut self.listeners {
+        for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
         self.listeners.clear();
-        // The hub is only gone already if it failed, which was logged. Its
-        // queue is bounded and it always drains it, so this wait is short.
-        let _ = self.to_hub.send(Inbound::Shutdown);
         for shard in self.shards.drain(..) {
             // Its channel closed, then woken, the I/O thread finds the
             // acceptor gone.

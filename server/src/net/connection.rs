@@ -22,6 +22,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::chat::messages::ConnId;
+use crate::frontend::Protocol;
 use crate::net::flood::TokenBucket;
 use crate::net::timers::TimerSlots;
 use crate::ops::stats::CloseReason;
@@ -132,6 +133,8 @@ pub struct Connection {
     pub id: ConnId,
     /// The peer's address, for logs.
     pub addr: SocketAddr,
+    /// The wire format it speaks.
+    pub protocol: Protocol,
     /// Where the connection is in its life.
     pub phase: Phase,
     /// Set while reading waits (see [`Pause`]); `None` while the socket is
@@ -184,7 +187,7 @@ impl Connection {
     pub fn register(
         id: ConnId,
         mut stream: TcpStream,
-        addr: SocketAddr,
+        (addr, protocol): (SocketAddr, Protocol),
         limits: &Limits,
         registry: &Registry,
         token: Token,
@@ -194,6 +197,7 @@ impl Connection {
         Ok(Connection {
             id,
             addr,
+            protocol,
             phase: Phase::Open,
             paused: None,
             last_line: now,
@@ -215,11 +219,18 @@ impl Connection {
         })
     }
 
-    /// Reads what is available, within this turn's [`READ_BUDGET`],
-    /// handing each decoded line (or decoding error) to `sink` as long as
-    /// the client has tokens and the sink has room. At end of stream a
-    /// final line without `\n` is handed over too.
-    pub fn read_lines(&mut self, buf: &mut [u8], now: Instant, sink: &mut impl LineSink) -> ReadOutcome {
+    /// Reads what is available, within `budget` bytes (normally
+    /// [`READ_BUDGET`] a turn), handing each decoded line (or decoding
+    /// error) to `sink` as long as the client has tokens and the sink has
+    /// room. At end of stream a final line without `\n` is handed over
+    /// too.
+    pub fn read_lines(
+        &mut self,
+        buf: &mut [u8],
+        now: Instant,
+        budget: usize,
+        sink: &mut impl LineSink,
+    ) -> ReadOutcome {
         if !self.held.is_empty() {
             let mut held = std::mem::take(&mut self.held);
             let (used, pause) = self.decode_allowed(&held, now, sink);
@@ -229,7 +240,7 @@ impl Connection {
                 return ReadOutcome::Paused(pause);
             }
         }
-        let mut budget = READ_BUDGET;
+        let mut budget = budget;
         loop {
             if budget == 0 {
                 return ReadOutcome::Paused(Pause::Budget);
@@ -491,7 +502,7 @@ mod tests {
         let conn = Connection::register(
             id,
             TcpStream::from_std(stream),
-            addr,
+            (addr, Protocol::Line),
             &limits,
             poll.registry(),
             Token(0),

@@ -36,10 +36,10 @@ use slab::Slab;
 
 use crate::chat::messages::{Adopt, ConnId, Ending, Inbound, Outbound, Recipients, Released};
 use crate::config::{Config, TestFault};
-use crate::frontend::line;
+use crate::frontend::Protocol;
 use crate::net::admission::OldestSilent;
 use crate::net::connection::{
-    is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome,
+    is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome, READ_BUDGET,
 };
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::{later, TimerKind, Timers};
@@ -67,6 +67,11 @@ const READ_BUFFER: usize = 16 * 1024;
 /// How many readiness events one poll returns at most.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// What is read from each connection when shutdown begins: the lines its
+/// client sent just before (see [`EventLoop::drain`]). Small, because
+/// they are taken whether or not the hub has room for them.
+const FINAL_READ_BUDGET: usize = 4 * 1024;
+
 /// Before queueing more to a connection that already holds this much, try
 /// to write it out, so that a burst in one batch is measured against
 /// `--sendq` only after the kernel has taken what it will.
@@ -93,6 +98,10 @@ const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
 /// sockets cut short, each, per I/O thread: the disconnect itself is
 /// logged by the hub, one line each.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// At most one warning about newcomers refused on a full server per this
+/// long, per I/O thread (the acceptor rate-limits its own the same way).
+const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The channels of one I/O thread.
 #[derive(Debug)]
@@ -182,6 +191,8 @@ impl HubLink {
 /// room.
 struct ToHub<'a> {
     link: &'a mut HubLink,
+    /// The connection's front end, which makes requests of its lines.
+    protocol: Protocol,
     /// See [`crate::config::TestFault::Io`].
     panic_on: Option<&'a str>,
     id: ConnId,
@@ -190,23 +201,26 @@ struct ToHub<'a> {
     spoke: bool,
     /// Set when the hub is found gone.
     gone: bool,
+    /// Take every line, holding back what the hub's queue has no room for
+    /// (the final read at shutdown, which is bounded).
+    always_room: bool,
 }
 
 impl LineSink for ToHub<'_> {
     fn has_room(&self) -> bool {
-        self.link.has_room()
+        self.always_room || self.link.has_room()
     }
 
     fn take(&mut self, decoded: Result<String, DecodeError>) {
         if let (Some(trigger), Ok(text)) = (self.panic_on, &decoded) {
             assert!(trigger != text, "test fault: the I/O thread panics as asked");
         }
-        if let Some(command) = line::to_command(decoded) {
+        if let Some(request) = self.protocol.request(decoded) {
             self.stats.count_line();
             self.spoke = true;
             let message = Inbound::Line {
                 id: self.id,
-                line: command,
+                line: request,
                 received: Instant::now(),
             };
             if self.link.send(message).is_err() {
@@ -237,8 +251,9 @@ pub struct EventLoop {
     shutdown: ShutdownHandle,
     /// Scratch space for reads, shared by all connections.
     read_buf: Vec<u8>,
-    /// Scratch space for encoding one event once for all its recipients.
-    encoded: Vec<u8>,
+    /// Scratch space for encoding one event once per protocol for all its
+    /// recipients (indexed by [`Protocol::index`]; empty = not encoded).
+    encodings: [Vec<u8>; Protocol::COUNT],
     /// Slab keys of connections with output to write after this batch,
     /// each once (see [`Connection::flush_due`]).
     dirty: Vec<usize>,
@@ -288,6 +303,7 @@ pub struct EventLoop {
     /// Rate limits on warnings that can repeat.
     slow_warning: Throttled,
     closing_warning: Throttled,
+    refused_warning: Throttled,
 }
 
 impl EventLoop {
@@ -324,7 +340,7 @@ impl EventLoop {
             released: channels.released,
             shutdown,
             read_buf: vec![0; READ_BUFFER],
-            encoded: Vec::new(),
+            encodings: Default::default(),
             dirty: Vec::new(),
             dropped: Vec::new(),
             waiting_for_hub: Vec::new(),
@@ -346,6 +362,7 @@ impl EventLoop {
             fanout_pending: Vec::new(),
             slow_warning: Throttled::new(WARNING_INTERVAL),
             closing_warning: Throttled::new(WARNING_INTERVAL),
+            refused_warning: Throttled::new(REFUSAL_WARNING_INTERVAL),
         }
     }
 
@@ -365,9 +382,7 @@ impl EventLoop {
                 return Err(e);
             }
             if self.shutdown.is_requested() && self.drain_deadline.is_none() {
-                // From now on nothing more is read: the hub says goodbye to
-                // everyone after the lines already read.
-                self.drain_deadline = Some(later(Instant::now(), self.config.shutdown_grace));
+                self.drain();
             }
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -395,6 +410,46 @@ impl EventLoop {
         self.stats.shift_clients(clients, 0);
         self.stats.shift_queued_bytes(queued, 0);
         Ok(())
+    }
+
+    /// Shutdown has begun: reads the lines clients sent before it (at most
+    /// [`FINAL_READ_BUDGET`] each, whether or not the hub's queue has room:
+    /// they are few and bounded), then tells the hub this thread is done.
+    /// From now on nothing more is read; the hub says goodbye to everyone
+    /// after these lines.
+    fn drain(&mut self) {
+        let slots: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open && !matches!(c.paused, Some(Pause::Flood(_))))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.read_last_lines(slot);
+        }
+        self.drain_deadline = Some(later(Instant::now(), self.config.shutdown_grace));
+        self.tell_hub(Inbound::Drained);
+    }
+
+    /// The final read of [`EventLoop::drain`] for one connection.
+    fn read_last_lines(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let mut sink = ToHub {
+            link: &mut self.hub,
+            protocol: conn.protocol,
+            panic_on: None,
+            id: conn.id,
+            stats: &self.stats,
+            spoke: false,
+            gone: false,
+            always_room: true,
+        };
+        let _ = conn.read_lines(&mut self.read_buf, Instant::now(), FINAL_READ_BUDGET, &mut sink);
+        let gone = sink.gone;
+        self.stats.count_bytes_received(conn.take_bytes_read());
+        if gone {
+            self.hub_failed();
+        }
     }
 
     /// How long the next poll may sleep: until the next deadline, not at
@@ -443,13 +498,19 @@ impl EventLoop {
             addr,
             serial,
             make_room,
+            protocol,
         }: Adopt,
     ) {
         let now = Instant::now();
         if make_room && !self.make_room(now) {
-            log::debug!("refused {addr}: server full, and no silent connection may make room");
+            if let Some(suppressed) = self.refused_warning.check(now) {
+                log::warn!(
+                    "refused {addr}: server full, and no connection has been silent long enough to make room{}",
+                    and_more(suppressed)
+                );
+            }
             self.stats.count_closed(CloseReason::RefusedFull);
-            refuse(&stream, ErrorKind::ServerFull, &self.stats);
+            refuse(&stream, protocol, ErrorKind::ServerFull, &self.stats);
             self.release(addr.ip());
             return;
         }
@@ -460,7 +521,14 @@ impl EventLoop {
             serial,
         };
         let token = Token(id.slot);
-        match Connection::register(id, stream, addr, &self.limits, self.poll.registry(), token) {
+        match Connection::register(
+            id,
+            stream,
+            (addr, protocol),
+            &self.limits,
+            self.poll.registry(),
+            token,
+        ) {
             Ok(conn) => {
                 let conn = entry.insert(conn);
                 if let Some(idle) = self.config.idle_timeout {
@@ -555,13 +623,15 @@ impl EventLoop {
                 };
                 let mut sink = ToHub {
                     link: &mut self.hub,
+                    protocol: conn.protocol,
                     panic_on,
                     id: conn.id,
                     stats: &self.stats,
                     spoke: false,
                     gone: false,
+                    always_room: false,
                 };
-                let outcome = conn.read_lines(&mut self.read_buf, now, &mut sink);
+                let outcome = conn.read_lines(&mut self.read_buf, now, READ_BUDGET, &mut sink);
                 hub_gone = sink.gone;
                 if sink.spoke {
                     conn.silent = false;
@@ -776,13 +846,15 @@ impl EventLoop {
         }
     }
 
-    /// Queues `event` to each recipient, encoding it once. A recipient
-    /// whose queue would pass `--sendq` even after writing what the kernel
-    /// takes is marked slow and dropped after this batch.
+    /// Queues `event` to each recipient, encoding it once per protocol
+    /// among them. A recipient whose queue would pass `--sendq` even after
+    /// writing what the kernel takes is marked slow and dropped after this
+    /// batch.
     fn deliver(&mut self, to: &Recipients, event: &ServerEvent) {
-        let mut encoded = std::mem::take(&mut self.encoded);
-        encoded.clear();
-        line::encode(event, &mut encoded);
+        let mut encodings = std::mem::take(&mut self.encodings);
+        for encoding in &mut encodings {
+            encoding.clear();
+        }
         let is_message = matches!(
             event,
             ServerEvent::Said { .. } | ServerEvent::Action { .. } | ServerEvent::PrivateFrom { .. }
@@ -795,7 +867,14 @@ impl EventLoop {
         // instead of one per socket on the fan-out path.
         let mut queued_to: u64 = 0;
         let mut queue = |this: &mut EventLoop, id: ConnId, charge: bool| {
-            if this.queue_to(id, &encoded, charge) {
+            let Some(protocol) = this.conns.get(id.slot).filter(|c| c.id == id).map(|c| c.protocol) else {
+                return;
+            };
+            let Some(bytes) = encodings.get_mut(protocol.index()) else { return };
+            if bytes.is_empty() {
+                protocol.encode(event, bytes);
+            }
+            if this.queue_to(id, bytes, charge) {
                 queued_to += 1;
                 if let Some(error) = error {
                     this.stats.count_error(error);
@@ -821,7 +900,7 @@ impl EventLoop {
         if is_message && queued_to > 0 {
             self.stats.count_delivered(queued_to);
         }
-        self.encoded = encoded;
+        self.encodings = encodings;
     }
 
     /// Queues `bytes` to the connection `id`; true if it was queued. With
@@ -1069,13 +1148,13 @@ fn flush_counted(
     outcome
 }
 
-/// Tells a connection we will not serve why, and closes it (by dropping
-/// it, which the caller does).
-pub fn refuse(stream: &mio::net::TcpStream, error: ErrorKind, stats: &Stats) {
+/// Tells a connection we will not serve why, in its protocol, and closes
+/// it (by dropping it, which the caller does).
+pub fn refuse(stream: &mio::net::TcpStream, protocol: Protocol, error: ErrorKind, stats: &Stats) {
     use std::io::Write;
     let mut bytes = Vec::new();
     stats.count_error(&error);
-    line::encode(&ServerEvent::Error(error), &mut bytes);
+    protocol.encode(&ServerEvent::Error(error), &mut bytes);
     // A fresh socket's send buffer is empty, so this short write goes
     // through at once or the peer is already gone; either way we close.
     if let Ok(n) = (&*stream).write(&bytes) {
@@ -1148,6 +1227,7 @@ mod tests {
                 addr,
                 serial: 1,
                 make_room: false,
+                protocol: Protocol::Line,
             };
             adopt_tx.send(adopt).unwrap();
             waker.wake().unwrap();
@@ -1207,7 +1287,7 @@ mod tests {
         for i in 0..500 {
             match harness.take() {
                 Inbound::Line {
-                    line: Ok(chat_protocol::Command::Say(text)),
+                    line: Ok(crate::chat::request::Request::Say { text, .. }),
                     ..
                 } => assert_eq!(text, format!("line {i}")),
                 other => panic!("line {i}: got {other:?}"),

@@ -106,6 +106,12 @@ pub enum ErrorLabel {
     NoSuchNick,
     /// `/join` of the room one is in.
     AlreadyInRoom,
+    /// Something for a room one is not in.
+    NotInRoom,
+    /// A join past the most rooms one may be in.
+    TooManyRooms,
+    /// `/topic` with a topic that is too long.
+    TopicTooLong,
     /// Refused: the server is full.
     ServerFull,
     /// Refused: too many connections from the address.
@@ -118,7 +124,7 @@ pub enum ErrorLabel {
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 14] = [
+    pub const ALL: [ErrorLabel; 17] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -129,6 +135,9 @@ impl ErrorLabel {
         ErrorLabel::NickConfusable,
         ErrorLabel::NoSuchNick,
         ErrorLabel::AlreadyInRoom,
+        ErrorLabel::NotInRoom,
+        ErrorLabel::TooManyRooms,
+        ErrorLabel::TopicTooLong,
         ErrorLabel::ServerFull,
         ErrorLabel::TooManyFromAddress,
         ErrorLabel::TooManyFromNetwork,
@@ -150,6 +159,9 @@ impl ErrorLabel {
             ErrorKind::NickInUse(_) => ErrorLabel::NickInUse,
             ErrorKind::NickConfusable { .. } => ErrorLabel::NickConfusable,
             ErrorKind::AlreadyInRoom(_) => ErrorLabel::AlreadyInRoom,
+            ErrorKind::NotInRoom(_) | ErrorKind::NoCurrentRoom => ErrorLabel::NotInRoom,
+            ErrorKind::TooManyRooms(_) => ErrorLabel::TooManyRooms,
+            ErrorKind::Command(CommandError::TopicTooLong) => ErrorLabel::TopicTooLong,
             ErrorKind::ServerFull => ErrorLabel::ServerFull,
             ErrorKind::TooManyFromAddress => ErrorLabel::TooManyFromAddress,
             ErrorKind::TooManyFromNetwork => ErrorLabel::TooManyFromNetwork,
@@ -170,6 +182,9 @@ impl ErrorLabel {
             ErrorLabel::NickConfusable => "nick_confusable",
             ErrorLabel::NoSuchNick => "no_such_nick",
             ErrorLabel::AlreadyInRoom => "already_in_room",
+            ErrorLabel::NotInRoom => "not_in_room",
+            ErrorLabel::TooManyRooms => "too_many_rooms",
+            ErrorLabel::TopicTooLong => "topic_too_long",
             ErrorLabel::ServerFull => "server_full",
             ErrorLabel::TooManyFromAddress => "too_many_from_address",
             ErrorLabel::TooManyFromNetwork => "too_many_from_network",

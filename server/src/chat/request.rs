@@ -1,0 +1,88 @@
+//! What a user asks of the hub, whatever their front end.
+//!
+//! Each front end turns its wire format into [`Request`]s: the line
+//! protocol's `/join rust` becomes a join that leaves the user's other
+//! rooms (its users are in one room at a time, a policy of that front
+//! end's), while an IRC `JOIN #rust` would keep them. Requests name their
+//! room, or say [`Target::Current`] for the room the user joined last,
+//! which is the only one a line protocol user is in.
+
+use chat_protocol::{Nick, RoomName};
+
+/// Which room a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The room the user joined last (the line protocol's "your room").
+    Current,
+    /// A room by name.
+    Room(RoomName),
+}
+
+/// One thing a user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Say something in a room (a message, or a `/me` action).
+    Say {
+        /// Where.
+        room: Target,
+        /// What, sanitized.
+        text: String,
+        /// A `/me` rather than a message.
+        action: bool,
+    },
+    /// A private message.
+    Private {
+        /// To whom.
+        to: Nick,
+        /// What, sanitized.
+        text: String,
+    },
+    /// Take another nick.
+    Nick(Nick),
+    /// Enter a room, created if needed; with `leave_others`, leave every
+    /// other room first (the line protocol's one room at a time), and
+    /// joining the room one is in is an error rather than nothing.
+    Join {
+        /// The room.
+        room: RoomName,
+        /// Leave the other rooms.
+        leave_others: bool,
+    },
+    /// Leave a room.
+    Part {
+        /// Which.
+        room: Target,
+        /// Why, as the room is told.
+        reason: Option<String>,
+    },
+    /// Show a room's topic, or set it.
+    Topic {
+        /// Which room.
+        room: Target,
+        /// The new topic, sanitized; `None` asks what it is.
+        set: Option<String>,
+    },
+    /// A page of a room's members.
+    Who {
+        /// Which room.
+        room: Target,
+        /// Which page, from 1.
+        page: usize,
+    },
+    /// A page of the rooms.
+    Rooms {
+        /// Which page, from 1.
+        page: usize,
+    },
+    /// The last lines said in a room.
+    History {
+        /// Which room.
+        room: Target,
+        /// How many; the server's replay count when not given.
+        count: Option<usize>,
+    },
+    /// The list of commands.
+    Help,
+    /// Leave the server.
+    Quit(Option<String>),
+}

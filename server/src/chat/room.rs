@@ -1,0 +1,106 @@
+//! One room: who is in it, its topic and its history.
+//!
+//! Members are kept twice, each way for one job:
+//! - one list per I/O thread (indexed by [`ConnId::shard`]), shared (an
+//!   `Arc`) with every delivery in flight: a line to a room of 10,000 costs
+//!   one message per I/O thread and no copy of the list; a list is copied
+//!   only when it changes while a delivery still holds it;
+//! - by nick, in order, so `/who` reads one page without sorting anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chat_protocol::{RoomName, Topic};
+
+use crate::chat::history::History;
+use crate::chat::messages::ConnId;
+
+/// One room.
+#[derive(Debug)]
+pub struct Room {
+    /// The name as first used, with its case.
+    pub name: RoomName,
+    /// The members on each I/O thread.
+    by_shard: Vec<Arc<Vec<ConnId>>>,
+    /// Members by nick key, in order.
+    by_nick: BTreeMap<String, ConnId>,
+    /// Its topic, if someone set one.
+    pub topic: Option<Topic>,
+    /// The lines it remembers.
+    pub history: History,
+    /// When it was last used (said in, joined), as the hub counts uses:
+    /// empty rooms lose their history least recently used first.
+    pub used_at: u64,
+}
+
+impl Room {
+    /// An empty room called `name`.
+    pub fn new(name: RoomName) -> Room {
+        Room {
+            name,
+            by_shard: Vec::new(),
+            by_nick: BTreeMap::new(),
+            topic: None,
+            history: History::default(),
+            used_at: 0,
+        }
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.by_nick.len()
+    }
+
+    /// True when no one is in it.
+    pub fn is_empty(&self) -> bool {
+        self.by_nick.is_empty()
+    }
+
+    /// Whether the user with this nick key and id is a member.
+    pub fn has(&self, nick_key: &str, id: ConnId) -> bool {
+        self.by_nick.get(nick_key) == Some(&id)
+    }
+
+    /// Adds a member.
+    pub fn add(&mut self, id: ConnId, nick_key: String) {
+        if self.by_shard.len() <= id.shard {
+            self.by_shard.resize_with(id.shard + 1, Arc::default);
+        }
+        if let Some(list) = self.by_shard.get_mut(id.shard) {
+            Arc::make_mut(list).push(id);
+        }
+        self.by_nick.insert(nick_key, id);
+    }
+
+    /// Takes a member out.
+    pub fn remove(&mut self, id: ConnId, nick_key: &str) {
+        if let Some(list) = self.by_shard.get_mut(id.shard) {
+            if let Some(at) = list.iter().position(|&m| m == id) {
+                Arc::make_mut(list).swap_remove(at);
+            }
+        }
+        self.by_nick.remove(nick_key);
+    }
+
+    /// A member changed nick.
+    pub fn rename(&mut self, id: ConnId, old_key: &str, new_key: String) {
+        if self.by_nick.remove(old_key).is_some() {
+            self.by_nick.insert(new_key, id);
+        }
+    }
+
+    /// The members on each I/O thread, shared.
+    pub fn by_shard(&self) -> impl Iterator<Item = (usize, &Arc<Vec<ConnId>>)> {
+        self.by_shard.iter().enumerate()
+    }
+
+    /// Every member's id.
+    pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.by_nick.values().copied()
+    }
+
+    /// The ids of the members on a page of the nick order.
+    pub fn page(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = ConnId> + '_ {
+        self.by_nick.values().skip(range.start).take(range.len()).copied()
+    }
+}
