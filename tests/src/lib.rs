@@ -158,6 +158,9 @@ pub struct TestServer {
     addrs: Vec<SocketAddr>,
     /// Where the metrics endpoint is, if `config.metrics_listen` was set.
     metrics_addr: Option<SocketAddr>,
+    /// Where the listeners of the test protocol are, if
+    /// `config.test_listen` asked for some.
+    test_addrs: Vec<SocketAddr>,
     /// Starts the graceful shutdown.
     handle: ShutdownHandle,
     /// Tells when every event loop has turned (see [`TestServer::settle`]).
@@ -201,6 +204,7 @@ impl TestServer {
         let addrs = server.local_addrs();
         assert!(!addrs.is_empty(), "the server reports no listening address");
         let metrics_addr = server.metrics_addr();
+        let test_addrs = server.protocol_addrs(chat_server::frontend::Protocol::Test);
         let handle = server.handle();
         let liveness = server.liveness();
         let (tx, done) = mpsc::channel();
@@ -214,6 +218,7 @@ impl TestServer {
         TestServer {
             addrs,
             metrics_addr,
+            test_addrs,
             handle,
             liveness,
             done,
@@ -224,6 +229,17 @@ impl TestServer {
     /// The (first) address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The (first) address of a listener for the test protocol (the line
+    /// protocol with every line marked `test: `; see
+    /// `chat_server::frontend::Protocol::Test`); panics if there is none.
+    #[track_caller]
+    pub fn test_protocol_addr(&self) -> SocketAddr {
+        match self.test_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no test-protocol listener (set test_listen)"),
+        }
     }
 
     /// Every address the server listens on, in the order configured.

@@ -39,7 +39,10 @@
 //! hub.
 //!
 //! The measurement runs with one I/O thread and with three, since with
-//! several the hub splits each delivery by thread.
+//! several the hub splits each delivery by thread; and in a room of line
+//! clients, and in one where every other receiver speaks a second
+//! protocol (the test front end), since an event must be encoded once per
+//! front end per I/O thread, not once per recipient.
 //!
 //! Before the window, each room is warmed up with as many lines as are
 //! measured, so every buffer (output queues, channel blocks, scratch
@@ -64,6 +67,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use chat_server::frontend::Protocol;
 use chat_tests::{parse_welcome, Config, TestServer, TIMEOUT};
 
 // ---------------------------------------------------------------------------
@@ -275,13 +279,24 @@ impl Shared {
 /// checkpoint are bounded by the bytes due.
 const MAX_LINE_BYTES: usize = 32 + TEXT.len();
 
+/// What starts every line a receiver of `protocol` reads: a chat line's
+/// `<`, after the test protocol's mark.
+fn line_start(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Line => b"<",
+        Protocol::Test => b"test: <",
+    }
+}
+
 /// Reads from `stream` until `LINES` lines have come, for each
 /// checkpoint in turn, telling `shared` as each is reached. Allocates
 /// nothing.
-fn receive(mut stream: TcpStream, shared: &Shared) -> Result<(), Failure> {
+fn receive(mut stream: TcpStream, protocol: Protocol, shared: &Shared) -> Result<(), Failure> {
     let mut buf = [0_u8; 16 * 1024];
     let mut lines = 0_usize;
-    let mut at_line_start = true;
+    let start = line_start(protocol);
+    // How far into the current line: the start is checked byte by byte.
+    let mut column = 0_usize;
     for checkpoint in 0..CHECKPOINTS {
         let due = (checkpoint + 1) * LINES;
         let mut reads = 0_usize;
@@ -297,11 +312,15 @@ fn receive(mut stream: TcpStream, shared: &Shared) -> Result<(), Failure> {
                 Err(e) => return Err(Failure::Read(e.kind())),
             };
             for &byte in &buf[..n] {
-                if at_line_start && byte != b'<' {
+                if column < start.len() && byte != start[column] {
                     return Err(Failure::NotAChatLine);
                 }
-                at_line_start = byte == b'\n';
-                lines += usize::from(at_line_start);
+                if byte == b'\n' {
+                    column = 0;
+                    lines += 1;
+                } else {
+                    column += 1;
+                }
             }
         }
         if lines > due {
@@ -315,11 +334,11 @@ fn receive(mut stream: TcpStream, shared: &Shared) -> Result<(), Failure> {
 // ---------------------------------------------------------------------------
 // The room.
 
-/// Connects to `addr` and reads the welcome, one byte at a time so that
-/// nothing after it is taken from the socket. Returns the stream, with
-/// timeouts set and Nagle off.
+/// Connects to `addr`, whose clients speak `protocol`, and reads the
+/// welcome, one byte at a time so that nothing after it is taken from the
+/// socket. Returns the stream, with timeouts set and Nagle off.
 #[track_caller]
-fn connect(addr: SocketAddr) -> TcpStream {
+fn connect(addr: SocketAddr, protocol: Protocol) -> TcpStream {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -337,7 +356,11 @@ fn connect(addr: SocketAddr) -> TcpStream {
         }
     }
     let line = String::from_utf8(line).expect("a UTF-8 welcome");
-    assert!(parse_welcome(&line).is_some(), "expected a welcome, got {line:?}");
+    let line = match protocol {
+        Protocol::Line => line.as_str(),
+        Protocol::Test => line.strip_prefix("test: ").unwrap_or_default(),
+    };
+    assert!(parse_welcome(line).is_some(), "expected a welcome, got {line:?}");
     stream
 }
 
@@ -351,25 +374,50 @@ fn say_lines(sender: &mut TcpStream, said: &[u8]) {
 
 /// Starts a server, fills a room with `receivers` and a sender, warms it up
 /// and counts the allocations made while [`LINES`] lines are delivered.
-fn measure(receivers: usize, threads: usize) -> Measurement {
-    let server = TestServer::start(server_config(threads));
+/// With `mixed`, every other receiver speaks the test protocol: a room of
+/// two front ends, each line encoded once per front end per I/O thread.
+fn measure(receivers: usize, threads: usize, mixed: bool) -> Measurement {
+    let server = TestServer::start(Config {
+        test_listen: if mixed {
+            vec![chat_tests::loopback_any_port()]
+        } else {
+            Vec::new()
+        },
+        ..server_config(threads)
+    });
     let addr = server.addr();
+    let protocol_of = |index: usize| {
+        if mixed && index % 2 == 1 {
+            Protocol::Test
+        } else {
+            Protocol::Line
+        }
+    };
 
     // Receivers first, then the sender: all in #lobby, nothing announced.
-    let streams: Vec<TcpStream> = (0..receivers).map(|_| connect(addr)).collect();
-    let mut sender = connect(addr);
+    let streams: Vec<(TcpStream, Protocol)> = (0..receivers)
+        .map(|index| {
+            let protocol = protocol_of(index);
+            let addr = match protocol {
+                Protocol::Line => addr,
+                Protocol::Test => server.test_protocol_addr(),
+            };
+            (connect(addr, protocol), protocol)
+        })
+        .collect();
+    let mut sender = connect(addr, Protocol::Line);
     let said = TEXT.repeat(LINES);
 
     let shared = Arc::new(Shared::default());
     let threads: Vec<JoinHandle<Result<(), Failure>>> = streams
         .into_iter()
         .enumerate()
-        .map(|(index, stream)| {
+        .map(|(index, (stream, protocol))| {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name(format!("receiver-{index}"))
                 .spawn(move || {
-                    let result = receive(stream, &shared);
+                    let result = receive(stream, protocol, &shared);
                     if let Err(failure) = result {
                         shared.update(|p| {
                             p.failure.get_or_insert((index, failure));
@@ -452,19 +500,26 @@ fn delivering_a_line_allocates_nothing_per_recipient() {
     // One room at a time, as the counter sees every thread. Keep this the
     // only test in the file: tests run in parallel, and another test's
     // allocations would be counted in this one's window.
-    for threads in [1, 3] {
-        let small = measure(SMALL_ROOM, threads);
-        let big = measure(BIG_ROOM, threads);
+    for mixed in [false, true] {
+        for threads in [1, 3] {
+            let small = measure(SMALL_ROOM, threads, mixed);
+            let big = measure(BIG_ROOM, threads, mixed);
 
-        let extra_deliveries = (big.deliveries() - small.deliveries()) as f64;
-        let marginal = (big.allocations as f64 - small.allocations as f64) / extra_deliveries;
-        eprintln!("with {threads} I/O thread(s):");
-        report(&[small, big], marginal);
-        assert!(
-            marginal < MARGINAL_BOUND,
-            "with {threads} I/O threads, each extra recipient costs {marginal:.4} allocations \
-             per line (bound {MARGINAL_BOUND}): something on the delivery path allocates per \
-             recipient; {small:?} vs {big:?}"
-        );
+            let extra_deliveries = (big.deliveries() - small.deliveries()) as f64;
+            let marginal = (big.allocations as f64 - small.allocations as f64) / extra_deliveries;
+            let room = if mixed {
+                "a room of two front ends"
+            } else {
+                "a room of line clients"
+            };
+            eprintln!("{room}, with {threads} I/O thread(s):");
+            report(&[small, big], marginal);
+            assert!(
+                marginal < MARGINAL_BOUND,
+                "in {room} with {threads} I/O threads, each extra recipient costs {marginal:.4} \
+                 allocations per line (bound {MARGINAL_BOUND}): something on the delivery path \
+                 allocates per recipient; {small:?} vs {big:?}"
+            );
+        }
     }
 }
