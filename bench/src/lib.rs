@@ -13,6 +13,7 @@
 //! summary plus one JSON line ([`report`]).
 
 pub mod args;
+pub mod attack;
 pub mod client;
 pub mod engine;
 pub mod error;
