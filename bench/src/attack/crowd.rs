@@ -387,6 +387,11 @@ enum Cmd {
 /// The coordinator's handle on a crowd.
 pub struct Crowd {
     dest: SocketAddr,
+    /// Descriptors this process had open when the crowd started.
+    fds_at_start: u64,
+    /// Connections of the groups opened and not closed: descriptors the
+    /// crowd may come to hold, whether or not their connects have started.
+    reserved: u64,
     base: Instant,
     cmds: Vec<Sender<Cmd>>,
     wakers: Vec<Arc<Waker>>,
@@ -410,6 +415,8 @@ impl Crowd {
     ) -> Result<Crowd> {
         let mut crowd = Crowd {
             dest,
+            fds_at_start: procfs::fd_count(std::process::id()).unwrap_or(0),
+            reserved: 0,
             base,
             cmds: Vec::new(),
             wakers: Vec::new(),
@@ -469,15 +476,17 @@ impl Crowd {
     /// # Errors
     /// When this process's descriptor limit has no room for the group.
     pub fn open(&mut self, spec: GroupSpec) -> Result<GroupId> {
-        let room = descriptor_room();
+        let limit = procfs::open_files_limit().unwrap_or(1024);
+        let room = limit
+            .saturating_sub(self.fds_at_start + self.reserved)
+            .saturating_sub(FD_RESERVE);
         if spec.count as u64 > room {
             return Err(Error::msg(format!(
-                "{} more connections do not fit this process's descriptor limit ({} left of {})",
+                "{} more connections do not fit this process's descriptor limit ({room} left of {limit})",
                 spec.count,
-                room,
-                procfs::open_files_limit().unwrap_or(0)
             )));
         }
+        self.reserved += spec.count as u64;
         let id = self.groups.len();
         let open_until = spec.open_for.map(|d| Instant::now() + d);
         let group = Arc::new(Group {
@@ -554,8 +563,9 @@ impl Crowd {
     }
 
     /// Closes the group's connections.
-    pub fn close(&self, group: GroupId) {
+    pub fn close(&mut self, group: GroupId) {
         self.broadcast(|| Cmd::Close(group.0));
+        self.reserved = self.reserved.saturating_sub(self.count(group) as u64);
     }
 
     /// Waits until every thread has handled the commands given so far

@@ -254,14 +254,11 @@ pub fn run_part<T: Serialize>(
     };
     eprintln!("chat-attack: {name}: starting {}", spec.bin.display());
     let started = Instant::now();
-    let mut daemon = Daemon::start(&spec, &name)?;
-    let result = body(&mut daemon, started);
-    let daemon_end = daemon.end(Duration::from_secs(ctx.global.stop_timeout));
-    let header = Header {
+    let header = |server: String, daemon_end: String| Header {
         attack: attack.to_string(),
         part: part.map(|p| p.name().to_string()),
         quick: ctx.quick(),
-        server: daemon.command.clone(),
+        server,
         server_args: ctx.global.server_args.clone(),
         tool_nofile: ctx.nofile,
         unix_time: SystemTime::now()
@@ -270,6 +267,32 @@ pub fn run_part<T: Serialize>(
         wall_s: sampler::round2(started.elapsed().as_secs_f64()),
         daemon_end,
     };
+    let mut daemon = match Daemon::start(&spec, &name) {
+        Ok(daemon) => daemon,
+        Err(e) => {
+            let server = format!(
+                "{} --listen 127.0.0.1:0 {}",
+                spec.bin.display(),
+                spec.args().join(" ")
+            );
+            let header = header(server, "did not start".to_string());
+            let failed = Failed { error: e.to_string() };
+            crate::report::emit(
+                &[
+                    format!("== {name}: the daemon did not start"),
+                    format!("   error: {e}"),
+                ],
+                &Line {
+                    header: &header,
+                    figures: &failed,
+                },
+            )?;
+            return Err(e);
+        }
+    };
+    let result = body(&mut daemon, started);
+    let daemon_end = daemon.end(Duration::from_secs(ctx.global.stop_timeout));
+    let header = header(daemon.command.clone(), daemon_end);
     let title = format!(
         "== {name} ({:.0} s; daemon: {})",
         header.wall_s, header.daemon_end

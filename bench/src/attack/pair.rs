@@ -238,6 +238,26 @@ impl Pair {
             .sum()
     }
 
+    /// How far behind the daemon is, as the pair sees it now: the age of
+    /// the oldest line sent and not yet delivered (lines of one side
+    /// arrive in order), the older of the two sides; zero when every line
+    /// sent has arrived.
+    pub fn backlog(&self) -> Duration {
+        let now = self.now_ns();
+        let Ok(sends) = self.sends.lock() else {
+            return Duration::ZERO;
+        };
+        // Side `s` receives the other side's lines.
+        let oldest = (0..2)
+            .filter_map(|side| {
+                let received = self.sides.get(side)?.received.load(Ordering::Relaxed);
+                let other = sends.get(1 - side)?;
+                other.get(usize::try_from(received).ok()?).copied()
+            })
+            .min();
+        oldest.map_or(Duration::ZERO, |t| Duration::from_nanos(now.saturating_sub(t)))
+    }
+
     /// True once both readers have ended (EOF or error).
     pub fn both_ended(&self) -> bool {
         self.sides.iter().all(|s| s.ended.load(Ordering::Relaxed))
@@ -283,7 +303,7 @@ impl Pair {
         }
         let [a, b]: [SideOutcome; 2] = match sides.try_into() {
             Ok(pair) => pair,
-            Err(_) => unreachable_sides(),
+            Err(_) => empty_sides(),
         };
         PairOutcome {
             sides: [a, b],
@@ -293,9 +313,9 @@ impl Pair {
     }
 }
 
-/// Two empty sides; `finish` always builds two, this only keeps a panic
-/// path out of it.
-fn unreachable_sides() -> [SideOutcome; 2] {
+/// Two sides that saw nothing: what `finish` falls back on if it did not
+/// build two (it always does; this keeps a panic path out of it).
+fn empty_sides() -> [SideOutcome; 2] {
     let side = SideOutcome {
         sent: 0,
         received: 0,
@@ -498,7 +518,7 @@ mod tests {
     #[test]
     fn a_window_counts_the_lines_sent_in_it_and_those_lost() {
         let outcome = PairOutcome {
-            sides: unreachable_sides(),
+            sides: empty_sides(),
             sends: vec![10, 20, 30, 40],
             samples: vec![(10, 1_000_000), (20, 3_000_000), (40, 2_000_000)],
         };

@@ -1,10 +1,10 @@
 //! sigterm-backlog (issue 12, item 8): shutdown when the hub is behind.
 //!
-//! The daemon is put behind, then sent SIGTERM, and the attack keeps
+//! The daemon is put behind until the pair's oldest undelivered line is
+//! 2 s old (or 20 s have passed), then sent SIGTERM, and the attack keeps
 //! going (an attacker does not stop because the server is stopping):
 //!
-//! - **a**: a `/who` storm into a lobby of idle members (as who-storm,
-//!   smaller);
+//! - **a**: a `/who` storm into a lobby of idle members (as who-storm);
 //! - **b**: with `--rate 0`, flooders writing chat lines into the lobby
 //!   (as flood).
 //!
@@ -27,7 +27,7 @@ use super::crowd::{Crowd, GroupId, GroupSpec};
 use super::pair::{Latency3, Pair, SideOutcome};
 use super::sampler::{round2, Sampler};
 use super::storm::{self, opt, Kind};
-use super::{chunk_of, hold_for, line_of, nanos, run_part, run_parts, secs, Ctx, Outcome, Setup};
+use super::{chunk_of, line_of, nanos, run_part, run_parts, secs, wait_until, Ctx, Outcome, Setup};
 use crate::error::{Error, Result};
 
 /// The figures of either part.
@@ -37,6 +37,9 @@ pub struct ShutdownReport {
     pub load: String,
     /// Seconds of load before SIGTERM.
     pub before_s: f64,
+    /// How far behind the daemon was at SIGTERM, seconds: the age of the
+    /// pair's oldest line not yet delivered.
+    pub behind_s: f64,
     /// The pair's latency for lines sent in the last second before
     /// SIGTERM: how far behind the daemon was (lines not delivered count
     /// as lost).
@@ -75,10 +78,11 @@ pub fn run(ctx: &Ctx, args: &SigtermArgs) -> Result<()> {
 
 fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
     let q = ctx.quick();
-    let fillers = pick(args.fillers, q, 3000, 300) as usize;
+    let fillers = pick(args.fillers, q, 9000, 300) as usize;
     let attackers = pick(args.attackers, q, 32, 4) as usize;
-    let flooders = pick(args.flooders, q, 16, 4) as usize;
-    let before = Duration::from_secs(pick(args.before, q, 5, 1));
+    let flooders = pick(args.flooders, q, 32, 4) as usize;
+    let backlog_target = Duration::from_secs_f64(pick(args.backlog, q, 2.0, 0.2));
+    let before = Duration::from_secs(pick(args.before, q, 20, 2));
     let exit_wait = pick(args.exit_wait, q, 30, 10);
     let pair_rate = f64::from(pick(args.pair_rate, q, 20, 20));
     let setup = match part {
@@ -115,10 +119,18 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
         };
         let mut pair = Pair::start(daemon.addr, "quiet", pair_rate, base, lifetime)?;
         let watch = Sampler::start(daemon.pid, base, Duration::from_millis(250), lifetime);
-        eprintln!("chat-attack: {what} for {} s, then SIGTERM", before.as_secs());
+        eprintln!(
+            "chat-attack: {what} until the daemon is {:.1} s behind (at most {} s), then SIGTERM",
+            backlog_target.as_secs_f64(),
+            before.as_secs()
+        );
         let start_s = secs(base);
         crowd.repeat(load, Some(&chunk));
-        hold_for(daemon, before);
+        let pid = daemon.pid;
+        wait_until(before, || {
+            pair.backlog() >= backlog_target || !crate::procfs::is_alive(pid)
+        });
+        let behind = pair.backlog();
         pair.stop_sending();
         let t_term = nanos(base);
         let term_s = secs(base);
@@ -131,7 +143,7 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
             daemon.kill();
         }
         // The pair's connections end with the process.
-        super::wait_until(Duration::from_secs(5), || pair.both_ended());
+        wait_until(Duration::from_secs(5), || pair.both_ended());
         crowd.repeat(load, None);
         let members_told = members.map(|g| crowd.stats(g).matched());
         let members_count = members.map(|g| crowd.count(g) as u64);
@@ -145,6 +157,7 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
         let report = ShutdownReport {
             load: what.clone(),
             before_s: round2(term_s - start_s),
+            behind_s: round2(behind.as_secs_f64()),
             backlog,
             exit_after_s,
             exit_wait_s: exit_wait,
@@ -156,26 +169,28 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
             members: members_count,
             cpu_after_sigterm_pct: samples.cpu_percent(term_s, end_s, 1.0),
         };
-        let ending = |s: &SideOutcome| {
+        let ending = |s: &SideOutcome, other: &SideOutcome| {
             format!(
-                "{} of {} lines, {}, {:?}",
+                "got {} of {} lines, {}, {:?}",
                 s.received,
-                s.sent,
+                other.sent,
                 if s.saw_shutdown { "told" } else { "not told" },
                 s.ending
             )
         };
         let summary = vec![
-            format!("{what} for {:.1} s; the pair's last lines before SIGTERM: {} of {} delivered, max {} ms",
-                report.before_s, report.backlog.delivered, report.backlog.sent, opt(report.backlog.max_ms)),
+            format!(
+                "{what} for {:.1} s, then SIGTERM with the daemon {:.1} s behind",
+                report.before_s, report.behind_s
+            ),
             match exit_after_s {
                 Some(s) => format!("exited {s:.2} s after SIGTERM ({})", opt(report.exit_status.clone())),
                 None => format!("did not exit within {exit_wait} s of SIGTERM; SIGKILLed"),
             },
             format!(
                 "pair: {pair_delivered} of {pair_sent} lines sent before SIGTERM delivered; one: {}; other: {}",
-                ending(&report.pair[0]),
-                ending(&report.pair[1])
+                ending(&report.pair[0], &report.pair[1]),
+                ending(&report.pair[1], &report.pair[0])
             ),
             format!(
                 "members told: {} of {}; CPU after SIGTERM (%/s): {:?}",

@@ -200,7 +200,7 @@ pub fn run(ctx: &Ctx, kind: Kind, args: &StormArgs) -> Result<()> {
         metrics: true,
     };
     run_part(ctx, kind.name(), None, setup, |daemon, base| {
-        let stage = stage(daemon, base, kind, fillers, attackers)?;
+        let mut stage = stage(daemon, base, kind, fillers, attackers)?;
         let lifetime = duration + drain + Duration::from_secs(60);
         let mut pair = Pair::start(daemon.addr, "quiet", pair_rate, base, lifetime)?;
         let watch = Sampler::start(daemon.pid, base, Duration::from_millis(250), lifetime);
