@@ -48,6 +48,13 @@ pub const POOL_DRIP: u8 = 21;
 /// A pool: the senders of the queue-memory attack.
 pub const POOL_SENDERS: u8 = 22;
 
+/// Connections per address for crowds that stand for many ordinary hosts
+/// (idle members, room owners, readers): half the default per-address
+/// limit of 32, few enough that a daemon that also throttles new
+/// connections per address would likely let a whole address in at once.
+/// They are not what an attack is about; the attackers' own addresses are.
+pub const SPREAD: usize = 16;
+
 /// Most addresses of one pool: the last octet stays in 1..=254.
 pub const POOL_SIZE: usize = 256 * 254;
 

@@ -23,6 +23,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// JSON line says how and when. Clients connect over loopback only, from
 /// 127.0.0.0/8 source addresses standing for many hosts. Timing is
 /// measured, never asserted.
+///
+/// Connections an attack needs but that are not the attack (idle
+/// members, room owners, readers) come 16 per address and retry when
+/// refused at the door, so that a daemon with connection throttles still
+/// gets its crowd; to measure a throttle itself, use the attacks about
+/// the door (slowloris, quit-hold, log-flood c), or switch the throttle
+/// off with --server-arg.
 #[derive(Debug, Parser)]
 #[command(name = "chat-attack", version, about, long_about)]
 pub struct Cli {
@@ -99,7 +106,7 @@ pub enum Attack {
     /// while 700 KiB each is queued, then catch up; (c) a 50-line paste of
     /// 4 KB lines into a 500-member room. Reports RSS before, at peak and
     /// after. Daemon options: (a) --max-clients ROOMS+CLIENTS+64 when that
-    /// is over 9,000.
+    /// is over 10,000 (today's default).
     QueueMemory(QueueMemoryArgs),
     /// SIGTERM once the daemon is 2 s behind: (a) during a /who storm; (b)
     /// with --rate 0 and 32 flooders. Reports the time to exit, whether two
@@ -164,7 +171,7 @@ pub fn pick<T>(given: Option<T>, quick: bool, full: T, small: T) -> T {
 /// who-storm and rooms-storm.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StormArgs {
-    /// Idle members (each in a room of its own for rooms-storm), 32 per
+    /// Idle members (each in a room of its own for rooms-storm), 16 per
     /// source address. [default: 9000; --quick: 300]
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=15_000))]
     pub fillers: Option<u32>,

@@ -54,20 +54,20 @@ const BUDGET: usize = 4;
 /// Longest sleep in `poll`: the lifetime and new commands are looked at
 /// this often even when nothing happens.
 const MAX_WAIT: Duration = Duration::from_millis(50);
-/// How long a connection of a reconnecting group waits before replacing
-/// one the daemon closed: long enough for the daemon to have freed its
-/// place under `--max-per-ip`, short enough to keep the pressure on.
+/// How long a connection of a persistent group waits before replacing one
+/// the daemon closed or refused: long enough for the daemon to have freed
+/// its place under `--max-per-ip`, short enough to keep the pressure on.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 /// The longest wait before a replacement, after replacements in a row
 /// were refused.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Bytes of a line looked at: handshake lines, refusals and the lines an
 /// attack counts all say what they are near their start. The rest of a
 /// long line (a `/who` reply of 100 KB) is only counted in bytes.
 const HEAD: usize = 512;
 /// Descriptors this process keeps for itself beyond a crowd's sockets
 /// (the pair, probes, `/proc` reads, the daemon's log).
-const FD_RESERVE: u64 = 64;
+pub const FD_RESERVE: u64 = 64;
 
 /// When a new connection counts as ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +117,15 @@ pub struct GroupSpec {
     /// Stop starting connects this long after the group was opened (the
     /// rest are never attempted).
     pub open_for: Option<Duration>,
-    /// While the group writes its repeated chunk, a connection that the
-    /// daemon closes is replaced by a new one from the same address after
-    /// [`RECONNECT_DELAY`], as a real attacker would: the attack keeps its
-    /// strength instead of fading as the daemon drops its connections.
-    pub reconnect: bool,
+    /// Persistent connections: one the daemon refuses before it is ready
+    /// (a connection throttle, a place not yet freed) is retried, and one
+    /// the daemon closes while the group writes its repeated chunk is
+    /// replaced, each from the same address after [`RECONNECT_DELAY`]
+    /// (twice as long after each refusal in a row, at most
+    /// [`MAX_RECONNECT_DELAY`]). As a real attacker would: the attack gets
+    /// its connections in and keeps its strength instead of fading as the
+    /// daemon drops them. The group is in place once all are ready.
+    pub persistent: bool,
 }
 
 impl GroupSpec {
@@ -138,7 +142,7 @@ impl GroupSpec {
             rcvbuf: None,
             count_lines: None,
             open_for: None,
-            reconnect: false,
+            persistent: false,
         }
     }
 
@@ -197,6 +201,9 @@ pub struct GroupStats {
     /// When the first refusal came (ns since the crowd's base, plus 1; 0 =
     /// none yet).
     pub first_refusal: AtomicU64,
+    /// When the first line containing the group's needle came (same
+    /// encoding).
+    pub first_match: AtomicU64,
     /// When the first connection ended (same encoding).
     pub first_end: AtomicU64,
     /// When the last connection ended (same encoding).
@@ -285,6 +292,7 @@ impl GroupStats {
             bytes_out: get(&self.bytes_out),
             matched: get(&self.matched),
             first_refusal_s: secs(&self.first_refusal),
+            first_match_s: secs(&self.first_match),
             first_end_s: secs(&self.first_end),
             last_end_s: secs(&self.last_end),
             last_ready_s: secs(&self.last_ready),
@@ -341,6 +349,8 @@ pub struct GroupSnapshot {
     pub matched: u64,
     /// First refusal.
     pub first_refusal_s: Option<f64>,
+    /// First line matched.
+    pub first_match_s: Option<f64>,
     /// First end.
     pub first_end_s: Option<f64>,
     /// Last end.
@@ -520,11 +530,19 @@ impl Crowd {
     }
 
     /// Waits until every connection of the group is ready, ended or failed
-    /// to connect, at most `timeout`; true when they all are.
+    /// to connect (for a persistent group: ready), at most `timeout`; true
+    /// when they all are.
     pub fn wait_settled(&self, group: GroupId, timeout: Duration) -> bool {
         let stats = self.stats(group);
         let count = self.count(group);
-        super::wait_until(timeout, || stats.settled(count))
+        let persistent = self.groups.get(group.0).is_some_and(|g| g.spec.persistent);
+        super::wait_until(timeout, || {
+            if persistent {
+                stats.live_ready() >= count as u64
+            } else {
+                stats.settled(count)
+            }
+        })
     }
 
     /// Fails unless `count` connections of `group` are ready and open,
@@ -1086,6 +1104,7 @@ impl Worker {
             if let Some(needle) = &group.spec.count_lines {
                 if memchr::memmem::find(line, needle).is_some() {
                     bump(&stats.matched);
+                    first_time(&stats.first_match, stamp(base));
                 }
             }
             match state {
@@ -1187,7 +1206,8 @@ impl Worker {
             stats.note_error(&e.to_string());
         }
         let storming = self.repeating.get(peer.gid).is_some_and(Option::is_some);
-        if end != End::Closed && peer.group.spec.reconnect && storming {
+        let unready = peer.state != State::Ready;
+        if end != End::Closed && peer.group.spec.persistent && (unready || storming) {
             bump(&stats.reconnects);
             // A replacement that was refused waits twice as long next time.
             let attempt = if peer.state == State::Ready {

@@ -81,11 +81,11 @@ pub fn run(ctx: &Ctx, args: &FloodArgs) -> Result<()> {
         let lifetime = duration + after + drain + Duration::from_secs(60);
         let mut crowd = Crowd::start(daemon.addr, 2, 64, base, lifetime)?;
         let spec = GroupSpec {
-            reconnect: true,
+            persistent: true,
             ..GroupSpec::idle(flooders, Sources::Fixed(addrs::ATTACKER))
         };
         let group = crowd.open(spec)?;
-        crowd.wait_settled(group, Duration::from_secs(10));
+        crowd.wait_settled(group, Duration::from_secs(30));
         crowd.expect_all(group, flooders, "flooders")?;
         let stats = crowd.stats(group);
         let ready = stats.live_ready();

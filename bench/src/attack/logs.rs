@@ -113,15 +113,18 @@ fn run_slow(ctx: &Ctx, args: &LogFloodArgs) -> Result<()> {
     };
     run_part(ctx, "log-flood", Some(Part::A), setup, |daemon, base| {
         let mut crowd = Crowd::start(daemon.addr, 1, 64, base, max_wait + Duration::from_secs(60))?;
-        let sender = crowd
-            .open(GroupSpec::in_room(1, Sources::Fixed(addrs::ATTACKER), "flood").counting(" left #flood"))?;
+        let sender = crowd.open(GroupSpec {
+            persistent: true,
+            ..GroupSpec::in_room(1, Sources::Fixed(addrs::ATTACKER), "flood").counting(" left #flood")
+        })?;
         crowd.wait_settled(sender, Duration::from_secs(10));
         crowd.expect_all(sender, 1, "sender")?;
         let group = crowd.open(GroupSpec {
             rcvbuf: Some(SMALL_RCVBUF),
+            persistent: true,
             ..GroupSpec::in_room(receivers, Sources::Fixed(addrs::ATTACKER), "flood")
         })?;
-        crowd.wait_settled(group, Duration::from_secs(10));
+        crowd.wait_settled(group, Duration::from_secs(30));
         crowd.expect_all(group, receivers, "receivers")?;
         crowd.set_reading(group, false);
         crowd.sync(Duration::from_secs(5));
@@ -227,8 +230,11 @@ fn run_refused(ctx: &Ctx, args: &LogFloodArgs) -> Result<()> {
         Setup::default(),
         |daemon, base| {
             let mut crowd = Crowd::start(daemon.addr, 1, 64, base, Duration::from_secs(120))?;
-            let held = crowd.open(GroupSpec::idle(PER_IP, Sources::Fixed(addrs::REFUSED)))?;
-            crowd.wait_settled(held, Duration::from_secs(10));
+            let held = crowd.open(GroupSpec {
+                persistent: true,
+                ..GroupSpec::idle(PER_IP, Sources::Fixed(addrs::REFUSED))
+            })?;
+            crowd.wait_settled(held, Duration::from_secs(30));
             let needles = ["refused", "too many"];
             let before = daemon.log_count(&needles);
             eprintln!("chat-attack: {attempts} connections over --max-per-ip");

@@ -23,17 +23,15 @@ use serde::Serialize;
 
 use super::addrs::{self, Sources};
 use super::cli::{pick, Part, QueueMemoryArgs};
-use super::crowd::{Crowd, GroupSpec, Ready, Setup as ConnSetup};
+use super::crowd::{Crowd, GroupId, GroupSpec, Ready, Setup as ConnSetup};
 use super::sampler::{round2, Sampler};
-use super::storm::{opt, FILLERS_PER_ADDR};
+use super::storm::opt;
 use super::{
     hold_for, line_of, mib, run_part, run_parts, secs, wait_done_or_quiet, wait_quiet, Ctx, Outcome, Setup,
 };
 use crate::error::Result;
 use crate::procfs;
 
-/// Clients per source address, within the default `--max-per-ip`.
-const PER_ADDR: usize = 30;
 /// Nothing arriving for this long counts as "everything read".
 const QUIET: Duration = Duration::from_secs(2);
 /// Longest wait for connections to be in place.
@@ -158,15 +156,19 @@ fn run_rooms(ctx: &Ctx, args: &QueueMemoryArgs) -> Result<()> {
     run_part(ctx, "queue-memory", Some(Part::A), setup, |daemon, base| {
         let mut crowd = Crowd::start(daemon.addr, 2, 128, base, Duration::from_secs(300))?;
         eprintln!("chat-attack: {rooms} rooms, then {askers} clients");
-        let owners = crowd.open(GroupSpec {
-            setup: ConnSetup::OwnRoom("r".to_string()),
-            ready: Ready::Joined,
-            ..GroupSpec::idle(rooms, Sources::pool(addrs::POOL_FILLERS, FILLERS_PER_ADDR))
-        })?;
+        let owners = open(
+            &mut crowd,
+            GroupSpec {
+                setup: ConnSetup::OwnRoom("r".to_string()),
+                ready: Ready::Joined,
+                ..GroupSpec::idle(rooms, Sources::pool(addrs::POOL_FILLERS, addrs::SPREAD))
+            },
+        )?;
         crowd.wait_settled(owners, SETUP_TIMEOUT);
         crowd.expect_all(owners, rooms, "room owners")?;
-        let group = crowd.open(
-            GroupSpec::idle(askers, Sources::pool(addrs::POOL_CLIENTS, PER_ADDR)).counting(" rooms: "),
+        let group = open(
+            &mut crowd,
+            GroupSpec::idle(askers, Sources::pool(addrs::POOL_CLIENTS, addrs::SPREAD)).counting(" rooms: "),
         )?;
         crowd.wait_settled(group, SETUP_TIMEOUT);
         crowd.expect_all(group, askers, "askers")?;
@@ -238,16 +240,16 @@ fn run_catch_up(ctx: &Ctx, args: &QueueMemoryArgs) -> Result<()> {
         Setup::default(),
         |daemon, base| {
             let mut crowd = Crowd::start(daemon.addr, 2, 128, base, Duration::from_secs(300))?;
-            let senders = crowd.open(GroupSpec::in_room(
-                SENDERS,
-                Sources::pool(addrs::POOL_SENDERS, 1),
-                "big",
-            ))?;
+            let senders = open(
+                &mut crowd,
+                GroupSpec::in_room(SENDERS, Sources::pool(addrs::POOL_SENDERS, 1), "big"),
+            )?;
             crowd.wait_settled(senders, SETUP_TIMEOUT);
             crowd.expect_all(senders, SENDERS, "senders")?;
             eprintln!("chat-attack: {readers} readers into #big");
-            let group = crowd.open(
-                GroupSpec::in_room(readers, Sources::pool(addrs::POOL_CLIENTS, PER_ADDR), "big")
+            let group = open(
+                &mut crowd,
+                GroupSpec::in_room(readers, Sources::pool(addrs::POOL_CLIENTS, addrs::SPREAD), "big")
                     .counting("> qm b "),
             )?;
             crowd.wait_settled(group, SETUP_TIMEOUT);
@@ -340,15 +342,19 @@ fn run_paste(ctx: &Ctx, args: &QueueMemoryArgs) -> Result<()> {
             let rss_empty = daemon.rss_kib();
             let mut crowd = Crowd::start(daemon.addr, 2, 128, base, Duration::from_secs(300))?;
             let readers = members - 1;
-            let group = crowd.open(
-                GroupSpec::in_room(readers, Sources::pool(addrs::POOL_CLIENTS, PER_ADDR), "paste")
-                    .counting("> paste "),
+            let group = open(
+                &mut crowd,
+                GroupSpec::in_room(
+                    readers,
+                    Sources::pool(addrs::POOL_CLIENTS, addrs::SPREAD),
+                    "paste",
+                )
+                .counting("> paste "),
             )?;
-            let paster = crowd.open(GroupSpec::in_room(
-                1,
-                Sources::pool(addrs::POOL_SENDERS, 1),
-                "paste",
-            ))?;
+            let paster = open(
+                &mut crowd,
+                GroupSpec::in_room(1, Sources::pool(addrs::POOL_SENDERS, 1), "paste"),
+            )?;
             crowd.wait_settled(group, SETUP_TIMEOUT);
             crowd.wait_settled(paster, SETUP_TIMEOUT);
             crowd.expect_all(group, readers, "members")?;
@@ -421,4 +427,14 @@ fn run_paste(ctx: &Ctx, args: &QueueMemoryArgs) -> Result<()> {
             })
         },
     )
+}
+
+/// Opens `spec` persistent: a connection refused at the door (a
+/// connection throttle) is retried, since this attack is not about the
+/// door.
+fn open(crowd: &mut Crowd, spec: GroupSpec) -> Result<GroupId> {
+    crowd.open(GroupSpec {
+        persistent: true,
+        ..spec
+    })
 }

@@ -98,8 +98,11 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
         let (crowd, load, members, what): (Crowd, GroupId, Option<GroupId>, String) = match part {
             Part::B => {
                 let mut crowd = Crowd::start(daemon.addr, 2, 64, base, lifetime)?;
-                let group = crowd.open(GroupSpec::idle(flooders, Sources::Fixed(addrs::ATTACKER)))?;
-                crowd.wait_settled(group, Duration::from_secs(10));
+                let group = crowd.open(GroupSpec {
+                    persistent: true,
+                    ..GroupSpec::idle(flooders, Sources::Fixed(addrs::ATTACKER))
+                })?;
+                crowd.wait_settled(group, Duration::from_secs(30));
                 crowd.expect_all(group, flooders, "flooders")?;
                 let what = format!("{flooders} flooders from {} with --rate 0", addrs::ATTACKER);
                 (crowd, group, None, what)

@@ -4,8 +4,9 @@
 //! - **a**: 10,050 connections from 315 loopback addresses, 32 each (the
 //!   default per-address limit), opened as fast as possible, that read
 //!   their first line and then say nothing. The time until the server is
-//!   full (the first `!! server full`), then what a new user gets, once a
-//!   second for 10 s.
+//!   full (the first `!! server full`; other refusals, such as a
+//!   connection throttle's, are counted apart), then what a new user gets,
+//!   once a second for 10 s.
 //! - **b**: with `--idle-timeout 15`, 50 connections that send one byte
 //!   (no newline) every 10 s, and a few that send nothing at all as a
 //!   control (they must be closed at the timeout, or the timeout is not
@@ -28,8 +29,6 @@ use crate::error::Result;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for every silent connection to get its first line.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections per source address in part b.
-const DRIP_PER_ADDR: usize = 25;
 
 /// The figures of part a.
 #[derive(Debug, Serialize)]
@@ -40,10 +39,11 @@ pub struct FullReport {
     pub addresses: usize,
     /// Of them, welcomed (and holding a place).
     pub welcomed: u64,
-    /// Of them, refused.
+    /// Of them, refused (for any reason).
     pub refused: u64,
-    /// Seconds from the first connect to the first refusal: the server
-    /// was full.
+    /// Of them, refused with `!! server full`.
+    pub refused_full: u64,
+    /// Seconds from the first connect to the first `server full`.
     pub full_after_s: Option<f64>,
     /// Seconds until every connection had its first line (or failed).
     pub settled_after_s: f64,
@@ -113,7 +113,7 @@ fn run_full(ctx: &Ctx, args: &SlowlorisArgs) -> Result<()> {
         let sources = Sources::pool(addrs::POOL_SLOW, per_addr);
         eprintln!("chat-attack: {conns} silent connections");
         let start_s = secs(base);
-        let group = crowd.open(GroupSpec::idle(conns, sources))?;
+        let group = crowd.open(GroupSpec::idle(conns, sources).counting("server full"))?;
         crowd.wait_settled(group, OPEN_TIMEOUT);
         let settled_s = round2(secs(base) - start_s);
         let stats = crowd.stats(group);
@@ -131,7 +131,8 @@ fn run_full(ctx: &Ctx, args: &SlowlorisArgs) -> Result<()> {
             addresses: sources.addresses(conns),
             welcomed: snap.welcomed,
             refused: snap.refused,
-            full_after_s: snap.first_refusal_s.map(|t| round2(t - start_s)),
+            refused_full: snap.matched,
+            full_after_s: snap.first_match_s.map(|t| round2(t - start_s)),
             settled_after_s: settled_s,
             refusal_line: snap.refusal_line.clone(),
             probes,
@@ -141,11 +142,12 @@ fn run_full(ctx: &Ctx, args: &SlowlorisArgs) -> Result<()> {
         let outcomes: Vec<&str> = report.probes.iter().map(|p| p.outcome.as_str()).collect();
         let summary = vec![
             format!(
-                "{} silent connections from {} addresses: {} welcomed, {} refused ({})",
+                "{} silent connections from {} addresses: {} welcomed, {} refused, {} of them as full (first: {})",
                 report.conns,
                 report.addresses,
                 report.welcomed,
                 report.refused,
+                report.refused_full,
                 opt(report.refusal_line.clone())
             ),
             format!(
@@ -179,20 +181,23 @@ fn run_drip(ctx: &Ctx, args: &SlowlorisArgs) -> Result<()> {
     run_part(ctx, "slowloris", Some(Part::B), setup, |daemon, base| {
         let lifetime = Duration::from_secs(observe + 60);
         let mut crowd = Crowd::start(daemon.addr, 1, 64, base, lifetime)?;
-        let drip = crowd.open(GroupSpec::idle(
-            drippers,
-            Sources::pool(addrs::POOL_DRIP, DRIP_PER_ADDR),
-        ))?;
-        let quiet = crowd.open(GroupSpec::idle(
-            silent,
-            Sources::Pool {
-                pool: addrs::POOL_DRIP,
-                per_addr: DRIP_PER_ADDR,
-                first: 200,
-            },
-        ))?;
-        crowd.wait_settled(drip, Duration::from_secs(10));
-        crowd.wait_settled(quiet, Duration::from_secs(10));
+        let drip = crowd.open(GroupSpec {
+            persistent: true,
+            ..GroupSpec::idle(drippers, Sources::pool(addrs::POOL_DRIP, addrs::SPREAD))
+        })?;
+        let quiet = crowd.open(GroupSpec {
+            persistent: true,
+            ..GroupSpec::idle(
+                silent,
+                Sources::Pool {
+                    pool: addrs::POOL_DRIP,
+                    per_addr: addrs::SPREAD,
+                    first: 200,
+                },
+            )
+        })?;
+        crowd.wait_settled(drip, Duration::from_secs(30));
+        crowd.wait_settled(quiet, Duration::from_secs(30));
         crowd.expect_all(drip, drippers, "drippers")?;
         crowd.expect_all(quiet, silent, "silent connections")?;
         let (ds, qs) = (crowd.stats(drip), crowd.stats(quiet));

@@ -2,7 +2,7 @@
 //! the server, bought for a few bytes.
 //!
 //! A lobby of idle members (who-storm) or as many rooms with one member
-//! each (rooms-storm), 32 per source address; then 32 connections from one
+//! each (rooms-storm), 16 per source address; then 32 connections from one
 //! address, within the default per-address limit, write `/who` (or
 //! `/rooms`) over and over as fast as their sockets take it, so the daemon
 //! is sent them as fast as it reads them, and read every reply. Meanwhile
@@ -64,8 +64,6 @@ impl Kind {
     }
 }
 
-/// Fillers per source address: the daemon's default `--max-per-ip`.
-pub const FILLERS_PER_ADDR: usize = 32;
 /// Crowd threads for the storms: the attackers' replies are tens of MB a
 /// second to read.
 const CROWD_THREADS: usize = 2;
@@ -151,26 +149,29 @@ pub fn stage(daemon: &Daemon, base: Instant, kind: Kind, fillers: usize, attacke
         base,
         Duration::from_secs(300),
     )?;
-    let sources = Sources::pool(addrs::POOL_FILLERS, FILLERS_PER_ADDR);
-    let spec = match kind {
-        Kind::Who => GroupSpec::idle(fillers, sources),
-        Kind::Rooms => GroupSpec {
-            setup: Setup::OwnRoom("r".to_string()),
-            ready: Ready::Joined,
-            ..GroupSpec::idle(fillers, sources)
-        },
-    }
-    .counting("-- server shutting down");
+    let sources = Sources::pool(addrs::POOL_FILLERS, addrs::SPREAD);
+    let spec = GroupSpec {
+        persistent: true,
+        ..match kind {
+            Kind::Who => GroupSpec::idle(fillers, sources),
+            Kind::Rooms => GroupSpec {
+                setup: Setup::OwnRoom("r".to_string()),
+                ready: Ready::Joined,
+                ..GroupSpec::idle(fillers, sources)
+            },
+        }
+        .counting("-- server shutting down")
+    };
     eprintln!("chat-attack: connecting {fillers} fillers");
     let filler_group = crowd.open(spec)?;
     crowd.wait_settled(filler_group, FILL_TIMEOUT);
     crowd.expect_all(filler_group, fillers, "fillers")?;
     let attacker_spec = GroupSpec {
-        reconnect: true,
+        persistent: true,
         ..GroupSpec::idle(attackers, Sources::Fixed(addrs::ATTACKER)).counting(kind.reply_marker())
     };
     let attacker_group = crowd.open(attacker_spec)?;
-    crowd.wait_settled(attacker_group, Duration::from_secs(10));
+    crowd.wait_settled(attacker_group, Duration::from_secs(30));
     crowd.expect_all(attacker_group, attackers, "attackers")?;
     Ok(Stage {
         crowd,
@@ -262,7 +263,7 @@ pub fn run(ctx: &Ctx, kind: Kind, args: &StormArgs) -> Result<()> {
         let peak = samples.peak_rss(start_s, f64::MAX).map(|(kib, _)| mib(kib));
         let report = StormReport {
             fillers: stage.crowd.stats(stage.fillers).live_ready(),
-            filler_addresses: Sources::pool(addrs::POOL_FILLERS, FILLERS_PER_ADDR).addresses(fillers),
+            filler_addresses: Sources::pool(addrs::POOL_FILLERS, addrs::SPREAD).addresses(fillers),
             attackers: ready0,
             duration_s: round2(end_s - start_s),
             attacker_bytes_written: written,
