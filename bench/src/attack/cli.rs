@@ -173,21 +173,21 @@ pub fn pick<T>(given: Option<T>, quick: bool, full: T, small: T) -> T {
 pub struct StormArgs {
     /// Idle members (each in a room of its own for rooms-storm), 16 per
     /// source address. [default: 9000; --quick: 300]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=15_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=15_000))]
     pub fillers: Option<u32>,
     /// Attacking connections, all from one address. [default: 32;
     /// --quick: 4]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub attackers: Option<u32>,
     /// Seconds of storm. [default: 20; --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub duration: Option<u64>,
     /// The pair's lines per second, both sides together. [default: 20]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    #[arg(long, value_name = "LINES_PER_SEC", value_parser = clap::value_parser!(u32).range(1..=200))]
     pub pair_rate: Option<u32>,
     /// Longest wait, after the storm, for the pair's lines still in
     /// flight, in seconds. [default: 20; --quick: 5]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub drain: Option<u64>,
 }
 
@@ -195,24 +195,24 @@ pub struct StormArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct FloodArgs {
     /// Flooding connections, all from one address. [default: 16; --quick: 4]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub flooders: Option<u32>,
     /// Seconds of flood. [default: 10; --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub duration: Option<u64>,
     /// Seconds after the flood at which RSS is read again. [default: 5;
     /// --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub after: Option<u64>,
     /// Bytes of each flood line, newline included. [default: 64]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4000))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(8..=4000))]
     pub line_len: Option<u32>,
     /// The pair's lines per second. [default: 20]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    #[arg(long, value_name = "LINES_PER_SEC", value_parser = clap::value_parser!(u32).range(1..=200))]
     pub pair_rate: Option<u32>,
     /// Longest wait, after the flood, for the pair's lines still in
     /// flight, in seconds. [default: 20; --quick: 5]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub drain: Option<u64>,
 }
 
@@ -221,14 +221,14 @@ pub struct FloodArgs {
 pub struct QuitBlastArgs {
     /// Seconds of blasting after /quit (the daemon closes the socket 5 s
     /// after /quit anyway). [default: 4; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=10))]
     pub duration: Option<u64>,
     /// Seconds of the pair alone before the blast, for the baseline.
     /// [default: 3; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=10))]
     pub baseline: Option<u64>,
     /// The pair's lines per second. [default: 50]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    #[arg(long, value_name = "LINES_PER_SEC", value_parser = clap::value_parser!(u32).range(1..=200))]
     pub pair_rate: Option<u32>,
 }
 
@@ -239,32 +239,32 @@ pub struct QueueMemoryArgs {
     #[arg(long, value_enum)]
     pub part: Option<Part>,
     /// (a) Rooms, one idle owner each. [default: 9000; --quick: 300]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=14_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=14_000))]
     pub rooms: Option<u32>,
     /// (a) Clients that each send /rooms once. [default: 4000; --quick: 100]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub askers: Option<u32>,
     /// (b) Clients that stop reading and catch up. [default: 1000;
     /// --quick: 50]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2000))]
     pub readers: Option<u32>,
     /// (b) KiB queued for each of them while they do not read (below the
     /// default --sendq of 1 MiB, with what the kernel holds). [default: 700]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=900))]
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(16..=900))]
     pub backlog_kib: Option<u32>,
     /// (c) Members of the room, the paster included. [default: 500;
     /// --quick: 50]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=2000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=2000))]
     pub members: Option<u32>,
     /// (c) Lines of the paste. [default: 50; --quick: 10]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=50))]
     pub paste_lines: Option<u32>,
     /// (b, c) Bytes of each line sent, newline included. [default: 4000]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=4000))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(16..=4000))]
     pub line_len: Option<u32>,
     /// Seconds after everything was read at which RSS is read again.
     /// [default: 5; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub settle: Option<u64>,
 }
 
@@ -275,33 +275,33 @@ pub struct SigtermArgs {
     #[arg(long, value_enum)]
     pub part: Option<Part>,
     /// (a) Idle lobby members. [default: 9000; --quick: 300]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=15_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=15_000))]
     pub fillers: Option<u32>,
     /// (a) /who attackers from one address. [default: 32; --quick: 4]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub attackers: Option<u32>,
     /// (b) Flooders from one address (16 rarely put this machine's daemon
     /// 2 s behind; 32, the default per-address limit, does). [default:
     /// 32; --quick: 4]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub flooders: Option<u32>,
     /// SIGTERM once the daemon is this many seconds behind (the oldest of
     /// the pair's lines not yet delivered is this old). [default: 2;
     /// --quick: 0.2]
-    #[arg(long, value_parser = backlog_secs)]
+    #[arg(long, value_name = "SECS", value_parser = backlog_secs)]
     pub backlog: Option<f64>,
     /// ... or after this many seconds of storm or flood, whichever comes
-    /// first. [default: 20; --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    /// first. [default: 15; --quick: 2]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub before: Option<u64>,
     /// Longest wait for the daemon to exit after SIGTERM, in seconds
     /// (systemd's default stop timeout is 90 s, the shipped unit's 30 s);
     /// then it is SIGKILLed and reported as not exiting. [default: 30;
     /// --quick: 10]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=120))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=120))]
     pub exit_wait: Option<u64>,
     /// The pair's lines per second. [default: 20]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    #[arg(long, value_name = "LINES_PER_SEC", value_parser = clap::value_parser!(u32).range(1..=200))]
     pub pair_rate: Option<u32>,
 }
 
@@ -319,21 +319,21 @@ fn backlog_secs(text: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct QuitHoldArgs {
     /// Seconds of opening connections. [default: 3; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=10))]
     pub duration: Option<u64>,
     /// Worker processes holding the connections (each has this process's
     /// descriptor limit). [default: 2; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4))]
     pub workers: Option<u32>,
     /// Most connections per worker. [default: 15000; --quick: 2000]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=19_000))]
     pub per_worker: Option<u32>,
     /// Connections per source address. [default: 20]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub per_addr: Option<u32>,
     /// Seconds to keep watching after opening stops (the daemon lets a
     /// quitting socket linger 5 s). [default: 7; --quick: 6]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub watch: Option<u64>,
 }
 
@@ -344,31 +344,31 @@ pub struct SlowlorisArgs {
     #[arg(long, value_enum)]
     pub part: Option<Part>,
     /// (a) Silent connections. [default: 10050; --quick: 400]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=19_000))]
     pub conns: Option<u32>,
     /// (a) Connections per source address. [default: 32]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub per_addr: Option<u32>,
     /// (a) Seconds of probing with a new user, one a second. [default: 10;
     /// --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub probe_for: Option<u64>,
     /// (b) The daemon's --idle-timeout, seconds. [default: 15; --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub idle_timeout: Option<u64>,
     /// (b) Connections sending one byte at a time. [default: 50; --quick: 5]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
     pub drippers: Option<u32>,
     /// (b) Seconds between their bytes. [default: 10; --quick: 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=30))]
     pub drip_every: Option<u64>,
     /// (b) Silent connections beside them, to show the timeout works.
     /// [default: 5; --quick: 2]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub silent: Option<u32>,
     /// (b) Seconds after which the survivors are counted. [default: 40;
     /// --quick: 5]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub observe: Option<u64>,
 }
 
@@ -380,20 +380,20 @@ pub struct LogFloodArgs {
     pub part: Option<Part>,
     /// (a) Non-readers in the room (with the sender, all from one address
     /// within the default --max-per-ip of 32). [default: 31; --quick: 3]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=31))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=31))]
     pub receivers: Option<u32>,
     /// (a) Bytes of each flood line, newline included. [default: 4000]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..=4000))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(16..=4000))]
     pub line_len: Option<u32>,
     /// (a) Longest flood, seconds. [default: 40; --quick: 15]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     pub max_wait: Option<u64>,
     /// (b) Characters of the /quit reason. [default: 4000]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4000))]
+    #[arg(long, value_name = "CHARS", value_parser = clap::value_parser!(u32).range(1..=4000))]
     pub reason_len: Option<u32>,
     /// (c) Connections refused over --max-per-ip. [default: 1000;
     /// --quick: 50]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub refused: Option<u32>,
 }
 

@@ -1,7 +1,7 @@
 //! sigterm-backlog (issue 12, item 8): shutdown when the hub is behind.
 //!
 //! The daemon is put behind until the pair's oldest undelivered line is
-//! 2 s old (or 20 s have passed), then sent SIGTERM, and the attack keeps
+//! 2 s old (or 15 s have passed), then sent SIGTERM, and the attack keeps
 //! going (an attacker does not stop because the server is stopping):
 //!
 //! - **a**: a `/who` storm into a lobby of idle members (as who-storm);
@@ -82,7 +82,7 @@ fn run_one(ctx: &Ctx, args: &SigtermArgs, part: Part) -> Result<()> {
     let attackers = pick(args.attackers, q, 32, 4) as usize;
     let flooders = pick(args.flooders, q, 32, 4) as usize;
     let backlog_target = Duration::from_secs_f64(pick(args.backlog, q, 2.0, 0.2));
-    let before = Duration::from_secs(pick(args.before, q, 20, 2));
+    let before = Duration::from_secs(pick(args.before, q, 15, 2));
     let exit_wait = pick(args.exit_wait, q, 30, 10);
     let pair_rate = f64::from(pick(args.pair_rate, q, 20, 20));
     let setup = match part {
