@@ -11,8 +11,14 @@
 //! cost a few threads on a machine the server shares. Scenarios
 //! ([`scenario`]) are each bounded in time and count, and print a human
 //! summary plus one JSON line ([`report`]).
+//!
+//! The crate's second binary, `chat-attack` ([`attack`]), runs the
+//! attacks of issue 12 against a chat-server it starts itself and reports
+//! what each one did to it, so the same attack can be run before and
+//! after a fix.
 
 pub mod args;
+pub mod attack;
 pub mod client;
 pub mod engine;
 pub mod error;

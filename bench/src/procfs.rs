@@ -128,6 +128,15 @@ fn listens_in(text: &str, port: u16) -> bool {
     })
 }
 
+/// Open file descriptors of process `pid`: the entries of `/proc/PID/fd`
+/// (readable for our own children, or as root). `None` when the directory
+/// cannot be read (the process is gone).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    // Bounded by the process's descriptor limit.
+    Some(dir.count() as u64)
+}
+
 /// True when `pid` exists and is not a zombie.
 pub fn is_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -221,6 +230,8 @@ mod tests {
         assert!(vm_rss_kib(pid).unwrap() > 0);
         assert!(is_alive(pid));
         assert!(open_files_limit().unwrap() > 0);
+        // stdin, stdout, stderr at least.
+        assert!(fd_count(pid).unwrap() >= 3);
         assert!(!thread_ticks(pid).is_empty());
         let _ = process_ticks(pid);
     }
