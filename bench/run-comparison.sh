@@ -26,7 +26,7 @@
 #
 # Each scenario runs against chat-server and then ncat (then tokio's
 # example), each started by chat-bench on a free loopback port: chat-server with
-# `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (N = the
+# `--rate 0 --max-per-ip 0 --max-per-net 0 --connect-rate 0 --max-clients N --sendq 16777216` (N = the
 # run's clients and a few more; flood
 # control off, which the load needs), ncat as
 # `ncat -l --chat --max-conns 100000`, tokio's example as `chat

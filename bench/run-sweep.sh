@@ -14,7 +14,7 @@
 # itself, so 2 clients have 1 sender), against chat-server and, for N up to
 # NCAT_MAX, against ncat (which exits past ~1,019 clients). Both are started
 # by chat-bench on a free loopback port, chat-server with
-# `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` and then
+# `--rate 0 --max-per-ip 0 --max-per-net 0 --connect-rate 0 --max-clients N --sendq 16777216` and then
 # SERVER_ARGS. Everything stays on loopback; every run is bounded by
 # chat-bench's own timeouts and, in case those fail, by `timeout`.
 #

@@ -17,7 +17,7 @@ use crate::engine::Flavor;
 /// loopback only.
 ///
 /// Start the server under test with
-/// `--rate 0 --max-per-ip 0 --max-clients N --sendq 16777216` (flood
+/// `--rate 0 --max-per-ip 0 --max-per-net 0 --connect-rate 0 --max-clients N --sendq 16777216` (flood
 /// control off; N at least the run's clients), or let chat-bench start it
 /// with --server-bin. Each
 /// scenario prints a summary and, as its last line, one JSON object.

@@ -4,7 +4,8 @@
 //! When the generator starts chat-server itself it passes
 //! [`CHAT_SERVER_ARGS`]: flood control off (`--rate 0`; the default of 20
 //! lines/s per client would measure the limiter, not the server), no
-//! per-address limit (every client comes from loopback), and a 16 MiB send
+//! per-address or per-network limit and no throttle on new connections
+//! (every client comes from loopback, thousands at once), and a 16 MiB send
 //! queue so that a receiver that falls behind
 //! during a burst is measured as slow rather than disconnected; and
 //! `--max-clients` with room for the run's clients and a few more (the
@@ -33,7 +34,18 @@ use crate::error::{Error, Result};
 use crate::procfs;
 
 /// The options every benchmark run of chat-server needs.
-pub const CHAT_SERVER_ARGS: [&str; 6] = ["--rate", "0", "--max-per-ip", "0", "--sendq", "16777216"];
+pub const CHAT_SERVER_ARGS: [&str; 10] = [
+    "--rate",
+    "0",
+    "--max-per-ip",
+    "0",
+    "--max-per-net",
+    "0",
+    "--connect-rate",
+    "0",
+    "--sendq",
+    "16777216",
+];
 
 /// Places the started server keeps beyond the run's clients (probes,
 /// a straggler from a previous step).

@@ -204,7 +204,7 @@ pub fn print(r: &FanoutReport) -> Result<()> {
     // must have been given them.
     if r.header.target == Flavor::ChatServer.name() && r.header.server.starts_with("already running") {
         summary.push(
-            "  (chat-server must run with --rate 0 --max-per-ip 0 --max-clients N --sendq 16777216)"
+            "  (chat-server must run with --rate 0 --max-per-ip 0 --max-per-net 0 --connect-rate 0 --max-clients N --sendq 16777216)"
                 .to_string(),
         );
     }

@@ -121,9 +121,12 @@ pub fn system_clock() -> u64 {
 #[derive(Debug)]
 struct User {
     nick: Nick,
+    /// The nick's key (see [`Nick::key`]), shared with the table of nicks
+    /// and the rooms' member lists rather than copied into each.
+    nick_key: Arc<str>,
     /// Keys of the rooms the user is in (see [`RoomName::key`]), in the
     /// order joined: the last is [`Target::Current`].
-    rooms: Vec<String>,
+    rooms: Vec<Arc<str>>,
     /// Peer address, for logs.
     addr: SocketAddr,
 }
@@ -134,10 +137,15 @@ pub struct Hub {
     settings: Settings,
     users: HashMap<ConnId, User>,
     /// Nick key (lower case) to its owner, for uniqueness and `/msg`.
-    nicks: HashMap<String, ConnId>,
+    nicks: HashMap<Arc<str>, ConnId>,
     /// Nick skeleton (see [`Nick::skeleton`]) to its owner: no one may take
-    /// a nick that looks like someone else's.
-    skeletons: HashMap<String, ConnId>,
+    /// a nick that looks like someone else's. Kept as a 64-bit hash of the
+    /// skeleton, a few bytes a user instead of a copy of it; two
+    /// skeletons with the same hash (a chance of one in 2^64 for any two)
+    /// would only refuse a nick that did not look alike.
+    skeletons: HashMap<u64, ConnId>,
+    /// Hashes skeletons, with keys chosen at start.
+    skeleton_hasher: std::collections::hash_map::RandomState,
     /// Room key (lower case) to room: every room with members, the lobby,
     /// and empty rooms that keep history.
     rooms: BTreeMap<String, Room>,
@@ -186,6 +194,7 @@ impl Hub {
             users: HashMap::new(),
             nicks: HashMap::new(),
             skeletons: HashMap::new(),
+            skeleton_hasher: std::collections::hash_map::RandomState::new(),
             rooms,
             listed: BTreeSet::from([lobby.key()]),
             budget,
@@ -281,13 +290,17 @@ impl Hub {
         let nick = self.guest_nick();
         let lobby = RoomName::lobby();
         log::info!("connect {addr} as {nick}");
-        self.nicks.insert(nick.key(), id);
-        self.skeletons.insert(nick.skeleton(), id);
+        let nick_key: Arc<str> = nick.key().into();
+        self.nicks.insert(Arc::clone(&nick_key), id);
+        let skeleton = self.skeleton(&nick);
+        self.skeletons.insert(skeleton, id);
         self.users.insert(
             id,
             User {
                 nick: nick.clone(),
-                rooms: Vec::new(),
+                nick_key,
+                // Most users are in one room: one slot, grown if needed.
+                rooms: Vec::with_capacity(1),
                 addr,
             },
         );
@@ -308,11 +321,17 @@ impl Hub {
             let n = self.next_guest;
             self.next_guest = self.next_guest.wrapping_add(1);
             if let Ok(nick) = Nick::new(&format!("guest{n}")) {
-                if !self.skeletons.contains_key(&nick.skeleton()) {
+                if !self.skeletons.contains_key(&self.skeleton(&nick)) {
                     return nick;
                 }
             }
         }
+    }
+
+    /// The hash of `nick`'s skeleton, as [`Hub::skeletons`] keeps it.
+    fn skeleton(&self, nick: &Nick) -> u64 {
+        use std::hash::BuildHasher;
+        self.skeleton_hasher.hash_one(nick.skeleton())
     }
 
     /// The key of the room `target` names for the user `id`, if they are in
@@ -320,10 +339,14 @@ impl Hub {
     fn member_room(&self, id: ConnId, target: &Target) -> Result<String, ErrorKind> {
         let user = self.users.get(&id).ok_or(ErrorKind::NoCurrentRoom)?;
         match target {
-            Target::Current => user.rooms.last().cloned().ok_or(ErrorKind::NoCurrentRoom),
+            Target::Current => user
+                .rooms
+                .last()
+                .map(|key| key.to_string())
+                .ok_or(ErrorKind::NoCurrentRoom),
             Target::Room(name) => {
                 let key = name.key();
-                if user.rooms.contains(&key) {
+                if user.rooms.iter().any(|r| **r == *key) {
                     Ok(key)
                 } else {
                     let name = self
@@ -455,7 +478,7 @@ impl Hub {
     }
 
     fn private(&mut self, from_id: ConnId, from: Nick, to: Nick, text: String) {
-        let Some(&to_id) = self.nicks.get(&to.key()) else {
+        let Some(&to_id) = self.nicks.get(to.key().as_str()) else {
             return self.send(from_id, ServerEvent::Error(ErrorKind::NoSuchNick(to)));
         };
         // Show the recipient's nick as they spell it.
@@ -471,31 +494,34 @@ impl Hub {
     }
 
     fn rename(&mut self, id: ConnId, old: Nick, new: Nick) {
-        if let Some(&owner) = self.nicks.get(&new.key()) {
+        if let Some(&owner) = self.nicks.get(new.key().as_str()) {
             if owner != id {
                 return self.send(id, ServerEvent::Error(ErrorKind::NickInUse(new)));
             }
         }
-        if let Some(owner) = self.skeletons.get(&new.skeleton()).filter(|&&o| o != id) {
+        if let Some(owner) = self.skeletons.get(&self.skeleton(&new)).filter(|&&o| o != id) {
             let existing = self.users.get(owner).map(|u| u.nick.clone());
             if let Some(existing) = existing {
                 let error = ErrorKind::NickConfusable { asked: new, existing };
                 return self.send(id, ServerEvent::Error(error));
             }
         }
-        self.nicks.remove(&old.key());
-        self.nicks.insert(new.key(), id);
-        self.skeletons.remove(&old.skeleton());
-        self.skeletons.insert(new.skeleton(), id);
+        let new_key: Arc<str> = new.key().into();
+        self.nicks.remove(old.key().as_str());
+        self.nicks.insert(Arc::clone(&new_key), id);
+        let (old_skeleton, new_skeleton) = (self.skeleton(&old), self.skeleton(&new));
+        self.skeletons.remove(&old_skeleton);
+        self.skeletons.insert(new_skeleton, id);
         let Some(user) = self.users.get_mut(&id) else {
             return;
         };
         user.nick = new.clone();
+        let old_key = std::mem::replace(&mut user.nick_key, Arc::clone(&new_key));
         log::info!("{} {old} is now known as {new}", user.addr);
         let rooms = user.rooms.clone();
         for key in &rooms {
-            if let Some(room) = self.rooms.get_mut(key) {
-                room.rename(id, &old.key(), new.key());
+            if let Some(room) = self.rooms.get_mut(&**key) {
+                room.rename(id, &old_key, Arc::clone(&new_key));
             }
         }
         self.send(id, ServerEvent::NickSet { nick: new.clone() });
@@ -507,7 +533,7 @@ impl Hub {
                 // many they share.
                 let mut told: HashSet<ConnId> = HashSet::new();
                 for key in several {
-                    if let Some(room) = self.rooms.get(key).filter(|r| self.announces(r.len())) {
+                    if let Some(room) = self.rooms.get(&**key).filter(|r| self.announces(r.len())) {
                         told.extend(room.members().filter(|&m| m != id));
                     }
                 }
@@ -527,7 +553,7 @@ impl Hub {
         // An existing room keeps the spelling it was created with.
         let name = self.rooms.get(&key).map_or(target, |r| r.name.clone());
         let Some(user) = self.users.get(&id) else { return Ok(()) };
-        if user.rooms.contains(&key) {
+        if user.rooms.iter().any(|r| **r == *key) {
             return if leave_others {
                 Err(ErrorKind::AlreadyInRoom(name))
             } else {
@@ -550,17 +576,17 @@ impl Hub {
     /// the room, and shows the newcomer its topic and its last lines.
     fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName) {
         let key = target.key();
-        if let Some(user) = self.users.get_mut(&id) {
-            user.rooms.push(key.clone());
-        }
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room::new(target));
+        let Some(user) = self.users.get_mut(&id) else { return };
+        user.rooms.push(Arc::clone(&room.key));
+        let nick_key = Arc::clone(&user.nick_key);
         if room.is_empty() {
             self.budget.room_occupied(&key, room.used_at);
             self.listed.insert(key.clone());
         }
         self.uses += 1;
         room.used_at = self.uses;
-        room.add(id, nick.key());
+        room.add(id, nick_key);
         let name = room.name.clone();
         let topic = room.topic.clone();
         let replay = room.history.last(self.settings.replay_lines);
@@ -596,12 +622,12 @@ impl Hub {
     /// empty now, keeps it for its history or drops it (never the lobby).
     fn leave_room(&mut self, id: ConnId, key: &str, reason: LeaveReason) {
         let Some(user) = self.users.get_mut(&id) else { return };
-        user.rooms.retain(|r| r != key);
-        let nick = user.nick.clone();
+        user.rooms.retain(|r| **r != *key);
+        let (nick, nick_key) = (user.nick.clone(), Arc::clone(&user.nick_key));
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        room.remove(id, &nick.key());
+        room.remove(id, &nick_key);
         let name = room.name.clone();
         if room.is_empty() && name.as_str() != RoomName::LOBBY {
             self.listed.remove(key);
@@ -639,8 +665,9 @@ impl Hub {
             self.leave_room(id, &key, reason.clone());
         }
         if let Some(user) = self.users.remove(&id) {
-            self.nicks.remove(&user.nick.key());
-            self.skeletons.remove(&user.nick.skeleton());
+            self.nicks.remove(&*user.nick_key);
+            let skeleton = self.skeleton(&user.nick);
+            self.skeletons.remove(&skeleton);
         }
     }
 
@@ -751,8 +778,8 @@ impl Hub {
     /// The room's size counts `who`, also when they are leaving it.
     fn announce_presence(&mut self, room_key: &str, who: ConnId, event: ServerEvent) {
         let room = self.rooms.get(room_key);
-        let nick_key = self.users.get(&who).map(|u| u.nick.key());
-        let present = room.zip(nick_key).is_some_and(|(r, key)| r.has(&key, who));
+        let nick_key = self.users.get(&who).map(|u| &u.nick_key);
+        let present = room.zip(nick_key).is_some_and(|(r, key)| r.has(key, who));
         let members = room.map_or(0, Room::len) + usize::from(!present);
         if self.announces(members) {
             self.publish(room_key, Some(who), event);

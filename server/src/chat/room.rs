@@ -20,10 +20,14 @@ use crate::chat::messages::ConnId;
 pub struct Room {
     /// The name as first used, with its case.
     pub name: RoomName,
+    /// Its key (see [`RoomName::key`]), shared with the members' lists of
+    /// their rooms rather than copied into each.
+    pub key: Arc<str>,
     /// The members on each I/O thread.
     by_shard: Vec<Arc<Vec<ConnId>>>,
-    /// Members by nick key, in order.
-    by_nick: BTreeMap<String, ConnId>,
+    /// Members by nick key, in order (the key shared with the hub's
+    /// table of nicks, not copied per room).
+    by_nick: BTreeMap<Arc<str>, ConnId>,
     /// Its topic, if someone set one.
     pub topic: Option<Topic>,
     /// The lines it remembers.
@@ -37,6 +41,7 @@ impl Room {
     /// An empty room called `name`.
     pub fn new(name: RoomName) -> Room {
         Room {
+            key: name.key().into(),
             name,
             by_shard: Vec::new(),
             by_nick: BTreeMap::new(),
@@ -62,7 +67,7 @@ impl Room {
     }
 
     /// Adds a member.
-    pub fn add(&mut self, id: ConnId, nick_key: String) {
+    pub fn add(&mut self, id: ConnId, nick_key: Arc<str>) {
         if self.by_shard.len() <= id.shard {
             self.by_shard.resize_with(id.shard + 1, Arc::default);
         }
@@ -83,7 +88,7 @@ impl Room {
     }
 
     /// A member changed nick.
-    pub fn rename(&mut self, id: ConnId, old_key: &str, new_key: String) {
+    pub fn rename(&mut self, id: ConnId, old_key: &str, new_key: Arc<str>) {
         if self.by_nick.remove(old_key).is_some() {
             self.by_nick.insert(new_key, id);
         }
