@@ -96,7 +96,7 @@ fn fit_descriptors(
     config: &mut Config,
     max_clients_given: bool,
     inherited: usize,
-) -> Result<Option<Fitted>, descriptors::CapacityError> {
+) -> Result<Option<Fitted>, Box<dyn std::error::Error>> {
     let (limit, not_raised) = match Limit::raise() {
         Ok(raised) => raised,
         Err(e) => {
@@ -104,13 +104,14 @@ fn fit_descriptors(
             return Ok(None);
         }
     };
-    let capacity = limit.client_capacity(config.listen.len() + inherited, config.io_threads());
+    let listeners = config.listen.len() + inherited;
+    let metrics = config.metrics_listen.is_some();
+    let capacity = limit.client_capacity(listeners, config.io_threads(), metrics);
     if capacity == 0 {
-        return Err(descriptors::CapacityError {
-            max_clients: config.max_clients,
+        return Err(Box::new(descriptors::NoRoomError {
             soft: limit.soft,
-            capacity,
-        });
+            kept: limit.kept(listeners, config.io_threads(), metrics),
+        }));
     }
     let max_clients = descriptors::fit_max_clients(config.max_clients, max_clients_given, &limit, capacity)?;
     let lowered_from = (max_clients < config.max_clients).then_some(config.max_clients);

@@ -140,16 +140,17 @@ fn the_daemon_raises_its_descriptor_limit_and_logs_the_room_it_has() {
         under_descriptor_limits(100, 1000, &["--listen", "127.0.0.1:0", "--threads", "2"]),
         1,
     );
-    // 1000 less 64 kept, 1 listener, and a poll and a waker for each of
-    // two I/O threads and the acceptor. Logged before it listens, so among
-    // the lines read while starting.
+    // 1000 less 37 kept (standard streams, notify socket, signal pipe and
+    // a spare of 1000 / 32), 1 listener, and a poll and a waker for each
+    // of two I/O threads and the acceptor. Logged before it listens, so
+    // among the lines read while starting.
     let log = daemon.proc.stderr_lines();
     for expected in [
-        "descriptor limit 1000 (raised from 100): room for 929 clients",
+        "descriptor limit 1000 (raised from 100): room for 956 clients",
         // The default --max-clients (10,000) did not fit: it was lowered,
-        // keeping 929 / 16 for sockets still closing.
-        "serving at most 871 clients, not the default 10000: the descriptor limit allows no more \
-         (room for 929, a sixteenth of it kept for sockets still closing)",
+        // keeping 956 / 16 for sockets still closing.
+        "serving at most 897 clients, not the default 10000: the descriptor limit allows no more \
+         (room for 956, a sixteenth of it kept for sockets still closing)",
     ] {
         assert!(
             log.iter().any(|line| line.ends_with(expected)),
@@ -157,6 +158,41 @@ fn the_daemon_raises_its_descriptor_limit_and_logs_the_room_it_has() {
         );
     }
     daemon.connect();
+}
+
+#[test]
+fn under_a_limit_of_64_descriptors_the_daemon_still_serves() {
+    let daemon = Daemon::start_with(
+        under_descriptor_limits(64, 64, &["--listen", "127.0.0.1:0", "--threads", "2"]),
+        1,
+    );
+    let log = daemon.proc.stderr_lines();
+    assert!(
+        log.iter()
+            .any(|line| line.ends_with("descriptor limit 64: room for 43 clients")),
+        "{log:?}"
+    );
+    let [mut alice, mut bob] = [daemon.connect_named("alice"), daemon.connect_named("bob")];
+    alice.expect_line("-- guest2 joined #lobby");
+    alice.expect_line("-- guest2 is now known as bob");
+    bob.send("still room for us");
+    alice.expect_line("<bob> still room for us");
+}
+
+#[test]
+fn a_limit_with_no_room_for_one_client_is_a_start_error() {
+    let mut daemon = Proc::spawn(
+        "chat-server",
+        under_descriptor_limits(16, 16, &["--listen", "127.0.0.1:0", "--threads", "2"]),
+        "build it with `cargo build --workspace`",
+    );
+    daemon.expect_exit_code(1);
+    let last = daemon.stderr_lines().last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the descriptor limit of 16 leaves no room for a single client"),
+        "{:?}",
+        daemon.stderr_lines()
+    );
 }
 
 #[test]
@@ -181,7 +217,7 @@ fn max_clients_beyond_the_descriptor_limit_is_a_start_error() {
     assert_eq!(
         daemon.stderr_lines().last().map(String::as_str),
         Some(
-            "error: --max-clients 5000 does not fit the descriptor limit of 1000 (room for 929 clients); \
+            "error: --max-clients 5000 does not fit the descriptor limit of 1000 (room for 956 clients); \
              raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
         ),
         "stderr: {:?}",

@@ -13,14 +13,6 @@ use std::io;
 
 use crate::ops::metrics;
 
-/// Descriptors kept back from clients: the [`STANDARD_STREAMS`], the
-/// metrics endpoint at its most ([`metrics::MAX_DESCRIPTORS`]: its
-/// listener, poll and waker and its bounded connections), the
-/// [`NOTIFY_SOCKET`], and at least [`MIN_SPARE`] for closed connections
-/// still flushing their last lines and to spare. Listening sockets and
-/// each event loop's poll and waker are counted on top.
-pub const RESERVED: u64 = 64;
-
 /// Standard input, output and error.
 pub const STANDARD_STREAMS: u64 = 3;
 
@@ -29,13 +21,32 @@ pub const STANDARD_STREAMS: u64 = 3;
 /// [`crate::ops::systemd`]).
 pub const NOTIFY_SOCKET: u64 = 1;
 
-/// What [`RESERVED`] leaves at least, after the standard streams, the
-/// metrics endpoint and the notify socket, for closed connections still
-/// flushing their last lines (each for at most 5 s) and anything else.
-pub const MIN_SPARE: u64 = 32;
+/// The pipe the signal handler thread reads (ctrlc's self-pipe).
+pub const SIGNAL_PIPE: u64 = 2;
 
-// The reserve covers all of it, whatever MAX_CONNECTIONS becomes.
-const _: () = assert!(STANDARD_STREAMS + metrics::MAX_DESCRIPTORS + NOTIFY_SOCKET + MIN_SPARE <= RESERVED);
+/// Spare descriptors kept back at the least: for files the daemon opens
+/// now and then (`/proc` for the metrics and the stats line) and to spare.
+pub const MIN_SPARE: u64 = 8;
+
+/// Spare descriptors kept back at the most: past this, the room is the
+/// clients'.
+pub const MAX_SPARE: u64 = 32;
+
+/// Descriptors kept back from clients, under a soft limit of `soft`: the
+/// [`STANDARD_STREAMS`], the [`NOTIFY_SOCKET`] and the [`SIGNAL_PIPE`], the
+/// metrics endpoint at its most when it is on ([`metrics::MAX_DESCRIPTORS`]:
+/// its listener, poll and waker and its bounded connections), and a spare
+/// that grows with the limit, a thirty-second of it between [`MIN_SPARE`]
+/// and [`MAX_SPARE`]. So a small limit (64, say) still leaves room for
+/// clients, and a large one keeps a few dozen. Listening sockets and each
+/// event loop's poll and waker are counted on top; sockets still closing
+/// have a budget of their own, inside the clients' room (see
+/// [`closing_budget`]).
+pub fn reserved(soft: u64, metrics: bool) -> u64 {
+    let spare = (soft / 32).clamp(MIN_SPARE, MAX_SPARE);
+    let metrics = if metrics { metrics::MAX_DESCRIPTORS } else { 0 };
+    STANDARD_STREAMS + NOTIFY_SOCKET + SIGNAL_PIPE + metrics + spare
+}
 
 /// Descriptors each event loop (the acceptor, every I/O thread) holds: its
 /// poll and its waker.
@@ -93,14 +104,35 @@ impl Limit {
 
     /// How many clients fit under the soft limit next to `listeners`
     /// listening sockets, `io_threads` I/O threads and the acceptor, and
-    /// the [`RESERVED`] descriptors.
-    pub fn client_capacity(&self, listeners: usize, io_threads: usize) -> usize {
+    /// what is [`reserved`] (with the metrics endpoint if `metrics`).
+    pub fn client_capacity(&self, listeners: usize, io_threads: usize, metrics: bool) -> usize {
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        let kept = RESERVED
+        let kept = reserved(self.soft, metrics)
             .saturating_add(count(listeners))
             .saturating_add(PER_LOOP.saturating_mul(count(io_threads).saturating_add(1)));
         usize::try_from(self.soft.saturating_sub(kept)).unwrap_or(usize::MAX)
     }
+
+    /// What the daemon keeps for itself under this limit: what
+    /// [`Limit::client_capacity`] takes off.
+    pub fn kept(&self, listeners: usize, io_threads: usize, metrics: bool) -> u64 {
+        let capacity =
+            u64::try_from(self.client_capacity(listeners, io_threads, metrics)).unwrap_or(u64::MAX);
+        self.soft.saturating_sub(capacity)
+    }
+}
+
+/// The descriptor limit leaves no room for a single client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the descriptor limit of {soft} leaves no room for a single client (the daemon keeps {kept} for itself); \
+     raise it (LimitNOFILE= in the unit, ulimit -n in a shell)"
+)]
+pub struct NoRoomError {
+    /// The soft descriptor limit.
+    pub soft: u64,
+    /// What the daemon keeps for itself.
+    pub kept: u64,
 }
 
 /// `--max-clients` asks for more clients than the descriptor limit allows.
@@ -171,13 +203,42 @@ mod tests {
 
     #[test]
     fn capacity_is_the_limit_less_the_reserve_the_listeners_and_the_loops() {
-        // Two listeners; two I/O threads and the acceptor, two each.
-        assert_eq!(LIMIT.client_capacity(2, 2), 1024 - 64 - 2 - 6);
+        // Two listeners; two I/O threads and the acceptor, two each; the
+        // reserve: 3 + 1 + 2 and a spare of 1024 / 32.
+        assert_eq!(LIMIT.client_capacity(2, 2, false), 1024 - (6 + 32) - 2 - 6);
+        // The metrics endpoint's share when it is on.
+        assert_eq!(
+            LIMIT.client_capacity(2, 2, true),
+            1024 - (6 + 32) - 2 - 6 - metrics::MAX_DESCRIPTORS as usize
+        );
         let tiny = Limit { soft: 10, ..LIMIT };
         assert_eq!(
-            tiny.client_capacity(1, 1),
+            tiny.client_capacity(1, 1, false),
             0,
             "no room at all is zero, not an underflow"
+        );
+        assert_eq!(tiny.kept(1, 1, false), 10);
+    }
+
+    #[test]
+    fn a_small_limit_keeps_a_small_reserve_and_still_has_room_for_clients() {
+        let small = Limit { soft: 64, ..LIMIT };
+        // 64 - (3 + 1 + 2 + 8) - 1 listener - 3 loops × 2.
+        assert_eq!(small.client_capacity(1, 2, false), 43);
+        let large = Limit {
+            soft: 1 << 20,
+            ..LIMIT
+        };
+        assert_eq!(reserved(large.soft, false), 6 + MAX_SPARE);
+    }
+
+    #[test]
+    fn no_room_is_a_clear_error() {
+        let error = NoRoomError { soft: 16, kept: 16 };
+        assert_eq!(
+            error.to_string(),
+            "the descriptor limit of 16 leaves no room for a single client (the daemon keeps 16 for itself); \
+             raise it (LimitNOFILE= in the unit, ulimit -n in a shell)"
         );
     }
 

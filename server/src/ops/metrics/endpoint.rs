@@ -9,8 +9,8 @@
 //! - at most [`MAX_CONNECTIONS`] connections open; past that a new one is
 //!   accepted and closed at once, so the kernel's backlog never fills and
 //!   the descriptors held never pass [`MAX_DESCRIPTORS`], which the
-//!   daemon's descriptor budget reserves
-//!   ([`crate::ops::descriptors::RESERVED`]);
+//!   daemon's descriptor budget reserves when the endpoint is on
+//!   ([`crate::ops::descriptors::reserved`]);
 //! - per connection, one request head of at most
 //!   [`http::MAX_HEAD`](super::http::MAX_HEAD) bytes read within
 //!   [`REQUEST_TIMEOUT`] of the accept, no body ever (see [`super::http`]),
