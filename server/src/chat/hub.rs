@@ -958,6 +958,8 @@ pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
             default(TICK) => {},
         }
         stats.set_rooms(hub.room_count());
+        let (history_bytes, history_rooms) = hub.history_usage();
+        stats.set_history(history_bytes, history_rooms);
         for place in hub.take_released() {
             // The acceptor is only gone once the server is shutting down.
             let _ = released.send(place);

@@ -286,6 +286,11 @@ pub struct Stats {
     errors: [AtomicU64; ErrorLabel::ALL.len()],
     /// Rooms that exist now, the lobby included (written by the hub).
     rooms: AtomicUsize,
+    /// What all rooms' histories cost against `--history-bytes` (written
+    /// by the hub).
+    history_bytes: AtomicUsize,
+    /// Empty rooms kept only for their history (written by the hub).
+    history_rooms: AtomicUsize,
     /// Times a client was stopped being read from by flood control.
     flood_pauses: AtomicU64,
     /// Bytes queued to clients and not yet written, all clients together.
@@ -399,6 +404,21 @@ impl Stats {
     /// Records the number of rooms (hub only).
     pub fn set_rooms(&self, rooms: usize) {
         self.rooms.store(rooms, Ordering::Relaxed);
+    }
+
+    /// What the histories cost, and how many empty rooms keep one.
+    pub fn history(&self) -> (usize, usize) {
+        (
+            self.history_bytes.load(Ordering::Relaxed),
+            self.history_rooms.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records what the histories cost and how many empty rooms keep one
+    /// (hub only).
+    pub fn set_history(&self, bytes: usize, empty_rooms: usize) {
+        self.history_bytes.store(bytes, Ordering::Relaxed);
+        self.history_rooms.store(empty_rooms, Ordering::Relaxed);
     }
 
     /// Flood-control pauses so far.

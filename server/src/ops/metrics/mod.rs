@@ -179,9 +179,24 @@ impl Collector for StatsCollector {
         single(
             e,
             "chat_rooms",
-            "Rooms that exist now, the lobby included.",
+            "Rooms with members now, the lobby included.",
             None,
             Value::Gauge(stats.rooms() as u64),
+        )?;
+        let (history_bytes, history_rooms) = stats.history();
+        single(
+            e,
+            "chat_history",
+            "What all rooms' histories cost against --history-bytes.",
+            Some(&Unit::Bytes),
+            Value::Gauge(history_bytes as u64),
+        )?;
+        single(
+            e,
+            "chat_history_empty_rooms",
+            "Empty rooms kept only for their history.",
+            None,
+            Value::Gauge(history_rooms as u64),
         )?;
         single(
             e,
