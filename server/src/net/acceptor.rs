@@ -174,7 +174,8 @@ pub struct Acceptor {
     /// Warnings that may repeat, each logged at most once per interval.
     out_of_descriptors: Throttled,
     failing: Throttled,
-    refused: Throttled,
+    /// One per kind of refusal, in the order of [`Refusal::ALL`].
+    refused: [Throttled; 4],
     /// Accept errors about one connection, since the last log line.
     skipped: u64,
     /// Says whether shutdown was asked for.
@@ -222,9 +223,9 @@ impl Acceptor {
             next_serial: 0,
             made_room: 0,
             paused_until: None,
-            out_of_descriptors: Throttled::new(WARNING_INTERVAL),
-            failing: Throttled::new(WARNING_INTERVAL),
-            refused: Throttled::new(WARNING_INTERVAL),
+            out_of_descriptors: Throttled::new("failed accepts: out of descriptors", WARNING_INTERVAL),
+            failing: Throttled::new("failed accepts", WARNING_INTERVAL),
+            refused: Refusal::ALL.map(|refusal| Throttled::new(refusal.summary(), WARNING_INTERVAL)),
             skipped: 0,
             shutdown,
             stats,
@@ -241,9 +242,12 @@ impl Acceptor {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let result = loop {
-            let timeout = self
-                .paused_until
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let timeout = [self.paused_until, self.next_flush()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -263,6 +267,7 @@ impl Acceptor {
                 self.resume();
             }
             self.wake_shards();
+            self.flush_warnings();
             self.heartbeat.beat();
         };
         self.stop();
@@ -403,10 +408,36 @@ impl Acceptor {
             .map(|(index, _)| index)
     }
 
+    /// The warnings that may repeat, all of them.
+    fn warnings(&mut self) -> impl Iterator<Item = &mut Throttled> {
+        [&mut self.out_of_descriptors, &mut self.failing]
+            .into_iter()
+            .chain(self.refused.iter_mut())
+    }
+
+    /// When the first warning with a count to report is due.
+    fn next_flush(&self) -> Option<Instant> {
+        [&self.out_of_descriptors, &self.failing]
+            .into_iter()
+            .chain(self.refused.iter())
+            .filter_map(Throttled::next_flush)
+            .min()
+    }
+
+    /// Logs the counts of the warnings that were held back, when due.
+    fn flush_warnings(&mut self) {
+        let now = Instant::now();
+        for warning in self.warnings() {
+            warning.flush(now);
+        }
+    }
+
     /// Tells a connection why it is refused, closes it, counts it, and logs
-    /// it (at most once per interval, with how many more there were).
+    /// it (at most once per interval and kind, with how many more there
+    /// were).
     fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, protocol: Protocol, refusal: Refusal) {
-        if let Some(suppressed) = self.refused.check(Instant::now()) {
+        let warning = self.refused.get_mut(refusal.index());
+        if let Some(suppressed) = warning.and_then(|w| w.check(Instant::now())) {
             log::warn!(
                 "refused {addr}: {} ({} clients){}",
                 refusal.describe(),

@@ -120,6 +120,31 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every kind, each with its place in [`Refusal::index`].
+    pub const ALL: [Refusal; 4] = [Refusal::Full, Refusal::PerIp, Refusal::PerNet, Refusal::Throttled];
+
+    /// Its place in [`Refusal::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Refusal::Full => 0,
+            Refusal::PerIp => 1,
+            Refusal::PerNet => 2,
+            Refusal::Throttled => 3,
+        }
+    }
+
+    /// What a summary of many says they were.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Refusal::Full => "connections refused: server full",
+            Refusal::PerIp => "connections refused: too many connections from their address",
+            Refusal::PerNet => "connections refused: too many connections from their network",
+            Refusal::Throttled => {
+                "connections refused: too many new connections from their address or network"
+            }
+        }
+    }
+
     /// What the client is told.
     pub fn error(self) -> ErrorKind {
         match self {

@@ -360,9 +360,15 @@ impl EventLoop {
             queued_total: 0,
             reported: (0, 0),
             fanout_pending: Vec::new(),
-            slow_warning: Throttled::new(WARNING_INTERVAL),
-            closing_warning: Throttled::new(WARNING_INTERVAL),
-            refused_warning: Throttled::new(REFUSAL_WARNING_INTERVAL),
+            slow_warning: Throttled::new("clients dropped as slow consumers", WARNING_INTERVAL),
+            closing_warning: Throttled::new(
+                "closing sockets closed without waiting (too many closing)",
+                WARNING_INTERVAL,
+            ),
+            refused_warning: Throttled::new(
+                "connections refused: server full, no one silent long enough to make room",
+                REFUSAL_WARNING_INTERVAL,
+            ),
         }
     }
 
@@ -398,6 +404,14 @@ impl EventLoop {
             self.remove_dropped();
             self.release_idle_memory();
             self.publish_oldest_silent();
+            let now = Instant::now();
+            for warning in [
+                &mut self.slow_warning,
+                &mut self.closing_warning,
+                &mut self.refused_warning,
+            ] {
+                warning.flush(now);
+            }
             self.report();
             self.heartbeat.beat();
             if self.is_finished(Instant::now()) {

@@ -113,11 +113,16 @@ pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 /// A warning that may repeat many times a second (every refused
 /// connection, every failed accept), logged at most once per interval: the
-/// first at once, then one per interval saying how many were not logged.
-/// journald drops lines past its own rate limit, and it must not be the
-/// lines that matter it drops.
+/// first at once; later ones, counted, are reported with the next one
+/// logged, or, if none comes, by [`Throttled::flush`] once the interval is
+/// over (`12 more connections refused: ... in the last 10 s`). journald
+/// drops lines past its own rate limit, and it must not be the lines that
+/// matter it drops.
 #[derive(Debug)]
 pub struct Throttled {
+    /// What a summary line says the suppressed occurrences were, after
+    /// their number.
+    what: &'static str,
     interval: std::time::Duration,
     /// When the last line was logged.
     last: Option<std::time::Instant>,
@@ -126,9 +131,11 @@ pub struct Throttled {
 }
 
 impl Throttled {
-    /// A warning logged at most once per `interval`.
-    pub fn new(interval: std::time::Duration) -> Throttled {
+    /// A warning logged at most once per `interval`; `what` names what it
+    /// warns of, in the plural, for the summary line.
+    pub fn new(what: &'static str, interval: std::time::Duration) -> Throttled {
         Throttled {
+            what,
             interval,
             last: None,
             suppressed: 0,
@@ -148,6 +155,25 @@ impl Throttled {
         } else {
             self.suppressed = self.suppressed.saturating_add(1);
             None
+        }
+    }
+
+    /// When [`Throttled::flush`] has a summary to log, if occurrences were
+    /// suppressed: a loop sleeps no longer than this.
+    pub fn next_flush(&self) -> Option<std::time::Instant> {
+        let last = self.last?;
+        (self.suppressed > 0).then(|| crate::net::timers::later(last, self.interval))
+    }
+
+    /// Logs how many occurrences were suppressed, if any were and the
+    /// interval since the last line is over, so that the count reaches the
+    /// log even when no new occurrence comes to carry it.
+    pub fn flush(&mut self, now: std::time::Instant) {
+        if self.next_flush().is_some_and(|at| now >= at) {
+            let n = std::mem::take(&mut self.suppressed);
+            let secs = self.interval.as_secs();
+            log::warn!("{n} more {} in the last {secs} s", self.what);
+            self.last = Some(now);
         }
     }
 }
@@ -175,12 +201,25 @@ mod tests {
     #[test]
     fn a_throttled_warning_is_logged_once_per_interval_with_the_count() {
         let start = Instant::now();
-        let mut warning = Throttled::new(Duration::from_secs(10));
+        let mut warning = Throttled::new("things", Duration::from_secs(10));
+        assert_eq!(warning.next_flush(), None);
         assert_eq!(warning.check(start), Some(0));
+        assert_eq!(warning.next_flush(), None, "nothing suppressed, nothing to flush");
         for _ in 0..1000 {
             assert_eq!(warning.check(start + Duration::from_secs(1)), None);
         }
+        assert_eq!(warning.next_flush(), Some(start + Duration::from_secs(10)));
         assert_eq!(warning.check(start + Duration::from_secs(10)), Some(1000));
+        assert_eq!(warning.next_flush(), None, "the count went with that line");
+        warning.check(start + Duration::from_secs(11));
+        warning.flush(start + Duration::from_secs(15));
+        assert_eq!(
+            warning.next_flush(),
+            Some(start + Duration::from_secs(20)),
+            "not yet"
+        );
+        warning.flush(start + Duration::from_secs(20));
+        assert_eq!(warning.next_flush(), None, "flushed without a new occurrence");
         assert_eq!(
             and_more(1000),
             " (and 1000 more like it since the last such line)"
