@@ -165,6 +165,9 @@ pub struct Connection {
     bytes_read: usize,
     /// Bytes read and thrown away since the server said goodbye.
     discarded: usize,
+    /// Bytes of drained bursts' buffers freed, for the event loop's count
+    /// of what the allocator could give back (see [`crate::ops::memory`]).
+    freed: usize,
     stream: TcpStream,
     decoder: LineDecoder,
     /// The client's allowance of lines.
@@ -209,6 +212,7 @@ impl Connection {
             timers: TimerSlots::default(),
             bytes_read: 0,
             discarded: 0,
+            freed: 0,
             stream,
             decoder: LineDecoder::new(limits.max_line),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
@@ -404,6 +408,7 @@ impl Connection {
         self.written = 0;
         if self.queue.capacity() > KEPT_QUEUE_CAPACITY {
             // A burst has drained: give its memory back.
+            self.freed += self.queue.capacity();
             self.queue = Vec::new();
         }
         WriteOutcome::Drained
@@ -422,14 +427,24 @@ impl Connection {
     /// output queue's buffer. Called for every connection now and then
     /// (see [`crate::net::event_loop`]), so that a connection that received
     /// a little and then went quiet costs what one that never did costs.
-    pub fn release_idle_memory(&mut self) {
+    /// Returns how many bytes it freed.
+    pub fn release_idle_memory(&mut self) -> usize {
+        let mut freed = 0;
         if self.queued() == 0 && self.queue.capacity() > 0 {
+            freed += self.queue.capacity();
             self.queue = Vec::new();
             self.written = 0;
         }
         if self.held.is_empty() && self.held.capacity() > 0 {
+            freed += self.held.capacity();
             self.held = Vec::new();
         }
+        freed
+    }
+
+    /// Bytes of buffers freed as bursts drained since the last call.
+    pub fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
     }
 
     /// Memory the connection holds in its buffers, for tests and figures.

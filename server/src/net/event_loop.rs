@@ -94,6 +94,11 @@ const HUB_ROOM_RECHECK: Duration = Duration::from_millis(100);
 /// sent a burst returns to the cost of an idle one within this long.
 const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Freed buffers past which the event loop asks the allocator to give
+/// memory back to the system at its next release (see
+/// [`crate::ops::memory`]): a burst's worth, not a few lines'.
+const GIVE_BACK_AFTER: usize = 1024 * 1024;
+
 /// At most one warning a second about slow consumers and about closing
 /// sockets cut short, each, per I/O thread: the disconnect itself is
 /// logged by the hub, one line each.
@@ -281,6 +286,9 @@ pub struct EventLoop {
     oldest_silent: OldestSilent,
     /// When quiet connections next give back their idle buffers.
     next_release: Instant,
+    /// Bytes of buffers freed since the last release: drained bursts,
+    /// quiet connections' buffers, and those of connections that have gone.
+    freed: usize,
     /// Set once shutdown has begun: when it must end, ready or not.
     drain_deadline: Option<Instant>,
     /// The acceptor has stopped: no more connections will come.
@@ -352,6 +360,7 @@ impl EventLoop {
             silent_order: VecDeque::new(),
             oldest_silent: channels.oldest_silent,
             next_release: later(Instant::now(), RELEASE_INTERVAL),
+            freed: 0,
             drain_deadline: None,
             acceptor_gone: false,
             hub_gone: false,
@@ -1041,6 +1050,7 @@ impl EventLoop {
     /// told why it ended.
     fn remove(&mut self, slot: usize, error: Option<io::Error>, reason: LeaveReason) {
         let Some(mut conn) = self.conns.try_remove(slot) else { return };
+        self.freed += conn.take_freed() + conn.buffer_capacity();
         self.timers.cancel_all(&mut conn.timers, conn.id);
         conn.deregister(self.poll.registry());
         self.queued_total = self.queued_total.saturating_sub(conn.queued());
@@ -1089,10 +1099,15 @@ impl EventLoop {
         }
         self.next_release = later(now, RELEASE_INTERVAL);
         for (_, conn) in &mut self.conns {
+            self.freed += conn.take_freed();
             if !conn.flush_due {
-                conn.release_idle_memory();
+                self.freed += conn.release_idle_memory();
             }
         }
+        if self.freed >= GIVE_BACK_AFTER {
+            crate::ops::memory::give_back();
+        }
+        self.freed = 0;
         let conns = &self.conns;
         self.silent_order
             .retain(|id| conns.get(id.slot).is_some_and(|c| c.id == *id && c.silent));

@@ -12,6 +12,7 @@
 pub mod descriptors;
 pub mod liveness;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod stats;
 pub mod systemd;
