@@ -302,6 +302,21 @@ mod tests {
     ];
 
     #[test]
+    fn a_replayed_line_is_dimmed_with_its_time_and_plain_when_piped() {
+        let line = ServerText::Known(ServerLine::Replayed {
+            at: "2026-12-06T20:31:05Z".into(),
+            from: "alice".into(),
+            text: "hello".into(),
+            action: false,
+        });
+        assert_eq!(
+            COLOR.server_line(&line, None),
+            format!("{DIM}[2026-12-06T20:31:05Z] <alice> hello{RESET}")
+        );
+        assert_eq!(PLAIN.server_line(&line, None), "[2026-12-06T20:31:05Z] <alice> hello");
+    }
+
+    #[test]
     fn without_color_lines_are_shown_as_received() {
         for line in EVERY_SHAPE {
             assert_eq!(PLAIN.server_line(&parse(line), None), line);
