@@ -313,7 +313,10 @@ mod tests {
             COLOR.server_line(&line, None),
             format!("{DIM}[2026-12-06T20:31:05Z] <alice> hello{RESET}")
         );
-        assert_eq!(PLAIN.server_line(&line, None), "[2026-12-06T20:31:05Z] <alice> hello");
+        assert_eq!(
+            PLAIN.server_line(&line, None),
+            "[2026-12-06T20:31:05Z] <alice> hello"
+        );
     }
 
     #[test]

@@ -232,6 +232,9 @@ impl Cli {
         };
         Config {
             listen,
+            tls_listen: Vec::new(),
+            tls: None,
+            tls_handshake_timeout: crate::config::DEFAULT_HANDSHAKE_TIMEOUT,
             max_line: self.max_line,
             max_clients: self.max_clients,
             shutdown_grace: self.shutdown_grace,

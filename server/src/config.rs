@@ -66,6 +66,11 @@ pub const DEFAULT_CONNECT_BURST: u32 = 16;
 /// throttle stops one host with many addresses, not a site's few hosts.
 pub const NET_THROTTLE_FACTOR: u32 = 4;
 
+/// Default for [`Config::tls_handshake_timeout`]: ten seconds is long
+/// for any client on any network to say hello, and short enough that
+/// connections that never do cannot hold places for long.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default for [`Config::silent_grace`]: a person who just connected gets
 /// this long to say something before a newcomer on a full server may take
 /// their place.
@@ -104,6 +109,15 @@ pub struct Config {
     /// Addresses to listen on (used by [`crate::Server::bind`] and
     /// [`crate::Server::bind_with`]).
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on for the line protocol over TLS.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate and key TLS listeners serve; needed when there are
+    /// any.
+    pub tls: Option<crate::net::tls::TlsFiles>,
+    /// How long a client on a TLS listener has to finish its handshake.
+    /// Not a command-line option ([`DEFAULT_HANDSHAKE_TIMEOUT`]); tests
+    /// shorten it.
+    pub tls_handshake_timeout: Duration,
     /// Longest line a client may send, in bytes, without its line end.
     pub max_line: usize,
     /// Most clients connected at once; one more is told `!! server full`
@@ -206,6 +220,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN.parse().into_iter().collect(),
+            tls_listen: Vec::new(),
+            tls: None,
+            tls_handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_line: chat_protocol::DEFAULT_MAX_LINE,
             max_clients: DEFAULT_MAX_CLIENTS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -42,7 +42,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listeners = inherited.into_iter().map(|socket| socket.listener).collect();
+    let listeners = inherited
+        .into_iter()
+        .map(|socket| {
+            let kind = systemd::listener_kind(&socket.name);
+            (socket.listener, kind)
+        })
+        .collect();
     let server = match Server::bind_with(listeners, config) {
         Ok(server) => server,
         Err(e) => {

@@ -50,10 +50,12 @@ use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 use crate::chat::hub::{self, Hub, Outlet, Settings, Wiring};
 use crate::config::{Config, TestFault};
 use crate::frontend::Protocol;
+use crate::net::acceptor::ListenerKind;
 use crate::net::acceptor::{self, Acceptor, Inlet};
 use crate::net::admission::OldestSilent;
 use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
+use crate::net::tls::{Reloader, TlsError};
 use crate::ops::liveness::{Heartbeat, Liveness, Wake};
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::ops::stats::Stats;
@@ -94,7 +96,19 @@ pub enum StartError {
     /// up.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Occurs when the TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Occurs when there are TLS listeners but no certificate and key.
+    #[error("TLS listeners need a certificate and a key (--tls-cert and --tls-key)")]
+    TlsWithoutCertificate,
 }
+
+/// The channel that takes a reloaded TLS configuration to one I/O thread.
+type TlsUpdates = (
+    Sender<Arc<rustls::ServerConfig>>,
+    Receiver<Arc<rustls::ServerConfig>>,
+);
 
 /// One event loop's poll, with its waker registered, and its heartbeat.
 #[derive(Debug)]
@@ -127,13 +141,17 @@ pub struct Server {
     /// The hub's turn count, and the channel that pokes it awake.
     hub_heartbeat: Heartbeat,
     hub_poke: (Sender<()>, Receiver<()>),
-    /// The listening sockets, each with the protocol its clients speak.
-    listeners: Vec<(mio::net::TcpListener, Protocol)>,
+    /// The listening sockets, each with what its clients speak.
+    listeners: Vec<(mio::net::TcpListener, ListenerKind)>,
     shutdown: ShutdownHandle,
     /// Counters the event loop keeps, for watchers on other threads.
     stats: Arc<Stats>,
     /// The metrics endpoint, bound, if `--metrics-listen` was given.
     metrics: Option<MetricsEndpoint>,
+    /// The TLS configuration loaded at start, if the server serves TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// One channel per I/O thread for the configurations a reload makes.
+    tls_updates: Vec<TlsUpdates>,
 }
 
 impl Server {
@@ -153,22 +171,39 @@ impl Server {
     /// [`StartError::Listen`] naming the first address that cannot be
     /// bound; [`StartError::NothingToListenOn`] when there is neither an
     /// address nor a socket.
-    pub fn bind_with(listeners: Vec<std::net::TcpListener>, config: Config) -> Result<Server, StartError> {
-        let mut listeners: Vec<_> = listeners.into_iter().map(|l| (l, Protocol::Line)).collect();
+    pub fn bind_with(
+        listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+        config: Config,
+    ) -> Result<Server, StartError> {
+        let mut listeners = listeners;
         let addrs = config
             .listen
             .iter()
-            .map(|&addr| (addr, Protocol::Line))
-            .chain(config.test_listen.iter().map(|&addr| (addr, Protocol::Test)));
-        for (addr, protocol) in addrs {
+            .map(|&addr| (addr, ListenerKind::LINE))
+            .chain(
+                config
+                    .tls_listen
+                    .iter()
+                    .map(|&addr| (addr, ListenerKind::LINE_TLS)),
+            )
+            .chain(config.test_listen.iter().map(|&addr| {
+                (
+                    addr,
+                    ListenerKind {
+                        protocol: Protocol::Test,
+                        tls: false,
+                    },
+                )
+            }));
+        for (addr, kind) in addrs {
             let listener = bind_listener(addr).map_err(|source| StartError::Listen { addr, source })?;
-            listeners.push((listener, protocol));
+            listeners.push((listener, kind));
         }
         Server::assemble(listeners, config)
     }
 
     /// A server on listening sockets bound elsewhere, whose clients speak
-    /// the line protocol; `config.listen` is not used.
+    /// the line protocol over plain TCP; `config.listen` is not used.
     ///
     /// # Errors
     /// [`StartError::EventLoop`] when the poll or a socket cannot be set up;
@@ -178,18 +213,25 @@ impl Server {
         config: Config,
     ) -> Result<Server, StartError> {
         Server::assemble(
-            listeners.into_iter().map(|l| (l, Protocol::Line)).collect(),
+            listeners.into_iter().map(|l| (l, ListenerKind::LINE)).collect(),
             config,
         )
     }
 
     fn assemble(
-        listeners: Vec<(std::net::TcpListener, Protocol)>,
+        listeners: Vec<(std::net::TcpListener, ListenerKind)>,
         config: Config,
     ) -> Result<Server, StartError> {
         if listeners.is_empty() {
             return Err(StartError::NothingToListenOn);
         }
+        let tls = match &config.tls {
+            Some(files) => Some(files.load()?),
+            None if listeners.iter().any(|(_, kind)| kind.tls) => {
+                return Err(StartError::TlsWithoutCertificate)
+            }
+            None => None,
+        };
         let acceptor = LoopParts::new(acceptor::WAKER).map_err(StartError::EventLoop)?;
         let shards = (0..config.io_threads())
             .map(|_| LoopParts::new(event_loop::WAKER))
@@ -197,9 +239,9 @@ impl Server {
             .map_err(StartError::EventLoop)?;
         let listeners = listeners
             .into_iter()
-            .map(|(l, protocol)| {
+            .map(|(l, kind)| {
                 l.set_nonblocking(true)?;
-                Ok((mio::net::TcpListener::from_std(l), protocol))
+                Ok((mio::net::TcpListener::from_std(l), kind))
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::EventLoop)?;
@@ -209,6 +251,7 @@ impl Server {
                 .map(|parts| Arc::clone(&parts.waker)),
         );
         let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
+        let tls_updates = shards.iter().map(|_| crossbeam_channel::unbounded()).collect();
         Ok(Server {
             config,
             acceptor,
@@ -219,7 +262,23 @@ impl Server {
             shutdown,
             stats: Arc::default(),
             metrics,
+            tls,
+            tls_updates,
         })
+    }
+
+    /// What reloads the TLS certificate and key of a running server (on
+    /// SIGHUP, say), if it serves TLS.
+    pub fn tls_reloader(&self) -> Option<Reloader> {
+        let files = self.config.tls.clone()?;
+        self.tls.as_ref()?;
+        let threads = self
+            .tls_updates
+            .iter()
+            .zip(&self.shards)
+            .map(|((sender, _), parts)| (sender.clone(), Arc::clone(&parts.waker)))
+            .collect();
+        Some(Reloader::new(files, threads))
     }
 
     /// The addresses the server listens on for the line protocol, with any
@@ -230,9 +289,22 @@ impl Server {
 
     /// The addresses the server listens on for `protocol`.
     pub fn protocol_addrs(&self, protocol: Protocol) -> Vec<SocketAddr> {
+        self.listener_addrs(ListenerKind { protocol, tls: false })
+    }
+
+    /// The addresses the server listens on for `kind`.
+    pub fn listener_addrs(&self, kind: ListenerKind) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter(|(_, p)| *p == protocol)
+            .filter(|(_, k)| *k == kind)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Every address the server listens on, of every kind.
+    pub fn all_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
@@ -277,8 +349,14 @@ impl Server {
     /// When the event loop fails, a thread cannot start, or a thread
     /// panicked (which also shuts the server down at once).
     pub fn run(self) -> io::Result<()> {
-        for addr in self.local_addrs() {
-            log::info!("listening on {addr}");
+        for (listener, kind) in &self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                match (kind.protocol, kind.tls) {
+                    (Protocol::Line, false) => log::info!("listening on {addr}"),
+                    (Protocol::Line, true) => log::info!("listening on {addr} (TLS)"),
+                    (Protocol::Test, _) => log::info!("listening on {addr} (test protocol)"),
+                }
+            }
         }
         let supervisor = Supervisor::new(self.shutdown.clone());
         let endpoint = match self.metrics {
@@ -300,7 +378,9 @@ impl Server {
         let mut inlets = Vec::new();
         let mut io_threads = Vec::new();
         let epoch = std::time::Instant::now();
+        let mut tls_updates = self.tls_updates.into_iter().map(|(_, receiver)| receiver);
         for (shard, parts) in self.shards.into_iter().enumerate() {
+            let tls_updates = tls_updates.next().unwrap_or_else(crossbeam_channel::never);
             let (hub_out, from_hub) = crossbeam_channel::bounded(HUB_OUTBOUND_CAPACITY);
             // Bounded by the connections: one message per connection that
             // comes.
@@ -324,6 +404,8 @@ impl Server {
                 adopt,
                 released: released_tx.clone(),
                 oldest_silent,
+                tls: self.tls.clone(),
+                tls_updates,
             };
             let event_loop = EventLoop::new(
                 shard,
@@ -344,9 +426,6 @@ impl Server {
                 }
             }
         }
-        // The I/O threads hold the only senders now: the hub ends when they
-        // have.
-        drop(to_hub);
         let hub_stats = Arc::clone(&self.stats);
         let mut hub = Hub::new(Settings {
             quiet_above: self.config.quiet_above,
@@ -382,6 +461,7 @@ impl Server {
             self.listeners,
             inlets,
             released_rx,
+            to_hub,
             &self.config,
             self.shutdown.clone(),
             Arc::clone(&self.stats),
@@ -512,7 +592,7 @@ mod tests {
         let given = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let given_addr = given.local_addr().unwrap();
         let server = Server::bind_with(
-            vec![given],
+            vec![(given, ListenerKind::LINE)],
             Config {
                 listen: vec!["127.0.0.1:0".parse().unwrap()],
                 ..Config::default()

@@ -161,6 +161,10 @@ pub struct TestServer {
     /// Where the listeners of the test protocol are, if
     /// `config.test_listen` asked for some.
     test_addrs: Vec<SocketAddr>,
+    /// Where the TLS listeners are, if `config.tls_listen` asked for some.
+    tls_addrs: Vec<SocketAddr>,
+    /// Reloads the TLS certificate, if the server serves TLS.
+    tls_reloader: Option<chat_server::net::tls::Reloader>,
     /// Starts the graceful shutdown.
     handle: ShutdownHandle,
     /// Tells when every event loop has turned (see [`TestServer::settle`]).
@@ -205,6 +209,8 @@ impl TestServer {
         assert!(!addrs.is_empty(), "the server reports no listening address");
         let metrics_addr = server.metrics_addr();
         let test_addrs = server.protocol_addrs(chat_server::frontend::Protocol::Test);
+        let tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::LINE_TLS);
+        let tls_reloader = server.tls_reloader();
         let handle = server.handle();
         let liveness = server.liveness();
         let (tx, done) = mpsc::channel();
@@ -219,6 +225,8 @@ impl TestServer {
             addrs,
             metrics_addr,
             test_addrs,
+            tls_addrs,
+            tls_reloader,
             handle,
             liveness,
             done,
@@ -229,6 +237,27 @@ impl TestServer {
     /// The (first) address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The (first) address of a TLS listener; panics if there is none.
+    #[track_caller]
+    pub fn tls_addr(&self) -> SocketAddr {
+        match self.tls_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no TLS listener (set tls_listen)"),
+        }
+    }
+
+    /// Reloads the TLS certificate and key, as SIGHUP does to the daemon.
+    ///
+    /// # Errors
+    /// What the reload found wrong; the certificate in force stays.
+    #[track_caller]
+    pub fn reload_tls(&self) -> Result<(), chat_server::net::tls::TlsError> {
+        match &self.tls_reloader {
+            Some(reloader) => reloader.reload(),
+            None => panic!("the test server serves no TLS"),
+        }
     }
 
     /// The (first) address of a listener for the test protocol (the line

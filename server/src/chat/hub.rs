@@ -166,6 +166,8 @@ pub struct Hub {
     line_received: Option<std::time::Instant>,
     /// I/O threads that have sent their last lines ([`Inbound::Drained`]).
     drained: usize,
+    /// The acceptor has closed its listeners ([`Inbound::AcceptorStopped`]).
+    acceptor_stopped: bool,
     /// Set once every I/O thread has drained: whoever connects now is
     /// sent away.
     shutting_down: bool,
@@ -203,6 +205,7 @@ impl Hub {
             outbox: Vec::new(),
             line_received: None,
             drained: 0,
+            acceptor_stopped: false,
             shutting_down: false,
             released: Vec::new(),
             panic_on: None,
@@ -279,9 +282,11 @@ impl Hub {
             }
             Inbound::Drained => {
                 self.drained += 1;
-                if self.drained >= self.settings.io_threads && !self.shutting_down {
-                    self.shutdown();
-                }
+                self.shutdown_when_ready();
+            }
+            Inbound::AcceptorStopped => {
+                self.acceptor_stopped = true;
+                self.shutdown_when_ready();
             }
         }
     }
@@ -744,6 +749,14 @@ impl Hub {
         let room = room.name.clone();
         self.reply(id, ServerEvent::History { room, entries });
         Ok(())
+    }
+
+    /// Says goodbye to everyone once every I/O thread has sent its last
+    /// lines and the acceptor has stopped accepting.
+    fn shutdown_when_ready(&mut self) {
+        if self.acceptor_stopped && self.drained >= self.settings.io_threads && !self.shutting_down {
+            self.shutdown();
+        }
     }
 
     fn shutdown(&mut self) {
@@ -1640,6 +1653,7 @@ mod tests {
     fn shutdown_tells_everyone_closes_everyone_and_sends_latecomers_away() {
         let mut hub = hub_with(2);
         hub.handle(Inbound::Drained);
+        hub.handle(Inbound::AcceptorStopped);
         let out = said(&mut hub);
         assert_eq!(
             out.iter().filter(|(_, l)| l == "-- server shutting down").count(),

@@ -82,6 +82,11 @@ pub enum Inbound {
     /// connects away the same way. The hub stops once every sender of
     /// these messages has gone.
     Drained,
+    /// The server is shutting down and the acceptor has closed its
+    /// listeners: whoever connects now is refused by the kernel. The hub
+    /// says goodbye only once this has come too, so that anyone told the
+    /// server is shutting down finds it no longer accepting.
+    AcceptorStopped,
 }
 
 /// Why the event loop ends a connection that did nothing wrong.
@@ -158,6 +163,8 @@ pub struct Adopt {
     pub make_room: bool,
     /// The wire format it speaks (that of the listener it came in on).
     pub protocol: Protocol,
+    /// Whether it came in on a TLS listener: it handshakes first.
+    pub tls: bool,
 }
 
 /// To the acceptor: a connection has left the chat, so its place (in all,

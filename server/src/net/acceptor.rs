@@ -39,7 +39,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, TcpKeepalive};
 
-use crate::chat::messages::{Adopt, Released};
+use crate::chat::messages::{Adopt, Inbound, Released};
 use crate::config::Config;
 use crate::frontend::Protocol;
 use crate::net::admission::{Admission, OldestSilent, Refusal};
@@ -93,6 +93,28 @@ const KEEPALIVE_RETRIES: u32 = 6;
 
 /// How many readiness events one poll returns at most.
 const EVENTS_CAPACITY: usize = 64;
+
+/// What a listener's clients speak: a wire format, over TLS or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerKind {
+    /// The wire format.
+    pub protocol: Protocol,
+    /// Whether connections handshake TLS first.
+    pub tls: bool,
+}
+
+impl ListenerKind {
+    /// The line protocol over plain TCP.
+    pub const LINE: ListenerKind = ListenerKind {
+        protocol: Protocol::Line,
+        tls: false,
+    };
+    /// The line protocol over TLS.
+    pub const LINE_TLS: ListenerKind = ListenerKind {
+        protocol: Protocol::Line,
+        tls: true,
+    };
+}
 
 /// The acceptor's way to one I/O thread.
 #[derive(Debug)]
@@ -159,10 +181,12 @@ pub fn accept_pass<S>(
 #[derive(Debug)]
 pub struct Acceptor {
     poll: Poll,
-    /// The listening sockets, each with the protocol its clients speak.
-    listeners: Vec<(TcpListener, Protocol)>,
+    /// The listening sockets, each with what its clients speak.
+    listeners: Vec<(TcpListener, ListenerKind)>,
     shards: Vec<Shard>,
     released: Receiver<Released>,
+    /// To tell the hub when the listeners are closed.
+    to_hub: Sender<Inbound>,
     max_clients: usize,
     admission: Admission,
     /// Serial for the next connection (see [`crate::chat::messages::ConnId`]).
@@ -194,9 +218,10 @@ impl Acceptor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
-        mut listeners: Vec<(TcpListener, Protocol)>,
+        mut listeners: Vec<(TcpListener, ListenerKind)>,
         inlets: Vec<Inlet>,
         released: Receiver<Released>,
+        to_hub: Sender<Inbound>,
         config: &Config,
         shutdown: ShutdownHandle,
         stats: Arc<Stats>,
@@ -218,6 +243,7 @@ impl Acceptor {
                 })
                 .collect(),
             released,
+            to_hub,
             max_clients: config.max_clients,
             admission: Admission::new(config),
             next_serial: 0,
@@ -281,11 +307,11 @@ impl Acceptor {
         // Out of `self` for the pass, so that admitting can borrow the rest.
         let listeners = std::mem::take(&mut self.listeners);
         let end = match listeners.get(index) {
-            Some((listener, protocol)) => {
+            Some((listener, kind)) => {
                 let mut skipped = 0;
                 let end = accept_pass(
                     || listener.accept(),
-                    |stream, addr| self.admit(stream, addr, *protocol),
+                    |stream, addr| self.admit(stream, addr, *kind),
                     &mut skipped,
                 );
                 self.skipped += skipped;
@@ -346,17 +372,17 @@ impl Acceptor {
     }
 
     /// Admits a new connection, or tells it why not and closes it.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, protocol: Protocol) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, kind: ListenerKind) {
         self.stats.count_accepted();
         self.take_released();
         let now = Instant::now();
         let full = self.clients() >= self.max_clients;
         let make_room = full.then(|| self.shard_to_make_room()).flatten();
         if full && make_room.is_none() {
-            return self.refuse(&stream, addr, protocol, Refusal::Full);
+            return self.refuse(&stream, addr, kind, Refusal::Full);
         }
         if let Err(refusal) = self.admission.admit(addr.ip(), now) {
-            return self.refuse(&stream, addr, protocol, refusal);
+            return self.refuse(&stream, addr, kind, refusal);
         }
         configure_socket(&stream, addr);
         let shard = match make_room {
@@ -379,7 +405,8 @@ impl Acceptor {
             addr,
             serial,
             make_room: make_room.is_some(),
-            protocol,
+            protocol: kind.protocol,
+            tls: kind.tls,
         };
         if target.inlet.sender.send(adopt).is_err() {
             // The I/O thread has stopped: the server is going down.
@@ -435,7 +462,7 @@ impl Acceptor {
     /// Tells a connection why it is refused, closes it, counts it, and logs
     /// it (at most once per interval and kind, with how many more there
     /// were).
-    fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, protocol: Protocol, refusal: Refusal) {
+    fn refuse(&mut self, stream: &TcpStream, addr: SocketAddr, kind: ListenerKind, refusal: Refusal) {
         let warning = self.refused.get_mut(refusal.index());
         if let Some(suppressed) = warning.and_then(|w| w.check(Instant::now())) {
             log::warn!(
@@ -446,7 +473,7 @@ impl Acceptor {
             );
         }
         self.stats.count_closed(refusal.close_reason());
-        refuse(stream, protocol, refusal.error(), &self.stats);
+        refuse(stream, kind.protocol, kind.tls, refusal.error(), &self.stats);
     }
 
     /// Connections given out and not yet released, in all.
@@ -475,14 +502,19 @@ impl Acceptor {
         }
     }
 
-    /// Stops listening and wakes the I/O threads, which find the acceptor
-    /// gone (they tell the hub when they have read their last lines).
+    /// Stops listening, tells the hub, and wakes the I/O threads, which find
+    /// the acceptor gone (they tell the hub when they have read their last
+    /// lines).
     fn stop(mut self) {
         log::info!("shutting down");
         for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
         self.listeners.clear();
+        // The hub says goodbye once this has come (and every I/O thread has
+        // sent its last lines). Its queue is bounded and it always drains
+        // it, so this wait is short; it is only gone if it failed.
+        let _ = self.to_hub.send(Inbound::AcceptorStopped);
         for shard in self.shards.drain(..) {
             // Its channel closed, then woken, the I/O thread finds the
             // acceptor gone.

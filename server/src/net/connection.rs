@@ -13,18 +13,18 @@
 //! gets its share of the loop and then waits for the next turn like
 //! everyone else.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use chat_protocol::{DecodeError, LineDecoder};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::chat::messages::ConnId;
 use crate::frontend::Protocol;
 use crate::net::flood::TokenBucket;
 use crate::net::timers::TimerSlots;
+use crate::net::transport::{Handshake, Received, Transport};
 use crate::ops::stats::CloseReason;
 
 /// Most bytes read from one connection in one turn of the event loop,
@@ -50,6 +50,9 @@ const KEPT_QUEUE_CAPACITY: usize = 64 * 1024;
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// A TLS handshake is under way: the hub has not heard of the
+    /// connection yet, and will once it is done.
+    Handshaking,
     /// Reading lines and writing output.
     Open,
     /// The connection is ending (its client closed its side, or it was
@@ -168,7 +171,7 @@ pub struct Connection {
     /// Bytes of drained bursts' buffers freed, for the event loop's count
     /// of what the allocator could give back (see [`crate::ops::memory`]).
     freed: usize,
-    stream: TcpStream,
+    transport: Transport,
     decoder: LineDecoder,
     /// The client's allowance of lines.
     bucket: TokenBucket,
@@ -184,24 +187,30 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps an accepted socket and registers it for reading under `token`.
+    /// A TLS connection starts handshaking; a plain one is open at once.
     ///
     /// # Errors
     /// When the socket cannot be registered.
     pub fn register(
         id: ConnId,
-        mut stream: TcpStream,
+        mut transport: Transport,
         (addr, protocol): (SocketAddr, Protocol),
         limits: &Limits,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Connection> {
-        registry.register(&mut stream, token, Interest::READABLE)?;
+        registry.register(transport.socket(), token, Interest::READABLE)?;
         let now = Instant::now();
+        let phase = if transport.is_handshaking() {
+            Phase::Handshaking
+        } else {
+            Phase::Open
+        };
         Ok(Connection {
             id,
             addr,
             protocol,
-            phase: Phase::Open,
+            phase,
             paused: None,
             last_line: now,
             since: now,
@@ -213,7 +222,7 @@ impl Connection {
             bytes_read: 0,
             discarded: 0,
             freed: 0,
-            stream,
+            transport,
             decoder: LineDecoder::new(limits.max_line),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
             held: Vec::new(),
@@ -251,8 +260,12 @@ impl Connection {
             }
             let want = buf.len().min(budget);
             let Some(chunk) = buf.get_mut(..want) else { return ReadOutcome::Paused(Pause::Budget) };
-            match self.stream.read(chunk) {
-                Ok(0) => {
+            let mut raw = 0;
+            let received = self.transport.read(chunk, &mut raw);
+            self.bytes_read += raw;
+            budget = budget.saturating_sub(raw);
+            match received {
+                Ok(Received::Eof) => {
                     if let Some(line) = self.decoder.finish() {
                         // The client's last words, whatever the hub's queue
                         // holds: the close that follows is sent after them.
@@ -261,9 +274,7 @@ impl Connection {
                     }
                     return ReadOutcome::Eof;
                 }
-                Ok(n) => {
-                    self.bytes_read += n;
-                    budget = budget.saturating_sub(n);
+                Ok(Received::Data(n)) => {
                     let data = chunk.get(..n).unwrap_or_default();
                     let (used, pause) = self.decode_allowed(data, now, sink);
                     if let Some(pause) = pause {
@@ -271,11 +282,25 @@ impl Connection {
                         return ReadOutcome::Paused(pause);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Ok(Received::WouldBlock) => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Failed(e),
             }
         }
+    }
+
+    /// Takes a TLS handshake as far as the client's bytes allow.
+    pub fn handshake(&mut self) -> io::Result<Handshake> {
+        let mut raw = 0;
+        let outcome = self.transport.handshake(&mut raw);
+        self.bytes_read += raw;
+        outcome
+    }
+
+    /// Whether the transport holds output for the socket (TLS handshake
+    /// messages or alerts, say) that a flush would write.
+    pub fn has_transport_output(&self) -> bool {
+        self.transport.wants_write()
     }
 
     /// Decodes lines from `data` while the sink has room and the client has
@@ -323,14 +348,15 @@ impl Connection {
             }
             let want = buf.len().min(budget);
             let Some(chunk) = buf.get_mut(..want) else { return ReadOutcome::Paused(Pause::Budget) };
-            match self.stream.read(chunk) {
-                Ok(0) => return ReadOutcome::Eof,
-                Ok(n) => {
-                    self.bytes_read += n;
-                    self.discarded += n;
-                    budget = budget.saturating_sub(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+            let mut raw = 0;
+            let received = self.transport.read(chunk, &mut raw);
+            self.bytes_read += raw;
+            self.discarded += raw;
+            budget = budget.saturating_sub(raw);
+            match received {
+                Ok(Received::Eof) => return ReadOutcome::Eof,
+                Ok(Received::Data(_)) => {}
+                Ok(Received::WouldBlock) => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Failed(e),
             }
@@ -350,7 +376,10 @@ impl Connection {
 
     /// True in the phases that still write output.
     pub fn accepts_output(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Leaving | Phase::Closing { .. })
+        matches!(
+            self.phase,
+            Phase::Handshaking | Phase::Open | Phase::Leaving | Phase::Closing { .. }
+        )
     }
 
     /// True once the hub has let go of the connection (it said close) or
@@ -383,7 +412,7 @@ impl Connection {
             } else {
                 Interest::READABLE
             };
-            if let Err(e) = registry.reregister(&mut self.stream, token, interest) {
+            if let Err(e) = registry.reregister(self.transport.socket(), token, interest) {
                 return WriteOutcome::Failed(e);
             }
             self.wants_write = want;
@@ -393,7 +422,7 @@ impl Connection {
 
     fn write_queue(&mut self) -> WriteOutcome {
         while let Some(pending) = self.queue.get(self.written..).filter(|p| !p.is_empty()) {
-            match self.stream.write(pending) {
+            match self.transport.write(pending) {
                 Ok(0) => return WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -403,6 +432,14 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return WriteOutcome::Failed(e),
             }
+        }
+        match self.transport.flush() {
+            Ok(true) => {}
+            Ok(false) => {
+                self.compact();
+                return WriteOutcome::Pending;
+            }
+            Err(e) => return WriteOutcome::Failed(e),
         }
         self.queue.clear();
         self.written = 0;
@@ -456,14 +493,14 @@ impl Connection {
     /// everything written so far.
     pub fn shutdown_write(&mut self) {
         // The peer may be gone already; then there is nothing to shut down.
-        let _ = self.stream.shutdown(Shutdown::Write);
+        self.transport.shutdown_write();
     }
 
     /// Removes the socket from the poll before it is dropped.
     pub fn deregister(&mut self, registry: &Registry) {
         // Deregistering a socket that failed can fail too; it is about to
         // be closed either way.
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.transport.socket());
     }
 }
 
@@ -494,6 +531,7 @@ pub fn is_disconnect(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
     use std::net::{TcpListener, TcpStream as StdStream};
     use std::time::Duration;
 
@@ -516,7 +554,7 @@ mod tests {
         };
         let conn = Connection::register(
             id,
-            TcpStream::from_std(stream),
+            Transport::Plain(mio::net::TcpStream::from_std(stream)),
             (addr, Protocol::Line),
             &limits,
             poll.registry(),

@@ -43,6 +43,7 @@ use crate::net::connection::{
 };
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::{later, TimerKind, Timers};
+use crate::net::transport::{Handshake, Transport};
 use crate::ops::liveness::Heartbeat;
 use crate::ops::logging::{and_more, Throttled};
 use crate::ops::stats::{CloseReason, Stats};
@@ -126,6 +127,11 @@ pub struct Channels {
     /// When this thread's longest-silent connection came (see
     /// [`Adopt::make_room`]), for the acceptor.
     pub oldest_silent: OldestSilent,
+    /// The TLS configuration in force when the thread starts (none without
+    /// TLS listeners), and the new ones a reload sends.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// See [`Channels::tls`].
+    pub tls_updates: Receiver<Arc<rustls::ServerConfig>>,
 }
 
 /// The I/O thread's way to the hub: a bounded channel and, for what it had
@@ -284,6 +290,10 @@ pub struct EventLoop {
     silent_order: VecDeque<ConnId>,
     /// When the first of them came, for the acceptor.
     oldest_silent: OldestSilent,
+    /// New TLS connections are made with this.
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    /// Where a certificate reload's new configuration comes from.
+    tls_updates: Receiver<Arc<rustls::ServerConfig>>,
     /// When quiet connections next give back their idle buffers.
     next_release: Instant,
     /// Bytes of buffers freed since the last release: drained bursts,
@@ -359,6 +369,8 @@ impl EventLoop {
             closing_budget,
             silent_order: VecDeque::new(),
             oldest_silent: channels.oldest_silent,
+            tls_config: channels.tls,
+            tls_updates: channels.tls_updates,
             next_release: later(Instant::now(), RELEASE_INTERVAL),
             freed: 0,
             drain_deadline: None,
@@ -406,6 +418,7 @@ impl EventLoop {
             }
             self.run_due_timers();
             self.read_more();
+            self.take_tls_updates();
             self.take_adopted();
             self.take_hub_output();
             self.send_backlog();
@@ -498,6 +511,14 @@ impl EventLoop {
         .map(|at| at.saturating_duration_since(now))
     }
 
+    /// Takes the newest TLS configuration a reload has sent, for the
+    /// connections made from now on.
+    fn take_tls_updates(&mut self) {
+        while let Ok(config) = self.tls_updates.try_recv() {
+            self.tls_config = Some(config);
+        }
+    }
+
     /// Takes the connections the acceptor has handed over.
     fn take_adopted(&mut self) {
         loop {
@@ -522,6 +543,7 @@ impl EventLoop {
             serial,
             make_room,
             protocol,
+            tls,
         }: Adopt,
     ) {
         let now = Instant::now();
@@ -533,10 +555,31 @@ impl EventLoop {
                 );
             }
             self.stats.count_closed(CloseReason::RefusedFull);
-            refuse(&stream, protocol, ErrorKind::ServerFull, &self.stats);
+            refuse(&stream, protocol, tls, ErrorKind::ServerFull, &self.stats);
             self.release(addr.ip());
             return;
         }
+        let transport = if tls {
+            match self
+                .tls_config
+                .as_ref()
+                .map(|config| Transport::tls(stream, Arc::clone(config)))
+            {
+                Some(Ok(transport)) => transport,
+                Some(Err(e)) => {
+                    log::warn!("cannot start TLS with {addr}: {e}");
+                    self.stats.count_closed(CloseReason::Handshake);
+                    return self.release(addr.ip());
+                }
+                None => {
+                    log::error!("a TLS connection from {addr} came to an I/O thread without a certificate");
+                    self.stats.count_closed(CloseReason::Handshake);
+                    return self.release(addr.ip());
+                }
+            }
+        } else {
+            Transport::Plain(stream)
+        };
         let entry = self.conns.vacant_entry();
         let id = ConnId {
             shard: self.shard,
@@ -546,25 +589,76 @@ impl EventLoop {
         let token = Token(id.slot);
         match Connection::register(
             id,
-            stream,
+            transport,
             (addr, protocol),
             &self.limits,
             self.poll.registry(),
             token,
         ) {
             Ok(conn) => {
+                let slot = id.slot;
                 let conn = entry.insert(conn);
-                if let Some(idle) = self.config.idle_timeout {
-                    self.timers
-                        .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
+                if conn.phase == Phase::Handshaking {
+                    // Past it the connection is closed, and its place free.
+                    let until = later(now, self.config.tls_handshake_timeout);
+                    self.timers.set(&mut conn.timers, until, id, TimerKind::Handshake);
+                    // The client may have sent its hello already.
+                    self.handshake(slot);
+                } else {
+                    self.arrived(slot);
                 }
-                self.silent_order.push_back(id);
-                self.tell_hub(Inbound::Connected { id, addr });
             }
             Err(e) => {
                 log::warn!("cannot register connection from {addr}: {e}");
                 self.stats.count_closed(CloseReason::Disconnect);
                 self.release(addr.ip());
+            }
+        }
+    }
+
+    /// A connection is ready to chat (at once, or once its TLS handshake is
+    /// over): the hub hears of it, and its idle clock starts.
+    fn arrived(&mut self, slot: usize) {
+        let now = Instant::now();
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let (id, addr) = (conn.id, conn.addr);
+        conn.last_line = now;
+        conn.since = now;
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers
+                .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
+        }
+        self.silent_order.push_back(id);
+        self.tell_hub(Inbound::Connected { id, addr });
+    }
+
+    /// Takes a TLS handshake on as far as the client's bytes allow; once it
+    /// is over, the connection arrives and what it sent next is read.
+    fn handshake(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let outcome = conn.handshake();
+        self.stats.count_bytes_received(conn.take_bytes_read());
+        if conn.has_transport_output() {
+            self.mark_dirty(slot);
+        }
+        match outcome {
+            Ok(Handshake::Done) => {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.phase = Phase::Open;
+                    let id = conn.id;
+                    self.timers.cancel(&mut conn.timers, id, TimerKind::Handshake);
+                }
+                self.arrived(slot);
+                self.read(slot);
+            }
+            Ok(Handshake::Pending) => {}
+            Ok(Handshake::Eof) => self.remove(slot, None, LeaveReason::Disconnected),
+            Err(e) => {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    log::debug!("{}: TLS handshake failed: {e}", conn.addr);
+                    conn.close_reason = Some(CloseReason::Handshake);
+                }
+                self.remove(slot, None, LeaveReason::Disconnected);
             }
         }
     }
@@ -638,6 +732,7 @@ impl EventLoop {
         let now = Instant::now();
         let mut hub_gone = false;
         let outcome = match conn.phase {
+            Phase::Handshaking => return self.handshake(slot),
             Phase::Open if shutting_down => return,
             Phase::Open => {
                 let panic_on = match &self.config.test_fault {
@@ -764,6 +859,11 @@ impl EventLoop {
                     self.read(id.slot);
                 }
                 TimerKind::Idle if conn.phase == Phase::Open => self.check_idle(id.slot, now),
+                TimerKind::Handshake if conn.phase == Phase::Handshaking => {
+                    log::debug!("{}: no TLS handshake in time", conn.addr);
+                    conn.close_reason = Some(CloseReason::Handshake);
+                    self.remove(id.slot, None, LeaveReason::Disconnected);
+                }
                 _ => {} // The connection has moved on since the timer was set.
             }
         }
@@ -1069,7 +1169,10 @@ impl EventLoop {
                 log::warn!("{}: connection failed: {e}", conn.addr);
             }
         }
-        if !conn.told_hub {
+        if conn.phase == Phase::Handshaking {
+            // The hub never heard of it: its place goes back from here.
+            self.release(conn.addr.ip());
+        } else if !conn.told_hub {
             self.tell_hub(Inbound::Closed { id: conn.id, reason });
         }
         self.forget_stale_closing();
@@ -1178,9 +1281,14 @@ fn flush_counted(
 }
 
 /// Tells a connection we will not serve why, in its protocol, and closes
-/// it (by dropping it, which the caller does).
-pub fn refuse(stream: &mio::net::TcpStream, protocol: Protocol, error: ErrorKind, stats: &Stats) {
+/// it (by dropping it, which the caller does). A TLS client, before any
+/// handshake, can read no plain line: it is only closed.
+pub fn refuse(stream: &mio::net::TcpStream, protocol: Protocol, tls: bool, error: ErrorKind, stats: &Stats) {
     use std::io::Write;
+    if tls {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let mut bytes = Vec::new();
     stats.count_error(&error);
     protocol.encode(&ServerEvent::Error(error), &mut bytes);
@@ -1236,6 +1344,8 @@ mod tests {
                 adopt,
                 released,
                 oldest_silent: OldestSilent::new(Instant::now()),
+                tls: None,
+                tls_updates: crossbeam_channel::never(),
             };
             let event_loop = EventLoop::new(
                 0,
@@ -1257,6 +1367,7 @@ mod tests {
                 serial: 1,
                 make_room: false,
                 protocol: Protocol::Line,
+                tls: false,
             };
             adopt_tx.send(adopt).unwrap();
             waker.wake().unwrap();

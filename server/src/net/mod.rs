@@ -1,7 +1,8 @@
 //! Sockets and event loops: the layer that touches the network.
 //!
 //! It owns every socket: the listeners (the [`acceptor`]) and each client
-//! connection (an [`event_loop`] per I/O thread, one [`connection`] each).
+//! connection (an [`event_loop`] per I/O thread, one [`connection`] each,
+//! over a [`transport`], plain TCP or [`tls`]).
 //! It reads without blocking, applies the limits that protect everyone
 //! from one connection ([`flood`] control, the read budget, the send
 //! queue, [`timers`] for idle and closing connections), hands decoded
@@ -18,5 +19,7 @@ pub mod event_loop;
 pub mod flood;
 pub mod shutdown;
 pub mod timers;
+pub mod tls;
+pub mod transport;
 
 pub use shutdown::ShutdownHandle;

@@ -4,7 +4,7 @@
 //! wakes exactly when something is due and never on a fixed tick. Each
 //! connection has at most one timer of each [`TimerKind`], and a timer is
 //! cancelled when its connection goes or sets it again, so the set holds
-//! at most three entries per open connection however many come and go
+//! at most four entries per open connection however many come and go
 //! (a heap of timers that were never cancelled grew with connections ×
 //! timeout under churn).
 //!
@@ -38,16 +38,26 @@ pub enum TimerKind {
     Resume,
     /// Check whether the connection has been quiet for the idle timeout.
     Idle,
+    /// A TLS handshake's time is up: close the connection if it is still
+    /// handshaking.
+    Handshake,
 }
 
 impl TimerKind {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
+    const ALL: [TimerKind; TimerKind::COUNT] = [
+        TimerKind::Close,
+        TimerKind::Resume,
+        TimerKind::Idle,
+        TimerKind::Handshake,
+    ];
 
     fn index(self) -> usize {
         match self {
             TimerKind::Close => 0,
             TimerKind::Resume => 1,
             TimerKind::Idle => 2,
+            TimerKind::Handshake => 3,
         }
     }
 }
@@ -83,7 +93,7 @@ impl Timers {
 
     /// Cancels every pending timer of a connection that is going away.
     pub fn cancel_all(&mut self, slots: &mut TimerSlots, id: ConnId) {
-        for kind in [TimerKind::Close, TimerKind::Resume, TimerKind::Idle] {
+        for kind in TimerKind::ALL {
             self.cancel(slots, id, kind);
         }
     }

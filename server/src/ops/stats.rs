@@ -48,11 +48,13 @@ pub enum CloseReason {
     /// Ended on a full server to make room for a newcomer: it had never
     /// said anything.
     MadeRoom,
+    /// Its TLS handshake failed or did not finish in time.
+    Handshake,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::SlowConsumer,
@@ -63,6 +65,7 @@ impl CloseReason {
         CloseReason::RefusedPerNet,
         CloseReason::RefusedThrottled,
         CloseReason::MadeRoom,
+        CloseReason::Handshake,
     ];
 
     /// The `reason` label value.
@@ -78,6 +81,7 @@ impl CloseReason {
             CloseReason::RefusedPerNet => "refused_per_net",
             CloseReason::RefusedThrottled => "refused_throttled",
             CloseReason::MadeRoom => "made_room",
+            CloseReason::Handshake => "tls_handshake",
         }
     }
 }

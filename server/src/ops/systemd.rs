@@ -91,6 +91,17 @@ pub enum ActivationError {
     AlreadyTaken,
 }
 
+/// What the clients of a socket passed by the service manager speak, from
+/// its name (`FileDescriptorName=` in the socket unit): `tls` is the line
+/// protocol over TLS; any other name (systemd's default is the socket
+/// unit's name) the line protocol over plain TCP.
+pub fn listener_kind(name: &str) -> crate::net::acceptor::ListenerKind {
+    match name {
+        "tls" => crate::net::acceptor::ListenerKind::LINE_TLS,
+        _ => crate::net::acceptor::ListenerKind::LINE,
+    }
+}
+
 /// Set once [`take_listeners`] has claimed the passed descriptors, so that
 /// no two owners ever close the same descriptor.
 static TAKEN: AtomicBool = AtomicBool::new(false);

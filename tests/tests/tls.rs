@@ -1,0 +1,278 @@
+//! TLS, over loopback: a TLS listener beside the plain one, sharing its
+//! rooms; handshakes that fail or never finish; and the certificate
+//! reloaded while connections stay open.
+//!
+//! Certificates are made for each test with rcgen (a self-signed one for
+//! `localhost`), written to a temporary directory, and trusted by a rustls
+//! client built here. The real clients people use (`openssl s_client`,
+//! `ncat --ssl`, `chat-client --tls`) are in `tls_clients.rs`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_server::net::tls::TlsFiles;
+use chat_tests::{loopback_any_port, parse_welcome, Config, TestServer, TIMEOUT};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A self-signed certificate for `localhost` and its key, in PEM files in
+/// a directory of their own, removed on drop.
+struct Certificate {
+    dir: PathBuf,
+    /// The certificate in DER, for a client to trust.
+    der: CertificateDer<'static>,
+}
+
+impl Certificate {
+    fn new(name: &str) -> Certificate {
+        let dir = std::env::temp_dir().join(format!("chat-tls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
+        Certificate {
+            der: certified.cert.der().clone(),
+            dir,
+        }
+    }
+
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.dir.join("cert.pem"),
+            key: self.dir.join("key.pem"),
+        }
+    }
+
+    /// Puts `other`'s files in place of these (what a renewal does).
+    fn replace_with(&self, other: &Certificate) {
+        for name in ["cert.pem", "key.pem"] {
+            std::fs::copy(other.dir.join(name), self.dir.join(name)).unwrap();
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server with a plain and a TLS listener, serving `certificate`.
+fn server(certificate: &Certificate, config: Config) -> TestServer {
+    TestServer::start(Config {
+        tls_listen: vec![loopback_any_port()],
+        tls: Some(certificate.files()),
+        ..config
+    })
+}
+
+/// A line client over TLS, trusting only `trusted`.
+struct TlsClient {
+    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+    /// The certificate the server presented.
+    presented: CertificateDer<'static>,
+}
+
+impl TlsClient {
+    #[track_caller]
+    fn connect(addr: SocketAddr, trusted: &CertificateDer<'static>) -> TlsClient {
+        let mut roots = RootCertStore::empty();
+        roots.add(trusted.clone()).unwrap();
+        let config = ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let conn =
+            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut stream = StreamOwned::new(conn, tcp);
+        // The handshake happens on first use.
+        stream.flush().unwrap();
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        let presented = stream.conn.peer_certificates().unwrap()[0].clone().into_owned();
+        TlsClient {
+            stream: BufReader::new(stream),
+            presented,
+        }
+    }
+
+    #[track_caller]
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).unwrap();
+        assert!(line.ends_with('\n'), "the connection ended: {line:?}");
+        line.pop();
+        line
+    }
+
+    #[track_caller]
+    fn expect_line(&mut self, expected: &str) {
+        assert_eq!(self.read_line(), expected);
+    }
+
+    #[track_caller]
+    fn send(&mut self, line: &str) {
+        let stream = self.stream.get_mut();
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stream.flush().unwrap();
+    }
+}
+
+#[allow(deprecated)]
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+#[test]
+fn tls_and_plain_users_chat_in_one_room() {
+    let certificate = Certificate::new("room");
+    let server = server(&certificate, Config::default());
+    let mut alice = server.connect_named("alice");
+    let mut bob = TlsClient::connect(server.tls_addr(), &certificate.der);
+    let welcome = bob.read_line();
+    let guest = parse_welcome(&welcome)
+        .unwrap_or_else(|| panic!("{welcome}"))
+        .to_string();
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    bob.send("/nick bob");
+    bob.expect_line("-- you are now known as bob");
+    alice.expect_line(&format!("-- {guest} is now known as bob"));
+    bob.send("hello over TLS");
+    alice.expect_line("<bob> hello over TLS");
+    alice.send("hello in clear");
+    bob.expect_line("<alice> hello in clear");
+    bob.send("/quit");
+    bob.expect_line("-- bye");
+    alice.expect_line("-- bob left #lobby (quit)");
+}
+
+#[test]
+fn a_plain_text_client_on_the_tls_port_gets_an_alert_and_nobody_notices() {
+    let certificate = Certificate::new("plain");
+    let server = server(&certificate, Config::default());
+    let mut alice = server.connect_named("alice");
+    let mut plain = TcpStream::connect(server.tls_addr()).unwrap();
+    plain.set_read_timeout(Some(TIMEOUT)).unwrap();
+    plain.write_all(b"/nick mallory\nhello?\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    // A TLS alert record: content type 21.
+    assert_eq!(answer.first(), Some(&21), "{answer:?}");
+    // The room heard nothing of it.
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
+}
+
+#[test]
+fn connections_that_never_finish_their_handshake_are_closed_and_their_places_freed() {
+    let certificate = Certificate::new("stall");
+    let server = server(
+        &certificate,
+        Config {
+            tls_handshake_timeout: Duration::from_millis(300),
+            max_clients: 50,
+            max_per_ip: 0,
+            max_per_net: 0,
+            connect_rate: 0,
+            ..Config::default()
+        },
+    );
+    // More silent connections than the server has places.
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let s = TcpStream::connect(server.tls_addr()).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s
+        })
+        .collect();
+    for mut s in stalled {
+        let mut rest = Vec::new();
+        // Each is closed: what it reads ends (a refusal or the timeout).
+        let _ = s.read_to_end(&mut rest);
+    }
+    let mut bob = TlsClient::connect(server.tls_addr(), &certificate.der);
+    assert!(parse_welcome(&bob.read_line()).is_some());
+    let mut alice = server.connect_named("alice");
+    alice.send("/who");
+    let who = alice.read_line();
+    assert!(who.starts_with("-- 2 in #lobby: alice, guest"), "{who}");
+}
+
+#[test]
+fn a_reload_serves_the_new_certificate_to_new_connections_and_keeps_the_open_ones() {
+    let live = Certificate::new("live");
+    let renewed = Certificate::new("renewed");
+    let server = server(&live, Config::default());
+    let mut early = TlsClient::connect(server.tls_addr(), &live.der);
+    assert_eq!(early.presented, live.der);
+    assert!(parse_welcome(&early.read_line()).is_some());
+    live.replace_with(&renewed);
+    server.reload_tls().expect("a good certificate reloads");
+    let mut late = TlsClient::connect(server.tls_addr(), &renewed.der);
+    assert_eq!(late.presented, renewed.der, "new connections get the new one");
+    assert!(parse_welcome(&late.read_line()).is_some());
+    // The session opened before the reload goes on.
+    early.expect_line("-- guest2 joined #lobby");
+    early.send("/nick early");
+    early.expect_line("-- you are now known as early");
+    early.send("still here");
+    late.expect_line("-- guest1 is now known as early");
+    late.expect_line("<early> still here");
+}
+
+#[test]
+fn a_bad_reload_keeps_the_certificate_in_force() {
+    let live = Certificate::new("keep");
+    let server = server(&live, Config::default());
+    let other = Certificate::new("other");
+    // A key that is not the certificate's, then garbage, then no file.
+    std::fs::copy(other.path("key.pem"), live.path("key.pem")).unwrap();
+    let error = server.reload_tls().expect_err("a mismatched key is refused");
+    assert!(
+        error.to_string().contains("cannot use the TLS certificate"),
+        "{error}"
+    );
+    std::fs::write(live.path("cert.pem"), "garbage").unwrap();
+    let error = server.reload_tls().expect_err("garbage is refused");
+    assert!(
+        error.to_string().contains("cannot read the TLS certificate"),
+        "{error}"
+    );
+    std::fs::remove_file(live.path("cert.pem")).unwrap();
+    assert!(server.reload_tls().is_err());
+    // Still served with the first certificate.
+    let mut client = TlsClient::connect(server.tls_addr(), &live.der);
+    assert_eq!(client.presented, live.der);
+    assert!(parse_welcome(&client.read_line()).is_some());
+}
+
+#[test]
+fn a_bad_certificate_at_start_is_a_start_error() {
+    let dir = Certificate::new("start");
+    std::fs::write(dir.path("cert.pem"), "not a certificate").unwrap();
+    let error = chat_server::Server::bind(Config {
+        listen: vec![loopback_any_port()],
+        tls_listen: vec![loopback_any_port()],
+        tls: Some(dir.files()),
+        ..Config::default()
+    })
+    .expect_err("a bad certificate stops the start");
+    assert!(
+        error.to_string().starts_with("cannot read the TLS certificate"),
+        "{error}"
+    );
+}
