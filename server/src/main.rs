@@ -1,6 +1,10 @@
 //! The `chat-server` daemon: take any sockets systemd passed, parse the
-//! command line, raise the descriptor limit, bind, tell systemd it is
-//! ready, run until SIGINT or SIGTERM.
+//! command line, resolve the addresses given, raise the descriptor limit,
+//! bind, tell systemd it is ready, run until SIGINT, SIGTERM or SIGHUP.
+//!
+//! Exit codes (`cli::EXIT_STATUS` says them to users): 0 after a clean
+//! stop, 1 when the server cannot start or a thread died, 2 for a usage
+//! error (clap's).
 
 use std::process::ExitCode;
 
@@ -34,7 +38,13 @@ fn main() -> ExitCode {
         );
     }
     let max_clients_given = cli.max_clients_given;
-    let mut config = cli.into_config(!inherited.is_empty());
+    let mut config = match cli.into_config(!inherited.is_empty()) {
+        Ok(config) => config,
+        Err(e) => {
+            logging::print_error(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     let fitted = match fit_descriptors(&mut config, max_clients_given, inherited.len()) {
         Ok(fitted) => fitted,
         Err(e) => {

@@ -6,7 +6,8 @@
 //! learn the port from its log. Every child is killed and reaped by its
 //! guard even when a test fails.
 
-use std::net::{SocketAddr, TcpListener};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 
 use chat_tests::{binary, clean_command, parse_welcome, spawn_chat_client, spawn_nc, Client, Daemon, Proc};
 
@@ -276,11 +277,102 @@ fn listen_can_be_repeated_for_ipv4_and_ipv6() {
 }
 
 #[test]
+fn listen_takes_a_host_name_and_listens_on_each_of_its_addresses() {
+    // What the system's resolver makes of localhost: 127.0.0.1, ::1 or
+    // both, from /etc/hosts (no query leaves the machine).
+    let resolved: BTreeSet<IpAddr> = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("localhost resolves")
+        .map(|addr| addr.ip())
+        .collect();
+    assert!(resolved.iter().all(IpAddr::is_loopback), "{resolved:?}");
+    let daemon = Daemon::start_with(Daemon::command(&["--listen", "localhost:0"]), resolved.len());
+    let listening: BTreeSet<IpAddr> = daemon.addrs().iter().map(SocketAddr::ip).collect();
+    assert_eq!(listening, resolved, "one listener per address of localhost");
+    for &addr in daemon.addrs() {
+        assert_ne!(addr.port(), 0);
+        let mut client = Client::connect_guest(addr);
+        client.send("/who");
+        client.expect_line(&format!("-- 1 in #lobby: {}", client.nick()));
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_variable_is_reported_under_the_variables_name() {
+    let mut command = Daemon::command(&["--listen", "127.0.0.1:0"]);
+    command.env("CHAT_SERVER_RATE", "abc");
+    let mut daemon = Proc::spawn("chat-server", command, "");
+    daemon.expect_exit_code(2);
+    assert_eq!(
+        daemon.stderr_lines().first().map(String::as_str),
+        Some(
+            "error: invalid value 'abc' in the environment variable CHAT_SERVER_RATE \
+             (for '--rate <LINES_PER_SEC>'): invalid digit found in string"
+        ),
+        "stderr: {:?}",
+        daemon.stderr_lines()
+    );
+    // On the command line, the option is named, whatever the variable.
+    for env in ["abc", "5"] {
+        let mut command = Daemon::command(&["--listen", "127.0.0.1:0", "--rate", "lots"]);
+        command.env("CHAT_SERVER_RATE", env);
+        let mut daemon = Proc::spawn("chat-server", command, "");
+        daemon.expect_exit_code(2);
+        assert_eq!(
+            daemon.stderr_lines().first().map(String::as_str),
+            Some("error: invalid value 'lots' for '--rate <LINES_PER_SEC>': invalid digit found in string"),
+            "CHAT_SERVER_RATE={env}; stderr: {:?}",
+            daemon.stderr_lines()
+        );
+    }
+}
+
+#[test]
+fn listen_in_the_environment_may_have_spaces_after_its_commas() {
+    let mut command = Daemon::command(&[]);
+    command.env("CHAT_SERVER_LISTEN", "127.0.0.1:0, 127.0.0.1:0");
+    let daemon = Daemon::start_with(command, 2);
+    let [first, second] = [daemon.addrs()[0], daemon.addrs()[1]];
+    assert_ne!(first.port(), second.port(), "two listeners");
+    let mut alice = Client::connect_named(first, "alice");
+    let bob = Client::connect_guest(second);
+    alice.expect_line(&format!("-- {} joined #lobby", bob.nick()));
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    // Each of these, set to a value, would change the daemon's behaviour
+    // or be a usage error when empty, as all of them were before.
+    let mut command = Daemon::command(&["--listen", "127.0.0.1:0"]);
+    for var in [
+        "CHAT_SERVER_MAX_LINE",
+        "CHAT_SERVER_RATE",
+        "CHAT_SERVER_METRICS_LISTEN",
+        "CHAT_SERVER_SHUTDOWN_GRACE",
+    ] {
+        command.env(var, "");
+    }
+    let daemon = Daemon::start_with(command, 1);
+    let mut alice = daemon.connect_named("alice");
+    alice.send(&"x".repeat(4096));
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
+    assert!(
+        !daemon.proc.stderr_lines().iter().any(|l| l.contains("metrics")),
+        "no metrics endpoint: {:?}",
+        daemon.proc.stderr_lines()
+    );
+}
+
+#[test]
 fn usage_errors_exit_2_and_help_explains_every_option() {
     for args in [
         &["--bogus"][..],
         &["--max-line", "lots"],
-        &["--listen", "not-an-address"],
+        // A well-formed host name would be resolved (and fail with exit
+        // 1, after asking the network): this is no name at all.
+        &["--listen", "not an address"],
+        &["--listen", "7878"],
     ] {
         let mut daemon = Proc::spawn("chat-server", Daemon::command(args), "");
         daemon.expect_exit_code(2);
@@ -298,6 +390,12 @@ fn usage_errors_exit_2_and_help_explains_every_option() {
         "--max-clients",
         "--shutdown-grace",
         "CHAT_SERVER_LISTEN",
+        // Where the installed documents are, what the signals do, and the
+        // exit codes.
+        "/usr/share/doc/chat-server/PROTOCOL.md",
+        "/usr/share/doc/chat-server/README.md",
+        "SIGHUP",
+        "Exit status: 0",
     ] {
         assert!(text.contains(option), "--help does not mention {option}:\n{text}");
     }

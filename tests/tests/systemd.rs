@@ -147,6 +147,14 @@ fn recently_free_port(datagram: bool) -> u16 {
 /// process) at the first connection. Returns the process and the address.
 #[track_caller]
 fn socket_activate(datagram: bool, daemon_args: &[&str]) -> (Proc, SocketAddr) {
+    socket_activate_with_env(datagram, &[], daemon_args)
+}
+
+/// [`socket_activate`] with `-E VAR=VALUE` for each of `env`: the tool
+/// passes the daemon only these variables, its own LISTEN_* and a few
+/// standard ones.
+#[track_caller]
+fn socket_activate_with_env(datagram: bool, env: &[&str], daemon_args: &[&str]) -> (Proc, SocketAddr) {
     let daemon = binary("chat-server");
     for _ in 0..PORT_TRIES {
         let addr = SocketAddr::from(([127, 0, 0, 1], recently_free_port(datagram)));
@@ -158,6 +166,7 @@ fn socket_activate(datagram: bool, daemon_args: &[&str]) -> (Proc, SocketAddr) {
             .arg("-l")
             .arg(addr.to_string())
             .arg("--fdname=chat")
+            .args(env.iter().map(|assignment| format!("--setenv={assignment}")))
             .arg(&daemon)
             .args(daemon_args);
         let mut proc = Proc::spawn("systemd-socket-activate", command, SYSTEMD_HINT);
@@ -422,6 +431,26 @@ fn under_systemd_socket_activate_the_daemon_serves_the_inherited_socket_only() {
     bob.expect_line("-- server shutting down");
     drop((alice, bob));
     daemon.proc.expect_exit_code(0);
+}
+
+#[test]
+fn an_empty_chat_server_listen_adds_no_address_to_the_passed_socket() {
+    // As an EnvironmentFile= line `CHAT_SERVER_LISTEN=` sets it: empty
+    // counts as unset (it was a start error), so only the passed socket is
+    // served.
+    let (proc, addr) = socket_activate_with_env(false, &["CHAT_SERVER_LISTEN="], &[]);
+    let mut alice = Client::connect_named(addr, "alice");
+    let daemon = Daemon::attach(proc, 1);
+    assert_eq!(daemon.addrs(), [addr]);
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
+    let log = daemon.proc.stderr_lines();
+    assert_eq!(
+        log.iter().filter(|l| l.contains("listening on ")).count(),
+        1,
+        "one listener only:\n{}",
+        log.join("\n")
+    );
 }
 
 #[test]
