@@ -441,6 +441,39 @@ fn netcat_can_chat_with_the_daemon() {
 }
 
 #[test]
+fn netcat_with_n_ends_the_session_at_the_end_of_its_input() {
+    // README's script form: printf '/nick ci\n...' | nc -N ADDR PORT. The
+    // end of the input closes nc's side, which the server takes as
+    // leaving, so nc ends without a /quit (plain nc would wait forever).
+    let daemon = Daemon::start(&[]);
+    let mut watcher = daemon.connect_named("watcher");
+    let addr = daemon.addr();
+    let mut command = clean_command("nc");
+    command.arg("-N").arg(addr.ip().to_string()).arg(addr.port().to_string());
+    let mut nc = Proc::spawn("nc -N", command, "install netcat-openbsd");
+    nc.write_stdin("/nick ci\nbuild #128 passed\n");
+    nc.close_stdin();
+    let joined = watcher.read_line();
+    let guest = joined
+        .strip_prefix("-- ")
+        .and_then(|rest| rest.strip_suffix(" joined #lobby"))
+        .unwrap_or_else(|| panic!("expected a join notice, got {joined:?}"))
+        .to_string();
+    watcher.expect_lines(&[
+        &format!("-- {guest} is now known as ci"),
+        "<ci> build #128 passed",
+        "-- ci left #lobby (disconnect)",
+    ]);
+    nc.expect_exit_code(0);
+    assert_eq!(
+        nc.stdout_lines().last().map(String::as_str),
+        Some("-- you are now known as ci"),
+        "{:?}",
+        nc.stdout_lines()
+    );
+}
+
+#[test]
 fn chat_client_in_a_pipe_says_its_lines_and_exits_zero() {
     let daemon = Daemon::start(&[]);
     let mut watcher = daemon.connect_named("watcher");
