@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use chat_server::cli::Cli;
 use chat_server::ops::descriptors::{self, Limit};
-use chat_server::ops::logging;
+use chat_server::ops::logging::{self, counted};
 use chat_server::ops::systemd::{self, Notifier};
 use chat_server::{Config, Server};
 
@@ -150,15 +150,15 @@ impl Fitted {
             .raised_from
             .map_or_else(String::new, |from| format!(" (raised from {from})"));
         log::info!(
-            "descriptor limit {}{raised}: room for {} clients",
+            "descriptor limit {}{raised}: room for {}",
             limit.soft,
-            self.capacity
+            counted(self.capacity, "client")
         );
         if let Some(default) = self.lowered_from {
             log::warn!(
-                "serving at most {} clients, not the default {default}: the descriptor limit allows no more \
+                "serving at most {}, not the default {default}: the descriptor limit allows no more \
                  (room for {}, a sixteenth of it kept for sockets still closing)",
-                self.max_clients,
+                counted(self.max_clients, "client"),
                 self.capacity
             );
         }

@@ -100,6 +100,31 @@ fn the_shutdown_grace_bounds_the_wait_for_a_client_that_stays() {
 }
 
 #[test]
+fn log_lines_count_one_client_in_the_singular() {
+    let mut daemon = Daemon::start(&["--threads", "1", "--stats-interval", "0.1"]);
+    daemon
+        .proc
+        .expect_stderr_containing(&["serving with 1 I/O thread"]);
+    let mut guest = daemon.connect();
+    guest.send("/who");
+    guest.expect_line(&format!("-- 1 in #lobby: {}", guest.nick()));
+    // The first stats line written after the /who was counted.
+    let stats = daemon.proc.expect_stderr_containing(&[
+        "stats: 1 client, 1 room; since start: 1 connection accepted",
+        "1 line received",
+    ]);
+    assert!(
+        stats.contains(", 0 closed (0 slow consumers), 1 line received, 0 messages delivered, "),
+        "{stats}"
+    );
+    daemon.proc.signal("TERM");
+    guest.expect_line("-- server shutting down");
+    daemon
+        .proc
+        .expect_stderr_containing(&["shutting down: telling 1 client"]);
+}
+
+#[test]
 fn a_second_daemon_on_a_busy_port_fails_with_one_clear_line() {
     let first = Daemon::start(&[]);
     let busy = first.addr().to_string();
@@ -449,7 +474,10 @@ fn netcat_with_n_ends_the_session_at_the_end_of_its_input() {
     let mut watcher = daemon.connect_named("watcher");
     let addr = daemon.addr();
     let mut command = clean_command("nc");
-    command.arg("-N").arg(addr.ip().to_string()).arg(addr.port().to_string());
+    command
+        .arg("-N")
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
     let mut nc = Proc::spawn("nc -N", command, "install netcat-openbsd");
     nc.write_stdin("/nick ci\nbuild #128 passed\n");
     nc.close_stdin();
