@@ -203,8 +203,9 @@ fn server_environment(roff: &mut Roff, command: &clap::Command) {
     }
 }
 
-/// `chat-client(1)`: clap's sections, the commands of the protocol (from
-/// the list `/help` prints), the exit status (clap's after-help text).
+/// `chat-client(1)`: clap's sections, the commands of the protocol (what
+/// `/help` and `/help NAME` print), the exit status (clap's after-help
+/// text).
 fn client_man_page() -> io::Result<Vec<u8>> {
     let command = client_command();
     let exit_status = command.get_after_help().map(|text| text.to_string());
@@ -217,8 +218,14 @@ fn client_man_page() -> io::Result<Vec<u8>> {
         "A line that does not start with / is said to your room; //text sends /text. \
          Command names are matched without regard to case.",
     )]);
-    for (usage, what) in chat_protocol::command::COMMANDS {
-        roff.control("TP", []).text([bold(*usage)]).text([roman(*what)]);
+    for help in chat_protocol::command::COMMANDS {
+        roff.control("TP", [])
+            .text([bold(help.usage)])
+            .text([roman(format!("{}.", capitalized(help.summary)))]);
+        // What /help NAME adds: details, an example, the errors.
+        for line in help.details {
+            roff.control("br", []).text([roman(*line)]);
+        }
     }
     if let Some(text) = exit_status {
         roff.control("SH", ["EXIT STATUS"]).text([roman(text)]);
@@ -236,6 +243,15 @@ fn standard_sections(man: &Man, out: &mut Vec<u8>) -> io::Result<()> {
     man.render_synopsis_section(out)?;
     man.render_description_section(out)?;
     man.render_options_section(out)
+}
+
+/// `text` with its first letter in upper case, to start a sentence.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn see_also(roff: &mut Roff, pages: &[(&str, &str)]) {

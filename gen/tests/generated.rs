@@ -187,8 +187,8 @@ fn the_man_pages_hold_every_option_and_the_client_page_every_command() {
     let client = std::fs::read_to_string(workspace_root().join("man/chat-client.1")).unwrap();
     assert!(client.contains(".SH COMMANDS"));
     assert!(client.contains(".SH \"EXIT STATUS\""), "{client}");
-    for (usage, _) in chat_protocol::command::COMMANDS {
-        assert!(client.contains(usage), "chat-client(1) lacks {usage}");
+    for help in chat_protocol::command::COMMANDS {
+        assert!(client.contains(help.usage), "chat-client(1) lacks {}", help.usage);
     }
 }
 
