@@ -107,7 +107,7 @@ pub struct Cli {
     /// Address to listen on: HOST:PORT, HOST, an IP address, or an IPv6
     /// address in brackets with a port ([::1]:7878); the port defaults to
     /// 7878. A host name listens on every address it resolves to at start
-    /// (localhost: 127.0.0.1 and ::1). Repeat the option, or separate
+    /// (localhost: usually 127.0.0.1 and ::1). Repeat the option, or separate
     /// addresses with commas, to listen on several. [default:
     /// 127.0.0.1:7878, unless started by socket activation: then only the
     /// sockets passed in, and these addresses as well if given]
