@@ -21,17 +21,22 @@ fn main() {
     };
     println!("cargo:rustc-env=CHAT_BUILD_VERSION={shown}");
     // Run again when HEAD moves: a checkout changes .git/HEAD, a commit the
-    // branch it names (loose, or packed after a gc).
+    // branch it names (loose, or packed after a gc). In a linked worktree
+    // HEAD is the worktree's own, but branches live in the common
+    // directory of the repository.
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]).map(PathBuf::from) {
+        let common_dir = git(&["rev-parse", "--git-common-dir"])
+            .map(|dir| Path::new(&manifest_dir).join(dir))
+            .unwrap_or_else(|| git_dir.clone());
         let head = git_dir.join("HEAD");
         watch(&head);
         if let Some(branch) = std::fs::read_to_string(&head)
             .ok()
             .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
         {
-            watch(&git_dir.join(branch));
+            watch(&common_dir.join(branch));
         }
-        watch(&git_dir.join("packed-refs"));
+        watch(&common_dir.join("packed-refs"));
     }
 }
 

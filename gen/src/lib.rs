@@ -96,14 +96,22 @@ pub fn write_to(root: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// `chat-server(8)`: clap's sections, then where the packaged files are.
+/// `chat-server(8)`: clap's sections, then what the signals do, the exit
+/// status, the environment (every option's variable, from the clap
+/// definitions, and the variables systemd sets) and the packaged files.
 fn server_man_page() -> io::Result<Vec<u8>> {
+    let command = server_command();
     // No .manual(): with no date (which would outdate the page every day)
     // it would shift into the date's place.
-    let man = Man::new(server_command()).section("8");
+    let man = Man::new(command.clone()).section("8");
     let mut out = Vec::new();
     standard_sections(&man, &mut out)?;
     let mut roff = Roff::new();
+    roff.control("SH", ["SIGNALS"]);
+    roff.text([roman(chat_server::cli::SIGNALS)]);
+    roff.control("SH", ["EXIT STATUS"]);
+    roff.text([roman(chat_server::cli::EXIT_STATUS)]);
+    server_environment(&mut roff, &command);
     roff.control("SH", ["FILES"]);
     for (path, what) in [
         (
@@ -121,6 +129,15 @@ fn server_man_page() -> io::Result<Vec<u8>> {
             "/usr/lib/systemd/system/chat-server.service",
             "The sandboxed service the socket starts.",
         ),
+        (
+            "/usr/share/doc/chat-server/README.md",
+            "The daemon and its client: every option, the limits, the metrics, the units, how to \
+             install and configure.",
+        ),
+        (
+            "/usr/share/doc/chat-server/PROTOCOL.md",
+            "The wire protocol: every command, every line the server sends, every error.",
+        ),
     ] {
         roff.control("TP", []).text([bold(path)]).text([roman(what)]);
     }
@@ -132,8 +149,63 @@ fn server_man_page() -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// `chat-client(1)`: clap's sections, the commands of the protocol (from
-/// the list `/help` prints), the exit status (clap's after-help text).
+/// The variables the daemon reads that are not options: systemd's, and
+/// the log's.
+const OTHER_VARIABLES: &[(&str, &str)] = &[
+    (
+        "RUST_LOG",
+        "What to log: error, warn, info (the default), debug (adds every message as ADDR NICK: \
+         TEXT) or trace, as env_logger reads it.",
+    ),
+    (
+        "LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES",
+        "Set by systemd (or another service manager) to pass listening sockets (socket \
+         activation): the daemon serves them, and the --listen addresses only if given.",
+    ),
+    (
+        "NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID",
+        "Set by systemd for a Type=notify service: the daemon says when it is ready and stopping, \
+         keeps a status line, and pings the watchdog while its event loops run.",
+    ),
+    (
+        "JOURNAL_STREAM",
+        "Set by systemd when standard error is the journal: each log line is then the message \
+         after a syslog priority (<6>), without a timestamp.",
+    ),
+];
+
+/// The ENVIRONMENT section: each option's variable, as clap knows it, so
+/// none is forgotten, then [`OTHER_VARIABLES`].
+fn server_environment(roff: &mut Roff, command: &clap::Command) {
+    roff.control("SH", ["ENVIRONMENT"]);
+    roff.text([roman(
+        "Every option can be set with its variable instead; the systemd service reads them from \
+         /etc/chat-server/env. An option on the command line wins over its variable, a variable \
+         set to the empty string counts as unset, and a bad value in one is a usage error that \
+         names the variable.",
+    )]);
+    for arg in command.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let mut what = vec![roman("The same as "), bold(format!("--{long}")), roman(".")];
+        if arg.get_value_delimiter().is_some() {
+            what.push(roman(
+                " Several values are separated by commas (spaces around them allowed).",
+            ));
+        }
+        roff.control("TP", [])
+            .text([bold(var.to_string_lossy().into_owned())])
+            .text(what);
+    }
+    for (var, what) in OTHER_VARIABLES {
+        roff.control("TP", []).text([bold(*var)]).text([roman(*what)]);
+    }
+}
+
+/// `chat-client(1)`: clap's sections, the commands of the protocol (what
+/// `/help` and `/help NAME` print), the exit status (clap's after-help
+/// text).
 fn client_man_page() -> io::Result<Vec<u8>> {
     let command = client_command();
     let exit_status = command.get_after_help().map(|text| text.to_string());
@@ -146,8 +218,14 @@ fn client_man_page() -> io::Result<Vec<u8>> {
         "A line that does not start with / is said to your room; //text sends /text. \
          Command names are matched without regard to case.",
     )]);
-    for (usage, what) in chat_protocol::command::COMMANDS {
-        roff.control("TP", []).text([bold(*usage)]).text([roman(*what)]);
+    for help in chat_protocol::command::COMMANDS {
+        roff.control("TP", [])
+            .text([bold(help.usage)])
+            .text([roman(format!("{}.", capitalized(help.summary)))]);
+        // What /help NAME adds: details, an example, the errors.
+        for line in help.details {
+            roff.control("br", []).text([roman(*line)]);
+        }
     }
     if let Some(text) = exit_status {
         roff.control("SH", ["EXIT STATUS"]).text([roman(text)]);
@@ -165,6 +243,15 @@ fn standard_sections(man: &Man, out: &mut Vec<u8>) -> io::Result<()> {
     man.render_synopsis_section(out)?;
     man.render_description_section(out)?;
     man.render_options_section(out)
+}
+
+/// `text` with its first letter in upper case, to start a sentence.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn see_also(roff: &mut Roff, pages: &[(&str, &str)]) {

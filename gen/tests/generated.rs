@@ -1,5 +1,7 @@
 //! The committed man pages and completions are what the clap definitions
-//! generate today, the man pages render cleanly, and bash completes with
+//! generate today, the man pages render cleanly with the sections a user
+//! looks for (the server's ENVIRONMENT listing every option's variable),
+//! and bash completes with
 //! the committed script (zsh and fish are not installed to try theirs);
 //! the options file shipped as /etc/chat-server/env lists every option at
 //! its default; and `--version` names the commit in a checkout.
@@ -46,30 +48,124 @@ fn the_committed_man_pages_and_completions_are_up_to_date() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
+/// `page` as `man` renders it for an 80-column terminal, after checking
+/// that it renders without a warning.
+fn rendered(page: &str) -> String {
+    let output = Command::new("man")
+        .args(["--warnings", "-E", "UTF-8", "-l"])
+        .arg(workspace_root().join(page))
+        .env("MANWIDTH", "80")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("man (man-db) runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{page}: {stderr}");
+    assert_eq!(stderr, "", "{page}: groff warnings");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The lines of section `heading` of a rendered page, up to the next
+/// heading (a line that starts with a capital, not indented).
+fn section<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take_while(|l| !l.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect()
+}
+
+/// Section `heading` as running text: its lines joined, words hyphenated
+/// at a line end joined again, one space between words.
+fn section_text(text: &str, heading: &str) -> String {
+    let joined = section(text, heading).join(" ").replace("\u{2010} ", "");
+    joined.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[test]
 fn the_man_pages_render_without_warnings() {
-    for (page, name, section) in [
-        ("man/chat-server.8", "chat-server", "8"),
-        ("man/chat-client.1", "chat-client", "1"),
+    for (page, name, section, headings) in [
+        (
+            "man/chat-server.8",
+            "chat-server",
+            "8",
+            &["SIGNALS", "EXIT STATUS", "ENVIRONMENT", "FILES"][..],
+        ),
+        (
+            "man/chat-client.1",
+            "chat-client",
+            "1",
+            &["COMMANDS", "EXIT STATUS"],
+        ),
     ] {
-        let output = Command::new("man")
-            .args(["--warnings", "-E", "UTF-8", "-l"])
-            .arg(workspace_root().join(page))
-            .env("MANWIDTH", "80")
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .expect("man (man-db) runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{page}: {stderr}");
-        assert_eq!(stderr, "", "{page}: groff warnings");
+        let stdout = rendered(page);
         assert!(
             stdout.starts_with(&format!("{name}({section})")),
             "{page}: {stdout}"
         );
-        for heading in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SEE ALSO"] {
-            assert!(stdout.lines().any(|l| l == heading), "{page} lacks {heading}");
+        for heading in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SEE ALSO"]
+            .iter()
+            .chain(headings)
+        {
+            assert!(stdout.lines().any(|l| l == *heading), "{page} lacks {heading}");
         }
+    }
+}
+
+#[test]
+fn the_server_page_says_what_it_is_and_where_its_documents_are_installed() {
+    let text = rendered("man/chat-server.8");
+    let name = section_text(&text, "NAME");
+    assert!(name.contains("chat-server - Multi-user chat server"), "{name}");
+    for jargon in ["mio", "event loop", "owner"] {
+        assert!(!name.contains(jargon), "implementation jargon in NAME: {name}");
+    }
+    let description = section_text(&text, "DESCRIPTION");
+    let files = section_text(&text, "FILES");
+    for document in [
+        "/usr/share/doc/chat-server/PROTOCOL.md",
+        "/usr/share/doc/chat-server/README.md",
+    ] {
+        assert!(description.contains(document), "DESCRIPTION lacks {document}");
+        assert!(files.contains(document), "FILES lacks {document}");
+    }
+    let exit_status = section_text(&text, "EXIT STATUS");
+    for code in [
+        "0 after a clean stop",
+        "1 when the server cannot start",
+        "2 for a usage error",
+    ] {
+        assert!(
+            exit_status.contains(code),
+            "EXIT STATUS lacks {code:?}: {exit_status}"
+        );
+    }
+    let signals = section_text(&text, "SIGNALS");
+    for signal in ["SIGTERM", "SIGINT", "SIGHUP"] {
+        assert!(signals.contains(signal), "SIGNALS lacks {signal}");
+    }
+}
+
+#[test]
+fn the_server_page_lists_every_variable_under_environment() {
+    let text = rendered("man/chat-server.8");
+    let environment = section(&text, "ENVIRONMENT");
+    let mut listed = 0;
+    for arg in server_command().get_arguments() {
+        let Some(var) = arg.get_env() else { continue };
+        let var = var.to_string_lossy();
+        assert!(
+            environment.iter().any(|l| l.trim() == var),
+            "ENVIRONMENT lacks {var}:\n{}",
+            environment.join("\n")
+        );
+        listed += 1;
+    }
+    assert!(listed >= 21, "{listed} variables");
+    for other in ["RUST_LOG", "LISTEN_FDS", "NOTIFY_SOCKET", "JOURNAL_STREAM"] {
+        assert!(
+            environment.iter().any(|l| l.trim().starts_with(other)),
+            "ENVIRONMENT lacks {other}"
+        );
     }
 }
 
@@ -91,8 +187,8 @@ fn the_man_pages_hold_every_option_and_the_client_page_every_command() {
     let client = std::fs::read_to_string(workspace_root().join("man/chat-client.1")).unwrap();
     assert!(client.contains(".SH COMMANDS"));
     assert!(client.contains(".SH \"EXIT STATUS\""), "{client}");
-    for (usage, _) in chat_protocol::command::COMMANDS {
-        assert!(client.contains(usage), "chat-client(1) lacks {usage}");
+    for help in chat_protocol::command::COMMANDS {
+        assert!(client.contains(help.usage), "chat-client(1) lacks {}", help.usage);
     }
 }
 

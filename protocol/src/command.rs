@@ -45,8 +45,8 @@ pub enum Command {
     History(Option<usize>),
     /// `/quit [REASON]`: leave.
     Quit(Option<String>),
-    /// `/help`: list the commands.
-    Help,
+    /// `/help [COMMAND]`: list the commands, or explain one.
+    Help(Option<&'static CommandHelp>),
 }
 
 /// The longest topic, in characters: a line of a terminal, and what IRC
@@ -79,22 +79,141 @@ pub enum CommandError {
     NoSuchNick(String),
 }
 
-/// Every command with its usage and a one-line description, in the order
-/// `/help` lists them.
-pub const COMMANDS: &[(&str, &str)] = &[
-    (
-        "/nick NAME",
-        "change your nick (letters, digits, _ and -; starts with a letter)",
-    ),
-    ("/join ROOM", "leave your room and enter ROOM (created if needed)"),
-    ("/rooms [PAGE]", "list rooms and how many are in each, 100 a page"),
-    ("/who [PAGE]", "list who is in your room, 100 a page"),
-    ("/msg NICK TEXT", "send a private message"),
-    ("/me TEXT", "act something out in your room"),
-    ("/topic [TEXT]", "show your room's topic, or set it"),
-    ("/history [N]", "show the last N lines said in your room"),
-    ("/quit [REASON]", "leave the server"),
-    ("/help", "show this list"),
+/// What `/help` says about one command: its line in the list, and what
+/// `/help NAME` adds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CommandHelp {
+    /// The command's name, in lower case, without the slash: `join`.
+    pub name: &'static str,
+    /// How to write it: `/join ROOM`. Also what a usage error shows.
+    pub usage: &'static str,
+    /// What it does, in one line: the `/help` list shows this.
+    pub summary: &'static str,
+    /// What `/help NAME` shows after the usage and summary: more on what
+    /// it does, an example, and the errors it can give, a line each.
+    pub details: &'static [&'static str],
+}
+
+impl CommandHelp {
+    /// The command called `name` (`join`, `/join` or `JOIN`), if there is
+    /// one.
+    pub fn find(name: &str) -> Option<&'static CommandHelp> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        COMMANDS.iter().find(|help| help.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Every command, in the order `/help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "nick",
+        usage: USAGE_NICK,
+        summary: "change your nick (letters, digits, _ and -; starts with a letter)",
+        details: &[
+            "NAME is 1 to 24 letters, digits, _ or -, starting with a letter; Alice and alice are \
+             the same nick. Your rooms see: -- guest7 is now known as alice",
+            "example: /nick alice",
+            "errors: !! nick alice is already in use; !! nick aIice looks too much like alice, who \
+             is online; !! invalid nick: nick must start with a letter",
+        ],
+    },
+    CommandHelp {
+        name: "join",
+        usage: USAGE_JOIN,
+        summary: "leave your room and enter ROOM (created if needed)",
+        details: &[
+            "ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust are \
+             the same room. Joining shows its topic and its last lines.",
+            "example: /join rust",
+            "errors: !! you are already in #rust; !! invalid room: room name may only contain \
+             letters, digits, '_' and '-'",
+        ],
+    },
+    CommandHelp {
+        name: "rooms",
+        usage: USAGE_ROOMS,
+        summary: "list rooms and how many are in each, 100 a page",
+        details: &[
+            "The rooms with people in them, sorted, and how many are in each; #lobby always. \
+             PAGE counts from 1; a page past the last shows the last.",
+            "example: /rooms 2",
+            "errors: !! usage: /rooms [PAGE] (PAGE is a number)",
+        ],
+    },
+    CommandHelp {
+        name: "who",
+        usage: USAGE_WHO,
+        summary: "list who is in your room, 100 a page",
+        details: &[
+            "The nicks in your room, sorted. PAGE counts from 1; a page past the last shows the \
+             last.",
+            "example: /who",
+            "errors: !! usage: /who [PAGE] (PAGE is a number)",
+        ],
+    },
+    CommandHelp {
+        name: "msg",
+        usage: USAGE_MSG,
+        summary: "send a private message",
+        details: &[
+            "NICK alone sees it, wherever they are: *alice* TEXT, if you are alice; you see -> \
+             *NICK* TEXT. Rooms never remember private messages.",
+            "example: /msg bob see you in #rust",
+            "errors: !! no such nick: bob; !! usage: /msg NICK TEXT",
+        ],
+    },
+    CommandHelp {
+        name: "me",
+        usage: USAGE_ME,
+        summary: "act something out in your room",
+        details: &[
+            "Your room sees * alice TEXT, if you are alice.",
+            "example: /me waves",
+            "errors: !! usage: /me TEXT",
+        ],
+    },
+    CommandHelp {
+        name: "topic",
+        usage: "/topic [TEXT]",
+        summary: "show your room's topic, or set it",
+        details: &[
+            "Without TEXT, shows the topic, who set it and when; with TEXT, sets it, and your \
+             room sees it. Anyone in the room may; at most 300 characters.",
+            "example: /topic release on Friday",
+            "errors: !! topic too long (max 300 characters)",
+        ],
+    },
+    CommandHelp {
+        name: "history",
+        usage: USAGE_HISTORY,
+        summary: "show the last N lines said in your room",
+        details: &[
+            "Shows again up to N of the lines your room remembers, oldest first, with the time \
+             each was said; without N, as many as joining shows.",
+            "example: /history 50",
+            "errors: !! usage: /history [N] (N is a number)",
+        ],
+    },
+    CommandHelp {
+        name: "quit",
+        usage: "/quit [REASON]",
+        summary: "leave the server",
+        details: &[
+            "Your room sees -- alice left #lobby (quit: REASON); you get -- bye, and the server \
+             closes the connection.",
+            "example: /quit gone fishing",
+        ],
+    },
+    CommandHelp {
+        name: "help",
+        usage: USAGE_HELP,
+        summary: "list the commands, or explain one",
+        details: &[
+            "Without COMMAND, lists the commands; with one, with or without its /, explains it.",
+            "example: /help msg",
+            "errors: !! unknown command /dance; type /help for the list; !! usage: /help [COMMAND]",
+        ],
+    },
 ];
 
 const USAGE_NICK: &str = "/nick NAME";
@@ -104,7 +223,7 @@ const USAGE_WHO: &str = "/who [PAGE]";
 const USAGE_MSG: &str = "/msg NICK TEXT";
 const USAGE_ME: &str = "/me TEXT";
 const USAGE_HISTORY: &str = "/history [N]";
-const USAGE_HELP: &str = "/help";
+const USAGE_HELP: &str = "/help [COMMAND]";
 
 impl Command {
     /// Parses one line, without its line end.
@@ -167,7 +286,17 @@ impl Command {
                 Some(page_arg(args, USAGE_HISTORY)?)
             }),
             "quit" => Command::Quit((!is_blank(args)).then(|| sanitize(args).into_owned())),
-            "help" => no_args(args, USAGE_HELP, Command::Help)?,
+            "help" if args.is_empty() => Command::Help(None),
+            "help" => {
+                let name = one_arg(args, USAGE_HELP)?;
+                match CommandHelp::find(name) {
+                    Some(help) => Command::Help(Some(help)),
+                    None => {
+                        let name = name.strip_prefix('/').unwrap_or(name);
+                        return Err(CommandError::Unknown(sanitize(name).into_owned()));
+                    }
+                }
+            }
             _ => return Err(CommandError::Unknown(sanitize(name).into_owned())),
         };
         Ok(Some(command))
@@ -210,14 +339,6 @@ fn page_arg(args: &str, usage: &'static str) -> Result<usize, CommandError> {
         return Err(CommandError::Usage(usage));
     }
     Ok(word.parse().unwrap_or(usize::MAX).max(1))
-}
-
-fn no_args(args: &str, usage: &'static str, command: Command) -> Result<Command, CommandError> {
-    if args.is_empty() {
-        Ok(command)
-    } else {
-        Err(CommandError::Usage(usage))
-    }
 }
 
 #[cfg(test)]
@@ -313,8 +434,8 @@ mod tests {
             parse("/quit gone fishing"),
             Command::Quit(Some("gone fishing".into()))
         );
-        assert_eq!(parse("/help"), Command::Help);
-        assert_eq!(parse("/Help"), Command::Help);
+        assert_eq!(parse("/help"), Command::Help(None));
+        assert_eq!(parse("/Help"), Command::Help(None));
         assert_eq!(parse("/topic"), Command::Topic(None));
         assert_eq!(
             parse("/topic  release on Friday "),
@@ -376,7 +497,65 @@ mod tests {
             Err(CommandError::NoSuchNick("9x".into()))
         );
         assert_eq!(Command::parse("/me"), Err(CommandError::Usage("/me TEXT")));
-        assert_eq!(Command::parse("/help me"), Err(CommandError::Usage("/help")));
+        assert_eq!(
+            Command::parse("/help join me"),
+            Err(CommandError::Usage("/help [COMMAND]"))
+        );
+    }
+
+    #[test]
+    fn help_with_a_command_names_that_command() {
+        let join = CommandHelp::find("join").unwrap();
+        assert_eq!(join.usage, "/join ROOM");
+        for line in ["/help join", "/help /join", "/HELP Join", "/help  join "] {
+            assert_eq!(parse(line), Command::Help(Some(join)), "{line:?}");
+        }
+        // "/help me" is help on /me (it was "usage: /help"); what is no
+        // command gets the same error as typing it, which says where the
+        // list is.
+        assert_eq!(parse("/help me"), Command::Help(CommandHelp::find("me")));
+        for (line, name) in [
+            ("/help nosuch", "nosuch"),
+            ("/help /dance", "dance"),
+            ("/help /", ""),
+        ] {
+            assert_eq!(
+                Command::parse(line),
+                Err(CommandError::Unknown(name.into())),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_has_help_and_its_usage_starts_with_its_name() {
+        for name in [
+            "nick", "join", "rooms", "who", "msg", "me", "topic", "history", "quit", "help",
+        ] {
+            let help = CommandHelp::find(name).unwrap_or_else(|| panic!("no help for /{name}"));
+            assert!(help.usage.starts_with(&format!("/{name}")), "{help:?}");
+            assert!(
+                help.details.iter().any(|l| l.starts_with("example: /")),
+                "{help:?}"
+            );
+            // Each command's example is a line that parses.
+            let example = help
+                .details
+                .iter()
+                .find_map(|l| l.strip_prefix("example: "))
+                .unwrap();
+            assert!(matches!(Command::parse(example), Ok(Some(_))), "{example:?}");
+        }
+        assert_eq!(COMMANDS.len(), 10, "a help entry per command, no more");
+        // A command without arguments still parses as itself (not as an
+        // unknown command), and one that needs them says so.
+        for help in COMMANDS {
+            let bare = format!("/{}", help.name);
+            assert!(
+                !matches!(Command::parse(&bare), Err(CommandError::Unknown(_))),
+                "{bare} is not a command"
+            );
+        }
     }
 
     #[test]

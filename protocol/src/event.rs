@@ -7,7 +7,7 @@
 //! defined in one place. A later front end (IRC, say) maps the same events
 //! to its own lines without touching the hub.
 
-use crate::command::{CommandError, COMMANDS};
+use crate::command::{CommandError, CommandHelp, COMMANDS};
 use crate::decoder::DecodeError;
 use crate::history::{format_time, HistoryEntry};
 use crate::line::ServerLine;
@@ -131,8 +131,8 @@ pub enum ServerEvent {
         /// The lines; none when the room remembers nothing.
         entries: Vec<std::sync::Arc<HistoryEntry>>,
     },
-    /// Reply to `/help`.
-    Help,
+    /// Reply to `/help`: the list of commands, or what one of them does.
+    Help(Option<&'static CommandHelp>),
     /// Reply to `/quit`, just before the server closes the connection.
     Bye,
     /// The server is stopping and will close the connection.
@@ -356,7 +356,8 @@ impl ServerEvent {
                 notice(format!("no earlier lines in {room}"))
             }
             ServerEvent::History { entries, .. } => return entries.iter().map(|e| replayed(e)).collect(),
-            ServerEvent::Help => return help_lines(),
+            ServerEvent::Help(None) => return help_lines(),
+            ServerEvent::Help(Some(help)) => return command_help_lines(help),
             ServerEvent::Bye => notice("bye".to_string()),
             ServerEvent::ShuttingDown => notice("server shutting down".to_string()),
             ServerEvent::IdleTimeout { secs } => {
@@ -389,16 +390,24 @@ fn replayed(entry: &HistoryEntry) -> ServerLine {
 }
 
 fn help_lines() -> Vec<ServerLine> {
-    let width = COMMANDS.iter().map(|(usage, _)| usage.len()).max().unwrap_or(0);
+    let width = COMMANDS.iter().map(|help| help.usage.len()).max().unwrap_or(0);
     let mut lines = vec![notice("commands:".to_string())];
     lines.extend(
         COMMANDS
             .iter()
-            .map(|(usage, what)| notice(format!("  {usage:<width$}  {what}"))),
+            .map(|help| notice(format!("  {:<width$}  {}", help.usage, help.summary))),
     );
     lines.push(notice(
         "text not starting with / is said to your room; //text says /text".to_string(),
     ));
+    lines.push(notice("/help COMMAND explains one, e.g. /help join".to_string()));
+    lines
+}
+
+/// `/help NAME`: the usage and summary, then the details, indented.
+fn command_help_lines(help: &CommandHelp) -> Vec<ServerLine> {
+    let mut lines = vec![notice(format!("{}: {}", help.usage, help.summary))];
+    lines.extend(help.details.iter().map(|line| notice(format!("  {line}"))));
     lines
 }
 
@@ -531,15 +540,50 @@ mod tests {
 
     #[test]
     fn help_lists_every_command_as_notices() {
-        let lines = ServerEvent::Help.lines();
-        assert_eq!(lines.len(), COMMANDS.len() + 2);
-        for (usage, _) in COMMANDS {
+        let lines = ServerEvent::Help(None).lines();
+        assert_eq!(lines.len(), COMMANDS.len() + 3);
+        for help in COMMANDS {
             assert!(
                 lines
                     .iter()
-                    .any(|l| matches!(l, ServerLine::Notice(t) if t.trim_start().starts_with(usage))),
-                "{usage} missing from /help"
+                    .any(|l| matches!(l, ServerLine::Notice(t) if t.trim_start().starts_with(help.usage))),
+                "{} missing from /help",
+                help.usage
             );
+        }
+        assert_eq!(
+            lines.last().map(ToString::to_string).as_deref(),
+            Some("-- /help COMMAND explains one, e.g. /help join")
+        );
+    }
+
+    #[test]
+    fn help_on_one_command_gives_its_usage_an_example_and_its_errors() {
+        let join = CommandHelp::find("join").unwrap();
+        let lines: Vec<String> = ServerEvent::Help(Some(join))
+            .lines()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "-- /join ROOM: leave your room and enter ROOM (created if needed)",
+                "--   ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust \
+                 are the same room. Joining shows its topic and its last lines.",
+                "--   example: /join rust",
+                "--   errors: !! you are already in #rust; !! invalid room: room name may only contain \
+                 letters, digits, '_' and '-'",
+            ]
+        );
+        // Every command's help is notices, none over a terminal's 200
+        // columns or so, and each line parses back as the notice it is.
+        for help in COMMANDS {
+            for line in ServerEvent::Help(Some(help)).lines() {
+                let text = line.to_string();
+                assert!(text.starts_with("-- ") && text.len() <= 200, "{text:?}");
+                assert_eq!(ServerLine::parse(&text).ok(), Some(line));
+            }
         }
     }
 }

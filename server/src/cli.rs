@@ -2,11 +2,25 @@
 //!
 //! Every option can also come from an environment variable, so a systemd
 //! unit can configure the daemon with `Environment=` or an
-//! `EnvironmentFile=` instead of a long `ExecStart=` line.
+//! `EnvironmentFile=` instead of a long `ExecStart=` line. A variable set
+//! to the empty string counts as unset (an `EnvironmentFile=` line
+//! `CHAT_SERVER_LISTEN=` means the default), and a bad value in one is
+//! reported under the variable's name, which is what the operator wrote.
+//!
+//! Addresses (`--listen`, `--metrics-listen`) are written as a user would
+//! write them to a client: a host name or an IP address, with or without a
+//! port. Their syntax is checked while parsing (a usage error); names are
+//! resolved at start, in [`Cli::into_config`], since the library takes
+//! resolved addresses.
 
-use std::net::SocketAddr;
+use std::error::Error as _;
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
@@ -45,29 +59,68 @@ const MAX_IDLE_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// The longest `--stats-interval`: a day.
 const MAX_STATS_SECS: f64 = 24.0 * 3600.0;
 
+/// The port of a `--listen` address written without one: the port of
+/// [`DEFAULT_LISTEN`], and the client's default.
+pub const DEFAULT_PORT: u16 = 7878;
+
+/// The port of a `--metrics-listen` address written without one: the port
+/// README's examples and scrape configuration use.
+pub const DEFAULT_METRICS_PORT: u16 = 9187;
+
+/// What the signals do, for `--help` and the man page's SIGNALS section.
+pub const SIGNALS: &str = "SIGTERM and SIGINT stop the server gracefully: it stops accepting, sends \
+    every client \"-- server shutting down\" after the lines it has already read, flushes what is \
+    queued to them for at most --shutdown-grace seconds, closes and exits 0. SIGHUP does the same \
+    for now; it reloads nothing.";
+
+/// The exit codes (see main.rs), for `--help` and the man page's EXIT
+/// STATUS section.
+pub const EXIT_STATUS: &str = "0 after a clean stop (on one of the signals above; also for --help \
+    and --version). 1 when the server cannot start (an address it cannot resolve or listen on, a \
+    descriptor limit with no room for the clients, a socket passed by the service manager that it \
+    cannot serve), or when one of its threads died and it shut down: a bug, after which systemd's \
+    Restart=on-failure starts it again. 2 for a usage error: an unknown option, or a bad value on \
+    the command line or in a CHAT_SERVER_* variable (the message names which).";
+
 /// A multi-client TCP chat server.
 ///
 /// Clients connect with netcat or chat-client and talk in rooms with
 /// line-based commands (/nick, /join, /msg, ...; type /help once
-/// connected). See PROTOCOL.md for the wire protocol.
+/// connected). Every option can also be set with the environment variable
+/// shown; an option on the command line wins over its variable, and a
+/// variable set to the empty string counts as unset.
+///
+/// Installed from the Debian package, the wire protocol is described in
+/// /usr/share/doc/chat-server/PROTOCOL.md, and the daemon, its limits, its
+/// metrics and its systemd units in /usr/share/doc/chat-server/README.md
+/// (PROTOCOL.md and README.md in the source).
 #[derive(Debug, Parser)]
 // The version with the git commit, from build.rs.
-#[command(name = "chat-server", version = env!("CHAT_BUILD_VERSION"), about, long_about)]
+#[command(
+    name = "chat-server",
+    version = env!("CHAT_BUILD_VERSION"),
+    about,
+    long_about,
+    after_long_help = format!("Signals: {SIGNALS}\n\nExit status: {EXIT_STATUS}")
+)]
 pub struct Cli {
-    /// Address to listen on, IPv4 or IPv6 (e.g. 0.0.0.0:7878 or [::]:7878).
-    /// Repeat the option, or separate addresses with commas in the
-    /// environment variable, to listen on several. [default: 127.0.0.1:7878,
-    /// unless started by socket activation: then only the sockets passed
-    /// in, and these addresses as well if given]
+    /// Address to listen on: HOST:PORT, HOST, an IP address, or an IPv6
+    /// address in brackets with a port ([::1]:7878); the port defaults to
+    /// 7878. A host name listens on every address it resolves to at start
+    /// (localhost: usually 127.0.0.1 and ::1). Repeat the option, or separate
+    /// addresses with commas, to listen on several. [default:
+    /// 127.0.0.1:7878, unless started by socket activation: then only the
+    /// sockets passed in, and these addresses as well if given]
     // No clap default: an empty list means "not given", which under socket
     // activation must not bind the default address (see `into_config`).
     #[arg(
         long = "listen",
         value_name = "ADDR",
         env = "CHAT_SERVER_LISTEN",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = listen_addr
     )]
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<HostPort>,
 
     /// Longest line a client may send, in bytes, not counting the line end.
     /// A longer line gets an error and is discarded; the connection stays.
@@ -166,10 +219,12 @@ pub struct Cli {
     pub history_bytes: usize,
 
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g.
-    /// 127.0.0.1:9187). Off unless given. The endpoint has no
-    /// authentication: keep it on loopback or a private network.
-    #[arg(long, value_name = "ADDR", env = "CHAT_SERVER_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    /// 127.0.0.1:9187): HOST:PORT, HOST or an IP address, the port 9187 if
+    /// none is given; a host name serves on the first address it resolves
+    /// to. Off unless given. The endpoint has no authentication: keep it
+    /// on loopback or a private network.
+    #[arg(long, value_name = "ADDR", env = "CHAT_SERVER_METRICS_LISTEN", value_parser = metrics_addr)]
+    pub metrics_listen: Option<HostPort>,
 
     /// Log a line of figures (clients, rooms, traffic) at info level every
     /// this many seconds; 0 means never. At most a day.
@@ -187,6 +242,15 @@ pub struct Cli {
     /// lowered to fit the descriptor limit.
     #[arg(skip)]
     pub max_clients_given: bool,
+
+    /// The variable `--listen` came from, when it came from one: a name
+    /// that does not resolve is reported under it.
+    #[arg(skip)]
+    pub listen_env: Option<String>,
+
+    /// The same for `--metrics-listen`.
+    #[arg(skip)]
+    pub metrics_listen_env: Option<String>,
 }
 
 impl Cli {
@@ -194,43 +258,80 @@ impl Cli {
     /// reads them (exiting with a usage error on a bad one), noting which
     /// options were given.
     pub fn parse_args() -> Cli {
-        Cli::from_matches(&Cli::command().get_matches()).unwrap_or_else(|e| e.exit())
+        Cli::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
-    /// As [`Cli::parse_args`], from the given arguments.
+    /// As [`Cli::parse_args`], from the given arguments (and the process's
+    /// environment).
     ///
     /// # Errors
-    /// A usage error, as clap reports it.
+    /// A usage error, as clap reports it, but for a bad value in an
+    /// environment variable, which names the variable.
     pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
+        T: Into<OsString> + Clone,
     {
-        Cli::from_matches(&Cli::command().try_get_matches_from(args)?)
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = parsing_command();
+        match command.clone().try_get_matches_from(&args) {
+            Ok(matches) => Cli::from_matches(&command, &matches),
+            Err(error) => Err(name_the_variable(command, &args, error)),
+        }
     }
 
-    fn from_matches(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+    fn from_matches(command: &clap::Command, matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
         let mut cli = Cli::from_arg_matches(matches)?;
         cli.max_clients_given = matches
             .value_source("max_clients")
             .is_some_and(|source| source != ValueSource::DefaultValue);
+        let env_of = |id: &str| {
+            let from_env = matches.value_source(id) == Some(ValueSource::EnvVariable);
+            let arg = command.get_arguments().find(|arg| arg.get_id() == id);
+            arg.and_then(clap::Arg::get_env)
+                .filter(|_| from_env)
+                .map(|var| var.to_string_lossy().into_owned())
+        };
+        cli.listen_env = env_of("listen");
+        cli.metrics_listen_env = env_of("metrics_listen");
         Ok(cli)
     }
 
-    /// The library's configuration from these options.
+    /// The library's configuration from these options, with every host
+    /// name resolved.
     ///
     /// `socket_activated` says whether the service manager passed listening
     /// sockets. Then `listen` holds only the addresses given explicitly
     /// (with --listen or CHAT_SERVER_LISTEN), often none, to bind in
     /// addition to the passed sockets; otherwise it is the default address
     /// when none was given.
-    pub fn into_config(self, socket_activated: bool) -> Config {
-        let listen = if self.listen.is_empty() && !socket_activated {
-            DEFAULT_LISTEN.parse().into_iter().collect()
-        } else {
-            self.listen
+    ///
+    /// # Errors
+    /// A host name that does not resolve, or resolves to no address: a
+    /// start error, not a usage error, since the name was well formed and
+    /// the resolver may yet know it.
+    pub fn into_config(self, socket_activated: bool) -> Result<Config, ResolveError> {
+        self.into_config_with(socket_activated, lookup_host)
+    }
+
+    /// [`Cli::into_config`] with the resolver given, for tests.
+    fn into_config_with(self, socket_activated: bool, lookup: Lookup) -> Result<Config, ResolveError> {
+        let listen_name = self.listen_env.as_deref().unwrap_or("--listen");
+        let mut listen = Vec::new();
+        for addr in &self.listen {
+            listen.extend(addr.resolve_with(listen_name, lookup)?);
+        }
+        if self.listen.is_empty() && !socket_activated {
+            listen.extend(DEFAULT_LISTEN.parse::<SocketAddr>());
+        }
+        let metrics_name = self.metrics_listen_env.as_deref().unwrap_or("--metrics-listen");
+        let metrics_listen = match &self.metrics_listen {
+            // The endpoint serves one address; the resolver's first is
+            // the one it prefers.
+            Some(addr) => addr.resolve_with(metrics_name, lookup)?.into_iter().next(),
+            None => None,
         };
-        Config {
+        Ok(Config {
             listen,
             tls_listen: Vec::new(),
             tls: None,
@@ -255,13 +356,284 @@ impl Cli {
             history: self.history,
             replay: self.replay,
             history_bytes: self.history_bytes,
-            metrics_listen: self.metrics_listen,
+            metrics_listen,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             threads: usize::from(self.threads),
             test_listen: Vec::new(),
             test_fault: None,
+        })
+    }
+}
+
+/// The command that parses: [`Cli::command`], but with every option whose
+/// variable is set to the empty string as if the variable were unset, so
+/// that `CHAT_SERVER_LISTEN=` in an options file means the default rather
+/// than an empty, invalid address. (clap reads each variable when the
+/// command is built, so this is where to drop it; `--help` then shows no
+/// `[env: ...]` for that option, the variable being ignored.)
+fn parsing_command() -> clap::Command {
+    Cli::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.is_empty());
+        if empty {
+            arg.env(None::<&str>)
+        } else {
+            arg
+        }
+    })
+}
+
+/// `error` from parsing `args` with `command`, reworded to name the
+/// environment variable when the bad value came from one: clap names the
+/// option (`'--rate <LINES_PER_SEC>'`), which the operator who wrote
+/// `CHAT_SERVER_RATE=abc` in a unit never typed.
+fn name_the_variable(mut command: clap::Command, args: &[OsString], error: clap::Error) -> clap::Error {
+    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return error;
+    }
+    let (Some(ContextValue::String(option)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return error;
+    };
+    // Built, as for parsing, so that each option renders as in clap's
+    // errors (`--rate <LINES_PER_SEC>`).
+    command.build();
+    let Some(arg) = command.get_arguments().find(|arg| arg.to_string() == *option) else {
+        return error;
+    };
+    let Some(var) = arg.get_env().map(|var| var.to_string_lossy().into_owned()) else {
+        return error;
+    };
+    // clap takes an option's variable only when the command line lacks the
+    // option. Parsed again without any variable: if the command line holds
+    // this option, or fails by itself, the bad value was on it.
+    let without_env = Cli::command().mut_args(|arg| arg.env(None::<&str>));
+    let on_command_line = without_env.try_get_matches_from(args).map_or(true, |matches| {
+        matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+    });
+    if on_command_line {
+        return error;
+    }
+    let reason = error.source().map(|e| format!(": {e}")).unwrap_or_default();
+    let message =
+        format!("invalid value '{value}' in the environment variable {var} (for '{option}'){reason}");
+    command.error(error.kind(), message)
+}
+
+/// Resolves a host name and port to addresses, as the system's resolver
+/// does (`getaddrinfo`); tests give their own.
+type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+fn lookup_host(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((name, port).to_socket_addrs()?.collect())
+}
+
+/// An address as the user wrote it for `--listen` or `--metrics-listen`:
+/// an IP address or a host name, and a port. A name is resolved at start
+/// ([`Cli::into_config`]); parsing never waits on a resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// What to listen on.
+    pub host: Host,
+    /// The port: the option's default when the address had none.
+    pub port: u16,
+}
+
+/// The host part of a [`HostPort`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An IPv4 or IPv6 address, used as it is.
+    Ip(IpAddr),
+    /// A host name, well formed (letters, digits, `-`, `_`, dots), to
+    /// resolve.
+    Name(String),
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(ip) => SocketAddr::new(*ip, self.port).fmt(f),
+            Host::Name(name) => write!(f, "{name}:{}", self.port),
         }
     }
+}
+
+/// A host name that could not be turned into an address to listen on.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Occurs when the resolver fails for the name (no such name, or no
+    /// resolver to ask).
+    #[error("cannot resolve {option} {addr}: {source}")]
+    Lookup {
+        /// The option or variable it was given with.
+        option: String,
+        /// The address as written, with its port.
+        addr: HostPort,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// Occurs when the name resolves, but to no address.
+    #[error("cannot resolve {option} {addr}: the name has no address")]
+    NoAddress {
+        /// The option or variable it was given with.
+        option: String,
+        /// The address as written, with its port.
+        addr: HostPort,
+    },
+}
+
+impl HostPort {
+    /// Parses `HOST:PORT`, `HOST`, `IP`, `IPv4:PORT`, `[IPv6]:PORT` or
+    /// `[IPv6]`, with `default_port` for the port not written. Spaces
+    /// around it are ignored.
+    ///
+    /// # Errors
+    /// A message for an empty address, a bare number (surely a port, which
+    /// the resolver would take for an IPv4 address: `7878` is
+    /// `0.0.30.198`), a bad port, an IPv6 address with a port but no
+    /// brackets, and a host that is neither an IP address nor a well-formed
+    /// name.
+    pub fn parse(s: &str, default_port: u16) -> Result<HostPort, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("the address is empty".to_string());
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(HostPort {
+                host: Host::Ip(addr.ip()),
+                port: addr.port(),
+            });
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(HostPort {
+                host: Host::Ip(ip),
+                port: default_port,
+            });
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "'{s}' looks like a port; write HOST:PORT, e.g. 127.0.0.1:{s}"
+            ));
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let Some((inside, after)) = rest.split_once(']') else {
+                return Err(format!("'{s}' lacks the ']' after its IPv6 address"));
+            };
+            let ip: Ipv6Addr = inside
+                .parse()
+                .map_err(|_| format!("'{inside}' in brackets is not an IPv6 address"))?;
+            let port = match after {
+                "" => default_port,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => parse_port(port)?,
+                    None => return Err(format!("'{s}': only ':PORT' may follow ']'")),
+                },
+            };
+            return Ok(HostPort {
+                host: Host::Ip(IpAddr::V6(ip)),
+                port,
+            });
+        }
+        let (name, port) = match s.rsplit_once(':') {
+            Some((name, _)) if name.contains(':') => {
+                return Err(format!(
+                "'{s}' is not an address; an IPv6 address with a port takes brackets: [::1]:{default_port}"
+            ))
+            }
+            Some((name, port)) => (name, parse_port(port)?),
+            None => (s, default_port),
+        };
+        check_host_name(name)?;
+        Ok(HostPort {
+            host: Host::Name(name.to_string()),
+            port,
+        })
+    }
+
+    /// The addresses to listen on: the IP address itself, or every address
+    /// the name resolves to, in the resolver's order and without repeats.
+    /// `option` names where the address was given, for the error.
+    fn resolve_with(&self, option: &str, lookup: Lookup) -> Result<Vec<SocketAddr>, ResolveError> {
+        let name = match &self.host {
+            Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(name) => name,
+        };
+        let found = lookup(name, self.port).map_err(|source| ResolveError::Lookup {
+            option: option.to_string(),
+            addr: self.clone(),
+            source,
+        })?;
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(found.len());
+        for addr in found {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(ResolveError::NoAddress {
+                option: option.to_string(),
+                addr: self.clone(),
+            });
+        }
+        Ok(addrs)
+    }
+}
+
+/// A port number, 0 to 65535 (0: any free port, for tests).
+fn parse_port(port: &str) -> Result<u16, String> {
+    port.parse()
+        .map_err(|_| format!("'{port}' is not a port (a number from 0 to 65535)"))
+}
+
+/// The most bytes in a host name (RFC 1035), and in one of its labels.
+const MAX_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+/// Checks that `name` is a host name the resolver can be asked about:
+/// dot-separated labels of letters, digits, `-` and `_` (which some
+/// /etc/hosts files use), and a last label that is not all digits, which
+/// the resolver would read as part of an IPv4 address (`1.2.3` is
+/// `1.2.0.3`). A trailing dot is allowed.
+fn check_host_name(name: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "'{name}' is neither an IP address nor a host name (letters, digits, '-', '_' and dots)"
+        ))
+    };
+    let labels = name.strip_suffix('.').unwrap_or(name);
+    if labels.is_empty() || labels.len() > MAX_NAME_LEN {
+        return bad();
+    }
+    for label in labels.split('.') {
+        let allowed = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if label.is_empty() || label.len() > MAX_LABEL_LEN || !allowed {
+            return bad();
+        }
+    }
+    if labels
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad();
+    }
+    Ok(())
+}
+
+/// One `--listen` address (one of a comma-separated list).
+fn listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_PORT)
+}
+
+/// The `--metrics-listen` address.
+fn metrics_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_METRICS_PORT)
 }
 
 /// A whole number from 1 to `max`.
@@ -328,9 +700,182 @@ fn stats_interval(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    /// A resolver that knows `localhost` (twice over, as some resolvers
+    /// answer), `empty` (no address) and nothing else.
+    fn fake_lookup(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        match name {
+            "localhost" => Ok(vec![
+                SocketAddr::new([127, 0, 0, 1].into(), port),
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+                SocketAddr::new([127, 0, 0, 1].into(), port),
+            ]),
+            "empty" => Ok(Vec::new()),
+            _ => Err(io::Error::other("Name or service not known")),
+        }
+    }
+
+    fn config_with_fake_lookup(args: &[&str]) -> Result<Config, ResolveError> {
+        let mut all = vec!["chat-server"];
+        all.extend_from_slice(args);
+        Cli::try_parse_args_from(all)
+            .unwrap()
+            .into_config_with(false, fake_lookup)
+    }
+
+    fn host_port(s: &str) -> Result<String, String> {
+        HostPort::parse(s, DEFAULT_PORT).map(|addr| addr.to_string())
+    }
+
+    #[test]
+    fn the_default_port_is_the_default_addresses_port() {
+        assert_eq!(DEFAULT_LISTEN.parse::<SocketAddr>().unwrap().port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn an_address_may_be_a_host_name_and_may_leave_out_the_port() {
+        for (written, parsed) in [
+            ("localhost:7902", "localhost:7902"),
+            ("localhost", "localhost:7878"),
+            ("chat.example.org.", "chat.example.org.:7878"),
+            ("my_host-2", "my_host-2:7878"),
+            ("127.0.0.1", "127.0.0.1:7878"),
+            ("0.0.0.0:1", "0.0.0.0:1"),
+            ("::", "[::]:7878"),
+            ("::1", "[::1]:7878"),
+            ("[::1]", "[::1]:7878"),
+            ("[::1]:9", "[::1]:9"),
+            (" 127.0.0.1:1 ", "127.0.0.1:1"),
+        ] {
+            assert_eq!(host_port(written).as_deref(), Ok(parsed), "{written:?}");
+        }
+        assert_eq!(
+            HostPort::parse("localhost", DEFAULT_METRICS_PORT).unwrap().port,
+            9187,
+            "--metrics-listen has its own default port"
+        );
+    }
+
+    #[test]
+    fn a_malformed_address_says_what_is_wrong_with_it() {
+        for (written, message) in [
+            ("", "the address is empty"),
+            (
+                "7902",
+                "'7902' looks like a port; write HOST:PORT, e.g. 127.0.0.1:7902",
+            ),
+            (
+                "localhost:http",
+                "'http' is not a port (a number from 0 to 65535)",
+            ),
+            ("localhost:", "'' is not a port (a number from 0 to 65535)"),
+            (
+                "127.0.0.1:65536",
+                "'65536' is not a port (a number from 0 to 65535)",
+            ),
+            ("[::1", "'[::1' lacks the ']' after its IPv6 address"),
+            ("[::1]7878", "'[::1]7878': only ':PORT' may follow ']'"),
+            ("[localhost]:1", "'localhost' in brackets is not an IPv6 address"),
+            (
+                "fe80::1::2:7878",
+                "'fe80::1::2:7878' is not an address; an IPv6 address with a port takes brackets: [::1]:7878",
+            ),
+        ] {
+            assert_eq!(host_port(written), Err(message.to_string()), "{written:?}");
+        }
+        for not_a_name in [
+            "no such",
+            "a..b",
+            ".a",
+            "a/b",
+            "1.2.3",
+            "256.1.1.1",
+            "é.example",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                host_port(not_a_name),
+                Err(format!(
+                    "'{not_a_name}' is neither an IP address nor a host name (letters, digits, '-', '_' and dots)"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn addresses_separated_by_commas_may_have_spaces_around_them() {
+        let config = config_with_fake_lookup(&["--listen", "127.0.0.1:1, [::1]:2 ,localhost:3"]).unwrap();
+        assert_eq!(
+            config.listen,
+            ["127.0.0.1:1", "[::1]:2", "127.0.0.1:3", "[::1]:3"].map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_host_name_listens_on_each_address_it_resolves_to_once() {
+        let config = config_with_fake_lookup(&["--listen", "localhost", "--listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(
+            config.listen,
+            ["127.0.0.1:7878", "[::1]:7878", "127.0.0.1:0"].map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        // Repeats of the option are kept: two port-0 listeners are two ports.
+        let config = config_with_fake_lookup(&["--listen", "127.0.0.1:0,127.0.0.1:0"]).unwrap();
+        assert_eq!(config.listen.len(), 2);
+    }
+
+    #[test]
+    fn metrics_listen_takes_a_host_name_and_serves_its_first_address() {
+        let config = config_with_fake_lookup(&["--metrics-listen", "localhost"]).unwrap();
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:9187".parse().unwrap()));
+        let config = config_with_fake_lookup(&["--metrics-listen", "[::1]"]).unwrap();
+        assert_eq!(config.metrics_listen, Some("[::1]:9187".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_a_start_error_naming_the_option() {
+        for (args, message) in [
+            (
+                &["--listen", "127.0.0.1:1", "--listen", "nosuch.invalid"][..],
+                "cannot resolve --listen nosuch.invalid:7878: Name or service not known",
+            ),
+            (
+                &["--listen", "empty:5"],
+                "cannot resolve --listen empty:5: the name has no address",
+            ),
+            (
+                &["--metrics-listen", "nosuch.invalid"],
+                "cannot resolve --metrics-listen nosuch.invalid:9187: Name or service not known",
+            ),
+        ] {
+            let error = config_with_fake_lookup(args).unwrap_err();
+            assert_eq!(error.to_string(), message);
+        }
+        // Given in the environment, the error names the variable.
+        let mut cli = Cli::try_parse_args_from(["chat-server", "--listen", "nosuch.invalid"]).unwrap();
+        cli.listen_env = Some("CHAT_SERVER_LISTEN".to_string());
+        assert_eq!(
+            cli.into_config_with(false, fake_lookup).unwrap_err().to_string(),
+            "cannot resolve CHAT_SERVER_LISTEN nosuch.invalid:7878: Name or service not known"
+        );
+    }
+
+    #[test]
+    fn a_value_on_the_command_line_is_named_as_the_option() {
+        let error = Cli::try_parse_args_from(["chat-server", "--rate", "abc"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error
+                .to_string()
+                .starts_with("error: invalid value 'abc' for '--rate <LINES_PER_SEC>'"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn defaults_match_the_documented_ones() {
-        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config(false);
+        let config = Cli::try_parse_from(["chat-server"])
+            .unwrap()
+            .into_config(false)
+            .unwrap();
         assert_eq!(
             config.listen,
             vec!["127.0.0.1:7878".parse::<SocketAddr>().unwrap()]
@@ -373,18 +918,23 @@ mod tests {
             "0",
         ])
         .unwrap()
-        .into_config(false);
+        .into_config(false)
+        .unwrap();
         assert_eq!(config.metrics_listen, Some("127.0.0.1:9187".parse().unwrap()));
         assert_eq!(config.stats_interval, None);
     }
 
     #[test]
     fn socket_activation_binds_only_the_addresses_given() {
-        let config = Cli::try_parse_from(["chat-server"]).unwrap().into_config(true);
+        let config = Cli::try_parse_from(["chat-server"])
+            .unwrap()
+            .into_config(true)
+            .unwrap();
         assert_eq!(config.listen, [], "no default address next to passed sockets");
         let config = Cli::try_parse_from(["chat-server", "--listen", "[::1]:9"])
             .unwrap()
-            .into_config(true);
+            .into_config(true)
+            .unwrap();
         assert_eq!(config.listen, ["[::1]:9".parse::<SocketAddr>().unwrap()]);
     }
 
@@ -404,7 +954,8 @@ mod tests {
             "30",
         ])
         .unwrap()
-        .into_config(false);
+        .into_config(false)
+        .unwrap();
         assert_eq!(
             (config.sendq, config.rate, config.burst, config.max_per_ip),
             (2048, 0, 5, 0)
@@ -428,7 +979,8 @@ mod tests {
             "0.5",
         ])
         .unwrap()
-        .into_config(false);
+        .into_config(false)
+        .unwrap();
         assert_eq!(config.listen.len(), 2);
         assert_eq!((config.max_line, config.max_clients), (10, 3));
         assert_eq!(config.shutdown_grace, Duration::from_millis(500));
@@ -438,7 +990,13 @@ mod tests {
     fn bad_values_are_usage_errors() {
         for args in [
             &["chat-server", "--max-line", "0"][..],
-            &["chat-server", "--listen", "nowhere"],
+            &["chat-server", "--listen", "nowhere:http"],
+            &["chat-server", "--listen", "127.0.0.1:65536"],
+            &["chat-server", "--listen", "7878"],
+            &["chat-server", "--listen", "no such host"],
+            &["chat-server", "--listen", ""],
+            &["chat-server", "--listen", "127.0.0.1:1,"],
+            &["chat-server", "--metrics-listen", "[::1"],
             &["chat-server", "--shutdown-grace", "-1"],
             &["chat-server", "--burst", "0"],
             &["chat-server", "--sendq", "0"],

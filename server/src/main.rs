@@ -1,12 +1,16 @@
 //! The `chat-server` daemon: take any sockets systemd passed, parse the
-//! command line, raise the descriptor limit, bind, tell systemd it is
-//! ready, run until SIGINT or SIGTERM.
+//! command line, resolve the addresses given, raise the descriptor limit,
+//! bind, tell systemd it is ready, run until SIGINT, SIGTERM or SIGHUP.
+//!
+//! Exit codes (`cli::EXIT_STATUS` says them to users): 0 after a clean
+//! stop, 1 when the server cannot start or a thread died, 2 for a usage
+//! error (clap's).
 
 use std::process::ExitCode;
 
 use chat_server::cli::Cli;
 use chat_server::ops::descriptors::{self, Limit};
-use chat_server::ops::logging;
+use chat_server::ops::logging::{self, counted};
 use chat_server::ops::systemd::{self, Notifier};
 use chat_server::{Config, Server};
 
@@ -34,7 +38,13 @@ fn main() -> ExitCode {
         );
     }
     let max_clients_given = cli.max_clients_given;
-    let mut config = cli.into_config(!inherited.is_empty());
+    let mut config = match cli.into_config(!inherited.is_empty()) {
+        Ok(config) => config,
+        Err(e) => {
+            logging::print_error(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     let fitted = match fit_descriptors(&mut config, max_clients_given, inherited.len()) {
         Ok(fitted) => fitted,
         Err(e) => {
@@ -146,15 +156,15 @@ impl Fitted {
             .raised_from
             .map_or_else(String::new, |from| format!(" (raised from {from})"));
         log::info!(
-            "descriptor limit {}{raised}: room for {} clients",
+            "descriptor limit {}{raised}: room for {}",
             limit.soft,
-            self.capacity
+            counted(self.capacity, "client")
         );
         if let Some(default) = self.lowered_from {
             log::warn!(
-                "serving at most {} clients, not the default {default}: the descriptor limit allows no more \
+                "serving at most {}, not the default {default}: the descriptor limit allows no more \
                  (room for {}, a sixteenth of it kept for sockets still closing)",
-                self.max_clients,
+                counted(self.max_clients, "client"),
                 self.capacity
             );
         }

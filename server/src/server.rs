@@ -57,6 +57,7 @@ use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
 use crate::net::tls::{Reloader, TlsError};
 use crate::ops::liveness::{Heartbeat, Liveness, Wake};
+use crate::ops::logging::counted;
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::ops::stats::Stats;
 
@@ -455,7 +456,7 @@ impl Server {
                 return Err(e);
             }
         };
-        log::info!("serving with {} I/O threads", inlets.len());
+        log::info!("serving with {}", counted(inlets.len(), "I/O thread"));
         let acceptor = Acceptor::new(
             self.acceptor.poll,
             self.listeners,

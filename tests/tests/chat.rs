@@ -380,18 +380,19 @@ fn help_lists_every_command() {
     let server = server();
     let mut alice = server.connect_named("alice");
     alice.send("/help");
-    let expected = ServerEvent::Help.lines();
+    let expected = ServerEvent::Help(None).lines();
     let lines = alice.read_lines(expected.len());
     assert_eq!(lines[0], "-- commands:");
     for line in &lines {
         assert!(line.starts_with("-- "), "a /help line is not a notice: {line:?}");
     }
-    for (usage, _) in COMMANDS {
+    for help in COMMANDS {
         assert!(
             lines
                 .iter()
-                .any(|l| l.trim_start_matches("-- ").trim_start().starts_with(usage)),
-            "/help does not list {usage}: {lines:#?}"
+                .any(|l| l.trim_start_matches("-- ").trim_start().starts_with(help.usage)),
+            "/help does not list {}: {lines:#?}",
+            help.usage
         );
     }
     let expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
@@ -407,11 +408,68 @@ fn commands_with_arguments_they_do_not_take_get_their_usage() {
     for (line, usage) in [
         ("/who me", "!! usage: /who [PAGE]"),
         ("/rooms all", "!! usage: /rooms [PAGE]"),
-        ("/help me", "!! usage: /help"),
+        ("/help join me", "!! usage: /help [COMMAND]"),
     ] {
         alice.send(line);
         alice.expect_line(usage);
     }
+}
+
+#[test]
+fn help_with_a_command_explains_that_command() {
+    let server = server();
+    let mut alice = server.connect_named("alice");
+    // With or without the slash, in any case.
+    for line in ["/help join", "/help /JOIN"] {
+        alice.send(line);
+        alice.expect_lines(&[
+            "-- /join ROOM: leave your room and enter ROOM (created if needed)",
+            "--   ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust are \
+             the same room. Joining shows its topic and its last lines.",
+            "--   example: /join rust",
+            "--   errors: !! you are already in #rust; !! invalid room: room name may only contain \
+             letters, digits, '_' and '-'",
+        ]);
+    }
+    // Every command's help is what the protocol crate says, and only that.
+    for help in COMMANDS {
+        alice.send(&format!("/help {}", help.name));
+        let expected: Vec<String> = ServerEvent::Help(Some(help))
+            .lines()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(alice.read_lines(expected.len()), expected);
+    }
+    expect_who_next(&mut alice, "-- 1 in #lobby: alice");
+}
+
+#[test]
+fn help_on_something_that_is_not_a_command_says_so() {
+    // "/help me" once answered "!! usage: /help", as if /help took no
+    // argument at all; users expect /help COMMAND. Now /help me explains
+    // /me, and a name that is no command gets the error typing it would.
+    let server = server();
+    let mut alice = server.connect_named("alice");
+    alice.send("/help me");
+    alice.expect_line("-- /me TEXT: act something out in your room");
+    alice.expect_line("--   Your room sees * alice TEXT, if you are alice.");
+    alice.expect_line("--   example: /me waves");
+    alice.expect_line("--   errors: !! usage: /me TEXT");
+    for (line, error) in [
+        (
+            "/help nosuch",
+            "!! unknown command /nosuch; type /help for the list",
+        ),
+        (
+            "/help /dance",
+            "!! unknown command /dance; type /help for the list",
+        ),
+    ] {
+        alice.send(line);
+        alice.expect_line(error);
+    }
+    expect_who_next(&mut alice, "-- 1 in #lobby: alice");
 }
 
 #[test]

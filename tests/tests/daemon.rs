@@ -6,7 +6,8 @@
 //! learn the port from its log. Every child is killed and reaped by its
 //! guard even when a test fails.
 
-use std::net::{SocketAddr, TcpListener};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 
 use chat_tests::{binary, clean_command, parse_welcome, spawn_chat_client, spawn_nc, Client, Daemon, Proc};
 
@@ -96,6 +97,31 @@ fn the_shutdown_grace_bounds_the_wait_for_a_client_that_stays() {
     stays.expect_eof();
     daemon.proc.expect_exit_code(0);
     assert_clean_log(&daemon);
+}
+
+#[test]
+fn log_lines_count_one_client_in_the_singular() {
+    let mut daemon = Daemon::start(&["--threads", "1", "--stats-interval", "0.1"]);
+    daemon
+        .proc
+        .expect_stderr_containing(&["serving with 1 I/O thread"]);
+    let mut guest = daemon.connect();
+    guest.send("/who");
+    guest.expect_line(&format!("-- 1 in #lobby: {}", guest.nick()));
+    // The first stats line written after the /who was counted.
+    let stats = daemon.proc.expect_stderr_containing(&[
+        "stats: 1 client, 1 room; since start: 1 connection accepted",
+        "1 line received",
+    ]);
+    assert!(
+        stats.contains(", 0 closed (0 slow consumers), 1 line received, 0 messages delivered, "),
+        "{stats}"
+    );
+    daemon.proc.signal("TERM");
+    guest.expect_line("-- server shutting down");
+    daemon
+        .proc
+        .expect_stderr_containing(&["shutting down: telling 1 client"]);
 }
 
 #[test]
@@ -276,11 +302,102 @@ fn listen_can_be_repeated_for_ipv4_and_ipv6() {
 }
 
 #[test]
+fn listen_takes_a_host_name_and_listens_on_each_of_its_addresses() {
+    // What the system's resolver makes of localhost: 127.0.0.1, ::1 or
+    // both, from /etc/hosts (no query leaves the machine).
+    let resolved: BTreeSet<IpAddr> = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("localhost resolves")
+        .map(|addr| addr.ip())
+        .collect();
+    assert!(resolved.iter().all(IpAddr::is_loopback), "{resolved:?}");
+    let daemon = Daemon::start_with(Daemon::command(&["--listen", "localhost:0"]), resolved.len());
+    let listening: BTreeSet<IpAddr> = daemon.addrs().iter().map(SocketAddr::ip).collect();
+    assert_eq!(listening, resolved, "one listener per address of localhost");
+    for &addr in daemon.addrs() {
+        assert_ne!(addr.port(), 0);
+        let mut client = Client::connect_guest(addr);
+        client.send("/who");
+        client.expect_line(&format!("-- 1 in #lobby: {}", client.nick()));
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_variable_is_reported_under_the_variables_name() {
+    let mut command = Daemon::command(&["--listen", "127.0.0.1:0"]);
+    command.env("CHAT_SERVER_RATE", "abc");
+    let mut daemon = Proc::spawn("chat-server", command, "");
+    daemon.expect_exit_code(2);
+    assert_eq!(
+        daemon.stderr_lines().first().map(String::as_str),
+        Some(
+            "error: invalid value 'abc' in the environment variable CHAT_SERVER_RATE \
+             (for '--rate <LINES_PER_SEC>'): invalid digit found in string"
+        ),
+        "stderr: {:?}",
+        daemon.stderr_lines()
+    );
+    // On the command line, the option is named, whatever the variable.
+    for env in ["abc", "5"] {
+        let mut command = Daemon::command(&["--listen", "127.0.0.1:0", "--rate", "lots"]);
+        command.env("CHAT_SERVER_RATE", env);
+        let mut daemon = Proc::spawn("chat-server", command, "");
+        daemon.expect_exit_code(2);
+        assert_eq!(
+            daemon.stderr_lines().first().map(String::as_str),
+            Some("error: invalid value 'lots' for '--rate <LINES_PER_SEC>': invalid digit found in string"),
+            "CHAT_SERVER_RATE={env}; stderr: {:?}",
+            daemon.stderr_lines()
+        );
+    }
+}
+
+#[test]
+fn listen_in_the_environment_may_have_spaces_after_its_commas() {
+    let mut command = Daemon::command(&[]);
+    command.env("CHAT_SERVER_LISTEN", "127.0.0.1:0, 127.0.0.1:0");
+    let daemon = Daemon::start_with(command, 2);
+    let [first, second] = [daemon.addrs()[0], daemon.addrs()[1]];
+    assert_ne!(first.port(), second.port(), "two listeners");
+    let mut alice = Client::connect_named(first, "alice");
+    let bob = Client::connect_guest(second);
+    alice.expect_line(&format!("-- {} joined #lobby", bob.nick()));
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    // Each of these, set to a value, would change the daemon's behaviour
+    // or be a usage error when empty, as all of them were before.
+    let mut command = Daemon::command(&["--listen", "127.0.0.1:0"]);
+    for var in [
+        "CHAT_SERVER_MAX_LINE",
+        "CHAT_SERVER_RATE",
+        "CHAT_SERVER_METRICS_LISTEN",
+        "CHAT_SERVER_SHUTDOWN_GRACE",
+    ] {
+        command.env(var, "");
+    }
+    let daemon = Daemon::start_with(command, 1);
+    let mut alice = daemon.connect_named("alice");
+    alice.send(&"x".repeat(4096));
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
+    assert!(
+        !daemon.proc.stderr_lines().iter().any(|l| l.contains("metrics")),
+        "no metrics endpoint: {:?}",
+        daemon.proc.stderr_lines()
+    );
+}
+
+#[test]
 fn usage_errors_exit_2_and_help_explains_every_option() {
     for args in [
         &["--bogus"][..],
         &["--max-line", "lots"],
-        &["--listen", "not-an-address"],
+        // A well-formed host name would be resolved (and fail with exit
+        // 1, after asking the network): this is no name at all.
+        &["--listen", "not an address"],
+        &["--listen", "7878"],
     ] {
         let mut daemon = Proc::spawn("chat-server", Daemon::command(args), "");
         daemon.expect_exit_code(2);
@@ -298,6 +415,12 @@ fn usage_errors_exit_2_and_help_explains_every_option() {
         "--max-clients",
         "--shutdown-grace",
         "CHAT_SERVER_LISTEN",
+        // Where the installed documents are, what the signals do, and the
+        // exit codes.
+        "/usr/share/doc/chat-server/PROTOCOL.md",
+        "/usr/share/doc/chat-server/README.md",
+        "SIGHUP",
+        "Exit status: 0",
     ] {
         assert!(text.contains(option), "--help does not mention {option}:\n{text}");
     }
@@ -340,6 +463,42 @@ fn netcat_can_chat_with_the_daemon() {
     assert_eq!(nc.stdout_line(), None, "nc prints nothing after the bye");
     nc.expect_exit_code(0);
     watcher.expect_line("-- netty left #lobby (quit: done here)");
+}
+
+#[test]
+fn netcat_with_n_ends_the_session_at_the_end_of_its_input() {
+    // README's script form: printf '/nick ci\n...' | nc -N ADDR PORT. The
+    // end of the input closes nc's side, which the server takes as
+    // leaving, so nc ends without a /quit (plain nc would wait forever).
+    let daemon = Daemon::start(&[]);
+    let mut watcher = daemon.connect_named("watcher");
+    let addr = daemon.addr();
+    let mut command = clean_command("nc");
+    command
+        .arg("-N")
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string());
+    let mut nc = Proc::spawn("nc -N", command, "install netcat-openbsd");
+    nc.write_stdin("/nick ci\nbuild #128 passed\n");
+    nc.close_stdin();
+    let joined = watcher.read_line();
+    let guest = joined
+        .strip_prefix("-- ")
+        .and_then(|rest| rest.strip_suffix(" joined #lobby"))
+        .unwrap_or_else(|| panic!("expected a join notice, got {joined:?}"))
+        .to_string();
+    watcher.expect_lines(&[
+        &format!("-- {guest} is now known as ci"),
+        "<ci> build #128 passed",
+        "-- ci left #lobby (disconnect)",
+    ]);
+    nc.expect_exit_code(0);
+    assert_eq!(
+        nc.stdout_lines().last().map(String::as_str),
+        Some("-- you are now known as ci"),
+        "{:?}",
+        nc.stdout_lines()
+    );
 }
 
 #[test]

@@ -356,7 +356,8 @@ fn the_daemon_serves_metrics_and_logs_stats_when_asked() {
     let stats = daemon
         .proc
         .expect_stderr_containing(&["stats: ", "lines received"]);
-    assert!(stats.contains(" clients, "), "{stats}");
+    // "0 clients" or "1 client", whichever the line was written at.
+    assert!(stats.contains(" client"), "{stats}");
 }
 
 #[test]

@@ -399,8 +399,8 @@ impl Hub {
                 Ok(())
             }
             Request::History { room, count } => self.history(id, &room, count),
-            Request::Help => {
-                self.reply(id, ServerEvent::Help);
+            Request::Help(topic) => {
+                self.reply(id, ServerEvent::Help(topic));
                 Ok(())
             }
             Request::Quit(reason) => {

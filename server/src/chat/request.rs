@@ -7,6 +7,7 @@
 //! room, or say [`Target::Current`] for the room the user joined last,
 //! which is the only one a line protocol user is in.
 
+use chat_protocol::command::CommandHelp;
 use chat_protocol::{Nick, RoomName};
 
 /// Which room a request is about.
@@ -81,8 +82,8 @@ pub enum Request {
         /// How many; the server's replay count when not given.
         count: Option<usize>,
     },
-    /// The list of commands.
-    Help,
+    /// The list of commands, or what one of them does.
+    Help(Option<&'static CommandHelp>),
     /// Leave the server.
     Quit(Option<String>),
 }

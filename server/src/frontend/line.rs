@@ -53,7 +53,7 @@ fn request(command: Command) -> Request {
             room: Target::Current,
             count,
         },
-        Command::Help => Request::Help,
+        Command::Help(topic) => Request::Help(topic),
         Command::Quit(reason) => Request::Quit(reason),
     }
 }

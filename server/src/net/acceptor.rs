@@ -47,7 +47,7 @@ use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::later;
 use crate::ops::liveness::Heartbeat;
-use crate::ops::logging::{and_more, Throttled};
+use crate::ops::logging::{and_more, counted, Throttled};
 use crate::ops::stats::Stats;
 
 /// The acceptor's waker token; listeners use their index.
@@ -336,8 +336,8 @@ impl Acceptor {
         }
         if self.skipped > 0 {
             log::debug!(
-                "skipped {} connections that failed before they were accepted",
-                self.skipped
+                "skipped {} that failed before they were accepted",
+                counted(self.skipped, "connection")
             );
             self.skipped = 0;
         }
@@ -350,8 +350,8 @@ impl Acceptor {
         if let Some(suppressed) = self.out_of_descriptors.check(now) {
             self.take_released();
             log::warn!(
-                "cannot accept connections: {error}; serving the {} connected clients and retrying every {} ms{}",
-                self.clients(),
+                "cannot accept connections: {error}; serving {} and retrying every {} ms{}",
+                counted(self.clients(), "connected client"),
                 ACCEPT_BACKOFF.as_millis(),
                 and_more(suppressed)
             );
@@ -466,9 +466,9 @@ impl Acceptor {
         let warning = self.refused.get_mut(refusal.index());
         if let Some(suppressed) = warning.and_then(|w| w.check(Instant::now())) {
             log::warn!(
-                "refused {addr}: {} ({} clients){}",
+                "refused {addr}: {} ({}){}",
                 refusal.describe(),
-                self.clients(),
+                counted(self.clients(), "client"),
                 and_more(suppressed)
             );
         }

@@ -45,7 +45,7 @@ use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::{later, TimerKind, Timers};
 use crate::net::transport::{Handshake, Transport};
 use crate::ops::liveness::Heartbeat;
-use crate::ops::logging::{and_more, Throttled};
+use crate::ops::logging::{and_more, counted, Throttled};
 use crate::ops::stats::{CloseReason, Stats};
 
 /// The waker's token. Connections use their slab key as token.
@@ -959,8 +959,8 @@ impl EventLoop {
             if current {
                 if let Some(suppressed) = self.closing_warning.check(Instant::now()) {
                     log::warn!(
-                        "more than {} sockets closing on this I/O thread: closing the oldest without waiting{}",
-                        self.closing_budget,
+                        "more than {} closing on this I/O thread: closing the oldest without waiting{}",
+                        counted(self.closing_budget, "socket"),
                         and_more(suppressed)
                     );
                 }

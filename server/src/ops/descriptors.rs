@@ -138,8 +138,9 @@ pub struct NoRoomError {
 /// `--max-clients` asks for more clients than the descriptor limit allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--max-clients {max_clients} does not fit the descriptor limit of {soft} (room for {capacity} clients); \
-     raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients"
+    "--max-clients {max_clients} does not fit the descriptor limit of {soft} (room for {}); \
+     raise the limit (LimitNOFILE= in the unit, ulimit -n in a shell) or lower --max-clients",
+    crate::ops::logging::counted(*.capacity, "client")
 )]
 pub struct CapacityError {
     /// What was asked for.

@@ -178,6 +178,17 @@ impl Throttled {
     }
 }
 
+/// `n` and `noun`, with an `s` unless `n` is 1: `1 client`, `0 clients`,
+/// `2 clients`. For log and status lines that count things; every noun
+/// they count takes an `s` in the plural.
+pub fn counted<N: Display + PartialEq + From<u8>>(n: N, noun: &str) -> String {
+    if n == N::from(1) {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// ` (and 12 more like it)`, or nothing when none were suppressed.
 pub fn and_more(suppressed: u64) -> String {
     match suppressed {
@@ -190,6 +201,14 @@ pub fn and_more(suppressed: u64) -> String {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(counted(0_usize, "client"), "0 clients");
+        assert_eq!(counted(1_usize, "client"), "1 client");
+        assert_eq!(counted(2_u64, "line"), "2 lines");
+        assert_eq!(counted(1_u64, "slow consumer"), "1 slow consumer");
+    }
 
     #[test]
     fn client_text_is_clipped_for_the_log() {

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use chat_protocol::{CommandError, DecodeError, ErrorKind};
 
+use crate::ops::logging::counted;
+
 /// Why a connection ended, as the metrics label it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -455,19 +457,17 @@ impl Stats {
     pub fn summary(&self) -> String {
         let closed: u64 = CloseReason::ALL.iter().map(|&r| self.closed(r)).sum();
         format!(
-            "{} clients, {} rooms; since start: {} connections accepted, {} closed \
-             ({} slow consumers), {} lines received, {} messages delivered, \
-             {} bytes in, {} bytes out, {} bytes queued now",
-            self.clients(),
-            self.rooms(),
-            self.accepted(),
-            closed,
-            self.closed(CloseReason::SlowConsumer),
-            self.lines_received(),
-            self.messages_delivered(),
-            self.bytes_received(),
-            self.bytes_sent(),
-            self.queued_bytes(),
+            "{}, {}; since start: {} accepted, {closed} closed ({}), {} received, {} delivered, \
+             {} in, {} out, {} queued now",
+            counted(self.clients(), "client"),
+            counted(self.rooms(), "room"),
+            counted(self.accepted(), "connection"),
+            counted(self.closed(CloseReason::SlowConsumer), "slow consumer"),
+            counted(self.lines_received(), "line"),
+            counted(self.messages_delivered(), "message"),
+            counted(self.bytes_received(), "byte"),
+            counted(self.bytes_sent(), "byte"),
+            counted(self.queued_bytes(), "byte"),
         )
     }
 }
@@ -485,6 +485,24 @@ fn shift(gauge: &AtomicUsize, before: usize, now: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_counts_in_the_singular_for_one() {
+        let stats = Stats::default();
+        assert_eq!(
+            stats.summary(),
+            "0 clients, 0 rooms; since start: 0 connections accepted, 0 closed (0 slow consumers), \
+             0 lines received, 0 messages delivered, 0 bytes in, 0 bytes out, 0 bytes queued now"
+        );
+        stats.shift_clients(0, 1);
+        stats.shift_queued_bytes(0, 1);
+        stats.count_closed(CloseReason::SlowConsumer);
+        assert_eq!(
+            stats.summary(),
+            "1 client, 0 rooms; since start: 0 connections accepted, 1 closed (1 slow consumer), \
+             0 lines received, 0 messages delivered, 0 bytes in, 0 bytes out, 1 byte queued now"
+        );
+    }
 
     #[test]
     fn gauges_are_the_sum_of_each_threads_share() {

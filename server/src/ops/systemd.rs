@@ -47,6 +47,7 @@ use sd_notify::NotifyState;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ops::liveness::Liveness;
+use crate::ops::logging::counted;
 use crate::ops::stats::Stats;
 use crate::Server;
 
@@ -203,16 +204,15 @@ pub fn status_line(
     stopping: bool,
     addrs: &[SocketAddr],
 ) -> String {
-    let clients = match clients {
-        1 => "1 client connected".to_string(),
-        n => format!("{n} clients connected"),
-    };
+    let clients = format!("{} connected", counted(clients, "client"));
     if stopping {
         return format!("shutting down; {clients}");
     }
     let addrs = addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
     format!(
-        "{clients}; {lines} lines received, {messages} messages delivered; listening on {}",
+        "{clients}; {} received, {} delivered; listening on {}",
+        counted(lines, "line"),
+        counted(messages, "message"),
         addrs.join(", ")
     )
 }
@@ -513,6 +513,10 @@ mod tests {
         assert_eq!(
             status_line(2, (3, 6), true, &addrs),
             "shutting down; 2 clients connected"
+        );
+        assert_eq!(
+            status_line(1, (1, 1), false, &addrs[..1]),
+            "1 client connected; 1 line received, 1 message delivered; listening on 127.0.0.1:7878"
         );
     }
 
