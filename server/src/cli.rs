@@ -18,6 +18,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -30,6 +31,7 @@ use crate::config::{
     DEFAULT_MAX_PER_NET, DEFAULT_NET_PREFIX_V4, DEFAULT_NET_PREFIX_V6, DEFAULT_QUIET_ABOVE, DEFAULT_RATE,
     DEFAULT_REPLAY, DEFAULT_SENDQ, DEFAULT_SILENT_GRACE,
 };
+use crate::net::tls::TlsFiles;
 
 /// The longest line `--max-line` may allow: 1 MiB. Every connection may
 /// hold a line this long while it arrives.
@@ -63,6 +65,10 @@ const MAX_STATS_SECS: f64 = 24.0 * 3600.0;
 /// [`DEFAULT_LISTEN`], and the client's default.
 pub const DEFAULT_PORT: u16 = 7878;
 
+/// The port of a `--tls-listen` address written without one, and of the
+/// client's `--tls`: the plain port plus one.
+pub const DEFAULT_TLS_PORT: u16 = 7879;
+
 /// The port of a `--metrics-listen` address written without one: the port
 /// README's examples and scrape configuration use.
 pub const DEFAULT_METRICS_PORT: u16 = 9187;
@@ -70,8 +76,10 @@ pub const DEFAULT_METRICS_PORT: u16 = 9187;
 /// What the signals do, for `--help` and the man page's SIGNALS section.
 pub const SIGNALS: &str = "SIGTERM and SIGINT stop the server gracefully: it stops accepting, sends \
     every client \"-- server shutting down\" after the lines it has already read, flushes what is \
-    queued to them for at most --shutdown-grace seconds, closes and exits 0. SIGHUP does the same \
-    for now; it reloads nothing.";
+    queued to them for at most --shutdown-grace seconds, closes and exits 0. SIGHUP reads the TLS \
+    certificate and key again (--tls-cert, --tls-key): new connections get the new certificate, open \
+    ones keep theirs; if the files are bad the error is logged and the old certificate stays. \
+    Without TLS, SIGHUP does nothing but say so in the log.";
 
 /// The exit codes (see main.rs), for `--help` and the man page's EXIT
 /// STATUS section.
@@ -122,6 +130,32 @@ pub struct Cli {
     )]
     pub listen: Vec<HostPort>,
 
+    /// Address to listen on for the line protocol over TLS, in the same
+    /// forms as --listen; the port defaults to 7879. Repeat the option, or
+    /// separate addresses with commas, for several. Needs --tls-cert and
+    /// --tls-key. Given without --listen, only TLS is served.
+    #[arg(
+        long = "tls-listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_TLS_LISTEN",
+        value_delimiter = ',',
+        value_parser = tls_listen_addr
+    )]
+    pub tls_listen: Vec<HostPort>,
+
+    /// The certificate chain TLS listeners present: a PEM file, the
+    /// server's own certificate first (an ACME client's fullchain.pem).
+    /// Read again on SIGHUP. Not given, the systemd credential tls-cert is
+    /// used if there is one.
+    #[arg(long, value_name = "PATH", env = "CHAT_SERVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert: a PEM file (PKCS#8, PKCS#1 or SEC1).
+    /// Read again on SIGHUP. Not given, the systemd credential tls-key is
+    /// used if there is one.
+    #[arg(long, value_name = "PATH", env = "CHAT_SERVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
     /// Longest line a client may send, in bytes, not counting the line end.
     /// A longer line gets an error and is discarded; the connection stays.
     #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_MAX_LINE", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = max_line)]
@@ -136,7 +170,7 @@ pub struct Cli {
     #[arg(long, value_name = "N", env = "CHAT_SERVER_MAX_CLIENTS", default_value_t = DEFAULT_MAX_CLIENTS, value_parser = max_clients)]
     pub max_clients: usize,
 
-    /// On SIGTERM, SIGINT or SIGHUP, how long to keep flushing queued
+    /// On SIGTERM or SIGINT, how long to keep flushing queued
     /// messages to clients before closing anyway, in seconds (fractions
     /// allowed, at most 3600).
     #[arg(long, value_name = "SECS", env = "CHAT_SERVER_SHUTDOWN_GRACE", default_value = "5", value_parser = grace)]
@@ -251,6 +285,10 @@ pub struct Cli {
     /// The same for `--metrics-listen`.
     #[arg(skip)]
     pub metrics_listen_env: Option<String>,
+
+    /// The same for `--tls-listen`.
+    #[arg(skip)]
+    pub tls_listen_env: Option<String>,
 }
 
 impl Cli {
@@ -294,6 +332,17 @@ impl Cli {
         };
         cli.listen_env = env_of("listen");
         cli.metrics_listen_env = env_of("metrics_listen");
+        cli.tls_listen_env = env_of("tls_listen");
+        cli.tls_cert = cli.tls_cert.or_else(|| systemd_credential(TLS_CERT_CREDENTIAL));
+        cli.tls_key = cli.tls_key.or_else(|| systemd_credential(TLS_KEY_CREDENTIAL));
+        if !cli.tls_listen.is_empty() && (cli.tls_cert.is_none() || cli.tls_key.is_none()) {
+            let mut command = command.clone();
+            return Err(command.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--tls-listen needs --tls-cert and --tls-key (or CHAT_SERVER_TLS_CERT and \
+                 CHAT_SERVER_TLS_KEY, or the systemd credentials tls-cert and tls-key)",
+            ));
+        }
         Ok(cli)
     }
 
@@ -321,9 +370,19 @@ impl Cli {
         for addr in &self.listen {
             listen.extend(addr.resolve_with(listen_name, lookup)?);
         }
-        if self.listen.is_empty() && !socket_activated {
+        // Given alone, --tls-listen serves TLS only.
+        if self.listen.is_empty() && self.tls_listen.is_empty() && !socket_activated {
             listen.extend(DEFAULT_LISTEN.parse::<SocketAddr>());
         }
+        let tls_name = self.tls_listen_env.as_deref().unwrap_or("--tls-listen");
+        let mut tls_listen = Vec::new();
+        for addr in &self.tls_listen {
+            tls_listen.extend(addr.resolve_with(tls_name, lookup)?);
+        }
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        };
         let metrics_name = self.metrics_listen_env.as_deref().unwrap_or("--metrics-listen");
         let metrics_listen = match &self.metrics_listen {
             // The endpoint serves one address; the resolver's first is
@@ -333,8 +392,8 @@ impl Cli {
         };
         Ok(Config {
             listen,
-            tls_listen: Vec::new(),
-            tls: None,
+            tls_listen,
+            tls,
             tls_handshake_timeout: crate::config::DEFAULT_HANDSHAKE_TIMEOUT,
             max_line: self.max_line,
             max_clients: self.max_clients,
@@ -629,6 +688,28 @@ fn check_host_name(name: &str) -> Result<(), String> {
 /// One `--listen` address (one of a comma-separated list).
 fn listen_addr(s: &str) -> Result<HostPort, String> {
     HostPort::parse(s, DEFAULT_PORT)
+}
+
+/// The systemd credential (`LoadCredential=tls-cert:PATH`) used as
+/// `--tls-cert` when that is not given.
+pub const TLS_CERT_CREDENTIAL: &str = "tls-cert";
+
+/// The systemd credential used as `--tls-key` when that is not given.
+pub const TLS_KEY_CREDENTIAL: &str = "tls-key";
+
+/// The file of the systemd credential `name`, if systemd passed one: the
+/// service manager copies each `LoadCredential=` file into the directory
+/// `$CREDENTIALS_DIRECTORY` names, readable by the service alone, so a key
+/// readable by root alone reaches a service running as a dynamic user.
+fn systemd_credential(name: &str) -> Option<PathBuf> {
+    let directory = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = PathBuf::from(directory).join(name);
+    path.exists().then_some(path)
+}
+
+/// One `--tls-listen` address.
+fn tls_listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_TLS_PORT)
 }
 
 /// The `--metrics-listen` address.

@@ -1,6 +1,7 @@
 //! The `chat-server` daemon: take any sockets systemd passed, parse the
 //! command line, resolve the addresses given, raise the descriptor limit,
-//! bind, tell systemd it is ready, run until SIGINT, SIGTERM or SIGHUP.
+//! bind, tell systemd it is ready, run until SIGINT or SIGTERM (SIGHUP
+//! reloads the TLS certificate: see `ops::signals`).
 //!
 //! Exit codes (`cli::EXIT_STATUS` says them to users): 0 after a clean
 //! stop, 1 when the server cannot start or a thread died, 2 for a usage
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use chat_server::cli::Cli;
 use chat_server::ops::descriptors::{self, Limit};
 use chat_server::ops::logging::{self, counted};
+use chat_server::ops::signals::{Actions, SignalThread};
 use chat_server::ops::systemd::{self, Notifier};
 use chat_server::{Config, Server};
 
@@ -70,19 +72,22 @@ fn main() -> ExitCode {
         fitted.log();
     }
     let mut notifier = Notifier::from_env();
-    let stopping = notifier.stopping_notice();
-    let handle = server.handle();
-    // With the `termination` feature this catches SIGTERM (systemd's stop)
-    // as well as SIGINT (Ctrl-C). systemd hears STOPPING=1 first.
-    if let Err(e) = ctrlc::set_handler(move || {
-        stopping.send();
-        handle.shutdown();
-    }) {
-        logging::print_error(&format_args!("cannot install the signal handler: {e}"));
-        return ExitCode::FAILURE;
-    }
+    let signals = SignalThread::start(Actions {
+        shutdown: server.handle(),
+        stopping: notifier.stopping_notice(),
+        reloading: notifier.reload_notice(),
+        tls: server.tls_reloader(),
+    });
+    let signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            logging::print_error(&format_args!("cannot install the signal handlers: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     notifier.ready(&server);
     let result = server.run();
+    signals.stop();
     notifier.stop();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,7 +125,7 @@ fn fit_descriptors(
             return Ok(None);
         }
     };
-    let listeners = config.listen.len() + inherited;
+    let listeners = config.listen.len() + config.tls_listen.len() + inherited;
     let metrics = config.metrics_listen.is_some();
     let capacity = limit.client_capacity(listeners, config.io_threads(), metrics);
     if capacity == 0 {

@@ -55,7 +55,7 @@ use crate::net::acceptor::{self, Acceptor, Inlet};
 use crate::net::admission::OldestSilent;
 use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
-use crate::net::tls::{Reloader, TlsError};
+use crate::net::tls::{Loaded, Reloader, TlsError};
 use crate::ops::liveness::{Heartbeat, Liveness, Wake};
 use crate::ops::logging::counted;
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
@@ -101,7 +101,7 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// Occurs when there are TLS listeners but no certificate and key.
-    #[error("TLS listeners need a certificate and a key (--tls-cert and --tls-key)")]
+    #[error("TLS listeners need a certificate and a key (--tls-cert and --tls-key, or the systemd credentials tls-cert and tls-key)")]
     TlsWithoutCertificate,
 }
 
@@ -150,7 +150,7 @@ pub struct Server {
     /// The metrics endpoint, bound, if `--metrics-listen` was given.
     metrics: Option<MetricsEndpoint>,
     /// The TLS configuration loaded at start, if the server serves TLS.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Loaded>,
     /// One channel per I/O thread for the configurations a reload makes.
     tls_updates: Vec<TlsUpdates>,
 }
@@ -226,11 +226,18 @@ impl Server {
         if listeners.is_empty() {
             return Err(StartError::NothingToListenOn);
         }
+        let serves_tls = listeners.iter().any(|(_, kind)| kind.tls);
         let tls = match &config.tls {
-            Some(files) => Some(files.load()?),
-            None if listeners.iter().any(|(_, kind)| kind.tls) => {
-                return Err(StartError::TlsWithoutCertificate)
+            Some(files) if serves_tls => Some(files.load()?),
+            Some(files) => {
+                log::warn!(
+                    "a TLS certificate ({}) but no TLS listener (--tls-listen, or a socket passed \
+                     by the name \"tls\"): not serving TLS",
+                    files.cert.display()
+                );
+                None
             }
+            None if serves_tls => return Err(StartError::TlsWithoutCertificate),
             None => None,
         };
         let acceptor = LoopParts::new(acceptor::WAKER).map_err(StartError::EventLoop)?;
@@ -310,6 +317,22 @@ impl Server {
             .collect()
     }
 
+    /// Every address the server listens on, each followed by what it
+    /// serves when that is not the plain line protocol ("127.0.0.1:7879
+    /// (TLS)"), for the log and systemd's status line.
+    pub fn listening(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .filter_map(|(listener, kind)| {
+                let addr = listener.local_addr().ok()?;
+                Some(match kind.label() {
+                    Some(label) => format!("{addr} ({label})"),
+                    None => addr.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Where the metrics endpoint listens (port resolved), if it is on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsEndpoint::local_addr)
@@ -350,14 +373,15 @@ impl Server {
     /// When the event loop fails, a thread cannot start, or a thread
     /// panicked (which also shuts the server down at once).
     pub fn run(self) -> io::Result<()> {
-        for (listener, kind) in &self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                match (kind.protocol, kind.tls) {
-                    (Protocol::Line, false) => log::info!("listening on {addr}"),
-                    (Protocol::Line, true) => log::info!("listening on {addr} (TLS)"),
-                    (Protocol::Test, _) => log::info!("listening on {addr} (test protocol)"),
-                }
-            }
+        for listening in self.listening() {
+            log::info!("listening on {listening}");
+        }
+        if let (Some(files), Some(tls)) = (&self.config.tls, &self.tls) {
+            log::info!(
+                "TLS certificate {} (SHA-256 {})",
+                files.cert.display(),
+                tls.fingerprint
+            );
         }
         let supervisor = Supervisor::new(self.shutdown.clone());
         let endpoint = match self.metrics {
@@ -405,7 +429,7 @@ impl Server {
                 adopt,
                 released: released_tx.clone(),
                 oldest_silent,
-                tls: self.tls.clone(),
+                tls: self.tls.as_ref().map(|loaded| Arc::clone(&loaded.config)),
                 tls_updates,
             };
             let event_loop = EventLoop::new(

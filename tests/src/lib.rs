@@ -250,10 +250,12 @@ impl TestServer {
 
     /// Reloads the TLS certificate and key, as SIGHUP does to the daemon.
     ///
+    /// Returns the new certificate's fingerprint.
+    ///
     /// # Errors
     /// What the reload found wrong; the certificate in force stays.
     #[track_caller]
-    pub fn reload_tls(&self) -> Result<(), chat_server::net::tls::TlsError> {
+    pub fn reload_tls(&self) -> Result<chat_server::net::tls::Fingerprint, chat_server::net::tls::TlsError> {
         match &self.tls_reloader {
             Some(reloader) => reloader.reload(),
             None => panic!("the test server serves no TLS"),

@@ -114,6 +114,17 @@ impl ListenerKind {
         protocol: Protocol::Line,
         tls: true,
     };
+
+    /// What the log and systemd's status line add after the address of a
+    /// listener of this kind; None for the plain line protocol.
+    pub fn label(self) -> Option<&'static str> {
+        match (self.protocol, self.tls) {
+            (Protocol::Line, false) => None,
+            (Protocol::Line, true) => Some("TLS"),
+            (Protocol::Test, false) => Some("test"),
+            (Protocol::Test, true) => Some("test over TLS"),
+        }
+    }
 }
 
 /// The acceptor's way to one I/O thread.

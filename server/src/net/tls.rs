@@ -72,13 +72,53 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// A certificate and key loaded: the configuration new connections are
+/// made with, and the fingerprint of the certificate it presents.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// What rustls makes connections with.
+    pub config: Arc<ServerConfig>,
+    /// The server's own certificate's fingerprint, for the log.
+    pub fingerprint: Fingerprint,
+}
+
+/// The SHA-256 fingerprint of a certificate, written as `openssl x509
+/// -fingerprint -sha256` writes it (`AB:CD:...`), so that an operator can
+/// compare what the log says with what a client saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of(der: &[u8]) -> Fingerprint {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Fingerprint(bytes)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{byte:02X}")?;
+        }
+        Ok(())
+    }
+}
+
 impl TlsFiles {
     /// Reads both files and makes the server configuration.
     ///
     /// # Errors
     /// A [`TlsError`] saying which file is wrong and why.
-    pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn load(&self) -> Result<Loaded, TlsError> {
         let certs = read_certificates(&self.cert)?;
+        // read_certificates refuses a file without one.
+        let fingerprint = Fingerprint::of(certs.first().map_or(&[][..], |c| c.as_ref()));
         let key = read_key(&self.key)?;
         let provider = Arc::new(crypto_provider());
         let config = ServerConfig::builder_with_provider(provider)
@@ -89,7 +129,10 @@ impl TlsFiles {
                 key: self.key.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Arc::new(config))
+        Ok(Loaded {
+            config: Arc::new(config),
+            fingerprint,
+        })
     }
 }
 
@@ -156,23 +199,30 @@ impl Reloader {
         Reloader { files, threads }
     }
 
+    /// The files it reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
     /// Reads the certificate and key again and, if they are good, hands
     /// the new configuration to every I/O thread for the connections made
     /// from now on.
     ///
+    /// Returns the new certificate's fingerprint.
+    ///
     /// # Errors
     /// A [`TlsError`]: the configuration in force stays.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let config = self.files.load()?;
+    pub fn reload(&self) -> Result<Fingerprint, TlsError> {
+        let loaded = self.files.load()?;
         for (sender, waker) in &self.threads {
             // A thread that has stopped (during shutdown) needs none.
-            if sender.send(Arc::clone(&config)).is_ok() {
+            if sender.send(Arc::clone(&loaded.config)).is_ok() {
                 if let Err(e) = waker.wake() {
                     log::error!("cannot wake an I/O thread to take the new certificate: {e}");
                 }
             }
         }
-        Ok(())
+        Ok(loaded.fingerprint)
     }
 }
 

@@ -21,7 +21,8 @@ pub const STANDARD_STREAMS: u64 = 3;
 /// [`crate::ops::systemd`]).
 pub const NOTIFY_SOCKET: u64 = 1;
 
-/// The pipe the signal handler thread reads (ctrlc's self-pipe).
+/// The two ends of the socket pair the signal thread reads (signal-hook's
+/// self-pipe).
 pub const SIGNAL_PIPE: u64 = 2;
 
 /// Spare descriptors kept back at the least: for files the daemon opens

@@ -14,5 +14,6 @@ pub mod liveness;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod signals;
 pub mod stats;
 pub mod systemd;

@@ -32,7 +32,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
@@ -202,18 +202,17 @@ pub fn status_line(
     clients: usize,
     (lines, messages): (u64, u64),
     stopping: bool,
-    addrs: &[SocketAddr],
+    listening: &[String],
 ) -> String {
     let clients = format!("{} connected", counted(clients, "client"));
     if stopping {
         return format!("shutting down; {clients}");
     }
-    let addrs = addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
     format!(
         "{clients}; {} received, {} delivered; listening on {}",
         counted(lines, "line"),
         counted(messages, "message"),
-        addrs.join(", ")
+        listening.join(", ")
     )
 }
 
@@ -342,6 +341,35 @@ impl StoppingNotice {
     }
 }
 
+/// Tells the service manager that the server reloads its configuration
+/// (its TLS certificate, on SIGHUP), so that `systemctl reload` waits for
+/// the reload to finish; cheap to clone into a signal thread.
+#[derive(Debug, Clone)]
+pub struct ReloadNotice {
+    /// `None` outside systemd: then there is no one to tell.
+    channel: Option<Channel>,
+}
+
+impl ReloadNotice {
+    /// Sends `RELOADING=1` with the monotonic clock's reading, as
+    /// sd_notify(3) asks, before a reload starts.
+    pub fn begin(&self) {
+        let Some(channel) = &self.channel else { return };
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => channel.send(&[NotifyState::Reloading, now]),
+            Err(e) => log::debug!("cannot read the monotonic clock for RELOADING=1: {e}"),
+        }
+    }
+
+    /// Sends `READY=1` once the reload is over, whether it succeeded or
+    /// not: the server serves on either way.
+    pub fn end(&self) {
+        if let Some(channel) = &self.channel {
+            channel.send(&[NotifyState::Ready]);
+        }
+    }
+}
+
 /// The systemd notifier: `READY=1` once the server is bound, then a thread
 /// that keeps `STATUS=` current and sends `WATCHDOG=1` while the event loop
 /// turns, and `STOPPING=1` at the end. Outside systemd (no
@@ -376,8 +404,8 @@ impl Notifier {
         if self.thread.is_some() {
             return;
         }
-        let addrs = server.local_addrs();
-        let status = status_line(0, (0, 0), false, &addrs);
+        let listening = server.listening();
+        let status = status_line(0, (0, 0), false, &listening);
         // The listeners are bound and listening: a client connecting now
         // waits in the backlog for the event loop, which starts at once.
         channel.send(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -394,7 +422,7 @@ impl Notifier {
             stats: server.stats(),
             liveness: server.liveness(),
             stopping: Arc::clone(&self.stopping.sent),
-            addrs,
+            listening,
             last_status: status,
             watchdog: watchdog.map(watchdog_interval),
         };
@@ -407,6 +435,13 @@ impl Notifier {
             Err(e) => log::warn!(
                 "cannot start the systemd notifier thread: {e}; no status updates or watchdog pings"
             ),
+        }
+    }
+
+    /// What a signal thread calls around a reload.
+    pub fn reload_notice(&self) -> ReloadNotice {
+        ReloadNotice {
+            channel: self.stopping.channel.clone(),
         }
     }
 
@@ -437,7 +472,7 @@ struct Watch {
     /// Set once `STOPPING=1` was sent.
     stopping: Arc<AtomicBool>,
     /// The listening addresses, for the status line.
-    addrs: Vec<SocketAddr>,
+    listening: Vec<String>,
     /// The status line last sent, so an unchanged one is not sent again.
     last_status: String,
     /// How often to ping the watchdog; `None` when it is off.
@@ -475,7 +510,7 @@ impl Watch {
             self.stats.clients(),
             (self.stats.lines_received(), self.stats.messages_delivered()),
             self.stopping.load(Ordering::Acquire),
-            &self.addrs,
+            &self.listening,
         );
         if status != self.last_status {
             self.channel.send(&[NotifyState::Status(&status)]);
@@ -496,15 +531,16 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use std::os::unix::net::UnixListener;
 
     #[test]
     fn the_status_line_counts_clients_and_names_the_addresses() {
-        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:7878".parse().unwrap(), "[::1]:7878".parse().unwrap()];
+        let addrs = ["127.0.0.1:7878".to_string(), "[::1]:7879 (TLS)".to_string()];
         assert_eq!(
             status_line(0, (0, 0), false, &addrs),
             "0 clients connected; 0 lines received, 0 messages delivered; \
-             listening on 127.0.0.1:7878, [::1]:7878"
+             listening on 127.0.0.1:7878, [::1]:7879 (TLS)"
         );
         assert_eq!(
             status_line(1, (3, 6), false, &addrs[..1]),
