@@ -126,8 +126,16 @@ fn server_man_page() -> io::Result<Vec<u8>> {
              chat-server.socket.",
         ),
         (
+            "/usr/lib/systemd/system/chat-server-tls.socket",
+            "The TLS listening socket (127.0.0.1:7879 as shipped), passed to the service by the \
+             name tls; not enabled by the package. Give the service a certificate first (the \
+             credentials tls-cert and tls-key, see README.md), then systemctl enable --now \
+             chat-server-tls.socket and systemctl restart chat-server.",
+        ),
+        (
             "/usr/lib/systemd/system/chat-server.service",
-            "The sandboxed service the socket starts.",
+            "The sandboxed service the sockets start. systemctl reload chat-server reads the TLS \
+             certificate and key again.",
         ),
         (
             "/usr/share/doc/chat-server/README.md",

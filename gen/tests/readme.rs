@@ -75,6 +75,8 @@ fn the_readme_names_everything_the_test_command_installs() {
         "systemd",
         "prometheus",
         "man-db",
+        "openssl",
+        "ncat",
         "rustfmt",
         "clippy",
         "cargo-deb",

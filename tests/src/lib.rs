@@ -28,6 +28,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 pub use chat_server::Config;
 use chat_server::{Liveness, Server, ShutdownHandle};
 
@@ -714,7 +716,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// The variables through which systemd talks to a service it started. A
 /// test run that is itself a systemd service (a CI runner, say) has them,
 /// and a daemon under test must not answer the real service manager.
-const SYSTEMD_VARIABLES: [&str; 7] = [
+const SYSTEMD_VARIABLES: [&str; 8] = [
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
@@ -722,6 +724,7 @@ const SYSTEMD_VARIABLES: [&str; 7] = [
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "JOURNAL_STREAM",
+    "CREDENTIALS_DIRECTORY",
 ];
 
 /// A `Command` for `program` with a clean environment for this project:
@@ -1007,6 +1010,17 @@ impl Proc {
     /// Every stderr line read so far.
     pub fn stderr_lines(&self) -> &[String] {
         &self.stderr.seen
+    }
+
+    /// The stderr lines read so far that start with `error:`: what a
+    /// program that failed to start says about why.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .seen
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with("error:"))
+            .collect()
     }
 
     /// Sends signal `signal` (a name such as `TERM`) with the `kill` command

@@ -34,7 +34,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use chat_tests::{binary, clean_command, Client, Daemon, Proc, TIMEOUT};
+use chat_tests::tls::{Certificate, TlsClient};
+use chat_tests::{binary, clean_command, parse_welcome, Client, Daemon, Proc, TIMEOUT};
 
 /// The exposure `systemd-analyze security` may give the socket-activated
 /// service at most (issue 4's target).
@@ -101,11 +102,9 @@ fn units_for_analysis() -> TempDir {
     );
     let service = service.replace(&exec_start, &format!("ExecStart={}", built.display()));
     fs::write(dir.path().join("chat-server.service"), service).expect("write the service unit");
-    fs::copy(
-        shipped.join("chat-server.socket"),
-        dir.path().join("chat-server.socket"),
-    )
-    .expect("copy the socket unit");
+    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+        fs::copy(shipped.join(socket), dir.path().join(socket)).expect("copy a socket unit");
+    }
     dir
 }
 
@@ -156,6 +155,13 @@ fn socket_activate(datagram: bool, daemon_args: &[&str]) -> (Proc, SocketAddr) {
 /// standard ones.
 #[track_caller]
 fn socket_activate_with_env(datagram: bool, env: &[&str], daemon_args: &[&str]) -> (Proc, SocketAddr) {
+    socket_activate_as("chat", datagram, env, daemon_args)
+}
+
+/// [`socket_activate_with_env`] with the socket passed by the name `name`
+/// (`FileDescriptorName=` in a socket unit).
+#[track_caller]
+fn socket_activate_as(name: &str, datagram: bool, env: &[&str], daemon_args: &[&str]) -> (Proc, SocketAddr) {
     let daemon = binary("chat-server");
     for _ in 0..PORT_TRIES {
         let addr = SocketAddr::from(([127, 0, 0, 1], recently_free_port(datagram)));
@@ -166,7 +172,7 @@ fn socket_activate_with_env(datagram: bool, env: &[&str], daemon_args: &[&str]) 
         command
             .arg("-l")
             .arg(addr.to_string())
-            .arg("--fdname=chat")
+            .arg(format!("--fdname={name}"))
             .args(env.iter().map(|assignment| format!("--setenv={assignment}")))
             .arg(&daemon)
             .args(daemon_args);
@@ -361,7 +367,7 @@ fn scripts_verify_units_finds_nothing_to_say_about_either_unit() {
     let (code, stdout, stderr) = verify_units(&[built.as_os_str()]);
     assert_eq!(code, Some(0), "scripts/verify-units failed:\n{stdout}{stderr}");
     assert_eq!(stderr, "", "nothing on stderr");
-    assert!(stdout.contains("nothing to say about either unit"), "{stdout}");
+    assert!(stdout.contains("nothing to say about any unit"), "{stdout}");
     assert!(
         stdout.contains("Overall exposure level for chat-server.service:"),
         "it shows the sandbox's exposure:\n{stdout}"
@@ -375,11 +381,9 @@ fn scripts_verify_units_fails_on_a_unit_with_a_mistake() {
     let service = fs::read_to_string(shipped.join("chat-server.service")).expect("read the service unit");
     let service = service.replacen("Restart=on-failure", "Restart=on-failure\nRestartOften=yes", 1);
     fs::write(units.path().join("chat-server.service"), service).expect("write the service unit");
-    fs::copy(
-        shipped.join("chat-server.socket"),
-        units.path().join("chat-server.socket"),
-    )
-    .expect("copy the socket unit");
+    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+        fs::copy(shipped.join(socket), units.path().join(socket)).expect("copy a socket unit");
+    }
     let built = binary("chat-server");
     let (code, stdout, stderr) = verify_units(&[built.as_os_str(), units.path().as_os_str()]);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -423,6 +427,48 @@ fn the_socket_activated_service_reaches_the_exposure_target() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[test]
+fn the_service_with_its_tls_credentials_verifies_and_stays_at_the_exposure_target() {
+    // The credential lines the service unit shows in a comment, as
+    // `systemctl edit chat-server` would add them.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    let units = TempDir::new("credential-units");
+    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+        fs::copy(shipped.join(socket), units.path().join(socket)).expect("copy a socket unit");
+    }
+    let path = units.path().join("chat-server.service");
+    let service = fs::read_to_string(shipped.join("chat-server.service")).expect("read the service unit");
+    let credentials: Vec<&str> = service
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| l.starts_with("LoadCredential="))
+        .collect();
+    assert_eq!(
+        credentials,
+        [
+            "LoadCredential=tls-cert:/etc/letsencrypt/live/chat.example.org/fullchain.pem",
+            "LoadCredential=tls-key:/etc/letsencrypt/live/chat.example.org/privkey.pem"
+        ],
+        "the unit shows the credentials the daemon looks for"
+    );
+    assert!(
+        service.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"),
+        "{service}"
+    );
+    let with_credentials = service.replacen(
+        "[Service]\n",
+        &format!("[Service]\n{}\n", credentials.join("\n")),
+        1,
+    );
+    fs::write(&path, with_credentials).expect("write the service unit");
+    let (code, stdout, stderr) = verify_units(&[binary("chat-server").as_os_str(), units.path().as_os_str()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let Some(exposure) = overall_exposure(&stdout) else {
+        panic!("no exposure in:\n{stdout}");
+    };
+    assert!(exposure <= MAX_EXPOSURE, "exposure {exposure}:\n{stdout}");
 }
 
 #[test]
@@ -518,11 +564,7 @@ fn a_passed_socket_that_is_not_a_listening_tcp_socket_is_refused() {
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
     udp.send_to(b"hello\n", addr).expect("send a datagram");
     proc.expect_exit_code(1);
-    let errors: Vec<&String> = proc
-        .stderr_lines()
-        .iter()
-        .filter(|l| l.starts_with("error:"))
-        .collect();
+    let errors = proc.error_lines();
     assert_eq!(
         errors,
         [
@@ -530,6 +572,67 @@ fn a_passed_socket_that_is_not_a_listening_tcp_socket_is_refused() {
           it is not a stream socket (ListenStream= makes one)"
         ],
         "one clear line; stderr was:\n{}",
+        proc.stderr_lines().join("\n")
+    );
+}
+
+#[test]
+fn a_socket_passed_as_tls_is_served_over_tls_with_the_certificate_from_credentials() {
+    // What systemd does with chat-server-tls.socket (FileDescriptorName=tls)
+    // and LoadCredential=tls-cert:... / tls-key:...: the files are copied
+    // into $CREDENTIALS_DIRECTORY under the credentials' names.
+    let certificate = Certificate::new("credentials");
+    let credentials = TempDir::new("credentials");
+    fs::copy(certificate.cert_path(), credentials.path().join("tls-cert")).expect("copy the certificate");
+    fs::copy(certificate.key_path(), credentials.path().join("tls-key")).expect("copy the key");
+    let env = format!("CREDENTIALS_DIRECTORY={}", credentials.path().display());
+    let (proc, addr) = socket_activate_as("tls", false, &[&env], &[]);
+    // The first connection starts the daemon; it waits in the backlog.
+    let connecting = std::thread::spawn(move || {
+        let mut client = TlsClient::connect(addr, &certificate.der);
+        let welcome = client.read_line();
+        (client, welcome, certificate)
+    });
+    let mut daemon = Daemon::attach(proc, 1);
+    assert_eq!(daemon.addrs(), [addr]);
+    let (mut alice, welcome, certificate) = connecting.join().expect("the TLS client");
+    assert!(parse_welcome(&welcome).is_some(), "{welcome}");
+    assert_eq!(alice.presented, certificate.der);
+    let log = daemon.proc.expect_stderr_containing(&["TLS certificate"]);
+    assert!(
+        log.contains(&credentials.path().join("tls-cert").display().to_string())
+            && log.contains(&certificate.fingerprint().to_string()),
+        "the certificate comes from the credential: {log}"
+    );
+    assert!(
+        daemon
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.ends_with(&format!("listening on {addr} (TLS)"))),
+        "{}",
+        daemon.proc.stderr_lines().join("\n")
+    );
+    alice.send("/who");
+    let who = alice.read_line();
+    assert!(who.starts_with("-- 1 in #lobby: guest"), "{who}");
+}
+
+#[test]
+fn a_socket_passed_as_tls_without_a_certificate_is_a_start_error() {
+    let (mut proc, addr) = socket_activate_as("tls", false, &[], &[]);
+    // A connection starts the daemon, which refuses to serve TLS without
+    // a certificate and exits; the connection is then closed unanswered.
+    let _client = TcpStream::connect(addr).expect("connect to the passed socket");
+    proc.expect_exit_code(1);
+    let errors = proc.error_lines();
+    assert_eq!(
+        errors,
+        [
+            "error: TLS listeners need a certificate and a key (--tls-cert and --tls-key, or the \
+             systemd credentials tls-cert and tls-key)"
+        ],
+        "{}",
         proc.stderr_lines().join("\n")
     );
 }

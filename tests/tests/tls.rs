@@ -4,67 +4,16 @@
 //!
 //! Certificates are made for each test with rcgen (a self-signed one for
 //! `localhost`), written to a temporary directory, and trusted by a rustls
-//! client built here. The real clients people use (`openssl s_client`,
-//! `ncat --ssl`, `chat-client --tls`) are in `tls_clients.rs`.
+//! client (`chat_tests::tls`). The real clients people use against the real
+//! daemon (`openssl s_client`, `ncat --ssl`) and SIGHUP are in
+//! `tls_clients.rs`; `chat-client --tls` in `client_tls.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use chat_server::net::tls::TlsFiles;
+use chat_tests::tls::{Certificate, TlsClient};
 use chat_tests::{loopback_any_port, parse_welcome, Config, TestServer, TIMEOUT};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-
-/// A self-signed certificate for `localhost` and its key, in PEM files in
-/// a directory of their own, removed on drop.
-struct Certificate {
-    dir: PathBuf,
-    /// The certificate in DER, for a client to trust.
-    der: CertificateDer<'static>,
-}
-
-impl Certificate {
-    fn new(name: &str) -> Certificate {
-        let dir = std::env::temp_dir().join(format!("chat-tls-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
-        Certificate {
-            der: certified.cert.der().clone(),
-            dir,
-        }
-    }
-
-    fn files(&self) -> TlsFiles {
-        TlsFiles {
-            cert: self.dir.join("cert.pem"),
-            key: self.dir.join("key.pem"),
-        }
-    }
-
-    /// Puts `other`'s files in place of these (what a renewal does).
-    fn replace_with(&self, other: &Certificate) {
-        for name in ["cert.pem", "key.pem"] {
-            std::fs::copy(other.dir.join(name), self.dir.join(name)).unwrap();
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Certificate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A server with a plain and a TLS listener, serving `certificate`.
 fn server(certificate: &Certificate, config: Config) -> TestServer {
@@ -73,68 +22,6 @@ fn server(certificate: &Certificate, config: Config) -> TestServer {
         tls: Some(certificate.files()),
         ..config
     })
-}
-
-/// A line client over TLS, trusting only `trusted`.
-struct TlsClient {
-    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
-    /// The certificate the server presented.
-    presented: CertificateDer<'static>,
-}
-
-impl TlsClient {
-    #[track_caller]
-    fn connect(addr: SocketAddr, trusted: &CertificateDer<'static>) -> TlsClient {
-        let mut roots = RootCertStore::empty();
-        roots.add(trusted.clone()).unwrap();
-        let config = ClientConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
-        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-        tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
-        let conn =
-            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
-        let mut stream = StreamOwned::new(conn, tcp);
-        // The handshake happens on first use.
-        stream.flush().unwrap();
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock).unwrap();
-        }
-        let presented = stream.conn.peer_certificates().unwrap()[0].clone().into_owned();
-        TlsClient {
-            stream: BufReader::new(stream),
-            presented,
-        }
-    }
-
-    #[track_caller]
-    fn read_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stream.read_line(&mut line).unwrap();
-        assert!(line.ends_with('\n'), "the connection ended: {line:?}");
-        line.pop();
-        line
-    }
-
-    #[track_caller]
-    fn expect_line(&mut self, expected: &str) {
-        assert_eq!(self.read_line(), expected);
-    }
-
-    #[track_caller]
-    fn send(&mut self, line: &str) {
-        let stream = self.stream.get_mut();
-        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stream.flush().unwrap();
-    }
-}
-
-#[allow(deprecated)]
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 #[test]
