@@ -23,7 +23,7 @@ _chat__client() {
 
     case "${cmd}" in
         chat__client)
-            opts="-h -V --nick --room --allow-guest --max-line --connect-timeout --send --reconnect --timestamps --help --version"
+            opts="-h -V --nick --room --allow-guest --max-line --connect-timeout --send --reconnect --timestamps --tls --ca --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -47,6 +47,21 @@ _chat__client() {
                     ;;
                 --send)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 *)

@@ -3,19 +3,27 @@
 //! Values are checked here, while clap can still answer with a usage error
 //! (exit 2): a nick or room that the server would refuse is refused before
 //! connecting, with the protocol crate's own rules and wording, and an
-//! address without a port gets the default one. The options that choose
-//! the client's behaviour (`--send`, `--reconnect`, `--allow-guest`,
-//! `--max-line`, `--timestamps`) are plain values; what they do is in the
-//! session.
+//! address is split into its host and port ([`ServerAddr`]); a missing port
+//! becomes the default one for the transport, 7878 in clear or 7879 with
+//! TLS ([`Args::address`]), and the host is also the name a TLS
+//! certificate must be valid for. The options that choose the client's
+//! behaviour (`--send`, `--reconnect`, `--allow-guest`, `--max-line`,
+//! `--timestamps`, `--tls`, `--ca`) are plain values; what they do is in
+//! the binary's own modules (the session, the TLS set-up).
 
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_protocol::{Nick, RoomName};
-use clap::Parser;
+use clap::{Parser, ValueHint};
 
 /// The port chat-server listens on by default.
 pub const DEFAULT_PORT: u16 = 7878;
+
+/// The port chat-server serves TLS on by default (its `--tls-listen`).
+pub const DEFAULT_TLS_PORT: u16 = 7879;
 
 /// Connects to a chat-server, sends each line of standard input to it and
 /// prints each line it sends, exactly as sent.
@@ -37,18 +45,23 @@ pub const DEFAULT_PORT: u16 = 7878;
                   `printf 'hi\\n' | chat-client --nick bot` works in scripts, and so does \
                   `chat-client --nick ci --send 'build finished'`.",
     after_help = "Exit status: 0 after a clean quit (or when standard output is closed), 1 when the \
-                  server cannot be reached (or standard input or output fails), 2 for a usage \
-                  error, 3 when the connection is lost before the user quit (with --reconnect: \
-                  when lines could not be delivered before the user gave up), 4 when the server \
+                  server cannot be reached (or standard input or output fails, or the TLS \
+                  handshake fails for another reason than the certificate, or the --ca file or \
+                  the system's trusted certificates cannot be used), 2 for a usage error, 3 \
+                  when the connection is lost before the user quit (with --reconnect: when \
+                  lines could not be delivered before the user gave up), 4 when the server \
                   refused --nick or --room (or did not answer them within 10 seconds) and \
                   nothing was sent; interactive mode stays connected instead, and --allow-guest \
-                  goes on without them."
+                  goes on without them; 5 when, with --tls, the server's certificate cannot be \
+                  verified (unknown issuer, not valid for the host name, expired or not yet \
+                  valid), and nothing was sent."
 )]
 pub struct Args {
     /// Server address: HOST:PORT, HOST, an IPv4 address or an [IPv6] address; the port defaults
-    /// to 7878. Each address HOST resolves to is tried in turn.
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:7878", value_parser = with_default_port)]
-    pub addr: String,
+    /// to 7878, or to 7879 with --tls. Each address HOST resolves to is tried in turn. With --tls,
+    /// HOST is the name (or IP address) the server's certificate must be valid for.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1", value_parser = ServerAddr::parse)]
+    pub addr: ServerAddr,
 
     /// Nick to take once connected (sends /nick NAME first): 1-24 letters, digits, '_' or '-',
     /// starting with a letter.
@@ -73,7 +86,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = parse_max_line)]
     pub max_line: usize,
 
-    /// Seconds to wait for each connection attempt (fractions allowed).
+    /// Seconds to wait for each connection attempt (fractions allowed), and with --tls for the
+    /// handshake after it.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
 
@@ -91,36 +105,134 @@ pub struct Args {
     /// Start each line shown with the local time, as [HH:MM].
     #[arg(long)]
     pub timestamps: bool,
+
+    /// Connect with TLS (the server's --tls-listen; port 7879 unless ADDR has one). The server's
+    /// certificate must be valid for HOST and signed by a CA the system trusts (on Debian, the
+    /// ca-certificates package; SSL_CERT_FILE or SSL_CERT_DIR name others), or by one in --ca.
+    /// A certificate that cannot be verified ends the client with status 5.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust the CA certificates in FILE (PEM, one or more; a self-signed server certificate
+    /// itself will do) instead of the system's. Implies --tls.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub ca: Option<PathBuf>,
 }
 
-/// `addr` with [`DEFAULT_PORT`] added when it names a host or IP address
-/// without a port: `localhost` → `localhost:7878`, `::1` → `[::1]:7878`,
-/// `[::1]` → `[::1]:7878`. Anything with a port is kept as written.
-///
-/// # Errors
-/// A message for an empty address, and for a bare number, which would
-/// otherwise be resolved as an IPv4 address (`7878` is `0.0.30.198`) when
-/// the user surely meant a port.
-pub fn with_default_port(addr: &str) -> Result<String, String> {
-    if addr.is_empty() {
-        return Err("the address is empty".to_string());
+impl Args {
+    /// Whether to speak TLS: `--tls`, or `--ca`, which implies it (a CA
+    /// to trust has no use in clear, and refusing the pair would only make
+    /// the user type `--tls` again).
+    pub fn tls(&self) -> bool {
+        self.tls || self.ca.is_some()
     }
-    if addr.parse::<SocketAddr>().is_ok() {
-        return Ok(addr.to_string());
+
+    /// The address to connect to, `HOST:PORT`, with the default port of the
+    /// transport when ADDR named none.
+    pub fn address(&self) -> String {
+        let default = if self.tls() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
+        self.addr.with_port(default)
     }
-    if let Ok(ip) = addr.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT).to_string());
+}
+
+/// The server's address as written: a host and, if one was given, a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// A host name or an IP address, without the brackets of an IPv6
+    /// address: what is resolved, and what a TLS certificate must name.
+    pub host: String,
+    /// The port written, if any; [`Args::address`] fills in the default.
+    pub port: Option<u16>,
+}
+
+impl ServerAddr {
+    /// Splits an address into host and port: `localhost:9000`,
+    /// `localhost`, `127.0.0.1`, `::1`, `[::1]`, `[::1]:9000`.
+    ///
+    /// # Errors
+    /// A message for an empty address or host, a port that is not a number
+    /// from 1 to 65535, an IPv6 address with a port but no brackets, and a
+    /// bare number, which would otherwise be resolved as an IPv4 address
+    /// (`7878` is `0.0.30.198`) when the user surely meant a port.
+    pub fn parse(addr: &str) -> Result<ServerAddr, String> {
+        if addr.is_empty() {
+            return Err("the address is empty".to_string());
+        }
+        if let Ok(socket) = addr.parse::<SocketAddr>() {
+            return ServerAddr::new(socket.ip().to_string(), Some(socket.port()));
+        }
+        if let Ok(ip) = addr.parse::<IpAddr>() {
+            return ServerAddr::new(ip.to_string(), None);
+        }
+        if addr.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "'{addr}' looks like a port; write HOST:PORT, e.g. 127.0.0.1:{addr}"
+            ));
+        }
+        if let Some(bracketed) = addr.strip_prefix('[') {
+            let (inside, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("'{addr}' lacks the closing ]"))?;
+            if inside.parse::<Ipv6Addr>().is_err() {
+                return Err(format!("'{inside}' in brackets is not an IPv6 address"));
+            }
+            return match after {
+                "" => ServerAddr::new(inside.to_string(), None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => ServerAddr::new(inside.to_string(), Some(parse_port(port)?)),
+                    None => Err(format!("'{addr}': only :PORT may follow [ADDRESS]")),
+                },
+            };
+        }
+        match addr.rsplit_once(':') {
+            None => ServerAddr::new(addr.to_string(), None),
+            Some((host, _)) if host.contains(':') => Err(format!(
+                "'{addr}' is not an IPv6 address; with a port, write it as [ADDRESS]:PORT"
+            )),
+            Some((host, port)) => ServerAddr::new(host.to_string(), Some(parse_port(port)?)),
+        }
     }
-    if addr.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "'{addr}' looks like a port; write HOST:PORT, e.g. 127.0.0.1:{addr}"
-        ));
+
+    fn new(host: String, port: Option<u16>) -> Result<ServerAddr, String> {
+        if host.is_empty() {
+            return Err("the host is missing; write HOST:PORT, e.g. 127.0.0.1:7878".to_string());
+        }
+        Ok(ServerAddr { host, port })
     }
-    let bracketed_without_port = addr.starts_with('[') && addr.ends_with(']');
-    if bracketed_without_port || !addr.contains(':') {
-        return Ok(format!("{addr}:{DEFAULT_PORT}"));
+
+    /// `HOST:PORT` (`[HOST]:PORT` for an IPv6 address), with `default` when
+    /// no port was written.
+    pub fn with_port(&self, default: u16) -> String {
+        let port = self.port.unwrap_or(default);
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
     }
-    Ok(addr.to_string())
+}
+
+/// As written back for messages: the host, and the port if one was given.
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => f.write_str(&self.with_port(port)),
+            None if self.host.contains(':') => write!(f, "[{}]", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// Reads a port number, 1 to 65535 (0 cannot be connected to).
+fn parse_port(port: &str) -> Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("'{port}' is not a port (1 to 65535)")),
+        Ok(port) => Ok(port),
+    }
 }
 
 /// Checks a `--nick` value with the server's nick rules.
@@ -173,7 +285,9 @@ mod tests {
     #[test]
     fn defaults_are_the_local_server_and_five_seconds() {
         let args = Args::try_parse_from(["chat-client"]).unwrap();
-        assert_eq!(args.addr, "127.0.0.1:7878");
+        assert_eq!(args.address(), "127.0.0.1:7878");
+        assert!(!args.tls());
+        assert!(args.ca.is_none());
         assert_eq!(args.connect_timeout, Duration::from_secs(5));
         assert!(args.nick.is_none());
         assert!(args.room.is_none());
@@ -214,26 +328,88 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
     }
 
+    /// `addr` as [`Args::address`] writes it without TLS.
+    fn plain(addr: &str) -> Result<String, String> {
+        ServerAddr::parse(addr).map(|a| a.with_port(DEFAULT_PORT))
+    }
+
     #[test]
     fn addresses_with_a_port_are_kept() {
         for addr in ["127.0.0.1:9000", "[::1]:9000", "localhost:9000", "chat.example:1"] {
-            assert_eq!(with_default_port(addr).unwrap(), addr);
+            assert_eq!(plain(addr).unwrap(), addr);
         }
     }
 
     #[test]
     fn addresses_without_a_port_get_the_default_port() {
-        assert_eq!(with_default_port("localhost").unwrap(), "localhost:7878");
-        assert_eq!(with_default_port("127.0.0.1").unwrap(), "127.0.0.1:7878");
-        assert_eq!(with_default_port("::1").unwrap(), "[::1]:7878");
-        assert_eq!(with_default_port("[::1]").unwrap(), "[::1]:7878");
+        assert_eq!(plain("localhost").unwrap(), "localhost:7878");
+        assert_eq!(plain("127.0.0.1").unwrap(), "127.0.0.1:7878");
+        assert_eq!(plain("::1").unwrap(), "[::1]:7878");
+        assert_eq!(plain("[::1]").unwrap(), "[::1]:7878");
     }
 
     #[test]
-    fn an_empty_address_or_a_bare_port_is_refused() {
-        assert!(with_default_port("").is_err());
-        let err = with_default_port("7878").unwrap_err();
+    fn the_host_is_what_a_certificate_must_name() {
+        for (addr, host, port) in [
+            ("localhost", "localhost", None),
+            ("chat.example.org:6697", "chat.example.org", Some(6697)),
+            ("127.0.0.1:1", "127.0.0.1", Some(1)),
+            ("[::1]:9000", "::1", Some(9000)),
+            ("[::1]", "::1", None),
+            ("::1", "::1", None),
+        ] {
+            let parsed = ServerAddr::parse(addr).unwrap();
+            assert_eq!(parsed.host, host, "{addr}");
+            assert_eq!(parsed.port, port, "{addr}");
+            assert_eq!(parsed.to_string(), if addr == "::1" { "[::1]" } else { addr });
+        }
+    }
+
+    #[test]
+    fn tls_takes_port_7879_unless_one_is_given() {
+        let args = Args::try_parse_from(["chat-client", "--tls", "localhost"]).unwrap();
+        assert!(args.tls());
+        assert_eq!(args.address(), "localhost:7879");
+        let args = Args::try_parse_from(["chat-client", "--tls", "localhost:7000"]).unwrap();
+        assert_eq!(args.address(), "localhost:7000");
+        let args = Args::try_parse_from(["chat-client", "--tls"]).unwrap();
+        assert_eq!(args.address(), "127.0.0.1:7879");
+        let args = Args::try_parse_from(["chat-client", "[::1]"]).unwrap();
+        assert_eq!(args.address(), "[::1]:7878");
+    }
+
+    #[test]
+    fn ca_implies_tls() {
+        let args = Args::try_parse_from(["chat-client", "--ca", "cert.pem", "localhost"]).unwrap();
+        assert!(!args.tls, "as given");
+        assert!(args.tls(), "as used");
+        assert_eq!(args.ca.as_deref(), Some(std::path::Path::new("cert.pem")));
+        assert_eq!(args.address(), "localhost:7879");
+    }
+
+    #[test]
+    fn an_empty_address_a_bare_port_or_a_bad_port_is_refused() {
+        assert!(ServerAddr::parse("").is_err());
+        let err = ServerAddr::parse("7878").unwrap_err();
         assert!(err.contains("127.0.0.1:7878"), "{err}");
+        for bad in [
+            ":7878",
+            "localhost:",
+            "localhost:http",
+            "localhost:0",
+            "localhost:65536",
+            "[::1]:x",
+            "[::1",
+            "[::1]x",
+            "[nope]:1",
+            "fe80::1%eth0:7878",
+        ] {
+            let err = ServerAddr::parse(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        let err = Args::try_parse_from(["chat-client", "localhost:http"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("'http' is not a port"), "{err}");
     }
 
     #[test]

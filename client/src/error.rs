@@ -6,7 +6,13 @@
 //! by clap before any of this runs), 3 when an established connection was
 //! lost (with `--reconnect`: when lines were still undelivered as the user
 //! gave up), 4 when the server refused the nick or room asked for (or did
-//! not answer) and so nothing was sent. A clean session exits 0.
+//! not answer) and so nothing was sent, 5 when the server's TLS certificate
+//! could not be verified (so nothing was sent either). A clean session
+//! exits 0. Every other TLS failure (no TLS at the other end, a handshake
+//! that does not finish in time, an unusable `--ca` file, no trusted roots
+//! on this machine) is "cannot connect", 1: only a certificate refused is
+//! worth a code of its own, since a script may want to tell "the server is
+//! down" from "someone may be in the middle".
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -26,6 +32,11 @@ pub const EXIT_CONNECTION_LOST: u8 = 3;
 /// that its message was not posted under the name it asked for.
 pub const EXIT_REFUSED: u8 = 4;
 
+/// Exit code when the server's TLS certificate could not be verified
+/// (unknown issuer, not valid for the host, expired or not yet valid), so
+/// that nothing was sent.
+pub const EXIT_UNVERIFIED: u8 = 5;
+
 /// Why the client stopped before a clean end.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -37,6 +48,50 @@ pub enum ClientError {
         addr: String,
         /// The resolver's error, or the last connection attempt's.
         source: io::Error,
+    },
+    /// Occurs when the server's TLS certificate cannot be verified: signed
+    /// by an issuer not trusted, not valid for the host connected to,
+    /// expired, not valid yet, revoked, or malformed.
+    #[error("cannot verify the server's certificate for {host}: {reason}")]
+    Unverified {
+        /// The host the certificate had to be valid for.
+        host: String,
+        /// Why, in plain words, with what to do about it.
+        reason: String,
+    },
+    /// Occurs when the TLS handshake fails for another reason than the
+    /// certificate: the server does not speak TLS (a plain port), does not
+    /// answer in time, closes the connection, or refuses us.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Handshake {
+        /// The address connected to, port included.
+        addr: String,
+        /// Why, in plain words.
+        reason: String,
+    },
+    /// Occurs when the `--ca` file cannot be read, or holds no usable CA
+    /// certificate.
+    #[error("cannot use the CA file {path}: {reason}")]
+    CaFile {
+        /// The file, as given.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Occurs when `--tls` is given without `--ca` and the system's trust
+    /// store has no certificate rustls can use.
+    #[error("no trusted CA certificates found on this system{detail}: install the ca-certificates package, or pass --ca FILE")]
+    NoTrustedRoots {
+        /// Where the loader looked and what failed, with a leading `; `,
+        /// or empty.
+        detail: String,
+    },
+    /// Occurs when the host in ADDR cannot be a TLS server name (not a
+    /// valid DNS name nor an IP address).
+    #[error("cannot check a certificate for '{host}': not a valid DNS name or IP address")]
+    ServerName {
+        /// The host as given.
+        host: String,
     },
     /// Occurs when the server closes the connection while standard input is
     /// still open, i.e. before the user quit. A `!! server full` error or a
@@ -100,9 +155,14 @@ impl ClientError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::CannotConnect { .. } | ClientError::Local { .. } | ClientError::Terminal { .. } => {
-                EXIT_FAILURE
-            }
+            ClientError::CannotConnect { .. }
+            | ClientError::Handshake { .. }
+            | ClientError::CaFile { .. }
+            | ClientError::NoTrustedRoots { .. }
+            | ClientError::ServerName { .. }
+            | ClientError::Local { .. }
+            | ClientError::Terminal { .. } => EXIT_FAILURE,
+            ClientError::Unverified { .. } => EXIT_UNVERIFIED,
             ClientError::ClosedByServer
             | ClientError::ConnectionLost(_)
             | ClientError::Undelivered { .. } => EXIT_CONNECTION_LOST,
@@ -165,6 +225,27 @@ mod tests {
             secs: 10,
         };
         assert_eq!(unanswered.exit_code(), 4);
+        let unverified = ClientError::Unverified {
+            host: "localhost".into(),
+            reason: "it has expired".into(),
+        };
+        assert_eq!(unverified.exit_code(), 5);
+        let handshake = ClientError::Handshake {
+            addr: "127.0.0.1:7878".into(),
+            reason: "no TLS answer".into(),
+        };
+        assert_eq!(handshake.exit_code(), 1);
+        let ca = ClientError::CaFile {
+            path: "ca.pem".into(),
+            reason: "No such file or directory (os error 2)".into(),
+        };
+        assert_eq!(ca.exit_code(), 1);
+        let no_roots = ClientError::NoTrustedRoots {
+            detail: String::new(),
+        };
+        assert_eq!(no_roots.exit_code(), 1);
+        let name = ClientError::ServerName { host: "a b".into() };
+        assert_eq!(name.exit_code(), 1);
     }
 
     #[test]
@@ -197,6 +278,22 @@ mod tests {
             refused.to_string(),
             "the server refused /nick alice (nick alice is already in use); nothing was sent \
              (--allow-guest goes on without it)"
+        );
+        let unverified = ClientError::Unverified {
+            host: "localhost".into(),
+            reason: "it is valid only for example.org".into(),
+        };
+        assert_eq!(
+            unverified.to_string(),
+            "cannot verify the server's certificate for localhost: it is valid only for example.org"
+        );
+        let no_roots = ClientError::NoTrustedRoots {
+            detail: String::new(),
+        };
+        assert_eq!(
+            no_roots.to_string(),
+            "no trusted CA certificates found on this system: install the ca-certificates \
+             package, or pass --ca FILE"
         );
     }
 }

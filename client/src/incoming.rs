@@ -14,10 +14,11 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::TcpStream;
 
 use chat_protocol::ServerLine;
 use crossbeam_channel::Sender;
+
+use crate::transport::Reader;
 
 /// The most bytes of one server line held at once.
 ///
@@ -66,12 +67,12 @@ pub enum FromServer {
     Closed(io::Result<()>),
 }
 
-/// Reads `stream` until the connection ends, sending each line to `tx`,
-/// then [`FromServer::Closed`].
+/// Reads `stream` (plain TCP or TLS) until the connection ends, sending
+/// each line to `tx`, then [`FromServer::Closed`].
 ///
 /// Returns early, without reading on, once the main loop has dropped its
 /// receiver: nobody would see the lines.
-pub fn read_server(stream: TcpStream, tx: Sender<FromServer>) {
+pub fn read_server(stream: Reader, tx: Sender<FromServer>) {
     let mut reader = BufReader::new(stream);
     if let Some(end) = forward_lines(&mut reader, &tx, MAX_LINE) {
         // The main loop may have stopped listening; then nobody needs to know.

@@ -6,6 +6,10 @@
 //!
 //! - [`args`]: the command line, and the defaults and checks on its values.
 //! - [`connect`]: resolving the address and connecting with a timeout.
+//! - [`tls`]: `--tls`: the trusted roots, the handshake, and what a refused
+//!   certificate is called.
+//! - [`transport`]: the connection, plain or TLS, split between the main
+//!   thread (writing) and the server reader thread.
 //! - [`incoming`]: the thread that reads server lines and classifies them.
 //! - [`input`]: the thread that reads standard input (or `--send` texts).
 //! - [`terminal`]: interactive mode: rustyline, and sharing the terminal
@@ -30,6 +34,8 @@ mod notices;
 mod session;
 mod style;
 mod terminal;
+mod tls;
+mod transport;
 
 use std::process::ExitCode;
 

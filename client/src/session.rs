@@ -1,14 +1,15 @@
 //! One session: connect, start the reader threads, run the main loop,
 //! reconnect when asked to, shut down.
 //!
-//! The main thread owns the writing half of the socket and the output; the
-//! threads in [`crate::incoming`] and [`crate::input`] (or the editor thread
-//! of [`crate::terminal`]) only read and hand over what they read through
-//! bounded channels (so a flood from the server waits in the kernel rather
-//! than in memory when the terminal is slow). The main loop waits on every
-//! source at once with [`crossbeam_channel::select!`] (server lines, input,
-//! signals, the `/quit` deadline, the reconnection timer and attempt), so it
-//! never sleeps and never polls.
+//! The main thread owns the writing half of the connection (plain TCP or
+//! TLS, the same to the session: see [`crate::transport`]) and the output;
+//! the threads in [`crate::incoming`] and [`crate::input`] (or the editor
+//! thread of [`crate::terminal`]) only read and hand over what they read
+//! through bounded channels (so a flood from the server waits in the kernel
+//! rather than in memory when the terminal is slow). The main loop waits on
+//! every source at once with [`crossbeam_channel::select!`] (server lines,
+//! input, signals, the `/quit` deadline, the reconnection timer and
+//! attempt), so it never sleeps and never polls.
 //!
 //! It also follows who and where the user is, from the server's own
 //! confirmations ([`crate::notices`]): the prompt shows it, and a
@@ -42,7 +43,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
-use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ use crossbeam_channel::{after, bounded, never, select, Receiver};
 
 use crate::args::Args;
 use crate::backoff::Backoff;
-use crate::connect::connect;
+use crate::connect::{connect, Target};
 use crate::error::{warn, ClientError};
 use crate::greeting::{Answer, Greeting, Outcome};
 use crate::incoming::{read_server, FromServer, ServerText};
@@ -61,6 +61,7 @@ use crate::limit::{line_len, too_long_max, Recent};
 use crate::notices;
 use crate::style::Style;
 use crate::terminal::{run_editor, stop_editor, LineEditor, Shared, Terminal, TerminalOut};
+use crate::transport::Transport;
 
 /// How long to wait, after sending `/quit`, for the server to close the
 /// connection. The server closes as soon as it has flushed its reply, so
@@ -118,7 +119,8 @@ enum InputState {
 /// A [`ClientError`] for each way a session can fail; its
 /// [`ClientError::exit_code`] is the process's.
 pub fn run(args: &Args) -> Result<(), ClientError> {
-    let stream = connect(&args.addr, args.connect_timeout)?;
+    let target = Target::from_args(args)?;
+    let stream = connect(&target, args.connect_timeout)?;
     // Handled from here on. Before, Ctrl-C during a slow connect simply
     // ends the process, which is all it should do then.
     let (signals, can_signal) = watch_signals();
@@ -140,7 +142,7 @@ pub fn run(args: &Args) -> Result<(), ClientError> {
     };
 
     let mut session = Session {
-        addr: args.addr.clone(),
+        target,
         connect_timeout: args.connect_timeout,
         reconnect: args.reconnect,
         allow_guest: args.allow_guest,
@@ -256,20 +258,20 @@ enum InputThread {
 
 /// The connection, while there is one.
 struct Link {
-    /// The socket. The main loop writes to it; the server reader thread
-    /// reads from a clone of it; shutting it down unblocks that thread.
-    stream: TcpStream,
+    /// The connection's writing half. The main loop writes to it; the
+    /// server reader thread reads from its reading half; closing it
+    /// unblocks that thread.
+    stream: Transport,
     /// The server reader thread, joined when the link goes down.
     reader: JoinHandle<()>,
 }
 
 impl Link {
-    /// Shuts the socket down, which ends the reader's blocking read, and
+    /// Closes the connection, which ends the reader's blocking read, and
     /// joins the reader. Its channel must already be dropped, which ends a
     /// send it may be blocked in.
     fn close(self) {
-        // Fails only when the connection is already gone, which is the aim.
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.close();
         // A panic in it has already been reported by the panic hook.
         let _ = self.reader.join();
     }
@@ -334,8 +336,8 @@ impl Place {
 
 /// The main loop's state.
 struct Session {
-    /// The server's address, for reconnecting.
-    addr: String,
+    /// The server's address, and TLS if asked for, for reconnecting.
+    target: Target,
     /// `--connect-timeout`, for reconnecting.
     connect_timeout: Duration,
     /// `--reconnect`: a lost connection is retried, not the end.
@@ -377,7 +379,7 @@ struct Session {
     /// Fires when the next reconnection attempt is due.
     retry_at: Receiver<Instant>,
     /// The outcome of the reconnection attempt under way.
-    attempt_rx: Receiver<Result<TcpStream, ClientError>>,
+    attempt_rx: Receiver<Result<Transport, ClientError>>,
     /// Delays between reconnection attempts.
     backoff: Backoff,
     /// Lines of input waiting for a connection, oldest first.
@@ -418,7 +420,7 @@ enum Event {
     /// Time for the next reconnection attempt.
     RetryDue,
     /// A reconnection attempt ended.
-    Attempt(Result<TcpStream, ClientError>),
+    Attempt(Result<Transport, ClientError>),
 }
 
 impl Session {
@@ -452,8 +454,8 @@ impl Session {
 
     /// Takes a new connection into use: starts its reader and says `/nick`
     /// and `/join` as the user's place asks.
-    fn link_up(&mut self, stream: TcpStream) -> Result<(), ClientError> {
-        let read_half = stream.try_clone().map_err(|source| ClientError::Local {
+    fn link_up(&mut self, stream: Transport) -> Result<(), ClientError> {
+        let read_half = stream.reader().map_err(|source| ClientError::Local {
             what: "duplicate the socket handle",
             source,
         })?;
@@ -729,11 +731,11 @@ impl Session {
     /// and signals are still handled while it waits.
     fn start_attempt(&mut self) -> Result<(), ClientError> {
         let (tx, rx) = bounded(1);
-        let addr = self.addr.clone();
+        let target = self.target.clone();
         let timeout = self.connect_timeout;
         // Not joined: if the session ends first, the process ends with it.
         spawn("connector", move || {
-            let _ = tx.send(connect(&addr, timeout));
+            let _ = tx.send(connect(&target, timeout));
         })?;
         self.retry_at = never();
         self.attempt_rx = rx;
@@ -749,9 +751,9 @@ impl Session {
     }
 
     /// A reconnection attempt worked: greet, then send what waited.
-    fn reconnected(&mut self, stream: TcpStream) -> Result<Option<Ending>, ClientError> {
+    fn reconnected(&mut self, stream: Transport) -> Result<Option<Ending>, ClientError> {
         self.attempt_rx = never();
-        let addr = self.addr.clone();
+        let addr = self.target.addr.clone();
         if let Some(ending) = self.status(&format!("reconnected to {addr}"))? {
             return Ok(Some(ending));
         }
