@@ -10,6 +10,7 @@
 use crate::command::{CommandError, CommandHelp, COMMANDS};
 use crate::decoder::DecodeError;
 use crate::history::{format_time, HistoryEntry};
+use crate::irc::IrcReply;
 use crate::line::ServerLine;
 use crate::names::{Nick, RoomName};
 
@@ -145,8 +146,140 @@ pub enum ServerEvent {
     /// The server is full and the recipient, who never said anything, is
     /// being disconnected to make room for a newcomer.
     MakingRoom,
+    /// The recipient (an IRC client) answered no PING for too long and is
+    /// being disconnected.
+    PingTimeout {
+        /// How long it was silent, in whole seconds.
+        secs: u64,
+    },
+    /// The recipient finished registering (an IRC client's NICK and USER):
+    /// it is on the chat now, with this nick, in no room yet.
+    Registered {
+        /// Its nick.
+        nick: Nick,
+    },
+    /// A notice in a room: a message that asks for no answer (IRC's
+    /// NOTICE; bots use it).
+    Noticed {
+        /// The room it was said in.
+        room: RoomName,
+        /// Who said it.
+        from: Nick,
+        /// The sanitized text.
+        text: String,
+    },
+    /// A private notice to the recipient.
+    PrivateNotice {
+        /// Who sent it.
+        from: Nick,
+        /// The sanitized text.
+        text: String,
+    },
+    /// Confirmation that the recipient left a room and stays on the server
+    /// (IRC's PART).
+    LeftRoom {
+        /// The room left.
+        room: RoomName,
+        /// Why, as the room was told.
+        reason: Option<String>,
+    },
+    /// Every member of a room, sorted by nick, with the one shown as its
+    /// operator (the member there longest): IRC's NAMES, and what follows
+    /// an IRC client's JOIN.
+    Names {
+        /// The room.
+        room: RoomName,
+        /// Its members; none when it is empty or does not exist.
+        members: Vec<Nick>,
+        /// Its operator, if it has members.
+        op: Option<Nick>,
+    },
+    /// What the server knows of a user (IRC's WHOIS).
+    Whois {
+        /// The nick asked about.
+        asked: Nick,
+        /// The user, or `None` when no one has that nick.
+        info: Option<UserInfo>,
+    },
+    /// The users a WHO asked for.
+    WhoList {
+        /// The mask or room asked about, as given.
+        mask: String,
+        /// One entry per user (per room for a room's WHO).
+        entries: Vec<WhoEntry>,
+        /// More users matched than are listed.
+        truncated: bool,
+    },
+    /// Every room with members, with its count and topic (IRC's LIST).
+    List {
+        /// The rooms, sorted by name.
+        rooms: Vec<RoomListing>,
+    },
+    /// The recipient is away now, or back (IRC's AWAY).
+    AwaySet {
+        /// Away (true) or back.
+        away: bool,
+    },
+    /// The user the recipient just messaged is away.
+    IsAway {
+        /// Who.
+        nick: Nick,
+        /// Their away message.
+        message: String,
+    },
+    /// A reply the IRC front end made itself, handed back by the hub in
+    /// order with its own (see [`IrcReply`]); it says nothing in the line
+    /// protocol.
+    Irc(IrcReply),
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
+}
+
+/// What [`ServerEvent::Whois`] tells of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Their nick.
+    pub nick: Nick,
+    /// Their user name (an IRC client's USER; a line client's nick).
+    pub user: String,
+    /// Their real name (an IRC client's USER; a line client's says so).
+    pub realname: String,
+    /// The rooms they are in.
+    pub rooms: Vec<RoomName>,
+    /// Their away message, if they are away.
+    pub away: Option<String>,
+    /// Seconds since they last said something.
+    pub idle_secs: u64,
+    /// When they connected, in seconds since the Unix epoch.
+    pub signon: u64,
+}
+
+/// One user in a [`ServerEvent::WhoList`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoEntry {
+    /// Their nick.
+    pub nick: Nick,
+    /// Their user name.
+    pub user: String,
+    /// Their real name.
+    pub realname: String,
+    /// The room this entry is for (a room's WHO), or one they are in.
+    pub room: Option<RoomName>,
+    /// Whether they are that room's operator.
+    pub op: bool,
+    /// Whether they are away.
+    pub away: bool,
+}
+
+/// One room in a [`ServerEvent::List`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomListing {
+    /// The room.
+    pub name: RoomName,
+    /// How many members it has.
+    pub members: usize,
+    /// Its topic's text, if it has one.
+    pub topic: Option<String>,
 }
 
 /// A room's topic, with who set it and when.
@@ -179,6 +312,8 @@ pub enum LeaveReason {
     MadeRoom,
     /// They left the room (and stay on the server), perhaps saying why.
     Parted(Option<String>),
+    /// They answered no PING for too long (an IRC client).
+    PingTimeout,
 }
 
 /// Which page of a listing a reply is. Listings that grow with the server
@@ -264,6 +399,16 @@ pub enum ErrorKind {
     /// clients are in one).
     #[error("you are in {0} rooms already, the most there may be")]
     TooManyRooms(usize),
+    /// Occurs for a command other than registration's from a client that
+    /// has not registered yet (an IRC client before NICK and USER).
+    #[error("you have not registered")]
+    NotRegistered,
+    /// Occurs for a command about a room that does not exist.
+    #[error("no such room: {0}")]
+    NoSuchRoom(RoomName),
+    /// Occurs for a message to a room the sender is not in.
+    #[error("you are not in {0}")]
+    CannotSendTo(RoomName),
     /// Occurs for a connection over `--max-clients`; it is then closed.
     #[error("server full")]
     ServerFull,
@@ -366,6 +511,52 @@ impl ServerEvent {
             ServerEvent::MakingRoom => notice(
                 "closing this connection: the server is full and you have not said anything".to_string(),
             ),
+            ServerEvent::PingTimeout { secs } => {
+                notice(format!("closing connection: no answer to PING for {secs} s"))
+            }
+            ServerEvent::Registered { nick } => notice(format!("you are on the chat as {nick}")),
+            ServerEvent::Noticed { from, text, .. } => ServerLine::Message {
+                from: from.to_string(),
+                text: text.clone(),
+            },
+            ServerEvent::PrivateNotice { from, text } => ServerLine::PrivateFrom {
+                from: from.to_string(),
+                text: text.clone(),
+            },
+            ServerEvent::LeftRoom { room, .. } => notice(format!("you left {room}")),
+            ServerEvent::Names { room, members, .. } => {
+                let names: Vec<&str> = members.iter().map(Nick::as_str).collect();
+                notice(format!("{} in {room}: {}", members.len(), names.join(", ")))
+            }
+            ServerEvent::Whois { asked, info: None } => ServerLine::Error(format!("no such nick: {asked}")),
+            ServerEvent::Whois { info: Some(info), .. } => {
+                let rooms: Vec<&str> = info.rooms.iter().map(RoomName::as_str).collect();
+                let away = info
+                    .away
+                    .as_ref()
+                    .map_or_else(String::new, |a| format!("; away: {a}"));
+                notice(format!(
+                    "{} ({}): in {}{away}",
+                    info.nick,
+                    info.realname,
+                    rooms.join(", ")
+                ))
+            }
+            ServerEvent::WhoList { entries, .. } => {
+                let names: Vec<&str> = entries.iter().map(|e| e.nick.as_str()).collect();
+                notice(format!("{}: {}", entries.len(), names.join(", ")))
+            }
+            ServerEvent::List { rooms } => {
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|r| format!("{} ({})", r.name, r.members))
+                    .collect();
+                notice(list.join(", "))
+            }
+            ServerEvent::AwaySet { away: true } => notice("you are away".to_string()),
+            ServerEvent::AwaySet { away: false } => notice("you are back".to_string()),
+            ServerEvent::IsAway { nick, message } => notice(format!("{nick} is away: {message}")),
+            ServerEvent::Irc(_) => return Vec::new(),
             ServerEvent::Error(kind) => ServerLine::Error(kind.to_string()),
         };
         vec![line]
@@ -424,6 +615,7 @@ impl LeaveReason {
             LeaveReason::MadeRoom => "server full".to_string(),
             LeaveReason::Parted(None) => "left".to_string(),
             LeaveReason::Parted(Some(reason)) => format!("left: {reason}"),
+            LeaveReason::PingTimeout => "ping timeout".to_string(),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`history`]: the lines a room remembers and the times they carry.
 //! - [`line`]: the line-based wire format of server output ([`ServerLine`]),
 //!   its encoder and its parser.
+//! - [`irc`]: the IRC wire format: parsing client messages, writing server
+//!   messages, formatting codes.
 //!
 //! `PROTOCOL.md` at the top of the repository describes the same contract
 //! for people.
@@ -26,13 +28,14 @@ pub mod command;
 pub mod decoder;
 pub mod event;
 pub mod history;
+pub mod irc;
 pub mod line;
 pub mod names;
 pub mod text;
 
 pub use command::{Command, CommandError};
 pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
-pub use event::{ErrorKind, LeaveReason, Page, ServerEvent, Topic};
+pub use event::{ErrorKind, LeaveReason, Page, RoomListing, ServerEvent, Topic, UserInfo, WhoEntry};
 pub use history::HistoryEntry;
 pub use line::{ParseLineError, ServerLine};
 pub use names::{NameError, Nick, RoomName};

@@ -116,6 +116,10 @@ pub enum ErrorLabel {
     NotInRoom,
     /// A join past the most rooms one may be in.
     TooManyRooms,
+    /// A command before registering (IRC).
+    NotRegistered,
+    /// Something about a room that does not exist.
+    NoSuchRoom,
     /// `/topic` with a topic that is too long.
     TopicTooLong,
     /// Refused: the server is full.
@@ -130,7 +134,7 @@ pub enum ErrorLabel {
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 17] = [
+    pub const ALL: [ErrorLabel; 19] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -143,6 +147,8 @@ impl ErrorLabel {
         ErrorLabel::AlreadyInRoom,
         ErrorLabel::NotInRoom,
         ErrorLabel::TooManyRooms,
+        ErrorLabel::NotRegistered,
+        ErrorLabel::NoSuchRoom,
         ErrorLabel::TopicTooLong,
         ErrorLabel::ServerFull,
         ErrorLabel::TooManyFromAddress,
@@ -165,7 +171,11 @@ impl ErrorLabel {
             ErrorKind::NickInUse(_) => ErrorLabel::NickInUse,
             ErrorKind::NickConfusable { .. } => ErrorLabel::NickConfusable,
             ErrorKind::AlreadyInRoom(_) => ErrorLabel::AlreadyInRoom,
-            ErrorKind::NotInRoom(_) | ErrorKind::NoCurrentRoom => ErrorLabel::NotInRoom,
+            ErrorKind::NotInRoom(_) | ErrorKind::NoCurrentRoom | ErrorKind::CannotSendTo(_) => {
+                ErrorLabel::NotInRoom
+            }
+            ErrorKind::NotRegistered => ErrorLabel::NotRegistered,
+            ErrorKind::NoSuchRoom(_) => ErrorLabel::NoSuchRoom,
             ErrorKind::TooManyRooms(_) => ErrorLabel::TooManyRooms,
             ErrorKind::Command(CommandError::TopicTooLong) => ErrorLabel::TopicTooLong,
             ErrorKind::ServerFull => ErrorLabel::ServerFull,
@@ -190,6 +200,8 @@ impl ErrorLabel {
             ErrorLabel::AlreadyInRoom => "already_in_room",
             ErrorLabel::NotInRoom => "not_in_room",
             ErrorLabel::TooManyRooms => "too_many_rooms",
+            ErrorLabel::NotRegistered => "not_registered",
+            ErrorLabel::NoSuchRoom => "no_such_room",
             ErrorLabel::TopicTooLong => "topic_too_long",
             ErrorLabel::ServerFull => "server_full",
             ErrorLabel::TooManyFromAddress => "too_many_from_address",
