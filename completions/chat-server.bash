@@ -23,7 +23,7 @@ _chat__server() {
 
     case "${cmd}" in
         chat__server)
-            opts="-h -V --listen --tls-listen --tls-cert --tls-key --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --help --version"
+            opts="-h -V --listen --tls-listen --tls-cert --tls-key --irc-listen --irc-tls-listen --server-name --motd-file --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,22 @@ _chat__server() {
                     return 0
                     ;;
                 --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --irc-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --irc-tls-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --motd-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

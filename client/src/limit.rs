@@ -110,7 +110,7 @@ mod tests {
             assert_eq!(too_long_max(&text), Some(max), "{text}");
         }
         assert_eq!(
-            too_long_max(&ErrorKind::Decode(DecodeError::InvalidUtf8).to_string()),
+            too_long_max(&ErrorKind::Decode(DecodeError::InvalidUtf8 { lossy: String::new() }).to_string()),
             None
         );
         assert_eq!(too_long_max("nick alice is already in use"), None);

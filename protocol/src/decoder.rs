@@ -28,9 +28,15 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// goes on with the next line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// Occurs when a line's bytes are not valid UTF-8. The line is dropped.
+    /// Occurs when a line's bytes are not valid UTF-8. The line is dropped;
+    /// `lossy` is what it would read as with each bad sequence made a
+    /// replacement character, for a front end that must say which command
+    /// it refuses (IRC's `FAIL PRIVMSG INVALID_UTF8`), never to deliver.
     #[error("invalid UTF-8; line discarded")]
-    InvalidUtf8,
+    InvalidUtf8 {
+        /// The line, made valid.
+        lossy: String,
+    },
     /// Occurs when a line grows past the limit before its `\n` arrives. The
     /// line is dropped, and so is everything up to the next `\n`.
     #[error("line too long (max {max} bytes); discarded up to the next newline")]
@@ -163,7 +169,9 @@ impl LineDecoder {
         if bytes.len() > self.max_line {
             return Err(DecodeError::TooLong { max: self.max_line });
         }
-        String::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
+        String::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 {
+            lossy: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 }
 
@@ -275,7 +283,13 @@ mod tests {
     fn invalid_utf8_drops_only_that_line() {
         assert_eq!(
             decode_all(100, &[b"ok\n\xff\xfe bad\nafter\n"]),
-            vec![ok("ok"), Err(DecodeError::InvalidUtf8), ok("after")]
+            vec![
+                ok("ok"),
+                Err(DecodeError::InvalidUtf8 {
+                    lossy: "\u{fffd}\u{fffd} bad".to_string()
+                }),
+                ok("after")
+            ]
         );
     }
 

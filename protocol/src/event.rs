@@ -48,6 +48,8 @@ pub enum ServerEvent {
         from: Nick,
         /// The sanitized text.
         text: String,
+        /// A message, an action or a notice.
+        style: Style,
     },
     /// Confirmation to the sender of a private message.
     PrivateTo {
@@ -55,6 +57,8 @@ pub enum ServerEvent {
         to: Nick,
         /// The sanitized text.
         text: String,
+        /// A message, an action or a notice.
+        style: Style,
     },
     /// Confirmation of the recipient's own `/nick`.
     NickSet {
@@ -152,6 +156,12 @@ pub enum ServerEvent {
         /// How long it was silent, in whole seconds.
         secs: u64,
     },
+    /// The recipient (an IRC client) did not register in time and is being
+    /// disconnected.
+    RegistrationTimeout {
+        /// How long it had, in whole seconds.
+        secs: u64,
+    },
     /// The recipient finished registering (an IRC client's NICK and USER):
     /// it is on the chat now, with this nick, in no room yet.
     Registered {
@@ -164,13 +174,6 @@ pub enum ServerEvent {
         /// The room it was said in.
         room: RoomName,
         /// Who said it.
-        from: Nick,
-        /// The sanitized text.
-        text: String,
-    },
-    /// A private notice to the recipient.
-    PrivateNotice {
-        /// Who sent it.
         from: Nick,
         /// The sanitized text.
         text: String,
@@ -193,6 +196,9 @@ pub enum ServerEvent {
         members: Vec<Nick>,
         /// Its operator, if it has members.
         op: Option<Nick>,
+        /// What the end of the listing names (a NAMES of several rooms
+        /// ends once, after the last); `None` when more rooms follow.
+        end: Option<String>,
     },
     /// What the server knows of a user (IRC's WHOIS).
     Whois {
@@ -233,6 +239,30 @@ pub enum ServerEvent {
     Irc(IrcReply),
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
+}
+
+/// How a message is said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Style {
+    /// An ordinary message.
+    #[default]
+    Message,
+    /// An action (`/me`, IRC's CTCP ACTION).
+    Action,
+    /// A notice (IRC's NOTICE): no error is ever answered to one, so two
+    /// programs cannot answer each other's errors for ever.
+    Notice,
+}
+
+impl Style {
+    /// The text as a line client shows a private one: an action as
+    /// `* alice waves` (a line client has no other way to say it).
+    fn show(self, who: &Nick, text: &str) -> String {
+        match self {
+            Style::Action => format!("* {who} {text}"),
+            Style::Message | Style::Notice => text.to_string(),
+        }
+    }
 }
 
 /// What [`ServerEvent::Whois`] tells of a user.
@@ -447,13 +477,13 @@ impl ServerEvent {
                 from: from.to_string(),
                 text: text.clone(),
             },
-            ServerEvent::PrivateFrom { from, text } => ServerLine::PrivateFrom {
+            ServerEvent::PrivateFrom { from, text, style } => ServerLine::PrivateFrom {
                 from: from.to_string(),
-                text: text.clone(),
+                text: style.show(from, text),
             },
-            ServerEvent::PrivateTo { to, text } => ServerLine::PrivateTo {
+            ServerEvent::PrivateTo { to, text, style } => ServerLine::PrivateTo {
                 to: to.to_string(),
-                text: text.clone(),
+                text: style.show(to, text),
             },
             ServerEvent::NickSet { nick } => notice(format!("you are now known as {nick}")),
             ServerEvent::NickChanged { old, new } => notice(format!("{old} is now known as {new}")),
@@ -514,12 +544,11 @@ impl ServerEvent {
             ServerEvent::PingTimeout { secs } => {
                 notice(format!("closing connection: no answer to PING for {secs} s"))
             }
+            ServerEvent::RegistrationTimeout { secs } => {
+                notice(format!("closing connection: not registered within {secs} s"))
+            }
             ServerEvent::Registered { nick } => notice(format!("you are on the chat as {nick}")),
             ServerEvent::Noticed { from, text, .. } => ServerLine::Message {
-                from: from.to_string(),
-                text: text.clone(),
-            },
-            ServerEvent::PrivateNotice { from, text } => ServerLine::PrivateFrom {
                 from: from.to_string(),
                 text: text.clone(),
             },

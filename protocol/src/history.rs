@@ -32,6 +32,14 @@ pub fn format_time(unix_millis: u64) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A time in milliseconds since the Unix epoch, in UTC with milliseconds,
+/// as IRCv3's `server-time` writes it: `2026-12-06T20:31:05.123Z`.
+pub fn format_time_millis(unix_millis: u64) -> String {
+    let millis = i64::try_from(unix_millis).unwrap_or(i64::MAX);
+    let at = jiff::Timestamp::from_millisecond(millis).unwrap_or(jiff::Timestamp::MAX);
+    at.strftime("%Y-%m-%dT%H:%M:%S.%3fZ").to_string()
+}
+
 /// A time written as [`format_time`] writes it, back in milliseconds since
 /// the Unix epoch; `None` if `text` is not one.
 pub fn parse_time(text: &str) -> Option<u64> {
@@ -45,6 +53,12 @@ pub fn parse_time(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_time_has_milliseconds() {
+        assert_eq!(format_time_millis(1_796_587_200_123), "2026-12-06T20:00:00.123Z");
+        assert_eq!(format_time_millis(1_796_587_200_000), "2026-12-06T20:00:00.000Z");
+    }
 
     #[test]
     fn times_read_as_utc_to_the_second_and_parse_back() {

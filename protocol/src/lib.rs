@@ -35,7 +35,7 @@ pub mod text;
 
 pub use command::{Command, CommandError};
 pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
-pub use event::{ErrorKind, LeaveReason, Page, RoomListing, ServerEvent, Topic, UserInfo, WhoEntry};
+pub use event::{ErrorKind, LeaveReason, Page, RoomListing, ServerEvent, Style, Topic, UserInfo, WhoEntry};
 pub use history::HistoryEntry;
 pub use line::{ParseLineError, ServerLine};
 pub use names::{NameError, Nick, RoomName};

@@ -390,7 +390,7 @@ proptest! {
                     prop_assert!(!line.contains('\n'), "line holds a newline: {:?}", line);
                 }
                 Err(DecodeError::TooLong { max: reported }) => prop_assert_eq!(reported, max),
-                Err(DecodeError::InvalidUtf8) => {}
+                Err(DecodeError::InvalidUtf8 { .. }) => {}
             }
         }
     }

@@ -156,6 +156,43 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "CHAT_SERVER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 
+    /// Address to listen on for IRC clients (irssi, WeeChat, HexChat, ...),
+    /// in the same forms as --listen; the port defaults to 6667. Repeat
+    /// the option, or separate addresses with commas, for several. IRC and
+    /// line protocol users share the rooms (a room is a channel). Given
+    /// without --listen, the line protocol's default address is not opened.
+    #[arg(
+        long = "irc-listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_IRC_LISTEN",
+        value_delimiter = ',',
+        value_parser = irc_listen_addr
+    )]
+    pub irc_listen: Vec<HostPort>,
+
+    /// Address to listen on for IRC over TLS; the port defaults to 6697.
+    /// Needs --tls-cert and --tls-key, the certificate every TLS listener
+    /// serves.
+    #[arg(
+        long = "irc-tls-listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_IRC_TLS_LISTEN",
+        value_delimiter = ',',
+        value_parser = irc_tls_listen_addr
+    )]
+    pub irc_tls_listen: Vec<HostPort>,
+
+    /// The server's name in IRC replies: 1 to 63 letters, digits, dots and
+    /// dashes. Default: this machine's host name.
+    #[arg(long, value_name = "NAME", env = "CHAT_SERVER_SERVER_NAME", value_parser = server_name)]
+    pub server_name: Option<String>,
+
+    /// A text file IRC clients are shown as the message of the day when
+    /// they connect (at most 100 lines of 400 characters are kept); read at
+    /// start. Without it they are told there is none.
+    #[arg(long, value_name = "PATH", env = "CHAT_SERVER_MOTD_FILE")]
+    pub motd_file: Option<PathBuf>,
+
     /// Longest line a client may send, in bytes, not counting the line end.
     /// A longer line gets an error and is discarded; the connection stays.
     #[arg(long, value_name = "BYTES", env = "CHAT_SERVER_MAX_LINE", default_value_t = chat_protocol::DEFAULT_MAX_LINE, value_parser = max_line)]
@@ -289,6 +326,14 @@ pub struct Cli {
     /// The same for `--tls-listen`.
     #[arg(skip)]
     pub tls_listen_env: Option<String>,
+
+    /// The same for `--irc-listen`.
+    #[arg(skip)]
+    pub irc_listen_env: Option<String>,
+
+    /// The same for `--irc-tls-listen`.
+    #[arg(skip)]
+    pub irc_tls_listen_env: Option<String>,
 }
 
 impl Cli {
@@ -335,13 +380,23 @@ impl Cli {
         cli.tls_listen_env = env_of("tls_listen");
         cli.tls_cert = cli.tls_cert.or_else(|| systemd_credential(TLS_CERT_CREDENTIAL));
         cli.tls_key = cli.tls_key.or_else(|| systemd_credential(TLS_KEY_CREDENTIAL));
-        if !cli.tls_listen.is_empty() && (cli.tls_cert.is_none() || cli.tls_key.is_none()) {
-            let mut command = command.clone();
-            return Err(command.error(
-                clap::error::ErrorKind::MissingRequiredArgument,
-                "--tls-listen needs --tls-cert and --tls-key (or CHAT_SERVER_TLS_CERT and \
-                 CHAT_SERVER_TLS_KEY, or the systemd credentials tls-cert and tls-key)",
-            ));
+        cli.irc_listen_env = env_of("irc_listen");
+        cli.irc_tls_listen_env = env_of("irc_tls_listen");
+        let without_certificate = cli.tls_cert.is_none() || cli.tls_key.is_none();
+        for (option, given) in [
+            ("--tls-listen", !cli.tls_listen.is_empty()),
+            ("--irc-tls-listen", !cli.irc_tls_listen.is_empty()),
+        ] {
+            if given && without_certificate {
+                let mut command = command.clone();
+                return Err(command.error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!(
+                        "{option} needs --tls-cert and --tls-key (or CHAT_SERVER_TLS_CERT and \
+                         CHAT_SERVER_TLS_KEY, or the systemd credentials tls-cert and tls-key)"
+                    ),
+                ));
+            }
         }
         Ok(cli)
     }
@@ -359,26 +414,47 @@ impl Cli {
     /// A host name that does not resolve, or resolves to no address: a
     /// start error, not a usage error, since the name was well formed and
     /// the resolver may yet know it.
-    pub fn into_config(self, socket_activated: bool) -> Result<Config, ResolveError> {
+    pub fn into_config(self, socket_activated: bool) -> Result<Config, ConfigError> {
         self.into_config_with(socket_activated, lookup_host)
     }
 
     /// [`Cli::into_config`] with the resolver given, for tests.
-    fn into_config_with(self, socket_activated: bool, lookup: Lookup) -> Result<Config, ResolveError> {
+    fn into_config_with(self, socket_activated: bool, lookup: Lookup) -> Result<Config, ConfigError> {
         let listen_name = self.listen_env.as_deref().unwrap_or("--listen");
         let mut listen = Vec::new();
         for addr in &self.listen {
             listen.extend(addr.resolve_with(listen_name, lookup)?);
         }
-        // Given alone, --tls-listen serves TLS only.
-        if self.listen.is_empty() && self.tls_listen.is_empty() && !socket_activated {
+        // The default address only when no listener at all is asked for:
+        // given alone, --tls-listen serves TLS only, --irc-listen IRC only.
+        let other_listeners =
+            !self.tls_listen.is_empty() || !self.irc_listen.is_empty() || !self.irc_tls_listen.is_empty();
+        if self.listen.is_empty() && !other_listeners && !socket_activated {
             listen.extend(DEFAULT_LISTEN.parse::<SocketAddr>());
         }
-        let tls_name = self.tls_listen_env.as_deref().unwrap_or("--tls-listen");
-        let mut tls_listen = Vec::new();
-        for addr in &self.tls_listen {
-            tls_listen.extend(addr.resolve_with(tls_name, lookup)?);
-        }
+        let tls_listen = resolve_all(
+            &self.tls_listen,
+            self.tls_listen_env.as_deref(),
+            "--tls-listen",
+            lookup,
+        )?;
+        let irc_listen = resolve_all(
+            &self.irc_listen,
+            self.irc_listen_env.as_deref(),
+            "--irc-listen",
+            lookup,
+        )?;
+        let irc_tls_listen = resolve_all(
+            &self.irc_tls_listen,
+            self.irc_tls_listen_env.as_deref(),
+            "--irc-tls-listen",
+            lookup,
+        )?;
+        let motd = match &self.motd_file {
+            Some(path) => Some(read_motd(path)?),
+            None => None,
+        };
+        let server_name = self.server_name.clone().unwrap_or_else(default_server_name);
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
@@ -393,8 +469,13 @@ impl Cli {
         Ok(Config {
             listen,
             tls_listen,
+            irc_listen,
+            irc_tls_listen,
+            server_name,
+            motd,
             tls,
             tls_handshake_timeout: crate::config::DEFAULT_HANDSHAKE_TIMEOUT,
+            irc_keepalive: crate::config::Keepalive::default(),
             max_line: self.max_line,
             max_clients: self.max_clients,
             shutdown_grace: self.shutdown_grace,
@@ -521,9 +602,10 @@ impl fmt::Display for HostPort {
     }
 }
 
-/// A host name that could not be turned into an address to listen on.
+/// Why the options cannot make a configuration: a host name that could not
+/// be turned into an address to listen on, or a file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub enum ConfigError {
     /// Occurs when the resolver fails for the name (no such name, or no
     /// resolver to ask).
     #[error("cannot resolve {option} {addr}: {source}")]
@@ -542,6 +624,14 @@ pub enum ResolveError {
         option: String,
         /// The address as written, with its port.
         addr: HostPort,
+    },
+    /// Occurs when `--motd-file` cannot be read.
+    #[error("cannot read --motd-file {}: {}", path.display(), crate::ops::logging::describe(source))]
+    Motd {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
     },
 }
 
@@ -616,12 +706,12 @@ impl HostPort {
     /// The addresses to listen on: the IP address itself, or every address
     /// the name resolves to, in the resolver's order and without repeats.
     /// `option` names where the address was given, for the error.
-    fn resolve_with(&self, option: &str, lookup: Lookup) -> Result<Vec<SocketAddr>, ResolveError> {
+    fn resolve_with(&self, option: &str, lookup: Lookup) -> Result<Vec<SocketAddr>, ConfigError> {
         let name = match &self.host {
             Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, self.port)]),
             Host::Name(name) => name,
         };
-        let found = lookup(name, self.port).map_err(|source| ResolveError::Lookup {
+        let found = lookup(name, self.port).map_err(|source| ConfigError::Lookup {
             option: option.to_string(),
             addr: self.clone(),
             source,
@@ -633,7 +723,7 @@ impl HostPort {
             }
         }
         if addrs.is_empty() {
-            return Err(ResolveError::NoAddress {
+            return Err(ConfigError::NoAddress {
                 option: option.to_string(),
                 addr: self.clone(),
             });
@@ -705,6 +795,97 @@ fn systemd_credential(name: &str) -> Option<PathBuf> {
     let directory = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
     let path = PathBuf::from(directory).join(name);
     path.exists().then_some(path)
+}
+
+/// The port of an `--irc-listen` address written without one: IRC's.
+pub const DEFAULT_IRC_PORT: u16 = 6667;
+
+/// The port of an `--irc-tls-listen` address written without one: IRC's
+/// over TLS.
+pub const DEFAULT_IRC_TLS_PORT: u16 = 6697;
+
+/// The most lines of `--motd-file` kept.
+pub const MAX_MOTD_LINES: usize = 100;
+
+/// The most characters of one line of `--motd-file` kept.
+pub const MAX_MOTD_LINE: usize = 400;
+
+/// The longest `--server-name`.
+const MAX_SERVER_NAME: usize = 63;
+
+/// One `--irc-listen` address.
+fn irc_listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_IRC_PORT)
+}
+
+/// One `--irc-tls-listen` address.
+fn irc_tls_listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_IRC_TLS_PORT)
+}
+
+/// A `--server-name`: what IRC replies carry as their source, so one word
+/// of letters, digits, dots and dashes.
+fn server_name(s: &str) -> Result<String, String> {
+    if is_server_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is not a server name (1 to {MAX_SERVER_NAME} letters, digits, '.' and '-')"
+        ))
+    }
+}
+
+fn is_server_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SERVER_NAME
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// This machine's host name if it makes a server name, or
+/// [`crate::config::DEFAULT_SERVER_NAME`].
+fn default_server_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| is_server_name(name))
+        .unwrap_or_else(|| crate::config::DEFAULT_SERVER_NAME.to_string())
+}
+
+/// The message of the day: the file's lines, sanitized, at most
+/// [`MAX_MOTD_LINES`] of [`MAX_MOTD_LINE`] characters.
+fn read_motd(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read(path).map_err(|source| ConfigError::Motd {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    Ok(text
+        .lines()
+        .take(MAX_MOTD_LINES)
+        .map(|line| {
+            chat_protocol::text::sanitize(line)
+                .chars()
+                .take(MAX_MOTD_LINE)
+                .collect()
+        })
+        .collect())
+}
+
+/// Every address `addrs` resolve to, named in errors by the variable they
+/// came from or by `option`.
+fn resolve_all(
+    addrs: &[HostPort],
+    env: Option<&str>,
+    option: &str,
+    lookup: Lookup,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let name = env.unwrap_or(option);
+    let mut resolved = Vec::new();
+    for addr in addrs {
+        resolved.extend(addr.resolve_with(name, lookup)?);
+    }
+    Ok(resolved)
 }
 
 /// One `--tls-listen` address.
@@ -795,7 +976,7 @@ mod tests {
         }
     }
 
-    fn config_with_fake_lookup(args: &[&str]) -> Result<Config, ResolveError> {
+    fn config_with_fake_lookup(args: &[&str]) -> Result<Config, ConfigError> {
         let mut all = vec!["chat-server"];
         all.extend_from_slice(args);
         Cli::try_parse_args_from(all)

@@ -6,6 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The server's name in IRC replies when `--server-name` is not given and
+/// the host name cannot be read.
+pub const DEFAULT_SERVER_NAME: &str = "chat-server";
+
 /// Where to listen by default: loopback only, so a daemon started without
 /// thinking is not open to the network.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -111,6 +115,15 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Addresses to listen on for the line protocol over TLS.
     pub tls_listen: Vec<SocketAddr>,
+    /// Addresses to listen on for IRC.
+    pub irc_listen: Vec<SocketAddr>,
+    /// Addresses to listen on for IRC over TLS.
+    pub irc_tls_listen: Vec<SocketAddr>,
+    /// The server's name in IRC replies (`--server-name`).
+    pub server_name: String,
+    /// The message of the day IRC clients are shown, line by line
+    /// (`--motd-file`, read at start); `None` for none.
+    pub motd: Option<Vec<String>>,
     /// The certificate and key TLS listeners serve; needed when there are
     /// any.
     pub tls: Option<crate::net::tls::TlsFiles>,
@@ -118,6 +131,9 @@ pub struct Config {
     /// Not a command-line option ([`DEFAULT_HANDSHAKE_TIMEOUT`]); tests
     /// shorten it.
     pub tls_handshake_timeout: Duration,
+    /// IRC connections' registration and PING timing. Not command-line
+    /// options ([`Keepalive::default`]); tests shorten them.
+    pub irc_keepalive: Keepalive,
     /// Longest line a client may send, in bytes, without its line end.
     pub max_line: usize,
     /// Most clients connected at once; one more is told `!! server full`
@@ -216,13 +232,55 @@ impl Config {
     }
 }
 
+/// When an IRC connection is sent away for silence: IRC clients expect the
+/// server to PING them when they are quiet and to close a connection that
+/// does not answer, and a connection that never registers holds a place
+/// for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// A connection must have registered this long after it came.
+    pub register_within: Duration,
+    /// After this long without a line, the server sends a PING.
+    pub ping_after: Duration,
+    /// A PING not answered (by any line) for this long ends the
+    /// connection.
+    pub ping_timeout: Duration,
+}
+
+impl Default for Keepalive {
+    /// 60 s to register; a PING after 120 s of quiet, 60 s to answer it.
+    fn default() -> Self {
+        Keepalive {
+            register_within: Duration::from_secs(60),
+            ping_after: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// How many listening sockets the server binds itself.
+    pub fn listener_count(&self) -> usize {
+        self.listen.len()
+            + self.tls_listen.len()
+            + self.irc_listen.len()
+            + self.irc_tls_listen.len()
+            + self.test_listen.len()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN.parse().into_iter().collect(),
             tls_listen: Vec::new(),
+            irc_listen: Vec::new(),
+            irc_tls_listen: Vec::new(),
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            motd: None,
             tls: None,
             tls_handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            irc_keepalive: Keepalive::default(),
             max_line: chat_protocol::DEFAULT_MAX_LINE,
             max_clients: DEFAULT_MAX_CLIENTS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

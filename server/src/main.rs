@@ -125,7 +125,7 @@ fn fit_descriptors(
             return Ok(None);
         }
     };
-    let listeners = config.listen.len() + config.tls_listen.len() + inherited;
+    let listeners = config.listener_count() + inherited;
     let metrics = config.metrics_listen.is_some();
     let capacity = limit.client_capacity(listeners, config.io_threads(), metrics);
     if capacity == 0 {

@@ -49,7 +49,7 @@ use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use crate::chat::hub::{self, Hub, Outlet, Settings, Wiring};
 use crate::config::{Config, TestFault};
-use crate::frontend::Protocol;
+use crate::frontend::{Context, Protocol};
 use crate::net::acceptor::ListenerKind;
 use crate::net::acceptor::{self, Acceptor, Inlet};
 use crate::net::admission::OldestSilent;
@@ -186,6 +186,13 @@ impl Server {
                     .tls_listen
                     .iter()
                     .map(|&addr| (addr, ListenerKind::LINE_TLS)),
+            )
+            .chain(config.irc_listen.iter().map(|&addr| (addr, ListenerKind::IRC)))
+            .chain(
+                config
+                    .irc_tls_listen
+                    .iter()
+                    .map(|&addr| (addr, ListenerKind::IRC_TLS)),
             )
             .chain(config.test_listen.iter().map(|&addr| {
                 (
@@ -404,6 +411,16 @@ impl Server {
         let mut io_threads = Vec::new();
         let epoch = std::time::Instant::now();
         let mut tls_updates = self.tls_updates.into_iter().map(|(_, receiver)| receiver);
+        let server_name: Arc<str> = Arc::from(self.config.server_name.as_str());
+        let context = Context {
+            network: Arc::clone(&server_name),
+            server_name,
+            created: Arc::from(chat_protocol::history::format_time(
+                crate::chat::hub::system_clock(),
+            )),
+            motd: self.config.motd.clone().map(Arc::from),
+            clock: crate::chat::hub::system_clock,
+        };
         for (shard, parts) in self.shards.into_iter().enumerate() {
             let tls_updates = tls_updates.next().unwrap_or_else(crossbeam_channel::never);
             let (hub_out, from_hub) = crossbeam_channel::bounded(HUB_OUTBOUND_CAPACITY);
@@ -431,6 +448,7 @@ impl Server {
                 oldest_silent,
                 tls: self.tls.as_ref().map(|loaded| Arc::clone(&loaded.config)),
                 tls_updates,
+                context: context.clone(),
             };
             let event_loop = EventLoop::new(
                 shard,

@@ -28,6 +28,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod irc;
 pub mod tls;
 
 pub use chat_server::Config;
@@ -165,6 +166,8 @@ pub struct TestServer {
     test_addrs: Vec<SocketAddr>,
     /// Where the TLS listeners are, if `config.tls_listen` asked for some.
     tls_addrs: Vec<SocketAddr>,
+    /// Where it listens for IRC.
+    irc_addrs: Vec<SocketAddr>,
     /// Reloads the TLS certificate, if the server serves TLS.
     tls_reloader: Option<chat_server::net::tls::Reloader>,
     /// Starts the graceful shutdown.
@@ -212,6 +215,7 @@ impl TestServer {
         let metrics_addr = server.metrics_addr();
         let test_addrs = server.protocol_addrs(chat_server::frontend::Protocol::Test);
         let tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::LINE_TLS);
+        let irc_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::IRC);
         let tls_reloader = server.tls_reloader();
         let handle = server.handle();
         let liveness = server.liveness();
@@ -228,6 +232,7 @@ impl TestServer {
             metrics_addr,
             test_addrs,
             tls_addrs,
+            irc_addrs,
             tls_reloader,
             handle,
             liveness,
@@ -272,6 +277,15 @@ impl TestServer {
         match self.test_addrs.first() {
             Some(addr) => *addr,
             None => panic!("the test server has no test-protocol listener (set test_listen)"),
+        }
+    }
+
+    /// The (first) address of an IRC listener; panics if there is none.
+    #[track_caller]
+    pub fn irc_addr(&self) -> SocketAddr {
+        match self.irc_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no IRC listener (set irc_listen)"),
         }
     }
 

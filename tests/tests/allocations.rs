@@ -40,16 +40,17 @@
 //!
 //! The measurement runs with one I/O thread and with three, since with
 //! several the hub splits each delivery by thread; and in a room of line
-//! clients, and in one where every other receiver speaks a second
-//! protocol (the test front end), since an event must be encoded once per
-//! front end per I/O thread, not once per recipient.
+//! clients, and in one where the receivers take turns speaking the line
+//! protocol, IRC and the test front end, since an event must be encoded
+//! once per front end per I/O thread, not once per recipient.
 //!
 //! Before the window, each room is warmed up with as many lines as are
 //! measured, so every buffer (output queues, channel blocks, scratch
 //! vectors) has reached its steady-state capacity. Joins are not announced
 //! (`quiet_above: 1`), so the only lines the receivers read are the
-//! welcome and the chat lines, and the receivers check that each line they
-//! read is a chat line (`<nick> text`).
+//! welcome (an IRC client's registration and JOIN) and the chat lines, and
+//! the receivers check that each line they read is a chat line (`<nick>
+//! text`, or IRC's `:nick!... PRIVMSG`).
 //!
 //! Every wait has a deadline (socket timeouts, a condvar wait with a
 //! timeout), every loop is bounded, nothing sleeps, and everything is on
@@ -274,17 +275,20 @@ impl Shared {
     }
 }
 
-/// Bytes a chat line may take at most (`<guestNNNNN> ` and the text): a
+/// Bytes a chat line may take at most (`<guestNNNNN> ` and the text, or
+/// IRC's `:guestN!guestN@chat-server PRIVMSG #lobby :` and the text): a
 /// read returns at least one byte, so the reads needed to reach a
 /// checkpoint are bounded by the bytes due.
-const MAX_LINE_BYTES: usize = 32 + TEXT.len();
+const MAX_LINE_BYTES: usize = 96 + TEXT.len();
 
 /// What starts every line a receiver of `protocol` reads: a chat line's
-/// `<`, after the test protocol's mark.
+/// `<`, after the test protocol's mark; IRC's source, the sender's guest
+/// nick.
 fn line_start(protocol: Protocol) -> &'static [u8] {
     match protocol {
         Protocol::Line => b"<",
         Protocol::Test => b"test: <",
+        Protocol::Irc => b":guest",
     }
 }
 
@@ -338,30 +342,51 @@ fn receive(mut stream: TcpStream, protocol: Protocol, shared: &Shared) -> Result
 /// welcome, one byte at a time so that nothing after it is taken from the
 /// socket. Returns the stream, with timeouts set and Nagle off.
 #[track_caller]
-fn connect(addr: SocketAddr, protocol: Protocol) -> TcpStream {
+fn connect(addr: SocketAddr, protocol: Protocol, index: usize) -> TcpStream {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
+    if protocol == Protocol::Irc {
+        // Registered and in the lobby once the end of its names comes.
+        let register = format!("NICK irc{index}\r\nUSER irc 0 * :receiver\r\nJOIN #lobby\r\n");
+        stream.write_all(register.as_bytes()).unwrap();
+        // Bounded: registration and a JOIN are far shorter than 64 lines.
+        for _ in 0..64 {
+            let line = read_line(&mut stream);
+            if line.contains(" 366 ") {
+                return stream;
+            }
+            assert!(!line.starts_with("ERROR"), "refused: {line}");
+        }
+        panic!("no end of NAMES after 64 lines");
+    }
+    let line = read_line(&mut stream);
+    let line = match protocol {
+        Protocol::Test => line.strip_prefix("test: ").unwrap_or_default(),
+        _ => line.as_str(),
+    };
+    assert!(parse_welcome(line).is_some(), "expected a welcome, got {line:?}");
+    stream
+}
+
+/// Reads one line, a byte at a time so that nothing after it is taken
+/// from the socket.
+#[track_caller]
+fn read_line(stream: &mut TcpStream) -> String {
     let mut line = Vec::new();
     let mut byte = [0_u8];
-    // Bounded: a welcome is far shorter than 1 KiB.
+    // Bounded: a welcome or a reply is far shorter than 1 KiB.
     for _ in 0..1024 {
         match stream.read(&mut byte) {
             Ok(1) if byte[0] == b'\n' => break,
             Ok(1) => line.push(byte[0]),
-            Ok(_) => panic!("the server closed before the welcome ended: {line:?}"),
-            Err(e) => panic!("no welcome: {e} (read so far: {line:?})"),
+            Ok(_) => panic!("the server closed before the line ended: {line:?}"),
+            Err(e) => panic!("no line: {e} (read so far: {line:?})"),
         }
     }
-    let line = String::from_utf8(line).expect("a UTF-8 welcome");
-    let line = match protocol {
-        Protocol::Line => line.as_str(),
-        Protocol::Test => line.strip_prefix("test: ").unwrap_or_default(),
-    };
-    assert!(parse_welcome(line).is_some(), "expected a welcome, got {line:?}");
-    stream
+    String::from_utf8(line).expect("a UTF-8 line")
 }
 
 /// Says `LINES` lines from `sender`, one write each, from one prebuilt
@@ -374,24 +399,28 @@ fn say_lines(sender: &mut TcpStream, said: &[u8]) {
 
 /// Starts a server, fills a room with `receivers` and a sender, warms it up
 /// and counts the allocations made while [`LINES`] lines are delivered.
-/// With `mixed`, every other receiver speaks the test protocol: a room of
-/// two front ends, each line encoded once per front end per I/O thread.
+/// With `mixed`, the receivers take turns speaking the line protocol, IRC
+/// and the test protocol: a room of three front ends, each line encoded
+/// once per front end per I/O thread.
 fn measure(receivers: usize, threads: usize, mixed: bool) -> Measurement {
+    let (test_listen, irc_listen) = if mixed {
+        (
+            vec![chat_tests::loopback_any_port()],
+            vec![chat_tests::loopback_any_port()],
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let server = TestServer::start(Config {
-        test_listen: if mixed {
-            vec![chat_tests::loopback_any_port()]
-        } else {
-            Vec::new()
-        },
+        test_listen,
+        irc_listen,
         ..server_config(threads)
     });
     let addr = server.addr();
-    let protocol_of = |index: usize| {
-        if mixed && index % 2 == 1 {
-            Protocol::Test
-        } else {
-            Protocol::Line
-        }
+    let protocol_of = |index: usize| match index % 3 {
+        1 if mixed => Protocol::Irc,
+        2 if mixed => Protocol::Test,
+        _ => Protocol::Line,
     };
 
     // Receivers first, then the sender: all in #lobby, nothing announced.
@@ -400,12 +429,13 @@ fn measure(receivers: usize, threads: usize, mixed: bool) -> Measurement {
             let protocol = protocol_of(index);
             let addr = match protocol {
                 Protocol::Line => addr,
+                Protocol::Irc => server.irc_addr(),
                 Protocol::Test => server.test_protocol_addr(),
             };
-            (connect(addr, protocol), protocol)
+            (connect(addr, protocol, index), protocol)
         })
         .collect();
-    let mut sender = connect(addr, Protocol::Line);
+    let mut sender = connect(addr, Protocol::Line, receivers);
     let said = TEXT.repeat(LINES);
 
     let shared = Arc::new(Shared::default());
@@ -508,7 +538,7 @@ fn delivering_a_line_allocates_nothing_per_recipient() {
             let extra_deliveries = (big.deliveries() - small.deliveries()) as f64;
             let marginal = (big.allocations as f64 - small.allocations as f64) / extra_deliveries;
             let room = if mixed {
-                "a room of two front ends"
+                "a room of three front ends"
             } else {
                 "a room of line clients"
             };

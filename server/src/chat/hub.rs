@@ -42,12 +42,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_protocol::{ErrorKind, HistoryEntry, LeaveReason, Nick, Page, RoomName, ServerEvent, Topic};
+use chat_protocol::{
+    ErrorKind, HistoryEntry, LeaveReason, Nick, Page, RoomListing, RoomName, ServerEvent, Style, Topic,
+    UserInfo, WhoEntry,
+};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
 use crate::chat::history::Budget;
-use crate::chat::messages::{ConnId, Ending, Inbound, Outbound, Recipients, Released};
+use crate::chat::messages::{Arrival, ConnId, Ending, Inbound, Outbound, Recipients, Released};
 use crate::chat::request::{Request, Target};
 use crate::chat::room::Room;
 use crate::ops::liveness::Heartbeat;
@@ -75,6 +78,14 @@ const LOGGED_TEXT: usize = 120;
 /// servers' `CHANLIMIT` does, so that one user cannot make every message
 /// of hundreds of rooms their own fan-out.
 pub const MAX_ROOMS_PER_USER: usize = 20;
+
+/// The most users one WHO lists: an answer to `WHO *` on a server of
+/// 10,000 is a page, not the whole server (its size is charged to the
+/// asker all the same).
+pub const MAX_WHO: usize = 200;
+
+/// The real name WHOIS shows for a line protocol user, who gives none.
+const LINE_REALNAME: &str = "chat-server line protocol user";
 
 /// How the hub behaves, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -129,6 +140,16 @@ struct User {
     rooms: Vec<Arc<str>>,
     /// Peer address, for logs.
     addr: SocketAddr,
+    /// The user name (an IRC client's USER; a line client's first nick).
+    user: String,
+    /// The real name (an IRC client's USER).
+    realname: String,
+    /// The away message, while away.
+    away: Option<String>,
+    /// When they came, in milliseconds since the Unix epoch.
+    signon: u64,
+    /// When they last said something, in the same unit.
+    last_said: u64,
 }
 
 /// The chat state and the rules that change it.
@@ -136,6 +157,9 @@ struct User {
 pub struct Hub {
     settings: Settings,
     users: HashMap<ConnId, User>,
+    /// Connections on the server but not yet on the chat (IRC clients
+    /// before they register), with their addresses.
+    pending: HashMap<ConnId, SocketAddr>,
     /// Nick key (lower case) to its owner, for uniqueness and `/msg`.
     nicks: HashMap<Arc<str>, ConnId>,
     /// Nick skeleton (see [`Nick::skeleton`]) to its owner: no one may take
@@ -194,6 +218,7 @@ impl Hub {
         Hub {
             settings,
             users: HashMap::new(),
+            pending: HashMap::new(),
             nicks: HashMap::new(),
             skeletons: HashMap::new(),
             skeleton_hasher: std::collections::hash_map::RandomState::new(),
@@ -244,7 +269,7 @@ impl Hub {
     /// Handles one message from an I/O thread or the acceptor.
     pub fn handle(&mut self, message: Inbound) {
         match message {
-            Inbound::Connected { id, addr } if self.shutting_down => {
+            Inbound::Connected { id, addr, .. } if self.shutting_down => {
                 // Accepted just before the shutdown, and announced by its
                 // I/O thread just after.
                 self.released.push(Released {
@@ -254,7 +279,19 @@ impl Hub {
                 self.send(id, ServerEvent::ShuttingDown);
                 self.close(id);
             }
-            Inbound::Connected { id, addr } => self.connect(id, addr),
+            Inbound::Connected {
+                id,
+                addr,
+                arrival: Arrival::Guest,
+            } => self.connect(id, addr),
+            Inbound::Connected {
+                id,
+                addr,
+                arrival: Arrival::Registering,
+            } => {
+                log::debug!("connect {addr} (registering)");
+                self.pending.insert(id, addr);
+            }
             Inbound::Line { id, line, received } => {
                 self.line_received = Some(received);
                 self.line(id, line);
@@ -265,7 +302,7 @@ impl Hub {
                 self.close(id);
             }
             Inbound::Ending { id, why } => {
-                if self.users.contains_key(&id) {
+                if self.users.contains_key(&id) || self.pending.contains_key(&id) {
                     let (event, reason) = match why {
                         Ending::Idle { quiet } => (
                             ServerEvent::IdleTimeout {
@@ -274,6 +311,18 @@ impl Hub {
                             LeaveReason::Idle,
                         ),
                         Ending::MakingRoom => (ServerEvent::MakingRoom, LeaveReason::MadeRoom),
+                        Ending::PingTimeout { quiet } => (
+                            ServerEvent::PingTimeout {
+                                secs: quiet.as_secs(),
+                            },
+                            LeaveReason::PingTimeout,
+                        ),
+                        Ending::NotRegistered { waited } => (
+                            ServerEvent::RegistrationTimeout {
+                                secs: waited.as_secs(),
+                            },
+                            LeaveReason::Disconnected,
+                        ),
                     };
                     self.send(id, event);
                     self.remove(id, reason);
@@ -295,20 +344,8 @@ impl Hub {
         let nick = self.guest_nick();
         let lobby = RoomName::lobby();
         log::info!("connect {addr} as {nick}");
-        let nick_key: Arc<str> = nick.key().into();
-        self.nicks.insert(Arc::clone(&nick_key), id);
-        let skeleton = self.skeleton(&nick);
-        self.skeletons.insert(skeleton, id);
-        self.users.insert(
-            id,
-            User {
-                nick: nick.clone(),
-                nick_key,
-                // Most users are in one room: one slot, grown if needed.
-                rooms: Vec::with_capacity(1),
-                addr,
-            },
-        );
+        let user = nick.to_string();
+        self.add_user(id, addr, nick.clone(), user, LINE_REALNAME.to_string());
         self.send(
             id,
             ServerEvent::Welcome {
@@ -316,7 +353,61 @@ impl Hub {
                 room: lobby.clone(),
             },
         );
-        self.enter(id, nick, lobby);
+        self.enter(id, nick, lobby, false);
+    }
+
+    /// Puts a user on the chat with `nick`, which must be free.
+    fn add_user(&mut self, id: ConnId, addr: SocketAddr, nick: Nick, user: String, realname: String) {
+        let nick_key: Arc<str> = nick.key().into();
+        self.nicks.insert(Arc::clone(&nick_key), id);
+        let skeleton = self.skeleton(&nick);
+        self.skeletons.insert(skeleton, id);
+        let now = (self.settings.clock)();
+        self.users.insert(
+            id,
+            User {
+                nick,
+                nick_key,
+                // Most users are in one room: one slot, grown if needed.
+                rooms: Vec::with_capacity(1),
+                addr,
+                user,
+                realname,
+                away: None,
+                signon: now,
+                last_said: now,
+            },
+        );
+    }
+
+    /// Why `id` may not take `nick`: someone else has it, or one like it.
+    fn nick_refused(&self, id: ConnId, nick: &Nick) -> Option<ErrorKind> {
+        if self
+            .nicks
+            .get(nick.key().as_str())
+            .is_some_and(|&owner| owner != id)
+        {
+            return Some(ErrorKind::NickInUse(nick.clone()));
+        }
+        let owner = self.skeletons.get(&self.skeleton(nick)).filter(|&&o| o != id)?;
+        let existing = self.users.get(owner)?.nick.clone();
+        Some(ErrorKind::NickConfusable {
+            asked: nick.clone(),
+            existing,
+        })
+    }
+
+    /// An IRC client's registration: on the chat with the nick it asked
+    /// for, in no room, or the error that keeps it waiting for another.
+    fn register(&mut self, id: ConnId, nick: Nick, user: String, realname: String) {
+        let Some(&addr) = self.pending.get(&id) else { return };
+        if let Some(error) = self.nick_refused(id, &nick) {
+            return self.send(id, ServerEvent::Error(error));
+        }
+        self.pending.remove(&id);
+        log::info!("connect {addr} as {nick} (registered)");
+        self.add_user(id, addr, nick.clone(), user, realname);
+        self.send(id, ServerEvent::Registered { nick });
     }
 
     /// A fresh `guestN` nick that nobody has, nor one like it (a user may
@@ -354,17 +445,19 @@ impl Hub {
                 if user.rooms.iter().any(|r| **r == *key) {
                     Ok(key)
                 } else {
-                    let name = self
-                        .rooms
-                        .get(&key)
-                        .map_or_else(|| name.clone(), |r| r.name.clone());
-                    Err(ErrorKind::NotInRoom(name))
+                    match self.rooms.get(&key) {
+                        Some(room) if !room.is_empty() => Err(ErrorKind::NotInRoom(room.name.clone())),
+                        _ => Err(ErrorKind::NoSuchRoom(name.clone())),
+                    }
                 }
             }
         }
     }
 
     fn line(&mut self, id: ConnId, line: Result<Request, ErrorKind>) {
+        if self.pending.contains_key(&id) {
+            return self.before_registering(id, line);
+        }
         let Some(user) = self.users.get(&id) else {
             // The user quit or disconnected while this line was in flight.
             return;
@@ -378,20 +471,73 @@ impl Hub {
             }
         };
         let outcome = match request {
-            Request::Say { room, text, action } => self.say(id, nick, &room, text, action),
-            Request::Private { to, text } => {
+            Request::Say {
+                room,
+                text,
+                style,
+                echo,
+            } => {
+                let said = self.say(id, nick, &room, text, style, echo);
+                // A notice is never answered with an error.
+                if style == Style::Notice {
+                    return;
+                }
+                said
+            }
+            Request::Private { to, text, style } => {
                 log::debug!("{addr} {nick}: /msg {to} {}", clip(&text, LOGGED_TEXT));
-                self.private(id, nick, to, text);
+                self.private(id, nick, to, text, style);
                 Ok(())
             }
             Request::Nick(new) => {
                 self.rename(id, nick, new);
                 Ok(())
             }
-            Request::Join { room, leave_others } => self.join(id, nick, room, leave_others),
+            // Registered already: nothing to do (the front end knows).
+            Request::Register { .. } => Ok(()),
+            Request::Join {
+                room,
+                leave_others,
+                names,
+            } => self.join(id, nick, room, leave_others, names),
             Request::Part { room, reason } => self.member_room(id, &room).map(|key| {
-                self.leave_room(id, &key, LeaveReason::Parted(reason));
+                let name = self.rooms.get(&key).map(|r| r.name.clone());
+                self.leave_room(id, &key, LeaveReason::Parted(reason.clone()));
+                if let Some(room) = name {
+                    self.send(id, ServerEvent::LeftRoom { room, reason });
+                }
             }),
+            Request::Names { rooms, asked } => {
+                let last = rooms.len().saturating_sub(1);
+                for (i, room) in rooms.iter().enumerate() {
+                    self.names(id, room, (i == last).then(|| asked.clone()));
+                }
+                Ok(())
+            }
+            Request::Whois(asked) => {
+                self.whois(id, asked);
+                Ok(())
+            }
+            Request::WhoMatching(mask) => {
+                self.who_matching(id, mask);
+                Ok(())
+            }
+            Request::List => {
+                self.list(id);
+                Ok(())
+            }
+            Request::Away(message) => {
+                let away = message.is_some();
+                if let Some(user) = self.users.get_mut(&id) {
+                    user.away = message;
+                }
+                self.reply(id, ServerEvent::AwaySet { away });
+                Ok(())
+            }
+            Request::Irc(reply) => {
+                self.reply(id, ServerEvent::Irc(reply));
+                Ok(())
+            }
             Request::Topic { room, set } => self.topic(id, nick, &room, set),
             Request::Who { room, page } => self.who(id, &room, page),
             Request::Rooms { page } => {
@@ -415,6 +561,22 @@ impl Hub {
         }
     }
 
+    /// A line from a connection that has not registered: only registering,
+    /// quitting and the front end's own replies are allowed.
+    fn before_registering(&mut self, id: ConnId, line: Result<Request, ErrorKind>) {
+        match line {
+            Ok(Request::Register { nick, user, realname }) => self.register(id, nick, user, realname),
+            Ok(Request::Irc(reply)) => self.reply(id, ServerEvent::Irc(reply)),
+            Ok(Request::Quit(reason)) => {
+                self.remove(id, LeaveReason::Quit(reason));
+                self.send(id, ServerEvent::Bye);
+                self.close(id);
+            }
+            Ok(_) => self.send(id, ServerEvent::Error(ErrorKind::NotRegistered)),
+            Err(error) => self.send(id, ServerEvent::Error(error)),
+        }
+    }
+
     /// A message or action in a room the user is in: to everyone else in
     /// it, and into its history.
     fn say(
@@ -423,43 +585,62 @@ impl Hub {
         nick: Nick,
         target: &Target,
         text: String,
-        action: bool,
+        style: Style,
+        echo: bool,
     ) -> Result<(), ErrorKind> {
         assert!(
             self.panic_on.as_ref() != Some(&text),
             "test fault: the hub panics as asked"
         );
-        let key = self.member_room(id, target)?;
-        if let Some(user) = self.users.get(&id) {
-            let star = if action { "/me " } else { "" };
-            log::debug!("{} {nick} {key}: {star}{}", user.addr, clip(&text, LOGGED_TEXT));
-        }
+        let key = match self.member_room(id, target) {
+            Ok(key) => key,
+            // Saying something to a room one is not in: IRC's "cannot send
+            // to channel", told apart from a part or a topic.
+            Err(ErrorKind::NotInRoom(room)) => return Err(ErrorKind::CannotSendTo(room)),
+            Err(other) => return Err(other),
+        };
         self.uses += 1;
         let at = (self.settings.clock)();
+        if let Some(user) = self.users.get_mut(&id) {
+            let star = if style == Style::Action { "/me " } else { "" };
+            log::debug!("{} {nick} {key}: {star}{}", user.addr, clip(&text, LOGGED_TEXT));
+            user.last_said = at;
+        }
         let Some(room) = self.rooms.get_mut(&key) else { return Ok(()) };
         room.used_at = self.uses;
         let name = room.name.clone();
-        let entry = HistoryEntry {
-            at,
-            from: nick.clone(),
-            text: text.clone(),
-            action,
-        };
-        self.budget.record(&mut room.history, entry);
-        self.keep_history_within_budget(&key);
-        let event = if action {
-            ServerEvent::Action {
+        if style != Style::Notice {
+            // Notices are for the moment (bots' status lines): the history
+            // keeps what people said.
+            let entry = HistoryEntry {
+                at,
+                from: nick.clone(),
+                text: text.clone(),
+                action: style == Style::Action,
+            };
+            self.budget.record(&mut room.history, entry);
+            self.keep_history_within_budget(&key);
+        }
+        let event = match style {
+            Style::Message => ServerEvent::Said {
                 room: name,
                 from: nick,
                 text,
-            }
-        } else {
-            ServerEvent::Said {
+            },
+            Style::Action => ServerEvent::Action {
                 room: name,
                 from: nick,
                 text,
-            }
+            },
+            Style::Notice => ServerEvent::Noticed {
+                room: name,
+                from: nick,
+                text,
+            },
         };
+        if echo {
+            self.send(id, event.clone());
+        }
         self.publish(&key, Some(id), event);
         Ok(())
     }
@@ -482,34 +663,46 @@ impl Hub {
         }
     }
 
-    fn private(&mut self, from_id: ConnId, from: Nick, to: Nick, text: String) {
+    fn private(&mut self, from_id: ConnId, from: Nick, to: Nick, text: String, style: Style) {
         let Some(&to_id) = self.nicks.get(to.key().as_str()) else {
-            return self.send(from_id, ServerEvent::Error(ErrorKind::NoSuchNick(to)));
+            if style != Style::Notice {
+                self.send(from_id, ServerEvent::Error(ErrorKind::NoSuchNick(to)));
+            }
+            return;
         };
+        let now = (self.settings.clock)();
+        if let Some(sender) = self.users.get_mut(&from_id) {
+            sender.last_said = now;
+        }
         // Show the recipient's nick as they spell it.
-        let to = self.users.get(&to_id).map_or(to, |u| u.nick.clone());
+        let (to, away) = self
+            .users
+            .get(&to_id)
+            .map_or((to, None), |u| (u.nick.clone(), u.away.clone()));
         self.send(
             to_id,
             ServerEvent::PrivateFrom {
                 from,
                 text: text.clone(),
+                style,
             },
         );
-        self.send(from_id, ServerEvent::PrivateTo { to, text });
+        self.send(
+            from_id,
+            ServerEvent::PrivateTo {
+                to: to.clone(),
+                text,
+                style,
+            },
+        );
+        if let Some(message) = away.filter(|_| style != Style::Notice) {
+            self.send(from_id, ServerEvent::IsAway { nick: to, message });
+        }
     }
 
     fn rename(&mut self, id: ConnId, old: Nick, new: Nick) {
-        if let Some(&owner) = self.nicks.get(new.key().as_str()) {
-            if owner != id {
-                return self.send(id, ServerEvent::Error(ErrorKind::NickInUse(new)));
-            }
-        }
-        if let Some(owner) = self.skeletons.get(&self.skeleton(&new)).filter(|&&o| o != id) {
-            let existing = self.users.get(owner).map(|u| u.nick.clone());
-            if let Some(existing) = existing {
-                let error = ErrorKind::NickConfusable { asked: new, existing };
-                return self.send(id, ServerEvent::Error(error));
-            }
+        if let Some(error) = self.nick_refused(id, &new) {
+            return self.send(id, ServerEvent::Error(error));
         }
         let new_key: Arc<str> = new.key().into();
         self.nicks.remove(old.key().as_str());
@@ -547,12 +740,130 @@ impl Hub {
         }
     }
 
+    /// Every member of a room, the op among them; nothing for a room that
+    /// does not exist. `end` says what the end of the listing names, if
+    /// this is the last.
+    fn names(&mut self, id: ConnId, room: &RoomName, end: Option<String>) {
+        let key = room.key();
+        let (room, members, op) = match self.rooms.get(&key) {
+            Some(r) => {
+                let members = r
+                    .members()
+                    .filter_map(|m| self.users.get(&m).map(|u| u.nick.clone()))
+                    .collect();
+                let op = r.op().and_then(|op| self.users.get(&op)).map(|u| u.nick.clone());
+                (r.name.clone(), members, op)
+            }
+            None => (room.clone(), Vec::new(), None),
+        };
+        self.reply(
+            id,
+            ServerEvent::Names {
+                room,
+                members,
+                op,
+                end,
+            },
+        );
+    }
+
+    fn whois(&mut self, id: ConnId, asked: Nick) {
+        let info = self
+            .nicks
+            .get(asked.key().as_str())
+            .and_then(|owner| self.users.get(owner))
+            .map(|user| UserInfo {
+                nick: user.nick.clone(),
+                user: user.user.clone(),
+                realname: user.realname.clone(),
+                rooms: user
+                    .rooms
+                    .iter()
+                    .filter_map(|key| self.rooms.get(&**key))
+                    .map(|r| r.name.clone())
+                    .collect(),
+                away: user.away.clone(),
+                idle_secs: (self.settings.clock)().saturating_sub(user.last_said) / 1000,
+                signon: user.signon / 1000,
+            });
+        self.reply(id, ServerEvent::Whois { asked, info });
+    }
+
+    /// WHO: a room's members, or the users whose nick matches a mask (at
+    /// most [`MAX_WHO`]).
+    fn who_matching(&mut self, id: ConnId, mask: String) {
+        let entry = |user: &User, room: Option<&Room>, member: ConnId| WhoEntry {
+            nick: user.nick.clone(),
+            user: user.user.clone(),
+            realname: user.realname.clone(),
+            room: room.map(|r| r.name.clone()),
+            op: room.is_some_and(|r| r.op() == Some(member)),
+            away: user.away.is_some(),
+        };
+        let mut entries = Vec::new();
+        let mut truncated = false;
+        if mask.starts_with('#') {
+            if let Some(room) = self.rooms.get(&mask.to_ascii_lowercase()) {
+                for member in room.members() {
+                    if entries.len() == MAX_WHO {
+                        truncated = true;
+                        break;
+                    }
+                    if let Some(user) = self.users.get(&member) {
+                        entries.push(entry(user, Some(room), member));
+                    }
+                }
+            }
+        } else {
+            let pattern = mask.to_ascii_lowercase();
+            for (key, &member) in &self.nicks {
+                if !glob_matches(&pattern, key) {
+                    continue;
+                }
+                if entries.len() == MAX_WHO {
+                    truncated = true;
+                    break;
+                }
+                if let Some(user) = self.users.get(&member) {
+                    let room = user.rooms.first().and_then(|k| self.rooms.get(&**k));
+                    entries.push(entry(user, room, member));
+                }
+            }
+            entries.sort_by_key(|e| e.nick.key());
+        }
+        self.reply(
+            id,
+            ServerEvent::WhoList {
+                mask,
+                entries,
+                truncated,
+            },
+        );
+    }
+
+    /// LIST: every room with members.
+    fn list(&mut self, id: ConnId) {
+        let rooms = self
+            .listed
+            .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .filter(|r| !r.is_empty())
+            .map(|r| RoomListing {
+                name: r.name.clone(),
+                members: r.len(),
+                topic: r.topic.as_ref().map(|t| t.text.clone()),
+            })
+            .collect();
+        self.reply(id, ServerEvent::List { rooms });
+    }
+
     fn join(
         &mut self,
         id: ConnId,
         nick: Nick,
         target: RoomName,
         leave_others: bool,
+        names: bool,
     ) -> Result<(), ErrorKind> {
         let key = target.key();
         // An existing room keeps the spelling it was created with.
@@ -573,13 +884,14 @@ impl Hub {
             return Err(ErrorKind::TooManyRooms(MAX_ROOMS_PER_USER));
         }
         self.send(id, ServerEvent::JoinedRoom { room: name.clone() });
-        self.enter(id, nick, name);
+        self.enter(id, nick, name, names);
         Ok(())
     }
 
     /// Puts `id` into the room `target` names, creating it if needed, tells
-    /// the room, and shows the newcomer its topic and its last lines.
-    fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName) {
+    /// the room, and shows the newcomer its topic, its members if `names`,
+    /// and its last lines.
+    fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName, names: bool) {
         let key = target.key();
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room::new(target));
         let Some(user) = self.users.get_mut(&id) else { return };
@@ -612,6 +924,9 @@ impl Hub {
                 },
             );
         }
+        if names {
+            self.names(id, &name, Some(name.to_string()));
+        }
         if !replay.is_empty() {
             self.reply(
                 id,
@@ -634,14 +949,7 @@ impl Hub {
         };
         room.remove(id, &nick_key);
         let name = room.name.clone();
-        if room.is_empty() && name.as_str() != RoomName::LOBBY {
-            self.listed.remove(key);
-            if room.history.is_empty() {
-                self.rooms.remove(key);
-            } else {
-                self.budget.room_emptied(key, room.used_at, &room.history);
-            }
-        }
+        self.forget_if_empty(key);
         self.announce_presence(
             key,
             id,
@@ -653,8 +961,31 @@ impl Hub {
         );
     }
 
+    /// Once a room has emptied: keeps it for its history, or drops it
+    /// (never the lobby).
+    fn forget_if_empty(&mut self, key: &str) {
+        let Some(room) = self.rooms.get(key) else { return };
+        if !room.is_empty() || room.name.as_str() == RoomName::LOBBY {
+            return;
+        }
+        self.listed.remove(key);
+        if room.history.is_empty() {
+            self.rooms.remove(key);
+        } else {
+            self.budget.room_emptied(key, room.used_at, &room.history);
+        }
+    }
+
     /// Forgets the user entirely: rooms, nick, and all.
     fn remove(&mut self, id: ConnId, reason: LeaveReason) {
+        if let Some(addr) = self.pending.remove(&id) {
+            log::debug!("disconnect {addr} before registering ({})", reason.describe());
+            self.released.push(Released {
+                shard: id.shard,
+                ip: addr.ip(),
+            });
+            return;
+        }
         let Some(user) = self.users.get(&id) else { return };
         log::info!(
             "disconnect {} {} ({})",
@@ -666,13 +997,49 @@ impl Hub {
             shard: id.shard,
             ip: user.addr.ip(),
         });
-        for key in user.rooms.clone() {
-            self.leave_room(id, &key, reason.clone());
+        let rooms = user.rooms.clone();
+        if rooms.len() > 1 {
+            // Each one who shares rooms with the user hears of it once,
+            // naming one room they share: an IRC client shows one QUIT.
+            self.leave_rooms_once(id, &rooms, &reason);
+        } else {
+            for key in rooms {
+                self.leave_room(id, &key, reason.clone());
+            }
         }
         if let Some(user) = self.users.remove(&id) {
             self.nicks.remove(&*user.nick_key);
             let skeleton = self.skeleton(&user.nick);
             self.skeletons.remove(&skeleton);
+        }
+    }
+
+    /// Takes `id` out of every room in `keys` and tells each member of them
+    /// once, naming the first of them they share.
+    fn leave_rooms_once(&mut self, id: ConnId, keys: &[Arc<str>], reason: &LeaveReason) {
+        let Some(user) = self.users.get_mut(&id) else { return };
+        user.rooms.clear();
+        let (nick, nick_key) = (user.nick.clone(), Arc::clone(&user.nick_key));
+        let mut told: HashSet<ConnId> = HashSet::new();
+        for key in keys {
+            let announces = self.rooms.get(&**key).is_some_and(|r| self.announces(r.len()));
+            let Some(room) = self.rooms.get_mut(&**key) else { continue };
+            room.remove(id, &nick_key);
+            let name = room.name.clone();
+            let audience: Vec<ConnId> = if announces {
+                room.members().filter(|m| told.insert(*m)).collect()
+            } else {
+                Vec::new()
+            };
+            self.forget_if_empty(key);
+            if !audience.is_empty() {
+                let event = ServerEvent::Left {
+                    nick: nick.clone(),
+                    room: name,
+                    reason: reason.clone(),
+                };
+                self.deliver_many(audience, event);
+            }
         }
     }
 
@@ -881,6 +1248,37 @@ impl Hub {
     fn close(&mut self, id: ConnId) {
         self.outbox.push((id.shard, Outbound::Close { id }));
     }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of
+/// characters and `?` for one (IRC's masks). Both are compared as given
+/// (the caller lower-cases them). Linear in their lengths: one star is
+/// retried from the last one only.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || Some(&c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
 /// Where the hub's output for one I/O thread goes.
@@ -1115,6 +1513,7 @@ mod tests {
             hub.handle(Inbound::Connected {
                 id: id(i),
                 addr: addr(),
+                arrival: Arrival::Guest,
             });
         }
         hub.take_outbox();
@@ -1131,6 +1530,7 @@ mod tests {
         hub.handle(Inbound::Connected {
             id: id(2),
             addr: addr(),
+            arrival: Arrival::Guest,
         });
         assert_eq!(
             said(&mut hub),
@@ -1162,6 +1562,7 @@ mod tests {
         hub.handle(Inbound::Connected {
             id: id(2),
             addr: addr(),
+            arrival: Arrival::Guest,
         });
         assert_eq!(
             said(&mut hub).first().map(|(_, l)| l.clone()),
@@ -1231,6 +1632,7 @@ mod tests {
         hub.handle(Inbound::Connected {
             id: id(10),
             addr: addr(),
+            arrival: Arrival::Guest,
         });
         assert_eq!(
             said(&mut hub)[0].1,
@@ -1255,6 +1657,7 @@ mod tests {
         Request::Join {
             room: room(name),
             leave_others: false,
+            names: false,
         }
     }
 
@@ -1262,7 +1665,8 @@ mod tests {
         Request::Say {
             room: Target::Room(room(name)),
             text: text.to_string(),
-            action: false,
+            style: Style::Message,
+            echo: false,
         }
     }
 
@@ -1319,7 +1723,10 @@ mod tests {
         );
         assert_eq!(
             said(&mut hub),
-            pairs(&[(2, "-- guest1 left #rust (left: enough)")])
+            pairs(&[
+                (2, "-- guest1 left #rust (left: enough)"),
+                (1, "-- you left #rust")
+            ])
         );
         ask(&mut hub, 3, say_in("go", "still here"));
         assert_eq!(
@@ -1522,6 +1929,7 @@ mod tests {
             hub.handle(Inbound::Connected {
                 id: id(i),
                 addr: addr(),
+                arrival: Arrival::Guest,
             });
         }
         assert_eq!(
@@ -1531,6 +1939,7 @@ mod tests {
         hub.handle(Inbound::Connected {
             id: id(3),
             addr: addr(),
+            arrival: Arrival::Guest,
         });
         assert_eq!(
             said(&mut hub),
@@ -1663,6 +2072,7 @@ mod tests {
         hub.handle(Inbound::Connected {
             id: id(3),
             addr: addr(),
+            arrival: Arrival::Guest,
         });
         assert_eq!(
             said(&mut hub),

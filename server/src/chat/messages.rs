@@ -47,6 +47,9 @@ pub enum Inbound {
         id: ConnId,
         /// The peer's address, for logs.
         addr: SocketAddr,
+        /// How it comes on the chat: at once as a guest in the lobby (the
+        /// line protocol), or once it has registered (IRC).
+        arrival: Arrival,
     },
     /// A client sent a line: a request, or the error it earned.
     Line {
@@ -89,6 +92,16 @@ pub enum Inbound {
     AcceptorStopped,
 }
 
+/// How a new connection comes on the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// At once, as a guest (`guest12`) in the lobby: the line protocol.
+    Guest,
+    /// Once it asks to, with a nick of its own ([`crate::chat::request::Request::Register`]);
+    /// until then it is on the server but not on the chat: IRC.
+    Registering,
+}
+
 /// Why the event loop ends a connection that did nothing wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -100,6 +113,16 @@ pub enum Ending {
     /// The server is full, it never said anything, and a newcomer needs
     /// its place (see [`crate::net::acceptor`]).
     MakingRoom,
+    /// It answered no keepalive PING (an IRC client).
+    PingTimeout {
+        /// How long it was silent.
+        quiet: Duration,
+    },
+    /// It did not register in time (an IRC client).
+    NotRegistered {
+        /// How long it had.
+        waited: Duration,
+    },
 }
 
 /// Who an [`Outbound::Deliver`] goes to.

@@ -8,7 +8,8 @@
 //! which is the only one a line protocol user is in.
 
 use chat_protocol::command::CommandHelp;
-use chat_protocol::{Nick, RoomName};
+use chat_protocol::irc::IrcReply;
+use chat_protocol::{Nick, RoomName, Style};
 
 /// Which room a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +23,17 @@ pub enum Target {
 /// One thing a user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// Say something in a room (a message, or a `/me` action).
+    /// Say something in a room.
     Say {
         /// Where.
         room: Target,
         /// What, sanitized.
         text: String,
-        /// A `/me` rather than a message.
-        action: bool,
+        /// A message, an action or a notice.
+        style: Style,
+        /// Send it back to the sender too, as the room hears it (IRC's
+        /// `echo-message`).
+        echo: bool,
     },
     /// A private message.
     Private {
@@ -37,6 +41,18 @@ pub enum Request {
         to: Nick,
         /// What, sanitized.
         text: String,
+        /// A message, an action or a notice.
+        style: Style,
+    },
+    /// Finish registering (an IRC client, after NICK and USER): take this
+    /// nick and be on the chat, in no room yet.
+    Register {
+        /// The nick asked for.
+        nick: Nick,
+        /// The user name given.
+        user: String,
+        /// The real name given.
+        realname: String,
     },
     /// Take another nick.
     Nick(Nick),
@@ -48,6 +64,8 @@ pub enum Request {
         room: RoomName,
         /// Leave the other rooms.
         leave_others: bool,
+        /// List the members after joining (IRC's NAMES after a JOIN).
+        names: bool,
     },
     /// Leave a room.
     Part {
@@ -82,6 +100,27 @@ pub enum Request {
         /// How many; the server's replay count when not given.
         count: Option<usize>,
     },
+    /// Every member of some rooms, whether or not one is in them (IRC's
+    /// NAMES): one listing per room, then the end of them, which names
+    /// what was asked (`#a,#b`).
+    Names {
+        /// The rooms.
+        rooms: Vec<RoomName>,
+        /// The rooms as asked.
+        asked: String,
+    },
+    /// What the server knows of a user (IRC's WHOIS).
+    Whois(Nick),
+    /// The users of a room, or those whose nick matches a mask with `*`
+    /// and `?` (IRC's WHO).
+    WhoMatching(String),
+    /// Every room with members, with its count and topic (IRC's LIST).
+    List,
+    /// Set an away message, or come back (`None`).
+    Away(Option<String>),
+    /// Hand this reply back, in order with the others (see
+    /// [`IrcReply`]); allowed before registering.
+    Irc(IrcReply),
     /// The list of commands, or what one of them does.
     Help(Option<&'static CommandHelp>),
     /// Leave the server.

@@ -28,6 +28,10 @@ pub struct Room {
     /// Members by nick key, in order (the key shared with the hub's
     /// table of nicks, not copied per room).
     by_nick: BTreeMap<Arc<str>, ConnId>,
+    /// Its operator: the member who opened it (joined it empty), while
+    /// they stay. Shown as `@` to IRC clients; powers come with
+    /// moderation.
+    op: Option<ConnId>,
     /// Its topic, if someone set one.
     pub topic: Option<Topic>,
     /// The lines it remembers.
@@ -45,6 +49,7 @@ impl Room {
             name,
             by_shard: Vec::new(),
             by_nick: BTreeMap::new(),
+            op: None,
             topic: None,
             history: History::default(),
             used_at: 0,
@@ -66,8 +71,16 @@ impl Room {
         self.by_nick.get(nick_key) == Some(&id)
     }
 
-    /// Adds a member.
+    /// Its operator, if it has one.
+    pub fn op(&self) -> Option<ConnId> {
+        self.op
+    }
+
+    /// Adds a member; the first to join an empty room is its operator.
     pub fn add(&mut self, id: ConnId, nick_key: Arc<str>) {
+        if self.by_nick.is_empty() {
+            self.op = Some(id);
+        }
         if self.by_shard.len() <= id.shard {
             self.by_shard.resize_with(id.shard + 1, Arc::default);
         }
@@ -85,6 +98,9 @@ impl Room {
             }
         }
         self.by_nick.remove(nick_key);
+        if self.op == Some(id) {
+            self.op = None;
+        }
     }
 
     /// A member changed nick.

@@ -6,7 +6,7 @@
 //! asks the hub to leave the user's other rooms, and everything else names
 //! [`Target::Current`], the room the user joined last.
 
-use chat_protocol::{Command, DecodeError, ErrorKind, ServerEvent};
+use chat_protocol::{Command, DecodeError, ErrorKind, ServerEvent, Style};
 
 use crate::chat::request::{Request, Target};
 
@@ -26,19 +26,26 @@ fn request(command: Command) -> Request {
         Command::Say(text) => Request::Say {
             room: Target::Current,
             text,
-            action: false,
+            style: Style::Message,
+            echo: false,
         },
         Command::Me(text) => Request::Say {
             room: Target::Current,
             text,
-            action: true,
+            style: Style::Action,
+            echo: false,
         },
-        Command::Msg { to, text } => Request::Private { to, text },
+        Command::Msg { to, text } => Request::Private {
+            to,
+            text,
+            style: Style::Message,
+        },
         Command::Nick(nick) => Request::Nick(nick),
         // One room at a time: joining one leaves the other.
         Command::Join(room) => Request::Join {
             room,
             leave_others: true,
+            names: false,
         },
         Command::Rooms { page } => Request::Rooms { page },
         Command::Who { page } => Request::Who {
@@ -76,12 +83,15 @@ mod tests {
             Some(Ok(Request::Say {
                 room: Target::Current,
                 text: "hi".into(),
-                action: false
+                style: Style::Message,
+                echo: false
             }))
         );
         assert_eq!(
-            to_request(Err(DecodeError::InvalidUtf8)),
-            Some(Err(ErrorKind::Decode(DecodeError::InvalidUtf8)))
+            to_request(Err(DecodeError::InvalidUtf8 { lossy: "x".into() })),
+            Some(Err(ErrorKind::Decode(DecodeError::InvalidUtf8 {
+                lossy: "x".into()
+            })))
         );
     }
 
@@ -91,7 +101,8 @@ mod tests {
             to_request(Ok("/join rust".into())),
             Some(Ok(Request::Join {
                 room: RoomName::new("rust").unwrap(),
-                leave_others: true
+                leave_others: true,
+                names: false
             }))
         );
         assert_eq!(
@@ -99,7 +110,8 @@ mod tests {
             Some(Ok(Request::Say {
                 room: Target::Current,
                 text: "waves".into(),
-                action: true
+                style: Style::Action,
+                echo: false
             }))
         );
         assert_eq!(

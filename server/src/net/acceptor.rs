@@ -114,6 +114,16 @@ impl ListenerKind {
         protocol: Protocol::Line,
         tls: true,
     };
+    /// IRC over plain TCP.
+    pub const IRC: ListenerKind = ListenerKind {
+        protocol: Protocol::Irc,
+        tls: false,
+    };
+    /// IRC over TLS.
+    pub const IRC_TLS: ListenerKind = ListenerKind {
+        protocol: Protocol::Irc,
+        tls: true,
+    };
 
     /// What the log and systemd's status line add after the address of a
     /// listener of this kind; None for the plain line protocol.
@@ -121,6 +131,8 @@ impl ListenerKind {
         match (self.protocol, self.tls) {
             (Protocol::Line, false) => None,
             (Protocol::Line, true) => Some("TLS"),
+            (Protocol::Irc, false) => Some("IRC"),
+            (Protocol::Irc, true) => Some("IRC over TLS"),
             (Protocol::Test, false) => Some("test"),
             (Protocol::Test, true) => Some("test over TLS"),
         }

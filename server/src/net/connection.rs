@@ -21,7 +21,7 @@ use chat_protocol::{DecodeError, LineDecoder};
 use mio::{Interest, Registry, Token};
 
 use crate::chat::messages::ConnId;
-use crate::frontend::Protocol;
+use crate::frontend::{Protocol, Session};
 use crate::net::flood::TokenBucket;
 use crate::net::timers::TimerSlots;
 use crate::net::transport::{Handshake, Received, Transport};
@@ -136,8 +136,8 @@ pub struct Connection {
     pub id: ConnId,
     /// The peer's address, for logs.
     pub addr: SocketAddr,
-    /// The wire format it speaks.
-    pub protocol: Protocol,
+    /// Its front end: the wire format it speaks and what that remembers.
+    pub session: Session,
     /// Where the connection is in its life.
     pub phase: Phase,
     /// Set while reading waits (see [`Pause`]); `None` while the socket is
@@ -152,6 +152,9 @@ pub struct Connection {
     /// the connection is open: on a full server, such connections are the
     /// first to make room (see [`crate::net::acceptor`]).
     pub silent: bool,
+    /// When the server last sent a keepalive PING that no line has answered
+    /// yet (IRC connections).
+    pub pinged: Option<Instant>,
     /// Whether the hub knows the connection is ending (it was told, or it
     /// said close itself): then closing the socket tells it nothing more.
     pub told_hub: bool,
@@ -209,12 +212,13 @@ impl Connection {
         Ok(Connection {
             id,
             addr,
-            protocol,
+            session: protocol.session(),
             phase,
             paused: None,
             last_line: now,
             since: now,
             silent: true,
+            pinged: None,
             told_hub: false,
             close_reason: None,
             flush_due: false,
@@ -223,7 +227,7 @@ impl Connection {
             discarded: 0,
             freed: 0,
             transport,
-            decoder: LineDecoder::new(limits.max_line),
+            decoder: LineDecoder::new(protocol.max_line(limits.max_line)),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
             held: Vec::new(),
             queue: Vec::new(),

@@ -36,7 +36,7 @@ use slab::Slab;
 
 use crate::chat::messages::{Adopt, ConnId, Ending, Inbound, Outbound, Recipients, Released};
 use crate::config::{Config, TestFault};
-use crate::frontend::Protocol;
+use crate::frontend::{Context, Encoding, Protocol, Session};
 use crate::net::admission::OldestSilent;
 use crate::net::connection::{
     is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome, READ_BUDGET,
@@ -132,14 +132,18 @@ pub struct Channels {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// See [`Channels::tls`].
     pub tls_updates: Receiver<Arc<rustls::ServerConfig>>,
+    /// What the front ends say of the server (its name, its message of
+    /// the day).
+    pub context: Context,
 }
 
 /// The I/O thread's way to the hub: a bounded channel and, for what it had
 /// no room for, a backlog kept in order. Lines are only read while the
 /// channel has room, so the backlog holds the messages the loop cannot
-/// hold back (a connection came or went) and at most one line per
-/// connection (a final line at end of stream): it is bounded by the
-/// number of connections.
+/// hold back (a connection came or went), at most one line per
+/// connection (a final line at end of stream), and the requests of the
+/// one line that filled the channel (at most an IRC command's TARGMAX):
+/// it is bounded by the number of connections.
 #[derive(Debug)]
 struct HubLink {
     sender: Sender<Inbound>,
@@ -202,8 +206,9 @@ impl HubLink {
 /// room.
 struct ToHub<'a> {
     link: &'a mut HubLink,
-    /// The connection's front end, which makes requests of its lines.
-    protocol: Protocol,
+    /// The connection's front end, which makes requests of its lines
+    /// (taken out of the connection while it reads).
+    session: &'a mut Session,
     /// See [`crate::config::TestFault::Io`].
     panic_on: Option<&'a str>,
     id: ConnId,
@@ -226,17 +231,31 @@ impl LineSink for ToHub<'_> {
         if let (Some(trigger), Ok(text)) = (self.panic_on, &decoded) {
             assert!(trigger != text, "test fault: the I/O thread panics as asked");
         }
-        if let Some(request) = self.protocol.request(decoded) {
-            self.stats.count_line();
-            self.spoke = true;
+        let ToHub {
+            link,
+            session,
+            id,
+            stats,
+            spoke,
+            gone,
+            ..
+        } = self;
+        let mut asked = false;
+        let received = Instant::now();
+        session.take(decoded, &mut |request| {
+            asked = true;
             let message = Inbound::Line {
-                id: self.id,
+                id: *id,
                 line: request,
-                received: Instant::now(),
+                received,
             };
-            if self.link.send(message).is_err() {
-                self.gone = true;
+            if link.send(message).is_err() {
+                *gone = true;
             }
+        });
+        if asked {
+            stats.count_line();
+            *spoke = true;
         }
     }
 }
@@ -263,8 +282,12 @@ pub struct EventLoop {
     /// Scratch space for reads, shared by all connections.
     read_buf: Vec<u8>,
     /// Scratch space for encoding one event once per protocol for all its
-    /// recipients (indexed by [`Protocol::index`]; empty = not encoded).
-    encodings: [Vec<u8>; Protocol::COUNT],
+    /// recipients (indexed by [`Encoding::index`]; empty = not encoded).
+    encodings: [Vec<u8>; Encoding::COUNT],
+    /// Scratch space for an event to one connection, encoded for it alone.
+    own_encoding: Vec<u8>,
+    /// What the front ends say of the server.
+    context: Context,
     /// Slab keys of connections with output to write after this batch,
     /// each once (see [`Connection::flush_due`]).
     dirty: Vec<usize>,
@@ -359,6 +382,8 @@ impl EventLoop {
             shutdown,
             read_buf: vec![0; READ_BUFFER],
             encodings: Default::default(),
+            own_encoding: Vec::new(),
+            context: channels.context,
             dirty: Vec::new(),
             dropped: Vec::new(),
             waiting_for_hub: Vec::new(),
@@ -470,9 +495,10 @@ impl EventLoop {
     /// The final read of [`EventLoop::drain`] for one connection.
     fn read_last_lines(&mut self, slot: usize) {
         let Some(conn) = self.conns.get_mut(slot) else { return };
+        let mut session = std::mem::take(&mut conn.session);
         let mut sink = ToHub {
             link: &mut self.hub,
-            protocol: conn.protocol,
+            session: &mut session,
             panic_on: None,
             id: conn.id,
             stats: &self.stats,
@@ -482,6 +508,7 @@ impl EventLoop {
         };
         let _ = conn.read_lines(&mut self.read_buf, Instant::now(), FINAL_READ_BUDGET, &mut sink);
         let gone = sink.gone;
+        conn.session = session;
         self.stats.count_bytes_received(conn.take_bytes_read());
         if gone {
             self.hub_failed();
@@ -622,14 +649,21 @@ impl EventLoop {
         let now = Instant::now();
         let Some(conn) = self.conns.get_mut(slot) else { return };
         let (id, addr) = (conn.id, conn.addr);
+        let arrival = conn.session.protocol().arrival();
         conn.last_line = now;
         conn.since = now;
         if let Some(idle) = self.config.idle_timeout {
             self.timers
                 .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
         }
+        if conn.session.protocol() == Protocol::Irc {
+            let keepalive = self.config.irc_keepalive;
+            let first = keepalive.register_within.min(keepalive.ping_after);
+            self.timers
+                .set(&mut conn.timers, later(now, first), id, TimerKind::Keepalive);
+        }
         self.silent_order.push_back(id);
-        self.tell_hub(Inbound::Connected { id, addr });
+        self.tell_hub(Inbound::Connected { id, addr, arrival });
     }
 
     /// Takes a TLS handshake on as far as the client's bytes allow; once it
@@ -739,9 +773,10 @@ impl EventLoop {
                     Some(TestFault::Io(text)) => Some(text.as_str()),
                     _ => None,
                 };
+                let mut session = std::mem::take(&mut conn.session);
                 let mut sink = ToHub {
                     link: &mut self.hub,
-                    protocol: conn.protocol,
+                    session: &mut session,
                     panic_on,
                     id: conn.id,
                     stats: &self.stats,
@@ -754,6 +789,7 @@ impl EventLoop {
                 if sink.spoke {
                     conn.silent = false;
                 }
+                conn.session = session;
                 outcome
             }
             Phase::Lingering { .. } => conn.discard_input(&mut self.read_buf),
@@ -859,6 +895,7 @@ impl EventLoop {
                     self.read(id.slot);
                 }
                 TimerKind::Idle if conn.phase == Phase::Open => self.check_idle(id.slot, now),
+                TimerKind::Keepalive if conn.phase == Phase::Open => self.check_keepalive(id.slot, now),
                 TimerKind::Handshake if conn.phase == Phase::Handshaking => {
                     log::debug!("{}: no TLS handshake in time", conn.addr);
                     conn.close_reason = Some(CloseReason::Handshake);
@@ -880,14 +917,73 @@ impl EventLoop {
             return;
         }
         log::info!("{}: no line for {} s, disconnecting", conn.addr, quiet.as_secs());
-        // Read nothing more; the hub says goodbye and closes.
+        self.end_quiet(slot, Ending::Idle { quiet });
+    }
+
+    /// An IRC connection's keepalive: ends it if it has not registered in
+    /// time, or has not answered a PING (with any line) in time; PINGs it
+    /// once it has been quiet long enough; otherwise looks again when one
+    /// of those could next be due.
+    fn check_keepalive(&mut self, slot: usize, now: Instant) {
+        let keepalive = self.config.irc_keepalive;
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = conn.id;
+        if !conn.session.is_registered()
+            && now.saturating_duration_since(conn.since) >= keepalive.register_within
+        {
+            log::debug!("{}: not registered in time, disconnecting", conn.addr);
+            return self.end_quiet(
+                slot,
+                Ending::NotRegistered {
+                    waited: keepalive.register_within,
+                },
+            );
+        }
+        if conn.pinged.is_some_and(|pinged| conn.last_line > pinged) {
+            // Answered: any line will do.
+            conn.pinged = None;
+        }
+        let quiet = now.saturating_duration_since(conn.last_line);
+        let next = match conn.pinged {
+            Some(pinged) if now.saturating_duration_since(pinged) >= keepalive.ping_timeout => {
+                log::debug!("{}: no answer to PING, disconnecting", conn.addr);
+                return self.end_quiet(slot, Ending::PingTimeout { quiet });
+            }
+            Some(pinged) => later(pinged, keepalive.ping_timeout),
+            None if quiet >= keepalive.ping_after => {
+                conn.pinged = Some(now);
+                let mut ping = Vec::new();
+                chat_protocol::irc::write::message(
+                    &mut ping,
+                    None,
+                    None,
+                    "PING",
+                    &[],
+                    Some(&self.context.server_name),
+                );
+                self.queue_to(id, &ping, false);
+                self.mark_dirty(slot);
+                later(now, keepalive.ping_timeout)
+            }
+            None => later(conn.last_line, keepalive.ping_after),
+        };
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let next = if conn.session.is_registered() {
+            next
+        } else {
+            next.min(later(conn.since, keepalive.register_within))
+        };
+        self.timers.set(&mut conn.timers, next, id, TimerKind::Keepalive);
+    }
+
+    /// Ends a connection the server gave up waiting on: it reads nothing
+    /// more, and the hub says goodbye and closes it.
+    fn end_quiet(&mut self, slot: usize, why: Ending) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
         conn.phase = Phase::Leaving;
         conn.close_reason.get_or_insert(CloseReason::Idle);
         self.stop_counting_silent(slot);
-        self.tell_hub_ending(slot, |id| Inbound::Ending {
-            id,
-            why: Ending::Idle { quiet },
-        });
+        self.tell_hub_ending(slot, |id| Inbound::Ending { id, why });
     }
 
     /// Applies what the hub has sent, at most [`HUB_MESSAGES_PER_TURN`]
@@ -938,6 +1034,7 @@ impl EventLoop {
         conn.paused = None;
         self.timers.cancel(&mut conn.timers, id, TimerKind::Resume);
         self.timers.cancel(&mut conn.timers, id, TimerKind::Idle);
+        self.timers.cancel(&mut conn.timers, id, TimerKind::Keepalive);
         self.timers.set(&mut conn.timers, until, id, TimerKind::Close);
         self.stop_counting_silent(id.slot);
         self.closing += 1;
@@ -989,14 +1086,25 @@ impl EventLoop {
         // Counted once per event, not per recipient: one atomic add
         // instead of one per socket on the fan-out path.
         let mut queued_to: u64 = 0;
-        let mut queue = |this: &mut EventLoop, id: ConnId, charge: bool| {
-            let Some(protocol) = this.conns.get(id.slot).filter(|c| c.id == id).map(|c| c.protocol) else {
+        let mut own = std::mem::take(&mut self.own_encoding);
+        // One connection's events are written for it alone (an IRC numeric
+        // names its recipient); shared ones once per encoding.
+        let mut queue = |this: &mut EventLoop, id: ConnId, charge: bool, alone: bool| {
+            let Some(conn) = this.conns.get_mut(id.slot).filter(|c| c.id == id) else {
                 return;
             };
-            let Some(bytes) = encodings.get_mut(protocol.index()) else { return };
-            if bytes.is_empty() {
-                protocol.encode(event, bytes);
-            }
+            let bytes = if alone {
+                own.clear();
+                conn.session.encode_own(event, &this.context, &mut own);
+                &own
+            } else {
+                let encoding = conn.session.encoding();
+                let Some(bytes) = encodings.get_mut(encoding.index()) else { return };
+                if bytes.is_empty() {
+                    encoding.encode(event, &this.context, bytes);
+                }
+                bytes
+            };
             if this.queue_to(id, bytes, charge) {
                 queued_to += 1;
                 if let Some(error) = error {
@@ -1005,18 +1113,18 @@ impl EventLoop {
             }
         };
         match to {
-            Recipients::One(id) => queue(self, *id, false),
-            Recipients::Reply(id) => queue(self, *id, true),
+            Recipients::One(id) => queue(self, *id, false, true),
+            Recipients::Reply(id) => queue(self, *id, true, true),
             Recipients::Members { members, except } => {
                 for &id in members.iter() {
                     if Some(id) != *except {
-                        queue(self, id, false);
+                        queue(self, id, false, false);
                     }
                 }
             }
             Recipients::Many(ids) => {
                 for &id in ids {
-                    queue(self, id, false);
+                    queue(self, id, false, false);
                 }
             }
         }
@@ -1024,6 +1132,7 @@ impl EventLoop {
             self.stats.count_delivered(queued_to);
         }
         self.encodings = encodings;
+        self.own_encoding = own;
     }
 
     /// Queues `bytes` to the connection `id`; true if it was queued. With
@@ -1291,7 +1400,7 @@ pub fn refuse(stream: &mio::net::TcpStream, protocol: Protocol, tls: bool, error
     }
     let mut bytes = Vec::new();
     stats.count_error(&error);
-    protocol.encode(&ServerEvent::Error(error), &mut bytes);
+    protocol.refusal(&error, &mut bytes);
     // A fresh socket's send buffer is empty, so this short write goes
     // through at once or the peer is already gone; either way we close.
     if let Ok(n) = (&*stream).write(&bytes) {
@@ -1346,6 +1455,7 @@ mod tests {
                 oldest_silent: OldestSilent::new(Instant::now()),
                 tls: None,
                 tls_updates: crossbeam_channel::never(),
+                context: Context::plain(),
             };
             let event_loop = EventLoop::new(
                 0,

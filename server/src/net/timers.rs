@@ -41,15 +41,19 @@ pub enum TimerKind {
     /// A TLS handshake's time is up: close the connection if it is still
     /// handshaking.
     Handshake,
+    /// An IRC connection's keepalive: register in time, answer a PING
+    /// once quiet (see [`crate::config::Keepalive`]).
+    Keepalive,
 }
 
 impl TimerKind {
-    const COUNT: usize = 4;
+    const COUNT: usize = 5;
     const ALL: [TimerKind; TimerKind::COUNT] = [
         TimerKind::Close,
         TimerKind::Resume,
         TimerKind::Idle,
         TimerKind::Handshake,
+        TimerKind::Keepalive,
     ];
 
     fn index(self) -> usize {
@@ -58,6 +62,7 @@ impl TimerKind {
             TimerKind::Resume => 1,
             TimerKind::Idle => 2,
             TimerKind::Handshake => 3,
+            TimerKind::Keepalive => 4,
         }
     }
 }

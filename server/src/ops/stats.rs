@@ -159,7 +159,7 @@ impl ErrorLabel {
     /// The label of an error.
     pub fn of(error: &ErrorKind) -> ErrorLabel {
         match error {
-            ErrorKind::Decode(DecodeError::InvalidUtf8) => ErrorLabel::InvalidUtf8,
+            ErrorKind::Decode(DecodeError::InvalidUtf8 { .. }) => ErrorLabel::InvalidUtf8,
             ErrorKind::Decode(DecodeError::TooLong { .. }) => ErrorLabel::TooLong,
             ErrorKind::Command(CommandError::Unknown(_)) => ErrorLabel::UnknownCommand,
             ErrorKind::Command(CommandError::Usage(_)) => ErrorLabel::Usage,
@@ -538,7 +538,9 @@ mod tests {
         assert_eq!(stats.closed(CloseReason::SlowConsumer), 2);
         assert_eq!(stats.closed(CloseReason::Quit), 1);
         assert_eq!(stats.closed(CloseReason::Idle), 0);
-        stats.count_error(&ErrorKind::Decode(DecodeError::InvalidUtf8));
+        stats.count_error(&ErrorKind::Decode(DecodeError::InvalidUtf8 {
+            lossy: String::new(),
+        }));
         stats.count_error(&ErrorKind::Command(CommandError::Usage("/nick NAME")));
         assert_eq!(stats.errors(ErrorLabel::InvalidUtf8), 1);
         assert_eq!(stats.errors(ErrorLabel::Usage), 1);

@@ -94,11 +94,14 @@ pub enum ActivationError {
 
 /// What the clients of a socket passed by the service manager speak, from
 /// its name (`FileDescriptorName=` in the socket unit): `tls` is the line
-/// protocol over TLS; any other name (systemd's default is the socket
-/// unit's name) the line protocol over plain TCP.
+/// protocol over TLS, `irc` IRC, `irc-tls` IRC over TLS; any other name
+/// (systemd's default is the socket unit's name) the line protocol over
+/// plain TCP.
 pub fn listener_kind(name: &str) -> crate::net::acceptor::ListenerKind {
     match name {
         "tls" => crate::net::acceptor::ListenerKind::LINE_TLS,
+        "irc" => crate::net::acceptor::ListenerKind::IRC,
+        "irc-tls" => crate::net::acceptor::ListenerKind::IRC_TLS,
         _ => crate::net::acceptor::ListenerKind::LINE,
     }
 }
