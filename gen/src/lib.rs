@@ -133,6 +133,12 @@ fn server_man_page() -> io::Result<Vec<u8>> {
              chat-server-tls.socket and systemctl restart chat-server.",
         ),
         (
+            "/usr/lib/systemd/system/chat-server-irc.socket",
+            "The IRC listening socket (127.0.0.1:6667 as shipped), passed by the name irc; \
+             chat-server-ircs.socket is IRC over TLS (127.0.0.1:6697, irc-tls). Not enabled by the \
+             package.",
+        ),
+        (
             "/usr/lib/systemd/system/chat-server.service",
             "The sandboxed service the sockets start. systemctl reload chat-server reads the TLS \
              certificate and key again.",

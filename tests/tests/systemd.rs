@@ -34,12 +34,21 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use chat_tests::irc::IrcClient;
 use chat_tests::tls::{Certificate, TlsClient};
 use chat_tests::{binary, clean_command, parse_welcome, Client, Daemon, Proc, TIMEOUT};
 
 /// The exposure `systemd-analyze security` may give the socket-activated
 /// service at most (issue 4's target).
 const MAX_EXPOSURE: f64 = 0.5;
+
+/// The socket units shipped beside the service.
+const SOCKET_UNITS: [&str; 4] = [
+    "chat-server.socket",
+    "chat-server-tls.socket",
+    "chat-server-irc.socket",
+    "chat-server-ircs.socket",
+];
 
 /// Where the units are installed from; `ExecStart=` names the binary there.
 const INSTALLED_BINARY: &str = "/usr/bin/chat-server";
@@ -102,7 +111,7 @@ fn units_for_analysis() -> TempDir {
     );
     let service = service.replace(&exec_start, &format!("ExecStart={}", built.display()));
     fs::write(dir.path().join("chat-server.service"), service).expect("write the service unit");
-    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+    for socket in SOCKET_UNITS {
         fs::copy(shipped.join(socket), dir.path().join(socket)).expect("copy a socket unit");
     }
     dir
@@ -381,7 +390,7 @@ fn scripts_verify_units_fails_on_a_unit_with_a_mistake() {
     let service = fs::read_to_string(shipped.join("chat-server.service")).expect("read the service unit");
     let service = service.replacen("Restart=on-failure", "Restart=on-failure\nRestartOften=yes", 1);
     fs::write(units.path().join("chat-server.service"), service).expect("write the service unit");
-    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+    for socket in SOCKET_UNITS {
         fs::copy(shipped.join(socket), units.path().join(socket)).expect("copy a socket unit");
     }
     let built = binary("chat-server");
@@ -435,7 +444,7 @@ fn the_service_with_its_tls_credentials_verifies_and_stays_at_the_exposure_targe
     // `systemctl edit chat-server` would add them.
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
     let units = TempDir::new("credential-units");
-    for socket in ["chat-server.socket", "chat-server-tls.socket"] {
+    for socket in SOCKET_UNITS {
         fs::copy(shipped.join(socket), units.path().join(socket)).expect("copy a socket unit");
     }
     let path = units.path().join("chat-server.service");
@@ -616,6 +625,26 @@ fn a_socket_passed_as_tls_is_served_over_tls_with_the_certificate_from_credentia
     alice.send("/who");
     let who = alice.read_line();
     assert!(who.starts_with("-- 1 in #lobby: guest"), "{who}");
+}
+
+#[test]
+fn a_socket_passed_as_irc_serves_irc() {
+    let (proc, addr) = socket_activate_as("irc", false, &[], &["--server-name", "irc.test"]);
+    // The first connection starts the daemon; it waits in the backlog.
+    let registering = std::thread::spawn(move || IrcClient::registered(addr, "alice"));
+    let daemon = Daemon::attach(proc, 1);
+    let mut alice = registering.join().expect("the IRC client");
+    assert!(
+        daemon
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.ends_with(&format!("listening on {addr} (IRC)"))),
+        "{}",
+        daemon.proc.stderr_lines().join("\n")
+    );
+    alice.send("JOIN #rust");
+    alice.expect_line(":alice!alice@chat-server JOIN #rust");
 }
 
 #[test]

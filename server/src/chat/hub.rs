@@ -84,6 +84,13 @@ pub const MAX_ROOMS_PER_USER: usize = 20;
 /// asker all the same).
 pub const MAX_WHO: usize = 200;
 
+/// The most nicks one WHO looks at. A mask with a literal start (`ali*`)
+/// looks only at the nicks that start so, in order; one that starts with a
+/// wildcard (`*ice`) would look at every nick on the server, so it looks
+/// at this many and says the list may be incomplete: one command must not
+/// cost the hub time in proportion to the whole server.
+pub const MAX_WHO_SCAN: usize = 2000;
+
 /// The real name WHOIS shows for a line protocol user, who gives none.
 const LINE_REALNAME: &str = "chat-server line protocol user";
 
@@ -161,7 +168,9 @@ pub struct Hub {
     /// before they register), with their addresses.
     pending: HashMap<ConnId, SocketAddr>,
     /// Nick key (lower case) to its owner, for uniqueness and `/msg`.
-    nicks: HashMap<Arc<str>, ConnId>,
+    /// In order, so that WHO reads the nicks with a given prefix without
+    /// looking at the others.
+    nicks: BTreeMap<Arc<str>, ConnId>,
     /// Nick skeleton (see [`Nick::skeleton`]) to its owner: no one may take
     /// a nick that looks like someone else's. Kept as a 64-bit hash of the
     /// skeleton, a few bytes a user instead of a copy of it; two
@@ -219,7 +228,7 @@ impl Hub {
             settings,
             users: HashMap::new(),
             pending: HashMap::new(),
-            nicks: HashMap::new(),
+            nicks: BTreeMap::new(),
             skeletons: HashMap::new(),
             skeleton_hasher: std::collections::hash_map::RandomState::new(),
             rooms,
@@ -816,7 +825,17 @@ impl Hub {
             }
         } else {
             let pattern = mask.to_ascii_lowercase();
-            for (key, &member) in &self.nicks {
+            // The nicks that start with the mask's literal start, in order.
+            let literal = pattern.split(['*', '?']).next().unwrap_or_default();
+            let candidates = self
+                .nicks
+                .range::<str, _>((std::ops::Bound::Included(literal), std::ops::Bound::Unbounded))
+                .take_while(|(key, _)| key.starts_with(literal));
+            for (scanned, (key, &member)) in candidates.enumerate() {
+                if scanned == MAX_WHO_SCAN {
+                    truncated = true;
+                    break;
+                }
                 if !glob_matches(&pattern, key) {
                     continue;
                 }
@@ -829,7 +848,6 @@ impl Hub {
                     entries.push(entry(user, room, member));
                 }
             }
-            entries.sort_by_key(|e| e.nick.key());
         }
         self.reply(
             id,
@@ -1651,6 +1669,63 @@ mod tests {
 
     fn room(name: &str) -> RoomName {
         RoomName::new(name).unwrap()
+    }
+
+    /// The WHO answer in the outbox: the nicks listed and whether the list
+    /// says it may be incomplete.
+    fn who_answer(hub: &mut Hub) -> (Vec<String>, bool) {
+        for (_, message) in hub.take_outbox() {
+            if let Outbound::Deliver { event, .. } = message {
+                if let ServerEvent::WhoList {
+                    entries, truncated, ..
+                } = &*event
+                {
+                    return (entries.iter().map(|e| e.nick.to_string()).collect(), *truncated);
+                }
+            }
+        }
+        panic!("no WHO answer");
+    }
+
+    #[test]
+    fn who_reads_the_nicks_a_mask_can_match_and_no_more_than_its_share() {
+        let mut hub = hub_with(MAX_WHO_SCAN + 10);
+        ask(&mut hub, 5, Request::Nick(Nick::new("zed").unwrap()));
+        hub.take_outbox();
+        // A literal start: only the nicks from "ze" on are looked at.
+        ask(&mut hub, 1, Request::WhoMatching("ZE*".into()));
+        assert_eq!(who_answer(&mut hub), (vec!["zed".to_string()], false));
+        ask(&mut hub, 1, Request::WhoMatching("zed".into()));
+        assert_eq!(who_answer(&mut hub), (vec!["zed".to_string()], false));
+        // A leading wildcard would read the whole server: it reads its
+        // share and says so.
+        ask(&mut hub, 1, Request::WhoMatching("*ed".into()));
+        assert_eq!(who_answer(&mut hub), (Vec::new(), true));
+        // Everyone: the first MAX_WHO, in order.
+        ask(&mut hub, 1, Request::WhoMatching("*".into()));
+        let (all, truncated) = who_answer(&mut hub);
+        assert_eq!((all.len(), truncated), (MAX_WHO, true));
+        assert_eq!(all.first().map(String::as_str), Some("guest1"));
+    }
+
+    #[test]
+    fn masks_match_stars_and_question_marks() {
+        for (pattern, text, matches) in [
+            ("*", "alice", true),
+            ("a*", "alice", true),
+            ("*ce", "alice", true),
+            ("a?ice", "alice", true),
+            ("a*e", "alice", true),
+            ("a*x", "alice", false),
+            ("alice", "alice", true),
+            ("alic", "alice", false),
+            ("*a*b*c*", "xaybzc", true),
+            ("*a*b*c*", "xaybz", false),
+            ("", "", true),
+            ("?", "", false),
+        ] {
+            assert_eq!(glob_matches(pattern, text), matches, "{pattern} ~ {text}");
+        }
     }
 
     fn join(name: &str) -> Request {
