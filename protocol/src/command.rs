@@ -43,6 +43,8 @@ pub enum Command {
     /// `/history [N]`: the last N lines said in the current room (the
     /// server's replay count when N is not given).
     History(Option<usize>),
+    /// `/away [MESSAGE]`: be away with a message, or come back.
+    Away(Option<String>),
     /// `/quit [REASON]`: leave.
     Quit(Option<String>),
     /// `/help [COMMAND]`: list the commands, or explain one.
@@ -52,6 +54,10 @@ pub enum Command {
 /// The longest topic, in characters: a line of a terminal, and what IRC
 /// clients expect (`TOPICLEN`).
 pub const MAX_TOPIC_LEN: usize = 300;
+
+/// The longest away message kept, in characters (IRC's `AWAYLEN`); the
+/// rest is cut off.
+pub const MAX_AWAY_LEN: usize = 300;
 
 /// A command line that cannot be carried out as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +201,16 @@ pub const COMMANDS: &[CommandHelp] = &[
         ],
     },
     CommandHelp {
+        name: "away",
+        usage: "/away [MESSAGE]",
+        summary: "say you are away, or (without MESSAGE) that you are back",
+        details: &[
+            "Whoever sends you a private message is told -- alice is away: MESSAGE; IRC users \
+             see it in WHOIS and WHO too. At most 300 characters are kept.",
+            "example: /away back after lunch",
+        ],
+    },
+    CommandHelp {
         name: "quit",
         usage: "/quit [REASON]",
         summary: "leave the server",
@@ -285,6 +301,9 @@ impl Command {
             } else {
                 Some(page_arg(args, USAGE_HISTORY)?)
             }),
+            "away" => {
+                Command::Away((!is_blank(args)).then(|| sanitize(args).chars().take(MAX_AWAY_LEN).collect()))
+            }
             "quit" => Command::Quit((!is_blank(args)).then(|| sanitize(args).into_owned())),
             "help" if args.is_empty() => Command::Help(None),
             "help" => {
@@ -528,9 +547,20 @@ mod tests {
     }
 
     #[test]
+    fn away_takes_a_message_or_none_and_keeps_at_most_300_characters() {
+        assert_eq!(parse("/away"), Command::Away(None));
+        assert_eq!(parse("/away  lunch "), Command::Away(Some("lunch".into())));
+        let long = "x".repeat(400);
+        assert_eq!(
+            parse(&format!("/away {long}")),
+            Command::Away(Some("x".repeat(300)))
+        );
+    }
+
+    #[test]
     fn every_command_has_help_and_its_usage_starts_with_its_name() {
         for name in [
-            "nick", "join", "rooms", "who", "msg", "me", "topic", "history", "quit", "help",
+            "nick", "join", "rooms", "who", "msg", "me", "topic", "history", "away", "quit", "help",
         ] {
             let help = CommandHelp::find(name).unwrap_or_else(|| panic!("no help for /{name}"));
             assert!(help.usage.starts_with(&format!("/{name}")), "{help:?}");
@@ -546,7 +576,7 @@ mod tests {
                 .unwrap();
             assert!(matches!(Command::parse(example), Ok(Some(_))), "{example:?}");
         }
-        assert_eq!(COMMANDS.len(), 10, "a help entry per command, no more");
+        assert_eq!(COMMANDS.len(), 11, "a help entry per command, no more");
         // A command without arguments still parses as itself (not as an
         // unknown command), and one that needs them says so.
         for help in COMMANDS {

@@ -347,3 +347,33 @@ fn a_connection_that_never_registers_is_closed_in_time() {
     );
     assert_eq!(idle.next_line(), None);
 }
+
+#[test]
+fn away_is_shared_by_both_protocols() {
+    let server = server(quiet_config());
+    let mut alice = server.connect_named("alice");
+    alice.send("/away back after lunch");
+    alice.expect_line("-- you are away");
+    let mut bob = IrcClient::registered(server.irc_addr(), "bob");
+    bob.send("WHOIS alice");
+    let whois = bob.sync("whois");
+    assert!(
+        whois.contains(&":irc.test 301 bob alice :back after lunch".to_string()),
+        "{whois:?}"
+    );
+    bob.send("PRIVMSG alice :are you there?");
+    bob.expect_line(":irc.test 301 bob alice :back after lunch");
+    alice.expect_line("*bob* are you there?");
+    // And the other way: an IRC user's AWAY answers a line user's /msg.
+    bob.send("AWAY :in a meeting");
+    bob.expect_line(":irc.test 306 bob :You have been marked as being away");
+    alice.send("/msg bob ping?");
+    alice.expect_line("-> *bob* ping?");
+    alice.expect_line("-- bob is away: in a meeting");
+    bob.expect_line(":alice!alice@chat-server PRIVMSG bob :ping?");
+    bob.send("WHO bob");
+    let who = bob.sync("who");
+    assert!(who[0].contains(" G :0 "), "G for gone: {who:?}");
+    alice.send("/away");
+    alice.expect_line("-- you are back");
+}

@@ -60,6 +60,7 @@ fn request(command: Command) -> Request {
             room: Target::Current,
             count,
         },
+        Command::Away(message) => Request::Away(message),
         Command::Help(topic) => Request::Help(topic),
         Command::Quit(reason) => Request::Quit(reason),
     }

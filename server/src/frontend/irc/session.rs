@@ -31,7 +31,7 @@ pub const USERLEN: usize = 10;
 /// The longest real name or away message kept, in characters.
 pub const MAX_REALNAME: usize = 100;
 /// The longest away message kept, in characters (`AWAYLEN`).
-pub const AWAYLEN: usize = 300;
+pub const AWAYLEN: usize = chat_protocol::command::MAX_AWAY_LEN;
 
 /// The IRCv3 capabilities the front end offers, in the order CAP LS lists
 /// them.
