@@ -163,3 +163,37 @@ fn a_bad_certificate_at_start_is_a_start_error() {
         "{error}"
     );
 }
+
+#[test]
+fn a_tls_client_at_the_plain_port_is_closed_and_says_nothing_to_the_room() {
+    let certificate = Certificate::new("wrong-port");
+    let server = server(&certificate, Config::default());
+    let mut alice = server.connect_named("alice");
+    let mut lost = TcpStream::connect(server.addr()).unwrap();
+    lost.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let welcome = {
+        let mut byte = [0u8; 1];
+        let mut line = Vec::new();
+        // Bounded: a welcome is far shorter than 1 KiB.
+        for _ in 0..1024 {
+            if lost.read(&mut byte).unwrap() != 1 || byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
+    };
+    let guest = parse_welcome(&welcome).unwrap().to_string();
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    // What a TLS client's hello starts with, with a newline in it and
+    // text after that would read as chat lines.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0x40, 0x01];
+    hello.extend_from_slice(b"abc\nhello everyone\n");
+    lost.write_all(&hello).unwrap();
+    let mut rest = Vec::new();
+    let _ = lost.read_to_end(&mut rest);
+    assert_eq!(rest, b"", "closed without a word: a TLS client cannot read one");
+    alice.expect_line(&format!("-- {guest} left #lobby (disconnect)"));
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
+}

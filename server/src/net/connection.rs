@@ -106,6 +106,9 @@ pub enum ReadOutcome {
     TooMuchAfterClose,
     /// The connection failed (reset, or another error).
     Failed(io::Error),
+    /// The client's first bytes on a plain listener are a TLS handshake: a
+    /// TLS client at the wrong port, which can read nothing we could say.
+    TlsOnPlainPort,
 }
 
 /// What a write pass achieved.
@@ -127,6 +130,13 @@ pub trait LineSink {
     fn has_room(&self) -> bool;
     /// Hands over one decoded line (or the error it earned).
     fn take(&mut self, line: Result<String, DecodeError>);
+}
+
+/// Whether `data` starts like a TLS handshake record (content type 22,
+/// protocol version 3.x): no text client's first line starts with those
+/// two control bytes.
+fn is_tls_handshake(data: &[u8]) -> bool {
+    data.starts_with(&[0x16, 0x03])
 }
 
 /// One client connection.
@@ -155,6 +165,9 @@ pub struct Connection {
     /// When the server last sent a keepalive PING that no line has answered
     /// yet (IRC connections).
     pub pinged: Option<Instant>,
+    /// Set once the client has sent anything: its first bytes are looked
+    /// at for a TLS handshake on a plain port.
+    heard: bool,
     /// Whether the hub knows the connection is ending (it was told, or it
     /// said close itself): then closing the socket tells it nothing more.
     pub told_hub: bool,
@@ -219,6 +232,7 @@ impl Connection {
             since: now,
             silent: true,
             pinged: None,
+            heard: false,
             told_hub: false,
             close_reason: None,
             flush_due: false,
@@ -280,6 +294,12 @@ impl Connection {
                 }
                 Ok(Received::Data(n)) => {
                     let data = chunk.get(..n).unwrap_or_default();
+                    if !std::mem::replace(&mut self.heard, true)
+                        && is_tls_handshake(data)
+                        && !self.transport.is_tls()
+                    {
+                        return ReadOutcome::TlsOnPlainPort;
+                    }
                     let (used, pause) = self.decode_allowed(data, now, sink);
                     if let Some(pause) = pause {
                         self.held.extend_from_slice(data.get(used..).unwrap_or_default());

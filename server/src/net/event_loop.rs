@@ -827,6 +827,10 @@ impl EventLoop {
             ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose => {
                 self.remove(slot, None, LeaveReason::Disconnected);
             }
+            ReadOutcome::TlsOnPlainPort => {
+                log::debug!("{}: a TLS handshake on a plain port; closing", conn.addr);
+                self.remove(slot, None, LeaveReason::Disconnected);
+            }
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
         }
         if hub_gone {
@@ -1248,7 +1252,7 @@ impl EventLoop {
                 conn.paused = Some(Pause::Budget);
                 self.more_to_read.push(slot);
             }
-            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose => {
+            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose | ReadOutcome::TlsOnPlainPort => {
                 self.remove(slot, None, LeaveReason::Disconnected);
             }
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),

@@ -93,7 +93,12 @@ impl Transport {
         }
     }
 
-    /// Whether a TLS handshake is still under way.
+    /// Whether the connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Whether the TLS handshake is still under way (never, for plain TCP).
     pub fn is_handshaking(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
