@@ -28,6 +28,7 @@ pub mod report;
 pub mod scenario;
 pub mod stats;
 pub mod target;
+pub mod tls;
 pub mod window;
 
 pub use error::{Error, Result};
