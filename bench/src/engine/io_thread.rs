@@ -202,6 +202,8 @@ impl IoThread {
     fn note_error(&mut self, e: &str) {
         if self.result.first_error.is_none() {
             self.result.first_error = Some(e.to_string());
+            // Only the first of all threads' is kept.
+            let _ = self.shared.first_error.set(e.to_string());
         }
     }
 

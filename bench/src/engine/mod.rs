@@ -37,7 +37,7 @@ mod io_thread;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -276,6 +276,9 @@ struct Shared {
     focus_start: AtomicU64,
     /// Its last send time; `u64::MAX` while still open.
     focus_end: AtomicU64,
+    /// The first connection error of any thread, for the coordinator to
+    /// say why connections failed while the threads still run.
+    first_error: OnceLock<String>,
 }
 
 impl Shared {
@@ -414,6 +417,7 @@ impl Engine {
             bytes_in: AtomicU64::new(0),
             focus_start: AtomicU64::new(u64::MAX),
             focus_end: AtomicU64::new(u64::MAX),
+            first_error: OnceLock::new(),
         });
         let (milestone_tx, milestones) = crossbeam_channel::unbounded();
         let mut engine = Engine {
@@ -464,6 +468,11 @@ impl Engine {
     /// Bytes received so far over all connections.
     pub fn bytes_in(&self) -> u64 {
         self.shared.bytes_in.load(Ordering::SeqCst)
+    }
+
+    /// The first connection error any thread saw so far.
+    pub fn first_error(&self) -> Option<&str> {
+        self.shared.first_error.get().map(String::as_str)
     }
 
     /// Connections open and ready now.

@@ -91,15 +91,7 @@ pub fn run(
     let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);
     if opened.live < clients {
-        return Err(Error::msg(format!(
-            "only {} of {} clients connected and joined in {:.1} s ({} failed; server alive: {}) {}",
-            opened.live,
-            clients,
-            opened.elapsed.as_secs_f64(),
-            opened.failed,
-            target.is_alive(),
-            target.log_tail(),
-        )));
+        return Err(super::not_all_connected(&opened, clients, target, &engine));
     }
     engine.settle(super::QUIET, args.setup_timeout);
 

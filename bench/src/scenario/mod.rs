@@ -21,7 +21,7 @@ pub mod table;
 use std::time::Duration;
 
 use crate::args::{Cli, Scenario, TargetArgs, TargetKind};
-use crate::engine::EngineConfig;
+use crate::engine::{Engine, EngineConfig, OpenOutcome};
 use crate::error::{Error, Result};
 use crate::target::{Target, CHAT_SERVER_ARGS};
 use crate::tls::TlsClient;
@@ -165,6 +165,32 @@ pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> 
         lifetime,
         tls: target.tls.clone(),
     }
+}
+
+/// Why a run could not start: not every client connected (and joined),
+/// with the first connection error (a certificate that does not verify,
+/// a refusal) and the end of the server's log.
+pub fn not_all_connected(
+    opened: &OpenOutcome,
+    clients: usize,
+    target: &mut Target,
+    engine: &Engine,
+) -> Error {
+    Error::msg(format!(
+        "only {} of {} clients connected and joined in {:.1} s ({} failed; server alive: {}){}{}",
+        opened.live,
+        clients,
+        opened.elapsed.as_secs_f64(),
+        opened.failed,
+        target.is_alive(),
+        engine
+            .first_error()
+            .map_or(String::new(), |e| format!("; first error: {e}")),
+        match target.log_tail() {
+            tail if tail.is_empty() => String::new(),
+            tail => format!("; server log: {tail}"),
+        },
+    ))
 }
 
 /// A room no other run uses at the same time.
