@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::Flavor;
+use crate::engine::{Flavor, Stall};
+use crate::tls;
 
 /// Load generator for chat-server, `ncat --chat` and tokio's chat example,
 /// loopback only.
@@ -35,6 +36,14 @@ use crate::engine::Flavor;
 /// and give --addr 127.0.0.1:PORT --server-pid PID. It runs fanout,
 /// fixed-rate, idle, ramp and join-storm (one room: its join storm is its
 /// connect storm, as for ncat).
+///
+/// --tls speaks TLS (rustls, ring provider, TLS 1.3 preferred). chat-bench
+/// then starts chat-server with a plain and a TLS listener and a
+/// certificate it makes and trusts (`--tls-listen`, `--tls-cert`,
+/// `--tls-key`), or ncat with `--ssl --ssl-cert --ssl-key`; against a
+/// server started by hand give --addr of its TLS listener and --ca with
+/// its certificate. The certificate is verified (for --tls-name), never
+/// skipped. The handshakes and storm scenarios measure new TLS connections.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
@@ -135,6 +144,24 @@ pub struct TargetArgs {
     /// rows by it).
     #[arg(long, default_value = "", global = true)]
     pub label: String,
+    /// Speak TLS to the server (chat-server's TLS listener, or ncat
+    /// --ssl), started with a certificate this run makes and trusts.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// With --tls and --addr: the certificate (PEM) to trust, the server's
+    /// own or its CA's. A server chat-bench starts needs none.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// With --tls: the name the server's certificate must be valid for
+    /// (also sent as SNI). The certificate chat-bench makes is for
+    /// `localhost` and 127.0.0.1.
+    #[arg(long, value_name = "NAME", default_value = tls::DEFAULT_NAME, global = true)]
+    pub tls_name: String,
+    /// With --tls: the key exchange group offered first (its key share).
+    /// x25519 is what OpenSSL, browsers and most clients send; secp384r1
+    /// is rustls 0.23.48's ring default (chat-client's).
+    #[arg(long, value_enum, default_value_t = tls::Group::X25519, global = true)]
+    pub tls_group: tls::Group,
 }
 
 /// The scenarios.
@@ -152,6 +179,15 @@ pub enum Scenario {
     /// Add idle connections step by step until the server stops taking
     /// them (or the maximum).
     Ramp(RampArgs),
+    /// New connections per second: each is opened, taken through its TLS
+    /// handshake (with --tls) and the server's first line, and closed; K
+    /// in flight at once. Use many --sources: every closed connection
+    /// keeps its source port for a minute (TIME_WAIT).
+    Handshakes(HandshakesArgs),
+    /// A handshake storm: N clients in one room chat at a fixed rate while
+    /// S new connections (TLS with --tls) arrive at once; the clients'
+    /// latency while it lasts, beside the whole run's.
+    Storm(StormArgs),
     /// Markdown table from JSON lines of earlier runs.
     Table(TableArgs),
     /// Internal: a worker process holding connections for idle/ramp.
@@ -255,6 +291,98 @@ pub struct RampArgs {
     pub budget: Duration,
 }
 
+/// `handshakes`.
+#[derive(Debug, Clone, Args)]
+pub struct HandshakesArgs {
+    /// Connections under way at once (spread over the generator threads).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// How long new connections are started, in seconds (at most 600).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub duration: Duration,
+    /// A connection not welcomed this long after its connect started
+    /// counts as failed, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = bounded_seconds)]
+    pub timeout: Duration,
+}
+
+/// How the connections of a storm behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StormKind {
+    /// Each finishes its handshake and waits for the server's welcome.
+    Full,
+    /// Each connects and sends nothing.
+    Silent,
+    /// Each sends half a TLS ClientHello and nothing more (over plain TCP:
+    /// nothing).
+    HalfHello,
+}
+
+impl StormKind {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            StormKind::Full => "full",
+            StormKind::Silent => "silent",
+            StormKind::HalfHello => "half-hello",
+        }
+    }
+
+    /// How a storm connection counts as arrived, for the engine.
+    pub fn stall(self) -> Option<Stall> {
+        match self {
+            StormKind::Full => None,
+            StormKind::Silent => Some(Stall::Silent),
+            StormKind::HalfHello => Some(Stall::HalfHello),
+        }
+    }
+}
+
+/// `storm`.
+#[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    /// Clients in the room, senders included.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(2..=19_000))]
+    pub clients: u32,
+    /// How many of them send.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub senders: u32,
+    /// Lines per second per sender.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// How long the senders send, in seconds (at most 600).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub duration: Duration,
+    /// How long receivers get, after the senders stop, to receive every
+    /// line, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = bounded_seconds)]
+    pub drain: Duration,
+    /// New connections in the storm, all at once; 0 for the same run
+    /// without a storm (its window is measured all the same).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=18_000))]
+    pub storm: u32,
+    /// When the storm starts, in seconds after the clients start chatting.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = bounded_seconds)]
+    pub storm_at: Duration,
+    /// What the storm's connections do.
+    #[arg(long, value_enum, default_value_t = StormKind::Full)]
+    pub storm_kind: StormKind,
+    /// Longest wait for the storm's connections, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = bounded_seconds)]
+    pub storm_timeout: Duration,
+    /// Generator threads of the storm (beside the clients' own --threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub storm_threads: u16,
+    /// The shortest window of send times reported apart, from the storm's
+    /// start, in seconds: the storm's own length if longer.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = bounded_seconds)]
+    pub min_window: Duration,
+    /// With --tls: the chatting clients use chat-server's plain listener,
+    /// only the storm speaks TLS (same rooms, same I/O threads).
+    #[arg(long)]
+    pub plain_clients: bool,
+}
+
 /// `table`.
 #[derive(Debug, Clone, Args)]
 pub struct TableArgs {
@@ -346,6 +474,45 @@ mod tests {
         assert_eq!(args.common.clients, 5);
         // After the scenario's name it is refused, not silently dropped.
         assert!(Cli::try_parse_from(["chat-bench", "idle", "--server-arg=--threads"]).is_err());
+    }
+
+    #[test]
+    fn tls_options_and_the_tls_scenarios_parse_with_their_defaults() {
+        let cli =
+            Cli::try_parse_from(["chat-bench", "handshakes", "--tls", "--tls-group", "secp384r1"]).unwrap();
+        assert!(cli.target.tls);
+        assert_eq!(cli.target.tls_group, tls::Group::Secp384r1);
+        assert_eq!(cli.target.tls_name, "localhost");
+        assert_eq!(cli.target.ca, None);
+        let Scenario::Handshakes(h) = cli.scenario else { panic!("not handshakes") };
+        assert_eq!(
+            (h.concurrency, h.duration, h.timeout),
+            (8, Duration::from_secs(10), Duration::from_secs(5))
+        );
+
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--tls",
+            "--ca",
+            "c.pem",
+            "storm",
+            "--storm-kind",
+            "half-hello",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.ca, Some(PathBuf::from("c.pem")));
+        assert_eq!(cli.target.tls_group, tls::Group::X25519);
+        let Scenario::Storm(s) = cli.scenario else { panic!("not storm") };
+        assert_eq!((s.clients, s.senders, s.storm), (200, 2, 1000));
+        assert_eq!(s.storm_kind, StormKind::HalfHello);
+        assert_eq!(s.storm_kind.stall(), Some(Stall::HalfHello));
+        assert_eq!(StormKind::Full.stall(), None);
+        assert_eq!(s.storm_at, Duration::from_secs(3));
+        assert!(!s.plain_clients);
+
+        assert!(Cli::try_parse_from(["chat-bench", "storm", "--storm", "18001"]).is_err());
+        assert!(Cli::try_parse_from(["chat-bench", "handshakes", "--concurrency", "0"]).is_err());
+        assert!(Cli::try_parse_from(["chat-bench", "handshakes", "--tls-group", "ffdhe2048"]).is_err());
     }
 
     #[test]

@@ -8,11 +8,22 @@
 //! 127.0.0.3, ... has its own ~28,000 ephemeral ports towards one server
 //! port. Lines are split in place from a shared read buffer; only a line
 //! cut by the end of a read is copied, into [`Conn::partial`].
+//!
+//! A connection may speak TLS ([`Conn::tls`]): then what it queues and
+//! what it reads are plaintext, and rustls sits between them and the
+//! socket, driven as rustls's own mio example drives it: ciphertext read
+//! from the socket (`read_tls`) and processed (`process_new_packets`) only
+//! once the plaintext already decrypted has been taken, and ciphertext
+//! written (`write_tls`) as far as the socket takes it. The socket stays
+//! registered for both readiness kinds (edge-triggered), so a handshake
+//! message or record left over when the socket was full goes out on the
+//! next writable edge.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream as StdTcpStream};
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 use socket2::{Domain, Socket, Type};
 
 use crate::stats::SeqTrack;
@@ -22,6 +33,18 @@ use crate::stats::SeqTrack;
 /// tens of KiB; past this the line is dropped (counted as an oversize
 /// line), so a misbehaving peer cannot grow the generator without bound.
 pub const MAX_PARTIAL: usize = 1 << 20;
+
+/// Most socket reads one [`Conn::read_some`] makes into a TLS connection
+/// before it has plaintext to return. A handshake takes two or three, a
+/// few session tickets a few more; a peer that sends this many records
+/// without a byte of data in them is broken, and the connection is closed.
+const MAX_TLS_READS: usize = 256;
+
+/// Most rounds of handing plaintext to rustls and writing ciphertext out in
+/// one [`Conn::flush`]: each round moves up to rustls's buffer (64 KiB), so
+/// this is far more than a sender's window of lines; the rest goes on the
+/// next writable edge.
+const MAX_TLS_FLUSHES: usize = 64;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +60,10 @@ pub enum State {
     Joining,
     /// Done with the handshake.
     Ready,
+    /// Done with, in a churn: our end is closed (a close_notify for TLS,
+    /// then FIN) and what the server still sends is read and dropped until
+    /// it closes too, so the socket ends without a reset.
+    Closing,
     /// Closed or failed; no longer polled.
     Dead,
 }
@@ -60,11 +87,20 @@ pub struct Conn {
     pub out_pos: usize,
     /// Per-sender accounting, in the fan-out scenarios.
     pub tracks: Vec<SeqTrack>,
+    /// TLS over the socket, when the run speaks it: `out` and what
+    /// [`Conn::read_some`] returns are then plaintext, and this holds the
+    /// ciphertext on its way. Boxed: rustls's state is a few KiB, and a
+    /// plain run holds thousands of connections without it.
+    pub tls: Option<Box<ClientConnection>>,
+    /// When its connect started, ns since the run's time base (the
+    /// handshake scenarios time connect to welcome).
+    pub started_ns: u64,
 }
 
 impl Conn {
-    /// A connection whose connect is under way.
-    pub fn new(stream: TcpStream, id: usize) -> Conn {
+    /// A connection whose connect is under way (started at `started_ns`),
+    /// speaking TLS over it when `tls` is given.
+    pub fn new(stream: TcpStream, id: usize, tls: Option<ClientConnection>, started_ns: u64) -> Conn {
         Conn {
             stream,
             state: State::Connecting,
@@ -74,7 +110,14 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             tracks: Vec::new(),
+            tls: tls.map(Box::new),
+            started_ns,
         }
+    }
+
+    /// Whether a TLS handshake is still under way (never for plain TCP).
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.is_handshaking())
     }
 
     /// True when nothing is waiting to be written.
@@ -88,16 +131,32 @@ impl Conn {
         self.flush()
     }
 
-    /// Writes queued bytes until done or the socket is full. Bounded: each
-    /// turn writes at least one byte or stops.
+    /// Writes queued bytes until done or the socket is full (for TLS:
+    /// hands them to rustls as far as its buffer takes them, and writes the
+    /// ciphertext, with any handshake message due, as far as the socket
+    /// takes it). Bounded: each turn makes progress or stops.
     pub fn flush(&mut self) -> io::Result<()> {
-        while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
-            match self.stream.write(pending) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+        if let Some(tls) = &mut self.tls {
+            for _ in 0..MAX_TLS_FLUSHES {
+                let mut taken = 0;
+                if let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
+                    taken = tls.writer().write(pending)?;
+                    self.out_pos += taken;
+                }
+                let all_out = write_tls(tls, &mut self.stream)?;
+                if taken == 0 || !all_out {
+                    break;
+                }
+            }
+        } else {
+            while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
+                match self.stream.write(pending) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             }
         }
         if self.out_empty() {
@@ -105,6 +164,39 @@ impl Conn {
             self.out_pos = 0;
         }
         Ok(())
+    }
+
+    /// Writes the first half of a TLS connection's ClientHello straight to
+    /// the socket and leaves the rest unsent for ever: a client stuck in
+    /// its handshake (the handshake storm's variant). A plain connection
+    /// sends nothing.
+    ///
+    /// # Errors
+    /// When the socket fails.
+    pub fn send_half_hello(&mut self) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        let mut hello = Vec::new();
+        // Writing into a Vec cannot block; bounded by rustls's one flight.
+        while tls.wants_write() {
+            if tls.write_tls(&mut hello)? == 0 {
+                break;
+            }
+        }
+        let half = hello.get(..hello.len() / 2).unwrap_or_default();
+        // A few hundred bytes into an empty socket buffer: one write.
+        self.stream.write_all(half)
+    }
+
+    /// Starts a clean end: for TLS, a close_notify, written if the socket
+    /// takes it. The caller then closes the socket.
+    pub fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+            // Whether it went out does not change what comes next.
+            let _ = write_tls(tls, &mut self.stream);
+        }
     }
 
     /// Checks whether a pending connect finished. `Ok(true)` when
@@ -124,9 +216,17 @@ impl Conn {
         }
     }
 
-    /// Reads once into `buf`. `Ok(None)` when nothing is there now,
-    /// `Ok(Some(0))` at end of stream.
+    /// Reads once into `buf` (plaintext, for TLS). `Ok(None)` when nothing
+    /// is there now, `Ok(Some(0))` at end of stream.
+    ///
+    /// # Errors
+    /// When the socket fails, or the server breaks the TLS protocol or
+    /// presents a certificate that does not verify (then the alert rustls
+    /// has for it is sent first, if the socket takes it).
     pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if let Some(tls) = &mut self.tls {
+            return read_tls_plaintext(tls, &mut self.stream, buf);
+        }
         loop {
             match self.stream.read(buf) {
                 Ok(n) => return Ok(Some(n)),
@@ -136,6 +236,61 @@ impl Conn {
             }
         }
     }
+}
+
+/// [`Conn::read_some`] for TLS: plaintext already decrypted first; else
+/// ciphertext from the socket, processed, and anything rustls must answer
+/// (the client's side of the handshake, an alert) written out.
+fn read_tls_plaintext(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+) -> io::Result<Option<usize>> {
+    for _ in 0..MAX_TLS_READS {
+        match tls.reader().read(buf) {
+            // 0: the server's close_notify.
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The TCP stream ended without a close_notify.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(stream) {
+            Ok(0) => return Ok(Some(0)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let processed = tls.process_new_packets();
+        // The handshake's next flight, or the alert for an error: out now
+        // if the socket takes it, else on the next writable edge.
+        let written = write_tls(tls, stream);
+        if let Err(e) = processed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")));
+        }
+        written?;
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("TLS: {MAX_TLS_READS} reads from the server brought no data"),
+    ))
+}
+
+/// Writes what rustls holds for the socket until it is all out (`true`)
+/// or the socket is full (`false`). Bounded: each turn writes something or
+/// stops.
+fn write_tls(tls: &mut ClientConnection, stream: &mut TcpStream) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Splits `data` (just read) into lines, calling `line` for each complete

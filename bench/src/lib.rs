@@ -12,6 +12,10 @@
 //! ([`scenario`]) are each bounded in time and count, and print a human
 //! summary plus one JSON line ([`report`]).
 //!
+//! Every connection can speak TLS instead (`--tls`, issue 15; [`tls`]):
+//! the same scenarios over TLS, plus new connections per second and a
+//! handshake storm while clients chat.
+//!
 //! The crate's second binary, `chat-attack` ([`attack`]), runs the
 //! attacks of issue 12 against a chat-server it starts itself and reports
 //! what each one did to it, so the same attack can be run before and
@@ -28,6 +32,7 @@ pub mod report;
 pub mod scenario;
 pub mod stats;
 pub mod target;
+pub mod tls;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -22,6 +22,8 @@ pub struct Header {
     pub label: String,
     /// `chat-server`, `ncat` or `tokio-chat` ([`crate::engine::Flavor::name`]).
     pub target: String,
+    /// `tls` or `tcp`: what the run's connections speak.
+    pub transport: String,
     /// How the server was started (the whole command line when this run
     /// started it).
     pub server: String,
@@ -44,6 +46,7 @@ impl Header {
             scenario: scenario.to_string(),
             label: args.label.clone(),
             target: target.flavor.name().to_string(),
+            transport: target.transport().to_string(),
             server: target.command.clone(),
             server_args: args.server_args.clone(),
             server_pid: target.pid,

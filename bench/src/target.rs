@@ -21,6 +21,14 @@
 //! addresses are accepted. Extra chat-server arguments (`--server-arg`,
 //! such as `--threads 2`) come after [`CHAT_SERVER_ARGS`], so they may
 //! also override them, and show in [`Target::command`].
+//!
+//! Over TLS (issue 15, `--tls`), chat-server is started with a plain and a
+//! TLS listener (`--listen P --tls-listen Q --tls-cert C --tls-key K`, the
+//! same rooms on both) and the run connects to the TLS one; ncat as `ncat
+//! -l --chat --ssl --ssl-cert C --ssl-key K --max-conns 100000 127.0.0.1
+//! PORT`. C and K are a certificate and key this run made
+//! ([`crate::tls::SelfSigned`]) and trusts, removed when the server is
+//! stopped.
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Flavor;
 use crate::error::{Error, Result};
 use crate::procfs;
+use crate::tls::{Group, SelfSigned, TlsClient};
 
 /// The options every benchmark run of chat-server needs.
 pub const CHAT_SERVER_ARGS: [&str; 10] = [
@@ -59,8 +68,16 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Target {
     /// Its kind.
     pub flavor: Flavor,
-    /// Where it listens.
+    /// Where the run connects (the TLS listener, for a TLS run).
     pub addr: SocketAddr,
+    /// chat-server's plain listener beside its TLS one, when this run
+    /// started it with both.
+    pub plain_addr: Option<SocketAddr>,
+    /// How the run's connections speak TLS to it, for a TLS run.
+    pub tls: Option<TlsClient>,
+    /// The certificate file a TLS run trusts (for worker processes, which
+    /// trust it too).
+    pub ca_file: Option<PathBuf>,
     /// Its process, when known.
     pub pid: Option<u32>,
     /// How it was started, for the report.
@@ -69,6 +86,9 @@ pub struct Target {
     child: Option<Child>,
     /// Where its stderr goes, when this run started it.
     log: Option<PathBuf>,
+    /// The certificate and key this run made for it; the files go when it
+    /// is dropped, after the server is stopped.
+    cert: Option<SelfSigned>,
 }
 
 impl Target {
@@ -85,11 +105,32 @@ impl Target {
         Ok(Target {
             flavor,
             addr,
+            plain_addr: None,
+            tls: None,
+            ca_file: None,
             pid,
             command: format!("already running at {addr}"),
             child: None,
             log: None,
+            cert: None,
         })
+    }
+
+    /// `tls` or `tcp`: what the run's connections speak to it.
+    pub fn transport(&self) -> &'static str {
+        if self.tls.is_some() {
+            "tls"
+        } else {
+            "tcp"
+        }
+    }
+
+    /// The run speaks TLS to it, trusting `ca_file` (a server started by
+    /// someone else, `--ca`).
+    pub fn with_tls(mut self, tls: TlsClient, ca_file: PathBuf) -> Target {
+        self.tls = Some(tls);
+        self.ca_file = Some(ca_file);
+        self
     }
 
     /// Starts `bin` (chat-server) on a free loopback port with
@@ -101,16 +142,58 @@ impl Target {
     pub fn spawn_chat_server(bin: &Path, clients: u32, extra: &[String]) -> Result<Target> {
         let addr = free_loopback_port()?;
         let mut cmd = Command::new(bin);
+        cmd.arg("--listen").arg(addr.to_string());
+        Self::chat_server_options(&mut cmd, clients, extra);
+        Self::spawn(Flavor::ChatServer, cmd, addr)
+    }
+
+    /// As [`Target::spawn_chat_server`], with a TLS listener beside the
+    /// plain one, presenting a certificate made now; the run connects to
+    /// the TLS listener and trusts that certificate, checked for `name`,
+    /// offering `group` first.
+    ///
+    /// # Errors
+    /// When the certificate cannot be made, or the server cannot be
+    /// started or does not accept in time.
+    pub fn spawn_chat_server_tls(
+        bin: &Path,
+        clients: u32,
+        extra: &[String],
+        name: &str,
+        group: Group,
+    ) -> Result<Target> {
+        let cert = SelfSigned::generate()?;
+        let tls = TlsClient::trusting(std::slice::from_ref(&cert.der), name, group)?;
+        let plain = free_loopback_port()?;
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
         cmd.arg("--listen")
+            .arg(plain.to_string())
+            .arg("--tls-listen")
             .arg(addr.to_string())
-            .args(CHAT_SERVER_ARGS)
+            .arg("--tls-cert")
+            .arg(&cert.cert)
+            .arg("--tls-key")
+            .arg(&cert.key);
+        Self::chat_server_options(&mut cmd, clients, extra);
+        let mut target = Self::spawn(Flavor::ChatServer, cmd, addr)?;
+        target.plain_addr = Some(plain);
+        target.ca_file = Some(cert.cert.clone());
+        target.tls = Some(tls);
+        target.cert = Some(cert);
+        Ok(target)
+    }
+
+    /// The benchmark's options for chat-server, room for `clients`, then
+    /// `extra`.
+    fn chat_server_options(cmd: &mut Command, clients: u32, extra: &[String]) {
+        cmd.args(CHAT_SERVER_ARGS)
             .arg("--max-clients")
             .arg(clients.saturating_add(SPARE_CLIENTS).to_string())
             .args(extra);
         // Warnings only: a per-connection info line for 20,000 clients is
         // noise, and costs the server time we would be measuring.
         cmd.env("RUST_LOG", "warn");
-        Self::spawn(Flavor::ChatServer, cmd, addr)
     }
 
     /// Starts `ncat -l --chat 127.0.0.1 PORT` on a free port and waits
@@ -121,12 +204,42 @@ impl Target {
     pub fn spawn_ncat(bin: &Path) -> Result<Target> {
         let addr = free_loopback_port()?;
         let mut cmd = Command::new(bin);
+        Self::ncat_options(&mut cmd, addr);
+        Self::spawn(Flavor::Ncat, cmd, addr)
+    }
+
+    /// As [`Target::spawn_ncat`], over TLS (`--ssl`), presenting a
+    /// certificate made now, which the run trusts, checked for `name`
+    /// (offering `group` first).
+    ///
+    /// # Errors
+    /// When the certificate cannot be made, or ncat cannot be started or
+    /// does not accept in time.
+    pub fn spawn_ncat_tls(bin: &Path, name: &str, group: Group) -> Result<Target> {
+        let cert = SelfSigned::generate()?;
+        let tls = TlsClient::trusting(std::slice::from_ref(&cert.der), name, group)?;
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--ssl")
+            .arg("--ssl-cert")
+            .arg(&cert.cert)
+            .arg("--ssl-key")
+            .arg(&cert.key);
+        Self::ncat_options(&mut cmd, addr);
+        let mut target = Self::spawn(Flavor::Ncat, cmd, addr)?;
+        target.ca_file = Some(cert.cert.clone());
+        target.tls = Some(tls);
+        target.cert = Some(cert);
+        Ok(target)
+    }
+
+    /// ncat's listening options, after any of its own given before.
+    fn ncat_options(cmd: &mut Command, addr: SocketAddr) {
         // ncat accepts 100 connections by default; lift that so the
         // scenarios measure ncat rather than its default.
         cmd.args(["-l", "--chat", "--max-conns", "100000"])
             .arg(addr.ip().to_string())
             .arg(addr.port().to_string());
-        Self::spawn(Flavor::Ncat, cmd, addr)
     }
 
     /// Starts tokio's chat example `bin` as `bin 127.0.0.1:PORT` on a free
@@ -160,10 +273,14 @@ impl Target {
         let mut target = Target {
             flavor,
             addr,
+            plain_addr: None,
+            tls: None,
+            ca_file: None,
             pid: Some(child.id()),
             command,
             child: Some(child),
             log: Some(log),
+            cert: None,
         };
         target.wait_ready()?;
         Ok(target)

@@ -5,7 +5,8 @@
 //! fixed-rate send is due; every turn is bounded (reads per connection,
 //! connects per turn) and the thread returns on `Stop` or at the end of
 //! its lifetime, whichever comes first. The fan-out part (senders,
-//! windows, accounting) is in [`run`].
+//! windows, accounting) is in [`run`], the churn of the handshake
+//! scenarios in [`churn`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,11 +18,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Interest, Poll, Token};
 
+mod churn;
 mod run;
 
-use super::{Cmd, EngineConfig, Flavor, Handshake, Milestone, Shared, WAKER};
+use super::{Cmd, EngineConfig, Flavor, Handshake, Milestone, Shared, Stall, WAKER};
 use crate::client::{self, split_lines, Conn, State};
 use crate::stats::{Integrity, Latency};
+use crate::tls::Negotiated;
+use churn::Churn;
+pub use churn::ChurnResult;
 use run::{due_ns, Run};
 
 /// Size of the shared read buffer.
@@ -49,6 +54,13 @@ pub struct ThreadResult {
     pub max_send_lag_ns: u64,
     /// The first connection error it saw.
     pub first_error: Option<String>,
+    /// Latency of its receivers' deliveries of lines sent in the focus
+    /// window.
+    pub focus_latency: Latency,
+    /// What its first TLS handshake negotiated.
+    pub tls: Option<Negotiated>,
+    /// Its share of a churn.
+    pub churn: ChurnResult,
 }
 
 /// The state of one I/O thread.
@@ -73,6 +85,8 @@ pub struct IoThread {
     /// A `JoinAll` is under way and not yet reported.
     join_active: bool,
     run: Option<Run>,
+    /// A churn under way.
+    churn: Option<Churn>,
     /// Connections with more to read than one turn took.
     again: Vec<usize>,
     /// Connections that got their handshake reply queued this turn.
@@ -106,6 +120,7 @@ impl IoThread {
             joining: 0,
             join_active: false,
             run: None,
+            churn: None,
             again: Vec::new(),
             to_flush: Vec::new(),
             scratch: vec![0; READ_BUF],
@@ -145,6 +160,7 @@ impl IoThread {
                 self.on_readable(idx);
             }
             self.flush_queued();
+            self.step_churn();
             self.pump_opens();
             self.publish_minima();
             self.step_senders();
@@ -156,6 +172,9 @@ impl IoThread {
     fn next_timeout(&self) -> Duration {
         if !self.again.is_empty() {
             return Duration::ZERO;
+        }
+        if let Some(churn) = &self.churn {
+            return churn.next_timeout(self.shared.now_ns()).min(MAX_WAIT);
         }
         let Some(run) = &self.run else {
             return MAX_WAIT;
@@ -183,6 +202,8 @@ impl IoThread {
     fn note_error(&mut self, e: &str) {
         if self.result.first_error.is_none() {
             self.result.first_error = Some(e.to_string());
+            // Only the first of all threads' is kept.
+            let _ = self.shared.first_error.set(e.to_string());
         }
     }
 
@@ -210,6 +231,7 @@ impl IoThread {
                         run.finals = Some(finals);
                     }
                 }
+                Ok(Cmd::Churn(plan)) => self.start_churn(plan),
                 Ok(Cmd::Stop) | Err(TryRecvError::Disconnected) => {
                     self.stopping = true;
                     return;
@@ -225,24 +247,65 @@ impl IoThread {
             let Some(id) = self.to_open.pop_front() else {
                 break;
             };
-            let source = client::source_for(id, self.config.sources, self.config.dest);
-            let token = Token(self.conns.len());
-            let started = client::start_connect(self.config.dest, source).and_then(|mut stream| {
-                self.poll
-                    .registry()
-                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-                Ok(stream)
-            });
-            match started {
-                Ok(stream) => {
-                    self.conns.push(Conn::new(stream, id));
-                    self.in_handshake += 1;
+            self.start_one(id, None);
+        }
+    }
+
+    /// Starts the connect of client `id`, in slot `reuse` (a closed
+    /// connection's, in a churn) or a new one. A failure to start counts
+    /// as a failed connection.
+    fn start_one(&mut self, id: usize, reuse: Option<usize>) {
+        let source = client::source_for(id, self.config.sources, self.config.dest);
+        let idx = reuse.unwrap_or(self.conns.len());
+        let token = Token(idx);
+        let started = client::start_connect(self.config.dest, source).and_then(|mut stream| {
+            let tls = self.config.tls.as_ref().map(|t| t.connect()).transpose()?;
+            self.poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+            Ok((stream, tls))
+        });
+        match started {
+            Ok((stream, tls)) => {
+                // The slot's old connection (closed) is dropped here, and
+                // its socket with it.
+                let conn = Conn::new(stream, id, tls, self.shared.now_ns());
+                match self.conns.get_mut(idx) {
+                    Some(slot) => *slot = conn,
+                    None => self.conns.push(conn),
                 }
-                Err(e) => {
-                    self.note_error(&format!("connect: {e}"));
-                    self.shared.failed.fetch_add(1, Ordering::SeqCst);
+                self.in_handshake += 1;
+            }
+            Err(e) => {
+                self.note_error(&format!("connect: {e}"));
+                self.shared.failed.fetch_add(1, Ordering::SeqCst);
+                if let Some(churn) = &mut self.churn {
+                    churn.result.failed += 1;
+                    churn.failures_in_a_row += 1;
+                    if let Some(idx) = reuse {
+                        churn.free.push(idx);
+                    }
                 }
             }
+        }
+    }
+
+    /// The connect of `idx` just finished: for TLS, the ClientHello goes
+    /// out; a stalling connection sends its stall and counts as ready.
+    fn on_connected(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.state = State::AwaitWelcome;
+        let outcome = match self.handshake {
+            Handshake::Stall(Stall::Silent) => Ok(true),
+            Handshake::Stall(Stall::HalfHello) => conn.send_half_hello().map(|()| true),
+            Handshake::Welcome | Handshake::Join(_) => conn.flush().map(|()| false),
+        };
+        match outcome {
+            Ok(true) => self.mark_ready(idx),
+            Ok(false) => {}
+            Err(e) => self.kill(idx, &e.to_string()),
         }
     }
 
@@ -251,15 +314,18 @@ impl IoThread {
             return;
         };
         let outcome = match conn.state {
-            State::Dead => return,
+            // A closing connection has said all it will.
+            State::Dead | State::Closing => return,
             State::Connecting => match conn.poll_connected() {
                 Ok(true) => {
-                    conn.state = State::AwaitWelcome;
-                    Ok(())
+                    self.on_connected(idx);
+                    return;
                 }
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             },
+            // A stalled connection sends nothing more, ever.
+            _ if matches!(self.handshake, Handshake::Stall(_)) => Ok(()),
             _ => conn.flush(),
         };
         if let Err(e) = outcome {
@@ -277,7 +343,7 @@ impl IoThread {
             };
             if conn.state == State::Connecting {
                 match conn.poll_connected() {
-                    Ok(true) => conn.state = State::AwaitWelcome,
+                    Ok(true) => self.on_connected(idx),
                     Ok(false) => {
                         more = false;
                         break;
@@ -294,6 +360,11 @@ impl IoThread {
                 break;
             };
             match conn.read_some(&mut scratch) {
+                Ok(Some(0)) if conn.state == State::Closing => {
+                    self.closed(idx);
+                    more = false;
+                    break;
+                }
                 Ok(Some(0)) => {
                     self.kill(idx, "closed by the server");
                     more = false;
@@ -310,6 +381,11 @@ impl IoThread {
                     }
                 }
                 Ok(None) => {
+                    more = false;
+                    break;
+                }
+                Err(_) if conn.state == State::Closing => {
+                    self.closed(idx);
                     more = false;
                     break;
                 }
@@ -330,8 +406,22 @@ impl IoThread {
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
+        if self.result.tls.is_none() {
+            if let Some(tls) = &conn.tls {
+                self.result.tls = Negotiated::of(tls);
+            }
+        }
         match conn.state {
-            State::Connecting | State::Dead => {}
+            State::Connecting | State::Dead | State::Closing => {}
+            State::AwaitWelcome if self.churn.is_some() => {
+                if self.config.flavor == Flavor::ChatServer && line.starts_with(b"!! ") {
+                    // "server full", "too many connections": refused.
+                    let why = String::from_utf8_lossy(line).into_owned();
+                    self.kill(idx, &why);
+                } else {
+                    self.churned(idx);
+                }
+            }
             State::AwaitWelcome => match self.config.flavor {
                 Flavor::Ncat => self.mark_ready(idx),
                 Flavor::TokioChat => {
@@ -409,6 +499,18 @@ impl IoThread {
             State::Connecting | State::AwaitWelcome | State::AwaitJoined => {
                 self.in_handshake = self.in_handshake.saturating_sub(1);
                 self.shared.failed.fetch_add(1, Ordering::SeqCst);
+                if let Some(churn) = &mut self.churn {
+                    churn.result.failed += 1;
+                    churn.failures_in_a_row += 1;
+                    churn.free.push(idx);
+                }
+            }
+            // A churned connection, already counted; its slot is free.
+            State::Closing => {
+                if let Some(churn) = &mut self.churn {
+                    churn.free.push(idx);
+                }
+                return;
             }
             State::Joining | State::Ready => {
                 if before == State::Joining {
@@ -459,6 +561,7 @@ impl IoThread {
     }
 
     fn check_milestones(&mut self) {
+        self.check_churn_end();
         if self.opening && self.to_open.is_empty() && self.in_handshake == 0 {
             self.opening = false;
             let _ = self.milestones.send(Milestone::Opened);

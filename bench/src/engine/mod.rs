@@ -23,12 +23,21 @@
 //!
 //! Client `id` lives on thread `id % threads`; clients `0..senders` are
 //! the senders of a fan-out run.
+//!
+//! Connections speak TLS when the configuration has a [`TlsClient`]
+//! ([`crate::client::Conn`] drives it). Two more things serve the TLS
+//! scenarios of issue 15: a *focus window* ([`Engine::focus`]), a stretch
+//! of send times whose deliveries are also counted apart, so a run can say
+//! what its clients saw while something else happened (a handshake
+//! storm); and *churn* ([`Engine::churn`]), connections opened, taken
+//! through their handshake and the server's welcome, and closed again, as
+//! fast as a fixed number in flight allows.
 
 mod io_thread;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -37,8 +46,9 @@ use mio::{Poll, Token, Waker};
 
 use crate::error::{Error, Result};
 use crate::stats::{Integrity, Latency};
+use crate::tls::{Negotiated, TlsClient};
 
-pub use io_thread::ThreadResult;
+pub use io_thread::{ChurnResult, ThreadResult};
 
 /// The token of each thread's waker; connections use tokens `0..`.
 const WAKER: Token = Token(usize::MAX);
@@ -84,6 +94,19 @@ pub enum Handshake {
     /// `-- you joined`. (ncat, tokio's chat example: as
     /// [`Handshake::Welcome`].)
     Join(String),
+    /// Never finishes: the connection counts as ready once connected (and
+    /// its stall sent), and then does nothing. A crowd of clients stuck in
+    /// their handshakes, holding the server's resources.
+    Stall(Stall),
+}
+
+/// How a [`Handshake::Stall`] connection gets stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends the first half of a TLS ClientHello (nothing over plain TCP).
+    HalfHello,
 }
 
 /// How the engine is set up.
@@ -103,6 +126,8 @@ pub struct EngineConfig {
     pub connect_inflight: usize,
     /// The I/O threads end by themselves after this long, whatever happens.
     pub lifetime: Duration,
+    /// TLS over every connection, when the server speaks it.
+    pub tls: Option<TlsClient>,
 }
 
 /// What one fan-out run asks of the senders, and the atomics through which
@@ -198,8 +223,22 @@ enum Cmd {
     /// Senders are done; these are their final counts. Report once every
     /// receiver has them all.
     Drain(Arc<Vec<u64>>),
+    /// Open, handshake and close connections until the plan's end.
+    Churn(ChurnPlan),
     /// Close everything and return.
     Stop,
+}
+
+/// One thread's share of a churn.
+#[derive(Debug, Clone, Copy)]
+struct ChurnPlan {
+    /// Connections in flight at once on this thread.
+    inflight: usize,
+    /// No connection is started after this, ns since the base.
+    end_ns: u64,
+    /// A connection not welcomed this long after its connect started
+    /// counts as failed and is closed.
+    timeout: Duration,
 }
 
 /// A milestone reported by one I/O thread.
@@ -215,6 +254,8 @@ enum Milestone {
     SendersDone,
     /// Its receivers have every line sent.
     Drained,
+    /// Its share of a churn is over.
+    Churned,
 }
 
 /// Counters shared by all threads.
@@ -230,11 +271,61 @@ struct Shared {
     died: AtomicUsize,
     /// Bytes received, all connections.
     bytes_in: AtomicU64,
+    /// The focus window's first send time, ns since the base; `u64::MAX`
+    /// while there is none.
+    focus_start: AtomicU64,
+    /// Its last send time; `u64::MAX` while still open.
+    focus_end: AtomicU64,
+    /// The first connection error of any thread, for the coordinator to
+    /// say why connections failed while the threads still run.
+    first_error: OnceLock<String>,
 }
 
 impl Shared {
     fn now_ns(&self) -> u64 {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a line sent at `t` falls in the focus window.
+    fn in_focus(&self, t: u64) -> bool {
+        // Relaxed: a window edge seen a moment late moves it by that
+        // moment, far less than the windows measured.
+        t >= self.focus_start.load(Ordering::Relaxed) && t <= self.focus_end.load(Ordering::Relaxed)
+    }
+}
+
+/// The focus window of an engine's fan-out runs, for another thread to
+/// open and close while a run goes on: deliveries of lines *sent* inside
+/// it are counted apart as well ([`FanoutOutcome::focus`]). A line sent in
+/// the window but delivered after it closed still counts, however late.
+#[derive(Debug, Clone)]
+pub struct Focus {
+    shared: Arc<Shared>,
+}
+
+impl Focus {
+    /// Now, on the engine's clock (ns since its base).
+    pub fn now_ns(&self) -> u64 {
+        self.shared.now_ns()
+    }
+
+    /// Opens the window at `start_ns` (still open at the end).
+    pub fn open_at(&self, start_ns: u64) {
+        self.shared.focus_end.store(u64::MAX, Ordering::SeqCst);
+        self.shared.focus_start.store(start_ns, Ordering::SeqCst);
+    }
+
+    /// Closes the window at `end_ns`.
+    pub fn close_at(&self, end_ns: u64) {
+        self.shared.focus_end.store(end_ns, Ordering::SeqCst);
+    }
+
+    /// The window, once opened: (start, end) in ns since the base, the end
+    /// `None` while still open.
+    pub fn window(&self) -> Option<(u64, Option<u64>)> {
+        let start = self.shared.focus_start.load(Ordering::SeqCst);
+        let end = self.shared.focus_end.load(Ordering::SeqCst);
+        (start != u64::MAX).then_some((start, (end != u64::MAX).then_some(end)))
     }
 }
 
@@ -272,6 +363,32 @@ pub struct FanoutOutcome {
     pub max_send_lag: Duration,
     /// The first connection error seen, if any.
     pub first_error: Option<String>,
+    /// Latency of the deliveries of lines sent in the focus window.
+    pub focus: Latency,
+    /// What the TLS handshakes negotiated (the first one seen), for TLS
+    /// runs.
+    pub tls: Option<Negotiated>,
+}
+
+/// The result of a churn, all threads merged.
+#[derive(Debug, Clone)]
+pub struct ChurnOutcome {
+    /// Connections welcomed before the end.
+    pub completed: u64,
+    /// Connections that failed (refused, reset, a TLS error, timed out).
+    pub failed: u64,
+    /// Connections still under way at the end, abandoned.
+    pub abandoned: u64,
+    /// From connect to the server's first line, each completed one.
+    pub latency: Latency,
+    /// From the first connect to the end.
+    pub elapsed: Duration,
+    /// All threads reported their end in time.
+    pub complete: bool,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+    /// What the TLS handshakes negotiated (the first one seen).
+    pub tls: Option<Negotiated>,
 }
 
 /// The coordinator's handle on the I/O threads.
@@ -298,6 +415,9 @@ impl Engine {
             failed: AtomicUsize::new(0),
             died: AtomicUsize::new(0),
             bytes_in: AtomicU64::new(0),
+            focus_start: AtomicU64::new(u64::MAX),
+            focus_end: AtomicU64::new(u64::MAX),
+            first_error: OnceLock::new(),
         });
         let (milestone_tx, milestones) = crossbeam_channel::unbounded();
         let mut engine = Engine {
@@ -337,9 +457,22 @@ impl Engine {
         self.shared.now_ns()
     }
 
+    /// The focus window of this engine's fan-out runs, for another thread
+    /// to open and close.
+    pub fn focus(&self) -> Focus {
+        Focus {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Bytes received so far over all connections.
     pub fn bytes_in(&self) -> u64 {
         self.shared.bytes_in.load(Ordering::SeqCst)
+    }
+
+    /// The first connection error any thread saw so far.
+    pub fn first_error(&self) -> Option<&str> {
+        self.shared.first_error.get().map(String::as_str)
     }
 
     /// Connections open and ready now.
@@ -495,6 +628,8 @@ impl Engine {
             complete: sent_all && drained,
             other_lines: 0,
             max_send_lag: Duration::ZERO,
+            focus: Latency::new(),
+            tls: None,
             first_error: (!armed).then(|| {
                 format!(
                     "the generator threads did not all arm the run within {} s; nothing was sent",
@@ -508,14 +643,71 @@ impl Engine {
             outcome.integrity.add(&r.integrity);
             outcome.latency.merge(&r.latency);
             outcome.other_lines += r.other_lines;
+            outcome.focus.merge(&r.focus_latency);
             last_ns = last_ns.max(r.last_delivery_ns);
             lag_ns = lag_ns.max(r.max_send_lag_ns);
             if outcome.first_error.is_none() {
                 outcome.first_error.clone_from(&r.first_error);
             }
+            if outcome.tls.is_none() {
+                outcome.tls.clone_from(&r.tls);
+            }
         }
         outcome.active = Duration::from_nanos(last_ns.saturating_sub(start_ns));
         outcome.max_send_lag = Duration::from_nanos(lag_ns);
+        outcome
+    }
+
+    /// Opens connections, each taken through its TLS handshake (if any)
+    /// and the server's first line and then closed, with `inflight` under
+    /// way at once (spread over the threads), for `duration`. A connection
+    /// not welcomed within `timeout` of its connect counts as failed.
+    /// Then stops the threads.
+    pub fn churn(&mut self, inflight: usize, duration: Duration, timeout: Duration) -> ChurnOutcome {
+        let started = Instant::now();
+        let end_ns = self
+            .now_ns()
+            .saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        let mut busy = 0;
+        for thread in 0..self.threads {
+            let share = share_of(inflight, self.threads, thread);
+            if share > 0 {
+                busy += 1;
+                self.command(
+                    thread,
+                    Cmd::Churn(ChurnPlan {
+                        inflight: share,
+                        end_ns,
+                        timeout,
+                    }),
+                );
+            }
+        }
+        let complete = self.wait_for(Milestone::Churned, busy, duration + timeout);
+        let elapsed = started.elapsed().min(duration);
+        let results = self.stop();
+        let mut outcome = ChurnOutcome {
+            completed: 0,
+            failed: 0,
+            abandoned: 0,
+            latency: Latency::new(),
+            elapsed,
+            complete,
+            first_error: None,
+            tls: None,
+        };
+        for r in &results {
+            outcome.completed += r.churn.completed;
+            outcome.failed += r.churn.failed;
+            outcome.abandoned += r.churn.abandoned;
+            outcome.latency.merge(&r.churn.latency);
+            if outcome.first_error.is_none() {
+                outcome.first_error.clone_from(&r.first_error);
+            }
+            if outcome.tls.is_none() {
+                outcome.tls.clone_from(&r.tls);
+            }
+        }
         outcome
     }
 
@@ -531,10 +723,34 @@ impl Engine {
     }
 }
 
+/// Thread `index`'s share of `total` spread over `threads`: as even as
+/// can be, the first threads taking one more.
+pub fn share_of(total: usize, threads: usize, index: usize) -> usize {
+    let threads = threads.max(1);
+    total / threads + usize::from(index < total % threads)
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         if !self.handles.is_empty() {
             self.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_even_and_add_up() {
+        assert_eq!((0..2).map(|i| share_of(8, 2, i)).collect::<Vec<_>>(), [4, 4]);
+        assert_eq!((0..3).map(|i| share_of(8, 3, i)).collect::<Vec<_>>(), [3, 3, 2]);
+        assert_eq!(
+            (0..4).map(|i| share_of(2, 4, i)).collect::<Vec<_>>(),
+            [1, 1, 0, 0]
+        );
+        // No threads is taken as one.
+        assert_eq!(share_of(5, 0, 0), 5);
     }
 }

@@ -18,6 +18,7 @@ use crate::procfs;
 use crate::report::{self, cpu_map, cpu_text, Header};
 use crate::stats::{Integrity, LatencySummary};
 use crate::target::Target;
+use crate::tls::Negotiated;
 
 /// The JSON line of a fan-out run.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +62,8 @@ pub struct FanoutReport {
     pub generator_cpu_pct: BTreeMap<String, f64>,
     /// The first connection error, if any.
     pub first_error: Option<String>,
+    /// What the TLS handshakes negotiated, for a TLS run.
+    pub tls: Option<Negotiated>,
 }
 
 /// Runs one fan-out against `target`.
@@ -88,15 +91,7 @@ pub fn run(
     let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);
     if opened.live < clients {
-        return Err(Error::msg(format!(
-            "only {} of {} clients connected and joined in {:.1} s ({} failed; server alive: {}) {}",
-            opened.live,
-            clients,
-            opened.elapsed.as_secs_f64(),
-            opened.failed,
-            target.is_alive(),
-            target.log_tail(),
-        )));
+        return Err(super::not_all_connected(&opened, clients, target, &engine));
     }
     engine.settle(super::QUIET, args.setup_timeout);
 
@@ -145,7 +140,20 @@ pub fn run(
         server_cpu_pct: cpu_map(&server_cpu),
         generator_cpu_pct: cpu_map(&gen_cpu),
         first_error: outcome.first_error,
+        tls: outcome.tls,
     })
+}
+
+/// The transport for people: `tcp`, or `tls (TLSv1_3, TLS13_..., X25519,
+/// Full)`.
+pub fn transport_text(transport: &str, tls: Option<&Negotiated>) -> String {
+    match tls {
+        Some(n) => format!(
+            "{transport} ({}, {}, {}, {} handshake)",
+            n.version, n.cipher_suite, n.key_exchange, n.handshake
+        ),
+        None => transport.to_string(),
+    }
 }
 
 /// Prints `r` for people and as JSON.
@@ -183,6 +191,10 @@ pub fn print(r: &FanoutReport) -> Result<()> {
         format!(
             "  lost {}, duplicated {}, out of order {}, foreign {}",
             i.lost, i.duplicated, i.out_of_order, i.foreign
+        ),
+        format!(
+            "  transport: {}",
+            transport_text(&r.header.transport, r.tls.as_ref())
         ),
         format!(
             "  CPU during the run: server {}; generator {}",

@@ -6,20 +6,25 @@
 //! - [`join`]: a join storm into one room.
 //! - [`idle`]: memory per idle connection, and a connection ramp.
 //! - [`pool`]: connections held in this process or in worker processes.
+//! - [`handshakes`]: new connections (TLS handshakes) per second.
+//! - [`storm`]: a handshake storm while clients chat.
 //! - [`table`]: the markdown table of earlier runs.
 
 pub mod fanout;
+pub mod handshakes;
 pub mod idle;
 pub mod join;
 pub mod pool;
+pub mod storm;
 pub mod table;
 
 use std::time::Duration;
 
 use crate::args::{Cli, Scenario, TargetArgs, TargetKind};
-use crate::engine::EngineConfig;
+use crate::engine::{Engine, EngineConfig, OpenOutcome};
 use crate::error::{Error, Result};
 use crate::target::{Target, CHAT_SERVER_ARGS};
+use crate::tls::TlsClient;
 
 /// Runs the scenario the command line names.
 ///
@@ -55,6 +60,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut target = open_target(&args, r.max)?;
             idle::run_ramp(&mut target, &args, &r)
         }
+        Scenario::Handshakes(h) => {
+            let mut target = open_target(&args, h.concurrency.saturating_add(handshakes::CLOSING_ROOM))?;
+            handshakes::run(&mut target, &args, &h)
+        }
+        Scenario::Storm(s) => {
+            let mut target = open_target(&args, s.clients.saturating_add(s.storm))?;
+            storm::run(&mut target, &args, &s)
+        }
     }
 }
 
@@ -78,6 +91,12 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
             ));
         }
     }
+    if args.tls {
+        return open_tls_target(args, clients);
+    }
+    if args.ca.is_some() {
+        return Err(Error::msg("--ca is for --tls runs"));
+    }
     match (args.addr, args.target, &args.server_bin) {
         (Some(addr), _, _) => Target::attach(flavor, addr, args.server_pid),
         (None, TargetKind::Ncat, _) => Target::spawn_ncat(&args.ncat_bin),
@@ -100,6 +119,39 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     }
 }
 
+/// [`open_target`] for a TLS run.
+fn open_tls_target(args: &TargetArgs, clients: u32) -> Result<Target> {
+    let flavor = args.target.flavor();
+    match (args.addr, args.target, &args.server_bin) {
+        (_, TargetKind::TokioChat, _) => Err(Error::msg("tokio's chat example does not speak TLS")),
+        (Some(addr), _, _) => {
+            let Some(ca) = &args.ca else {
+                return Err(Error::msg(
+                    "--tls with --addr needs --ca FILE: the certificate (PEM) of the server started by hand",
+                ));
+            };
+            let tls = TlsClient::from_ca_file(ca, &args.tls_name, args.tls_group)?;
+            Ok(Target::attach(flavor, addr, args.server_pid)?.with_tls(tls, ca.clone()))
+        }
+        (None, _, _) if args.ca.is_some() => Err(Error::msg(
+            "--ca is for a server given with --addr; a server chat-bench starts presents a certificate it makes",
+        )),
+        (None, TargetKind::Ncat, _) => Target::spawn_ncat_tls(&args.ncat_bin, &args.tls_name, args.tls_group),
+        (None, TargetKind::ChatServer, Some(bin)) => Target::spawn_chat_server_tls(
+            bin,
+            clients,
+            &args.server_args,
+            &args.tls_name,
+            args.tls_group,
+        ),
+        (None, TargetKind::ChatServer, None) => Err(Error::msg(format!(
+            "give --server-bin PATH, or --addr ADDR of a chat-server's TLS listener started with {} \
+             --max-clients (at least the run's clients), and --ca FILE with its certificate",
+            CHAT_SERVER_ARGS.join(" ")
+        ))),
+    }
+}
+
 /// The engine setup for `target` with these options, living at most
 /// `lifetime`.
 pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> EngineConfig {
@@ -111,7 +163,34 @@ pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> 
         first_id: 0,
         connect_inflight: usize::from(args.connect_inflight()),
         lifetime,
+        tls: target.tls.clone(),
     }
+}
+
+/// Why a run could not start: not every client connected (and joined),
+/// with the first connection error (a certificate that does not verify,
+/// a refusal) and the end of the server's log.
+pub fn not_all_connected(
+    opened: &OpenOutcome,
+    clients: usize,
+    target: &mut Target,
+    engine: &Engine,
+) -> Error {
+    Error::msg(format!(
+        "only {} of {} clients connected and joined in {:.1} s ({} failed; server alive: {}){}{}",
+        opened.live,
+        clients,
+        opened.elapsed.as_secs_f64(),
+        opened.failed,
+        target.is_alive(),
+        engine
+            .first_error()
+            .map_or(String::new(), |e| format!("; first error: {e}")),
+        match target.log_tail() {
+            tail if tail.is_empty() => String::new(),
+            tail => format!("; server log: {tail}"),
+        },
+    ))
 }
 
 /// A room no other run uses at the same time.
@@ -149,6 +228,32 @@ mod tests {
             10,
         );
         assert!(tokio.unwrap_err().0.contains("not for --target tokio-chat"));
+    }
+
+    #[test]
+    fn tls_options_are_checked_before_anything_starts() {
+        let no_ca = open_target(&target_args(&["--tls", "--addr", "127.0.0.1:9"]), 10);
+        assert!(no_ca.unwrap_err().0.contains("needs --ca FILE"));
+        let ca_alone = open_target(&target_args(&["--ca", "cert.pem", "--addr", "127.0.0.1:9"]), 10);
+        assert!(ca_alone.unwrap_err().0.contains("--ca is for --tls runs"));
+        let ca_started = open_target(
+            &target_args(&["--tls", "--ca", "cert.pem", "--server-bin", "chat-server"]),
+            10,
+        );
+        assert!(ca_started.unwrap_err().0.contains("a certificate it makes"));
+        let tokio = open_target(
+            &target_args(&["--tls", "--target", "tokio-chat", "--tokio-bin", "chat"]),
+            10,
+        );
+        assert!(tokio.unwrap_err().0.contains("does not speak TLS"));
+        let missing = open_target(
+            &target_args(&["--tls", "--addr", "127.0.0.1:9", "--ca", "/nonexistent/cert.pem"]),
+            10,
+        );
+        assert!(missing
+            .unwrap_err()
+            .0
+            .contains("cannot read --ca /nonexistent/cert.pem"));
     }
 
     #[test]

@@ -18,10 +18,13 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use clap::ValueEnum;
+
 use crate::args::{TargetArgs, WorkerArgs};
 use crate::engine::{Engine, Handshake};
 use crate::error::{Error, Result};
 use crate::target::Target;
+use crate::tls::TlsClient;
 
 /// Client numbers of worker `w` start at `w * ID_STRIDE`.
 const ID_STRIDE: usize = 1_000_000;
@@ -147,10 +150,22 @@ impl Pool {
         }
         let exe = std::env::current_exe()?;
         let kind = target.flavor.name();
+        // A TLS run's workers trust the same certificate, for the same name.
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some(ca) = &target.ca_file {
+            tls_args.extend(["--tls".to_string(), "--ca".to_string(), ca.display().to_string()]);
+            tls_args.extend(["--tls-name".to_string(), args.tls_name.clone()]);
+            let group = args
+                .tls_group
+                .to_possible_value()
+                .map(|v| v.get_name().to_string());
+            tls_args.extend(["--tls-group".to_string(), group.unwrap_or_default()]);
+        }
         (0..usize::from(workers))
             .map(|w| {
                 let mut child = Command::new(&exe)
                     .args(["--addr", &target.addr.to_string(), "--target", kind])
+                    .args(&tls_args)
                     .args(["--threads", "1", "--sources", &args.sources.to_string()])
                     .args(["--connect-inflight", &args.connect_inflight().to_string()])
                     .args(["worker", "--first-id", &(w * ID_STRIDE).to_string()])
@@ -250,7 +265,13 @@ pub fn broadcast(pools: &mut [Pool], command: &str) -> Result<Held> {
 /// When the engine cannot start or stdout is gone.
 pub fn worker_main(args: &TargetArgs, w: &WorkerArgs) -> Result<()> {
     let addr = args.addr.ok_or_else(|| Error::msg("a worker needs --addr"))?;
-    let target = Target::attach(args.target.flavor(), addr, None)?;
+    let mut target = Target::attach(args.target.flavor(), addr, None)?;
+    if let (true, Some(ca)) = (args.tls, &args.ca) {
+        target = target.with_tls(
+            TlsClient::from_ca_file(ca, &args.tls_name, args.tls_group)?,
+            ca.clone(),
+        );
+    }
     let mut config = super::engine_config(args, &target, w.lifetime);
     config.first_id = w.first_id;
     let mut engine = Engine::start(config)?;

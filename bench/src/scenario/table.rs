@@ -8,6 +8,13 @@
 //! time and memory). When any run is of tokio's chat example (target
 //! `tokio-chat`), the table has a "tokio chat" column and a chat-server ÷
 //! tokio ratio as well; without such runs it is as it always was.
+//!
+//! Runs over TLS (issue 15: a `transport` of `tls`) get a table of their
+//! own ([`render_tls`]): chat-server over TLS and over plain TCP, `ncat
+//! --ssl` and plain ncat side by side, with the two ratios the issue's
+//! targets are about (chat-server's TLS figure ÷ its TCP one, and
+//! chat-server ÷ ncat, both over TLS), the handshakes rows, each server's
+//! CPU by thread, and the storms in a table after it.
 
 use std::fs;
 
@@ -116,7 +123,41 @@ fn measures(scenario: &str) -> &'static [Measure] {
             ("seconds until announcements drained", &["settled_s"], plain),
             ("server RSS after (KiB)", &["rss_after_kib"], whole),
         ],
+        "handshakes" => &[
+            (
+                "connections/s, each handshaken, welcomed, closed",
+                &["per_s"],
+                rate,
+            ),
+            ("connect to welcome p50", &["latency", "p50_us"], micros),
+            ("connect to welcome p99", &["latency", "p99_us"], micros),
+            ("failed", &["failed"], plain),
+        ],
         _ => &[],
+    }
+}
+
+/// The CPU rows of the TLS table: where in the JSON, and the row's name.
+const CPU_ROWS: [(&str, &str); 2] = [
+    ("server_cpu_pct", "server CPU, % of a core by thread"),
+    ("generator_cpu_pct", "generator CPU, % of a core"),
+];
+
+/// A run's CPU map (`{"io-0": 38.2, ...}`) as a cell: `hub 6, io-0 38`.
+fn cpu_cell(run: Option<&Value>, key: &str) -> String {
+    let Some(map) = run.and_then(|r| r.get(key)).and_then(Value::as_object) else {
+        return "—".to_string();
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .filter_map(|(name, pct)| Some((name, pct.as_f64()?)))
+        .filter(|(_, pct)| *pct >= 0.5)
+        .map(|(name, pct)| format!("{name} {pct:.0}"))
+        .collect();
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -145,8 +186,8 @@ fn ratio(x: Option<f64>, y: Option<f64>) -> String {
     }
 }
 
-/// The table as markdown.
-pub fn render(runs: &[Value]) -> String {
+/// The labels of `runs` in the order they first appear.
+fn labels_of<'a>(runs: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let mut labels: Vec<String> = Vec::new();
     for run in runs {
         let label = text(run, "label");
@@ -154,6 +195,15 @@ pub fn render(runs: &[Value]) -> String {
             labels.push(label);
         }
     }
+    labels
+}
+
+/// The table as markdown: the TLS layout when any run is over TLS.
+pub fn render(runs: &[Value]) -> String {
+    if runs.iter().any(|r| text(r, "transport") == "tls") {
+        return render_tls(runs);
+    }
+    let labels = labels_of(runs.iter());
     let with_tokio = runs.iter().any(|r| text(r, "target") == "tokio-chat");
     let mut out = if with_tokio {
         String::from(
@@ -203,6 +253,113 @@ pub fn render(runs: &[Value]) -> String {
                 out.push_str(&format!("|  | {who} ramp stopped | {stopped}{blanks}\n"));
             }
         }
+    }
+    out
+}
+
+/// The TLS comparison (issue 15) as markdown: for each label, chat-server
+/// over TLS and TCP, `ncat --ssl` and ncat, the ratio of chat-server's
+/// TLS figure to its TCP one, and chat-server ÷ ncat over TLS; then the
+/// storms, one row each.
+pub fn render_tls(runs: &[Value]) -> String {
+    let mut out = String::from(
+        "| scenario | measure | chat-server TLS | chat-server TCP | ncat --ssl | ncat | chat-server TLS ÷ TCP | chat-server ÷ ncat, TLS |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let (storms, others): (Vec<&Value>, Vec<&Value>) =
+        runs.iter().partition(|r| text(r, "scenario") == "storm");
+    for label in labels_of(others.iter().copied()) {
+        let find = |target: &str, transport: &str| {
+            others.iter().rev().copied().find(|r| {
+                text(r, "label") == label && text(r, "target") == target && text(r, "transport") == transport
+            })
+        };
+        let columns = [
+            find("chat-server", "tls"),
+            find("chat-server", "tcp"),
+            find("ncat", "tls"),
+            find("ncat", "tcp"),
+        ];
+        let Some(scenario) = columns.iter().flatten().next().map(|r| text(r, "scenario")) else {
+            continue;
+        };
+        let name = if label.is_empty() {
+            scenario.clone()
+        } else {
+            label.clone()
+        };
+        let mut first = name.as_str();
+        for (measure, path, show) in measures(&scenario) {
+            let cells: Vec<(String, Option<f64>)> =
+                columns.iter().map(|run| cell(*run, path, *show)).collect();
+            let value = |i: usize| cells.get(i).and_then(|c| c.1);
+            let shown = |i: usize| cells.get(i).map_or("—", |c| c.0.as_str());
+            out.push_str(&format!(
+                "| {first} | {measure} | {} | {} | {} | {} | {} | {} |\n",
+                shown(0),
+                shown(1),
+                shown(2),
+                shown(3),
+                ratio(value(0), value(1)),
+                ratio(value(0), value(2)),
+            ));
+            first = "";
+        }
+        for (key, measure) in CPU_ROWS {
+            let cells: Vec<String> = columns.iter().map(|run| cpu_cell(*run, key)).collect();
+            // Scenarios that do not measure CPU (idle) get no such row.
+            if cells.iter().any(|c| c != "—") {
+                out.push_str(&format!("|  | {measure} | {} | — | — |\n", cells.join(" | ")));
+            }
+        }
+    }
+    if !storms.is_empty() {
+        out.push_str(&render_storms(&storms));
+    }
+    out
+}
+
+/// The storms as markdown, one row per run.
+fn render_storms(storms: &[&Value]) -> String {
+    let mut out = String::from(
+        "\n| storm | clients | storm connections arrived | storm took | window p50 | window p99 | window p99.9 | window max | whole run p99 | lost + duplicated + out of order |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in storms {
+        let us = |path: &[&str]| num(run, path).map_or("—".to_string(), micros);
+        let lost: f64 = ["lost", "duplicated", "out_of_order"]
+            .iter()
+            .filter_map(|k| num(run, &["integrity", k]))
+            .sum();
+        let storm = num(run, &["storm"]).unwrap_or(0.0);
+        let arrived = if storm > 0.0 {
+            format!(
+                "{} of {} ({}, {})",
+                plain(num(run, &["storm_arrived"]).unwrap_or(0.0)),
+                plain(storm),
+                text(run, "storm_kind"),
+                text(run, "transport")
+            )
+        } else {
+            "no storm".to_string()
+        };
+        let took = if storm > 0.0 {
+            num(run, &["storm_s"]).map_or("—".to_string(), |s| format!("{s:.3} s"))
+        } else {
+            "—".to_string()
+        };
+        out.push_str(&format!(
+            "| {} | {} ({}) | {arrived} | {took} | {} | {} | {} | {} | {} | {} |\n",
+            text(run, "label"),
+            plain(num(run, &["clients"]).unwrap_or(0.0)),
+            text(run, "clients_transport"),
+            us(&["window", "p50_us"]),
+            us(&["window", "p99_us"]),
+            us(&["window", "p999_us"]),
+            us(&["window", "max_us"]),
+            us(&["latency", "p99_us"]),
+            plain(lost),
+        ));
     }
     out
 }
@@ -299,6 +456,77 @@ mod tests {
         );
         assert!(
             table.contains("|  | tokio chat ramp stopped | time budget of 30 s used | | | | |\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn tls_runs_get_four_columns_the_two_ratios_cpu_and_the_storms() {
+        let runs: Vec<Value> = [
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","transport":"tls","deliveries_per_s":8000000,"latency":{"p50_us":100,"p99_us":2000,"p999_us":3000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"hub":6.2,"io-0":30.4,"io-1":0.1},"generator_cpu_pct":{"chat-bench":120}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","transport":"tcp","deliveries_per_s":10000000,"latency":{"p50_us":100,"p99_us":1000,"p999_us":3000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"ncat","transport":"tls","deliveries_per_s":1000000,"latency":{"p50_us":500,"p99_us":50000,"p999_us":60000},"integrity":{"lost":0,"duplicated":1,"out_of_order":0}}"#,
+            r#"{"label":"H","scenario":"handshakes","target":"chat-server","transport":"tls","per_s":4500,"latency":{"p50_us":1500,"p99_us":3000},"failed":0}"#,
+            r#"{"label":"C","scenario":"idle","target":"chat-server","transport":"tls","held":1000,"rss_per_conn_bytes":9392.4}"#,
+            r#"{"label":"H","scenario":"handshakes","target":"ncat","transport":"tcp","per_s":15000,"latency":{"p50_us":300,"p99_us":2500},"failed":2}"#,
+            r#"{"label":"S1","scenario":"storm","target":"chat-server","transport":"tls","clients":200,"clients_transport":"tls","storm":1000,"storm_kind":"full","storm_arrived":1000,"storm_s":0.357,"window":{"p50_us":1969,"p99_us":134873,"p999_us":137626,"max_us":137757},"latency":{"p99_us":95289},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
+            r#"{"label":"S0","scenario":"storm","target":"chat-server","transport":"tls","clients":200,"clients_transport":"tls","storm":0,"storm_kind":"full","storm_arrived":0,"storm_s":0,"window":{"p50_us":1700,"p99_us":6480,"p999_us":7098,"max_us":7148},"latency":{"p99_us":6967},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let table = render(&runs);
+        assert!(
+            table.starts_with(
+                "| scenario | measure | chat-server TLS | chat-server TCP | ncat --ssl | ncat | chat-server TLS ÷ TCP | chat-server ÷ ncat, TLS |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| A | deliveries/s | 8.00 M/s | 10.00 M/s | 1.00 M/s | — | 0.80× | 8.00× |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | lost + duplicated + out of order | 0 | 0 | 1 | — | — | — |\n"),
+            "{table}"
+        );
+        // Threads under half a percent are left out; a run without the
+        // figures is a dash.
+        assert!(
+            table.contains("|  | server CPU, % of a core by thread | hub 6, io-0 30 | — | — | — | — | — |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| H | connections/s, each handshaken, welcomed, closed | 4.5 k/s | — | — | 15.0 k/s | — | — |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | failed | 0 | — | — | 2 | — | — |\n"),
+            "{table}"
+        );
+        // An idle run has no CPU figures, and no CPU rows.
+        assert!(
+            table.contains(
+                "|  | server RSS per connection (bytes) | 9392 | — | — | — | — | — |\n|  | kernel slab"
+            ),
+            "{table}"
+        );
+        assert!(
+            !table.contains("| generator CPU, % of a core | — | — | — | — |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| S1 | 200 (tls) | 1000 of 1000 (full, tls) | 0.357 s | 1.97 ms | 134.87 ms | 137.63 ms | 137.76 ms | 95.29 ms | 0 |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| S0 | 200 (tls) | no storm | — | 1.70 ms | 6.48 ms | 7.10 ms | 7.15 ms | 6.97 ms | 0 |\n"
+            ),
             "{table}"
         );
     }

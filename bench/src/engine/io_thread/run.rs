@@ -65,6 +65,9 @@ impl IoThread {
         let received = track.received();
         let now = self.shared.now_ns();
         self.result.latency.record(now.saturating_sub(stamp.t));
+        if self.shared.in_focus(stamp.t) {
+            self.result.focus_latency.record(now.saturating_sub(stamp.t));
+        }
         self.result.integrity.delivered += 1;
         self.result.last_delivery_ns = now;
         if let Some(min) = run.minima.get_mut(stamp.sender) {
