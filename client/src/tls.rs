@@ -122,16 +122,22 @@ impl TlsTarget {
             if !conn.is_handshaking() {
                 break;
             }
+            // chat-server closes a plain connection whose first bytes are
+            // a TLS handshake, so a plain port answers with an end of
+            // stream or a reset, or with its welcome if that went first.
+            let closed = || {
+                failed(format!(
+                    "the server closed the connection without answering in TLS; is it a plain \
+                     port? chat-server serves TLS on its --tls-listen port, {DEFAULT_TLS_PORT} by \
+                     default"
+                ))
+            };
             match conn.read_tls(&mut tcp) {
-                Ok(0) => {
-                    return Err(failed(
-                        "the server closed the connection during the handshake; is it a TLS port?"
-                            .to_string(),
-                    ))
-                }
+                Ok(0) => return Err(closed()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) => return Err(timed_out()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(closed()),
                 Err(e) => return Err(failed(e.to_string())),
             }
             if let Err(e) = conn.process_new_packets() {
@@ -315,11 +321,17 @@ fn system_roots() -> Result<RootCertStore, ClientError> {
 
 /// The ring crypto provider, as the daemon uses it: it builds with a C
 /// compiler alone, where aws-lc-rs needs cmake. rustls 0.23.48 marks it
-/// deprecated because it offers no post-quantum key exchange; X25519 is
-/// what the handshake gets.
+/// deprecated because it offers no post-quantum key exchange. Its key
+/// exchanges are offered X25519 first, as OpenSSL and browsers do: this
+/// rustls would offer P-384 first, and a TLS 1.3 server takes the
+/// client's first choice it supports, so every handshake would cost the
+/// server about three times as much (BENCHMARKS.md, "TLS").
 #[allow(deprecated)]
 fn crypto_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    provider
 }
 
 /// Writes out what rustls has to send (handshake messages, an alert).
@@ -343,6 +355,12 @@ fn is_timeout(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x25519_is_offered_first() {
+        let groups: Vec<_> = crypto_provider().kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(groups.first(), Some(&rustls::NamedGroup::X25519), "{groups:?}");
+    }
 
     // The handshake itself, against a rustls server, is tested in
     // `transport.rs`, beside what it hands over.

@@ -84,6 +84,13 @@ const FLUSH_BEFORE_QUEUEING: usize = 64 * 1024;
 /// has, reads, and comes back at once.
 const HUB_MESSAGES_PER_TURN: usize = 512;
 
+/// The most TLS handshake steps one turn takes on. A step costs the CPU of
+/// a signature (about 150 µs); a storm of hundreds of new TLS clients
+/// would otherwise be served in one turn before established clients get
+/// what they are owed, which held their p99 at 100 ms in the storm of
+/// BENCHMARKS.md. The rest wait for the next turn, which comes at once.
+const HANDSHAKES_PER_TURN: usize = 8;
+
 /// While lines wait for room in the hub's queue, the longest the loop
 /// sleeps before looking again. The hub wakes the loop when it has room
 /// (see [`crate::chat::hub::Outlet::wants_room`]); this only bounds the
@@ -297,8 +304,12 @@ pub struct EventLoop {
     /// Connections whose reading waits for room in the hub's queue, in the
     /// order they began to wait.
     waiting_for_hub: Vec<usize>,
-    /// Connections that used up their read budget: read again next turn.
+    /// Connections that used up their read budget, or whose handshake
+    /// waits for the next turn's handshake budget: read again next turn.
     more_to_read: Vec<usize>,
+    /// TLS handshakes this turn may still take on (see
+    /// [`HANDSHAKES_PER_TURN`]).
+    handshakes_left: usize,
     /// Close, resume and idle timers.
     timers: Timers,
     /// Connections closing or lingering (the hub let go of them; their
@@ -388,6 +399,7 @@ impl EventLoop {
             dropped: Vec::new(),
             waiting_for_hub: Vec::new(),
             more_to_read: Vec::new(),
+            handshakes_left: HANDSHAKES_PER_TURN,
             timers: Timers::default(),
             closing: 0,
             closing_order: VecDeque::new(),
@@ -427,6 +439,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.poll_timeout(Instant::now());
+            self.handshakes_left = HANDSHAKES_PER_TURN;
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -630,7 +643,7 @@ impl EventLoop {
                     let until = later(now, self.config.tls_handshake_timeout);
                     self.timers.set(&mut conn.timers, until, id, TimerKind::Handshake);
                     // The client may have sent its hello already.
-                    self.handshake(slot);
+                    self.read(slot);
                 } else {
                     self.arrived(slot);
                 }
@@ -766,7 +779,17 @@ impl EventLoop {
         let now = Instant::now();
         let mut hub_gone = false;
         let outcome = match conn.phase {
-            Phase::Handshaking => return self.handshake(slot),
+            Phase::Handshaking if self.handshakes_left == 0 => {
+                // The rest wait for the next turn, after what established
+                // clients are owed has been written.
+                conn.paused = Some(Pause::Budget);
+                self.more_to_read.push(slot);
+                return;
+            }
+            Phase::Handshaking => {
+                self.handshakes_left -= 1;
+                return self.handshake(slot);
+            }
             Phase::Open if shutting_down => return,
             Phase::Open => {
                 let panic_on = match &self.config.test_fault {
