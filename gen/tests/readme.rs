@@ -77,6 +77,8 @@ fn the_readme_names_everything_the_test_command_installs() {
         "man-db",
         "openssl",
         "ncat",
+        "irssi",
+        "weechat-curses",
         "rustfmt",
         "clippy",
         "cargo-deb",

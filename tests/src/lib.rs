@@ -1216,6 +1216,30 @@ pub fn spawn_nc(addr: SocketAddr) -> Proc {
     )
 }
 
+// ---------------------------------------------------------------------------
+// For the tests of real IRC clients in a terminal (tests/irc_clients.rs).
+
+pub mod terminal;
+
+impl Proc {
+    /// Reads the next stdout line, waiting up to `timeout` (longer than
+    /// [`TIMEOUT`], for a peer that paces what it sends, as irssi and
+    /// WeeChat do), and checks it is `expected`.
+    ///
+    /// # Panics
+    /// When another line comes, or none in time.
+    #[track_caller]
+    pub fn expect_stdout_line_within(&mut self, expected: &str, timeout: Duration) {
+        let got = self.stdout.next(&self.name, Instant::now() + timeout);
+        assert_eq!(
+            got.as_deref(),
+            Some(expected),
+            "\n{} printed the wrong line on stdout\n expected: {expected:?}\n      got: {got:?}\n",
+            self.name
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
