@@ -221,6 +221,12 @@ pub enum ServerEvent {
         /// The rooms, sorted by name.
         rooms: Vec<RoomListing>,
     },
+    /// The recipient's invisibility changed (IRC's user mode `+i`: left
+    /// out of others' WHO by mask).
+    Invisible {
+        /// Invisible now, or not.
+        on: bool,
+    },
     /// The recipient is away now, or back (IRC's AWAY).
     AwaySet {
         /// Away (true) or back.
@@ -582,6 +588,10 @@ impl ServerEvent {
                     .collect();
                 notice(list.join(", "))
             }
+            ServerEvent::Invisible { on: true } => {
+                notice("you are invisible to searches by nick".to_string())
+            }
+            ServerEvent::Invisible { on: false } => notice("you are visible to searches by nick".to_string()),
             ServerEvent::AwaySet { away: true } => notice("you are away".to_string()),
             ServerEvent::AwaySet { away: false } => notice("you are back".to_string()),
             ServerEvent::IsAway { nick, message } => notice(format!("{nick} is away: {message}")),

@@ -377,3 +377,57 @@ fn away_is_shared_by_both_protocols() {
     alice.send("/away");
     alice.expect_line("-- you are back");
 }
+
+#[test]
+fn a_nick_sent_before_the_welcome_arrives_still_counts() {
+    let server = server(quiet_config());
+    let mut irc = IrcClient::connect(server.irc_addr());
+    irc.send_raw(b"NICK alice\r\nUSER ally 0 * :A\r\nNICK alice2\r\n");
+    irc.expect_command("001");
+    let renamed = irc.skip_to(|l| command(l) == "NICK");
+    assert_eq!(renamed, ":alice!alice@chat-server NICK :alice2");
+    irc.send("WHOIS alice2");
+    let whois = irc.sync("whois");
+    assert!(
+        whois[0].starts_with(":irc.test 311 alice2 alice2 ally chat-server"),
+        "{whois:?}"
+    );
+}
+
+#[test]
+fn user_mode_i_leaves_a_user_out_of_others_who_by_mask() {
+    let server = server(quiet_config());
+    let mut shy = IrcClient::registered(server.irc_addr(), "shy");
+    let mut other = IrcClient::registered(server.irc_addr(), "other");
+    shy.send("MODE shy +i");
+    shy.expect_line(":shy!shy@chat-server MODE shy :+i");
+    shy.send("MODE shy");
+    shy.expect_line(":irc.test 221 shy +i");
+    other.send("WHO sh*");
+    assert_eq!(other.sync("who"), [":irc.test 315 other sh* :End of /WHO list"]);
+    // Still there for itself, and by WHOIS.
+    shy.send("WHO sh*");
+    assert_eq!(shy.sync("own").len(), 2);
+    // Other flags, and other users' modes, are refused.
+    shy.send("MODE shy +w");
+    shy.expect_line(":irc.test 501 shy :Unknown MODE flag (only +i is a user mode here)");
+    shy.send("MODE other -i");
+    shy.expect_line(":irc.test 502 shy :Cannot change mode for other users");
+    shy.send("MODE shy -i");
+    shy.expect_line(":shy!shy@chat-server MODE shy :-i");
+    other.send("WHO sh*");
+    assert_eq!(other.sync("visible").len(), 2);
+}
+
+#[test]
+fn who_and_whois_name_a_line_users_protocol() {
+    let server = server(quiet_config());
+    let _bob = line_user_in(&server, "bob", "rust");
+    let mut alice = IrcClient::registered(server.irc_addr(), "alice");
+    alice.send("WHOIS bob");
+    let whois = alice.sync("whois");
+    assert_eq!(
+        whois[0],
+        ":irc.test 311 alice bob line chat-server * :chat-server line protocol user"
+    );
+}

@@ -94,6 +94,10 @@ pub const MAX_WHO_SCAN: usize = 2000;
 /// The real name WHOIS shows for a line protocol user, who gives none.
 const LINE_REALNAME: &str = "chat-server line protocol user";
 
+/// The user name WHO and WHOIS show for a line protocol user, who gives
+/// none: it says which protocol they came in on.
+const LINE_USER: &str = "line";
+
 /// How the hub behaves, from the server's configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -153,6 +157,8 @@ struct User {
     realname: String,
     /// The away message, while away.
     away: Option<String>,
+    /// Left out of others' WHO by mask (IRC's `+i`).
+    invisible: bool,
     /// When they came, in milliseconds since the Unix epoch.
     signon: u64,
     /// When they last said something, in the same unit.
@@ -353,8 +359,13 @@ impl Hub {
         let nick = self.guest_nick();
         let lobby = RoomName::lobby();
         log::info!("connect {addr} as {nick}");
-        let user = nick.to_string();
-        self.add_user(id, addr, nick.clone(), user, LINE_REALNAME.to_string());
+        self.add_user(
+            id,
+            addr,
+            nick.clone(),
+            LINE_USER.to_string(),
+            LINE_REALNAME.to_string(),
+        );
         self.send(
             id,
             ServerEvent::Welcome {
@@ -383,6 +394,7 @@ impl Hub {
                 user,
                 realname,
                 away: None,
+                invisible: false,
                 signon: now,
                 last_said: now,
             },
@@ -502,8 +514,14 @@ impl Hub {
                 self.rename(id, nick, new);
                 Ok(())
             }
-            // Registered already: nothing to do (the front end knows).
-            Request::Register { .. } => Ok(()),
+            // A NICK sent while the registration was on its way: the front
+            // end asked again with the newer nick, now a change of nick.
+            Request::Register { nick: new, .. } => {
+                if new.as_str() != nick.as_str() {
+                    self.rename(id, nick, new);
+                }
+                Ok(())
+            }
             Request::Join {
                 room,
                 leave_others,
@@ -541,6 +559,13 @@ impl Hub {
                     user.away = message;
                 }
                 self.reply(id, ServerEvent::AwaySet { away });
+                Ok(())
+            }
+            Request::Invisible(on) => {
+                if let Some(user) = self.users.get_mut(&id) {
+                    user.invisible = on;
+                }
+                self.reply(id, ServerEvent::Invisible { on });
                 Ok(())
             }
             Request::Irc(reply) => {
@@ -837,6 +862,9 @@ impl Hub {
                     break;
                 }
                 if !glob_matches(&pattern, key) {
+                    continue;
+                }
+                if member != id && self.users.get(&member).is_some_and(|u| u.invisible) {
                     continue;
                 }
                 if entries.len() == MAX_WHO {

@@ -118,6 +118,8 @@ pub enum Request {
     List,
     /// Set an away message, or come back (`None`).
     Away(Option<String>),
+    /// Be left out of others' WHO by mask, or not (IRC's user mode `+i`).
+    Invisible(bool),
     /// Hand this reply back, in order with the others (see
     /// [`IrcReply`]); allowed before registering.
     Irc(IrcReply),

@@ -262,6 +262,20 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
             }
             numeric(out, "323", &[], Some("End of /LIST"));
         }
+        ServerEvent::Invisible { on } => {
+            session.invisible = *on;
+            if let Some(nick) = &session.nick {
+                let change = if *on { "+i" } else { "-i" };
+                message(
+                    out,
+                    None,
+                    Some(&source(nick)),
+                    "MODE",
+                    &[nick.as_str()],
+                    Some(change),
+                );
+            }
+        }
         ServerEvent::AwaySet { away: true } => {
             numeric(out, "306", &[], Some("You have been marked as being away"));
         }
@@ -335,14 +349,15 @@ fn welcome(out: &mut Vec<u8>, nick: &Nick, ctx: &Context) {
         &[],
         &format!("This server was created {}", ctx.created),
     );
-    // 004: user modes (only `o`, which no one has) and channel modes
-    // (`n`, no message from outside, always on; `o`, the operator).
+    // 004: user modes (`i`, left out of others' WHO by mask; `o`, which no
+    // one has) and channel modes (`n`, no message from outside, always on;
+    // `o`, the operator).
     message(
         out,
         None,
         Some(server),
         "004",
-        &[me, server, &version, "o", "no", "o"],
+        &[me, server, &version, "io", "no", "o"],
         None,
     );
     let network = format!("NETWORK={}", ctx.network);

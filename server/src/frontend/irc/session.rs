@@ -100,6 +100,8 @@ pub struct Session {
     pub nick: Option<Nick>,
     /// The capabilities enabled, one bit each.
     caps: u8,
+    /// User mode `+i`, as the hub last confirmed it.
+    pub invisible: bool,
 }
 
 impl Default for Session {
@@ -119,6 +121,7 @@ impl Session {
             },
             nick: None,
             caps: 0,
+            invisible: false,
         }
     }
 
@@ -194,7 +197,7 @@ impl Session {
                 out.send(Request::Away(text.filter(|t| !t.is_empty())));
             }
             "MOTD" => out.reply(IrcReply::Motd),
-            "MODE" => mode(&message, &mut out),
+            "MODE" => self.mode(&message, &mut out),
             _ => out.reply(numeric("421", &[&command], "Unknown command")),
         }
     }
@@ -582,15 +585,58 @@ fn whois(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, Err
     }
 }
 
-/// MODE answers what is true: channels are `+n` (no message from outside),
-/// users have no modes, and nothing can be changed yet (room operators and
-/// their powers come with moderation).
-fn mode(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>) {
-    let Some(target) = message.param(0).filter(|t| !t.is_empty()) else {
-        return out.reply(numeric("461", &["MODE"], "Not enough parameters"));
-    };
-    let change = message.param(1);
-    if target.starts_with('#') {
+impl Session {
+    /// MODE: a user's own `+i`, and channel modes (see [`channel_mode`]).
+    fn mode(&mut self, message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>) {
+        let Some(target) = message.param(0).filter(|t| !t.is_empty()) else {
+            return out.reply(numeric("461", &["MODE"], "Not enough parameters"));
+        };
+        if target.starts_with('#') {
+            return channel_mode(target, message.param(1), out);
+        }
+        let me = self
+            .nick
+            .as_ref()
+            .is_some_and(|n| n.as_str().eq_ignore_ascii_case(target));
+        if !me {
+            return out.reply(numeric("502", &[], "Cannot change mode for other users"));
+        }
+        let Some(change) = message.param(1) else {
+            let modes = if self.invisible { "+i" } else { "+" };
+            return out.reply(numeric("221", &[modes], ""));
+        };
+        // Only `i` is a user mode here: `+i`, `-i`, `+i-i`...
+        let mut on = None;
+        let mut adding = true;
+        for c in change.chars() {
+            match c {
+                '+' => adding = true,
+                '-' => adding = false,
+                'i' => on = Some(adding),
+                _ => {
+                    return out.reply(numeric(
+                        "501",
+                        &[],
+                        "Unknown MODE flag (only +i is a user mode here)",
+                    ))
+                }
+            }
+        }
+        if let Some(on) = on.filter(|&on| on != self.invisible) {
+            out.send(Request::Invisible(on));
+        }
+    }
+}
+
+/// Channel MODE answers what is true: channels are `+n` (no message from
+/// outside), and nothing can be changed yet (room operators and their
+/// powers come with moderation).
+fn channel_mode(
+    target: &str,
+    change: Option<&str>,
+    out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>,
+) {
+    {
         match change {
             None => out.reply(numeric("324", &[target, "+n"], "")),
             // A list query (bans, exceptions, invitations): always empty.
@@ -602,11 +648,6 @@ fn mode(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, Erro
                 &[target],
                 "Channel modes cannot be changed on this server (yet)",
             )),
-        }
-    } else {
-        match change {
-            None => out.reply(numeric("221", &["+"], "")),
-            Some(_) => out.reply(numeric("501", &[], "User modes cannot be changed on this server")),
         }
     }
 }
