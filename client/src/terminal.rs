@@ -570,7 +570,7 @@ fn send_line(line: &str, shared: &Shared, tx: &Sender<FromStdin>) -> bool {
     match Command::parse(line) {
         // Nothing to send: the server ignores blank lines.
         Ok(None) => return true,
-        Ok(Some(Command::Nick(_) | Command::Join(_))) => shared.expect_one_more(),
+        Ok(Some(Command::Nick(_) | Command::Join { .. })) => shared.expect_one_more(),
         _ => {}
     }
     let mut bytes = line.as_bytes().to_vec();

@@ -7,6 +7,9 @@
 //! the parser already sanitized by [`crate::text::sanitize`], so nothing
 //! downstream can forget to do it.
 
+use std::time::Duration;
+
+use crate::moderation::{check_key, parse_duration, Mask, ModerationError, Role, RoomSetting};
 use crate::names::{NameError, Nick, RoomName};
 use crate::text::{is_blank, sanitize};
 
@@ -17,8 +20,13 @@ pub enum Command {
     Say(String),
     /// `/nick NAME`: change nick.
     Nick(Nick),
-    /// `/join ROOM`: leave the current room and enter ROOM.
-    Join(RoomName),
+    /// `/join ROOM [KEY]`: leave the current room and enter ROOM.
+    Join {
+        /// The room.
+        room: RoomName,
+        /// Its key, if it needs one.
+        key: Option<String>,
+    },
     /// `/rooms [PAGE]`: list rooms with member counts, a page at a time.
     Rooms {
         /// Which page (from 1) of the listing.
@@ -45,6 +53,38 @@ pub enum Command {
     History(Option<usize>),
     /// `/away [MESSAGE]`: be away with a message, or come back.
     Away(Option<String>),
+    /// `/op NICK`, `/deop NICK`, `/voice NICK`, `/devoice NICK`: give or
+    /// take a role in the current room.
+    Role {
+        /// Whose.
+        nick: Nick,
+        /// Which.
+        role: Role,
+        /// Give (true) or take.
+        on: bool,
+    },
+    /// `/kick NICK [REASON]`: put someone out of the current room.
+    Kick {
+        /// Whom.
+        nick: Nick,
+        /// Why, as the room is told.
+        reason: Option<String>,
+    },
+    /// `/ban MASK [DURATION]`: keep matching users out of the current room
+    /// (and silent, if they are in it).
+    Ban {
+        /// Whom.
+        mask: Mask,
+        /// For how long; `None` until lifted.
+        duration: Option<Duration>,
+    },
+    /// `/unban MASK`: lift a ban.
+    Unban(Mask),
+    /// `/bans`: list the current room's bans.
+    Bans,
+    /// `/room [SETTING VALUE]`: show the current room's settings, or change
+    /// one.
+    Room(Option<RoomSetting>),
     /// `/quit [REASON]`: leave.
     Quit(Option<String>),
     /// `/help [COMMAND]`: list the commands, or explain one.
@@ -83,6 +123,10 @@ pub enum CommandError {
     /// name as typed, sanitized.
     #[error("no such nick: {0}")]
     NoSuchNick(String),
+    /// Occurs for a moderation command with a mask, duration or key that
+    /// cannot be one.
+    #[error(transparent)]
+    Moderation(#[from] ModerationError),
 }
 
 /// What `/help` says about one command: its line in the list, and what
@@ -130,9 +174,12 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: &[
             "ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust are \
              the same room. Joining shows its topic and its last lines.",
+            "Whoever opens a room (joins it empty) is its operator. KEY is for a room whose \
+             operators set one.",
             "example: /join rust",
             "errors: !! you are already in #rust; !! invalid room: room name may only contain \
              letters, digits, '_' and '-'",
+            "!! #rust needs a key: /join #rust KEY; !! you are banned from #rust",
         ],
     },
     CommandHelp {
@@ -201,6 +248,102 @@ pub const COMMANDS: &[CommandHelp] = &[
         ],
     },
     CommandHelp {
+        name: "op",
+        usage: USAGE_OP,
+        summary: "make NICK an operator of your room (operators only)",
+        details: &[
+            "Operators (shown @ in /who) may kick, ban, give and take roles and change the \
+             room's settings. The room sees -- alice made bob an operator of #rust.",
+            "#lobby has no operators: server operators keep it (chat-server ctl).",
+            "example: /op bob",
+            "errors: !! you are not an operator of #rust; !! bob is not in #rust",
+        ],
+    },
+    CommandHelp {
+        name: "deop",
+        usage: USAGE_DEOP,
+        summary: "take operator from NICK (operators only)",
+        details: &[
+            "example: /deop bob",
+            "errors: !! you are not an operator of #rust",
+        ],
+    },
+    CommandHelp {
+        name: "voice",
+        usage: USAGE_VOICE,
+        summary: "let NICK speak in a moderated room (operators only)",
+        details: &[
+            "Voiced members are shown + in /who. In a moderated room only operators and voiced \
+             members speak.",
+            "example: /voice bob",
+            "errors: !! you are not an operator of #rust; !! bob is not in #rust",
+        ],
+    },
+    CommandHelp {
+        name: "devoice",
+        usage: USAGE_DEVOICE,
+        summary: "take voice from NICK (operators only)",
+        details: &[
+            "example: /devoice bob",
+            "errors: !! you are not an operator of #rust",
+        ],
+    },
+    CommandHelp {
+        name: "kick",
+        usage: USAGE_KICK,
+        summary: "put NICK out of your room (operators only)",
+        details: &[
+            "The room sees -- bob was kicked from #rust by alice (REASON); bob may join again \
+             unless banned.",
+            "example: /kick bob flooding",
+            "errors: !! you are not an operator of #rust; !! bob is not in #rust",
+        ],
+    },
+    CommandHelp {
+        name: "ban",
+        usage: USAGE_BAN,
+        summary: "keep users matching MASK out of your room (operators only)",
+        details: &[
+            "MASK is a nick (troll, troll*), or NICK!USER@HOST with * and ?; HOST may be an \
+             address block (10.0.0.0/24).",
+            "A banned user cannot join, and one still in the room can say nothing. DURATION is \
+             a number with s, m, h, d or w (10m, 2h); without it, until /unban.",
+            "Bans outlive an empty room for as long as the room keeps its history.",
+            "example: /ban troll 1h",
+            "errors: !! you are not an operator of #rust; !! invalid mask ...; !! invalid \
+             duration ...",
+        ],
+    },
+    CommandHelp {
+        name: "unban",
+        usage: USAGE_UNBAN,
+        summary: "lift a ban (operators only)",
+        details: &["example: /unban troll", "errors: !! no ban troll!*@* in #rust"],
+    },
+    CommandHelp {
+        name: "bans",
+        usage: "/bans",
+        summary: "list your room's bans",
+        details: &[
+            "One line each: the mask, who set it, when, and until when.",
+            "example: /bans",
+        ],
+    },
+    CommandHelp {
+        name: "room",
+        usage: USAGE_ROOM,
+        summary: "show your room's settings, or change one (operators only)",
+        details: &[
+            "SETTING VALUE is moderated on|off, topic-lock on|off, key KEY|off or hidden on|off.",
+            "moderated: only operators and voiced members speak; topic-lock: only operators set \
+             the topic;",
+            "key: joining needs it (/join ROOM KEY); hidden: left out of /rooms for those not in \
+             it. The room sees each change.",
+            "example: /room moderated on",
+            "errors: !! you are not an operator of #rust",
+        ],
+    },
+    CommandHelp {
         name: "away",
         usage: "/away [MESSAGE]",
         summary: "say you are away, or (without MESSAGE) that you are back",
@@ -233,13 +376,43 @@ pub const COMMANDS: &[CommandHelp] = &[
 ];
 
 const USAGE_NICK: &str = "/nick NAME";
-const USAGE_JOIN: &str = "/join ROOM";
+const USAGE_JOIN: &str = "/join ROOM [KEY]";
 const USAGE_ROOMS: &str = "/rooms [PAGE]";
 const USAGE_WHO: &str = "/who [PAGE]";
 const USAGE_MSG: &str = "/msg NICK TEXT";
 const USAGE_ME: &str = "/me TEXT";
 const USAGE_HISTORY: &str = "/history [N]";
 const USAGE_HELP: &str = "/help [COMMAND]";
+const USAGE_OP: &str = "/op NICK";
+const USAGE_DEOP: &str = "/deop NICK";
+const USAGE_VOICE: &str = "/voice NICK";
+const USAGE_DEVOICE: &str = "/devoice NICK";
+const USAGE_KICK: &str = "/kick NICK [REASON]";
+const USAGE_BAN: &str = "/ban MASK [DURATION]";
+const USAGE_UNBAN: &str = "/unban MASK";
+const USAGE_ROOM: &str = "/room [SETTING VALUE]";
+
+/// `/room SETTING VALUE`.
+fn room_setting(args: &str) -> Result<RoomSetting, CommandError> {
+    let (name, value) = split_word(args);
+    let value = one_arg(trim(value), USAGE_ROOM)?;
+    let on = || match value.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(CommandError::Usage(USAGE_ROOM)),
+    };
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "moderated" => RoomSetting::Moderated(on()?),
+        "topic-lock" => RoomSetting::TopicLocked(on()?),
+        "hidden" => RoomSetting::Hidden(on()?),
+        "key" if value.eq_ignore_ascii_case("off") => RoomSetting::Key(None),
+        "key" => {
+            check_key(value)?;
+            RoomSetting::Key(Some(value.to_string()))
+        }
+        _ => return Err(CommandError::Usage(USAGE_ROOM)),
+    })
+}
 
 impl Command {
     /// Parses one line, without its line end.
@@ -264,8 +437,56 @@ impl Command {
         let command = match name.to_ascii_lowercase().as_str() {
             "nick" => Command::Nick(Nick::new(one_arg(args, USAGE_NICK)?).map_err(CommandError::BadNick)?),
             "join" => {
-                Command::Join(RoomName::new(one_arg(args, USAGE_JOIN)?).map_err(CommandError::BadRoom)?)
+                let (room, key) = split_word(args);
+                let (key, rest) = split_word(trim(key));
+                if room.is_empty() || !trim(rest).is_empty() {
+                    return Err(CommandError::Usage(USAGE_JOIN));
+                }
+                let room = RoomName::new(room).map_err(CommandError::BadRoom)?;
+                let key = (!key.is_empty()).then(|| key.to_string());
+                Command::Join { room, key }
             }
+            "op" | "deop" | "voice" | "devoice" => {
+                let (role, on, usage) = match name.to_ascii_lowercase().as_str() {
+                    "op" => (Role::Op, true, USAGE_OP),
+                    "deop" => (Role::Op, false, USAGE_DEOP),
+                    "voice" => (Role::Voice, true, USAGE_VOICE),
+                    _ => (Role::Voice, false, USAGE_DEVOICE),
+                };
+                let who = one_arg(args, usage)?;
+                let nick =
+                    Nick::new(who).map_err(|_| CommandError::NoSuchNick(sanitize(who).into_owned()))?;
+                Command::Role { nick, role, on }
+            }
+            "kick" => {
+                let (who, reason) = split_word(args);
+                if who.is_empty() {
+                    return Err(CommandError::Usage(USAGE_KICK));
+                }
+                let nick =
+                    Nick::new(who).map_err(|_| CommandError::NoSuchNick(sanitize(who).into_owned()))?;
+                let reason = (!is_blank(reason)).then(|| sanitize(trim(reason)).into_owned());
+                Command::Kick { nick, reason }
+            }
+            "ban" => {
+                let (mask, rest) = split_word(args);
+                let (duration, extra) = split_word(trim(rest));
+                if mask.is_empty() || !trim(extra).is_empty() {
+                    return Err(CommandError::Usage(USAGE_BAN));
+                }
+                let mask = Mask::parse(mask)?;
+                let duration = if duration.is_empty() {
+                    None
+                } else {
+                    Some(parse_duration(duration)?)
+                };
+                Command::Ban { mask, duration }
+            }
+            "unban" => Command::Unban(Mask::parse(one_arg(args, USAGE_UNBAN)?)?),
+            "bans" if args.is_empty() => Command::Bans,
+            "bans" => return Err(CommandError::Usage("/bans")),
+            "room" if args.is_empty() => Command::Room(None),
+            "room" => Command::Room(Some(room_setting(args)?)),
             "rooms" => Command::Rooms {
                 page: page_arg(args, USAGE_ROOMS)?,
             },
@@ -423,14 +644,77 @@ mod tests {
     fn every_command_parses() {
         assert_eq!(parse("/nick alice"), Command::Nick(nick("alice")));
         assert_eq!(parse("/NICK  alice "), Command::Nick(nick("alice")));
+        let rust = RoomName::new("#rust").unwrap();
         assert_eq!(
             parse("/join rust"),
-            Command::Join(RoomName::new("#rust").unwrap())
+            Command::Join {
+                room: rust.clone(),
+                key: None
+            }
         );
         assert_eq!(
-            parse("/join #rust"),
-            Command::Join(RoomName::new("#rust").unwrap())
+            parse("/join #rust s3cret"),
+            Command::Join {
+                room: rust,
+                key: Some("s3cret".into())
+            }
         );
+        assert_eq!(
+            parse("/op bob"),
+            Command::Role {
+                nick: nick("bob"),
+                role: Role::Op,
+                on: true
+            }
+        );
+        assert_eq!(
+            parse("/devoice bob"),
+            Command::Role {
+                nick: nick("bob"),
+                role: Role::Voice,
+                on: false
+            }
+        );
+        assert_eq!(
+            parse("/kick bob  go away"),
+            Command::Kick {
+                nick: nick("bob"),
+                reason: Some("go away".into())
+            }
+        );
+        assert_eq!(
+            parse("/ban troll 1h"),
+            Command::Ban {
+                mask: Mask::parse("troll").unwrap(),
+                duration: Some(Duration::from_secs(3600))
+            }
+        );
+        assert_eq!(
+            parse("/unban troll"),
+            Command::Unban(Mask::parse("troll").unwrap())
+        );
+        assert_eq!(parse("/bans"), Command::Bans);
+        assert_eq!(parse("/room"), Command::Room(None));
+        assert_eq!(
+            parse("/room moderated on"),
+            Command::Room(Some(RoomSetting::Moderated(true)))
+        );
+        assert_eq!(
+            parse("/room key off"),
+            Command::Room(Some(RoomSetting::Key(None)))
+        );
+        assert!(matches!(
+            Command::parse("/ban a b c"),
+            Err(CommandError::Usage(_))
+        ));
+        assert!(matches!(
+            Command::parse("/ban troll 10y"),
+            Err(CommandError::Moderation(_))
+        ));
+        assert!(matches!(
+            Command::parse("/room loud on"),
+            Err(CommandError::Usage(_))
+        ));
         assert_eq!(parse("/rooms"), Command::Rooms { page: 1 });
         assert_eq!(parse("/rooms 3"), Command::Rooms { page: 3 });
         assert_eq!(parse("/who"), Command::Who { page: 1 });
@@ -488,7 +772,10 @@ mod tests {
             Command::parse("/nick 9lives"),
             Err(CommandError::BadNick(NameError::BadStart { kind: "nick" }))
         );
-        assert_eq!(Command::parse("/join"), Err(CommandError::Usage("/join ROOM")));
+        assert_eq!(
+            Command::parse("/join"),
+            Err(CommandError::Usage("/join ROOM [KEY]"))
+        );
         assert_eq!(
             Command::parse("/join bad!room"),
             Err(CommandError::BadRoom(NameError::BadChar { kind: "room name" }))
@@ -525,7 +812,7 @@ mod tests {
     #[test]
     fn help_with_a_command_names_that_command() {
         let join = CommandHelp::find("join").unwrap();
-        assert_eq!(join.usage, "/join ROOM");
+        assert_eq!(join.usage, "/join ROOM [KEY]");
         for line in ["/help join", "/help /join", "/HELP Join", "/help  join "] {
             assert_eq!(parse(line), Command::Help(Some(join)), "{line:?}");
         }
@@ -560,7 +847,8 @@ mod tests {
     #[test]
     fn every_command_has_help_and_its_usage_starts_with_its_name() {
         for name in [
-            "nick", "join", "rooms", "who", "msg", "me", "topic", "history", "away", "quit", "help",
+            "nick", "join", "rooms", "who", "msg", "me", "topic", "history", "op", "deop", "voice",
+            "devoice", "kick", "ban", "unban", "bans", "room", "away", "quit", "help",
         ] {
             let help = CommandHelp::find(name).unwrap_or_else(|| panic!("no help for /{name}"));
             assert!(help.usage.starts_with(&format!("/{name}")), "{help:?}");
@@ -576,7 +864,7 @@ mod tests {
                 .unwrap();
             assert!(matches!(Command::parse(example), Ok(Some(_))), "{example:?}");
         }
-        assert_eq!(COMMANDS.len(), 11, "a help entry per command, no more");
+        assert_eq!(COMMANDS.len(), 20, "a help entry per command, no more");
         // A command without arguments still parses as itself (not as an
         // unknown command), and one that needs them says so.
         for help in COMMANDS {

@@ -12,6 +12,7 @@ use crate::decoder::DecodeError;
 use crate::history::{format_time, HistoryEntry};
 use crate::irc::IrcReply;
 use crate::line::ServerLine;
+use crate::moderation::{format_duration, BanInfo, Mask, Member, Role, RoomSetting, RoomSettings};
 use crate::names::{Nick, RoomName};
 
 /// Something the server tells one or more users.
@@ -101,8 +102,8 @@ pub enum ServerEvent {
         total: usize,
         /// Which page this is, and how many there are (see [`Page`]).
         page: Page,
-        /// The members on this page, sorted by nick.
-        nicks: Vec<Nick>,
+        /// The members on this page, sorted by nick, with their roles.
+        nicks: Vec<Member>,
     },
     /// Reply to `/rooms`: one page of the rooms.
     Rooms {
@@ -192,10 +193,9 @@ pub enum ServerEvent {
     Names {
         /// The room.
         room: RoomName,
-        /// Its members; none when it is empty or does not exist.
-        members: Vec<Nick>,
-        /// Its operator, if it has members.
-        op: Option<Nick>,
+        /// Its members, with their roles; none when it is empty or does
+        /// not exist.
+        members: Vec<Member>,
         /// What the end of the listing names (a NAMES of several rooms
         /// ends once, after the last); `None` when more rooms follow.
         end: Option<String>,
@@ -243,6 +243,66 @@ pub enum ServerEvent {
     /// order with its own (see [`IrcReply`]); it says nothing in the line
     /// protocol.
     Irc(IrcReply),
+    /// A room operator gave or took a role.
+    RoleChanged {
+        /// The room.
+        room: RoomName,
+        /// Whose role.
+        nick: Nick,
+        /// Who did it.
+        by: Nick,
+        /// Which role.
+        role: Role,
+        /// Given (true) or taken.
+        on: bool,
+    },
+    /// A room operator put someone out of the room.
+    Kicked {
+        /// The room.
+        room: RoomName,
+        /// Who was put out.
+        nick: Nick,
+        /// Who did it.
+        by: Nick,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// A room operator banned a mask, or lifted a ban.
+    BanChanged {
+        /// The room.
+        room: RoomName,
+        /// What the ban matches.
+        mask: Mask,
+        /// Who did it.
+        by: Nick,
+        /// Banned (true) or lifted.
+        on: bool,
+        /// How long it lasts, if not until lifted.
+        duration: Option<std::time::Duration>,
+    },
+    /// A room's bans (`/bans`, IRC's `MODE #room b`).
+    BanList {
+        /// The room.
+        room: RoomName,
+        /// Its bans, oldest first.
+        bans: Vec<BanInfo>,
+    },
+    /// A room operator changed a setting of the room.
+    SettingChanged {
+        /// The room.
+        room: RoomName,
+        /// Who did it.
+        by: Nick,
+        /// The change.
+        setting: RoomSetting,
+    },
+    /// A room's settings (`/room`, IRC's `MODE #room`).
+    Settings {
+        /// The room.
+        room: RoomName,
+        /// Its settings.
+        settings: RoomSettings,
+    },
     /// The recipient's last line could not be carried out.
     Error(ErrorKind),
 }
@@ -303,6 +363,8 @@ pub struct WhoEntry {
     pub room: Option<RoomName>,
     /// Whether they are that room's operator.
     pub op: bool,
+    /// Whether they are voiced in that room.
+    pub voice: bool,
     /// Whether they are away.
     pub away: bool,
 }
@@ -445,6 +507,42 @@ pub enum ErrorKind {
     /// Occurs for a message to a room the sender is not in.
     #[error("you are not in {0}")]
     CannotSendTo(RoomName),
+    /// Occurs for a moderation command from someone who is not an
+    /// operator of the room (nobody is, of the lobby).
+    #[error("you are not an operator of {0}")]
+    NotOperator(RoomName),
+    /// Occurs for a moderation command about someone not in the room.
+    #[error("{nick} is not in {room}")]
+    NotInTheRoom {
+        /// Who.
+        nick: Nick,
+        /// Where.
+        room: RoomName,
+    },
+    /// Occurs for joining a room whose bans match the user.
+    #[error("you are banned from {0}")]
+    BannedFrom(RoomName),
+    /// Occurs for saying something in a room whose bans match the sayer:
+    /// nothing is delivered.
+    #[error("you are banned from {0}: nothing you say there is delivered")]
+    Silenced(RoomName),
+    /// Occurs for joining a room with a key without it, or with another.
+    #[error("{0} needs a key: /join {0} KEY")]
+    NeedsKey(RoomName),
+    /// Occurs for saying something in a moderated room without voice.
+    #[error("{0} is moderated: only operators and voiced members speak")]
+    Moderated(RoomName),
+    /// Occurs for setting a locked topic without being an operator.
+    #[error("only operators of {0} set its topic")]
+    TopicLocked(RoomName),
+    /// Occurs for lifting a ban that is not there.
+    #[error("no ban {mask} in {room}")]
+    NoSuchBan {
+        /// The mask asked for.
+        mask: Mask,
+        /// Where.
+        room: RoomName,
+    },
     /// Occurs for a connection over `--max-clients`; it is then closed.
     #[error("server full")]
     ServerFull,
@@ -504,7 +602,10 @@ impl ServerEvent {
                 page,
                 nicks,
             } => {
-                let names: Vec<&str> = nicks.iter().map(Nick::as_str).collect();
+                let names: Vec<String> = nicks
+                    .iter()
+                    .map(|m| format!("{}{}", m.prefix(), m.nick))
+                    .collect();
                 notice(format!(
                     "{total} in {room}{}: {}",
                     page.note("/who"),
@@ -560,7 +661,10 @@ impl ServerEvent {
             },
             ServerEvent::LeftRoom { room, .. } => notice(format!("you left {room}")),
             ServerEvent::Names { room, members, .. } => {
-                let names: Vec<&str> = members.iter().map(Nick::as_str).collect();
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{}{}", m.prefix(), m.nick))
+                    .collect();
                 notice(format!("{} in {room}: {}", members.len(), names.join(", ")))
             }
             ServerEvent::Whois { asked, info: None } => ServerLine::Error(format!("no such nick: {asked}")),
@@ -596,6 +700,99 @@ impl ServerEvent {
             ServerEvent::AwaySet { away: false } => notice("you are back".to_string()),
             ServerEvent::IsAway { nick, message } => notice(format!("{nick} is away: {message}")),
             ServerEvent::Irc(_) => return Vec::new(),
+            ServerEvent::RoleChanged {
+                room,
+                nick,
+                by,
+                role,
+                on: true,
+            } => match role {
+                Role::Op => notice(format!("{by} made {nick} an operator of {room}")),
+                Role::Voice => notice(format!("{by} gave {nick} voice in {room}")),
+            },
+            ServerEvent::RoleChanged {
+                room, nick, by, role, ..
+            } => notice(format!(
+                "{by} took {} from {nick} in {room}",
+                match role {
+                    Role::Op => "operator",
+                    Role::Voice => "voice",
+                }
+            )),
+            ServerEvent::Kicked {
+                room,
+                nick,
+                by,
+                reason,
+            } => {
+                let why = reason.as_ref().map_or_else(String::new, |r| format!(" ({r})"));
+                notice(format!("{nick} was kicked from {room} by {by}{why}"))
+            }
+            ServerEvent::BanChanged {
+                room,
+                mask,
+                by,
+                on: true,
+                duration,
+            } => {
+                let how_long = duration.map_or_else(String::new, |d| format!(" for {}", format_duration(d)));
+                notice(format!("{by} banned {mask} from {room}{how_long}"))
+            }
+            ServerEvent::BanChanged { room, mask, by, .. } => {
+                notice(format!("{by} lifted the ban on {mask} in {room}"))
+            }
+            ServerEvent::BanList { room, bans } if bans.is_empty() => notice(format!("no bans in {room}")),
+            ServerEvent::BanList { room, bans } => {
+                return bans
+                    .iter()
+                    .map(|ban| {
+                        let until = ban.until.map_or_else(
+                            || " until lifted".to_string(),
+                            |u| format!(" until {}", format_time(u)),
+                        );
+                        notice(format!(
+                            "{room} bans {}, set by {} at {}{until}",
+                            ban.mask,
+                            ban.by,
+                            format_time(ban.at)
+                        ))
+                    })
+                    .collect()
+            }
+            ServerEvent::SettingChanged { room, by, setting } => notice(match setting {
+                RoomSetting::Moderated(true) => {
+                    format!("{by} made {room} moderated: only operators and voiced members speak")
+                }
+                RoomSetting::Moderated(false) => format!("{by} made {room} open to everyone's words again"),
+                RoomSetting::TopicLocked(true) => {
+                    format!("{by} locked the topic of {room}: only operators set it")
+                }
+                RoomSetting::TopicLocked(false) => format!("{by} unlocked the topic of {room}"),
+                RoomSetting::Key(Some(key)) => format!("{by} set the key of {room} to {key}"),
+                RoomSetting::Key(None) => format!("{by} removed the key of {room}"),
+                RoomSetting::Hidden(true) => format!("{by} hid {room} from /rooms"),
+                RoomSetting::Hidden(false) => format!("{by} showed {room} in /rooms again"),
+            }),
+            ServerEvent::Settings { room, settings } => {
+                let mut set = Vec::new();
+                if settings.moderated {
+                    set.push("moderated".to_string());
+                }
+                if settings.topic_locked {
+                    set.push("topic locked".to_string());
+                }
+                if let Some(key) = &settings.key {
+                    set.push(format!("key {key}"));
+                }
+                if settings.hidden {
+                    set.push("hidden".to_string());
+                }
+                if set.is_empty() {
+                    notice(format!("{room}: open, no settings"))
+                } else {
+                    notice(format!("{room}: {}", set.join(", ")))
+                }
+            }
             ServerEvent::Error(kind) => ServerLine::Error(kind.to_string()),
         };
         vec![line]
@@ -708,9 +905,20 @@ mod tests {
                 room: room("lobby"),
                 total: 2,
                 page: one,
-                nicks: vec![nick("alice"), nick("bob")]
+                nicks: vec![
+                    Member {
+                        nick: nick("alice"),
+                        op: true,
+                        voice: false
+                    },
+                    Member {
+                        nick: nick("bob"),
+                        op: false,
+                        voice: true
+                    }
+                ]
             }),
-            "-- 2 in #lobby: alice, bob\n"
+            "-- 2 in #lobby: @alice, +bob\n"
         );
         assert_eq!(
             text_of(ServerEvent::Rooms {
@@ -725,7 +933,11 @@ mod tests {
                 room: room("lobby"),
                 total: 250,
                 page: Page { number: 2, of: 3 },
-                nicks: vec![nick("alice")]
+                nicks: vec![Member {
+                    nick: nick("alice"),
+                    op: false,
+                    voice: false
+                }]
             }),
             "-- 250 in #lobby, page 2 of 3 (/who 3 for more): alice\n"
         );
@@ -799,12 +1011,15 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "-- /join ROOM: leave your room and enter ROOM (created if needed)",
+                "-- /join ROOM [KEY]: leave your room and enter ROOM (created if needed)",
                 "--   ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust \
                  are the same room. Joining shows its topic and its last lines.",
+                "--   Whoever opens a room (joins it empty) is its operator. KEY is for a room whose \
+                 operators set one.",
                 "--   example: /join rust",
                 "--   errors: !! you are already in #rust; !! invalid room: room name may only contain \
                  letters, digits, '_' and '-'",
+                "--   !! #rust needs a key: /join #rust KEY; !! you are banned from #rust",
             ]
         );
         // Every command's help is notices, none over a terminal's 200

@@ -18,6 +18,8 @@
 //! - [`history`]: the lines a room remembers and the times they carry.
 //! - [`line`]: the line-based wire format of server output ([`ServerLine`]),
 //!   its encoder and its parser.
+//! - [`moderation`]: ban masks, durations, room settings and roles, what
+//!   room operators work with.
 //! - [`irc`]: the IRC wire format: parsing client messages, writing server
 //!   messages, formatting codes.
 //!
@@ -30,6 +32,7 @@ pub mod event;
 pub mod history;
 pub mod irc;
 pub mod line;
+pub mod moderation;
 pub mod names;
 pub mod text;
 
@@ -38,4 +41,5 @@ pub use decoder::{DecodeError, LineDecoder, Lines, DEFAULT_MAX_LINE};
 pub use event::{ErrorKind, LeaveReason, Page, RoomListing, ServerEvent, Style, Topic, UserInfo, WhoEntry};
 pub use history::HistoryEntry;
 pub use line::{ParseLineError, ServerLine};
+pub use moderation::{Mask, Member, Role, RoomSetting, RoomSettings};
 pub use names::{NameError, Nick, RoomName};

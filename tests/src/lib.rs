@@ -1240,6 +1240,25 @@ impl Proc {
     }
 }
 
+/// A TCP connection to `addr` from the loopback address `source` (any of
+/// 127.0.0.0/8): a client from another address, for per-address limits and
+/// bans.
+///
+/// # Panics
+/// When the socket cannot be bound or connected.
+#[track_caller]
+pub fn connect_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("a socket");
+    if let Err(e) = socket.bind(&SocketAddr::from((source, 0)).into()) {
+        panic!("cannot bind to {source}: {e}");
+    }
+    if let Err(e) = socket.connect_timeout(&addr.into(), TIMEOUT) {
+        panic!("cannot connect from {source}: {e}");
+    }
+    socket.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1552,3 +1552,109 @@ fn sigterm_delivers_every_queued_message_before_the_notice_and_the_close() {
     daemon.proc.expect_exit_code(0);
     assert_no_panic_or_error(daemon.proc.stderr_lines());
 }
+
+// ---------------------------------------------------------------------------
+// A spammer and a room operator.
+
+#[test]
+fn a_spammer_is_muted_kicked_and_banned_while_the_room_chats_on() {
+    const SPAM: usize = 100;
+    const TALK: usize = 20;
+    let server = TestServer::start(Config {
+        rate: 0,
+        max_per_ip: 0,
+        max_per_net: 0,
+        connect_rate: 0,
+        // Joins go unannounced: what each reads is chat and moderation.
+        quiet_above: 1,
+        history: 0,
+        replay: 0,
+        ..Config::default()
+    });
+    let join = |nick: &str| {
+        let mut client = Client::connect_named(server.addr(), nick);
+        client.send("/join busy");
+        client.expect_line("-- you joined #busy");
+        client
+    };
+    let mut alice = join("alice");
+    let mut bob = join("bob");
+    let mut carol = join("carol");
+    let mut spammer = join("spammer");
+    let spam = |from: usize| -> Vec<u8> {
+        (from..from + SPAM)
+            .map(|i| format!("BUY NOW {i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    // The spam starts; the operator mutes the spammer with a ban; the spam
+    // goes on; the room talks on; the operator kicks the spammer out.
+    spammer.send_raw(&spam(0));
+    alice.send("/ban spammer");
+    // The spammer hears of the ban like everyone in the room (its own lines
+    // never come back to it); what it sends from then on is refused.
+    let banned = "-- alice banned spammer!*@* from #busy";
+    let silenced = "!! you are banned from #busy: nothing you say there is delivered";
+    let mut told = 0;
+    for _ in 0..=SPAM {
+        match spammer.read_line() {
+            line if line == banned => break,
+            line if line == silenced => told += 1,
+            line => panic!("the spammer read {line}"),
+        }
+    }
+    spammer.send_raw(&spam(SPAM));
+    for i in 0..TALK {
+        bob.send(&format!("bob {i}"));
+        carol.send(&format!("carol {i}"));
+    }
+    alice.send("/kick spammer spam");
+
+    // carol hears all of bob, in order; the spam that came before the ban,
+    // and none after it; and both moderation notices.
+    let kicked = "-- spammer was kicked from #busy by alice (spam)";
+    let mut next_bob = 0;
+    let (mut saw_ban, mut saw_kick, mut spam_before) = (false, false, 0);
+    for _ in 0..(2 * SPAM + TALK + 2) {
+        if next_bob == TALK && saw_kick {
+            break;
+        }
+        let line = carol.read_line();
+        if line == banned {
+            saw_ban = true;
+        } else if line == kicked {
+            saw_kick = true;
+        } else if let Some(n) = line.strip_prefix("<bob> bob ") {
+            assert_eq!(n, next_bob.to_string(), "bob's lines in order");
+            next_bob += 1;
+        } else if line.starts_with("<spammer> BUY NOW ") {
+            assert!(!saw_ban, "spam after the ban reached carol: {line}");
+            spam_before += 1;
+        } else {
+            panic!("carol read something else: {line}");
+        }
+    }
+    assert_eq!((next_bob, saw_ban, saw_kick), (TALK, true, true));
+    assert!(
+        spam_before <= SPAM,
+        "only spam sent before the ban got through: {spam_before}"
+    );
+    // The spammer was told, every time.
+    for _ in 0..(2 * SPAM + 2) {
+        let line = spammer.read_line();
+        if line == silenced {
+            told += 1;
+        } else if line == kicked {
+            break;
+        }
+    }
+    assert!(told >= SPAM, "each spam line after the ban was refused: {told}");
+    spammer.send("/join busy");
+    spammer.expect_line("!! you are banned from #busy");
+    // bob heard carol the same way, and the room goes on.
+    bob.send("/who");
+    let who = (0..(2 * SPAM + 2 * TALK + 4))
+        .map(|_| bob.read_line())
+        .find(|l| l.starts_with("-- 3 in #busy"));
+    assert_eq!(who.as_deref(), Some("-- 3 in #busy: @alice, bob, carol"));
+}

@@ -23,14 +23,14 @@
 //! every loop is bounded.
 
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chat_server::config::TestFault;
 use chat_tests::{
-    binary, clean_command, http_get, loopback_any_port, parse_welcome, sample, Client, Config, Daemon, Proc,
-    TestServer, TIMEOUT,
+    binary, clean_command, connect_from, http_get, loopback_any_port, parse_welcome, sample, Client, Config,
+    Daemon, Proc, TestServer, TIMEOUT,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -46,19 +46,6 @@ fn open_config() -> Config {
         quiet_above: 1,
         ..Config::default()
     }
-}
-
-/// Connects from the loopback address `127.0.0.<last>`.
-#[track_caller]
-fn connect_from(addr: SocketAddr, source: Ipv4Addr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("a socket");
-    socket
-        .bind(&SocketAddr::from((source, 0)).into())
-        .unwrap_or_else(|e| panic!("cannot bind to {source}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect from {source}: {e}"));
-    socket.into()
 }
 
 /// The first line a fresh connection reads, and the end of the stream

@@ -147,7 +147,7 @@ fn join_moves_to_the_room_and_tells_the_old_and_new_room() {
     carol.expect_line("-- alice left #lobby (moved to #rust)");
     bob.expect_line("-- alice joined #rust");
 
-    expect_who_next(&mut bob, "-- 2 in #rust: alice, bob");
+    expect_who_next(&mut bob, "-- 2 in #rust: alice, @bob");
     expect_who_next(&mut carol, "-- 1 in #lobby: carol");
     carol.send("/rooms");
     carol.expect_line("-- 2 rooms: #lobby (1), #rust (2)");
@@ -172,8 +172,8 @@ fn messages_stay_in_their_room() {
     // carol is alone in the lobby: nobody hears her, and she did not hear
     // alice.
     expect_who_next(&mut carol, "-- 1 in #lobby: carol");
-    expect_who_next(&mut bob, "-- 2 in #rust: alice, bob");
-    expect_who_next(&mut alice, "-- 2 in #rust: alice, bob");
+    expect_who_next(&mut bob, "-- 2 in #rust: @alice, bob");
+    expect_who_next(&mut alice, "-- 2 in #rust: @alice, bob");
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn joining_the_room_you_are_in_is_an_error() {
     alice.expect_line("-- you joined #rust");
     alice.send("/join #rust");
     alice.expect_line("!! you are already in #rust");
-    expect_who_next(&mut alice, "-- 1 in #rust: alice");
+    expect_who_next(&mut alice, "-- 1 in #rust: @alice");
 }
 
 #[test]
@@ -222,8 +222,8 @@ fn bad_room_names_are_refused_with_the_rule_they_break() {
             &too_long,
             "!! invalid room: room name is longer than 32 characters",
         ),
-        ("/join", "!! usage: /join ROOM"),
-        ("/join two rooms", "!! usage: /join ROOM"),
+        ("/join", "!! usage: /join ROOM [KEY]"),
+        ("/join two rooms key extra", "!! usage: /join ROOM [KEY]"),
     ];
     for (line, _) in &cases {
         alice.send(line);
@@ -423,12 +423,15 @@ fn help_with_a_command_explains_that_command() {
     for line in ["/help join", "/help /JOIN"] {
         alice.send(line);
         alice.expect_lines(&[
-            "-- /join ROOM: leave your room and enter ROOM (created if needed)",
+            "-- /join ROOM [KEY]: leave your room and enter ROOM (created if needed)",
             "--   ROOM is 1 to 32 letters, digits, _ or -, with or without its #; #Rust and #rust are \
              the same room. Joining shows its topic and its last lines.",
+            "--   Whoever opens a room (joins it empty) is its operator. KEY is for a room whose \
+             operators set one.",
             "--   example: /join rust",
             "--   errors: !! you are already in #rust; !! invalid room: room name may only contain \
              letters, digits, '_' and '-'",
+            "--   !! #rust needs a key: /join #rust KEY; !! you are banned from #rust",
         ]);
     }
     // Every command's help is what the protocol crate says, and only that.

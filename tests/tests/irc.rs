@@ -95,7 +95,7 @@ fn a_long_line_from_a_line_user_reaches_irc_in_pieces_with_nothing_lost() {
     bob.send(&long);
     // Once bob's next command is answered, the hub has sent alice the line.
     bob.send("/who");
-    bob.expect_line("-- 2 in #rust: alice, bob");
+    bob.expect_line("-- 2 in #rust: @alice, bob");
     let mut pieces = Vec::new();
     for line in alice.sync("long") {
         let p = params(&line);
@@ -136,7 +136,7 @@ fn joining_replays_history_with_its_time_as_a_tag_or_in_the_text() {
     bob.send("said before anyone on IRC came");
     bob.send("/me left a note");
     bob.send("/who");
-    bob.expect_line("-- 1 in #rust: bob");
+    bob.expect_line("-- 1 in #rust: @bob");
     // Without server-time: the time in front of the text.
     let mut carol = IrcClient::registered(server.irc_addr(), "carol");
     carol.join("#rust");

@@ -263,7 +263,7 @@ fn history_then_chat_both_ways(kind: Kind) {
     bob.write_stdin("said before alice came\nand a second line of history\n/who\n");
     // The hub takes bob's lines in order: once /who is answered, both
     // lines are in the room's history.
-    bob.expect_stdout_line("-- 1 in #rust: bob");
+    bob.expect_stdout_line("-- 1 in #rust: @bob");
 
     let alice = IrcUser::start(kind, server.irc, "alice");
     alice.join_rust("alice");

@@ -43,8 +43,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_protocol::{
-    ErrorKind, HistoryEntry, LeaveReason, Nick, Page, RoomListing, RoomName, ServerEvent, Style, Topic,
-    UserInfo, WhoEntry,
+    ErrorKind, HistoryEntry, LeaveReason, Member, Nick, Page, RoomListing, RoomName, ServerEvent, Style,
+    Topic, UserInfo, WhoEntry,
 };
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
@@ -56,6 +56,8 @@ use crate::chat::room::Room;
 use crate::ops::liveness::Heartbeat;
 use crate::ops::logging::clip;
 use crate::ops::stats::Stats;
+
+mod moderation;
 
 /// How many inbound messages the hub handles before it hands its output to
 /// the event loops and wakes them. Batching lets an event loop write many
@@ -526,7 +528,54 @@ impl Hub {
                 room,
                 leave_others,
                 names,
-            } => self.join(id, nick, room, leave_others, names),
+                key,
+            } => self.join(
+                id,
+                nick,
+                room,
+                JoinHow {
+                    leave_others,
+                    names,
+                    key,
+                },
+            ),
+            Request::SetRole {
+                room,
+                nick: whom,
+                role,
+                on,
+            } => self.set_role(id, nick, &room, whom, role, on),
+            Request::Kick {
+                room,
+                nick: whom,
+                reason,
+            } => self.kick(id, nick, &room, whom, reason),
+            Request::Ban { room, mask, duration } => self.ban(id, nick, &room, mask, duration),
+            Request::Unban { room, mask } => self.unban(id, nick, &room, mask),
+            Request::Bans(room) => self.member_room(id, &room).map(|key| {
+                if let Some(room) = self.rooms.get_mut(&key) {
+                    let now = (self.settings.clock)();
+                    room.bans.retain(|ban| ban.until.is_none_or(|until| until > now));
+                    let event = ServerEvent::BanList {
+                        room: room.name.clone(),
+                        bans: room.bans.clone(),
+                    };
+                    self.reply(id, event);
+                }
+            }),
+            Request::RoomSettings { room, change: None } => self.member_room(id, &room).map(|key| {
+                if let Some(room) = self.rooms.get(&key) {
+                    let event = ServerEvent::Settings {
+                        room: room.name.clone(),
+                        settings: room.settings.clone(),
+                    };
+                    self.reply(id, event);
+                }
+            }),
+            Request::RoomSettings {
+                room,
+                change: Some(setting),
+            } => self.change_setting(id, nick, &room, setting),
             Request::Part { room, reason } => self.member_room(id, &room).map(|key| {
                 let name = self.rooms.get(&key).map(|r| r.name.clone());
                 self.leave_room(id, &key, LeaveReason::Parted(reason.clone()));
@@ -633,6 +682,7 @@ impl Hub {
             Err(ErrorKind::NotInRoom(room)) => return Err(ErrorKind::CannotSendTo(room)),
             Err(other) => return Err(other),
         };
+        self.may_speak(id, &key)?;
         self.uses += 1;
         let at = (self.settings.clock)();
         if let Some(user) = self.users.get_mut(&id) {
@@ -774,31 +824,28 @@ impl Hub {
         }
     }
 
-    /// Every member of a room, the op among them; nothing for a room that
+    /// The members `ids` of `room`, with their roles there.
+    fn members_of(&self, room: &Room, ids: impl Iterator<Item = ConnId>) -> Vec<Member> {
+        ids.filter_map(|m| {
+            self.users.get(&m).map(|u| Member {
+                nick: u.nick.clone(),
+                op: room.is_op(m),
+                voice: room.is_voiced(m),
+            })
+        })
+        .collect()
+    }
+
+    /// Every member of a room, with their roles; nothing for a room that
     /// does not exist. `end` says what the end of the listing names, if
     /// this is the last.
     fn names(&mut self, id: ConnId, room: &RoomName, end: Option<String>) {
         let key = room.key();
-        let (room, members, op) = match self.rooms.get(&key) {
-            Some(r) => {
-                let members = r
-                    .members()
-                    .filter_map(|m| self.users.get(&m).map(|u| u.nick.clone()))
-                    .collect();
-                let op = r.op().and_then(|op| self.users.get(&op)).map(|u| u.nick.clone());
-                (r.name.clone(), members, op)
-            }
-            None => (room.clone(), Vec::new(), None),
+        let (room, members) = match self.rooms.get(&key) {
+            Some(r) => (r.name.clone(), self.members_of(r, r.members())),
+            None => (room.clone(), Vec::new()),
         };
-        self.reply(
-            id,
-            ServerEvent::Names {
-                room,
-                members,
-                op,
-                end,
-            },
-        );
+        self.reply(id, ServerEvent::Names { room, members, end });
     }
 
     fn whois(&mut self, id: ConnId, asked: Nick) {
@@ -831,7 +878,8 @@ impl Hub {
             user: user.user.clone(),
             realname: user.realname.clone(),
             room: room.map(|r| r.name.clone()),
-            op: room.is_some_and(|r| r.op() == Some(member)),
+            op: room.is_some_and(|r| r.is_op(member)),
+            voice: room.is_some_and(|r| r.is_voiced(member)),
             away: user.away.is_some(),
         };
         let mut entries = Vec::new();
@@ -861,7 +909,7 @@ impl Hub {
                     truncated = true;
                     break;
                 }
-                if !glob_matches(&pattern, key) {
+                if !chat_protocol::moderation::glob(&pattern, key) {
                     continue;
                 }
                 if member != id && self.users.get(&member).is_some_and(|u| u.invisible) {
@@ -893,7 +941,7 @@ impl Hub {
             .listed
             .iter()
             .filter_map(|key| self.rooms.get(key))
-            .filter(|r| !r.is_empty())
+            .filter(|r| !r.is_empty() && (!r.settings.hidden || r.has_member(id)))
             .map(|r| RoomListing {
                 name: r.name.clone(),
                 members: r.len(),
@@ -903,17 +951,16 @@ impl Hub {
         self.reply(id, ServerEvent::List { rooms });
     }
 
-    fn join(
-        &mut self,
-        id: ConnId,
-        nick: Nick,
-        target: RoomName,
-        leave_others: bool,
-        names: bool,
-    ) -> Result<(), ErrorKind> {
+    fn join(&mut self, id: ConnId, nick: Nick, target: RoomName, how: JoinHow) -> Result<(), ErrorKind> {
+        let JoinHow {
+            leave_others,
+            names,
+            key: given_key,
+        } = how;
         let key = target.key();
         // An existing room keeps the spelling it was created with.
         let name = self.rooms.get(&key).map_or(target, |r| r.name.clone());
+        let now = (self.settings.clock)();
         let Some(user) = self.users.get(&id) else { return Ok(()) };
         if user.rooms.iter().any(|r| **r == *key) {
             return if leave_others {
@@ -921,6 +968,23 @@ impl Hub {
             } else {
                 Ok(())
             };
+        }
+        if let Some(room) = self.rooms.get_mut(&key) {
+            if let Some(mask) = room
+                .ban_on(user.nick.as_str(), &user.user, user.addr.ip(), now)
+                .cloned()
+            {
+                log::info!(
+                    "{} {}: refused {} (banned as {mask})",
+                    user.addr,
+                    user.nick,
+                    room.name
+                );
+                return Err(ErrorKind::BannedFrom(name));
+            }
+            if room.settings.key.is_some() && room.settings.key != given_key {
+                return Err(ErrorKind::NeedsKey(name));
+            }
         }
         if leave_others {
             for other in user.rooms.clone() {
@@ -1007,8 +1071,20 @@ impl Hub {
         );
     }
 
-    /// Once a room has emptied: keeps it for its history, or drops it
-    /// (never the lobby).
+    /// Takes `id` out of the room `key` without telling anyone (a kick was
+    /// told already).
+    fn take_out(&mut self, id: ConnId, key: &str) {
+        let Some(user) = self.users.get_mut(&id) else { return };
+        user.rooms.retain(|r| **r != *key);
+        let nick_key = Arc::clone(&user.nick_key);
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.remove(id, &nick_key);
+        }
+        self.forget_if_empty(key);
+    }
+
+    /// Once a room has emptied: keeps it for its history (and with it its
+    /// settings and bans), or drops it (never the lobby).
     fn forget_if_empty(&mut self, key: &str) {
         let Some(room) = self.rooms.get(key) else { return };
         if !room.is_empty() || room.name.as_str() == RoomName::LOBBY {
@@ -1098,6 +1174,9 @@ impl Hub {
         set: Option<String>,
     ) -> Result<(), ErrorKind> {
         let key = self.member_room(id, target)?;
+        if set.is_some() {
+            self.may_set_topic(id, &key)?;
+        }
         let at = (self.settings.clock)();
         let Some(room) = self.rooms.get_mut(&key) else { return Ok(()) };
         let name = room.name.clone();
@@ -1121,10 +1200,7 @@ impl Hub {
         let Some(room) = self.rooms.get(&key) else { return Ok(()) };
         let total = room.len();
         let (page, range) = Page::of_listing(page, total);
-        let nicks = room
-            .page(range)
-            .filter_map(|m| self.users.get(&m).map(|u| u.nick.clone()))
-            .collect();
+        let nicks = self.members_of(room, room.page(range));
         let room = room.name.clone();
         self.reply(
             id,
@@ -1140,14 +1216,21 @@ impl Hub {
 
     /// One page of the rooms with members (and the lobby), kept in order.
     fn list_rooms(&mut self, id: ConnId, page: usize) {
-        let total = self.listed.len();
+        let visible = |r: &&Room| !r.settings.hidden || r.has_member(id);
+        let total = self
+            .listed
+            .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .filter(visible)
+            .count();
         let (page, range) = Page::of_listing(page, total);
         let rooms = self
             .listed
             .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .filter(visible)
             .skip(range.start)
             .take(range.len())
-            .filter_map(|key| self.rooms.get(key))
             .map(|r| (r.name.clone(), r.len()))
             .collect();
         self.reply(id, ServerEvent::Rooms { total, page, rooms });
@@ -1296,35 +1379,15 @@ impl Hub {
     }
 }
 
-/// Whether `text` matches `pattern`, where `*` stands for any run of
-/// characters and `?` for one (IRC's masks). Both are compared as given
-/// (the caller lower-cases them). Linear in their lengths: one star is
-/// retried from the last one only.
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || Some(&c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+/// How a user joins a room.
+#[derive(Debug, Clone, Default)]
+struct JoinHow {
+    /// Leave their other rooms (the line protocol).
+    leave_others: bool,
+    /// List the members after (IRC).
+    names: bool,
+    /// The key they gave.
+    key: Option<String>,
 }
 
 /// Where the hub's output for one I/O thread goes.
@@ -1715,6 +1778,47 @@ mod tests {
         panic!("no WHO answer");
     }
 
+    /// The time for the ban expiry test, which moves it.
+    static BAN_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_796_587_200_000);
+
+    fn ban_clock() -> u64 {
+        BAN_CLOCK.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_ban_with_a_duration_runs_out() {
+        let mut hub = hub_with_settings(
+            2,
+            Settings {
+                clock: ban_clock,
+                ..quiet(0)
+            },
+        );
+        ask(&mut hub, 1, join("rust"));
+        hub.take_outbox();
+        ask(
+            &mut hub,
+            1,
+            Request::Ban {
+                room: Target::Room(room("rust")),
+                mask: chat_protocol::Mask::parse("guest2").unwrap(),
+                duration: Some(Duration::from_secs(600)),
+            },
+        );
+        hub.take_outbox();
+        ask(&mut hub, 2, join("rust"));
+        assert_eq!(said(&mut hub), pairs(&[(2, "!! you are banned from #rust")]));
+        BAN_CLOCK.fetch_add(599_000, std::sync::atomic::Ordering::Relaxed);
+        ask(&mut hub, 2, join("rust"));
+        assert_eq!(said(&mut hub), pairs(&[(2, "!! you are banned from #rust")]));
+        BAN_CLOCK.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
+        ask(&mut hub, 2, join("rust"));
+        assert_eq!(
+            said(&mut hub).first().map(|(n, l)| (*n, l.clone())),
+            Some((2, "-- you joined #rust".to_string()))
+        );
+    }
+
     #[test]
     fn who_reads_the_nicks_a_mask_can_match_and_no_more_than_its_share() {
         let mut hub = hub_with(MAX_WHO_SCAN + 10);
@@ -1736,31 +1840,12 @@ mod tests {
         assert_eq!(all.first().map(String::as_str), Some("guest1"));
     }
 
-    #[test]
-    fn masks_match_stars_and_question_marks() {
-        for (pattern, text, matches) in [
-            ("*", "alice", true),
-            ("a*", "alice", true),
-            ("*ce", "alice", true),
-            ("a?ice", "alice", true),
-            ("a*e", "alice", true),
-            ("a*x", "alice", false),
-            ("alice", "alice", true),
-            ("alic", "alice", false),
-            ("*a*b*c*", "xaybzc", true),
-            ("*a*b*c*", "xaybz", false),
-            ("", "", true),
-            ("?", "", false),
-        ] {
-            assert_eq!(glob_matches(pattern, text), matches, "{pattern} ~ {text}");
-        }
-    }
-
     fn join(name: &str) -> Request {
         Request::Join {
             room: room(name),
             leave_others: false,
             names: false,
+            key: None,
         }
     }
 

@@ -9,7 +9,9 @@
 
 use chat_protocol::command::CommandHelp;
 use chat_protocol::irc::IrcReply;
-use chat_protocol::{Nick, RoomName, Style};
+use std::time::Duration;
+
+use chat_protocol::{Mask, Nick, Role, RoomName, RoomSetting, Style};
 
 /// Which room a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub enum Request {
         leave_others: bool,
         /// List the members after joining (IRC's NAMES after a JOIN).
         names: bool,
+        /// The room's key, for a room that has one.
+        key: Option<String>,
     },
     /// Leave a room.
     Part {
@@ -123,6 +127,51 @@ pub enum Request {
     /// Hand this reply back, in order with the others (see
     /// [`IrcReply`]); allowed before registering.
     Irc(IrcReply),
+    /// Give or take a role in a room (its operators only).
+    SetRole {
+        /// Which room.
+        room: Target,
+        /// Whose role.
+        nick: Nick,
+        /// Which role.
+        role: Role,
+        /// Give (true) or take.
+        on: bool,
+    },
+    /// Put someone out of a room (its operators only).
+    Kick {
+        /// Which room.
+        room: Target,
+        /// Whom.
+        nick: Nick,
+        /// Why, as the room is told.
+        reason: Option<String>,
+    },
+    /// Ban a mask from a room (its operators only).
+    Ban {
+        /// Which room.
+        room: Target,
+        /// Whom.
+        mask: Mask,
+        /// For how long; `None` until lifted.
+        duration: Option<Duration>,
+    },
+    /// Lift a ban (a room's operators only).
+    Unban {
+        /// Which room.
+        room: Target,
+        /// The ban's mask.
+        mask: Mask,
+    },
+    /// A room's bans.
+    Bans(Target),
+    /// A room's settings, or a change to one (its operators only).
+    RoomSettings {
+        /// Which room.
+        room: Target,
+        /// The change, or `None` to ask.
+        change: Option<RoomSetting>,
+    },
     /// The list of commands, or what one of them does.
     Help(Option<&'static CommandHelp>),
     /// Leave the server.

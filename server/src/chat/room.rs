@@ -1,4 +1,5 @@
-//! One room: who is in it, its topic and its history.
+//! One room: who is in it and with which roles, its topic, its settings,
+//! its bans and its history.
 //!
 //! Members are kept twice, each way for one job:
 //! - one list per I/O thread (indexed by [`ConnId::shard`]), shared (an
@@ -7,13 +8,19 @@
 //!   only when it changes while a delivery still holds it;
 //! - by nick, in order, so `/who` reads one page without sorting anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use chat_protocol::{RoomName, Topic};
+use chat_protocol::moderation::BanInfo;
+use chat_protocol::{Mask, RoomName, RoomSettings, Topic};
 
 use crate::chat::history::History;
 use crate::chat::messages::ConnId;
+
+/// The most bans one room keeps (IRC's `MAXLIST`): a ban list is walked
+/// on every join.
+pub const MAX_BANS: usize = 100;
 
 /// One room.
 #[derive(Debug)]
@@ -28,10 +35,15 @@ pub struct Room {
     /// Members by nick key, in order (the key shared with the hub's
     /// table of nicks, not copied per room).
     by_nick: BTreeMap<Arc<str>, ConnId>,
-    /// Its operator: the member who opened it (joined it empty), while
-    /// they stay. Shown as `@` to IRC clients; powers come with
-    /// moderation.
-    op: Option<ConnId>,
+    /// Its operators: whoever opened it (joined it empty; never the lobby,
+    /// which server operators keep), and whom operators made so.
+    ops: HashSet<ConnId>,
+    /// Its voiced members: they speak in a moderated room.
+    voiced: HashSet<ConnId>,
+    /// What its operators set.
+    pub settings: RoomSettings,
+    /// Its bans, oldest first (at most [`MAX_BANS`]).
+    pub bans: Vec<BanInfo>,
     /// Its topic, if someone set one.
     pub topic: Option<Topic>,
     /// The lines it remembers.
@@ -49,7 +61,10 @@ impl Room {
             name,
             by_shard: Vec::new(),
             by_nick: BTreeMap::new(),
-            op: None,
+            ops: HashSet::new(),
+            voiced: HashSet::new(),
+            settings: RoomSettings::default(),
+            bans: Vec::new(),
             topic: None,
             history: History::default(),
             used_at: 0,
@@ -71,15 +86,57 @@ impl Room {
         self.by_nick.get(nick_key) == Some(&id)
     }
 
-    /// Its operator, if it has one.
-    pub fn op(&self) -> Option<ConnId> {
-        self.op
+    /// Whether `id` is a member.
+    pub fn has_member(&self, id: ConnId) -> bool {
+        self.by_shard
+            .get(id.shard)
+            .is_some_and(|members| members.contains(&id))
     }
 
-    /// Adds a member; the first to join an empty room is its operator.
+    /// Whether `id` is one of its operators.
+    pub fn is_op(&self, id: ConnId) -> bool {
+        self.ops.contains(&id)
+    }
+
+    /// Whether `id` has voice in it.
+    pub fn is_voiced(&self, id: ConnId) -> bool {
+        self.voiced.contains(&id)
+    }
+
+    /// Gives or takes a role (of a member).
+    pub fn set_role(&mut self, id: ConnId, role: chat_protocol::Role, on: bool) {
+        let set = match role {
+            chat_protocol::Role::Op => &mut self.ops,
+            chat_protocol::Role::Voice => &mut self.voiced,
+        };
+        if on {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    /// Whether it is the lobby, which has no operators.
+    pub fn is_lobby(&self) -> bool {
+        self.name.as_str() == RoomName::LOBBY
+    }
+
+    /// The ban that keeps the user `nick` (user name `user`, at `address`)
+    /// out, if one does at `now` (milliseconds since the epoch); bans that
+    /// have run out are forgotten on the way.
+    pub fn ban_on(&mut self, nick: &str, user: &str, address: IpAddr, now: u64) -> Option<&Mask> {
+        self.bans.retain(|ban| ban.until.is_none_or(|until| until > now));
+        self.bans
+            .iter()
+            .find(|ban| ban.mask.matches(nick, user, address))
+            .map(|ban| &ban.mask)
+    }
+
+    /// Adds a member; the first to join an empty room is its operator,
+    /// unless the room is the lobby.
     pub fn add(&mut self, id: ConnId, nick_key: Arc<str>) {
-        if self.by_nick.is_empty() {
-            self.op = Some(id);
+        if self.by_nick.is_empty() && !self.is_lobby() {
+            self.ops.insert(id);
         }
         if self.by_shard.len() <= id.shard {
             self.by_shard.resize_with(id.shard + 1, Arc::default);
@@ -98,9 +155,8 @@ impl Room {
             }
         }
         self.by_nick.remove(nick_key);
-        if self.op == Some(id) {
-            self.op = None;
-        }
+        self.ops.remove(&id);
+        self.voiced.remove(&id);
     }
 
     /// A member changed nick.

@@ -42,10 +42,36 @@ fn request(command: Command) -> Request {
         },
         Command::Nick(nick) => Request::Nick(nick),
         // One room at a time: joining one leaves the other.
-        Command::Join(room) => Request::Join {
+        Command::Join { room, key } => Request::Join {
             room,
             leave_others: true,
             names: false,
+            key,
+        },
+        Command::Role { nick, role, on } => Request::SetRole {
+            room: Target::Current,
+            nick,
+            role,
+            on,
+        },
+        Command::Kick { nick, reason } => Request::Kick {
+            room: Target::Current,
+            nick,
+            reason,
+        },
+        Command::Ban { mask, duration } => Request::Ban {
+            room: Target::Current,
+            mask,
+            duration,
+        },
+        Command::Unban(mask) => Request::Unban {
+            room: Target::Current,
+            mask,
+        },
+        Command::Bans => Request::Bans(Target::Current),
+        Command::Room(change) => Request::RoomSettings {
+            room: Target::Current,
+            change,
         },
         Command::Rooms { page } => Request::Rooms { page },
         Command::Who { page } => Request::Who {
@@ -103,7 +129,8 @@ mod tests {
             Some(Ok(Request::Join {
                 room: RoomName::new("rust").unwrap(),
                 leave_others: true,
-                names: false
+                names: false,
+                key: None
             }))
         );
         assert_eq!(

@@ -120,6 +120,22 @@ pub enum ErrorLabel {
     NotRegistered,
     /// Something about a room that does not exist.
     NoSuchRoom,
+    /// A moderation command from someone not an operator of the room.
+    NotOperator,
+    /// A moderation command about someone not in the room.
+    NotInTheRoom,
+    /// A join refused by a ban.
+    Banned,
+    /// A line from a banned member, not delivered.
+    Silenced,
+    /// A join without the room's key.
+    NeedsKey,
+    /// A line in a moderated room without voice.
+    Moderated,
+    /// A locked topic set by someone not an operator.
+    TopicLocked,
+    /// Lifting a ban that is not there.
+    NoSuchBan,
     /// `/topic` with a topic that is too long.
     TopicTooLong,
     /// Refused: the server is full.
@@ -134,7 +150,7 @@ pub enum ErrorLabel {
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 19] = [
+    pub const ALL: [ErrorLabel; 27] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -149,6 +165,14 @@ impl ErrorLabel {
         ErrorLabel::TooManyRooms,
         ErrorLabel::NotRegistered,
         ErrorLabel::NoSuchRoom,
+        ErrorLabel::NotOperator,
+        ErrorLabel::NotInTheRoom,
+        ErrorLabel::Banned,
+        ErrorLabel::Silenced,
+        ErrorLabel::NeedsKey,
+        ErrorLabel::Moderated,
+        ErrorLabel::TopicLocked,
+        ErrorLabel::NoSuchBan,
         ErrorLabel::TopicTooLong,
         ErrorLabel::ServerFull,
         ErrorLabel::TooManyFromAddress,
@@ -176,6 +200,15 @@ impl ErrorLabel {
             }
             ErrorKind::NotRegistered => ErrorLabel::NotRegistered,
             ErrorKind::NoSuchRoom(_) => ErrorLabel::NoSuchRoom,
+            ErrorKind::NotOperator(_) => ErrorLabel::NotOperator,
+            ErrorKind::NotInTheRoom { .. } => ErrorLabel::NotInTheRoom,
+            ErrorKind::BannedFrom(_) => ErrorLabel::Banned,
+            ErrorKind::Silenced(_) => ErrorLabel::Silenced,
+            ErrorKind::NeedsKey(_) => ErrorLabel::NeedsKey,
+            ErrorKind::Moderated(_) => ErrorLabel::Moderated,
+            ErrorKind::TopicLocked(_) => ErrorLabel::TopicLocked,
+            ErrorKind::NoSuchBan { .. } => ErrorLabel::NoSuchBan,
+            ErrorKind::Command(CommandError::Moderation(_)) => ErrorLabel::Usage,
             ErrorKind::TooManyRooms(_) => ErrorLabel::TooManyRooms,
             ErrorKind::Command(CommandError::TopicTooLong) => ErrorLabel::TopicTooLong,
             ErrorKind::ServerFull => ErrorLabel::ServerFull,
@@ -202,6 +235,14 @@ impl ErrorLabel {
             ErrorLabel::TooManyRooms => "too_many_rooms",
             ErrorLabel::NotRegistered => "not_registered",
             ErrorLabel::NoSuchRoom => "no_such_room",
+            ErrorLabel::NotOperator => "not_operator",
+            ErrorLabel::NotInTheRoom => "not_in_the_room",
+            ErrorLabel::Banned => "banned",
+            ErrorLabel::Silenced => "silenced",
+            ErrorLabel::NeedsKey => "needs_key",
+            ErrorLabel::Moderated => "moderated",
+            ErrorLabel::TopicLocked => "topic_locked",
+            ErrorLabel::NoSuchBan => "no_such_ban",
             ErrorLabel::TopicTooLong => "topic_too_long",
             ErrorLabel::ServerFull => "server_full",
             ErrorLabel::TooManyFromAddress => "too_many_from_address",

@@ -19,7 +19,9 @@ use chat_protocol::history::format_time_millis;
 use chat_protocol::irc::format::CTCP;
 use chat_protocol::irc::write::{message, pieces, MAX_LINE};
 use chat_protocol::irc::IrcReply;
-use chat_protocol::{ErrorKind, HistoryEntry, LeaveReason, Nick, RoomName, ServerEvent, Style};
+use chat_protocol::{
+    ErrorKind, HistoryEntry, LeaveReason, Member, Nick, Role, RoomName, RoomSetting, ServerEvent, Style,
+};
 
 use crate::frontend::irc::session::{Cap, Session, State, AWAYLEN, MAX_CHANNEL_TARGETS, MAX_MESSAGE_TARGETS};
 use crate::frontend::Context;
@@ -83,6 +85,51 @@ pub fn shared(event: &ServerEvent, ctx: &Context, time: bool, out: &mut Vec<u8>)
             &[],
             Some("Closing link: server shutting down"),
         ),
+        ServerEvent::RoleChanged {
+            room,
+            nick,
+            by,
+            role,
+            on,
+        } => {
+            let change = match (on, role) {
+                (true, Role::Op) => "+o",
+                (false, Role::Op) => "-o",
+                (true, Role::Voice) => "+v",
+                (false, Role::Voice) => "-v",
+            };
+            let params = [room.as_str(), change, nick.as_str()];
+            message(out, tags, Some(&source(by)), "MODE", &params, None);
+        }
+        ServerEvent::Kicked {
+            room,
+            nick,
+            by,
+            reason,
+        } => {
+            let reason = reason.as_deref().unwrap_or(by.as_str());
+            let params = [room.as_str(), nick.as_str()];
+            message(out, tags, Some(&source(by)), "KICK", &params, Some(reason));
+        }
+        ServerEvent::BanChanged {
+            room, mask, by, on, ..
+        } => {
+            let change = if *on { "+b" } else { "-b" };
+            let params = [room.as_str(), change, mask.as_str()];
+            message(out, tags, Some(&source(by)), "MODE", &params, None);
+        }
+        ServerEvent::SettingChanged { room, by, setting } => {
+            let (change, arg) = match setting {
+                RoomSetting::Moderated(on) => (if *on { "+m" } else { "-m" }, None),
+                RoomSetting::TopicLocked(on) => (if *on { "+t" } else { "-t" }, None),
+                RoomSetting::Hidden(on) => (if *on { "+s" } else { "-s" }, None),
+                RoomSetting::Key(Some(key)) => ("+k", Some(key.as_str())),
+                RoomSetting::Key(None) => ("-k", Some("*")),
+            };
+            let mut params = vec![room.as_str(), change];
+            params.extend(arg);
+            message(out, tags, Some(&source(by)), "MODE", &params, None);
+        }
         // Everything else is for one connection, and written by `own`
         // (which sends none of these back here); a shared copy of one
         // says it as to a client not yet registered.
@@ -194,13 +241,8 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
                 replay(out, room, entry, session.has(Cap::ServerTime));
             }
         }
-        ServerEvent::Names {
-            room,
-            members,
-            op,
-            end,
-        } => {
-            names(out, session, &me, room, members, op.as_ref(), ctx);
+        ServerEvent::Names { room, members, end } => {
+            names(out, session, &me, room, members, ctx);
             if let Some(end) = end {
                 numeric(out, "366", &[end], Some("End of /NAMES list"));
             }
@@ -236,8 +278,17 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
             for entry in entries {
                 let room = entry.room.as_ref().map_or("*", RoomName::as_str);
                 let mut flags = String::from(if entry.away { "G" } else { "H" });
-                if entry.op && entry.room.is_some() {
-                    flags.push('@');
+                if entry.room.is_some() {
+                    let member = Member {
+                        nick: entry.nick.clone(),
+                        op: entry.op,
+                        voice: entry.voice,
+                    };
+                    flags.push_str(if session.has(Cap::MultiPrefix) {
+                        member.prefixes()
+                    } else {
+                        member.prefix()
+                    });
                 }
                 let realname = format!("0 {}", entry.realname);
                 numeric(
@@ -284,6 +335,36 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         }
         ServerEvent::IsAway { nick, message: away } => numeric(out, "301", &[nick.as_str()], Some(away)),
         ServerEvent::Irc(reply) => irc_reply(out, &me, reply, ctx),
+        ServerEvent::Settings { room, settings } => {
+            let mut modes = String::from("+n");
+            for (on, c) in [
+                (settings.moderated, 'm'),
+                (settings.topic_locked, 't'),
+                (settings.key.is_some(), 'k'),
+                (settings.hidden, 's'),
+            ] {
+                if on {
+                    modes.push(c);
+                }
+            }
+            let mut params = vec![room.as_str(), modes.as_str()];
+            if let Some(key) = &settings.key {
+                params.push(key);
+            }
+            numeric(out, "324", &params, None);
+        }
+        ServerEvent::BanList { room, bans } => {
+            for ban in bans {
+                let at = (ban.at / 1000).to_string();
+                numeric(
+                    out,
+                    "367",
+                    &[room.as_str(), ban.mask.as_str(), &ban.by, &at],
+                    None,
+                );
+            }
+            numeric(out, "368", &[room.as_str()], Some("End of channel ban list"));
+        }
         ServerEvent::Bye => {
             let text = format!("Closing link: {me} (Quit)");
             message(out, None, None, "ERROR", &[], Some(&text));
@@ -311,6 +392,10 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         | ServerEvent::Rooms { .. }
         | ServerEvent::Help(_) => {}
         ServerEvent::Said { .. }
+        | ServerEvent::RoleChanged { .. }
+        | ServerEvent::Kicked { .. }
+        | ServerEvent::BanChanged { .. }
+        | ServerEvent::SettingChanged { .. }
         | ServerEvent::Action { .. }
         | ServerEvent::Noticed { .. }
         | ServerEvent::Joined { .. }
@@ -350,14 +435,15 @@ fn welcome(out: &mut Vec<u8>, nick: &Nick, ctx: &Context) {
         &format!("This server was created {}", ctx.created),
     );
     // 004: user modes (`i`, left out of others' WHO by mask; `o`, which no
-    // one has) and channel modes (`n`, no message from outside, always on;
-    // `o`, the operator).
+    // one has), channel modes (`b` bans, `k` key, `m` moderated, `n` no
+    // message from outside, always on, `o` operator, `s` hidden, `t`
+    // topic locked, `v` voice), and those that take a parameter.
     message(
         out,
         None,
         Some(server),
         "004",
-        &[me, server, &version, "io", "no", "o"],
+        &[me, server, &version, "io", "bkmnostv", "bkov"],
         None,
     );
     let network = format!("NETWORK={}", ctx.network);
@@ -370,20 +456,23 @@ fn welcome(out: &mut Vec<u8>, nick: &Nick, ctx: &Context) {
     let channellen = format!("CHANNELLEN={}", chat_protocol::names::MAX_ROOM_LEN + 1);
     let topiclen = format!("TOPICLEN={}", chat_protocol::command::MAX_TOPIC_LEN);
     let chanlimit = format!("CHANLIMIT=#:{}", crate::chat::hub::MAX_ROOMS_PER_USER);
+    let maxlist = format!("MAXLIST=b:{}", crate::chat::room::MAX_BANS);
+    let modes = format!("MODES={}", crate::frontend::irc::session::MAX_MODES);
+    let keylen = format!("KEYLEN={}", chat_protocol::moderation::MAX_KEY_LEN);
     let lines: [&[&str]; 2] = [
         &[
             me,
             &awaylen,
             "CASEMAPPING=ascii",
             &chanlimit,
-            "CHANMODES=,,,n",
+            "CHANMODES=b,k,,mnst",
             &channellen,
             "CHANTYPES=#",
             &network,
             &nicklen,
-            "PREFIX=(o)@",
+            "PREFIX=(ov)@+",
         ],
-        &[me, &targmax, &topiclen, "UTF8ONLY"],
+        &[me, &keylen, &maxlist, &modes, &targmax, &topiclen, "UTF8ONLY"],
     ];
     for params in lines {
         message(
@@ -450,15 +539,7 @@ fn replay(out: &mut Vec<u8>, room: &RoomName, entry: &HistoryEntry, time: bool) 
 }
 
 /// 353 lines, as many as the names take.
-fn names(
-    out: &mut Vec<u8>,
-    session: &Session,
-    me: &str,
-    room: &RoomName,
-    members: &[Nick],
-    op: Option<&Nick>,
-    ctx: &Context,
-) {
+fn names(out: &mut Vec<u8>, session: &Session, me: &str, room: &RoomName, members: &[Member], ctx: &Context) {
     let server = &*ctx.server_name;
     let long = session.has(Cap::UserhostInNames);
     // What `:server 353 me = #room :` leaves of a line for names.
@@ -478,15 +559,17 @@ fn names(
             line.clear();
         }
     };
+    let all_prefixes = session.has(Cap::MultiPrefix);
     for member in members {
-        let mut name = String::new();
-        if op == Some(member) {
-            name.push('@');
-        }
-        if long {
-            name.push_str(&source(member));
+        let mut name = String::from(if all_prefixes {
+            member.prefixes()
         } else {
-            name.push_str(member.as_str());
+            member.prefix()
+        });
+        if long {
+            name.push_str(&source(&member.nick));
+        } else {
+            name.push_str(member.nick.as_str());
         }
         if !line.is_empty() && line.len() + 1 + name.len() > room_for_names {
             flush(out, &mut line);
@@ -567,6 +650,36 @@ fn error_reply(
             numeric(out, "405", &["*"], Some(&text));
         }
         ErrorKind::NotRegistered => numeric(out, "451", &[], Some("You have not registered")),
+        ErrorKind::NotOperator(room) => {
+            numeric(out, "482", &[room.as_str()], Some("You're not channel operator"))
+        }
+        ErrorKind::TopicLocked(room) => numeric(
+            out,
+            "482",
+            &[room.as_str()],
+            Some("You're not channel operator (the topic is locked, +t)"),
+        ),
+        ErrorKind::NotInTheRoom { nick, room } => numeric(
+            out,
+            "441",
+            &[nick.as_str(), room.as_str()],
+            Some("They aren't on that channel"),
+        ),
+        ErrorKind::BannedFrom(room) => {
+            numeric(out, "474", &[room.as_str()], Some("Cannot join channel (+b)"))
+        }
+        ErrorKind::NeedsKey(room) => numeric(out, "475", &[room.as_str()], Some("Cannot join channel (+k)")),
+        ErrorKind::Moderated(room) => {
+            numeric(out, "404", &[room.as_str()], Some("Cannot send to channel (+m)"))
+        }
+        ErrorKind::Silenced(room) => numeric(
+            out,
+            "404",
+            &[room.as_str()],
+            Some("Cannot send to channel (you are banned)"),
+        ),
+        // Lifting a ban that is not there: IRC servers say nothing.
+        ErrorKind::NoSuchBan { .. } => {}
         ErrorKind::ServerFull
         | ErrorKind::TooManyFromAddress
         | ErrorKind::TooManyFromNetwork

@@ -17,8 +17,9 @@
 use chat_protocol::command::MAX_TOPIC_LEN;
 use chat_protocol::irc::format::{self, strip};
 use chat_protocol::irc::{IrcReply, Message};
+use chat_protocol::moderation::check_key;
 use chat_protocol::text::{is_blank, sanitize};
-use chat_protocol::{DecodeError, ErrorKind, NameError, Nick, RoomName, Style};
+use chat_protocol::{DecodeError, ErrorKind, Mask, NameError, Nick, Role, RoomName, RoomSetting, Style};
 
 use crate::chat::request::{Request, Target};
 
@@ -198,6 +199,7 @@ impl Session {
             }
             "MOTD" => out.reply(IrcReply::Motd),
             "MODE" => self.mode(&message, &mut out),
+            "KICK" => kick(&message, &mut out),
             _ => out.reply(numeric("421", &[&command], "Unknown command")),
         }
     }
@@ -497,16 +499,20 @@ fn join(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, Erro
     let Some(targets) = message.param(0).filter(|t| !t.is_empty()) else {
         return out.reply(numeric("461", &["JOIN"], "Not enough parameters"));
     };
+    // Keys go with the channels in order: JOIN #a,#b keyA,keyB.
+    let mut keys = message.param(1).unwrap_or_default().split(',');
     for target in targets
         .split(',')
         .filter(|t| !t.is_empty())
         .take(MAX_CHANNEL_TARGETS)
     {
+        let key = keys.next().filter(|k| !k.is_empty()).map(ToString::to_string);
         match channel(target) {
             Ok(room) => out.send(Request::Join {
                 room,
                 leave_others: false,
                 names: true,
+                key,
             }),
             Err(error) => out.reply(numeric("403", &[target], &format!("No such channel: {error}"))),
         }
@@ -592,7 +598,7 @@ impl Session {
             return out.reply(numeric("461", &["MODE"], "Not enough parameters"));
         };
         if target.starts_with('#') {
-            return channel_mode(target, message.param(1), out);
+            return channel_mode(message, out);
         }
         let me = self
             .nick
@@ -628,26 +634,150 @@ impl Session {
     }
 }
 
-/// Channel MODE answers what is true: channels are `+n` (no message from
-/// outside), and nothing can be changed yet (room operators and their
-/// powers come with moderation).
-fn channel_mode(
-    target: &str,
-    change: Option<&str>,
-    out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>,
-) {
+/// The most mode changes one MODE carries out (`MODES`).
+pub const MAX_MODES: usize = 4;
+
+/// Channel MODE: `MODE #room` asks the settings, `MODE #room b` (or `+b`)
+/// the bans; changes (`+o nick`, `-v nick`, `+b mask`, `+m`, `+t`,
+/// `+k key`, `+s`, at most [`MAX_MODES`]) become the hub's moderation
+/// requests, which check that the sender is an operator.
+fn channel_mode(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>) {
+    let target = message.param(0).unwrap_or_default();
+    let room = match channel(target) {
+        Ok(room) => Target::Room(room),
+        Err(_) => return out.reply(numeric("403", &[target], "No such channel")),
+    };
+    let Some(changes) = message.param(1) else {
+        return out.send(Request::RoomSettings { room, change: None });
+    };
+    if matches!(changes, "b" | "+b") && message.param(2).is_none() {
+        return out.send(Request::Bans(room));
+    }
+    // Lists we do not keep: always empty.
+    match changes {
+        "e" | "+e" => return out.reply(numeric("349", &[target], "End of channel exception list")),
+        "I" | "+I" => return out.reply(numeric("347", &[target], "End of channel invite list")),
+        _ => {}
+    }
+    let mut args = message.params.iter().skip(2).copied();
+    let mut adding = true;
+    let mut done = 0;
+    for c in changes.chars() {
+        if done == MAX_MODES {
+            break;
+        }
+        let request = match c {
+            '+' => {
+                adding = true;
+                continue;
+            }
+            '-' => {
+                adding = false;
+                continue;
+            }
+            'o' | 'v' => {
+                let Some(who) = args.next() else { continue };
+                let role = if c == 'o' { Role::Op } else { Role::Voice };
+                match Nick::new(who) {
+                    Ok(nick) => Request::SetRole {
+                        room: room.clone(),
+                        nick,
+                        role,
+                        on: adding,
+                    },
+                    Err(_) => {
+                        out.reply(numeric("401", &[who], "No such nick/channel"));
+                        continue;
+                    }
+                }
+            }
+            'b' => {
+                let Some(mask) = args.next() else {
+                    out.send(Request::Bans(room.clone()));
+                    continue;
+                };
+                match Mask::parse(mask) {
+                    Ok(mask) if adding => Request::Ban {
+                        room: room.clone(),
+                        mask,
+                        duration: None,
+                    },
+                    Ok(mask) => Request::Unban {
+                        room: room.clone(),
+                        mask,
+                    },
+                    Err(error) => {
+                        out.reply(numeric("696", &[target, "b", mask], &error.to_string()));
+                        continue;
+                    }
+                }
+            }
+            'k' => {
+                // -k takes the key (or *) too, and ignores it.
+                let key = args.next();
+                let setting = match (adding, key) {
+                    (false, _) => RoomSetting::Key(None),
+                    (true, Some(key)) if check_key(key).is_ok() => RoomSetting::Key(Some(key.to_string())),
+                    (true, Some(key)) => {
+                        out.reply(numeric(
+                            "525",
+                            &[target],
+                            &format!("Key is not well-formed: {key}"),
+                        ));
+                        continue;
+                    }
+                    (true, None) => {
+                        out.reply(numeric("461", &["MODE"], "Not enough parameters"));
+                        continue;
+                    }
+                };
+                Request::RoomSettings {
+                    room: room.clone(),
+                    change: Some(setting),
+                }
+            }
+            'm' | 't' | 's' => Request::RoomSettings {
+                room: room.clone(),
+                change: Some(match c {
+                    'm' => RoomSetting::Moderated(adding),
+                    't' => RoomSetting::TopicLocked(adding),
+                    _ => RoomSetting::Hidden(adding),
+                }),
+            },
+            // Only members speak in any room: +n is always on.
+            'n' if adding => continue,
+            _ => {
+                let mode = c.to_string();
+                out.reply(numeric("472", &[&mode], "is unknown mode char to me"));
+                continue;
+            }
+        };
+        out.send(request);
+        done += 1;
+    }
+}
+
+/// KICK #room nick[,nick] [:reason].
+fn kick(message: &Message<'_>, out: &mut Out<'_, impl FnMut(Result<Request, ErrorKind>)>) {
+    let (Some(target), Some(whom)) = (message.param(0), message.param(1)) else {
+        return out.reply(numeric("461", &["KICK"], "Not enough parameters"));
+    };
+    let Ok(room) = channel(target) else {
+        return out.reply(numeric("403", &[target], "No such channel"));
+    };
+    let reason = message.param(2).map(clean).filter(|r| !r.is_empty());
+    for who in whom
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .take(MAX_MESSAGE_TARGETS)
     {
-        match change {
-            None => out.reply(numeric("324", &[target, "+n"], "")),
-            // A list query (bans, exceptions, invitations): always empty.
-            Some("b") | Some("+b") => out.reply(numeric("368", &[target], "End of channel ban list")),
-            Some("e") | Some("+e") => out.reply(numeric("349", &[target], "End of channel exception list")),
-            Some("I") | Some("+I") => out.reply(numeric("347", &[target], "End of channel invite list")),
-            Some(_) => out.reply(numeric(
-                "482",
-                &[target],
-                "Channel modes cannot be changed on this server (yet)",
-            )),
+        match Nick::new(who) {
+            Ok(nick) => out.send(Request::Kick {
+                room: Target::Room(room.clone()),
+                nick,
+                reason: reason.clone(),
+            }),
+            Err(_) => out.reply(numeric("401", &[who], "No such nick/channel")),
         }
     }
 }
@@ -774,12 +904,14 @@ mod tests {
                 Ok(Request::Join {
                     room: RoomName::new("#x").unwrap(),
                     leave_others: false,
-                    names: true
+                    names: true,
+                    key: None
                 }),
                 Ok(Request::Join {
                     room: RoomName::new("#y").unwrap(),
                     leave_others: false,
-                    names: true
+                    names: true,
+                    key: None
                 }),
                 Ok(Request::Irc(numeric(
                     "403",
