@@ -16,6 +16,114 @@ _chat__server() {
             ",$1")
                 cmd="chat__server"
                 ;;
+            chat__server,ctl)
+                cmd="chat__server__subcmd__ctl"
+                ;;
+            chat__server,help)
+                cmd="chat__server__subcmd__help"
+                ;;
+            chat__server__subcmd__ctl,announce)
+                cmd="chat__server__subcmd__ctl__subcmd__announce"
+                ;;
+            chat__server__subcmd__ctl,ban)
+                cmd="chat__server__subcmd__ctl__subcmd__ban"
+                ;;
+            chat__server__subcmd__ctl,bans)
+                cmd="chat__server__subcmd__ctl__subcmd__bans"
+                ;;
+            chat__server__subcmd__ctl,help)
+                cmd="chat__server__subcmd__ctl__subcmd__help"
+                ;;
+            chat__server__subcmd__ctl,kick)
+                cmd="chat__server__subcmd__ctl__subcmd__kick"
+                ;;
+            chat__server__subcmd__ctl,reload)
+                cmd="chat__server__subcmd__ctl__subcmd__reload"
+                ;;
+            chat__server__subcmd__ctl,rooms)
+                cmd="chat__server__subcmd__ctl__subcmd__rooms"
+                ;;
+            chat__server__subcmd__ctl,shutdown)
+                cmd="chat__server__subcmd__ctl__subcmd__shutdown"
+                ;;
+            chat__server__subcmd__ctl,status)
+                cmd="chat__server__subcmd__ctl__subcmd__status"
+                ;;
+            chat__server__subcmd__ctl,unban)
+                cmd="chat__server__subcmd__ctl__subcmd__unban"
+                ;;
+            chat__server__subcmd__ctl,who)
+                cmd="chat__server__subcmd__ctl__subcmd__who"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,announce)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__announce"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,ban)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__ban"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,bans)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__bans"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,help)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__help"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,kick)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__kick"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,reload)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__reload"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,rooms)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__rooms"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,shutdown)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__shutdown"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,status)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__status"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,unban)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__unban"
+                ;;
+            chat__server__subcmd__ctl__subcmd__help,who)
+                cmd="chat__server__subcmd__ctl__subcmd__help__subcmd__who"
+                ;;
+            chat__server__subcmd__help,ctl)
+                cmd="chat__server__subcmd__help__subcmd__ctl"
+                ;;
+            chat__server__subcmd__help,help)
+                cmd="chat__server__subcmd__help__subcmd__help"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,announce)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__announce"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,ban)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__ban"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,bans)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__bans"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,kick)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__kick"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,reload)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__reload"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,rooms)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__rooms"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,shutdown)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__shutdown"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,status)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__status"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,unban)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__unban"
+                ;;
+            chat__server__subcmd__help__subcmd__ctl,who)
+                cmd="chat__server__subcmd__help__subcmd__ctl__subcmd__who"
+                ;;
             *)
                 ;;
         esac
@@ -23,7 +131,7 @@ _chat__server() {
 
     case "${cmd}" in
         chat__server)
-            opts="-h -V --listen --tls-listen --tls-cert --tls-key --irc-listen --irc-tls-listen --server-name --motd-file --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --help --version"
+            opts="-h -V --listen --tls-listen --tls-cert --tls-key --irc-listen --irc-tls-listen --server-name --motd-file --control-socket --state-dir --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --help --version ctl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +166,14 @@ _chat__server() {
                     return 0
                     ;;
                 --motd-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -141,6 +257,522 @@ _chat__server() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl)
+            opts="-h --socket --json --help status who rooms kick ban unban bans announce reload shutdown help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__announce)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__ban)
+            opts="-d -h --duration --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__bans)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help)
+            opts="status who rooms kick ban unban bans announce reload shutdown help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__announce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__ban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__bans)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__kick)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__rooms)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__shutdown)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__unban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__help__subcmd__who)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__kick)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__reload)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__rooms)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__shutdown)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__status)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__unban)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__ctl__subcmd__who)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help)
+            opts="ctl help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl)
+            opts="status who rooms kick ban unban bans announce reload shutdown"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__announce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__ban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__bans)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__kick)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__rooms)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__shutdown)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__unban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__ctl__subcmd__who)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        chat__subcmd__server__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

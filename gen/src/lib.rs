@@ -111,6 +111,7 @@ fn server_man_page() -> io::Result<Vec<u8>> {
     roff.text([roman(chat_server::cli::SIGNALS)]);
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman(chat_server::cli::EXIT_STATUS)]);
+    ctl_section(&mut roff, &command);
     server_environment(&mut roff, &command);
     roff.control("SH", ["FILES"]);
     for (path, what) in [
@@ -142,6 +143,18 @@ fn server_man_page() -> io::Result<Vec<u8>> {
             "/usr/lib/systemd/system/chat-server.service",
             "The sandboxed service the sockets start. systemctl reload chat-server reads the TLS \
              certificate and key again.",
+        ),
+        (
+            "/run/chat-server/control",
+            "The control socket of the packaged service (RuntimeDirectory=), which chat-server ctl \
+             talks to; mode 0600, so run chat-server ctl as root.",
+        ),
+        (
+            "/var/lib/chat-server/server-bans",
+            "The server bans of chat-server ctl ban (StateDirectory=; under /var/lib/private with \
+             the service's dynamic user), one a line: mask, when set, until when, reason, \
+             tab-separated. Written whole and renamed into place; a damaged file stops the daemon \
+             at start, naming the line.",
         ),
         (
             "/usr/share/doc/chat-server/README.md",
@@ -182,11 +195,62 @@ const OTHER_VARIABLES: &[(&str, &str)] = &[
          keeps a status line, and pings the watchdog while its event loops run.",
     ),
     (
+        "RUNTIME_DIRECTORY, STATE_DIRECTORY",
+        "Set by systemd for RuntimeDirectory= and StateDirectory=: the control socket (control) \
+         and the server bans (server-bans) go there unless --control-socket and --state-dir say \
+         otherwise.",
+    ),
+    (
         "JOURNAL_STREAM",
         "Set by systemd when standard error is the journal: each log line is then the message \
          after a syslog priority (<6>), without a timestamp.",
     ),
 ];
+
+/// The CTL section: `chat-server ctl`'s options and commands, from its
+/// clap definition, and its exit status.
+fn ctl_section(roff: &mut Roff, command: &clap::Command) {
+    let Some(ctl) = command.find_subcommand("ctl") else { return };
+    roff.control("SH", ["CTL"]);
+    roff.text([
+        bold("chat-server ctl"),
+        roman(" ["),
+        bold("--socket"),
+        roman(" "),
+        italic("PATH"),
+        roman("] ["),
+        bold("--json"),
+        roman("] "),
+        italic("COMMAND"),
+        roman(
+            " talks to a running server through its control socket (--control-socket; \
+             /run/chat-server/control by default) and prints its answer, as lines of text or, \
+             with --json, as the server's JSON answer. Its commands:",
+        ),
+    ]);
+    for sub in ctl.get_subcommands() {
+        let mut usage = format!("chat-server ctl {}", sub.get_name());
+        for arg in sub.get_arguments() {
+            if arg.is_positional() {
+                let name = arg.get_id().as_str().to_ascii_uppercase();
+                if arg.is_required_set() {
+                    usage.push_str(&format!(" {name}"));
+                } else {
+                    usage.push_str(&format!(" [{name}]"));
+                }
+            } else if let Some(long) = arg.get_long() {
+                usage.push_str(&format!(" [--{long} VALUE]"));
+            }
+        }
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        roff.control("TP", []).text([bold(usage)]).text([roman(about)]);
+    }
+    roff.control("PP", []);
+    roff.text([roman(format!(
+        "Exit status of chat-server ctl: {}",
+        chat_server::ops::control::ctl::CTL_EXIT_STATUS
+    ))]);
+}
 
 /// The ENVIRONMENT section: each option's variable, as clap knows it, so
 /// none is forgotten, then [`OTHER_VARIABLES`].

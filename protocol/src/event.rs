@@ -243,6 +243,17 @@ pub enum ServerEvent {
     /// order with its own (see [`IrcReply`]); it says nothing in the line
     /// protocol.
     Irc(IrcReply),
+    /// Something a server operator tells everyone (`chat-server ctl
+    /// announce`).
+    Announcement {
+        /// What.
+        text: String,
+    },
+    /// A server operator disconnected the recipient, who is then closed.
+    Removed {
+        /// Why, if the operator said.
+        reason: Option<String>,
+    },
     /// A room operator gave or took a role.
     RoleChanged {
         /// The room.
@@ -412,6 +423,8 @@ pub enum LeaveReason {
     Parted(Option<String>),
     /// They answered no PING for too long (an IRC client).
     PingTimeout,
+    /// A server operator disconnected them, perhaps saying why.
+    Removed(Option<String>),
 }
 
 /// Which page of a listing a reply is. Listings that grow with the server
@@ -543,6 +556,10 @@ pub enum ErrorKind {
         /// Where.
         room: RoomName,
     },
+    /// Occurs for a connection from an address a server ban names; it is
+    /// then closed.
+    #[error("you are banned from this server")]
+    BannedFromServer,
     /// Occurs for a connection over `--max-clients`; it is then closed.
     #[error("server full")]
     ServerFull,
@@ -700,6 +717,11 @@ impl ServerEvent {
             ServerEvent::AwaySet { away: false } => notice("you are back".to_string()),
             ServerEvent::IsAway { nick, message } => notice(format!("{nick} is away: {message}")),
             ServerEvent::Irc(_) => return Vec::new(),
+            ServerEvent::Announcement { text } => notice(format!("[server] {text}")),
+            ServerEvent::Removed { reason: None } => notice("a server operator disconnected you".to_string()),
+            ServerEvent::Removed { reason: Some(why) } => {
+                notice(format!("a server operator disconnected you: {why}"))
+            }
             ServerEvent::RoleChanged {
                 room,
                 nick,
@@ -852,6 +874,8 @@ impl LeaveReason {
             LeaveReason::Parted(None) => "left".to_string(),
             LeaveReason::Parted(Some(reason)) => format!("left: {reason}"),
             LeaveReason::PingTimeout => "ping timeout".to_string(),
+            LeaveReason::Removed(None) => "removed by a server operator".to_string(),
+            LeaveReason::Removed(Some(why)) => format!("removed by a server operator: {why}"),
         }
     }
 }

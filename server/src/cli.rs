@@ -109,7 +109,9 @@ pub const EXIT_STATUS: &str = "0 after a clean stop (on one of the signals above
     version = env!("CHAT_BUILD_VERSION"),
     about,
     long_about,
-    after_long_help = format!("Signals: {SIGNALS}\n\nExit status: {EXIT_STATUS}")
+    after_long_help = format!("Signals: {SIGNALS}\n\nExit status: {EXIT_STATUS}"),
+    // `chat-server ctl ...` takes none of the daemon's options.
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// Address to listen on: HOST:PORT, HOST, an IP address, or an IPv6
@@ -192,6 +194,23 @@ pub struct Cli {
     /// start. Without it they are told there is none.
     #[arg(long, value_name = "PATH", env = "CHAT_SERVER_MOTD_FILE")]
     pub motd_file: Option<PathBuf>,
+
+    /// The Unix socket `chat-server ctl` talks to (mode 0600: its owner
+    /// alone may). Default: `control` in the directory systemd names in
+    /// RUNTIME_DIRECTORY (RuntimeDirectory=); without either, none.
+    #[arg(long, value_name = "PATH", env = "CHAT_SERVER_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+
+    /// Where the server keeps what outlives a restart: the server bans of
+    /// `chat-server ctl ban`, in the file server-bans. Default: the
+    /// directory systemd names in STATE_DIRECTORY (StateDirectory=);
+    /// without either, server bans live in memory only.
+    #[arg(long, value_name = "PATH", env = "CHAT_SERVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Runs a command against a running server instead of being one.
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
 
     /// Longest line a client may send, in bytes, not counting the line end.
     /// A longer line gets an error and is discarded; the connection stays.
@@ -455,6 +474,13 @@ impl Cli {
             None => None,
         };
         let server_name = self.server_name.clone().unwrap_or_else(default_server_name);
+        let control_socket = self.control_socket.clone().or_else(|| {
+            systemd_directory("RUNTIME_DIRECTORY").map(|dir| dir.join(crate::ops::control::SOCKET_NAME))
+        });
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(|| systemd_directory("STATE_DIRECTORY"));
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
@@ -473,6 +499,8 @@ impl Cli {
             irc_tls_listen,
             server_name,
             motd,
+            control_socket,
+            state_dir,
             tls,
             tls_handshake_timeout: crate::config::DEFAULT_HANDSHAKE_TIMEOUT,
             irc_keepalive: crate::config::Keepalive::default(),
@@ -778,6 +806,23 @@ fn check_host_name(name: &str) -> Result<(), String> {
 /// One `--listen` address (one of a comma-separated list).
 fn listen_addr(s: &str) -> Result<HostPort, String> {
     HostPort::parse(s, DEFAULT_PORT)
+}
+
+/// The first directory systemd names in the variable `name`
+/// (`RUNTIME_DIRECTORY`, `STATE_DIRECTORY`: colon-separated when a unit
+/// has several).
+fn systemd_directory(name: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(name)?;
+    let first = value.to_str()?.split(':').next()?;
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
+/// A command run against a server instead of being one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Subcommand {
+    /// Talks to a running server through its control socket: status, who,
+    /// rooms, kick, ban, unban, bans, announce, reload, shutdown.
+    Ctl(crate::ops::control::ctl::Ctl),
 }
 
 /// The systemd credential (`LoadCredential=tls-cert:PATH`) used as

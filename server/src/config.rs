@@ -124,6 +124,12 @@ pub struct Config {
     /// The message of the day IRC clients are shown, line by line
     /// (`--motd-file`, read at start); `None` for none.
     pub motd: Option<Vec<String>>,
+    /// The control socket `chat-server ctl` talks to (`--control-socket`);
+    /// `None` for none.
+    pub control_socket: Option<std::path::PathBuf>,
+    /// Where the server keeps what outlives it: the server bans
+    /// (`--state-dir`); `None` keeps them in memory only.
+    pub state_dir: Option<std::path::PathBuf>,
     /// The certificate and key TLS listeners serve; needed when there are
     /// any.
     pub tls: Option<crate::net::tls::TlsFiles>,
@@ -278,6 +284,8 @@ impl Default for Config {
             irc_tls_listen: Vec::new(),
             server_name: DEFAULT_SERVER_NAME.to_string(),
             motd: None,
+            control_socket: None,
+            state_dir: None,
             tls: None,
             tls_handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             irc_keepalive: Keepalive::default(),

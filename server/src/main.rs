@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use chat_server::cli::Cli;
+use chat_server::cli::{Cli, Subcommand};
 use chat_server::ops::descriptors::{self, Limit};
 use chat_server::ops::logging::{self, counted};
 use chat_server::ops::signals::{Actions, SignalThread};
@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_args();
+    if let Some(Subcommand::Ctl(ctl)) = &cli.command {
+        return ExitCode::from(chat_server::ops::control::ctl::run(ctl));
+    }
     logging::init();
     for socket in &inherited {
         let addr = socket

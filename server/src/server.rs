@@ -56,6 +56,8 @@ use crate::net::admission::OldestSilent;
 use crate::net::event_loop::{self, Channels, EventLoop};
 pub use crate::net::shutdown::ShutdownHandle;
 use crate::net::tls::{Loaded, Reloader, TlsError};
+use crate::ops::control::bans::ServerBans;
+use crate::ops::control::ControlServer;
 use crate::ops::liveness::{Heartbeat, Liveness, Wake};
 use crate::ops::logging::counted;
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
@@ -100,6 +102,13 @@ pub enum StartError {
     /// Occurs when the TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Occurs when the server bans kept in the state directory cannot be
+    /// read.
+    #[error(transparent)]
+    Bans(#[from] crate::ops::control::bans::BansError),
+    /// Occurs when the control socket cannot be opened.
+    #[error(transparent)]
+    Control(#[from] crate::ops::control::ControlError),
     /// Occurs when there are TLS listeners but no certificate and key.
     #[error("TLS listeners need a certificate and a key (--tls-cert and --tls-key, or the systemd credentials tls-cert and tls-key)")]
     TlsWithoutCertificate,
@@ -153,6 +162,8 @@ pub struct Server {
     tls: Option<Loaded>,
     /// One channel per I/O thread for the configurations a reload makes.
     tls_updates: Vec<TlsUpdates>,
+    /// The server bans, read from the state directory at start.
+    bans: ServerBans,
 }
 
 impl Server {
@@ -267,6 +278,13 @@ impl Server {
         );
         let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
         let tls_updates = shards.iter().map(|_| crossbeam_channel::unbounded()).collect();
+        let bans = ServerBans::load(config.state_dir.as_deref())?;
+        if !bans.list(hub::system_clock()).is_empty() {
+            log::info!(
+                "{} in force",
+                counted(bans.list(hub::system_clock()).len(), "server ban")
+            );
+        }
         Ok(Server {
             config,
             acceptor,
@@ -279,6 +297,7 @@ impl Server {
             metrics,
             tls,
             tls_updates,
+            bans,
         })
     }
 
@@ -380,9 +399,11 @@ impl Server {
     /// When the event loop fails, a thread cannot start, or a thread
     /// panicked (which also shuts the server down at once).
     pub fn run(self) -> io::Result<()> {
-        for listening in self.listening() {
-            log::info!("listening on {listening}");
+        let listening = self.listening();
+        for line in &listening {
+            log::info!("listening on {line}");
         }
+        let tls_reloader = self.tls_reloader();
         if let (Some(files), Some(tls)) = (&self.config.tls, &self.tls) {
             log::info!(
                 "TLS certificate {} (SHA-256 {})",
@@ -499,6 +520,35 @@ impl Server {
             }
         };
         log::info!("serving with {}", counted(inlets.len(), "I/O thread"));
+        // Bounded by what operators do: one list per ban or unban.
+        let (to_acceptor, ban_updates) = crossbeam_channel::unbounded();
+        let bans = Arc::new(self.bans.clone());
+        let control = match self.config.control_socket.clone() {
+            Some(path) => {
+                let setup = crate::ops::control::Setup {
+                    path,
+                    bans: self.bans.clone(),
+                    to_acceptor,
+                    to_hub: to_hub.clone(),
+                    shutdown: self.shutdown.clone(),
+                    reloader: tls_reloader,
+                    listening: listening.clone(),
+                };
+                match ControlServer::start(setup) {
+                    Ok(control) => Some(control),
+                    Err(e) => {
+                        self.shutdown.shutdown();
+                        drop(to_hub);
+                        for thread in io_threads {
+                            let _ = thread.join();
+                        }
+                        let _ = hub_thread.join();
+                        return Err(io::Error::other(e.to_string()));
+                    }
+                }
+            }
+            None => None,
+        };
         let acceptor = Acceptor::new(
             self.acceptor.poll,
             self.listeners,
@@ -506,6 +556,7 @@ impl Server {
             released_rx,
             to_hub,
             &self.config,
+            (bans, ban_updates),
             self.shutdown.clone(),
             Arc::clone(&self.stats),
             self.acceptor.heartbeat,
@@ -519,6 +570,11 @@ impl Server {
                 Err(e)
             }
         };
+        // The control thread holds a way to the hub: it must go for the
+        // hub to finish.
+        if let Some(control) = control {
+            control.stop();
+        }
         for thread in io_threads {
             if let Ok(Err(e)) = thread.join() {
                 log::error!("an I/O thread failed: {e}");

@@ -54,6 +54,11 @@ pub fn cost(entry: &HistoryEntry) -> usize {
 }
 
 impl History {
+    /// How many lines the room remembers.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// True when the room remembers nothing.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

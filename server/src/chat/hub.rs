@@ -57,6 +57,7 @@ use crate::ops::liveness::Heartbeat;
 use crate::ops::logging::clip;
 use crate::ops::stats::Stats;
 
+mod admin;
 mod moderation;
 
 /// How many inbound messages the hub handles before it hands its output to
@@ -346,6 +347,7 @@ impl Hub {
                 }
                 self.close(id);
             }
+            Inbound::Admin { command, answer } => self.admin(command, &answer),
             Inbound::Drained => {
                 self.drained += 1;
                 self.shutdown_when_ready();

@@ -85,6 +85,15 @@ pub enum Inbound {
     /// connects away the same way. The hub stops once every sender of
     /// these messages has gone.
     Drained,
+    /// A server operator's command (`chat-server ctl`), with where the
+    /// answer goes: a channel with room for it, which the hub never waits
+    /// on.
+    Admin {
+        /// What to do.
+        command: crate::chat::admin::AdminCommand,
+        /// Where the answer goes.
+        answer: crossbeam_channel::Sender<crate::chat::admin::AdminAnswer>,
+    },
     /// The server is shutting down and the acceptor has closed its
     /// listeners: whoever connects now is refused by the kernel. The hub
     /// says goodbye only once this has come too, so that anyone told the

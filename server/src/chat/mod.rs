@@ -9,6 +9,7 @@
 //! What it must never do: see bytes or sockets (a front end turns them
 //! into commands and events into bytes), or wait on the network.
 
+pub mod admin;
 pub mod history;
 pub mod hub;
 pub mod messages;

@@ -46,6 +46,7 @@ use crate::net::admission::{Admission, OldestSilent, Refusal};
 use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::later;
+use crate::ops::control::bans::ServerBans;
 use crate::ops::liveness::Heartbeat;
 use crate::ops::logging::{and_more, counted, Throttled};
 use crate::ops::stats::Stats;
@@ -222,7 +223,11 @@ pub struct Acceptor {
     out_of_descriptors: Throttled,
     failing: Throttled,
     /// One per kind of refusal, in the order of [`Refusal::ALL`].
-    refused: [Throttled; 4],
+    refused: [Throttled; 5],
+    /// The server bans in force, and where new lists come from (the
+    /// control thread, as operators change them).
+    bans: Arc<ServerBans>,
+    ban_updates: Receiver<Arc<ServerBans>>,
     /// Accept errors about one connection, since the last log line.
     skipped: u64,
     /// Says whether shutdown was asked for.
@@ -246,6 +251,7 @@ impl Acceptor {
         released: Receiver<Released>,
         to_hub: Sender<Inbound>,
         config: &Config,
+        (bans, ban_updates): (Arc<ServerBans>, Receiver<Arc<ServerBans>>),
         shutdown: ShutdownHandle,
         stats: Arc<Stats>,
         heartbeat: Heartbeat,
@@ -276,6 +282,8 @@ impl Acceptor {
             failing: Throttled::new("failed accepts", WARNING_INTERVAL),
             refused: Refusal::ALL.map(|refusal| Throttled::new(refusal.summary(), WARNING_INTERVAL)),
             skipped: 0,
+            bans,
+            ban_updates,
             shutdown,
             stats,
             heartbeat,
@@ -401,6 +409,16 @@ impl Acceptor {
         let now = Instant::now();
         let full = self.clients() >= self.max_clients;
         let make_room = full.then(|| self.shard_to_make_room()).flatten();
+        if let Some(bans) = self.ban_updates.try_iter().last() {
+            self.bans = bans;
+        }
+        if self
+            .bans
+            .find(addr.ip(), crate::chat::hub::system_clock())
+            .is_some()
+        {
+            return self.refuse(&stream, addr, kind, Refusal::Banned);
+        }
         if full && make_room.is_none() {
             return self.refuse(&stream, addr, kind, Refusal::Full);
         }

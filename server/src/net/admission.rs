@@ -117,11 +117,19 @@ pub enum Refusal {
     PerNet,
     /// Its address or network opened too many connections lately.
     Throttled,
+    /// A server ban names its address (`chat-server ctl ban`).
+    Banned,
 }
 
 impl Refusal {
     /// Every kind, each with its place in [`Refusal::index`].
-    pub const ALL: [Refusal; 4] = [Refusal::Full, Refusal::PerIp, Refusal::PerNet, Refusal::Throttled];
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Full,
+        Refusal::PerIp,
+        Refusal::PerNet,
+        Refusal::Throttled,
+        Refusal::Banned,
+    ];
 
     /// Its place in [`Refusal::ALL`].
     pub fn index(self) -> usize {
@@ -130,6 +138,7 @@ impl Refusal {
             Refusal::PerIp => 1,
             Refusal::PerNet => 2,
             Refusal::Throttled => 3,
+            Refusal::Banned => 4,
         }
     }
 
@@ -142,6 +151,7 @@ impl Refusal {
             Refusal::Throttled => {
                 "connections refused: too many new connections from their address or network"
             }
+            Refusal::Banned => "connections refused: a server ban names their address",
         }
     }
 
@@ -152,6 +162,7 @@ impl Refusal {
             Refusal::PerIp => ErrorKind::TooManyFromAddress,
             Refusal::PerNet => ErrorKind::TooManyFromNetwork,
             Refusal::Throttled => ErrorKind::ConnectingTooFast,
+            Refusal::Banned => ErrorKind::BannedFromServer,
         }
     }
 
@@ -162,6 +173,7 @@ impl Refusal {
             Refusal::PerIp => CloseReason::RefusedPerIp,
             Refusal::PerNet => CloseReason::RefusedPerNet,
             Refusal::Throttled => CloseReason::RefusedThrottled,
+            Refusal::Banned => CloseReason::RefusedBanned,
         }
     }
 
@@ -172,6 +184,7 @@ impl Refusal {
             Refusal::PerIp => "too many connections from its address",
             Refusal::PerNet => "too many connections from its network",
             Refusal::Throttled => "too many new connections from its address or network",
+            Refusal::Banned => "a server ban names its address",
         }
     }
 }

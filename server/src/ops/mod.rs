@@ -9,6 +9,7 @@
 //! What it must never do: slow down or stop the chat. Readers take
 //! snapshots of atomics; nothing here holds a lock the loops wait on.
 
+pub mod control;
 pub mod descriptors;
 pub mod liveness;
 pub mod logging;

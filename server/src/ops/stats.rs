@@ -47,6 +47,8 @@ pub enum CloseReason {
     /// Refused at once: too many new connections from its address or
     /// network (`--connect-rate`).
     RefusedThrottled,
+    /// Refused at once: a server ban names its address.
+    RefusedBanned,
     /// Ended on a full server to make room for a newcomer: it had never
     /// said anything.
     MadeRoom,
@@ -56,7 +58,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Quit,
         CloseReason::Disconnect,
         CloseReason::SlowConsumer,
@@ -66,6 +68,7 @@ impl CloseReason {
         CloseReason::RefusedPerIp,
         CloseReason::RefusedPerNet,
         CloseReason::RefusedThrottled,
+        CloseReason::RefusedBanned,
         CloseReason::MadeRoom,
         CloseReason::Handshake,
     ];
@@ -82,6 +85,7 @@ impl CloseReason {
             CloseReason::RefusedPerIp => "refused_per_ip",
             CloseReason::RefusedPerNet => "refused_per_net",
             CloseReason::RefusedThrottled => "refused_throttled",
+            CloseReason::RefusedBanned => "refused_banned",
             CloseReason::MadeRoom => "made_room",
             CloseReason::Handshake => "tls_handshake",
         }
@@ -136,6 +140,8 @@ pub enum ErrorLabel {
     TopicLocked,
     /// Lifting a ban that is not there.
     NoSuchBan,
+    /// Refused: a server ban names the address.
+    BannedFromServer,
     /// `/topic` with a topic that is too long.
     TopicTooLong,
     /// Refused: the server is full.
@@ -150,7 +156,7 @@ pub enum ErrorLabel {
 
 impl ErrorLabel {
     /// Every kind, in label order.
-    pub const ALL: [ErrorLabel; 27] = [
+    pub const ALL: [ErrorLabel; 28] = [
         ErrorLabel::InvalidUtf8,
         ErrorLabel::TooLong,
         ErrorLabel::UnknownCommand,
@@ -173,6 +179,7 @@ impl ErrorLabel {
         ErrorLabel::Moderated,
         ErrorLabel::TopicLocked,
         ErrorLabel::NoSuchBan,
+        ErrorLabel::BannedFromServer,
         ErrorLabel::TopicTooLong,
         ErrorLabel::ServerFull,
         ErrorLabel::TooManyFromAddress,
@@ -208,6 +215,7 @@ impl ErrorLabel {
             ErrorKind::Moderated(_) => ErrorLabel::Moderated,
             ErrorKind::TopicLocked(_) => ErrorLabel::TopicLocked,
             ErrorKind::NoSuchBan { .. } => ErrorLabel::NoSuchBan,
+            ErrorKind::BannedFromServer => ErrorLabel::BannedFromServer,
             ErrorKind::Command(CommandError::Moderation(_)) => ErrorLabel::Usage,
             ErrorKind::TooManyRooms(_) => ErrorLabel::TooManyRooms,
             ErrorKind::Command(CommandError::TopicTooLong) => ErrorLabel::TopicTooLong,
@@ -243,6 +251,7 @@ impl ErrorLabel {
             ErrorLabel::Moderated => "moderated",
             ErrorLabel::TopicLocked => "topic_locked",
             ErrorLabel::NoSuchBan => "no_such_ban",
+            ErrorLabel::BannedFromServer => "banned_from_server",
             ErrorLabel::TopicTooLong => "topic_too_long",
             ErrorLabel::ServerFull => "server_full",
             ErrorLabel::TooManyFromAddress => "too_many_from_address",

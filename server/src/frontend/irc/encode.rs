@@ -77,6 +77,10 @@ pub fn shared(event: &ServerEvent, ctx: &Context, time: bool, out: &mut Vec<u8>)
                 Some(&topic.text),
             );
         }
+        ServerEvent::Announcement { text } => {
+            let text = format!("[server] {text}");
+            message(out, tags, Some(&ctx.server_name), "NOTICE", &["*"], Some(&text));
+        }
         ServerEvent::ShuttingDown => message(
             out,
             None,
@@ -147,6 +151,8 @@ fn quit_message(reason: &LeaveReason) -> String {
         LeaveReason::Idle => "Idle timeout".to_string(),
         LeaveReason::MadeRoom => "Server full".to_string(),
         LeaveReason::PingTimeout => "Ping timeout".to_string(),
+        LeaveReason::Removed(None) => "Removed by a server operator".to_string(),
+        LeaveReason::Removed(Some(why)) => format!("Removed by a server operator: {why}"),
         LeaveReason::Moved(to) => format!("moved to {to}"),
         LeaveReason::Parted(why) => why.clone().unwrap_or_default(),
     }
@@ -365,6 +371,11 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
             }
             numeric(out, "368", &[room.as_str()], Some("End of channel ban list"));
         }
+        ServerEvent::Removed { reason } => {
+            let why = reason.as_ref().map_or_else(String::new, |r| format!(": {r}"));
+            let text = format!("Closing link: {me} (Removed by a server operator{why})");
+            message(out, None, None, "ERROR", &[], Some(&text));
+        }
         ServerEvent::Bye => {
             let text = format!("Closing link: {me} (Quit)");
             message(out, None, None, "ERROR", &[], Some(&text));
@@ -392,6 +403,7 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         | ServerEvent::Rooms { .. }
         | ServerEvent::Help(_) => {}
         ServerEvent::Said { .. }
+        | ServerEvent::Announcement { .. }
         | ServerEvent::RoleChanged { .. }
         | ServerEvent::Kicked { .. }
         | ServerEvent::BanChanged { .. }
@@ -681,6 +693,7 @@ fn error_reply(
         // Lifting a ban that is not there: IRC servers say nothing.
         ErrorKind::NoSuchBan { .. } => {}
         ErrorKind::ServerFull
+        | ErrorKind::BannedFromServer
         | ErrorKind::TooManyFromAddress
         | ErrorKind::TooManyFromNetwork
         | ErrorKind::ConnectingTooFast => refusal(out, error),
