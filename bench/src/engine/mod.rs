@@ -187,7 +187,7 @@ impl EngineConfig {
     pub fn speaks_irc(&self, id: usize) -> bool {
         match &self.irc {
             None => false,
-            Some(irc) => irc.mix == Mix::All || id % 2 == 0,
+            Some(irc) => irc.mix == Mix::All || id.is_multiple_of(2),
         }
     }
 
