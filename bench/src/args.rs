@@ -44,6 +44,17 @@ use crate::tls;
 /// server started by hand give --addr of its TLS listener and --ca with
 /// its certificate. The certificate is verified (for --tls-name), never
 /// skipped. The handshakes and storm scenarios measure new TLS connections.
+///
+/// --protocol irc speaks IRC (NICK/USER, JOIN, PRIVMSG; PINGs answered):
+/// chat-bench then starts chat-server with an IRC listener beside its line
+/// one (`--irc-listen`, `--server-name bench`) and connects to it;
+/// --protocol mixed puts every other client on each (one room, both
+/// protocols). --target ngircd starts Debian's ngircd (`--ngircd-bin`) with
+/// a configuration written for the run (loopback, no PAM, ident or DNS, no
+/// connection limits, and the flood control --ngircd-flood says) and
+/// speaks IRC to it. Against an IRC server started by hand give --addr of
+/// its IRC port (and, for mixed, --addr of the line port and --irc-addr of
+/// the IRC one). IRC runs fanout, fixed-rate, idle, ramp and join-storm.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
@@ -66,6 +77,57 @@ pub enum TargetKind {
     /// room, `NAME: text` lines. Not part of this project: see
     /// --tokio-bin.
     TokioChat,
+    /// ngircd, an IRC server (Debian's package `ngircd`): IRC only.
+    Ngircd,
+}
+
+/// What the run's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// The server's own line protocol (chat-server, ncat, tokio's example).
+    Line,
+    /// IRC: chat-server's IRC listener, or ngircd.
+    Irc,
+    /// Every other client on IRC, the others on the line protocol, in one
+    /// room (chat-server only).
+    Mixed,
+}
+
+impl Protocol {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Line => "line",
+            Protocol::Irc => "irc",
+            Protocol::Mixed => "mixed",
+        }
+    }
+}
+
+/// How much of ngircd's per-client flood control a run lifts (its
+/// configuration's `[Limits] MaxPenaltyTime`, and user mode `F`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NgircdFlood {
+    /// `MaxPenaltyTime = 0` (no penalty delays), and the senders become IRC
+    /// operators and set user mode `F` (10 commands a turn instead of 3,
+    /// never throttled).
+    Lifted,
+    /// `MaxPenaltyTime = 0` only: no penalty delays, but 3 commands per
+    /// client per turn of ngircd's loop.
+    NoPenalty,
+    /// ngircd's defaults: penalty delays of a second and more.
+    Default,
+}
+
+impl NgircdFlood {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NgircdFlood::Lifted => "lifted",
+            NgircdFlood::NoPenalty => "no-penalty",
+            NgircdFlood::Default => "default",
+        }
+    }
 }
 
 impl TargetArgs {
@@ -73,7 +135,16 @@ impl TargetArgs {
     pub fn connect_inflight(&self) -> u16 {
         self.connect_inflight.unwrap_or(match self.target {
             TargetKind::ChatServer | TargetKind::TokioChat => 64,
-            TargetKind::Ncat => 4,
+            TargetKind::Ncat | TargetKind::Ngircd => 4,
+        })
+    }
+
+    /// What the run speaks: as given, else IRC to ngircd and the line
+    /// protocol to the others.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(match self.target {
+            TargetKind::Ngircd => Protocol::Irc,
+            TargetKind::ChatServer | TargetKind::Ncat | TargetKind::TokioChat => Protocol::Line,
         })
     }
 }
@@ -85,6 +156,7 @@ impl TargetKind {
             TargetKind::ChatServer => Flavor::ChatServer,
             TargetKind::Ncat => Flavor::Ncat,
             TargetKind::TokioChat => Flavor::TokioChat,
+            TargetKind::Ngircd => Flavor::Ngircd,
         }
     }
 }
@@ -131,10 +203,10 @@ pub struct TargetArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=250), global = true)]
     pub sources: u16,
     /// Most connects (until the server's first line) under way at once
-    /// per thread. [default: 64 for chat-server and tokio-chat; 4 for ncat, whose small
-    /// listen backlog overflows otherwise, and the kernel then drops the
-    /// handshake's last ACK: the client believes it is connected, ncat
-    /// never accepts it]
+    /// per thread. [default: 64 for chat-server and tokio-chat; 4 for ncat
+    /// and ngircd, whose small listen backlogs (ngircd's is 10) overflow
+    /// otherwise, and the kernel then drops the handshake's last ACK: the
+    /// client believes it is connected, the server never accepts it]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..), global = true)]
     pub connect_inflight: Option<u16>,
     /// Longest wait for all clients to connect (and join), in seconds.
@@ -162,6 +234,22 @@ pub struct TargetArgs {
     /// is rustls 0.23.48's ring default (chat-client's).
     #[arg(long, value_enum, default_value_t = tls::Group::X25519, global = true)]
     pub tls_group: tls::Group,
+    /// What the connections speak. [default: irc for ngircd, line for the
+    /// others]
+    #[arg(long, value_enum, global = true)]
+    pub protocol: Option<Protocol>,
+    /// With --addr and --protocol mixed: chat-server's IRC listener (--addr
+    /// is then its line listener). With --protocol irc, --addr is the IRC
+    /// port.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub irc_addr: Option<SocketAddr>,
+    /// The ngircd to start for --target ngircd without --addr.
+    #[arg(long, value_name = "PATH", default_value = "ngircd", global = true)]
+    pub ngircd_bin: PathBuf,
+    /// How much of ngircd's per-client flood control the configuration
+    /// chat-bench writes for it lifts.
+    #[arg(long, value_enum, default_value_t = NgircdFlood::Lifted, global = true)]
+    pub ngircd_flood: NgircdFlood,
 }
 
 /// The scenarios.
@@ -513,6 +601,37 @@ mod tests {
         assert!(Cli::try_parse_from(["chat-bench", "storm", "--storm", "18001"]).is_err());
         assert!(Cli::try_parse_from(["chat-bench", "handshakes", "--concurrency", "0"]).is_err());
         assert!(Cli::try_parse_from(["chat-bench", "handshakes", "--tls-group", "ffdhe2048"]).is_err());
+    }
+
+    #[test]
+    fn irc_options_parse_and_the_protocol_defaults_by_target() {
+        let cli = Cli::try_parse_from(["chat-bench", "fanout", "--target", "ngircd"]).unwrap();
+        assert_eq!(cli.target.protocol(), Protocol::Irc);
+        assert_eq!(cli.target.target.flavor().name(), "ngircd");
+        assert_eq!(cli.target.connect_inflight(), 4);
+        assert_eq!(cli.target.ngircd_flood, NgircdFlood::Lifted);
+        assert_eq!(cli.target.ngircd_bin, PathBuf::from("ngircd"));
+
+        let cli = Cli::try_parse_from(["chat-bench", "idle"]).unwrap();
+        assert_eq!(cli.target.protocol(), Protocol::Line);
+
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--protocol",
+            "mixed",
+            "--addr",
+            "127.0.0.1:7878",
+            "--irc-addr",
+            "127.0.0.1:6667",
+            "fixed-rate",
+            "--ngircd-flood",
+            "no-penalty",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.protocol(), Protocol::Mixed);
+        assert_eq!(cli.target.irc_addr, Some("127.0.0.1:6667".parse().unwrap()));
+        assert_eq!(cli.target.ngircd_flood.name(), "no-penalty");
+        assert!(Cli::try_parse_from(["chat-bench", "idle", "--protocol", "xmpp"]).is_err());
     }
 
     #[test]

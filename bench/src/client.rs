@@ -95,6 +95,10 @@ pub struct Conn {
     /// When its connect started, ns since the run's time base (the
     /// handshake scenarios time connect to welcome).
     pub started_ns: u64,
+    /// It speaks IRC ([`crate::irc`]) rather than the server's line
+    /// protocol: set when a run's clients (or every other one) are IRC
+    /// clients.
+    pub irc: bool,
 }
 
 impl Conn {
@@ -112,6 +116,7 @@ impl Conn {
             tracks: Vec::new(),
             tls: tls.map(Box::new),
             started_ns,
+            irc: false,
         }
     }
 

@@ -16,6 +16,11 @@
 //! the same scenarios over TLS, plus new connections per second and a
 //! handshake storm while clients chat.
 //!
+//! Or IRC (`--protocol irc`, issue 16; [`irc`]): the fan-out, fixed-rate,
+//! idle, ramp and join-storm scenarios against chat-server's IRC listener
+//! or ngircd, and a room mixing IRC and line clients (`--protocol
+//! mixed`).
+//!
 //! The crate's second binary, `chat-attack` ([`attack`]), runs the
 //! attacks of issue 12 against a chat-server it starts itself and reports
 //! what each one did to it, so the same attack can be run before and
@@ -26,6 +31,7 @@ pub mod attack;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod irc;
 pub mod payload;
 pub mod procfs;
 pub mod report;

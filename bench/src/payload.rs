@@ -9,7 +9,8 @@
 //! in the payload, the receiver does not need the server's prefix: a line
 //! may arrive as `<b7> t=...` (chat-server), `<user5> t=...` (ncat), bare
 //! `t=...` (ncat prefixes only the first line of each chunk it reads) or
-//! `u7: t=...` (tokio's chat example).
+//! `u7: t=...` (tokio's chat example). Over IRC (issue 16) the same text is
+//! the trailing parameter of a `PRIVMSG` ([`crate::irc`]).
 
 /// Length of one sent line, including its `\n`.
 pub const LINE_LEN: usize = 64;
@@ -44,6 +45,14 @@ fn push_u64(out: &mut Vec<u8>, value: u64) {
 
 /// Appends the line for `stamp`, exactly [`LINE_LEN`] bytes ending in `\n`.
 pub fn write_line(out: &mut Vec<u8>, stamp: Stamp) {
+    write_text(out, stamp);
+    out.push(b'\n');
+}
+
+/// Appends the text of the line for `stamp` without its `\n`: exactly
+/// [`LINE_LEN`] − 1 bytes. IRC senders send the same text in a `PRIVMSG`
+/// ([`crate::irc::write_privmsg`]).
+pub fn write_text(out: &mut Vec<u8>, stamp: Stamp) {
     let start = out.len();
     out.extend_from_slice(b"t=");
     push_u64(out, stamp.t);
@@ -58,7 +67,6 @@ pub fn write_line(out: &mut Vec<u8>, stamp: Stamp) {
     if used < LINE_LEN - 1 {
         out.resize(start + LINE_LEN - 1, b'x');
     }
-    out.push(b'\n');
 }
 
 /// Parses the decimal number at the start of `bytes`, returning it and the

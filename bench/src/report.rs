@@ -20,15 +20,23 @@ pub struct Header {
     pub scenario: String,
     /// The `--label` given.
     pub label: String,
-    /// `chat-server`, `ncat` or `tokio-chat` ([`crate::engine::Flavor::name`]).
+    /// `chat-server`, `ncat`, `tokio-chat` or `ngircd`
+    /// ([`crate::engine::Flavor::name`]).
     pub target: String,
     /// `tls` or `tcp`: what the run's connections speak.
     pub transport: String,
+    /// `line`, `irc` or `mixed` ([`crate::args::Protocol::name`]): the
+    /// protocol over it (issue 16).
+    pub protocol: String,
     /// How the server was started (the whole command line when this run
     /// started it).
     pub server: String,
     /// The `--server-arg`s given (also in `server`).
     pub server_args: Vec<String>,
+    /// The configuration file this run wrote for the server (ngircd's),
+    /// when it wrote one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_config: Option<String>,
     /// Its pid, when known.
     pub server_pid: Option<u32>,
     /// Generator I/O threads.
@@ -47,8 +55,10 @@ impl Header {
             label: args.label.clone(),
             target: target.flavor.name().to_string(),
             transport: target.transport().to_string(),
+            protocol: target.protocol.name().to_string(),
             server: target.command.clone(),
             server_args: args.server_args.clone(),
+            server_config: target.config_text.clone(),
             server_pid: target.pid,
             generator_threads: args.threads,
             sources: args.sources,

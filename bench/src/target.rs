@@ -29,6 +29,17 @@
 //! PORT`. C and K are a certificate and key this run made
 //! ([`crate::tls::SelfSigned`]) and trusts, removed when the server is
 //! stopped.
+//!
+//! Over IRC (issue 16, `--protocol irc` or `mixed`), chat-server is started
+//! with an IRC listener beside its line one (`--listen P --irc-listen Q
+//! --server-name bench`, the same rooms on both; [`CHAT_SERVER_ARGS`] turn
+//! flood control off for IRC connections as for line ones), and the run's
+//! IRC clients connect to Q. ngircd is started as `ngircd -n -f CONFIG`
+//! (in the foreground), CONFIG a file this run writes into a directory of
+//! its own ([`ngircd_config`]: loopback and the run's port, no PAM, ident
+//! or DNS lookups, no limit on connections or channels, and its flood
+//! control lifted as far as [`NgircdFlood`] says), removed when ngircd is
+//! stopped.
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,7 +48,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::engine::Flavor;
+use crate::args::{NgircdFlood, Protocol};
+use crate::engine::{Flavor, IrcSetup, Mix, Oper};
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::tls::{Group, SelfSigned, TlsClient};
@@ -62,6 +74,15 @@ const SPARE_CLIENTS: u32 = 16;
 
 /// How long a started server gets to accept its first connection.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name chat-server and ngircd give themselves in IRC replies
+/// (ngircd's must contain a dot).
+const CHAT_SERVER_NAME: &str = "bench";
+/// ngircd's server name.
+const NGIRCD_NAME: &str = "bench.local";
+/// The IRC operator in ngircd's configuration, which a run's senders take
+/// up to set user mode `F` ([`NgircdFlood::Lifted`]).
+const NGIRCD_OPER: &str = "bench";
 
 /// The server a run measures.
 #[derive(Debug)]
@@ -89,6 +110,19 @@ pub struct Target {
     /// The certificate and key this run made for it; the files go when it
     /// is dropped, after the server is stopped.
     cert: Option<SelfSigned>,
+    /// What the run's connections speak.
+    pub protocol: Protocol,
+    /// Where its IRC clients connect (chat-server's IRC listener, ngircd's
+    /// port), for an IRC or mixed run.
+    pub irc_addr: Option<SocketAddr>,
+    /// The IRC operator its senders take up (ngircd with its flood control
+    /// lifted), `below` not yet set: the run knows its senders.
+    pub oper: Option<Oper>,
+    /// The configuration file this run wrote for it (ngircd), for the
+    /// report.
+    pub config_text: Option<String>,
+    /// The directory of that file, removed when the server is stopped.
+    config_dir: Option<PathBuf>,
 }
 
 impl Target {
@@ -113,6 +147,34 @@ impl Target {
             child: None,
             log: None,
             cert: None,
+            protocol: Protocol::Line,
+            irc_addr: None,
+            oper: None,
+            config_text: None,
+            config_dir: None,
+        })
+    }
+
+    /// The run speaks `protocol` to it, its IRC clients to `irc_addr` (a
+    /// server started by someone else).
+    pub fn with_protocol(mut self, protocol: Protocol, irc_addr: Option<SocketAddr>) -> Target {
+        self.protocol = protocol;
+        self.irc_addr = irc_addr;
+        self
+    }
+
+    /// Which of the run's connections speak IRC, and to where: none for a
+    /// line run.
+    pub fn irc_setup(&self) -> Option<IrcSetup> {
+        let mix = match self.protocol {
+            Protocol::Line => return None,
+            Protocol::Irc => Mix::All,
+            Protocol::Mixed => Mix::EveryOther,
+        };
+        Some(IrcSetup {
+            dest: self.irc_addr.unwrap_or(self.addr),
+            mix,
+            oper: self.oper.clone(),
         })
     }
 
@@ -181,6 +243,90 @@ impl Target {
         target.ca_file = Some(cert.cert.clone());
         target.tls = Some(tls);
         target.cert = Some(cert);
+        Ok(target)
+    }
+
+    /// As [`Target::spawn_chat_server`], with an IRC listener beside the
+    /// line one (`--irc-listen`, `--server-name bench`); the run's IRC
+    /// clients connect to it, and with [`Protocol::Mixed`] every other
+    /// client to the line listener.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not accept in time.
+    pub fn spawn_chat_server_irc(
+        bin: &Path,
+        clients: u32,
+        extra: &[String],
+        protocol: Protocol,
+    ) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let irc = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .arg("--irc-listen")
+            .arg(irc.to_string())
+            .arg("--server-name")
+            .arg(CHAT_SERVER_NAME);
+        Self::chat_server_options(&mut cmd, clients, extra);
+        let mut target = Self::spawn(Flavor::ChatServer, cmd, addr)?;
+        // The line listener answered; the IRC one is bound in the same
+        // start, but look all the same.
+        target.wait_listening(irc)?;
+        target.protocol = protocol;
+        target.irc_addr = Some(irc);
+        Ok(target)
+    }
+
+    /// Starts `bin` (ngircd) as `bin -n -f CONFIG` on a free loopback port,
+    /// CONFIG written now ([`ngircd_config`]) into a directory of its own,
+    /// and waits until it accepts connections. Every connection of the run
+    /// speaks IRC to it.
+    ///
+    /// # Errors
+    /// When the configuration cannot be written, or ngircd cannot be
+    /// started or does not accept in time.
+    pub fn spawn_ngircd(bin: &Path, flood: NgircdFlood) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let dir = std::env::temp_dir().join(format!(
+            "chat-bench-ngircd-{}-{}",
+            std::process::id(),
+            addr.port()
+        ));
+        let include = dir.join("conf.d");
+        fs::create_dir_all(&include)
+            .map_err(|e| Error::msg(format!("cannot make {}: {e}", include.display())))?;
+        let oper = (flood == NgircdFlood::Lifted).then(|| Oper {
+            name: NGIRCD_OPER.to_string(),
+            password: oper_password(),
+            below: 0,
+        });
+        let text = ngircd_config(addr.port(), flood, oper.as_ref(), &include);
+        let file = dir.join("ngircd.conf");
+        let written = fs::write(&file, &text);
+        if let Err(e) = written {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Error::msg(format!("cannot write {}: {e}", file.display())));
+        }
+        let mut cmd = Command::new(bin);
+        cmd.arg("-n").arg("-f").arg(&file);
+        let mut target = match Self::spawn(Flavor::Ngircd, cmd, addr) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        target.protocol = Protocol::Irc;
+        target.irc_addr = Some(addr);
+        target.oper = oper;
+        // The password is the run's own and good only while it lasts; the
+        // report shows the file without it.
+        target.config_text = Some(match &target.oper {
+            Some(o) => text.replace(&o.password, "(made for the run)"),
+            None => text,
+        });
+        target.config_dir = Some(dir);
         Ok(target)
     }
 
@@ -281,6 +427,11 @@ impl Target {
             child: Some(child),
             log: Some(log),
             cert: None,
+            protocol: Protocol::Line,
+            irc_addr: None,
+            oper: None,
+            config_text: None,
+            config_dir: None,
         };
         target.wait_ready()?;
         Ok(target)
@@ -293,6 +444,11 @@ impl Target {
     /// endpoint is not connected"), since it lists every connected peer to
     /// each newcomer. Only without `/proc` is a probe connection used.
     fn wait_ready(&mut self) -> Result<()> {
+        self.wait_listening(self.addr)
+    }
+
+    /// [`Target::wait_ready`] for `addr`, one of the server's listeners.
+    fn wait_listening(&mut self, addr: SocketAddr) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         // At most START_TIMEOUT / 20 ms turns.
         while Instant::now() < deadline {
@@ -303,9 +459,9 @@ impl Target {
                     self.log_tail()
                 )));
             }
-            let ready = match procfs::is_listening(self.addr.port()) {
+            let ready = match procfs::is_listening(addr.port()) {
                 Some(listening) => listening,
-                None => TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok(),
+                None => TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
             };
             if ready {
                 return Ok(());
@@ -362,7 +518,81 @@ impl Drop for Target {
         if let Some(log) = &self.log {
             let _ = fs::remove_file(log);
         }
+        if let Some(dir) = &self.config_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// ngircd's configuration for one run on 127.0.0.1:`port`: the run's
+/// clients all come from one address, thousands at once, and are measured
+/// rather than defended against, so
+///
+/// - `[Limits]`: no limit on connections (`MaxConnections`,
+///   `MaxConnectionsIP`, default 5 per address) or on channels per user
+///   (`MaxJoins`); nicks up to 30 characters (the run's are `b<id>`);
+///   with `flood` other than [`NgircdFlood::Default`], `MaxPenaltyTime =
+///   0`: the penalty delays ngircd adds for commands and for a client over
+///   its command or byte budget (a second and more each) are never
+///   applied;
+/// - `[Options]`: no PAM (Debian's build asks PAM for every client by
+///   default), no ident or DNS lookups (each a subprocess per client, and
+///   nothing to look up on loopback), and an empty `IncludeDir` of the
+///   run's own, so no system-wide snippet changes the run;
+/// - `[Operator]`, with `oper` ([`NgircdFlood::Lifted`]): the operator the
+///   run's senders take up to set user mode `F`, which lifts ngircd's
+///   limit of 3 commands per client per turn of its loop to 10 and exempts
+///   the client from throttling;
+/// - `MotdPhrase`, so registration ends with a MOTD (376), as on a real
+///   server; the administrative lines only keep ngircd from warning.
+pub fn ngircd_config(port: u16, flood: NgircdFlood, oper: Option<&Oper>, include_dir: &Path) -> String {
+    let mut text = format!(
+        "# Written by chat-bench for one benchmark run (flood control: {}); removed when it ends.\n\
+         [Global]\n\
+         Name = {NGIRCD_NAME}\n\
+         Info = chat-bench run\n\
+         AdminInfo1 = chat-bench\n\
+         AdminInfo2 = loopback benchmark\n\
+         AdminEMail = nobody@{NGIRCD_NAME}\n\
+         Listen = 127.0.0.1\n\
+         Ports = {port}\n\
+         MotdPhrase = chat-bench\n\
+         [Limits]\n\
+         MaxConnections = 0\n\
+         MaxConnectionsIP = 0\n\
+         MaxJoins = 0\n\
+         MaxNickLength = 30\n",
+        flood.name()
+    );
+    if flood != NgircdFlood::Default {
+        text.push_str("MaxPenaltyTime = 0\n");
+    }
+    text.push_str(&format!(
+        "[Options]\n\
+         PAM = no\n\
+         Ident = no\n\
+         DNS = no\n\
+         IncludeDir = {}\n",
+        include_dir.display()
+    ));
+    if let Some(oper) = oper {
+        text.push_str(&format!(
+            "[Operator]\n\
+             Name = {}\n\
+             Password = {}\n",
+            oper.name, oper.password
+        ));
+    }
+    text
+}
+
+/// A password for the run's ngircd operator: it guards a loopback server
+/// for the minute the run lasts, so the clock and the pid make it.
+fn oper_password() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("pw{:x}{:x}", std::process::id(), nanos)
 }
 
 /// A loopback port that was free a moment ago (bound to port 0, then
@@ -370,4 +600,60 @@ impl Drop for Target {
 fn free_loopback_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ngircd_configuration_lifts_what_the_flood_setting_says() {
+        let oper = Oper {
+            name: "bench".to_string(),
+            password: "secret".to_string(),
+            below: 0,
+        };
+        let lifted = ngircd_config(
+            16667,
+            NgircdFlood::Lifted,
+            Some(&oper),
+            Path::new("/tmp/x/conf.d"),
+        );
+        for line in [
+            "Listen = 127.0.0.1\n",
+            "Ports = 16667\n",
+            "MaxConnectionsIP = 0\n",
+            "MaxJoins = 0\n",
+            "MaxPenaltyTime = 0\n",
+            "PAM = no\n",
+            "Ident = no\n",
+            "DNS = no\n",
+            "IncludeDir = /tmp/x/conf.d\n",
+            "[Operator]\nName = bench\nPassword = secret\n",
+        ] {
+            assert!(lifted.contains(line), "{line:?} missing from:\n{lifted}");
+        }
+        let no_penalty = ngircd_config(1, NgircdFlood::NoPenalty, None, Path::new("/d"));
+        assert!(no_penalty.contains("MaxPenaltyTime = 0\n"), "{no_penalty}");
+        assert!(!no_penalty.contains("[Operator]"), "{no_penalty}");
+        let default = ngircd_config(1, NgircdFlood::Default, None, Path::new("/d"));
+        assert!(!default.contains("MaxPenaltyTime"), "{default}");
+        assert!(default.contains("MaxConnectionsIP = 0\n"), "{default}");
+    }
+
+    #[test]
+    fn an_attached_server_speaks_the_protocol_it_was_given() {
+        let line: SocketAddr = "127.0.0.1:7878".parse().unwrap();
+        let irc: SocketAddr = "127.0.0.1:6667".parse().unwrap();
+        let target = Target::attach(Flavor::ChatServer, line, None).unwrap();
+        assert!(target.irc_setup().is_none());
+        let mixed = target.with_protocol(Protocol::Mixed, Some(irc));
+        let setup = mixed.irc_setup().unwrap();
+        assert_eq!((setup.dest, setup.mix), (irc, Mix::EveryOther));
+        let all = Target::attach(Flavor::Ngircd, irc, None)
+            .unwrap()
+            .with_protocol(Protocol::Irc, None);
+        let setup = all.irc_setup().unwrap();
+        assert_eq!((setup.dest, setup.mix, setup.oper), (irc, Mix::All, None));
+    }
 }

@@ -6,7 +6,8 @@
 //! connects per turn) and the thread returns on `Stop` or at the end of
 //! its lifetime, whichever comes first. The fan-out part (senders,
 //! windows, accounting) is in [`run`], the churn of the handshake
-//! scenarios in [`churn`].
+//! scenarios in [`churn`], and what an IRC connection makes of its lines
+//! in [`irc_lines`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -19,10 +20,12 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::{Events, Interest, Poll, Token};
 
 mod churn;
+mod irc_lines;
 mod run;
 
 use super::{Cmd, EngineConfig, Flavor, Handshake, Milestone, Shared, Stall, WAKER};
 use crate::client::{self, split_lines, Conn, State};
+use crate::irc;
 use crate::stats::{Integrity, Latency};
 use crate::tls::Negotiated;
 use churn::Churn;
@@ -76,6 +79,9 @@ pub struct IoThread {
     to_open: VecDeque<usize>,
     /// The handshake of the current `Open`.
     handshake: Handshake,
+    /// The room this thread's clients joined (by the handshake or a
+    /// `JoinAll`): where IRC senders address their `PRIVMSG`s.
+    room: Option<String>,
     /// Connections connecting or in their handshake.
     in_handshake: usize,
     /// An `Open` is under way and not yet reported.
@@ -115,6 +121,7 @@ impl IoThread {
             conns: Vec::new(),
             to_open: VecDeque::new(),
             handshake: Handshake::Welcome,
+            room: None,
             in_handshake: 0,
             opening: false,
             joining: 0,
@@ -213,6 +220,9 @@ impl IoThread {
             match self.cmds.try_recv() {
                 Ok(Cmd::Open(ids, handshake)) => {
                     self.to_open.extend(ids);
+                    if let Handshake::Join(room) = &handshake {
+                        self.room = Some(room.clone());
+                    }
                     self.handshake = handshake;
                     self.opening = true;
                 }
@@ -255,10 +265,11 @@ impl IoThread {
     /// connection's, in a churn) or a new one. A failure to start counts
     /// as a failed connection.
     fn start_one(&mut self, id: usize, reuse: Option<usize>) {
-        let source = client::source_for(id, self.config.sources, self.config.dest);
+        let dest = self.config.dest_for(id);
+        let source = client::source_for(id, self.config.sources, dest);
         let idx = reuse.unwrap_or(self.conns.len());
         let token = Token(idx);
-        let started = client::start_connect(self.config.dest, source).and_then(|mut stream| {
+        let started = client::start_connect(dest, source).and_then(|mut stream| {
             let tls = self.config.tls.as_ref().map(|t| t.connect()).transpose()?;
             self.poll
                 .registry()
@@ -269,7 +280,8 @@ impl IoThread {
             Ok((stream, tls)) => {
                 // The slot's old connection (closed) is dropped here, and
                 // its socket with it.
-                let conn = Conn::new(stream, id, tls, self.shared.now_ns());
+                let mut conn = Conn::new(stream, id, tls, self.shared.now_ns());
+                conn.irc = self.config.speaks_irc(id);
                 match self.conns.get_mut(idx) {
                     Some(slot) => *slot = conn,
                     None => self.conns.push(conn),
@@ -300,7 +312,13 @@ impl IoThread {
         let outcome = match self.handshake {
             Handshake::Stall(Stall::Silent) => Ok(true),
             Handshake::Stall(Stall::HalfHello) => conn.send_half_hello().map(|()| true),
-            Handshake::Welcome | Handshake::Join(_) => conn.flush().map(|()| false),
+            Handshake::Welcome | Handshake::Join(_) => {
+                // An IRC server says nothing until it is told who this is.
+                if conn.irc {
+                    irc::register(&mut conn.out, &irc::nick(conn.id));
+                }
+                conn.flush().map(|()| false)
+            }
         };
         match outcome {
             Ok(true) => self.mark_ready(idx),
@@ -411,6 +429,10 @@ impl IoThread {
                 self.result.tls = Negotiated::of(tls);
             }
         }
+        if conn.irc {
+            self.on_irc_line(idx, line);
+            return;
+        }
         match conn.state {
             State::Connecting | State::Dead | State::Closing => {}
             State::AwaitWelcome if self.churn.is_some() => {
@@ -424,6 +446,9 @@ impl IoThread {
             }
             State::AwaitWelcome => match self.config.flavor {
                 Flavor::Ncat => self.mark_ready(idx),
+                // Its connections all speak IRC; a line client there is a
+                // mistake in the run's setup, said as such.
+                Flavor::Ngircd => self.kill(idx, "ngircd speaks IRC only"),
                 Flavor::TokioChat => {
                     // The example sends nothing else before the name: it
                     // registers the peer (and starts sending it others'
@@ -549,12 +574,17 @@ impl IoThread {
     fn join_all(&mut self, room: &str) {
         let request = format!("/join {room}\n");
         self.join_active = true;
+        self.room = Some(room.to_string());
         for idx in 0..self.conns.len() {
             let Some(conn) = self.conns.get_mut(idx).filter(|c| c.state == State::Ready) else {
                 continue;
             };
             conn.state = State::Joining;
-            conn.out.extend_from_slice(request.as_bytes());
+            if conn.irc {
+                irc::join(&mut conn.out, room);
+            } else {
+                conn.out.extend_from_slice(request.as_bytes());
+            }
             self.joining += 1;
             self.to_flush.push(idx);
         }

@@ -24,6 +24,11 @@
 //! Client `id` lives on thread `id % threads`; clients `0..senders` are
 //! the senders of a fan-out run.
 //!
+//! Connections speak IRC instead of the line protocol when the
+//! configuration has an [`IrcSetup`] (issue 16): all of them, or every
+//! other one in a room mixing both ([`Mix`]); each connection knows which
+//! it speaks, and the I/O thread handles its lines accordingly.
+//!
 //! Connections speak TLS when the configuration has a [`TlsClient`]
 //! ([`crate::client::Conn`] drives it). Two more things serve the TLS
 //! scenarios of issue 15: a *focus window* ([`Engine::focus`]), a stretch
@@ -70,6 +75,9 @@ pub enum Flavor {
     /// answered with `u<id>`; then one room, `NAME: text` lines, and
     /// `NAME has joined the chat` announcements.
     TokioChat,
+    /// ngircd (Debian's, 26.1), a full IRC server: every connection speaks
+    /// IRC to it ([`IrcSetup`]); nothing speaks the line protocol.
+    Ngircd,
 }
 
 impl Flavor {
@@ -80,8 +88,50 @@ impl Flavor {
             Flavor::ChatServer => "chat-server",
             Flavor::Ncat => "ncat",
             Flavor::TokioChat => "tokio-chat",
+            Flavor::Ngircd => "ngircd",
         }
     }
+
+    /// Whether the server has rooms to join (ncat and tokio's example have
+    /// one room, which every connection is in).
+    pub fn has_rooms(self) -> bool {
+        matches!(self, Flavor::ChatServer | Flavor::Ngircd)
+    }
+}
+
+/// Which connections of a run speak IRC (issue 16).
+#[derive(Debug, Clone)]
+pub struct IrcSetup {
+    /// Where they connect: chat-server's IRC listener, or ngircd.
+    pub dest: SocketAddr,
+    /// All of them, or every other one (a room mixing both protocols).
+    pub mix: Mix,
+    /// Clients that become IRC operators and set user mode `F` before they
+    /// join (ngircd's exemption from its per-client command limit), when
+    /// the server was given an operator for it.
+    pub oper: Option<Oper>,
+}
+
+/// Which clients of a run speak IRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// Every one.
+    All,
+    /// Clients with even numbers (so the senders too are half and half);
+    /// the others speak the line protocol to [`EngineConfig::dest`].
+    EveryOther,
+}
+
+/// An IRC operator the server knows, and which clients take it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oper {
+    /// Its name in the server's configuration.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+    /// Clients numbered below this take it up: a fan-out run's senders,
+    /// the only ones that send enough for a flood limit to matter.
+    pub below: usize,
 }
 
 /// What a new connection does before it counts as ready.
@@ -128,6 +178,34 @@ pub struct EngineConfig {
     pub lifetime: Duration,
     /// TLS over every connection, when the server speaks it.
     pub tls: Option<TlsClient>,
+    /// IRC connections, when the run speaks IRC (issue 16).
+    pub irc: Option<IrcSetup>,
+}
+
+impl EngineConfig {
+    /// Whether client `id` speaks IRC.
+    pub fn speaks_irc(&self, id: usize) -> bool {
+        match &self.irc {
+            None => false,
+            Some(irc) => irc.mix == Mix::All || id.is_multiple_of(2),
+        }
+    }
+
+    /// Where client `id` connects.
+    pub fn dest_for(&self, id: usize) -> SocketAddr {
+        match &self.irc {
+            Some(irc) if self.speaks_irc(id) => irc.dest,
+            _ => self.dest,
+        }
+    }
+
+    /// The operator client `id` takes up before it joins, if any.
+    pub fn oper_for(&self, id: usize) -> Option<&Oper> {
+        self.irc
+            .as_ref()
+            .and_then(|irc| irc.oper.as_ref())
+            .filter(|oper| id < oper.below)
+    }
 }
 
 /// What one fan-out run asks of the senders, and the atomics through which
@@ -752,5 +830,51 @@ mod tests {
         );
         // No threads is taken as one.
         assert_eq!(share_of(5, 0, 0), 5);
+    }
+
+    fn config(irc: Option<IrcSetup>) -> EngineConfig {
+        EngineConfig {
+            dest: "127.0.0.1:7878".parse().unwrap(),
+            flavor: Flavor::ChatServer,
+            threads: 2,
+            sources: 0,
+            first_id: 0,
+            connect_inflight: 1,
+            lifetime: Duration::from_secs(1),
+            tls: None,
+            irc,
+        }
+    }
+
+    #[test]
+    fn a_mixed_run_puts_every_other_client_on_irc_and_opers_only_senders() {
+        let irc_dest: SocketAddr = "127.0.0.1:6667".parse().unwrap();
+        let line = config(None);
+        assert!(!(0..4).any(|id| line.speaks_irc(id)));
+        assert_eq!(line.dest_for(3), line.dest);
+
+        let mut setup = IrcSetup {
+            dest: irc_dest,
+            mix: Mix::EveryOther,
+            oper: None,
+        };
+        let mixed = config(Some(setup.clone()));
+        assert_eq!(
+            (0..4).map(|id| mixed.speaks_irc(id)).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
+        assert_eq!((mixed.dest_for(2), mixed.dest_for(3)), (irc_dest, mixed.dest));
+        assert_eq!(mixed.oper_for(0), None);
+
+        setup.mix = Mix::All;
+        setup.oper = Some(Oper {
+            name: "bench".to_string(),
+            password: "pw".to_string(),
+            below: 2,
+        });
+        let all = config(Some(setup));
+        assert!((0..4).all(|id| all.speaks_irc(id) && all.dest_for(id) == irc_dest));
+        assert_eq!(all.oper_for(1).map(|o| o.name.as_str()), Some("bench"));
+        assert_eq!(all.oper_for(2), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::args::{FanoutCommon, TargetArgs};
-use crate::engine::{Engine, Flavor, Handshake};
+use crate::engine::{Engine, Flavor};
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::report::{self, cpu_map, cpu_text, Header};
@@ -83,11 +83,14 @@ pub fn run(
         ));
     }
     let lifetime = args.setup_timeout + common.duration + common.drain * 2 + Duration::from_secs(60);
-    let mut engine = Engine::start(super::engine_config(args, target, lifetime))?;
-    let handshake = match target.flavor {
-        Flavor::ChatServer => Handshake::Join(super::room_name()),
-        Flavor::Ncat | Flavor::TokioChat => Handshake::Welcome,
-    };
+    let mut config = super::engine_config(args, target, lifetime);
+    // Only the senders send enough for a flood limit to matter: they take
+    // up the operator a server was given for it (ngircd's user mode F).
+    if let Some(oper) = config.irc.as_mut().and_then(|irc| irc.oper.as_mut()) {
+        oper.below = usize::try_from(common.senders).unwrap_or(usize::MAX);
+    }
+    let mut engine = Engine::start(config)?;
+    let handshake = super::room_handshake(target.flavor);
     let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);
     if opened.live < clients {
@@ -169,8 +172,8 @@ pub fn print(r: &FanoutReport) -> Result<()> {
     let i = &r.integrity;
     let mut summary = vec![
         format!(
-            "{} against {} ({}): {} clients, {} senders, {pacing}",
-            r.header.scenario, r.header.target, r.header.server, r.clients, r.senders
+            "{} against {} over {} ({}): {} clients, {} senders, {pacing}",
+            r.header.scenario, r.header.target, r.header.protocol, r.header.server, r.clients, r.senders
         ),
         format!(
             "  {:.0} deliveries/s: {} deliveries of {} lines in {:.2} s{}",

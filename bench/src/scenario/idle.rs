@@ -210,8 +210,8 @@ pub fn run_idle(target: &mut Target, args: &TargetArgs, i: &IdleArgs) -> Result<
     drop(pools);
     let mut summary = vec![
         format!(
-            "idle against {} ({}): {} of {} connections held ({} failed, {} died) after {:.2} s; server alive: {}",
-            r.header.target, r.header.server, r.held, r.requested, r.failed, r.died, r.open_s, r.server_alive
+            "idle against {} over {} ({}): {} of {} connections held ({} failed, {} died) after {:.2} s; server alive: {}",
+            r.header.target, r.header.protocol, r.header.server, r.held, r.requested, r.failed, r.died, r.open_s, r.server_alive
         ),
         format!(
             "  server RSS {} -> {} KiB: {} bytes per connection",
@@ -348,8 +348,8 @@ pub fn run_ramp(target: &mut Target, args: &TargetArgs, r: &RampArgs) -> Result<
     };
     drop(pools);
     let mut summary = vec![format!(
-        "ramp against {} ({}): held at most {} connections; stopped: {}",
-        report.header.target, report.header.server, report.held_max, report.stopped
+        "ramp against {} over {} ({}): held at most {} connections; stopped: {}",
+        report.header.target, report.header.protocol, report.header.server, report.held_max, report.stopped
     )];
     for p in &report.points {
         summary.push(format!(

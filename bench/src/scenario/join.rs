@@ -81,7 +81,7 @@ pub fn run(target: &mut Target, args: &TargetArgs, j: &JoinStormArgs) -> Result<
     let connect_s = started.elapsed().as_secs_f64();
     let rss_before = target.rss_kib();
     let (join_s, all_joined, settled_s, died) = match target.flavor {
-        Flavor::ChatServer => {
+        Flavor::ChatServer | Flavor::Ngircd => {
             let t0 = Instant::now();
             let joined = pool::broadcast(&mut pools, &format!("join {}", super::room_name()))?;
             let join_s = t0.elapsed().as_secs_f64();
@@ -106,8 +106,8 @@ pub fn run(target: &mut Target, args: &TargetArgs, j: &JoinStormArgs) -> Result<
     drop(pools);
     let summary = [
         format!(
-            "join-storm against {} ({}): {} of {} clients connected in {:.2} s",
-            r.header.target, r.header.server, r.connected, r.clients, r.connect_s
+            "join-storm against {} over {} ({}): {} of {} clients connected in {:.2} s",
+            r.header.target, r.header.protocol, r.header.server, r.connected, r.clients, r.connect_s
         ),
         format!(
             "  all joined: {} after {:.2} s; announcements drained after {:.2} s; {} died",

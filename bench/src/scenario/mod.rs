@@ -18,10 +18,11 @@ pub mod pool;
 pub mod storm;
 pub mod table;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::args::{Cli, Scenario, TargetArgs, TargetKind};
-use crate::engine::{Engine, EngineConfig, OpenOutcome};
+use crate::args::{Cli, Protocol, Scenario, TargetArgs, TargetKind};
+use crate::engine::{Engine, EngineConfig, Flavor, Handshake, OpenOutcome};
 use crate::error::{Error, Result};
 use crate::target::{Target, CHAT_SERVER_ARGS};
 use crate::tls::TlsClient;
@@ -61,14 +62,90 @@ pub fn run(cli: Cli) -> Result<()> {
             idle::run_ramp(&mut target, &args, &r)
         }
         Scenario::Handshakes(h) => {
+            not_over_irc(&args, "handshakes")?;
             let mut target = open_target(&args, h.concurrency.saturating_add(handshakes::CLOSING_ROOM))?;
             handshakes::run(&mut target, &args, &h)
         }
         Scenario::Storm(s) => {
+            not_over_irc(&args, "storm")?;
             let mut target = open_target(&args, s.clients.saturating_add(s.storm))?;
             storm::run(&mut target, &args, &s)
         }
     }
+}
+
+/// The handshakes and storm scenarios measure new connections of the line
+/// protocol (and TLS); over IRC they are not measured.
+fn not_over_irc(args: &TargetArgs, scenario: &str) -> Result<()> {
+    match args.protocol() {
+        Protocol::Line => Ok(()),
+        other => Err(Error::msg(format!(
+            "{scenario} is not measured over IRC (--protocol {}); IRC runs fanout, fixed-rate, idle, ramp and join-storm",
+            other.name()
+        ))),
+    }
+}
+
+/// Checks that the target can speak the run's protocol, before anything
+/// is started.
+///
+/// # Errors
+/// When it cannot: IRC to ncat or tokio's example, the line protocol to
+/// ngircd, IRC over TLS, a mixed room anywhere but chat-server.
+fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
+    let protocol = args.protocol();
+    let kind = args.target.flavor().name();
+    match (args.target, protocol) {
+        (TargetKind::Ncat | TargetKind::TokioChat, Protocol::Irc | Protocol::Mixed) => {
+            return Err(Error::msg(format!(
+                "{kind} does not speak IRC (--protocol {})",
+                protocol.name()
+            )));
+        }
+        (TargetKind::Ngircd, Protocol::Line | Protocol::Mixed) => {
+            return Err(Error::msg(format!(
+                "ngircd speaks IRC only; --protocol {} needs chat-server",
+                protocol.name()
+            )));
+        }
+        _ => {}
+    }
+    if protocol != Protocol::Line && args.tls {
+        return Err(Error::msg(
+            "IRC runs are over plain TCP; --tls is for the line protocol",
+        ));
+    }
+    if args.irc_addr.is_some() && !(protocol == Protocol::Mixed && args.addr.is_some()) {
+        return Err(Error::msg(
+            "--irc-addr is for --protocol mixed with --addr (a chat-server started by hand); \
+             with --protocol irc, --addr is the IRC port",
+        ));
+    }
+    if protocol == Protocol::Mixed && args.addr.is_some() && args.irc_addr.is_none() {
+        return Err(Error::msg(
+            "--protocol mixed with --addr needs --irc-addr, the chat-server's IRC listener",
+        ));
+    }
+    Ok(protocol)
+}
+
+/// A server already running at `addr`, spoken to as the options say.
+///
+/// # Errors
+/// When `addr` is not a loopback address.
+pub fn attach(args: &TargetArgs, addr: SocketAddr, pid: Option<u32>) -> Result<Target> {
+    let protocol = args.protocol();
+    let irc_addr = match protocol {
+        Protocol::Line => None,
+        Protocol::Irc => Some(addr),
+        Protocol::Mixed => args.irc_addr,
+    };
+    if let Some(irc) = irc_addr.filter(|a| !a.ip().is_loopback()) {
+        return Err(Error::msg(format!(
+            "{irc} is not a loopback address; chat-bench only loads loopback"
+        )));
+    }
+    Ok(Target::attach(args.target.flavor(), addr, pid)?.with_protocol(protocol, irc_addr))
 }
 
 /// The server the options name: attached with --addr, or started (with
@@ -78,6 +155,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// When none is named, or it cannot be started.
 pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     let flavor = args.target.flavor();
+    let protocol = check_protocol(args)?;
     if !args.server_args.is_empty() {
         if args.target != TargetKind::ChatServer {
             return Err(Error::msg(format!(
@@ -98,7 +176,8 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
         return Err(Error::msg("--ca is for --tls runs"));
     }
     match (args.addr, args.target, &args.server_bin) {
-        (Some(addr), _, _) => Target::attach(flavor, addr, args.server_pid),
+        (Some(addr), _, _) => attach(args, addr, args.server_pid),
+        (None, TargetKind::Ngircd, _) => Target::spawn_ngircd(&args.ngircd_bin, args.ngircd_flood),
         (None, TargetKind::Ncat, _) => Target::spawn_ncat(&args.ncat_bin),
         (None, TargetKind::TokioChat, _) => match &args.tokio_bin {
             Some(bin) => Target::spawn_tokio_chat(bin),
@@ -108,9 +187,12 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
                  ADDR [--server-pid PID] of one started by hand",
             )),
         },
-        (None, TargetKind::ChatServer, Some(bin)) => {
-            Target::spawn_chat_server(bin, clients, &args.server_args)
-        }
+        (None, TargetKind::ChatServer, Some(bin)) => match protocol {
+            Protocol::Line => Target::spawn_chat_server(bin, clients, &args.server_args),
+            Protocol::Irc | Protocol::Mixed => {
+                Target::spawn_chat_server_irc(bin, clients, &args.server_args, protocol)
+            }
+        },
         (None, TargetKind::ChatServer, None) => Err(Error::msg(format!(
             "give --server-bin PATH, or --addr ADDR of a chat-server started with {} \
              --max-clients (at least the run's clients)",
@@ -124,6 +206,7 @@ fn open_tls_target(args: &TargetArgs, clients: u32) -> Result<Target> {
     let flavor = args.target.flavor();
     match (args.addr, args.target, &args.server_bin) {
         (_, TargetKind::TokioChat, _) => Err(Error::msg("tokio's chat example does not speak TLS")),
+        (_, TargetKind::Ngircd, _) => Err(Error::msg("ngircd is measured over plain TCP")),
         (Some(addr), _, _) => {
             let Some(ca) = &args.ca else {
                 return Err(Error::msg(
@@ -164,6 +247,17 @@ pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> 
         connect_inflight: usize::from(args.connect_inflight()),
         lifetime,
         tls: target.tls.clone(),
+        irc: target.irc_setup(),
+    }
+}
+
+/// How the run's clients get into the room: a join where the server has
+/// rooms, nothing more where it has one.
+pub fn room_handshake(flavor: Flavor) -> Handshake {
+    if flavor.has_rooms() {
+        Handshake::Join(room_name())
+    } else {
+        Handshake::Welcome
     }
 }
 
@@ -254,6 +348,66 @@ mod tests {
             .unwrap_err()
             .0
             .contains("cannot read --ca /nonexistent/cert.pem"));
+    }
+
+    #[test]
+    fn a_protocol_the_target_cannot_speak_is_refused_before_anything_starts() {
+        let said = |argv: &[&str]| open_target(&target_args(argv), 10).unwrap_err().0;
+        assert!(said(&["--target", "ncat", "--protocol", "irc"]).contains("ncat does not speak IRC"));
+        assert!(said(&["--target", "tokio-chat", "--protocol", "mixed"]).contains("does not speak IRC"));
+        assert!(said(&["--target", "ngircd", "--protocol", "line"]).contains("ngircd speaks IRC only"));
+        assert!(said(&["--target", "ngircd", "--protocol", "mixed"]).contains("ngircd speaks IRC only"));
+        assert!(said(&["--protocol", "irc", "--tls", "--server-bin", "x"]).contains("plain TCP"));
+        assert!(said(&["--protocol", "mixed", "--addr", "127.0.0.1:9"]).contains("needs --irc-addr"));
+        assert!(said(&[
+            "--protocol",
+            "irc",
+            "--irc-addr",
+            "127.0.0.1:9",
+            "--addr",
+            "127.0.0.1:8"
+        ])
+        .contains("--addr is the IRC port"));
+        assert!(said(&[
+            "--protocol",
+            "mixed",
+            "--addr",
+            "127.0.0.1:9",
+            "--irc-addr",
+            "10.0.0.1:6667"
+        ])
+        .contains("not a loopback address"));
+        let no_handshakes = Cli::try_parse_from(["chat-bench", "--protocol", "irc", "handshakes"]).unwrap();
+        assert!(run(no_handshakes)
+            .unwrap_err()
+            .0
+            .contains("not measured over IRC"));
+    }
+
+    #[test]
+    fn an_irc_server_by_hand_is_spoken_to_on_its_port() {
+        let target = open_target(
+            &target_args(&["--target", "ngircd", "--addr", "127.0.0.1:6667"]),
+            10,
+        )
+        .unwrap();
+        assert_eq!(target.protocol, Protocol::Irc);
+        assert_eq!(target.irc_addr, Some("127.0.0.1:6667".parse().unwrap()));
+        let mixed = open_target(
+            &target_args(&[
+                "--protocol",
+                "mixed",
+                "--addr",
+                "127.0.0.1:7878",
+                "--irc-addr",
+                "127.0.0.1:6667",
+            ]),
+            10,
+        )
+        .unwrap();
+        let setup = mixed.irc_setup().unwrap();
+        assert_eq!(setup.dest, "127.0.0.1:6667".parse().unwrap());
+        assert_eq!(mixed.addr, "127.0.0.1:7878".parse().unwrap());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::args::{TargetArgs, WorkerArgs};
+use crate::args::{Protocol, TargetArgs, WorkerArgs};
 use crate::engine::{Engine, Handshake};
 use crate::error::{Error, Result};
 use crate::target::Target;
@@ -161,11 +161,17 @@ impl Pool {
                 .map(|v| v.get_name().to_string());
             tls_args.extend(["--tls-group".to_string(), group.unwrap_or_default()]);
         }
+        // An IRC run's workers speak the same protocol to the same ports.
+        let mut irc_args = vec!["--protocol".to_string(), target.protocol.name().to_string()];
+        if let (Protocol::Mixed, Some(irc)) = (target.protocol, target.irc_addr) {
+            irc_args.extend(["--irc-addr".to_string(), irc.to_string()]);
+        }
         (0..usize::from(workers))
             .map(|w| {
                 let mut child = Command::new(&exe)
                     .args(["--addr", &target.addr.to_string(), "--target", kind])
                     .args(&tls_args)
+                    .args(&irc_args)
                     .args(["--threads", "1", "--sources", &args.sources.to_string()])
                     .args(["--connect-inflight", &args.connect_inflight().to_string()])
                     .args(["worker", "--first-id", &(w * ID_STRIDE).to_string()])
@@ -265,7 +271,7 @@ pub fn broadcast(pools: &mut [Pool], command: &str) -> Result<Held> {
 /// When the engine cannot start or stdout is gone.
 pub fn worker_main(args: &TargetArgs, w: &WorkerArgs) -> Result<()> {
     let addr = args.addr.ok_or_else(|| Error::msg("a worker needs --addr"))?;
-    let mut target = Target::attach(args.target.flavor(), addr, None)?;
+    let mut target = super::attach(args, addr, None)?;
     if let (true, Some(ca)) = (args.tls, &args.ca) {
         target = target.with_tls(
             TlsClient::from_ca_file(ca, &args.tls_name, args.tls_group)?,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::args::{StormArgs, TargetArgs};
-use crate::engine::{Engine, Flavor, Focus, Handshake, OpenOutcome};
+use crate::engine::{Engine, Focus, Handshake, OpenOutcome};
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::report::{self, cpu_map, cpu_text, Header};
@@ -139,10 +139,7 @@ pub fn run(target: &mut Target, args: &TargetArgs, s: &StormArgs) -> Result<()> 
         target.transport()
     };
     let mut engine = Engine::start(config)?;
-    let handshake = match target.flavor {
-        Flavor::ChatServer => Handshake::Join(super::room_name()),
-        Flavor::Ncat | Flavor::TokioChat => Handshake::Welcome,
-    };
+    let handshake = super::room_handshake(target.flavor);
     let clients = usize::try_from(s.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);
     if opened.live < clients {

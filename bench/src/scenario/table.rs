@@ -15,6 +15,13 @@
 //! targets are about (chat-server's TLS figure ÷ its TCP one, and
 //! chat-server ÷ ncat, both over TLS), the handshakes rows, each server's
 //! CPU by thread, and the storms in a table after it.
+//!
+//! Runs over IRC (issue 16: a `protocol` of `irc` or `mixed`, or target
+//! `ngircd`) get a table of their own too ([`render_irc`]): chat-server's
+//! IRC listener, ngircd, chat-server's line protocol and a room mixing
+//! both side by side, with chat-server IRC ÷ ngircd (the issue's target)
+//! and chat-server IRC ÷ line, and each server's CPU by thread. A run
+//! without a `protocol` (older JSON lines) spoke the line protocol.
 
 use std::fs;
 
@@ -198,10 +205,25 @@ fn labels_of<'a>(runs: impl Iterator<Item = &'a Value>) -> Vec<String> {
     labels
 }
 
-/// The table as markdown: the TLS layout when any run is over TLS.
+/// The protocol a run spoke: `line` when its JSON line predates IRC.
+fn protocol(run: &Value) -> String {
+    match text(run, "protocol") {
+        p if p.is_empty() => "line".to_string(),
+        p => p,
+    }
+}
+
+/// The table as markdown: the TLS layout when any run is over TLS, the
+/// IRC one when any run spoke IRC.
 pub fn render(runs: &[Value]) -> String {
     if runs.iter().any(|r| text(r, "transport") == "tls") {
         return render_tls(runs);
+    }
+    if runs
+        .iter()
+        .any(|r| protocol(r) != "line" || text(r, "target") == "ngircd")
+    {
+        return render_irc(runs);
     }
     let labels = labels_of(runs.iter());
     let with_tokio = runs.iter().any(|r| text(r, "target") == "tokio-chat");
@@ -317,6 +339,93 @@ pub fn render_tls(runs: &[Value]) -> String {
         out.push_str(&render_storms(&storms));
     }
     out
+}
+
+/// The IRC comparison (issue 16) as markdown: for each label, chat-server
+/// over IRC, ngircd, chat-server over its line protocol and chat-server
+/// with a room of both, the ratios chat-server IRC ÷ ngircd and
+/// chat-server IRC ÷ line, and each run's CPU by thread.
+pub fn render_irc(runs: &[Value]) -> String {
+    let mut out = String::from(
+        "| scenario | measure | chat-server IRC | ngircd | chat-server line | chat-server mixed | chat-server IRC ÷ ngircd | chat-server IRC ÷ line |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for label in labels_of(runs.iter()) {
+        let find = |target: &str, proto: &str| {
+            runs.iter()
+                .rev()
+                .find(|r| text(r, "label") == label && text(r, "target") == target && protocol(r) == proto)
+        };
+        let columns = [
+            find("chat-server", "irc"),
+            find("ngircd", "irc"),
+            find("chat-server", "line"),
+            find("chat-server", "mixed"),
+        ];
+        let Some(scenario) = columns.iter().flatten().next().map(|r| text(r, "scenario")) else {
+            continue;
+        };
+        let name = if label.is_empty() {
+            scenario.clone()
+        } else {
+            label.clone()
+        };
+        let mut first = name.as_str();
+        for (measure, path, show) in measures(&scenario) {
+            let cells: Vec<(String, Option<f64>)> =
+                columns.iter().map(|run| cell(*run, path, *show)).collect();
+            let value = |i: usize| cells.get(i).and_then(|c| c.1);
+            let shown = |i: usize| cells.get(i).map_or("—", |c| c.0.as_str());
+            out.push_str(&format!(
+                "| {first} | {measure} | {} | {} | {} | {} | {} | {} |\n",
+                shown(0),
+                shown(1),
+                shown(2),
+                shown(3),
+                ratio(value(0), value(1)),
+                ratio(value(0), value(2)),
+            ));
+            first = "";
+        }
+        for (key, measure) in CPU_ROWS {
+            let cells: Vec<String> = columns.iter().map(|run| cpu_cell(*run, key)).collect();
+            if cells.iter().any(|c| c != "—") {
+                out.push_str(&format!("|  | {measure} | {} | — | — |\n", cells.join(" | ")));
+            }
+        }
+        if matches!(scenario.as_str(), "fanout" | "fixed-rate") {
+            let costs: Vec<Option<f64>> = columns.iter().map(|run| cpu_per_delivery_ns(*run)).collect();
+            let value = |i: usize| costs.get(i).copied().flatten();
+            let shown = |i: usize| value(i).map_or("—".to_string(), |ns| format!("{ns:.0} ns"));
+            out.push_str(&format!(
+                "|  | server CPU per delivery (all threads) | {} | {} | {} | {} | {} | {} |\n",
+                shown(0),
+                shown(1),
+                shown(2),
+                shown(3),
+                ratio(value(0), value(1)),
+                ratio(value(0), value(2)),
+            ));
+        }
+    }
+    out
+}
+
+/// The server's CPU time per delivery, in ns: its threads' busy share of
+/// a core during the run, summed, over the run's deliveries per second.
+/// (The CPU is measured over the whole sending and draining, the rate over
+/// the first send to the last delivery: the same stretch but for the last
+/// turn of the drain.)
+fn cpu_per_delivery_ns(run: Option<&Value>) -> Option<f64> {
+    let run = run?;
+    let busy: f64 = run
+        .get("server_cpu_pct")?
+        .as_object()?
+        .values()
+        .filter_map(Value::as_f64)
+        .sum();
+    let rate = num(run, &["deliveries_per_s"])?;
+    (rate > 0.0 && busy > 0.0).then(|| busy / 100.0 * 1e9 / rate)
 }
 
 /// The storms as markdown, one row per run.
@@ -456,6 +565,63 @@ mod tests {
         );
         assert!(
             table.contains("|  | tokio chat ramp stopped | time budget of 30 s used | | | | |\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn irc_runs_get_their_four_columns_and_the_two_ratios() {
+        let runs: Vec<Value> = [
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","protocol":"irc","deliveries_per_s":9000000,"latency":{"p50_us":3000,"p99_us":8000,"p999_us":9000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"hub":7.2,"io-0":27,"io-1":26.4},"generator_cpu_pct":{"chat-bench":117}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"ngircd","protocol":"irc","deliveries_per_s":3000000,"latency":{"p50_us":8000,"p99_us":20000,"p999_us":40000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"ngircd":95.4}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","deliveries_per_s":12000000,"latency":{"p50_us":2500,"p99_us":7000,"p999_us":9000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","protocol":"mixed","deliveries_per_s":8000000,"latency":{"p50_us":3500,"p99_us":11000,"p999_us":15000},"integrity":{"lost":0,"duplicated":2,"out_of_order":1}}"#,
+            r#"{"label":"A, ngircd flood control as shipped","scenario":"fanout","target":"ngircd","protocol":"irc","deliveries_per_s":3207,"latency":{"p50_us":6023021,"p99_us":12046041,"p999_us":12046041},"integrity":{"lost":33660,"duplicated":0,"out_of_order":0}}"#,
+            r#"{"label":"C","scenario":"idle","target":"ngircd","protocol":"irc","held":1000,"rss_per_conn_bytes":2843.2,"kernel":{"slab_per_conn_bytes":6746}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let table = render(&runs);
+        assert!(
+            table.starts_with(
+                "| scenario | measure | chat-server IRC | ngircd | chat-server line | chat-server mixed | chat-server IRC ÷ ngircd | chat-server IRC ÷ line |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| A | deliveries/s | 9.00 M/s | 3.00 M/s | 12.00 M/s | 8.00 M/s | 3.00× | 0.75× |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | latency p99 | 8.00 ms | 20.00 ms | 7.00 ms | 11.00 ms | 0.40× | 1.14× |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | lost + duplicated + out of order | 0 | 0 | 0 | 3 | — | — |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | server CPU, % of a core by thread | hub 7, io-0 27, io-1 26 | ngircd 95 | — | — | — | — |\n"),
+            "{table}"
+        );
+        // 60.6% of a core for 9 M/s is 67 ns each; 95.4% for 3 M/s, 318.
+        assert!(
+            table.contains(
+                "|  | server CPU per delivery (all threads) | 67 ns | 318 ns | — | — | 0.21× | — |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| A, ngircd flood control as shipped | deliveries/s | — | 3.2 k/s | — | — | — | — |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| C | connections held | — | 1000 | — | — | — | — |\n|  | server RSS per connection (bytes) | — | 2843 |"),
             "{table}"
         );
     }

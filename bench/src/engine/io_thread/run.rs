@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::IoThread;
 use crate::client::State;
 use crate::engine::{Clock, Plan};
+use crate::irc;
 use crate::payload::{self, Stamp};
 use crate::stats::SeqTrack;
 use crate::window::MinTracker;
@@ -44,6 +45,8 @@ pub(super) struct Run {
     /// A sender has room in its window after its last send: the next poll
     /// must not sleep.
     pub(super) send_again: bool,
+    /// What an IRC sender puts before each line's text: `PRIVMSG #room :`.
+    irc_prefix: Vec<u8>,
 }
 
 impl IoThread {
@@ -94,6 +97,9 @@ impl IoThread {
             finals: None,
             drained_reported: false,
             send_again: false,
+            // A run's clients have joined a room; a thread without one
+            // (no client of it joined anything) has no IRC senders either.
+            irc_prefix: irc::privmsg_prefix(self.room.as_deref().unwrap_or("#lobby")),
             plan,
             clock: None,
         };
@@ -208,14 +214,16 @@ impl IoThread {
                 }
             }
             for k in 0..n {
-                payload::write_line(
-                    &mut conn.out,
-                    Stamp {
-                        t: now,
-                        sender: s,
-                        seq: *sent + k,
-                    },
-                );
+                let stamp = Stamp {
+                    t: now,
+                    sender: s,
+                    seq: *sent + k,
+                };
+                if conn.irc {
+                    irc::write_privmsg(&mut conn.out, &run.irc_prefix, stamp);
+                } else {
+                    payload::write_line(&mut conn.out, stamp);
+                }
             }
             *sent += n;
             if let Some(a) = plan.sent.get(s) {
