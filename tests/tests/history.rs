@@ -108,6 +108,10 @@ fn the_lobby_replays_its_last_lines_after_the_welcome() {
     let server = server(quiet());
     let mut alice = server.connect_named("alice");
     alice.send("anyone here?");
+    // The hub takes alice's lines in order: once /who is answered, her
+    // line is in the lobby's history before bob arrives.
+    alice.send("/who");
+    alice.expect_line("-- 1 in #lobby: alice");
     let mut bob = Client::connect_guest(server.addr());
     assert_eq!(replayed(&mut bob), said("alice", "anyone here?"));
     bob.send("/who");
