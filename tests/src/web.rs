@@ -38,9 +38,15 @@ const MASK: [u8; 4] = [0x5a, 0x13, 0xc4, 0x7e];
 
 /// The upgrade request for `addr`, with an `Origin` header if given.
 pub fn upgrade_request(addr: SocketAddr, origin: Option<&str>) -> String {
+    upgrade_request_to_host(&addr.to_string(), origin)
+}
+
+/// The upgrade request with the `Host` header `host` (a name the page was
+/// loaded under, say), with an `Origin` header if given.
+pub fn upgrade_request_to_host(host: &str, origin: Option<&str>) -> String {
     let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
     format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
     )
 }
@@ -75,11 +81,52 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
+/// The complete frames at the start of `bytes` (all a server sent, read
+/// to its end), and how many bytes were left over after them: a frame cut
+/// off by the close.
+///
+/// # Panics
+/// When a frame is masked, as no server frame may be.
+#[track_caller]
+pub fn parse_frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let Some((frame, len)) = parse_frame(rest) else { return (frames, rest.len()) };
+        frames.push(frame);
+        rest = rest.get(len..).unwrap_or_default();
+    }
+}
+
+/// The frame at the start of `bytes` and its length in bytes, if it is
+/// all there.
+#[track_caller]
+fn parse_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
+    let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+    assert_eq!(second & 0x80, 0, "a server frame must not be masked");
+    let (length, header) = match second & 0x7f {
+        126 => (u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
+        127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?), 10),
+        n => (u64::from(n), 2),
+    };
+    let end = header + usize::try_from(length).ok()?;
+    let payload = bytes.get(header..end)?.to_vec();
+    let frame = Frame {
+        opcode: first & 0x0f,
+        fin: first & 0x80 != 0,
+        payload,
+    };
+    Some((frame, end))
+}
+
 /// One WebSocket connection.
 pub struct WsClient {
     stream: TcpStream,
     /// The server's answer to the upgrade, up to its blank line.
     pub response: String,
+    /// The nick the test believes this client has (empty until a welcome
+    /// names one), for messages.
+    nick: String,
 }
 
 impl WsClient {
@@ -121,6 +168,11 @@ impl WsClient {
         stream
             .set_read_timeout(Some(TIMEOUT))
             .expect("set a read timeout");
+        // A test that writes to a server that stopped reading fails
+        // rather than hangs.
+        stream
+            .set_write_timeout(Some(TIMEOUT))
+            .expect("set a write timeout");
         stream.set_nodelay(true).expect("set TCP_NODELAY");
         stream.write_all(request.as_bytes()).expect("send the request");
         let mut head = Vec::new();
@@ -142,6 +194,7 @@ impl WsClient {
         WsClient {
             stream,
             response: String::from_utf8_lossy(&head).into_owned(),
+            nick: String::new(),
         }
     }
 
@@ -150,11 +203,35 @@ impl WsClient {
     pub fn connect_guest(addr: SocketAddr) -> WsClient {
         let mut client = WsClient::connect(addr, None);
         let welcome = client.read_line();
-        assert!(
-            crate::parse_welcome(&welcome).is_some(),
-            "expected a welcome, got {welcome:?}"
-        );
+        match crate::parse_welcome(&welcome) {
+            Some(nick) => client.nick = nick.to_string(),
+            None => panic!("expected a welcome, got {welcome:?}"),
+        }
         client
+    }
+
+    /// Connects, upgrades, reads the welcome, sends `/nick NICK` and waits
+    /// for its confirmation.
+    #[track_caller]
+    pub fn connect_named(addr: SocketAddr, nick: &str) -> WsClient {
+        let mut client = WsClient::connect_guest(addr);
+        client.rename(nick);
+        client
+    }
+
+    /// The nick the test believes this client has (the guest nick of its
+    /// welcome, or the last one it took with [`WsClient::rename`]).
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// Sends `/nick NICK`, expects `-- you are now known as NICK`, and
+    /// remembers the new nick.
+    #[track_caller]
+    pub fn rename(&mut self, nick: &str) {
+        self.send(&format!("/nick {nick}"));
+        self.expect_line(&format!("-- you are now known as {nick}"));
+        self.nick = nick.to_string();
     }
 
     /// Sends one line as a text message.
@@ -196,7 +273,11 @@ impl WsClient {
     #[track_caller]
     pub fn expect_line(&mut self, expected: &str) {
         let line = self.read_line();
-        assert_eq!(line, expected);
+        assert_eq!(
+            line, expected,
+            "\n{} (WebSocket) read the wrong line\n expected: {expected:?}\n      got: {line:?}\n",
+            self.nick
+        );
     }
 
     /// Reads until the server closes the TCP stream, returning the frames

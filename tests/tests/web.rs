@@ -1,0 +1,318 @@
+//! The web listener over loopback, against the server library, with a raw
+//! WebSocket client (`chat_tests::web::WsClient`) that writes frames by
+//! hand, well-formed or not: what a browser test cannot reach. A WebSocket
+//! user and a line user in one room; the page's files and their headers;
+//! the `Origin` check, DNS rebinding included; framing (the line limit,
+//! continuation frames, a frame in single bytes, binary messages, and
+//! protocol violations); the HTTP limits; a WebSocket that stops reading;
+//! the keepalive; the ways a WebSocket ends; the per-address limit.
+//!
+//! Every server here has no history, so that a welcome is one line and a
+//! join replays nothing, and no connect throttle, so that a test may open
+//! as many connections as it needs from 127.0.0.1.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use chat_server::config::Keepalive;
+use chat_server::frontend::web::origin::Origin;
+use chat_tests::web::{
+    client_frame, close_status, opcode, parse_frames, upgrade_request, upgrade_request_to_host,
+    Frame, WsClient,
+};
+use chat_tests::{http_exchange, loopback_any_port, welcome_line, Client, Config, TestServer, TIMEOUT};
+
+/// The Content-Security-Policy every answer of the web listener carries,
+/// written out here rather than taken from the server, so that a change to
+/// it is a change a test sees.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// A message that would run as script if a page put it in as HTML.
+const INJECTION: &str = "<img src=x onerror=alert(1)>";
+
+/// The configuration of every test's server: a web listener on a free
+/// loopback port besides the line listener, no history, no connect
+/// throttle.
+fn config() -> Config {
+    Config {
+        web_listen: vec![loopback_any_port()],
+        history: 0,
+        replay: 0,
+        connect_rate: 0,
+        ..Config::default()
+    }
+}
+
+/// A line (TCP) user, already named, who watches the lobby.
+#[track_caller]
+fn watcher(server: &TestServer, nick: &str) -> Client {
+    server.connect_named(nick)
+}
+
+/// A WebSocket guest in the lobby; `watchers` read (and check) the notice
+/// of its arrival.
+#[track_caller]
+fn web_guest(server: &TestServer, watchers: &mut [&mut Client]) -> WsClient {
+    let user = WsClient::connect_guest(server.web_addr());
+    for watcher in watchers.iter_mut() {
+        watcher.expect_line(&format!("-- {} joined #lobby", user.nick()));
+    }
+    user
+}
+
+/// A WebSocket user called `nick` in the lobby; `watchers` read (and
+/// check) the notices of its arrival and its new nick.
+#[track_caller]
+fn web_user(server: &TestServer, nick: &str, watchers: &mut [&mut Client]) -> WsClient {
+    let mut user = web_guest(server, watchers);
+    let guest = user.nick().to_string();
+    user.rename(nick);
+    for watcher in watchers.iter_mut() {
+        watcher.expect_line(&format!("-- {guest} is now known as {nick}"));
+    }
+    user
+}
+
+/// Reads what the server sends on `stream` until it closes it (bounded by
+/// [`TIMEOUT`] per read and by `limit` bytes), and says whether it ended
+/// with an orderly close or a reset.
+#[track_caller]
+fn read_to_end(stream: &mut TcpStream, limit: usize) -> (Vec<u8>, &'static str) {
+    let mut got = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    while got.len() <= limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, "end of stream"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (got, "reset"),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("the connection was not closed ({e}) after {} bytes", got.len()),
+        }
+    }
+    panic!("more than {limit} bytes and the connection is still open");
+}
+
+/// Checks that `frames` (all the server sent before it closed) are the
+/// text lines `lines`, then a Close frame with `status`.
+#[track_caller]
+fn assert_lines_then_close(frames: &[Frame], lines: &[&str], status: u16) {
+    let texts: Vec<String> = frames
+        .iter()
+        .take_while(|f| f.opcode == opcode::TEXT)
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect();
+    assert_eq!(texts, lines, "the last lines before the close; all frames: {frames:?}");
+    let rest = frames.get(texts.len()..).unwrap_or_default();
+    assert_eq!(rest.len(), 1, "one Close frame after the lines, then the end: {frames:?}");
+    assert_eq!(close_status(&rest[0]), Some(status), "the Close frame: {:?}", rest[0]);
+}
+
+// ---------------------------------------------------------------------------
+// 1. A browser user and an nc user.
+
+#[test]
+fn a_websocket_user_and_a_line_user_see_each_other_in_both_directions() {
+    let server = TestServer::start(config());
+    let mut alice = watcher(&server, "alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    bob.send("hello from the browser");
+    alice.expect_line("<bob> hello from the browser");
+    alice.send("hello from nc");
+    bob.expect_line("<alice> hello from nc");
+    // Into another room, and the injection string both ways, as it was
+    // typed: escaping it is the page's job, never the server's.
+    bob.send("/join rust");
+    bob.expect_line("-- you joined #rust");
+    alice.expect_line("-- bob left #lobby (moved to #rust)");
+    alice.send("/join rust");
+    alice.expect_line("-- you joined #rust");
+    bob.expect_line("-- alice joined #rust");
+    bob.send(INJECTION);
+    alice.expect_line(&format!("<bob> {INJECTION}"));
+    alice.send(INJECTION);
+    let frame = bob.read_frame();
+    assert_eq!(
+        (frame.opcode, frame.fin, frame.payload),
+        (opcode::TEXT, true, format!("<alice> {INJECTION}").into_bytes()),
+        "one text frame holding the line byte for byte"
+    );
+    // Commands work as on TCP, with the same answers.
+    bob.send("/who");
+    bob.expect_line("-- 2 in #rust: alice, @bob");
+}
+
+// ---------------------------------------------------------------------------
+// 2. The page.
+
+/// An HTTP/1.1 request for `path` that does not ask the server to close:
+/// it closes anyway, once it has answered.
+fn request(method: &str, path: &str, addr: SocketAddr) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n")
+}
+
+#[test]
+fn the_page_and_its_files_are_served_with_their_types_and_security_headers() {
+    let server = TestServer::start(config());
+    let addr = server.web_addr();
+    let files = [
+        ("/", "text/html; charset=utf-8", "<script src=\"/app.js\" defer></script>"),
+        ("/app.js", "text/javascript; charset=utf-8", "WebSocket"),
+        ("/style.css", "text/css; charset=utf-8", "prefers-color-scheme"),
+        ("/icon.svg", "image/svg+xml", "<svg xmlns=\"http://www.w3.org/2000/svg\""),
+    ];
+    for (path, content_type, excerpt) in files {
+        // http_exchange reads to the end of the stream: the server closes
+        // after its answer though the request did not ask it to.
+        let answer = http_exchange(addr, &request("GET", path, addr));
+        assert_eq!(answer.status, 200, "GET {path}: {answer:?}");
+        assert_eq!(answer.header("content-type"), Some(content_type), "GET {path}");
+        assert_eq!(
+            answer.header("content-security-policy"),
+            Some(CONTENT_SECURITY_POLICY),
+            "GET {path}"
+        );
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "GET {path}");
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"), "GET {path}");
+        assert_eq!(answer.header("connection"), Some("close"), "GET {path}");
+        let length = answer.body.len().to_string();
+        assert_eq!(answer.header("content-length"), Some(length.as_str()), "GET {path}");
+        assert!(answer.body.contains(excerpt), "GET {path}: no {excerpt:?} in the body");
+        // HEAD: the same head, and no body.
+        let head = http_exchange(addr, &request("HEAD", path, addr));
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert_eq!(head.header("content-type"), Some(content_type), "HEAD {path}");
+        assert_eq!(head.header("content-length"), Some(length.as_str()), "HEAD {path}");
+        assert_eq!(head.body, "", "HEAD {path} has no body");
+    }
+}
+
+#[test]
+fn anything_else_is_refused_with_its_status_and_closed() {
+    let server = TestServer::start(config());
+    let addr = server.web_addr();
+    let cases = [
+        (request("GET", "/nope", addr), 404, "not found\n"),
+        (request("GET", "/../Cargo.toml", addr), 404, "not found\n"),
+        (request("POST", "/", addr), 405, "only GET and HEAD are served here\n"),
+        (
+            request("GET", "/ws", addr),
+            426,
+            "this is the chat's WebSocket endpoint: connect with a WebSocket client\n",
+        ),
+    ];
+    for (request, status, body) in cases {
+        let answer = http_exchange(addr, &request);
+        assert_eq!(answer.status, status, "{request:?}: {answer:?}");
+        assert_eq!(answer.body, body, "{request:?}");
+        assert_eq!(
+            answer.header("content-security-policy"),
+            Some(CONTENT_SECURITY_POLICY),
+            "{request:?}"
+        );
+        assert_eq!(answer.header("connection"), Some("close"), "{request:?}");
+        match status {
+            405 => assert_eq!(answer.header("allow"), Some("GET, HEAD")),
+            426 => assert_eq!(answer.header("upgrade"), Some("websocket")),
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. Origin.
+
+/// What a refused upgrade reads: its status line and body, and that the
+/// server closed the connection after them (with no frame, no welcome).
+#[track_caller]
+fn assert_refused(client: WsClient, status_line: &str, body: &str) {
+    assert!(
+        client.response.starts_with(&format!("HTTP/1.1 {status_line}\r\n")),
+        "expected {status_line}, got {}",
+        client.response
+    );
+    assert!(
+        client.response.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+        "{}",
+        client.response
+    );
+    let mut stream = client.into_stream();
+    let (rest, _) = read_to_end(&mut stream, 4096);
+    assert_eq!(String::from_utf8_lossy(&rest), body, "all that follows the head");
+}
+
+#[test]
+fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket() {
+    let allowed = "https://chat.example.org";
+    let server = TestServer::start(Config {
+        web: chat_server::config::WebSettings {
+            allow_origins: vec![Origin::parse(allowed).expect("an origin")],
+            ..Default::default()
+        },
+        ..config()
+    });
+    let addr = server.web_addr();
+    let port = addr.port();
+    let mut alice = watcher(&server, "alice");
+    let mut guests = vec!["alice".to_string()];
+    let mut open = Vec::new();
+    let own = format!("http://127.0.0.1:{port}");
+    let localhost = format!("http://localhost:{port}");
+    let rebound = format!("rebind.example:{port}");
+    let rebound_origin = format!("http://{rebound}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    // (Host, Origin, allowed?)
+    let cases: [(String, Option<&str>, bool); 7] = [
+        // A program: no Origin at all.
+        (addr.to_string(), None, true),
+        // Another site's page.
+        (addr.to_string(), Some("http://evil.example"), false),
+        // The page's own origin, by address and as localhost.
+        (addr.to_string(), Some(&own), true),
+        (format!("localhost:{port}"), Some(&localhost), true),
+        // An origin --web-allow-origin names, whatever the Host.
+        (addr.to_string(), Some(allowed), true),
+        // DNS rebinding: a hostile name made to resolve here; its page's
+        // origin and Host agree, but the name is not this server's.
+        (rebound.clone(), Some(&rebound_origin), false),
+        // The server's own address on another port is another origin.
+        (addr.to_string(), Some(&other_port), false),
+    ];
+    for (host, origin, ok) in &cases {
+        let request = upgrade_request_to_host(host, *origin);
+        let mut client = WsClient::try_upgrade(addr, &request);
+        if *ok {
+            assert!(
+                client.response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+                "Origin {origin:?} with Host {host}: {}",
+                client.response
+            );
+            let welcome = client.read_line();
+            let guest = chat_tests::parse_welcome(&welcome)
+                .unwrap_or_else(|| panic!("Origin {origin:?}: no welcome but {welcome:?}"))
+                .to_string();
+            alice.expect_line(&format!("-- {guest} joined #lobby"));
+            guests.push(guest);
+            // Kept open to the end, so /who below counts it.
+            open.push(client);
+        } else {
+            let origin = origin.unwrap_or_default();
+            assert_refused(
+                client,
+                "403 Forbidden",
+                &format!("a page from {origin} may not connect here (allow it with --web-allow-origin {origin})\n"),
+            );
+        }
+    }
+    // The refused ones never reached the chat: the room heard of no one
+    // else, and holds only those let in.
+    guests.sort_by_key(|nick| nick.to_lowercase());
+    alice.send("/who");
+    alice.expect_line(&format!("-- {} in #lobby: {}", guests.len(), guests.join(", ")));
+    assert_eq!(open.len(), 4);
+}
