@@ -316,3 +316,146 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
     alice.expect_line(&format!("-- {} in #lobby: {}", guests.len(), guests.join(", ")));
     assert_eq!(open.len(), 4);
 }
+
+// ---------------------------------------------------------------------------
+// 4. Framing.
+
+/// The line limit of the framing tests: small, so that going over it is
+/// cheap.
+const MAX_LINE: usize = 64;
+
+/// A server with the line limit [`MAX_LINE`], a line watcher and a
+/// WebSocket user called bob.
+fn framing_server() -> (TestServer, Client, WsClient) {
+    let server = TestServer::start(Config {
+        max_line: MAX_LINE,
+        ..config()
+    });
+    let mut alice = watcher(&server, "alice");
+    let bob = web_user(&server, "bob", &mut [&mut alice]);
+    (server, alice, bob)
+}
+
+#[test]
+fn a_message_over_the_line_limit_is_refused_and_the_socket_stays_usable() {
+    let (_server, mut alice, mut bob) = framing_server();
+    let too_long = format!("!! line too long (max {MAX_LINE} bytes); discarded up to the next newline");
+    let at_limit = "a".repeat(MAX_LINE);
+    bob.send(&at_limit);
+    alice.expect_line(&format!("<bob> {at_limit}"));
+    // One byte over; many times over (a 16-bit length); far over (a
+    // 64-bit length); over within a message sent in pieces.
+    for len in [MAX_LINE + 1, 1000, 70_000] {
+        bob.send(&"b".repeat(len));
+        bob.expect_line(&too_long);
+        bob.send(&format!("after {len} bytes"));
+        alice.expect_line(&format!("<bob> after {len} bytes"));
+    }
+    let half = "c".repeat(MAX_LINE / 2 + 1);
+    bob.send_raw(&client_frame(opcode::TEXT, false, half.as_bytes()));
+    bob.send_raw(&client_frame(opcode::CONTINUATION, false, half.as_bytes()));
+    bob.send_raw(&client_frame(opcode::CONTINUATION, true, half.as_bytes()));
+    bob.expect_line(&too_long);
+    // A line end at the end of the message does not count against the
+    // limit.
+    bob.send(&format!("{at_limit}\r\n"));
+    alice.expect_line(&format!("<bob> {at_limit}"));
+    bob.send("still here");
+    alice.expect_line("<bob> still here");
+}
+
+#[test]
+fn a_message_in_continuation_frames_with_a_ping_between_them_is_said_whole() {
+    let (_server, mut alice, mut bob) = framing_server();
+    let frames = [
+        client_frame(opcode::TEXT, false, b"hel"),
+        client_frame(opcode::CONTINUATION, false, b"lo "),
+        // A control frame may come between the pieces of a message.
+        client_frame(opcode::PING, true, b"between"),
+        client_frame(opcode::CONTINUATION, false, b""),
+        client_frame(opcode::CONTINUATION, true, "w\u{f6}rld".as_bytes()),
+    ];
+    for frame in &frames {
+        bob.send_raw(frame);
+    }
+    let pong = bob.read_frame();
+    assert_eq!((pong.opcode, pong.payload.as_slice()), (opcode::PONG, &b"between"[..]));
+    alice.expect_line("<bob> hello w\u{f6}rld");
+}
+
+#[test]
+fn a_frame_sent_a_byte_at_a_time_is_said_whole() {
+    let (_server, mut alice, mut bob) = framing_server();
+    // A multi-byte character, so that the bytes of one character come
+    // apart too; and a 16-bit length, so that the header does.
+    let line = format!("byte by byte \u{2713} {}", "d".repeat(100));
+    let line = &line[..MAX_LINE - 2];
+    let frame = client_frame(opcode::TEXT, true, line.as_bytes());
+    // TCP_NODELAY is on: each write is its own segment.
+    for byte in &frame {
+        bob.send_raw(std::slice::from_ref(byte));
+        bob.stream().flush().expect("flush");
+    }
+    alice.expect_line(&format!("<bob> {line}"));
+    let long = client_frame(opcode::TEXT, true, "e".repeat(200).as_bytes());
+    assert_eq!(long[1] & 0x7f, 126, "a frame with a 16-bit length");
+    for byte in &long {
+        bob.send_raw(std::slice::from_ref(byte));
+    }
+    bob.expect_line(&format!("!! line too long (max {MAX_LINE} bytes); discarded up to the next newline"));
+}
+
+#[test]
+fn a_message_holding_newlines_is_said_as_that_many_lines() {
+    let (_server, mut alice, mut bob) = framing_server();
+    bob.send("a\nb");
+    alice.expect_line("<bob> a");
+    alice.expect_line("<bob> b");
+    // CRLF inside, and a trailing newline that only ends the last line;
+    // a command among them is a command.
+    bob.send("one\r\n/me waves\ntwo\n");
+    alice.expect_lines(&["<bob> one", "* bob waves", "<bob> two"]);
+    // An empty line between is ignored, as on TCP.
+    bob.send("x\n\ny");
+    alice.expect_lines(&["<bob> x", "<bob> y"]);
+}
+
+#[test]
+fn a_binary_message_is_read_as_text_and_invalid_utf8_is_refused_for_that_line_only() {
+    let (_server, mut alice, mut bob) = framing_server();
+    bob.send_raw(&client_frame(opcode::BINARY, true, b"binary hello"));
+    alice.expect_line("<bob> binary hello");
+    bob.send_raw(&client_frame(opcode::TEXT, true, b"caf\xe9"));
+    bob.expect_line("!! invalid UTF-8; line discarded");
+    bob.send("caf\u{e9}");
+    alice.expect_line("<bob> caf\u{e9}");
+}
+
+#[test]
+fn a_protocol_violation_gets_close_1002_the_end_and_the_room_is_told() {
+    let (server, mut alice, _bob) = framing_server();
+    let mut reserved_bit = client_frame(opcode::TEXT, true, b"hi");
+    reserved_bit[0] |= 0x40;
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("an unmasked frame", vec![0x81, 0x02, b'h', b'i']),
+        ("a reserved bit", reserved_bit),
+        ("a reserved opcode", client_frame(0x3, true, b"x")),
+        ("a continuation with no message", client_frame(opcode::CONTINUATION, true, b"x")),
+        ("a ping too long", client_frame(opcode::PING, true, &[b'p'; 126])),
+    ];
+    for (what, bytes) in cases {
+        let mut carol = web_guest(&server, &mut [&mut alice]);
+        let nick = carol.nick().to_string();
+        carol.send("before");
+        alice.expect_line(&format!("<{nick}> before"));
+        carol.send_raw(&bytes);
+        let frames = carol.read_until_closed();
+        assert_lines_then_close(&frames, &[], 1002);
+        assert_eq!(
+            frames[0].payload.get(2..),
+            Some(&b"protocol error"[..]),
+            "{what}: the reason"
+        );
+        alice.expect_line(&format!("-- {nick} left #lobby (disconnect)"));
+    }
+}
