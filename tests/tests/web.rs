@@ -459,3 +459,220 @@ fn a_protocol_violation_gets_close_1002_the_end_and_the_room_is_told() {
         alice.expect_line(&format!("-- {nick} left #lobby (disconnect)"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// 5. HTTP limits.
+
+#[test]
+fn a_request_that_never_finishes_is_answered_408_and_closed() {
+    let server = TestServer::start(Config {
+        web: chat_server::config::WebSettings {
+            request_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..config()
+    });
+    let addr = server.web_addr();
+    // Half a request head, then nothing: http_exchange waits (up to
+    // TIMEOUT) for the server's answer and its close. The three wait
+    // side by side.
+    thread::scope(|s| {
+        for unfinished in ["GET / HTTP/1.1\r\nHost: x\r\n", "GET /ws HTTP/1.1\r\nUpgrade: web", ""] {
+            s.spawn(move || {
+                let answer = http_exchange(addr, unfinished);
+                assert_eq!(answer.status, 408, "{unfinished:?}: {answer:?}");
+                assert_eq!(answer.body, "the request did not come in time\n");
+                assert_eq!(answer.header("connection"), Some("close"));
+            });
+        }
+    });
+}
+
+#[test]
+fn a_request_head_over_8_kib_or_64_headers_is_answered_431_and_closed() {
+    let server = TestServer::start(config());
+    let addr = server.web_addr();
+    let big = format!("X-Padding: {}\r\n", "p".repeat(9 * 1024));
+    let many: String = (0..65).map(|i| format!("X-Header-{i}: x\r\n")).collect();
+    let start = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n");
+    // A head that never ends, a whole one that is too big, and one of too
+    // many lines.
+    for request in [format!("{start}{big}"), format!("{start}{big}\r\n"), format!("{start}{many}\r\n")] {
+        let answer = http_exchange(addr, &request);
+        assert_eq!(answer.status, 431, "{answer:?}");
+        assert!(
+            answer.body.ends_with('\n') && answer.body.lines().count() == 1,
+            "one line saying why: {:?}",
+            answer.body
+        );
+    }
+    // Just under the limits is served.
+    let fits: String = (0..60).map(|i| format!("X-Header-{i}: {}\r\n", "p".repeat(100))).collect();
+    let answer = http_exchange(addr, &format!("{start}{fits}\r\n"));
+    assert_eq!(answer.status, 200, "{:?}", answer.headers);
+}
+
+#[test]
+#[ignore = "server bug: every 431 says 'not a request this server understands' (web/mod.rs, Session::take_request)"]
+fn a_431_says_the_request_head_was_too_large() {
+    let server = TestServer::start(config());
+    let addr = server.web_addr();
+    let answer = http_exchange(
+        addr,
+        &format!("GET / HTTP/1.1\r\nHost: {addr}\r\nX-Padding: {}\r\n", "p".repeat(9 * 1024)),
+    );
+    assert_eq!(answer.status, 431);
+    assert_eq!(answer.body, "request head too large\n");
+}
+
+// ---------------------------------------------------------------------------
+// 6. A WebSocket that stops reading.
+
+/// The outbound queue limit of the slow-reader test: small, so that the
+/// queue of a client that does not read overflows after little traffic.
+const SMALL_SENDQ: usize = 64 * 1024;
+
+/// Most lines alice sends while waiting for the slow reader to be
+/// dropped: 20 MB, far more than the kernel's buffers and the queue hold.
+const MAX_BULK: usize = 20_000;
+
+/// How many of her lines alice may be ahead of what bob has read, so that
+/// bob, who reads as fast as he can, never has anywhere near the queue
+/// limit waiting for him.
+const WINDOW: usize = 16;
+
+/// Lines alice still says after the slow reader was dropped.
+const AFTER_DROP: usize = 50;
+
+/// Alice's `i`th big line (about 1 KiB).
+fn bulk_line(i: usize) -> String {
+    format!("bulk {i:05} {}", "x".repeat(1000))
+}
+
+/// A WebSocket connection to `addr` whose receive buffer is tiny, so that
+/// what the server sends it backs up in the server's queue as soon as it
+/// stops reading. Upgraded, and nothing read past the upgrade's answer.
+#[track_caller]
+fn tiny_window_websocket(addr: SocketAddr) -> WsClient {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("a socket");
+    // Before connecting: the window is agreed in the handshake.
+    socket.set_recv_buffer_size(4096).expect("set SO_RCVBUF");
+    if let Err(e) = socket.connect_timeout(&addr.into(), TIMEOUT) {
+        panic!("cannot connect to {addr}: {e}");
+    }
+    let client = WsClient::upgrade_on(socket.into(), &upgrade_request(addr, None));
+    assert!(client.response.starts_with("HTTP/1.1 101 "), "{}", client.response);
+    client
+}
+
+#[test]
+fn a_websocket_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
+    let server = TestServer::start(Config {
+        sendq: SMALL_SENDQ,
+        rate: 0,
+        ..config()
+    });
+    // alice talks over TCP, bob reads over a WebSocket, and the slow one
+    // (a WebSocket too) reads nothing after its upgrade, not even the
+    // welcome.
+    let mut alice = watcher(&server, "alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    let slow_client = tiny_window_websocket(server.web_addr());
+    let joined = alice.read_line();
+    let slow = joined
+        .strip_prefix("-- ")
+        .and_then(|rest| rest.strip_suffix(" joined #lobby"))
+        .unwrap_or_else(|| panic!("expected the slow reader's join, got {joined:?}"))
+        .to_string();
+    bob.expect_line(&joined);
+    let dropped = format!("-- {slow} left #lobby (slow consumer)");
+
+    // alice talks in 1 KiB lines until bob has heard that the slow reader
+    // was dropped, and a little more; bob reads and checks every line and
+    // tells alice how far he is.
+    let stop = AtomicBool::new(false);
+    let (progress_tx, progress_rx) = mpsc::channel::<usize>();
+    let (sent, dropped_after) = thread::scope(|s| {
+        let stop = &stop;
+        let alice = &mut alice;
+        let talker = s.spawn(move || {
+            let mut heard = 0;
+            let mut limit = MAX_BULK;
+            let mut i = 0;
+            while i < limit {
+                if limit == MAX_BULK && stop.load(Ordering::Acquire) {
+                    limit = (i + AFTER_DROP).min(MAX_BULK);
+                }
+                while i >= heard + WINDOW {
+                    heard = match progress_rx.recv_timeout(TIMEOUT) {
+                        Ok(n) => n,
+                        Err(e) => panic!("bob stopped reading ({e}) at line {heard}"),
+                    };
+                }
+                alice.send(&bulk_line(i));
+                i += 1;
+            }
+            alice.send("bulk end");
+            i
+        });
+        let progress_tx = progress_tx;
+        let mut next = 0;
+        let mut dropped_after = None;
+        for _ in 0..=MAX_BULK + 1 {
+            let line = bob.read_line();
+            if line == dropped {
+                assert_eq!(dropped_after, None, "bob heard twice that {slow} was dropped");
+                dropped_after = Some(next);
+                stop.store(true, Ordering::Release);
+            } else if line == "<alice> bulk end" {
+                break;
+            } else {
+                assert_eq!(line, format!("<alice> {}", bulk_line(next)), "bob's line {next}");
+                next += 1;
+                // alice has stopped waiting once she is done.
+                let _ = progress_tx.send(next);
+            }
+        }
+        let sent = talker.join().expect("alice's thread");
+        assert_eq!(next, sent, "bob heard every one of alice's lines");
+        (sent, dropped_after)
+    });
+    let Some(dropped_after) = dropped_after else {
+        panic!("{slow} read nothing of {sent} KiB sent to its room, and was never dropped");
+    };
+    eprintln!(
+        "slow WebSocket: dropped once alice had said {dropped_after} lines of 1 KiB \
+         (sendq {SMALL_SENDQ}); alice said {sent} in all"
+    );
+    alice.expect_line(&dropped);
+    bob.send("still here");
+    alice.expect_line("<bob> still here");
+    alice.send("me too");
+    bob.expect_line("<alice> me too");
+
+    // The slow reader's socket: whole frames that are a prefix of what was
+    // sent to it, perhaps a piece of one more, then the end.
+    let mut due = vec![welcome_line(&slow)];
+    due.extend((0..sent).map(|i| format!("<alice> {}", bulk_line(i))));
+    let mut stream = slow_client.into_stream();
+    let (bytes, ending) = read_to_end(&mut stream, 64 << 20);
+    let (frames, cut) = parse_frames(&bytes);
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.opcode, opcode::TEXT, "frame {i} of the slow reader's");
+        assert_eq!(
+            frame.payload,
+            due[i].as_bytes(),
+            "frame {i} of the slow reader's is the line due"
+        );
+    }
+    assert!(
+        frames.len() < due.len(),
+        "the slow reader got everything: it was not dropped"
+    );
+    eprintln!(
+        "slow WebSocket: its socket gave {} bytes, {} whole frames and {cut} bytes of another, then {ending}",
+        bytes.len(),
+        frames.len()
+    );
+}
