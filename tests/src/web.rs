@@ -105,7 +105,10 @@ fn parse_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
     let (&first, &second) = (bytes.first()?, bytes.get(1)?);
     assert_eq!(second & 0x80, 0, "a server frame must not be masked");
     let (length, header) = match second & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)), 4),
+        126 => (
+            u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
+            4,
+        ),
         127 => (u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?), 10),
         n => (u64::from(n), 2),
     };

@@ -2,10 +2,14 @@
 //! WebSocket client (`chat_tests::web::WsClient`) that writes frames by
 //! hand, well-formed or not: what a browser test cannot reach. A WebSocket
 //! user and a line user in one room; the page's files and their headers;
-//! the `Origin` check, DNS rebinding included; framing (the line limit,
-//! continuation frames, a frame in single bytes, binary messages, and
-//! protocol violations); the HTTP limits; a WebSocket that stops reading;
-//! the keepalive; the ways a WebSocket ends; the per-address limit.
+//! the `Origin` check, DNS rebinding included; handshakes as browsers and
+//! programs write them; framing (the line limit, continuation frames, a
+//! frame in single bytes, binary messages, and protocol violations); the
+//! HTTP limits; a WebSocket that stops reading; the keepalive; the ways a
+//! WebSocket ends; the per-address limit, and places given back.
+//!
+//! The line users who watch a room are `chat_tests::Client`s: what they
+//! read is what `nc` shows.
 //!
 //! Every server here has no history, so that a welcome is one line and a
 //! join replays nothing, and no connect throttle, so that a test may open
@@ -21,8 +25,8 @@ use std::time::Duration;
 use chat_server::config::Keepalive;
 use chat_server::frontend::web::origin::Origin;
 use chat_tests::web::{
-    client_frame, close_status, opcode, parse_frames, upgrade_request, upgrade_request_to_host,
-    Frame, WsClient,
+    client_frame, close_status, opcode, parse_frames, upgrade_request, upgrade_request_to_host, Frame,
+    WsClient,
 };
 use chat_tests::{http_exchange, loopback_any_port, welcome_line, Client, Config, TestServer, TIMEOUT};
 
@@ -47,12 +51,6 @@ fn config() -> Config {
         connect_rate: 0,
         ..Config::default()
     }
-}
-
-/// A line (TCP) user, already named, who watches the lobby.
-#[track_caller]
-fn watcher(server: &TestServer, nick: &str) -> Client {
-    server.connect_named(nick)
 }
 
 /// A WebSocket guest in the lobby; `watchers` read (and check) the notice
@@ -107,10 +105,22 @@ fn assert_lines_then_close(frames: &[Frame], lines: &[&str], status: u16) {
         .take_while(|f| f.opcode == opcode::TEXT)
         .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
         .collect();
-    assert_eq!(texts, lines, "the last lines before the close; all frames: {frames:?}");
+    assert_eq!(
+        texts, lines,
+        "the last lines before the close; all frames: {frames:?}"
+    );
     let rest = frames.get(texts.len()..).unwrap_or_default();
-    assert_eq!(rest.len(), 1, "one Close frame after the lines, then the end: {frames:?}");
-    assert_eq!(close_status(&rest[0]), Some(status), "the Close frame: {:?}", rest[0]);
+    assert_eq!(
+        rest.len(),
+        1,
+        "one Close frame after the lines, then the end: {frames:?}"
+    );
+    assert_eq!(
+        close_status(&rest[0]),
+        Some(status),
+        "the Close frame: {:?}",
+        rest[0]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -119,7 +129,7 @@ fn assert_lines_then_close(frames: &[Frame], lines: &[&str], status: u16) {
 #[test]
 fn a_websocket_user_and_a_line_user_see_each_other_in_both_directions() {
     let server = TestServer::start(config());
-    let mut alice = watcher(&server, "alice");
+    let mut alice = server.connect_named("alice");
     let mut bob = web_user(&server, "bob", &mut [&mut alice]);
     bob.send("hello from the browser");
     alice.expect_line("<bob> hello from the browser");
@@ -161,10 +171,18 @@ fn the_page_and_its_files_are_served_with_their_types_and_security_headers() {
     let server = TestServer::start(config());
     let addr = server.web_addr();
     let files = [
-        ("/", "text/html; charset=utf-8", "<script src=\"/app.js\" defer></script>"),
+        (
+            "/",
+            "text/html; charset=utf-8",
+            "<script src=\"/app.js\" defer></script>",
+        ),
         ("/app.js", "text/javascript; charset=utf-8", "WebSocket"),
         ("/style.css", "text/css; charset=utf-8", "prefers-color-scheme"),
-        ("/icon.svg", "image/svg+xml", "<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        (
+            "/icon.svg",
+            "image/svg+xml",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"",
+        ),
     ];
     for (path, content_type, excerpt) in files {
         // http_exchange reads to the end of the stream: the server closes
@@ -177,17 +195,32 @@ fn the_page_and_its_files_are_served_with_their_types_and_security_headers() {
             Some(CONTENT_SECURITY_POLICY),
             "GET {path}"
         );
-        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "GET {path}");
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "GET {path}"
+        );
         assert_eq!(answer.header("x-frame-options"), Some("DENY"), "GET {path}");
         assert_eq!(answer.header("connection"), Some("close"), "GET {path}");
         let length = answer.body.len().to_string();
-        assert_eq!(answer.header("content-length"), Some(length.as_str()), "GET {path}");
-        assert!(answer.body.contains(excerpt), "GET {path}: no {excerpt:?} in the body");
+        assert_eq!(
+            answer.header("content-length"),
+            Some(length.as_str()),
+            "GET {path}"
+        );
+        assert!(
+            answer.body.contains(excerpt),
+            "GET {path}: no {excerpt:?} in the body"
+        );
         // HEAD: the same head, and no body.
         let head = http_exchange(addr, &request("HEAD", path, addr));
         assert_eq!(head.status, 200, "HEAD {path}");
         assert_eq!(head.header("content-type"), Some(content_type), "HEAD {path}");
-        assert_eq!(head.header("content-length"), Some(length.as_str()), "HEAD {path}");
+        assert_eq!(
+            head.header("content-length"),
+            Some(length.as_str()),
+            "HEAD {path}"
+        );
         assert_eq!(head.body, "", "HEAD {path} has no body");
     }
 }
@@ -199,7 +232,11 @@ fn anything_else_is_refused_with_its_status_and_closed() {
     let cases = [
         (request("GET", "/nope", addr), 404, "not found\n"),
         (request("GET", "/../Cargo.toml", addr), 404, "not found\n"),
-        (request("POST", "/", addr), 405, "only GET and HEAD are served here\n"),
+        (
+            request("POST", "/", addr),
+            405,
+            "only GET and HEAD are served here\n",
+        ),
         (
             request("GET", "/ws", addr),
             426,
@@ -232,12 +269,16 @@ fn anything_else_is_refused_with_its_status_and_closed() {
 #[track_caller]
 fn assert_refused(client: WsClient, status_line: &str, body: &str) {
     assert!(
-        client.response.starts_with(&format!("HTTP/1.1 {status_line}\r\n")),
+        client
+            .response
+            .starts_with(&format!("HTTP/1.1 {status_line}\r\n")),
         "expected {status_line}, got {}",
         client.response
     );
     assert!(
-        client.response.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+        client
+            .response
+            .contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
         "{}",
         client.response
     );
@@ -258,7 +299,7 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
     });
     let addr = server.web_addr();
     let port = addr.port();
-    let mut alice = watcher(&server, "alice");
+    let mut alice = server.connect_named("alice");
     let mut guests = vec!["alice".to_string()];
     let mut open = Vec::new();
     let own = format!("http://127.0.0.1:{port}");
@@ -288,7 +329,9 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
         let mut client = WsClient::try_upgrade(addr, &request);
         if *ok {
             assert!(
-                client.response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+                client
+                    .response
+                    .starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
                 "Origin {origin:?} with Host {host}: {}",
                 client.response
             );
@@ -305,7 +348,9 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
             assert_refused(
                 client,
                 "403 Forbidden",
-                &format!("a page from {origin} may not connect here (allow it with --web-allow-origin {origin})\n"),
+                &format!(
+                    "a page from {origin} may not connect here (allow it with --web-allow-origin {origin})\n"
+                ),
             );
         }
     }
@@ -315,6 +360,135 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
     alice.send("/who");
     alice.expect_line(&format!("-- {} in #lobby: {}", guests.len(), guests.join(", ")));
     assert_eq!(open.len(), 4);
+}
+
+#[test]
+fn handshakes_as_browsers_and_programs_write_them_are_answered() {
+    let server = TestServer::start(config());
+    let addr = server.web_addr();
+    let mut alice = server.connect_named("alice");
+    // Firefox: `Connection: keep-alive, Upgrade`; header names in any
+    // case; a query string on the path.
+    let firefox = format!(
+        "GET /ws?room=rust HTTP/1.1\r\nhost: {addr}\r\nUser-Agent: test\r\nconnection: keep-alive, Upgrade\r\n\
+         upgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: {}\r\n\
+         Origin: http://{addr}\r\n\r\n",
+        chat_tests::web::SAMPLE_KEY
+    );
+    let mut browser = WsClient::try_upgrade(addr, &firefox);
+    assert!(
+        browser.response.starts_with("HTTP/1.1 101 "),
+        "{}",
+        browser.response
+    );
+    assert!(
+        browser.response.contains(&format!(
+            "\r\nSec-WebSocket-Accept: {}\r\n",
+            chat_tests::web::SAMPLE_ACCEPT
+        )),
+        "{}",
+        browser.response
+    );
+    let welcome = browser.read_line();
+    let guest = chat_tests::parse_welcome(&welcome)
+        .expect("a welcome")
+        .to_string();
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    // A program that sends its first frames with the request, without
+    // waiting for the answer: they are read after the upgrade.
+    let mut eager = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    let mut bytes = upgrade_request(addr, None).into_bytes();
+    bytes.extend(client_frame(opcode::TEXT, true, b"/nick eager"));
+    bytes.extend(client_frame(opcode::TEXT, true, b"here already"));
+    eager.write_all(&bytes).expect("send");
+    let mut eager = WsClient::upgrade_on(eager, "");
+    assert!(eager.response.starts_with("HTTP/1.1 101 "), "{}", eager.response);
+    let welcome = eager.read_line();
+    let guest = chat_tests::parse_welcome(&welcome)
+        .expect("a welcome")
+        .to_string();
+    eager.expect_line("-- you are now known as eager");
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    alice.expect_line(&format!("-- {guest} is now known as eager"));
+    alice.expect_line("<eager> here already");
+    // Another version of the protocol, and HTTP/1.0: 426, saying which
+    // version is spoken.
+    let old_version = upgrade_request(addr, None).replace("Version: 13", "Version: 8");
+    let http10 = upgrade_request(addr, None).replace("HTTP/1.1", "HTTP/1.0");
+    for request in [old_version, http10] {
+        let answer = http_exchange(addr, &request);
+        assert_eq!(answer.status, 426, "{request:?}: {answer:?}");
+        assert_eq!(answer.header("sec-websocket-version"), Some("13"), "{request:?}");
+    }
+}
+
+/// Runs `attempt` until the server admits it (it gives `Some`), or fails
+/// after [`TIMEOUT`]: for a connection from an address whose one place
+/// the server is still giving back. `attempt` returns `None` on a 503.
+/// Returns what it gave and how many times it was refused.
+#[track_caller]
+fn once_admitted<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> (T, usize) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    for refused in 0.. {
+        if let Some(admitted) = attempt() {
+            return (admitted, refused);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still refused after {TIMEOUT:?}: the place of an earlier connection was never given back"
+        );
+    }
+    unreachable!("the loop ends by returning or failing");
+}
+
+#[test]
+fn page_loads_and_websockets_give_their_place_back_when_they_end() {
+    let server = TestServer::start(Config {
+        max_per_ip: 1,
+        ..config()
+    });
+    let addr = server.web_addr();
+    // The watcher comes from another loopback address, with its own place.
+    let mut alice = Client::from_stream(chat_tests::connect_from(server.addr(), [127, 0, 0, 2].into()));
+    let welcome = alice.read_line();
+    assert!(chat_tests::parse_welcome(&welcome).is_some(), "{welcome:?}");
+    // More page loads than the default limit of 32 from one address, one
+    // after another. A connection the chat never heard of gives its place
+    // back once the server has seen it closed, a moment after the client
+    // has: until then the next one may be refused (503) and tries again.
+    let mut refusals = 0;
+    for load in 0..40 {
+        let ((), refused) = once_admitted(&format!("page load {load}"), || {
+            let answer = http_exchange(addr, &request("GET", "/icon.svg", addr));
+            match answer.status {
+                200 => Some(()),
+                503 => None,
+                _ => panic!("page load {load}: {answer:?}"),
+            }
+        });
+        refusals += refused;
+    }
+    eprintln!("40 page loads with one place: {refusals} refusals while a place was being given back");
+    let (mut bob, _) = once_admitted("the first WebSocket", || {
+        let client = WsClient::try_upgrade(addr, &upgrade_request(addr, None));
+        (!client.response.starts_with("HTTP/1.1 503 ")).then_some(client)
+    });
+    assert!(bob.response.starts_with("HTTP/1.1 101 "), "{}", bob.response);
+    let mut guest = chat_tests::parse_welcome(&bob.read_line())
+        .expect("a welcome")
+        .to_string();
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    // A WebSocket user's place is given back by the time the room hears
+    // it left (the hub frees it before it tells the room): the next one
+    // is admitted at once.
+    for _ in 0..3 {
+        bob.send("/quit");
+        assert_lines_then_close(&bob.read_until_closed(), &["-- bye"], 1000);
+        alice.expect_line(&format!("-- {guest} left #lobby (quit)"));
+        bob = WsClient::connect_guest(addr);
+        alice.expect_line(&format!("-- {} joined #lobby", bob.nick()));
+        guest = bob.nick().to_string();
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -331,7 +505,7 @@ fn framing_server() -> (TestServer, Client, WsClient) {
         max_line: MAX_LINE,
         ..config()
     });
-    let mut alice = watcher(&server, "alice");
+    let mut alice = server.connect_named("alice");
     let bob = web_user(&server, "bob", &mut [&mut alice]);
     (server, alice, bob)
 }
@@ -379,7 +553,10 @@ fn a_message_in_continuation_frames_with_a_ping_between_them_is_said_whole() {
         bob.send_raw(frame);
     }
     let pong = bob.read_frame();
-    assert_eq!((pong.opcode, pong.payload.as_slice()), (opcode::PONG, &b"between"[..]));
+    assert_eq!(
+        (pong.opcode, pong.payload.as_slice()),
+        (opcode::PONG, &b"between"[..])
+    );
     alice.expect_line("<bob> hello w\u{f6}rld");
 }
 
@@ -402,7 +579,9 @@ fn a_frame_sent_a_byte_at_a_time_is_said_whole() {
     for byte in &long {
         bob.send_raw(std::slice::from_ref(byte));
     }
-    bob.expect_line(&format!("!! line too long (max {MAX_LINE} bytes); discarded up to the next newline"));
+    bob.expect_line(&format!(
+        "!! line too long (max {MAX_LINE} bytes); discarded up to the next newline"
+    ));
 }
 
 #[test]
@@ -440,7 +619,10 @@ fn a_protocol_violation_gets_close_1002_the_end_and_the_room_is_told() {
         ("an unmasked frame", vec![0x81, 0x02, b'h', b'i']),
         ("a reserved bit", reserved_bit),
         ("a reserved opcode", client_frame(0x3, true, b"x")),
-        ("a continuation with no message", client_frame(opcode::CONTINUATION, true, b"x")),
+        (
+            "a continuation with no message",
+            client_frame(opcode::CONTINUATION, true, b"x"),
+        ),
         ("a ping too long", client_frame(opcode::PING, true, &[b'p'; 126])),
     ];
     for (what, bytes) in cases {
@@ -477,7 +659,11 @@ fn a_request_that_never_finishes_is_answered_408_and_closed() {
     // TIMEOUT) for the server's answer and its close. The three wait
     // side by side.
     thread::scope(|s| {
-        for unfinished in ["GET / HTTP/1.1\r\nHost: x\r\n", "GET /ws HTTP/1.1\r\nUpgrade: web", ""] {
+        for unfinished in [
+            "GET / HTTP/1.1\r\nHost: x\r\n",
+            "GET /ws HTTP/1.1\r\nUpgrade: web",
+            "",
+        ] {
             s.spawn(move || {
                 let answer = http_exchange(addr, unfinished);
                 assert_eq!(answer.status, 408, "{unfinished:?}: {answer:?}");
@@ -497,7 +683,11 @@ fn a_request_head_over_8_kib_or_64_headers_is_answered_431_and_closed() {
     let start = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n");
     // A head that never ends, a whole one that is too big, and one of too
     // many lines.
-    for request in [format!("{start}{big}"), format!("{start}{big}\r\n"), format!("{start}{many}\r\n")] {
+    for request in [
+        format!("{start}{big}"),
+        format!("{start}{big}\r\n"),
+        format!("{start}{many}\r\n"),
+    ] {
         let answer = http_exchange(addr, &request);
         assert_eq!(answer.status, 431, "{answer:?}");
         assert!(
@@ -507,7 +697,9 @@ fn a_request_head_over_8_kib_or_64_headers_is_answered_431_and_closed() {
         );
     }
     // Just under the limits is served.
-    let fits: String = (0..60).map(|i| format!("X-Header-{i}: {}\r\n", "p".repeat(100))).collect();
+    let fits: String = (0..60)
+        .map(|i| format!("X-Header-{i}: {}\r\n", "p".repeat(100)))
+        .collect();
     let answer = http_exchange(addr, &format!("{start}{fits}\r\n"));
     assert_eq!(answer.status, 200, "{:?}", answer.headers);
 }
@@ -519,7 +711,10 @@ fn a_431_says_the_request_head_was_too_large() {
     let addr = server.web_addr();
     let answer = http_exchange(
         addr,
-        &format!("GET / HTTP/1.1\r\nHost: {addr}\r\nX-Padding: {}\r\n", "p".repeat(9 * 1024)),
+        &format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Padding: {}\r\n",
+            "p".repeat(9 * 1024)
+        ),
     );
     assert_eq!(answer.status, 431);
     assert_eq!(answer.body, "request head too large\n");
@@ -562,7 +757,11 @@ fn tiny_window_websocket(addr: SocketAddr) -> WsClient {
         panic!("cannot connect to {addr}: {e}");
     }
     let client = WsClient::upgrade_on(socket.into(), &upgrade_request(addr, None));
-    assert!(client.response.starts_with("HTTP/1.1 101 "), "{}", client.response);
+    assert!(
+        client.response.starts_with("HTTP/1.1 101 "),
+        "{}",
+        client.response
+    );
     client
 }
 
@@ -576,7 +775,7 @@ fn a_websocket_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
     // alice talks over TCP, bob reads over a WebSocket, and the slow one
     // (a WebSocket too) reads nothing after its upgrade, not even the
     // welcome.
-    let mut alice = watcher(&server, "alice");
+    let mut alice = server.connect_named("alice");
     let mut bob = web_user(&server, "bob", &mut [&mut alice]);
     let slow_client = tiny_window_websocket(server.web_addr());
     let joined = alice.read_line();
@@ -675,4 +874,172 @@ fn a_websocket_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
         bytes.len(),
         frames.len()
     );
+}
+
+// ---------------------------------------------------------------------------
+// 7. Keepalive.
+
+/// The server's keepalive ping's payload.
+const PING_PAYLOAD: &[u8] = b"chat-server";
+
+/// A server that pings a WebSocket after `ping_after` of quiet and waits
+/// `ping_timeout` for any frame in answer.
+fn keepalive_server(ping_after: Duration, ping_timeout: Duration) -> TestServer {
+    TestServer::start(Config {
+        web: chat_server::config::WebSettings {
+            keepalive: Keepalive {
+                ping_after,
+                ping_timeout,
+                ..Keepalive::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    })
+}
+
+#[test]
+fn an_idle_websocket_is_pinged_and_kept_while_it_answers() {
+    // The server looks again at a pinged socket only when the time to
+    // answer is up, and pings it again then: so pings come every
+    // ping_timeout while they are answered, and that is kept short here,
+    // though long enough for a loaded machine to answer in.
+    let server = keepalive_server(Duration::from_millis(100), Duration::from_millis(600));
+    let mut alice = server.connect_named("alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    // The second ping, not a close, is what shows the first was answered.
+    for round in 0..2 {
+        let frame = bob.read_frame();
+        assert_eq!(
+            (frame.opcode, frame.payload.as_slice()),
+            (opcode::PING, PING_PAYLOAD),
+            "round {round}: {frame:?}"
+        );
+        bob.send_raw(&client_frame(opcode::PONG, true, &frame.payload));
+    }
+    // Still on the chat, and nobody was told otherwise.
+    bob.send("still here");
+    alice.expect_line("<bob> still here");
+}
+
+#[test]
+fn a_websocket_that_does_not_answer_pings_is_told_and_closed() {
+    let server = keepalive_server(Duration::from_millis(100), Duration::from_millis(300));
+    let mut alice = server.connect_named("alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    let frames = bob.read_until_closed();
+    let ping = frames
+        .first()
+        .unwrap_or_else(|| panic!("no frame before the close"));
+    assert_eq!(
+        (ping.opcode, ping.payload.as_slice()),
+        (opcode::PING, PING_PAYLOAD)
+    );
+    // The goodbye says how long it was quiet, in whole seconds.
+    let goodbye = frames
+        .get(1)
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .unwrap_or_default();
+    let secs = goodbye
+        .strip_prefix("-- closing connection: no answer to PING for ")
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(secs.is_some(), "the goodbye line: {goodbye:?}");
+    assert_lines_then_close(&frames[1..], &[&goodbye], 1000);
+    alice.expect_line("-- bob left #lobby (ping timeout)");
+}
+
+#[test]
+fn a_client_ping_gets_a_pong_with_its_payload() {
+    let server = TestServer::start(config());
+    let mut bob = WsClient::connect_guest(server.web_addr());
+    for payload in [&b"are you there?"[..], b"", &[0xff_u8; 125]] {
+        bob.send_raw(&client_frame(opcode::PING, true, payload));
+        let pong = bob.read_frame();
+        assert_eq!((pong.opcode, pong.fin), (opcode::PONG, true), "{pong:?}");
+        assert_eq!(pong.payload, payload);
+    }
+    // An unasked pong is fine (RFC 6455, 5.5.3) and changes nothing.
+    bob.send_raw(&client_frame(opcode::PONG, true, b"unasked"));
+    bob.send("/who");
+    bob.expect_line(&format!("-- 1 in #lobby: {}", bob.nick()));
+}
+
+// ---------------------------------------------------------------------------
+// 8. Leaving.
+
+#[test]
+fn quit_gets_the_last_lines_then_close_1000_then_the_end() {
+    let server = TestServer::start(config());
+    let mut alice = server.connect_named("alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    bob.send("/quit gone fishing");
+    let frames = bob.read_until_closed();
+    assert_lines_then_close(&frames, &["-- bye"], 1000);
+    alice.expect_line("-- bob left #lobby (quit: gone fishing)");
+}
+
+#[test]
+fn a_close_frame_from_the_client_is_echoed_and_the_connection_closed() {
+    let server = TestServer::start(config());
+    let mut alice = server.connect_named("alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    let mut close = 1000_u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"done");
+    bob.send_raw(&client_frame(opcode::CLOSE, true, &close));
+    let frames = bob.read_until_closed();
+    assert_lines_then_close(&frames, &[], 1000);
+    alice.expect_line("-- bob left #lobby (disconnect)");
+}
+
+#[test]
+fn shutdown_tells_websockets_and_closes_them_with_1001() {
+    let server = TestServer::start(config());
+    let mut alice = server.connect_named("alice");
+    let mut bob = web_user(&server, "bob", &mut [&mut alice]);
+    bob.send("last words");
+    alice.expect_line("<bob> last words");
+    server.begin_shutdown();
+    let frames = bob.read_until_closed();
+    assert_lines_then_close(&frames, &["-- server shutting down"], 1001);
+    alice.expect_line("-- server shutting down");
+    alice.expect_eof();
+    drop((alice, bob));
+    let result = server.stop();
+    assert!(result.is_ok(), "run() returned {result:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 9. The per-address limit.
+
+#[test]
+fn a_web_connection_past_the_per_address_limit_gets_503() {
+    let server = TestServer::start(Config {
+        max_per_ip: 1,
+        ..config()
+    });
+    let addr = server.web_addr();
+    let mut bob = WsClient::connect_guest(addr);
+    // The refusal comes at once, before any request: read it without
+    // sending one.
+    let mut second = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    second
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("set a read timeout");
+    let (bytes, ending) = read_to_end(&mut second, 4096);
+    let answer = String::from_utf8_lossy(&bytes);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer:?} then {ending}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\ntoo many connections from your address\n"),
+        "{answer:?}"
+    );
+    // The line listener counts the same places.
+    let mut line = Client::connect(server.addr());
+    line.expect_line("!! too many connections from your address");
+    // The first connection was not disturbed.
+    bob.send("/who");
+    bob.expect_line(&format!("-- 1 in #lobby: {}", bob.nick()));
 }
