@@ -354,6 +354,13 @@ fn only_programs_the_pages_own_origin_and_allowed_origins_may_open_a_websocket()
             );
         }
     }
+    // A sandboxed frame or a file says `null`: not an origin at all.
+    let null = WsClient::try_upgrade(addr, &upgrade_request(addr, Some("null")));
+    assert_refused(
+        null,
+        "403 Forbidden",
+        "the origin \"null\" is not one this server can allow\n",
+    );
     // The refused ones never reached the chat: the room heard of no one
     // else, and holds only those let in.
     guests.sort_by_key(|nick| nick.to_lowercase());
