@@ -126,6 +126,17 @@ impl ListenerKind {
         tls: true,
     };
 
+    /// The web page and its WebSocket over plain TCP.
+    pub const WEB: ListenerKind = ListenerKind {
+        protocol: Protocol::Web,
+        tls: false,
+    };
+    /// The web page and its WebSocket over TLS.
+    pub const WEB_TLS: ListenerKind = ListenerKind {
+        protocol: Protocol::Web,
+        tls: true,
+    };
+
     /// What the log and systemd's status line add after the address of a
     /// listener of this kind; None for the plain line protocol.
     pub fn label(self) -> Option<&'static str> {
@@ -134,6 +145,8 @@ impl ListenerKind {
             (Protocol::Line, true) => Some("TLS"),
             (Protocol::Irc, false) => Some("IRC"),
             (Protocol::Irc, true) => Some("IRC over TLS"),
+            (Protocol::Web, false) => Some("web"),
+            (Protocol::Web, true) => Some("web over TLS"),
             (Protocol::Test, false) => Some("test"),
             (Protocol::Test, true) => Some("test over TLS"),
         }
