@@ -87,8 +87,6 @@ const state = {
   notifyOn: false,
   recall: [],
   recallAt: 0,
-  /** A hook for tests: a headless browser may not be able to hide its tab. */
-  forceHidden: false,
 };
 
 // ---------------------------------------------------------------------------
@@ -358,7 +356,7 @@ function flushReplay() {
 }
 
 function pageHidden() {
-  return state.forceHidden || document.visibilityState === 'hidden';
+  return document.visibilityState === 'hidden';
 }
 
 function updateTitle() {
@@ -754,7 +752,6 @@ function start() {
   ui.log.addEventListener('scroll', () => { if (nearBottom()) ui.jump.hidden = true; });
   document.addEventListener('visibilitychange', onVisibility);
   window.addEventListener('online', () => { if (state.phase === 'offline') connect(); });
-  window.chatPage = { setHidden(hidden) { state.forceHidden = hidden; onVisibility(); } };
 
   state.notifyOn = load(STORE_NOTIFY) === 'on';
   showNotifyButton();
