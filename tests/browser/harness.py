@@ -63,11 +63,19 @@ class Daemon:
     LINE = re.compile(r"listening on (\S+:\d+)$")
     WEB = re.compile(r"listening on (\S+:\d+) \(web\)$")
 
+    # Every HTTP request for an asset is a connection of its own (the
+    # server answers `Connection: close`), and all of them count against
+    # --connect-rate (default 2 a second after a burst of 16): a page load
+    # is about five connections, so a test that reloads the page and adds
+    # nc users from the same 127.0.0.1 would be refused. The throttle is
+    # not what these tests are about.
+    OPTIONS = ("--connect-rate", "0")
+
     def __init__(self, line="127.0.0.1:0", web="127.0.0.1:0", extra=()):
         self.log = []
         self.lines = queue.Queue()
         self.process = subprocess.Popen(
-            [chat_server_binary(), "--listen", line, "--web-listen", web, *extra],
+            [chat_server_binary(), "--listen", line, "--web-listen", web, *self.OPTIONS, *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
