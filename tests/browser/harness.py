@@ -194,6 +194,9 @@ class Browser:
         self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
         self.console = []
         self.viewport(width, height, mobile)
+        if mobile:
+            # Phones draw overlay scrollbars that take no width.
+            self.driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": True})
         scheme = "dark" if dark else "light"
         self.driver.execute_cdp_cmd(
             "Emulation.setEmulatedMedia",
