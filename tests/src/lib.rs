@@ -171,6 +171,7 @@ pub struct TestServer {
     irc_addrs: Vec<SocketAddr>,
     /// Where it serves the web page and its WebSocket.
     web_addrs: Vec<SocketAddr>,
+    web_tls_addrs: Vec<SocketAddr>,
     /// Reloads the TLS certificate, if the server serves TLS.
     tls_reloader: Option<chat_server::net::tls::Reloader>,
     /// Starts the graceful shutdown.
@@ -220,6 +221,7 @@ impl TestServer {
         let tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::LINE_TLS);
         let irc_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::IRC);
         let web_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::WEB);
+        let web_tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::WEB_TLS);
         let tls_reloader = server.tls_reloader();
         let handle = server.handle();
         let liveness = server.liveness();
@@ -238,6 +240,7 @@ impl TestServer {
             tls_addrs,
             irc_addrs,
             web_addrs,
+            web_tls_addrs,
             tls_reloader,
             handle,
             liveness,
@@ -300,6 +303,16 @@ impl TestServer {
         match self.web_addrs.first() {
             Some(addr) => *addr,
             None => panic!("the test server has no web listener (set web_listen)"),
+        }
+    }
+
+    /// The (first) address of a web-over-TLS listener; panics if there is
+    /// none.
+    #[track_caller]
+    pub fn web_tls_addr(&self) -> SocketAddr {
+        match self.web_tls_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no web-over-TLS listener (set web_tls_listen)"),
         }
     }
 

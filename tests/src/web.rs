@@ -174,30 +174,7 @@ impl WsClient {
     /// Reads the next frame, whatever it is.
     #[track_caller]
     pub fn read_frame(&mut self) -> Frame {
-        let mut head = [0_u8; 2];
-        self.read_exact(&mut head);
-        assert_eq!(head[1] & 0x80, 0, "a server frame must not be masked");
-        let length = match head[1] & 0x7f {
-            126 => {
-                let mut bytes = [0_u8; 2];
-                self.read_exact(&mut bytes);
-                u64::from(u16::from_be_bytes(bytes))
-            }
-            127 => {
-                let mut bytes = [0_u8; 8];
-                self.read_exact(&mut bytes);
-                u64::from_be_bytes(bytes)
-            }
-            n => u64::from(n),
-        };
-        assert!(length <= 1 << 20, "a frame of {length} bytes");
-        let mut payload = vec![0_u8; length as usize];
-        self.read_exact(&mut payload);
-        Frame {
-            opcode: head[0] & 0x0f,
-            fin: head[0] & 0x80 != 0,
-            payload,
-        }
+        read_frame_from(&mut self.stream)
     }
 
     /// Reads the next frame, which must be a text frame: one server line.
@@ -247,12 +224,42 @@ impl WsClient {
     pub fn into_stream(self) -> TcpStream {
         self.stream
     }
+}
 
-    #[track_caller]
-    fn read_exact(&mut self, buf: &mut [u8]) {
-        if let Err(e) = self.stream.read_exact(buf) {
-            panic!("cannot read a frame: {e}");
+/// Reads the next frame the server sent from `stream` (a TCP stream, or a
+/// TLS one), whatever it is.
+#[track_caller]
+pub fn read_frame_from(stream: &mut impl Read) -> Frame {
+    let mut head = [0_u8; 2];
+    read_exactly(stream, &mut head);
+    assert_eq!(head[1] & 0x80, 0, "a server frame must not be masked");
+    let length = match head[1] & 0x7f {
+        126 => {
+            let mut bytes = [0_u8; 2];
+            read_exactly(stream, &mut bytes);
+            u64::from(u16::from_be_bytes(bytes))
         }
+        127 => {
+            let mut bytes = [0_u8; 8];
+            read_exactly(stream, &mut bytes);
+            u64::from_be_bytes(bytes)
+        }
+        n => u64::from(n),
+    };
+    assert!(length <= 1 << 20, "a frame of {length} bytes");
+    let mut payload = vec![0_u8; length as usize];
+    read_exactly(stream, &mut payload);
+    Frame {
+        opcode: head[0] & 0x0f,
+        fin: head[0] & 0x80 != 0,
+        payload,
+    }
+}
+
+#[track_caller]
+fn read_exactly(stream: &mut impl Read, buf: &mut [u8]) {
+    if let Err(e) = stream.read_exact(buf) {
+        panic!("cannot read a frame: {e}");
     }
 }
 

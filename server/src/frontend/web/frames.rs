@@ -13,7 +13,7 @@
 //! Invariants, as for the line decoder:
 //! - A message is kept until it ends only up to `max_line + 2` bytes (a
 //!   line and its `\r\n`); past that it is reported once as
-//!   [`DecodeError::TooLong`] and the rest of it is skipped unstored, so a
+//!   [`DecodeError::MessageTooLong`] and the rest of it is skipped unstored, so a
 //!   frame that declares a length of 2^63 costs what one long line costs.
 //! - A control frame's payload is at most 125 bytes (the RFC's limit), so
 //!   the decoder never holds more than one message, one control payload and
@@ -299,7 +299,7 @@ impl FrameDecoder {
                     self.message = Vec::new();
                     self.skipping = true;
                     self.ready
-                        .push_back(Err(DecodeError::TooLong { max: self.max_line }));
+                        .push_back(Err(DecodeError::MessageTooLong { max: self.max_line }));
                 } else {
                     self.message.extend(unmasked);
                 }
@@ -520,7 +520,11 @@ mod tests {
         let input = [text("short"), text(&long), text("after")].concat();
         assert_eq!(
             lines_of(&mut decoder, &input),
-            vec![ok("short"), Err(DecodeError::TooLong { max: 10 }), ok("after")]
+            vec![
+                ok("short"),
+                Err(DecodeError::MessageTooLong { max: 10 }),
+                ok("after")
+            ]
         );
         assert!(decoder.capacity() <= 64, "nothing of the long message was kept");
     }
@@ -535,7 +539,7 @@ mod tests {
         input.extend_from_slice(&[0; 4096]);
         assert_eq!(
             lines_of(&mut decoder, &input),
-            vec![Err(DecodeError::TooLong { max: 10 })]
+            vec![Err(DecodeError::MessageTooLong { max: 10 })]
         );
         assert_eq!(lines_of(&mut decoder, &[0; 4096]), vec![], "reported once");
         assert!(decoder.capacity() <= 64);

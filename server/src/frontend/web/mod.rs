@@ -153,6 +153,33 @@ mod tests {
         assert!(session.capacity() <= 2 * MAX_REQUEST_HEAD);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_request_bytes_panic_or_hold_more_than_a_head_and_a_read(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12_000),
+            start_like_a_request in proptest::prelude::any::<bool>(),
+            cut in 1_usize..700,
+        ) {
+            let policy = OriginPolicy::default();
+            let mut session = Session::default();
+            let prefix: &[u8] = if start_like_a_request {
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            } else {
+                b""
+            };
+            let input = [prefix, &garbage].concat();
+            for piece in input.chunks(cut) {
+                match session.take_request(piece, &policy, false) {
+                    Step::More => proptest::prop_assert!(session.request.len() <= MAX_REQUEST_HEAD + cut),
+                    Step::Answer { after, .. } => {
+                        proptest::prop_assert!(after.len() < cut);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_line_of_an_event_is_its_own_text_frame() {
         let event = ServerEvent::Said {
