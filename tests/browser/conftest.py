@@ -57,8 +57,8 @@ def line_users():
     """line_users(port, nick, room) connects a user as nc would; closed at the end."""
     made = []
 
-    def connect(port, nick=None, room=None):
-        user = LineUser(port, nick, room)
+    def connect(port, nick=None, room=None, host="127.0.0.1"):
+        user = LineUser(port, nick, room, host)
         made.append(user)
         return user
 

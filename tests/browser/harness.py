@@ -121,6 +121,19 @@ class Daemon:
     def url(self):
         return "http://" + self.web_addr + "/"
 
+    def ctl(self, *args):
+        """Runs `chat-server ctl ARGS` against this daemon (started with
+        --control-socket); its output."""
+        socket_path = self.process.args[self.process.args.index("--control-socket") + 1]
+        done = subprocess.run(
+            [chat_server_binary(), "ctl", "--socket", socket_path, *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, f"ctl {args}: {done.returncode} {done.stderr}"
+        return done.stdout
+
     def stop(self):
         """SIGTERM to its PID, then SIGKILL if it has not gone in time."""
         if self.process.poll() is None:
@@ -136,8 +149,8 @@ class Daemon:
 class LineUser:
     """A user of the line protocol over plain TCP, as with `nc`."""
 
-    def __init__(self, port, nick=None, room=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port, nick=None, room=None, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
         self.buffer = b""
         self.seen = []
         self.read_until(lambda line: line.startswith("-- welcome to "))
@@ -267,7 +280,7 @@ class Browser:
         self.driver.find_element(By.CSS_SELECTOR, "#setup-form button[type=submit]").click()
         self.wait_ready(nick, "#" + room.lstrip("#"))
 
-    def wait_ready(self, nick, room):
+    def wait_ready(self, nick, room, timeout=TIMEOUT):
         """Waits until the page is connected as nick in room."""
 
         def ready():
@@ -278,7 +291,7 @@ class Browser:
             )
             return here == ["online", nick, room]
 
-        self.wait(ready, f"the page did not become {nick} in {room}")
+        self.wait(ready, f"the page did not become {nick} in {room}", timeout)
 
     def type(self, text):
         field = self.driver.find_element(By.ID, "input")

@@ -117,6 +117,39 @@ def test_the_page_reconnects_after_the_daemon_restarts_on_the_same_port(daemons,
     assert bob.read_until(lambda line: line.startswith("<alice>")) == "<alice> thanks"
 
 
+def test_a_reconnect_to_the_same_daemon_shows_only_the_history_it_missed(daemons, browser, line_users, tmp_path):
+    # bob talks over IPv6 so that banning 127.0.0.1 for a while cuts off
+    # the browser alone: it is disconnected, and refused until the unban.
+    control = str(tmp_path / "control")
+    daemon = daemons(line="[::1]:0", extra=("--control-socket", control))
+    bob = line_users(daemon.line_port, "bob", "#den", host="::1")
+    bob.send("one")
+    bob.send("two")
+    who_answered(bob, "#den", "bob")
+    browser.open(daemon.url)
+    browser.choose("alice", "den")
+    browser.wait_row("bob: two", cls="history")
+    bob.send("three")
+    browser.wait_row("bob: three")
+
+    assert "1 disconnected" in daemon.ctl("ban", "127.0.0.1")
+    bob.read_until(lambda line: line.startswith("-- alice ") and "#den" in line)
+    browser.wait_row("Connection lost.", cls="kind-status")
+    bob.send("said while you were away")
+    who_answered(bob, "#den", "bob")
+    daemon.ctl("unban", "127.0.0.1")
+
+    # The backoff is at a few seconds by now (refused attempts double it).
+    browser.wait_ready("alice", "#den", timeout=3 * TIMEOUT)
+    missed = browser.wait_row("bob: said while you were away", cls="history")
+    assert missed["text"].endswith("bob: said while you were away")
+    texts = [row["text"] for row in browser.rows()]
+    for line in ("bob: one", "bob: two", "bob: three"):
+        assert sum(text.endswith(line) for text in texts) == 1, (line, texts)
+    # The refusals while banned were shown, as the server's errors.
+    assert any("banned" in text for text in texts), texts
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
