@@ -347,3 +347,116 @@ def test_a_broken_policy_would_show_in_the_console(daemon, browser):
     assert browser.js("return window.__ran === true") is False
     # This test broke the policy on purpose; the fixture must not fail it.
     browser.console = []
+
+
+# Stands in for the browser's Notification before the page's script runs
+# (injected by the driver, so the page's CSP does not apply to it): records
+# what the page shows and how often it asks for permission.
+NOTIFICATION_SPY = """
+window.__notes = [];
+window.__asked = 0;
+const RealNotification = window.Notification;
+window.Notification = class {
+  constructor(title, options) { window.__notes.push([title, (options || {}).body]); }
+  close() {}
+  static get permission() { return RealNotification.permission; }
+  static requestPermission() { window.__asked += 1; return RealNotification.requestPermission(); }
+};
+"""
+
+
+def test_notifications_are_opt_in_and_only_for_mentions_and_private_messages_while_hidden(
+    daemon, browser, line_users
+):
+    browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NOTIFICATION_SPY})
+    bob = line_users(daemon.line_port, "bob", "#rust")
+    browser.open(daemon.url)
+    browser.choose("alice", "rust")
+    bob.read_until("-- alice joined #rust")
+    # Never asked on load: the button asks, and only when pressed.
+    assert browser.js("return [window.__asked, Notification.permission]") == [0, "default"]
+    notify = browser.driver.find_element(By.ID, "notify")
+    assert notify.is_displayed() and notify.get_attribute("aria-pressed") == "false"
+
+    browser.driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": daemon.url.rstrip("/"), "permissions": ["notifications"]}
+    )
+    notify.click()
+    browser.wait(lambda: notify.get_attribute("aria-pressed") == "true", "notifications did not turn on")
+
+    browser.driver.minimize_window()
+    browser.wait(lambda: browser.js("return document.visibilityState") == "hidden", "the tab did not hide")
+    bob.send("just chatting")
+    bob.send("alice, can you look at this?")
+    bob.send("/msg alice psst")
+    bob.read_until("-> *alice* psst")
+    browser.wait(lambda: len(browser.js("return window.__notes")) == 2, "no two notifications")
+    assert browser.js("return window.__notes") == [
+        ["bob in #rust", "alice, can you look at this?"],
+        ["bob (private)", "psst"],
+    ]
+    browser.wait_row("bob: just chatting")
+
+    browser.driver.maximize_window()
+    browser.wait(lambda: browser.js("return document.visibilityState") == "visible", "the tab did not show")
+    bob.send("alice: and now?")
+    row = browser.wait_row("bob: alice: and now?", cls="mention")
+    assert "mention" in row["cls"].split()
+    assert len(browser.js("return window.__notes")) == 2
+
+
+NICK_COLOURS = """
+const out = [];
+const background = (node) => {
+  for (; node; node = node.parentElement) {
+    const colour = getComputedStyle(node).backgroundColor;
+    if (colour !== 'rgba(0, 0, 0, 0)' && colour !== 'transparent') return colour;
+  }
+  return 'rgb(255, 255, 255)';
+};
+for (const rowClass of ['row kind-message', 'row kind-message mention', 'row kind-private-in']) {
+  const row = document.createElement('li');
+  row.className = rowClass;
+  document.getElementById('log').append(row);
+  for (let i = 0; i < 10; i++) {
+    const nick = document.createElement('span');
+    nick.className = 'nick nick-' + i;
+    nick.textContent = 'nick' + i;
+    row.append(nick);
+    out.push([rowClass, i, getComputedStyle(nick).color, background(nick)]);
+  }
+  row.remove();
+}
+return out;
+"""
+
+
+def _luminance(css):
+    red, green, blue = (int(part) for part in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+
+    def channel(value):
+        value /= 255
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
+
+
+def _contrast(foreground, background):
+    light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_every_nick_colour_is_readable_in_the_light_and_the_dark_scheme(daemon, browsers):
+    for dark in (False, True):
+        browser = browsers(dark=dark)
+        browser.open(daemon.url)
+        browser.choose("dark" if dark else "light", "rust")
+        measured = browser.js(NICK_COLOURS)
+        assert len(measured) == 30
+        assert len({colour for _, _, colour, _ in measured}) == 10, measured
+        poor = [
+            (row, i, colour, background, round(_contrast(colour, background), 2))
+            for row, i, colour, background in measured
+            if _contrast(colour, background) < 4.5
+        ]
+        assert poor == [], f"dark={dark}: nick colours under WCAG AA's 4.5:1: {poor}"
