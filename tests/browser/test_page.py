@@ -15,7 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
-from harness import TIMEOUT, Daemon
+from harness import TIMEOUT
 
 INJECTION = "<img src=x onerror=alert(1)>"
 
@@ -24,7 +24,7 @@ def who_answered(user, room, nick):
     """Sends /who and waits for its answer: the hub has then handled every
     line user sent before, so they are in the room's history."""
     user.send("/who")
-    user.read_until(lambda line: line.startswith(f"-- ") and f" in {room}: " in line and nick in line)
+    user.read_until(lambda line: line.startswith("-- ") and f" in {room}: " in line and nick in line)
 
 
 def test_a_browser_user_and_an_nc_user_in_one_room_see_each_others_lines(daemon, browser, line_users):
@@ -460,3 +460,33 @@ def test_every_nick_colour_is_readable_in_the_light_and_the_dark_scheme(daemon, 
             if _contrast(colour, background) < 4.5
         ]
         assert poor == [], f"dark={dark}: nick colours under WCAG AA's 4.5:1: {poor}"
+
+
+def test_the_reconnect_delays_double_from_one_second_to_thirty_with_jitter(daemon, browser):
+    browser.open(daemon.url)
+    # retryDelay(attempt) is the page's own schedule (a global of app.js).
+    delays = browser.js(
+        "return [...Array(10).keys()].map(a => [...Array(50)].map(() => retryDelay(a)))"
+    )
+    for attempt, samples in enumerate(delays):
+        base = min(30000, 1000 * 2**attempt)
+        assert all(0.75 * base <= d <= min(30000, 1.25 * base) for d in samples), (attempt, samples)
+        if base < 30000:
+            assert len(set(samples)) > 1, f"no jitter at attempt {attempt}: {samples}"
+    assert max(delays[-1]) <= 30000
+
+
+def test_the_controls_are_labelled_and_the_log_is_announced(daemon, browser):
+    browser.open(daemon.url)
+    unlabelled = browser.js(
+        "return [...document.querySelectorAll('input, button')].filter(e =>"
+        " !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())"
+        ".map(e => e.id || e.outerHTML)"
+    )
+    assert unlabelled == []
+    log = browser.driver.find_element(By.ID, "log")
+    assert (log.get_attribute("role"), log.get_attribute("aria-live")) == ("log", "polite")
+    labels = browser.js(
+        "return ['setup-nick', 'setup-room', 'input'].map(id => document.getElementById(id).labels[0].textContent.trim())"
+    )
+    assert labels == ["Nick", "Room", "Message, or a command such as /help"]
