@@ -333,6 +333,8 @@ def test_the_page_fits_a_phone_without_horizontal_scroll(daemon, browsers, line_
         ".map(e => e.tagName + '.' + e.className)"
     )
     assert overflowing == [], overflowing
+    # The room's name is shown whole, not cut to "#ph…".
+    assert browser.js("const h = document.getElementById('room-name'); return h.scrollWidth <= h.clientWidth")
 
 
 def test_a_broken_policy_would_show_in_the_console(daemon, browser):
