@@ -87,8 +87,6 @@ const state = {
   notifyOn: false,
   recall: [],
   recallAt: 0,
-  /** A hook for tests: a headless browser may not be able to hide its tab. */
-  forceHidden: false,
 };
 
 // ---------------------------------------------------------------------------
@@ -238,6 +236,11 @@ function mentions(text, nick) {
   return new RegExp('(^|[^A-Za-z0-9_-])' + escaped + '($|[^A-Za-z0-9_-])', 'i').test(text);
 }
 
+/** A badge, and the words a screen reader needs after it (the badge's gap is only CSS). */
+function tag(className, text, after = ' ') {
+  return [el('span', className, text), el('span', 'visually-hidden', after)];
+}
+
 /** The row for a parsed line: time, then who, then what. */
 function renderRow(p, at) {
   const row = el('li', 'row kind-' + p.kind);
@@ -249,13 +252,13 @@ function renderRow(p, at) {
     body.append(el('span', nickClass(p.nick), p.nick));
     body.append(el('span', p.kind === 'action' ? 'gap' : 'visually-hidden', p.kind === 'action' ? ' ' : ': '));
   } else if (p.kind === 'private-in') {
-    body.append(el('span', 'tag', 'private'), el('span', nickClass(p.nick), p.nick));
+    body.append(...tag('tag', 'private'), el('span', nickClass(p.nick), p.nick));
     body.append(el('span', 'visually-hidden', ': '));
   } else if (p.kind === 'private-out') {
-    body.append(el('span', 'tag', 'private to'), el('span', nickClass(p.nick), p.nick));
+    body.append(...tag('tag', 'private to'), el('span', nickClass(p.nick), p.nick));
     body.append(el('span', 'visually-hidden', ': '));
   } else if (p.kind === 'error') {
-    body.append(el('span', 'tag tag-error', 'error'));
+    body.append(...tag('tag tag-error', 'error', ': '));
   } else if (p.kind === 'command') {
     body.append(el('span', 'prompt', '› '));
   }
@@ -358,7 +361,7 @@ function flushReplay() {
 }
 
 function pageHidden() {
-  return state.forceHidden || document.visibilityState === 'hidden';
+  return document.visibilityState === 'hidden';
 }
 
 function updateTitle() {
@@ -754,7 +757,6 @@ function start() {
   ui.log.addEventListener('scroll', () => { if (nearBottom()) ui.jump.hidden = true; });
   document.addEventListener('visibilitychange', onVisibility);
   window.addEventListener('online', () => { if (state.phase === 'offline') connect(); });
-  window.chatPage = { setHidden(hidden) { state.forceHidden = hidden; onVisibility(); } };
 
   state.notifyOn = load(STORE_NOTIFY) === 'on';
   showNotifyButton();
