@@ -315,7 +315,8 @@ pub struct Cli {
     /// New connections a second one address may open, on average; a whole
     /// network may open four times as many. 0 turns the throttle off. One
     /// more is told "too many new connections from your address" and
-    /// closed.
+    /// closed. The web listeners have a throttle of their own, eight times
+    /// this and --connect-burst: a page load takes five connections.
     #[arg(long, value_name = "PER_SEC", env = "CHAT_SERVER_CONNECT_RATE", default_value_t = DEFAULT_CONNECT_RATE)]
     pub connect_rate: u32,
 

@@ -70,6 +70,11 @@ pub const DEFAULT_CONNECT_BURST: u32 = 16;
 /// throttle stops one host with many addresses, not a site's few hosts.
 pub const NET_THROTTLE_FACTOR: u32 = 4;
 
+/// How many times an address's throttle its connections to the web
+/// listeners get (a throttle of their own): one page load is five
+/// connections, each closed once answered.
+pub const WEB_THROTTLE_FACTOR: u32 = 8;
+
 /// Default for [`Config::tls_handshake_timeout`]: ten seconds is long
 /// for any client on any network to say hello, and short enough that
 /// connections that never do cannot hold places for long.

@@ -63,13 +63,11 @@ class Daemon:
     LINE = re.compile(r"listening on (\S+:\d+)$")
     WEB = re.compile(r"listening on (\S+:\d+) \(web\)$")
 
-    # Every HTTP request for an asset is a connection of its own (the
-    # server answers `Connection: close`), and all of them count against
-    # --connect-rate (default 2 a second after a burst of 16): a page load
-    # is about five connections, so a test that reloads the page and adds
-    # nc users from the same 127.0.0.1 would be refused. The throttle is
-    # not what these tests are about.
-    OPTIONS = ("--connect-rate", "0")
+    # The daemon runs on its defaults: page loads draw on the web
+    # listeners' own connection throttle (eight times --connect-rate), so
+    # reloading the page and adding nc users from the same 127.0.0.1 is
+    # served as a user would be.
+    OPTIONS = ()
 
     def __init__(self, line="127.0.0.1:0", web="127.0.0.1:0", extra=()):
         self.log = []

@@ -42,7 +42,7 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::chat::messages::{Adopt, Inbound, Released};
 use crate::config::Config;
 use crate::frontend::Protocol;
-use crate::net::admission::{Admission, OldestSilent, Refusal};
+use crate::net::admission::{Admission, Door, OldestSilent, Refusal};
 use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::later;
@@ -435,7 +435,11 @@ impl Acceptor {
         if full && make_room.is_none() {
             return self.refuse(&stream, addr, kind, Refusal::Full);
         }
-        if let Err(refusal) = self.admission.admit(addr.ip(), now) {
+        let door = match kind.protocol {
+            Protocol::Web => Door::Web,
+            Protocol::Line | Protocol::Irc | Protocol::Test => Door::Chat,
+        };
+        if let Err(refusal) = self.admission.admit_at(door, addr.ip(), now) {
             return self.refuse(&stream, addr, kind, refusal);
         }
         configure_socket(&stream, addr);

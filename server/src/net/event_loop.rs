@@ -1145,7 +1145,11 @@ impl EventLoop {
         let next = match conn.pinged {
             Some(pinged) if now.saturating_duration_since(pinged) >= keepalive.ping_timeout => {
                 log::debug!("{}: no answer to a WebSocket ping, disconnecting", conn.addr);
-                return self.end_quiet(slot, Ending::PingTimeout { quiet });
+                // Told as "no answer to PING for N s": counted from the
+                // ping, not from the last frame (IRC's "Ping timeout"
+                // counts the whole silence, as IRC servers do).
+                let unanswered = now.saturating_duration_since(pinged);
+                return self.end_quiet(slot, Ending::PingTimeout { quiet: unanswered });
             }
             Some(pinged) => later(pinged, keepalive.ping_timeout),
             None if quiet >= keepalive.ping_after => {

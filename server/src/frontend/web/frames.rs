@@ -343,7 +343,14 @@ impl FrameDecoder {
             message.push(b'\n');
         }
         let mut lines = LineDecoder::new(self.max_line);
-        self.ready.extend(lines.decode(&message));
+        // A line over the limit can only be the whole message here (the
+        // message is at most a line and its line end): say so as a
+        // message, not as a line "discarded up to the next newline".
+        let max_line = self.max_line;
+        self.ready.extend(lines.decode(&message).map(|line| match line {
+            Err(DecodeError::TooLong { .. }) => Err(DecodeError::MessageTooLong { max: max_line }),
+            other => other,
+        }));
         message.clear();
         // Keep the buffer for the next message.
         self.message = message;

@@ -67,12 +67,15 @@ impl Session {
                 Step::More
             }
             Parsed::Partial => Step::Answer {
-                reply: Reply::Refused(Status::HeadersTooLarge, "request head too large".to_string()),
+                reply: Reply::Refused(
+                    Status::HeadersTooLarge,
+                    why_invalid(Status::HeadersTooLarge).to_string(),
+                ),
                 request: "-".to_string(),
                 after: Vec::new(),
             },
             Parsed::Invalid(status) => Step::Answer {
-                reply: Reply::Refused(status, "not a request this server understands".to_string()),
+                reply: Reply::Refused(status, why_invalid(status).to_string()),
                 request: "-".to_string(),
                 after: Vec::new(),
             },
@@ -91,6 +94,15 @@ impl Session {
     /// Bytes held, for figures.
     pub fn capacity(&self) -> usize {
         self.request.capacity()
+    }
+}
+
+/// Why a request the parser refused with `status` is refused, for its
+/// answer's body.
+fn why_invalid(status: Status) -> &'static str {
+    match status {
+        Status::HeadersTooLarge => "request head too large",
+        _ => "not a request this server understands",
     }
 }
 
