@@ -55,6 +55,16 @@ use crate::tls;
 /// speaks IRC to it. Against an IRC server started by hand give --addr of
 /// its IRC port (and, for mixed, --addr of the line port and --irc-addr of
 /// the IRC one). IRC runs fanout, fixed-rate, idle, ramp and join-storm.
+///
+/// --protocol web speaks WebSocket (`GET /ws`, then the line protocol one
+/// line per text frame; Pings answered): chat-bench then starts chat-server
+/// with a web listener beside its line one (`--web-listen 127.0.0.1:0`,
+/// its port read from the server's log) and connects to it; --protocol
+/// mixed-web puts every other client on each (one room), and fan-out
+/// reports give deliveries/s and latency for each kind of receiver as well
+/// as for all. Against a chat-server started by hand give --addr of its web
+/// listener (mixed-web: --addr of the line listener and --web-addr of the
+/// web one). WebSocket runs fanout, fixed-rate, idle, ramp and join-storm.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
@@ -91,6 +101,12 @@ pub enum Protocol {
     /// Every other client on IRC, the others on the line protocol, in one
     /// room (chat-server only).
     Mixed,
+    /// WebSocket: chat-server's web listener, the line protocol one line
+    /// per text frame (chat-server only).
+    Web,
+    /// Every other client on WebSocket, the others on the line protocol,
+    /// in one room (chat-server only).
+    MixedWeb,
 }
 
 impl Protocol {
@@ -100,7 +116,19 @@ impl Protocol {
             Protocol::Line => "line",
             Protocol::Irc => "irc",
             Protocol::Mixed => "mixed",
+            Protocol::Web => "web",
+            Protocol::MixedWeb => "mixed-web",
         }
+    }
+
+    /// Whether any of its connections speak IRC.
+    pub fn has_irc(self) -> bool {
+        matches!(self, Protocol::Irc | Protocol::Mixed)
+    }
+
+    /// Whether any of its connections speak WebSocket.
+    pub fn has_web(self) -> bool {
+        matches!(self, Protocol::Web | Protocol::MixedWeb)
     }
 }
 
@@ -243,6 +271,11 @@ pub struct TargetArgs {
     /// port.
     #[arg(long, value_name = "ADDR", global = true)]
     pub irc_addr: Option<SocketAddr>,
+    /// With --addr and --protocol mixed-web: chat-server's web listener
+    /// (--addr is then its line listener). With --protocol web, --addr is
+    /// the web listener.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub web_addr: Option<SocketAddr>,
     /// The ngircd to start for --target ngircd without --addr.
     #[arg(long, value_name = "PATH", default_value = "ngircd", global = true)]
     pub ngircd_bin: PathBuf,
@@ -632,6 +665,29 @@ mod tests {
         assert_eq!(cli.target.irc_addr, Some("127.0.0.1:6667".parse().unwrap()));
         assert_eq!(cli.target.ngircd_flood.name(), "no-penalty");
         assert!(Cli::try_parse_from(["chat-bench", "idle", "--protocol", "xmpp"]).is_err());
+    }
+
+    #[test]
+    fn web_options_parse_and_name_their_protocols() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--protocol",
+            "mixed-web",
+            "--addr",
+            "127.0.0.1:7878",
+            "--web-addr",
+            "127.0.0.1:8080",
+            "fanout",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.protocol(), Protocol::MixedWeb);
+        assert_eq!(cli.target.web_addr, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(Protocol::MixedWeb.name(), "mixed-web");
+        let cli = Cli::try_parse_from(["chat-bench", "--protocol", "web", "idle"]).unwrap();
+        assert_eq!(cli.target.protocol().name(), "web");
+        assert!(Protocol::Web.has_web() && !Protocol::Web.has_irc());
+        assert!(Protocol::Mixed.has_irc() && !Protocol::Mixed.has_web());
+        assert!(!Protocol::Line.has_web() && !Protocol::Line.has_irc());
     }
 
     #[test]

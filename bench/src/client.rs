@@ -26,7 +26,9 @@ use mio::net::TcpStream;
 use rustls::ClientConnection;
 use socket2::{Domain, Socket, Type};
 
+use crate::engine::Dialect;
 use crate::stats::SeqTrack;
+use crate::web;
 
 /// The longest server line kept while waiting for its end. ncat's
 /// "already connected: ..." announcement lists every client, so it can be
@@ -95,10 +97,14 @@ pub struct Conn {
     /// When its connect started, ns since the run's time base (the
     /// handshake scenarios time connect to welcome).
     pub started_ns: u64,
-    /// It speaks IRC ([`crate::irc`]) rather than the server's line
-    /// protocol: set when a run's clients (or every other one) are IRC
-    /// clients.
-    pub irc: bool,
+    /// What it speaks: the server's line protocol, IRC ([`crate::irc`]),
+    /// or the line protocol in WebSocket frames ([`crate::web`]), as the
+    /// run's setup says for its number.
+    pub dialect: Dialect,
+    /// A WebSocket connection's reader of the server's side (the upgrade's
+    /// answer, then frames); `None` for the other dialects. Boxed: a line
+    /// run holds thousands of connections without one.
+    pub ws: Option<Box<web::Decoder>>,
 }
 
 impl Conn {
@@ -116,7 +122,8 @@ impl Conn {
             tracks: Vec::new(),
             tls: tls.map(Box::new),
             started_ns,
-            irc: false,
+            dialect: Dialect::Line,
+            ws: None,
         }
     }
 
@@ -128,6 +135,25 @@ impl Conn {
     /// True when nothing is waiting to be written.
     pub fn out_empty(&self) -> bool {
         self.out_pos >= self.out.len()
+    }
+
+    /// Speaks `dialect` from now on (a WebSocket connection gets its
+    /// reader, waiting for the upgrade's answer).
+    pub fn speak(&mut self, dialect: Dialect) {
+        self.dialect = dialect;
+        self.ws = (dialect == Dialect::Web).then(Box::default);
+    }
+
+    /// Queues one line of the line protocol (`/join #room`, without its
+    /// newline) as this connection speaks it: with a newline, or as a
+    /// WebSocket text frame. (IRC has commands of its own: [`crate::irc`].)
+    pub fn queue_line(&mut self, line: &str) {
+        if self.dialect == Dialect::Web {
+            web::write_line(&mut self.out, line.as_bytes(), web::mask_for(self.id));
+        } else {
+            self.out.extend_from_slice(line.as_bytes());
+            self.out.push(b'\n');
+        }
     }
 
     /// Queues `bytes` and writes what the socket takes now.

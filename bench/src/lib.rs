@@ -21,6 +21,11 @@
 //! or ngircd, and a room mixing IRC and line clients (`--protocol
 //! mixed`).
 //!
+//! Or WebSocket (`--protocol web`, issue 18; [`web`]): the same scenarios
+//! against chat-server's web listener, whose WebSocket carries the line
+//! protocol one line per frame, and a room mixing WebSocket and line
+//! clients (`--protocol mixed-web`), reported per kind of client as well.
+//!
 //! The crate's second binary, `chat-attack` ([`attack`]), runs the
 //! attacks of issue 12 against a chat-server it starts itself and reports
 //! what each one did to it, so the same attack can be run before and
@@ -39,6 +44,7 @@ pub mod scenario;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod web;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -40,6 +40,14 @@
 //! or DNS lookups, no limit on connections or channels, and its flood
 //! control lifted as far as [`NgircdFlood`] says), removed when ngircd is
 //! stopped.
+//!
+//! Over WebSocket (issue 18, `--protocol web` or `mixed-web`), chat-server
+//! is started with a web listener beside its line one (`--listen P
+//! --web-listen 127.0.0.1:0`, the same rooms on both), and the port the
+//! kernel gave the web listener is read from the server's own log line
+//! `listening on 127.0.0.1:PORT (web)` ([`web_addr_in_log`]; the log is
+//! `warn` but for that module's start-up lines), so no port is picked
+//! before the server binds it. The run's WebSocket clients connect there.
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -49,7 +57,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::args::{NgircdFlood, Protocol};
-use crate::engine::{Flavor, IrcSetup, Mix, Oper};
+use crate::engine::{Flavor, IrcSetup, Mix, Oper, WebSetup};
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::tls::{Group, SelfSigned, TlsClient};
@@ -115,6 +123,9 @@ pub struct Target {
     /// Where its IRC clients connect (chat-server's IRC listener, ngircd's
     /// port), for an IRC or mixed run.
     pub irc_addr: Option<SocketAddr>,
+    /// Where its WebSocket clients connect (chat-server's web listener),
+    /// for a WebSocket or mixed-web run.
+    pub web_addr: Option<SocketAddr>,
     /// The IRC operator its senders take up (ngircd with its flood control
     /// lifted), `below` not yet set: the run knows its senders.
     pub oper: Option<Oper>,
@@ -149,6 +160,7 @@ impl Target {
             cert: None,
             protocol: Protocol::Line,
             irc_addr: None,
+            web_addr: None,
             oper: None,
             config_text: None,
             config_dir: None,
@@ -163,11 +175,32 @@ impl Target {
         self
     }
 
-    /// Which of the run's connections speak IRC, and to where: none for a
-    /// line run.
+    /// Its WebSocket clients connect to `web_addr` (a server started by
+    /// someone else).
+    pub fn with_web(mut self, web_addr: Option<SocketAddr>) -> Target {
+        self.web_addr = web_addr;
+        self
+    }
+
+    /// Which of the run's connections speak WebSocket, and to where: none
+    /// unless the run speaks it.
+    pub fn web_setup(&self) -> Option<WebSetup> {
+        let mix = match self.protocol {
+            Protocol::Web => Mix::All,
+            Protocol::MixedWeb => Mix::EveryOther,
+            Protocol::Line | Protocol::Irc | Protocol::Mixed => return None,
+        };
+        Some(WebSetup {
+            dest: self.web_addr.unwrap_or(self.addr),
+            mix,
+        })
+    }
+
+    /// Which of the run's connections speak IRC, and to where: none
+    /// unless the run speaks it.
     pub fn irc_setup(&self) -> Option<IrcSetup> {
         let mix = match self.protocol {
-            Protocol::Line => return None,
+            Protocol::Line | Protocol::Web | Protocol::MixedWeb => return None,
             Protocol::Irc => Mix::All,
             Protocol::Mixed => Mix::EveryOther,
         };
@@ -276,6 +309,67 @@ impl Target {
         target.protocol = protocol;
         target.irc_addr = Some(irc);
         Ok(target)
+    }
+
+    /// As [`Target::spawn_chat_server`], with a web listener beside the
+    /// line one (`--web-listen 127.0.0.1:0`) whose port is read from the
+    /// server's log; the run's WebSocket clients connect to it, and with
+    /// [`Protocol::MixedWeb`] every other client to the line listener.
+    ///
+    /// # Errors
+    /// When it cannot be started, does not accept in time, or does not say
+    /// where its web listener is.
+    pub fn spawn_chat_server_web(
+        bin: &Path,
+        clients: u32,
+        extra: &[String],
+        protocol: Protocol,
+    ) -> Result<Target> {
+        let addr = free_loopback_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .arg("--web-listen")
+            .arg("127.0.0.1:0");
+        Self::chat_server_options(&mut cmd, clients, extra);
+        // Warnings, and the start-up lines that say where it listens.
+        cmd.env("RUST_LOG", "warn,chat_server::server=info");
+        let mut target = Self::spawn(Flavor::ChatServer, cmd, addr)?;
+        let web = target.wait_for_web_addr()?;
+        target.protocol = protocol;
+        target.web_addr = Some(web);
+        Ok(target)
+    }
+
+    /// Polls the started server's log until it says where its web listener
+    /// is (or the process exits, or time is up).
+    fn wait_for_web_addr(&mut self) -> Result<SocketAddr> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        // At most START_TIMEOUT / 20 ms turns.
+        while Instant::now() < deadline {
+            let text = self.log.as_ref().and_then(|p| fs::read_to_string(p).ok());
+            if let Some(addr) = text.as_deref().and_then(web_addr_in_log) {
+                if !addr.ip().is_loopback() {
+                    return Err(Error::msg(format!(
+                        "the web listener is on {addr}, not loopback; chat-bench only loads loopback"
+                    )));
+                }
+                return Ok(addr);
+            }
+            if !self.is_alive() {
+                return Err(Error::msg(format!(
+                    "{} exited at start: {}",
+                    self.command,
+                    self.log_tail()
+                )));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(Error::msg(format!(
+            "{} did not log its web listener's address (listening on ... (web)) in time: {}",
+            self.command,
+            self.log_tail()
+        )))
     }
 
     /// Starts `bin` (ngircd) as `bin -n -f CONFIG` on a free loopback port,
@@ -429,6 +523,7 @@ impl Target {
             cert: None,
             protocol: Protocol::Line,
             irc_addr: None,
+            web_addr: None,
             oper: None,
             config_text: None,
             config_dir: None,
@@ -595,6 +690,15 @@ fn oper_password() -> String {
     format!("pw{:x}{:x}", std::process::id(), nanos)
 }
 
+/// The web listener's address in chat-server's log: the first line
+/// `... listening on ADDR (web)`.
+pub fn web_addr_in_log(log: &str) -> Option<SocketAddr> {
+    log.lines().find_map(|line| {
+        let (_, rest) = line.split_once("listening on ")?;
+        rest.trim_end().strip_suffix(" (web)")?.parse().ok()
+    })
+}
+
 /// A loopback port that was free a moment ago (bound to port 0, then
 /// released for the server to take).
 fn free_loopback_port() -> Result<SocketAddr> {
@@ -642,6 +746,19 @@ mod tests {
     }
 
     #[test]
+    fn the_web_listener_is_found_in_the_servers_log() {
+        let log = "[2026-12-07T10:00:00Z INFO  chat_server::server] listening on 127.0.0.1:40001\n                   [2026-12-07T10:00:00Z INFO  chat_server::server] listening on 127.0.0.1:40002 (IRC)\n                   [2026-12-07T10:00:00Z INFO  chat_server::server] listening on 127.0.0.1:40003 (web)\n";
+        assert_eq!(web_addr_in_log(log), Some("127.0.0.1:40003".parse().unwrap()));
+        assert_eq!(
+            web_addr_in_log("listening on [::1]:8080 (web)\r\n"),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(web_addr_in_log(&log.replace("(web)", "(web TLS)")), None);
+        assert_eq!(web_addr_in_log("listening on nowhere (web)"), None);
+        assert_eq!(web_addr_in_log(""), None);
+    }
+
+    #[test]
     fn an_attached_server_speaks_the_protocol_it_was_given() {
         let line: SocketAddr = "127.0.0.1:7878".parse().unwrap();
         let irc: SocketAddr = "127.0.0.1:6667".parse().unwrap();
@@ -655,5 +772,20 @@ mod tests {
             .with_protocol(Protocol::Irc, None);
         let setup = all.irc_setup().unwrap();
         assert_eq!((setup.dest, setup.mix, setup.oper), (irc, Mix::All, None));
+        assert!(all.web_setup().is_none());
+
+        let web: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mixed_web = Target::attach(Flavor::ChatServer, line, None)
+            .unwrap()
+            .with_protocol(Protocol::MixedWeb, None)
+            .with_web(Some(web));
+        assert!(mixed_web.irc_setup().is_none());
+        let setup = mixed_web.web_setup().unwrap();
+        assert_eq!((setup.dest, setup.mix), (web, Mix::EveryOther));
+        let all_web = Target::attach(Flavor::ChatServer, web, None)
+            .unwrap()
+            .with_protocol(Protocol::Web, None);
+        let setup = all_web.web_setup().unwrap();
+        assert_eq!((setup.dest, setup.mix), (web, Mix::All));
     }
 }

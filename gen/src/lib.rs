@@ -140,6 +140,12 @@ fn server_man_page() -> io::Result<Vec<u8>> {
              package.",
         ),
         (
+            "/usr/lib/systemd/system/chat-server-web.socket",
+            "The web listening socket (127.0.0.1:7880 as shipped: the page and its WebSocket), \
+             passed by the name web; chat-server-webs.socket is the same over TLS (127.0.0.1:7881, \
+             web-tls). Not enabled by the package.",
+        ),
+        (
             "/usr/lib/systemd/system/chat-server.service",
             "The sandboxed service the sockets start. systemctl reload chat-server reads the TLS \
              certificate and key again.",

@@ -69,6 +69,7 @@ fn the_readme_names_everything_the_test_command_installs() {
     let section = readme_section("Two commands");
     let mut installed = installed_by("scripts/test");
     installed.extend(installed_by("scripts/package-check"));
+    installed.extend(installed_by("scripts/browser-test"));
     for expected in [
         "netcat-openbsd",
         "tmux",
@@ -83,6 +84,9 @@ fn the_readme_names_everything_the_test_command_installs() {
         "clippy",
         "cargo-deb",
         "lintian",
+        "chromium",
+        "chromium-driver",
+        "python3-venv",
     ] {
         assert!(
             installed.iter().any(|i| i == expected),

@@ -44,6 +44,14 @@ pub enum DecodeError {
         /// The limit in force.
         max: usize,
     },
+    /// Occurs when a message of a message-framed transport (a WebSocket)
+    /// grows past the limit: the whole message is dropped, whatever
+    /// newlines it holds.
+    #[error("message too long (max {max} bytes); discarded")]
+    MessageTooLong {
+        /// The limit in force.
+        max: usize,
+    },
 }
 
 /// What the decoder is doing with the current line.

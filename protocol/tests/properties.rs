@@ -391,6 +391,9 @@ proptest! {
                 }
                 Err(DecodeError::TooLong { max: reported }) => prop_assert_eq!(reported, max),
                 Err(DecodeError::InvalidUtf8 { .. }) => {}
+                Err(DecodeError::MessageTooLong { .. }) => {
+                    prop_assert!(false, "the line decoder reports lines, not messages")
+                }
             }
         }
     }

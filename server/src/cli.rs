@@ -184,6 +184,51 @@ pub struct Cli {
     )]
     pub irc_tls_listen: Vec<HostPort>,
 
+    /// Address to serve the web page on: a browser opens
+    /// http://ADDR/ and chats in the same rooms as everyone else, over a
+    /// WebSocket at /ws that any program may use too (it speaks the line
+    /// protocol). In the same forms as --listen; the port defaults to 7880.
+    /// Repeat the option, or separate addresses with commas, for several.
+    /// Given without --listen, the line protocol's default address is not
+    /// opened.
+    #[arg(
+        long = "web-listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_WEB_LISTEN",
+        value_delimiter = ',',
+        value_parser = web_listen_addr
+    )]
+    pub web_listen: Vec<HostPort>,
+
+    /// Address to serve the web page on over HTTPS (and its WebSocket
+    /// over WSS); the port defaults to 7881. Needs --tls-cert and
+    /// --tls-key, the certificate every TLS listener serves.
+    #[arg(
+        long = "web-tls-listen",
+        value_name = "ADDR",
+        env = "CHAT_SERVER_WEB_TLS_LISTEN",
+        value_delimiter = ',',
+        value_parser = web_tls_listen_addr
+    )]
+    pub web_tls_listen: Vec<HostPort>,
+
+    /// An origin, besides the server's own, whose pages may open the
+    /// chat's WebSocket: the public name the page is served under
+    /// (https://chat.example.org), or another site that embeds the chat.
+    /// The server's own origin is the address the page was loaded from
+    /// when that is an IP address, localhost or --server-name; any other
+    /// name must be listed here (a name only DNS ties to this server could
+    /// be another site's, rebound). Repeat the option, or separate origins
+    /// with commas, for several.
+    #[arg(
+        long = "web-allow-origin",
+        value_name = "ORIGIN",
+        env = "CHAT_SERVER_WEB_ALLOW_ORIGIN",
+        value_delimiter = ',',
+        value_parser = web_origin
+    )]
+    pub web_allow_origin: Vec<crate::frontend::web::origin::Origin>,
+
     /// The server's name in IRC replies: 1 to 63 letters, digits, dots and
     /// dashes. Default: this machine's host name.
     #[arg(long, value_name = "NAME", env = "CHAT_SERVER_SERVER_NAME", value_parser = server_name)]
@@ -270,7 +315,8 @@ pub struct Cli {
     /// New connections a second one address may open, on average; a whole
     /// network may open four times as many. 0 turns the throttle off. One
     /// more is told "too many new connections from your address" and
-    /// closed.
+    /// closed. The web listeners have a throttle of their own, eight times
+    /// this and --connect-burst: a page load takes five connections.
     #[arg(long, value_name = "PER_SEC", env = "CHAT_SERVER_CONNECT_RATE", default_value_t = DEFAULT_CONNECT_RATE)]
     pub connect_rate: u32,
 
@@ -353,6 +399,14 @@ pub struct Cli {
     /// The same for `--irc-tls-listen`.
     #[arg(skip)]
     pub irc_tls_listen_env: Option<String>,
+
+    /// The same for `--web-listen`.
+    #[arg(skip)]
+    pub web_listen_env: Option<String>,
+
+    /// The same for `--web-tls-listen`.
+    #[arg(skip)]
+    pub web_tls_listen_env: Option<String>,
 }
 
 impl Cli {
@@ -401,10 +455,13 @@ impl Cli {
         cli.tls_key = cli.tls_key.or_else(|| systemd_credential(TLS_KEY_CREDENTIAL));
         cli.irc_listen_env = env_of("irc_listen");
         cli.irc_tls_listen_env = env_of("irc_tls_listen");
+        cli.web_listen_env = env_of("web_listen");
+        cli.web_tls_listen_env = env_of("web_tls_listen");
         let without_certificate = cli.tls_cert.is_none() || cli.tls_key.is_none();
         for (option, given) in [
             ("--tls-listen", !cli.tls_listen.is_empty()),
             ("--irc-tls-listen", !cli.irc_tls_listen.is_empty()),
+            ("--web-tls-listen", !cli.web_tls_listen.is_empty()),
         ] {
             if given && without_certificate {
                 let mut command = command.clone();
@@ -446,8 +503,11 @@ impl Cli {
         }
         // The default address only when no listener at all is asked for:
         // given alone, --tls-listen serves TLS only, --irc-listen IRC only.
-        let other_listeners =
-            !self.tls_listen.is_empty() || !self.irc_listen.is_empty() || !self.irc_tls_listen.is_empty();
+        let other_listeners = !self.tls_listen.is_empty()
+            || !self.irc_listen.is_empty()
+            || !self.irc_tls_listen.is_empty()
+            || !self.web_listen.is_empty()
+            || !self.web_tls_listen.is_empty();
         if self.listen.is_empty() && !other_listeners && !socket_activated {
             listen.extend(DEFAULT_LISTEN.parse::<SocketAddr>());
         }
@@ -467,6 +527,18 @@ impl Cli {
             &self.irc_tls_listen,
             self.irc_tls_listen_env.as_deref(),
             "--irc-tls-listen",
+            lookup,
+        )?;
+        let web_listen = resolve_all(
+            &self.web_listen,
+            self.web_listen_env.as_deref(),
+            "--web-listen",
+            lookup,
+        )?;
+        let web_tls_listen = resolve_all(
+            &self.web_tls_listen,
+            self.web_tls_listen_env.as_deref(),
+            "--web-tls-listen",
             lookup,
         )?;
         let motd = match &self.motd_file {
@@ -497,6 +569,12 @@ impl Cli {
             tls_listen,
             irc_listen,
             irc_tls_listen,
+            web_listen,
+            web_tls_listen,
+            web: crate::config::WebSettings {
+                allow_origins: self.web_allow_origin.clone(),
+                ..crate::config::WebSettings::default()
+            },
             server_name,
             motd,
             control_socket,
@@ -866,6 +944,28 @@ fn irc_listen_addr(s: &str) -> Result<HostPort, String> {
 /// One `--irc-tls-listen` address.
 fn irc_tls_listen_addr(s: &str) -> Result<HostPort, String> {
     HostPort::parse(s, DEFAULT_IRC_TLS_PORT)
+}
+
+/// The port of a `--web-listen` address written without one: the next
+/// after the line protocol's plain and TLS ports.
+pub const DEFAULT_WEB_PORT: u16 = 7880;
+
+/// The port of a `--web-tls-listen` address written without one.
+pub const DEFAULT_WEB_TLS_PORT: u16 = 7881;
+
+/// One `--web-listen` address.
+fn web_listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_WEB_PORT)
+}
+
+/// One `--web-tls-listen` address.
+fn web_tls_listen_addr(s: &str) -> Result<HostPort, String> {
+    HostPort::parse(s, DEFAULT_WEB_TLS_PORT)
+}
+
+/// One `--web-allow-origin`.
+fn web_origin(s: &str) -> Result<crate::frontend::web::origin::Origin, String> {
+    crate::frontend::web::origin::Origin::parse(s).map_err(|e| e.to_string())
 }
 
 /// A `--server-name`: what IRC replies carry as their source, so one word

@@ -70,6 +70,11 @@ pub const DEFAULT_CONNECT_BURST: u32 = 16;
 /// throttle stops one host with many addresses, not a site's few hosts.
 pub const NET_THROTTLE_FACTOR: u32 = 4;
 
+/// How many times an address's throttle its connections to the web
+/// listeners get (a throttle of their own): one page load is five
+/// connections, each closed once answered.
+pub const WEB_THROTTLE_FACTOR: u32 = 8;
+
 /// Default for [`Config::tls_handshake_timeout`]: ten seconds is long
 /// for any client on any network to say hello, and short enough that
 /// connections that never do cannot hold places for long.
@@ -119,6 +124,12 @@ pub struct Config {
     pub irc_listen: Vec<SocketAddr>,
     /// Addresses to listen on for IRC over TLS.
     pub irc_tls_listen: Vec<SocketAddr>,
+    /// Addresses to serve the web page and its WebSocket on.
+    pub web_listen: Vec<SocketAddr>,
+    /// Addresses to serve the web page and its WebSocket on over TLS.
+    pub web_tls_listen: Vec<SocketAddr>,
+    /// The web listeners' settings.
+    pub web: WebSettings,
     /// The server's name in IRC replies (`--server-name`).
     pub server_name: String,
     /// The message of the day IRC clients are shown, line by line
@@ -238,6 +249,46 @@ impl Config {
     }
 }
 
+/// Default for [`WebSettings::request_timeout`]: a browser sends its
+/// request at once; ten seconds covers any network, and a connection that
+/// never finishes its request cannot hold a place for long.
+pub const DEFAULT_WEB_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the web listeners need beyond their addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Origins, besides the server's own, whose pages may open a
+    /// WebSocket (`--web-allow-origin`; see
+    /// [`crate::frontend::web::origin`]).
+    pub allow_origins: Vec<crate::frontend::web::origin::Origin>,
+    /// How long a connection has to send a complete request, and then
+    /// each next one. Not a command-line option
+    /// ([`DEFAULT_WEB_REQUEST_TIMEOUT`]); tests shorten it.
+    pub request_timeout: Duration,
+    /// When an open WebSocket is pinged, and closed for not answering.
+    /// `register_within` is not used: the upgrade is the arrival. Not
+    /// command-line options; tests shorten them.
+    pub keepalive: Keepalive,
+}
+
+impl Default for WebSettings {
+    /// A ping after 30 s of quiet, 30 s to answer: well within the 60 s
+    /// after which common proxies (nginx's `proxy_read_timeout`) drop an
+    /// idle WebSocket, and a browser that slept is noticed within a
+    /// minute.
+    fn default() -> Self {
+        WebSettings {
+            allow_origins: Vec::new(),
+            request_timeout: DEFAULT_WEB_REQUEST_TIMEOUT,
+            keepalive: Keepalive {
+                register_within: DEFAULT_WEB_REQUEST_TIMEOUT,
+                ping_after: Duration::from_secs(30),
+                ping_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
 /// When an IRC connection is sent away for silence: IRC clients expect the
 /// server to PING them when they are quiet and to close a connection that
 /// does not answer, and a connection that never registers holds a place
@@ -271,6 +322,8 @@ impl Config {
             + self.tls_listen.len()
             + self.irc_listen.len()
             + self.irc_tls_listen.len()
+            + self.web_listen.len()
+            + self.web_tls_listen.len()
             + self.test_listen.len()
     }
 }
@@ -282,6 +335,9 @@ impl Default for Config {
             tls_listen: Vec::new(),
             irc_listen: Vec::new(),
             irc_tls_listen: Vec::new(),
+            web_listen: Vec::new(),
+            web_tls_listen: Vec::new(),
+            web: WebSettings::default(),
             server_name: DEFAULT_SERVER_NAME.to_string(),
             motd: None,
             control_socket: None,

@@ -49,6 +49,7 @@ use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 
 use crate::chat::hub::{self, Hub, Outlet, Settings, Wiring};
 use crate::config::{Config, TestFault};
+use crate::frontend::web::origin::OriginPolicy;
 use crate::frontend::{Context, Protocol};
 use crate::net::acceptor::ListenerKind;
 use crate::net::acceptor::{self, Acceptor, Inlet};
@@ -204,6 +205,13 @@ impl Server {
                     .irc_tls_listen
                     .iter()
                     .map(|&addr| (addr, ListenerKind::IRC_TLS)),
+            )
+            .chain(config.web_listen.iter().map(|&addr| (addr, ListenerKind::WEB)))
+            .chain(
+                config
+                    .web_tls_listen
+                    .iter()
+                    .map(|&addr| (addr, ListenerKind::WEB_TLS)),
             )
             .chain(config.test_listen.iter().map(|&addr| {
                 (
@@ -441,6 +449,7 @@ impl Server {
             )),
             motd: self.config.motd.clone().map(Arc::from),
             clock: crate::chat::hub::system_clock,
+            origins: OriginPolicy::new(self.config.web.allow_origins.clone(), &self.config.server_name),
         };
         for (shard, parts) in self.shards.into_iter().enumerate() {
             let tls_updates = tls_updates.next().unwrap_or_else(crossbeam_channel::never);

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 pub mod irc;
 pub mod tls;
+pub mod web;
 
 pub use chat_server::Config;
 use chat_server::{Liveness, Server, ShutdownHandle};
@@ -168,6 +169,9 @@ pub struct TestServer {
     tls_addrs: Vec<SocketAddr>,
     /// Where it listens for IRC.
     irc_addrs: Vec<SocketAddr>,
+    /// Where it serves the web page and its WebSocket.
+    web_addrs: Vec<SocketAddr>,
+    web_tls_addrs: Vec<SocketAddr>,
     /// Reloads the TLS certificate, if the server serves TLS.
     tls_reloader: Option<chat_server::net::tls::Reloader>,
     /// Starts the graceful shutdown.
@@ -216,6 +220,8 @@ impl TestServer {
         let test_addrs = server.protocol_addrs(chat_server::frontend::Protocol::Test);
         let tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::LINE_TLS);
         let irc_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::IRC);
+        let web_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::WEB);
+        let web_tls_addrs = server.listener_addrs(chat_server::net::acceptor::ListenerKind::WEB_TLS);
         let tls_reloader = server.tls_reloader();
         let handle = server.handle();
         let liveness = server.liveness();
@@ -233,6 +239,8 @@ impl TestServer {
             test_addrs,
             tls_addrs,
             irc_addrs,
+            web_addrs,
+            web_tls_addrs,
             tls_reloader,
             handle,
             liveness,
@@ -286,6 +294,25 @@ impl TestServer {
         match self.irc_addrs.first() {
             Some(addr) => *addr,
             None => panic!("the test server has no IRC listener (set irc_listen)"),
+        }
+    }
+
+    /// The (first) address of a web listener; panics if there is none.
+    #[track_caller]
+    pub fn web_addr(&self) -> SocketAddr {
+        match self.web_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no web listener (set web_listen)"),
+        }
+    }
+
+    /// The (first) address of a web-over-TLS listener; panics if there is
+    /// none.
+    #[track_caller]
+    pub fn web_tls_addr(&self) -> SocketAddr {
+        match self.web_tls_addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the test server has no web-over-TLS listener (set web_tls_listen)"),
         }
     }
 

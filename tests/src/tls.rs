@@ -172,6 +172,21 @@ impl TlsClient {
         assert_eq!(self.read_line(), expected);
     }
 
+    /// Sends bytes as they are (an HTTP request, a WebSocket frame).
+    #[track_caller]
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stream = self.stream.get_mut();
+        if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
+            panic!("cannot send over TLS: {e}");
+        }
+    }
+
+    /// What the server sends, decrypted, to read its own way (an HTTP
+    /// answer, WebSocket frames).
+    pub fn reader(&mut self) -> &mut impl BufRead {
+        &mut self.stream
+    }
+
     /// Sends `line` and its line end.
     #[track_caller]
     pub fn send(&mut self, line: &str) {

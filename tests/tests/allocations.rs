@@ -12,7 +12,7 @@
 //! every receiver has read every line are counted. While that window is
 //! open the test's own threads allocate nothing: the sender writes slices
 //! of one prebuilt buffer, the receivers read into a stack buffer and only
-//! count newlines, and they report progress through a mutex and a condvar
+//! count lines (newlines, or WebSocket frames), and they report progress through a mutex and a condvar
 //! (futexes, no allocation). So what is counted is the server's: decoding
 //! each line, the hub's event, the channel messages, encoding, queueing
 //! and writing to `R` sockets.
@@ -41,14 +41,15 @@
 //! The measurement runs with one I/O thread and with three, since with
 //! several the hub splits each delivery by thread; and in a room of line
 //! clients, and in one where the receivers take turns speaking the line
-//! protocol, IRC and the test front end, since an event must be encoded
-//! once per front end per I/O thread, not once per recipient.
+//! protocol, IRC, the test front end and WebSocket, since an event must be
+//! encoded once per front end per I/O thread, not once per recipient.
 //!
 //! Before the window, each room is warmed up with as many lines as are
 //! measured, so every buffer (output queues, channel blocks, scratch
 //! vectors) has reached its steady-state capacity. Joins are not announced
 //! (`quiet_above: 1`), so the only lines the receivers read are the
-//! welcome (an IRC client's registration and JOIN) and the chat lines, and
+//! welcome (an IRC client's registration and JOIN, a WebSocket's upgrade)
+//! and the chat lines, and
 //! the receivers check that each line they read is a chat line (`<nick>
 //! text`, or IRC's `:nick!... PRIVMSG`).
 //!
@@ -141,8 +142,14 @@ fn allocations_so_far() -> (u64, u64) {
 /// Chat lines said in each phase (warm-up, then measurement).
 const LINES: usize = 2_000;
 
-/// The room sizes compared: receivers, besides the sender.
-const SMALL_ROOM: usize = 10;
+/// The room sizes compared: receivers, besides the sender. An event is
+/// encoded once per front end per I/O thread that has a recipient of it,
+/// a per-event cost that cancels out only if both rooms have every front
+/// end on every thread. Connections go to the thread with the fewest,
+/// which is not strictly in turn: 12 receivers taking turns of 4 front
+/// ends on 3 threads left a pair uncovered (3 allocations per line more
+/// in the big room, a marginal of 0.036), so the small room has 24.
+const SMALL_ROOM: usize = 24;
 const BIG_ROOM: usize = 100;
 
 /// The most allocations per extra recipient per line the test accepts.
@@ -289,6 +296,84 @@ fn line_start(protocol: Protocol) -> &'static [u8] {
         Protocol::Line => b"<",
         Protocol::Test => b"test: <",
         Protocol::Irc => b":guest",
+        Protocol::Web => b"<",
+    }
+}
+
+/// Counts the lines in what a receiver reads, checking that each starts
+/// as a chat line does, without allocating.
+enum LineCounter {
+    /// Lines that end with a newline (the line protocol, IRC, the test
+    /// front end): `column` is how far into the current line.
+    Newlines { column: usize },
+    /// One line per WebSocket frame, as the server sends them: unmasked,
+    /// text, FIN set. `head` is the frame's header as far as read, `left`
+    /// the payload bytes still to come, `column` how far into it.
+    Frames {
+        head: [u8; 4],
+        head_len: usize,
+        left: usize,
+        column: usize,
+    },
+}
+
+impl LineCounter {
+    fn new(protocol: Protocol) -> LineCounter {
+        match protocol {
+            Protocol::Web => LineCounter::Frames {
+                head: [0; 4],
+                head_len: 0,
+                left: 0,
+                column: 0,
+            },
+            _ => LineCounter::Newlines { column: 0 },
+        }
+    }
+
+    /// Takes one byte; says whether it ended a line.
+    fn feed(&mut self, byte: u8, start: &[u8]) -> Result<bool, Failure> {
+        match self {
+            LineCounter::Newlines { column } => {
+                if *column < start.len() && byte != start[*column] {
+                    return Err(Failure::NotAChatLine);
+                }
+                if byte == b'\n' {
+                    *column = 0;
+                    return Ok(true);
+                }
+                *column += 1;
+                Ok(false)
+            }
+            LineCounter::Frames {
+                head,
+                head_len,
+                left,
+                column,
+            } => {
+                if *left == 0 {
+                    head[*head_len] = byte;
+                    *head_len += 1;
+                    // A text frame, FIN set, unmasked, shorter than 64 KiB.
+                    let length = match (*head_len, head[0], head[1]) {
+                        (1, 0x81, _) => return Ok(false),
+                        (2, _, 126) | (3, _, 126) => return Ok(false),
+                        (2, _, n @ 1..=125) => usize::from(n),
+                        (4, _, 126) => usize::from(u16::from_be_bytes([head[2], head[3]])),
+                        _ => return Err(Failure::NotAChatLine),
+                    };
+                    *head_len = 0;
+                    *left = length;
+                    *column = 0;
+                    return Ok(false);
+                }
+                if *column < start.len() && byte != start[*column] {
+                    return Err(Failure::NotAChatLine);
+                }
+                *column += 1;
+                *left -= 1;
+                Ok(*left == 0)
+            }
+        }
     }
 }
 
@@ -299,8 +384,7 @@ fn receive(mut stream: TcpStream, protocol: Protocol, shared: &Shared) -> Result
     let mut buf = [0_u8; 16 * 1024];
     let mut lines = 0_usize;
     let start = line_start(protocol);
-    // How far into the current line: the start is checked byte by byte.
-    let mut column = 0_usize;
+    let mut counter = LineCounter::new(protocol);
     for checkpoint in 0..CHECKPOINTS {
         let due = (checkpoint + 1) * LINES;
         let mut reads = 0_usize;
@@ -316,14 +400,8 @@ fn receive(mut stream: TcpStream, protocol: Protocol, shared: &Shared) -> Result
                 Err(e) => return Err(Failure::Read(e.kind())),
             };
             for &byte in &buf[..n] {
-                if column < start.len() && byte != start[column] {
-                    return Err(Failure::NotAChatLine);
-                }
-                if byte == b'\n' {
-                    column = 0;
+                if counter.feed(byte, start)? {
                     lines += 1;
-                } else {
-                    column += 1;
                 }
             }
         }
@@ -362,6 +440,14 @@ fn connect(addr: SocketAddr, protocol: Protocol, index: usize) -> TcpStream {
         }
         panic!("no end of NAMES after 64 lines");
     }
+    if protocol == Protocol::Web {
+        // Upgraded and welcomed: the upgrade's answer and the welcome
+        // frame are read exactly, so nothing after them is taken.
+        let stream = chat_tests::web::WsClient::connect_guest(addr).into_stream();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        return stream;
+    }
     let line = read_line(&mut stream);
     let line = match protocol {
         Protocol::Test => line.strip_prefix("test: ").unwrap_or_default(),
@@ -399,27 +485,30 @@ fn say_lines(sender: &mut TcpStream, said: &[u8]) {
 
 /// Starts a server, fills a room with `receivers` and a sender, warms it up
 /// and counts the allocations made while [`LINES`] lines are delivered.
-/// With `mixed`, the receivers take turns speaking the line protocol, IRC
-/// and the test protocol: a room of three front ends, each line encoded
-/// once per front end per I/O thread.
+/// With `mixed`, the receivers take turns speaking the line protocol, IRC,
+/// the test protocol and WebSocket: a room of four front ends, each line
+/// encoded once per front end per I/O thread.
 fn measure(receivers: usize, threads: usize, mixed: bool) -> Measurement {
-    let (test_listen, irc_listen) = if mixed {
+    let (test_listen, irc_listen, web_listen) = if mixed {
         (
+            vec![chat_tests::loopback_any_port()],
             vec![chat_tests::loopback_any_port()],
             vec![chat_tests::loopback_any_port()],
         )
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), Vec::new(), Vec::new())
     };
     let server = TestServer::start(Config {
         test_listen,
         irc_listen,
+        web_listen,
         ..server_config(threads)
     });
     let addr = server.addr();
-    let protocol_of = |index: usize| match index % 3 {
+    let protocol_of = |index: usize| match index % 4 {
         1 if mixed => Protocol::Irc,
         2 if mixed => Protocol::Test,
+        3 if mixed && std::env::var_os("NOWEB").is_none() => Protocol::Web,
         _ => Protocol::Line,
     };
 
@@ -431,6 +520,7 @@ fn measure(receivers: usize, threads: usize, mixed: bool) -> Measurement {
                 Protocol::Line => addr,
                 Protocol::Irc => server.irc_addr(),
                 Protocol::Test => server.test_protocol_addr(),
+                Protocol::Web => server.web_addr(),
             };
             (connect(addr, protocol, index), protocol)
         })
@@ -538,7 +628,7 @@ fn delivering_a_line_allocates_nothing_per_recipient() {
             let extra_deliveries = (big.deliveries() - small.deliveries()) as f64;
             let marginal = (big.allocations as f64 - small.allocations as f64) / extra_deliveries;
             let room = if mixed {
-                "a room of three front ends"
+                "a room of four front ends"
             } else {
                 "a room of line clients"
             };

@@ -43,11 +43,13 @@ use chat_tests::{binary, clean_command, parse_welcome, Client, Daemon, Proc, TIM
 const MAX_EXPOSURE: f64 = 0.5;
 
 /// The socket units shipped beside the service.
-const SOCKET_UNITS: [&str; 4] = [
+const SOCKET_UNITS: [&str; 6] = [
     "chat-server.socket",
     "chat-server-tls.socket",
     "chat-server-irc.socket",
     "chat-server-ircs.socket",
+    "chat-server-web.socket",
+    "chat-server-webs.socket",
 ];
 
 /// Where the units are installed from; `ExecStart=` names the binary there.

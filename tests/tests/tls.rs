@@ -8,11 +8,12 @@
 //! daemon (`openssl s_client`, `ncat --ssl`) and SIGHUP are in
 //! `tls_clients.rs`; `chat-client --tls` in `client_tls.rs`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use chat_tests::tls::{Certificate, TlsClient};
+use chat_tests::web::{client_frame, opcode, read_frame_from, upgrade_request};
 use chat_tests::{loopback_any_port, parse_welcome, Config, TestServer, TIMEOUT};
 
 /// A server with a plain and a TLS listener, serving `certificate`.
@@ -196,4 +197,73 @@ fn a_tls_client_at_the_plain_port_is_closed_and_says_nothing_to_the_room() {
     alice.expect_line(&format!("-- {guest} left #lobby (disconnect)"));
     alice.send("/who");
     alice.expect_line("-- 1 in #lobby: alice");
+}
+
+/// Reads an HTTP answer's head, up to its blank line, from a TLS stream.
+#[track_caller]
+fn read_http_head(client: &mut TlsClient) -> String {
+    let mut head = String::new();
+    // Bounded: an answer's head is a few dozen lines.
+    for _ in 0..64 {
+        let mut line = String::new();
+        client
+            .reader()
+            .read_line(&mut line)
+            .expect("a line of the answer's head");
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            return head;
+        }
+    }
+    panic!("no end to the answer's head: {head}");
+}
+
+#[test]
+fn the_web_page_and_its_websocket_are_served_over_tls() {
+    let certificate = Certificate::new("web");
+    let server = TestServer::start(Config {
+        web_tls_listen: vec![loopback_any_port()],
+        tls: Some(certificate.files()),
+        ..Config::default()
+    });
+    let addr = server.web_tls_addr();
+    let mut alice = server.connect_named("alice");
+
+    // The page, over HTTPS.
+    let mut page = TlsClient::connect(addr, &certificate.der);
+    page.send_raw(format!("GET / HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", addr.port()).as_bytes());
+    let head = read_http_head(&mut page);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Security-Policy: default-src 'none'; "),
+        "{head}"
+    );
+    let mut body = String::new();
+    page.reader()
+        .read_to_string(&mut body)
+        .expect("the page, then the end");
+    assert!(body.to_ascii_lowercase().starts_with("<!doctype html>"), "{body}");
+
+    // The page's own origin over HTTPS may open the socket, over WSS.
+    let mut ws = TlsClient::connect(addr, &certificate.der);
+    let origin = format!("https://localhost:{}", addr.port());
+    let request = upgrade_request(addr, Some(&origin)).replace(
+        &format!("Host: {addr}\r\n"),
+        &format!("Host: localhost:{}\r\n", addr.port()),
+    );
+    ws.send_raw(request.as_bytes());
+    let head = read_http_head(&mut ws);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let welcome = read_frame_from(ws.reader());
+    assert_eq!(welcome.opcode, opcode::TEXT);
+    let welcome = String::from_utf8(welcome.payload).expect("a UTF-8 welcome");
+    let guest = parse_welcome(&welcome)
+        .unwrap_or_else(|| panic!("{welcome}"))
+        .to_string();
+    alice.expect_line(&format!("-- {guest} joined #lobby"));
+    ws.send_raw(&client_frame(opcode::TEXT, true, b"hello over wss"));
+    alice.expect_line(&format!("<{guest}> hello over wss"));
+    alice.send("hello browser");
+    let line = read_frame_from(ws.reader());
+    assert_eq!(line.payload, b"<alice> hello browser");
 }

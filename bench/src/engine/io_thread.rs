@@ -6,8 +6,9 @@
 //! connects per turn) and the thread returns on `Stop` or at the end of
 //! its lifetime, whichever comes first. The fan-out part (senders,
 //! windows, accounting) is in [`run`], the churn of the handshake
-//! scenarios in [`churn`], and what an IRC connection makes of its lines
-//! in [`irc_lines`].
+//! scenarios in [`churn`], what an IRC connection makes of its lines in
+//! [`irc_lines`], and what a WebSocket connection makes of its frames in
+//! [`web_frames`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,12 +23,14 @@ use mio::{Events, Interest, Poll, Token};
 mod churn;
 mod irc_lines;
 mod run;
+mod web_frames;
 
-use super::{Cmd, EngineConfig, Flavor, Handshake, Milestone, Shared, Stall, WAKER};
+use super::{Cmd, Dialect, EngineConfig, Flavor, Handshake, Milestone, Shared, Stall, Tally, WAKER};
 use crate::client::{self, split_lines, Conn, State};
 use crate::irc;
 use crate::stats::{Integrity, Latency};
 use crate::tls::Negotiated;
+use crate::web;
 use churn::Churn;
 pub use churn::ChurnResult;
 use run::{due_ns, Run};
@@ -64,6 +67,10 @@ pub struct ThreadResult {
     pub tls: Option<Negotiated>,
     /// Its share of a churn.
     pub churn: ChurnResult,
+    /// Its receivers' deliveries by their dialect ([`Dialect::index`]).
+    pub by_dialect: [Tally; 3],
+    /// The server's pings it answered (IRC `PING`, WebSocket Ping).
+    pub pings_answered: u64,
 }
 
 /// The state of one I/O thread.
@@ -281,7 +288,7 @@ impl IoThread {
                 // The slot's old connection (closed) is dropped here, and
                 // its socket with it.
                 let mut conn = Conn::new(stream, id, tls, self.shared.now_ns());
-                conn.irc = self.config.speaks_irc(id);
+                conn.speak(self.config.dialect_for(id));
                 match self.conns.get_mut(idx) {
                     Some(slot) => *slot = conn,
                     None => self.conns.push(conn),
@@ -313,9 +320,15 @@ impl IoThread {
             Handshake::Stall(Stall::Silent) => Ok(true),
             Handshake::Stall(Stall::HalfHello) => conn.send_half_hello().map(|()| true),
             Handshake::Welcome | Handshake::Join(_) => {
-                // An IRC server says nothing until it is told who this is.
-                if conn.irc {
-                    irc::register(&mut conn.out, &irc::nick(conn.id));
+                match conn.dialect {
+                    // An IRC server says nothing until it is told who this
+                    // is; a WebSocket's welcome comes after the upgrade.
+                    Dialect::Irc => irc::register(&mut conn.out, &irc::nick(conn.id)),
+                    Dialect::Web => {
+                        let host = self.config.dest_for(conn.id).to_string();
+                        web::upgrade_request(&mut conn.out, &host);
+                    }
+                    Dialect::Line => {}
                 }
                 conn.flush().map(|()| false)
             }
@@ -390,8 +403,20 @@ impl IoThread {
                 }
                 Ok(Some(n)) => {
                     self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    let mut partial = mem::take(&mut conn.partial);
                     let data = scratch.get(..n).unwrap_or_default();
+                    if let Some(mut ws) = conn.ws.take() {
+                        let fed = self.on_web_bytes(idx, &mut ws, data);
+                        if let Some(conn) = self.conns.get_mut(idx) {
+                            conn.ws = Some(ws);
+                        }
+                        if let Err(why) = fed {
+                            self.kill(idx, &why);
+                            more = false;
+                            break;
+                        }
+                        continue;
+                    }
+                    let mut partial = mem::take(&mut conn.partial);
                     let dropped = split_lines(&mut partial, data, |line| self.on_line(idx, line));
                     self.result.oversize_lines += dropped;
                     if let Some(conn) = self.conns.get_mut(idx) {
@@ -429,7 +454,7 @@ impl IoThread {
                 self.result.tls = Negotiated::of(tls);
             }
         }
-        if conn.irc {
+        if conn.dialect == Dialect::Irc {
             self.on_irc_line(idx, line);
             return;
         }
@@ -468,8 +493,8 @@ impl IoThread {
                 Flavor::ChatServer => {
                     if line.starts_with(b"-- welcome") {
                         if let Handshake::Join(room) = &self.handshake {
-                            let request = format!("/nick b{}\n/join {room}\n", conn.id);
-                            conn.out.extend_from_slice(request.as_bytes());
+                            conn.queue_line(&format!("/nick b{}", conn.id));
+                            conn.queue_line(&format!("/join {room}"));
                             conn.state = State::AwaitJoined;
                             self.to_flush.push(idx);
                         } else {
@@ -572,7 +597,7 @@ impl IoThread {
     }
 
     fn join_all(&mut self, room: &str) {
-        let request = format!("/join {room}\n");
+        let request = format!("/join {room}");
         self.join_active = true;
         self.room = Some(room.to_string());
         for idx in 0..self.conns.len() {
@@ -580,10 +605,10 @@ impl IoThread {
                 continue;
             };
             conn.state = State::Joining;
-            if conn.irc {
+            if conn.dialect == Dialect::Irc {
                 irc::join(&mut conn.out, room);
             } else {
-                conn.out.extend_from_slice(request.as_bytes());
+                conn.queue_line(&request);
             }
             self.joining += 1;
             self.to_flush.push(idx);

@@ -29,6 +29,13 @@
 //! other one in a room mixing both ([`Mix`]); each connection knows which
 //! it speaks, and the I/O thread handles its lines accordingly.
 //!
+//! Connections speak WebSocket instead when the configuration has a
+//! [`WebSetup`] (issue 18): all of them, or every other one in a room
+//! mixing WebSocket and line clients. Once upgraded a WebSocket client is a
+//! line client whose lines are frames ([`crate::web`]). A fan-out run
+//! counts deliveries and latency per [`Dialect`] of the receiver as well
+//! as in all, so a mixed room says how each kind of client fared.
+//!
 //! Connections speak TLS when the configuration has a [`TlsClient`]
 //! ([`crate::client::Conn`] drives it). Two more things serve the TLS
 //! scenarios of issue 15: a *focus window* ([`Engine::focus`]), a stretch
@@ -122,6 +129,50 @@ pub enum Mix {
     EveryOther,
 }
 
+/// Which connections of a run speak WebSocket (issue 18).
+#[derive(Debug, Clone)]
+pub struct WebSetup {
+    /// Where they connect: chat-server's web listener (`--web-listen`).
+    pub dest: SocketAddr,
+    /// All of them, or every other one (a room mixing WebSocket and line
+    /// clients).
+    pub mix: Mix,
+}
+
+/// What one connection speaks over its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The server's own line protocol.
+    Line,
+    /// IRC ([`crate::irc`]).
+    Irc,
+    /// The line protocol in WebSocket frames ([`crate::web`]).
+    Web,
+}
+
+impl Dialect {
+    /// Every dialect, in the order of [`Dialect::index`].
+    pub const ALL: [Dialect; 3] = [Dialect::Line, Dialect::Irc, Dialect::Web];
+
+    /// Its name in reports: `line`, `irc`, `web`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Line => "line",
+            Dialect::Irc => "irc",
+            Dialect::Web => "web",
+        }
+    }
+
+    /// Its place in per-dialect arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Dialect::Line => 0,
+            Dialect::Irc => 1,
+            Dialect::Web => 2,
+        }
+    }
+}
+
 /// An IRC operator the server knows, and which clients take it up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Oper {
@@ -180,21 +231,36 @@ pub struct EngineConfig {
     pub tls: Option<TlsClient>,
     /// IRC connections, when the run speaks IRC (issue 16).
     pub irc: Option<IrcSetup>,
+    /// WebSocket connections, when the run speaks WebSocket (issue 18).
+    pub web: Option<WebSetup>,
+}
+
+/// Whether client `id` is one of those `mix` picks.
+fn picked(mix: Mix, id: usize) -> bool {
+    mix == Mix::All || id.is_multiple_of(2)
 }
 
 impl EngineConfig {
+    /// What client `id` speaks: WebSocket or IRC when the run's setup
+    /// picks it, else the line protocol.
+    pub fn dialect_for(&self, id: usize) -> Dialect {
+        match (&self.web, &self.irc) {
+            (Some(web), _) if picked(web.mix, id) => Dialect::Web,
+            (_, Some(irc)) if picked(irc.mix, id) => Dialect::Irc,
+            _ => Dialect::Line,
+        }
+    }
+
     /// Whether client `id` speaks IRC.
     pub fn speaks_irc(&self, id: usize) -> bool {
-        match &self.irc {
-            None => false,
-            Some(irc) => irc.mix == Mix::All || id.is_multiple_of(2),
-        }
+        self.dialect_for(id) == Dialect::Irc
     }
 
     /// Where client `id` connects.
     pub fn dest_for(&self, id: usize) -> SocketAddr {
-        match &self.irc {
-            Some(irc) if self.speaks_irc(id) => irc.dest,
+        match (self.dialect_for(id), &self.irc, &self.web) {
+            (Dialect::Irc, Some(irc), _) => irc.dest,
+            (Dialect::Web, _, Some(web)) => web.dest,
             _ => self.dest,
         }
     }
@@ -446,6 +512,29 @@ pub struct FanoutOutcome {
     /// What the TLS handshakes negotiated (the first one seen), for TLS
     /// runs.
     pub tls: Option<Negotiated>,
+    /// Deliveries and their latency by the receiver's dialect (indexed by
+    /// [`Dialect::index`]).
+    pub by_dialect: [Tally; 3],
+    /// The server's pings the clients answered (IRC `PING`, WebSocket
+    /// Ping).
+    pub pings_answered: u64,
+}
+
+/// The deliveries one kind of receiver got.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Deliveries (first deliveries only, as [`Integrity::delivered`]).
+    pub delivered: u64,
+    /// Their latency.
+    pub latency: Latency,
+}
+
+impl Tally {
+    /// Adds another thread's tally.
+    pub fn merge(&mut self, other: &Tally) {
+        self.delivered += other.delivered;
+        self.latency.merge(&other.latency);
+    }
 }
 
 /// The result of a churn, all threads merged.
@@ -708,6 +797,8 @@ impl Engine {
             max_send_lag: Duration::ZERO,
             focus: Latency::new(),
             tls: None,
+            by_dialect: Default::default(),
+            pings_answered: 0,
             first_error: (!armed).then(|| {
                 format!(
                     "the generator threads did not all arm the run within {} s; nothing was sent",
@@ -722,6 +813,10 @@ impl Engine {
             outcome.latency.merge(&r.latency);
             outcome.other_lines += r.other_lines;
             outcome.focus.merge(&r.focus_latency);
+            for (total, part) in outcome.by_dialect.iter_mut().zip(&r.by_dialect) {
+                total.merge(part);
+            }
+            outcome.pings_answered += r.pings_answered;
             last_ns = last_ns.max(r.last_delivery_ns);
             lag_ns = lag_ns.max(r.max_send_lag_ns);
             if outcome.first_error.is_none() {
@@ -833,6 +928,10 @@ mod tests {
     }
 
     fn config(irc: Option<IrcSetup>) -> EngineConfig {
+        config_with(irc, None)
+    }
+
+    fn config_with(irc: Option<IrcSetup>, web: Option<WebSetup>) -> EngineConfig {
         EngineConfig {
             dest: "127.0.0.1:7878".parse().unwrap(),
             flavor: Flavor::ChatServer,
@@ -843,6 +942,7 @@ mod tests {
             lifetime: Duration::from_secs(1),
             tls: None,
             irc,
+            web,
         }
     }
 
@@ -876,5 +976,36 @@ mod tests {
         assert!((0..4).all(|id| all.speaks_irc(id) && all.dest_for(id) == irc_dest));
         assert_eq!(all.oper_for(1).map(|o| o.name.as_str()), Some("bench"));
         assert_eq!(all.oper_for(2), None);
+    }
+
+    #[test]
+    fn a_mixed_web_run_puts_every_other_client_on_the_web_listener() {
+        let web_dest: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mixed = config_with(
+            None,
+            Some(WebSetup {
+                dest: web_dest,
+                mix: Mix::EveryOther,
+            }),
+        );
+        assert_eq!(
+            (0..4).map(|id| mixed.dialect_for(id)).collect::<Vec<_>>(),
+            [Dialect::Web, Dialect::Line, Dialect::Web, Dialect::Line]
+        );
+        assert_eq!((mixed.dest_for(0), mixed.dest_for(1)), (web_dest, mixed.dest));
+        assert!(!(0..4).any(|id| mixed.speaks_irc(id)));
+
+        let all = config_with(
+            None,
+            Some(WebSetup {
+                dest: web_dest,
+                mix: Mix::All,
+            }),
+        );
+        assert!((0..4).all(|id| all.dialect_for(id) == Dialect::Web && all.dest_for(id) == web_dest));
+        assert_eq!(
+            Dialect::ALL.map(|d| (d.index(), d.name())),
+            [(0, "line"), (1, "irc"), (2, "web")]
+        );
     }
 }

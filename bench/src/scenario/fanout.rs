@@ -5,6 +5,10 @@
 //! lines ahead of its slowest receiver, so the run measures how fast the
 //! server can fan out without building queues) and fixed-rate (each
 //! sender at R lines/s, so the run measures latency at a given load).
+//!
+//! In a room mixing kinds of client (IRC or WebSocket beside line clients)
+//! the report also gives each kind's deliveries per second and latency as
+//! receivers ([`KindFigures`]), so the same run says how each fared.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::args::{FanoutCommon, TargetArgs};
-use crate::engine::{Engine, Flavor};
+use crate::engine::{Dialect, Engine, Flavor};
 use crate::error::{Error, Result};
 use crate::procfs;
 use crate::report::{self, cpu_map, cpu_text, Header};
@@ -64,6 +68,29 @@ pub struct FanoutReport {
     pub first_error: Option<String>,
     /// What the TLS handshakes negotiated, for a TLS run.
     pub tls: Option<Negotiated>,
+    /// The server's pings the clients answered during the run (IRC
+    /// `PING`, WebSocket Ping; chat-server pings a WebSocket after 30 s of
+    /// quiet).
+    pub pings_answered: u64,
+    /// In a room mixing kinds of client: each kind's figures as receivers,
+    /// by [`Dialect::name`] (`line`, `irc`, `web`). Empty (and left out of
+    /// the JSON) when every client is of one kind.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_kind: BTreeMap<String, KindFigures>,
+}
+
+/// What the receivers of one kind got in a fan-out run.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindFigures {
+    /// Clients of this kind in the room (senders too: they receive the
+    /// other senders' lines).
+    pub clients: usize,
+    /// Their deliveries.
+    pub delivered: u64,
+    /// Their deliveries per second, over the run's `active_s`.
+    pub deliveries_per_s: f64,
+    /// Their deliveries' latency.
+    pub latency: LatencySummary,
 }
 
 /// Runs one fan-out against `target`.
@@ -89,9 +116,15 @@ pub fn run(
     if let Some(oper) = config.irc.as_mut().and_then(|irc| irc.oper.as_mut()) {
         oper.below = usize::try_from(common.senders).unwrap_or(usize::MAX);
     }
+    let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
+    let mut kind_clients = [0usize; 3];
+    for id in 0..clients {
+        if let Some(count) = kind_clients.get_mut(config.dialect_for(id).index()) {
+            *count += 1;
+        }
+    }
     let mut engine = Engine::start(config)?;
     let handshake = super::room_handshake(target.flavor);
-    let clients = usize::try_from(common.clients).unwrap_or(usize::MAX);
     let opened = engine.open(clients, &handshake, args.setup_timeout);
     if opened.live < clients {
         return Err(super::not_all_connected(&opened, clients, target, &engine));
@@ -119,6 +152,24 @@ pub fn run(
 
     let active_s = outcome.active.as_secs_f64();
     let delivered = outcome.integrity.delivered;
+    let per_s = |n: u64| if active_s > 0.0 { n as f64 / active_s } else { 0.0 };
+    let mixed = kind_clients.iter().filter(|&&n| n > 0).count() > 1;
+    let by_kind = Dialect::ALL
+        .iter()
+        .zip(kind_clients.iter().zip(&outcome.by_dialect))
+        .filter(|(_, (&n, _))| mixed && n > 0)
+        .map(|(dialect, (&n, tally))| {
+            (
+                dialect.name().to_string(),
+                KindFigures {
+                    clients: n,
+                    delivered: tally.delivered,
+                    deliveries_per_s: per_s(tally.delivered),
+                    latency: tally.latency.summary(),
+                },
+            )
+        })
+        .collect();
     Ok(FanoutReport {
         header: Header::new(scenario, args, target),
         clients: common.clients,
@@ -129,11 +180,7 @@ pub fn run(
         setup_s: opened.elapsed.as_secs_f64(),
         lines_sent: outcome.sent.iter().sum(),
         active_s,
-        deliveries_per_s: if active_s > 0.0 {
-            delivered as f64 / active_s
-        } else {
-            0.0
-        },
+        deliveries_per_s: per_s(delivered),
         latency: outcome.latency.summary(),
         integrity: outcome.integrity,
         complete: outcome.complete,
@@ -144,6 +191,8 @@ pub fn run(
         generator_cpu_pct: cpu_map(&gen_cpu),
         first_error: outcome.first_error,
         tls: outcome.tls,
+        pings_answered: outcome.pings_answered,
+        by_kind,
     })
 }
 
@@ -195,6 +244,14 @@ pub fn print(r: &FanoutReport) -> Result<()> {
             "  lost {}, duplicated {}, out of order {}, foreign {}",
             i.lost, i.duplicated, i.out_of_order, i.foreign
         ),
+    ];
+    for (kind, k) in &r.by_kind {
+        summary.push(format!(
+            "  {kind} receivers ({}): {:.0} deliveries/s ({}); latency µs p50 {:.0}  p99 {:.0}  p99.9 {:.0}",
+            k.clients, k.deliveries_per_s, k.delivered, k.latency.p50_us, k.latency.p99_us, k.latency.p999_us
+        ));
+    }
+    summary.extend([
         format!(
             "  transport: {}",
             transport_text(&r.header.transport, r.tls.as_ref())
@@ -214,7 +271,10 @@ pub fn print(r: &FanoutReport) -> Result<()> {
                     .collect::<Vec<_>>()
             )
         ),
-    ];
+    ]);
+    if r.pings_answered > 0 {
+        summary.push(format!("  the server's pings answered: {}", r.pings_answered));
+    }
     // A server this run started has the options; one started by hand
     // must have been given them.
     if r.header.target == Flavor::ChatServer.name() && r.header.server.starts_with("already running") {

@@ -75,12 +75,13 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// The handshakes and storm scenarios measure new connections of the line
-/// protocol (and TLS); over IRC they are not measured.
+/// protocol (and TLS); over IRC and WebSocket they are not measured.
 fn not_over_irc(args: &TargetArgs, scenario: &str) -> Result<()> {
     match args.protocol() {
         Protocol::Line => Ok(()),
         other => Err(Error::msg(format!(
-            "{scenario} is not measured over IRC (--protocol {}); IRC runs fanout, fixed-rate, idle, ramp and join-storm",
+            "{scenario} is not measured over IRC or WebSocket (--protocol {}); those run fanout, \
+             fixed-rate, idle, ramp and join-storm",
             other.name()
         ))),
     }
@@ -90,8 +91,9 @@ fn not_over_irc(args: &TargetArgs, scenario: &str) -> Result<()> {
 /// is started.
 ///
 /// # Errors
-/// When it cannot: IRC to ncat or tokio's example, the line protocol to
-/// ngircd, IRC over TLS, a mixed room anywhere but chat-server.
+/// When it cannot: IRC or WebSocket to ncat or tokio's example, the line
+/// protocol or WebSocket to ngircd, IRC or WebSocket over TLS, a mixed room
+/// anywhere but chat-server.
 fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
     let protocol = args.protocol();
     let kind = args.target.flavor().name();
@@ -102,7 +104,13 @@ fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
                 protocol.name()
             )));
         }
-        (TargetKind::Ngircd, Protocol::Line | Protocol::Mixed) => {
+        (TargetKind::Ncat | TargetKind::TokioChat, Protocol::Web | Protocol::MixedWeb) => {
+            return Err(Error::msg(format!(
+                "{kind} does not speak WebSocket (--protocol {})",
+                protocol.name()
+            )));
+        }
+        (TargetKind::Ngircd, Protocol::Line | Protocol::Mixed | Protocol::Web | Protocol::MixedWeb) => {
             return Err(Error::msg(format!(
                 "ngircd speaks IRC only; --protocol {} needs chat-server",
                 protocol.name()
@@ -112,7 +120,7 @@ fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
     }
     if protocol != Protocol::Line && args.tls {
         return Err(Error::msg(
-            "IRC runs are over plain TCP; --tls is for the line protocol",
+            "IRC and WebSocket runs are over plain TCP; --tls is for the line protocol",
         ));
     }
     if args.irc_addr.is_some() && !(protocol == Protocol::Mixed && args.addr.is_some()) {
@@ -126,6 +134,17 @@ fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
             "--protocol mixed with --addr needs --irc-addr, the chat-server's IRC listener",
         ));
     }
+    if args.web_addr.is_some() && !(protocol == Protocol::MixedWeb && args.addr.is_some()) {
+        return Err(Error::msg(
+            "--web-addr is for --protocol mixed-web with --addr (a chat-server started by hand); \
+             with --protocol web, --addr is the web listener",
+        ));
+    }
+    if protocol == Protocol::MixedWeb && args.addr.is_some() && args.web_addr.is_none() {
+        return Err(Error::msg(
+            "--protocol mixed-web with --addr needs --web-addr, the chat-server's web listener",
+        ));
+    }
     Ok(protocol)
 }
 
@@ -135,17 +154,21 @@ fn check_protocol(args: &TargetArgs) -> Result<Protocol> {
 /// When `addr` is not a loopback address.
 pub fn attach(args: &TargetArgs, addr: SocketAddr, pid: Option<u32>) -> Result<Target> {
     let protocol = args.protocol();
-    let irc_addr = match protocol {
-        Protocol::Line => None,
-        Protocol::Irc => Some(addr),
-        Protocol::Mixed => args.irc_addr,
+    let (irc_addr, web_addr) = match protocol {
+        Protocol::Line => (None, None),
+        Protocol::Irc => (Some(addr), None),
+        Protocol::Mixed => (args.irc_addr, None),
+        Protocol::Web => (None, Some(addr)),
+        Protocol::MixedWeb => (None, args.web_addr),
     };
-    if let Some(irc) = irc_addr.filter(|a| !a.ip().is_loopback()) {
+    if let Some(other) = irc_addr.or(web_addr).filter(|a| !a.ip().is_loopback()) {
         return Err(Error::msg(format!(
-            "{irc} is not a loopback address; chat-bench only loads loopback"
+            "{other} is not a loopback address; chat-bench only loads loopback"
         )));
     }
-    Ok(Target::attach(args.target.flavor(), addr, pid)?.with_protocol(protocol, irc_addr))
+    Ok(Target::attach(args.target.flavor(), addr, pid)?
+        .with_protocol(protocol, irc_addr)
+        .with_web(web_addr))
 }
 
 /// The server the options name: attached with --addr, or started (with
@@ -191,6 +214,9 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
             Protocol::Line => Target::spawn_chat_server(bin, clients, &args.server_args),
             Protocol::Irc | Protocol::Mixed => {
                 Target::spawn_chat_server_irc(bin, clients, &args.server_args, protocol)
+            }
+            Protocol::Web | Protocol::MixedWeb => {
+                Target::spawn_chat_server_web(bin, clients, &args.server_args, protocol)
             }
         },
         (None, TargetKind::ChatServer, None) => Err(Error::msg(format!(
@@ -248,6 +274,7 @@ pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> 
         lifetime,
         tls: target.tls.clone(),
         irc: target.irc_setup(),
+        web: target.web_setup(),
     }
 }
 
@@ -382,6 +409,67 @@ mod tests {
             .unwrap_err()
             .0
             .contains("not measured over IRC"));
+    }
+
+    #[test]
+    fn a_websocket_run_the_target_cannot_make_is_refused_before_anything_starts() {
+        let said = |argv: &[&str]| open_target(&target_args(argv), 10).unwrap_err().0;
+        assert!(said(&["--target", "ncat", "--protocol", "web"]).contains("ncat does not speak WebSocket"));
+        assert!(
+            said(&["--target", "tokio-chat", "--protocol", "mixed-web"]).contains("does not speak WebSocket")
+        );
+        assert!(said(&["--target", "ngircd", "--protocol", "web"]).contains("ngircd speaks IRC only"));
+        assert!(said(&["--protocol", "web", "--tls", "--server-bin", "x"]).contains("plain TCP"));
+        assert!(said(&["--protocol", "mixed-web", "--addr", "127.0.0.1:9"]).contains("needs --web-addr"));
+        assert!(said(&[
+            "--protocol",
+            "web",
+            "--web-addr",
+            "127.0.0.1:9",
+            "--addr",
+            "127.0.0.1:8"
+        ])
+        .contains("--addr is the web listener"));
+        assert!(said(&[
+            "--protocol",
+            "mixed-web",
+            "--addr",
+            "127.0.0.1:9",
+            "--web-addr",
+            "10.0.0.1:8080"
+        ])
+        .contains("not a loopback address"));
+        let no_storm = Cli::try_parse_from(["chat-bench", "--protocol", "web", "storm"]).unwrap();
+        assert!(run(no_storm)
+            .unwrap_err()
+            .0
+            .contains("not measured over IRC or WebSocket"));
+    }
+
+    #[test]
+    fn a_websocket_server_by_hand_is_spoken_to_on_its_web_listener() {
+        let web = open_target(
+            &target_args(&["--protocol", "web", "--addr", "127.0.0.1:8080"]),
+            10,
+        )
+        .unwrap();
+        let setup = web.web_setup().unwrap();
+        assert_eq!(setup.dest, "127.0.0.1:8080".parse().unwrap());
+        assert!(web.irc_setup().is_none());
+        let mixed = open_target(
+            &target_args(&[
+                "--protocol",
+                "mixed-web",
+                "--addr",
+                "127.0.0.1:7878",
+                "--web-addr",
+                "127.0.0.1:8080",
+            ]),
+            10,
+        )
+        .unwrap();
+        assert_eq!(mixed.web_setup().unwrap().dest, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(mixed.addr, "127.0.0.1:7878".parse().unwrap());
     }
 
     #[test]

@@ -161,17 +161,29 @@ impl Pool {
                 .map(|v| v.get_name().to_string());
             tls_args.extend(["--tls-group".to_string(), group.unwrap_or_default()]);
         }
-        // An IRC run's workers speak the same protocol to the same ports.
-        let mut irc_args = vec!["--protocol".to_string(), target.protocol.name().to_string()];
-        if let (Protocol::Mixed, Some(irc)) = (target.protocol, target.irc_addr) {
-            irc_args.extend(["--irc-addr".to_string(), irc.to_string()]);
-        }
+        // An IRC or WebSocket run's workers speak the same protocol to the
+        // same ports: with --protocol irc or web a worker's --addr is the
+        // IRC or web listener, with mixed or mixed-web the line listener.
+        let mut protocol_args = vec!["--protocol".to_string(), target.protocol.name().to_string()];
+        let addr = match (target.protocol, target.irc_addr, target.web_addr) {
+            (Protocol::Irc, Some(irc), _) => irc,
+            (Protocol::Web, _, Some(web)) => web,
+            (Protocol::Mixed, Some(irc), _) => {
+                protocol_args.extend(["--irc-addr".to_string(), irc.to_string()]);
+                target.addr
+            }
+            (Protocol::MixedWeb, _, Some(web)) => {
+                protocol_args.extend(["--web-addr".to_string(), web.to_string()]);
+                target.addr
+            }
+            _ => target.addr,
+        };
         (0..usize::from(workers))
             .map(|w| {
                 let mut child = Command::new(&exe)
-                    .args(["--addr", &target.addr.to_string(), "--target", kind])
+                    .args(["--addr", &addr.to_string(), "--target", kind])
                     .args(&tls_args)
-                    .args(&irc_args)
+                    .args(&protocol_args)
                     .args(["--threads", "1", "--sources", &args.sources.to_string()])
                     .args(["--connect-inflight", &args.connect_inflight().to_string()])
                     .args(["worker", "--first-id", &(w * ID_STRIDE).to_string()])

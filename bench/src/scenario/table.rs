@@ -22,6 +22,12 @@
 //! both side by side, with chat-server IRC ÷ ngircd (the issue's target)
 //! and chat-server IRC ÷ line, and each server's CPU by thread. A run
 //! without a `protocol` (older JSON lines) spoke the line protocol.
+//!
+//! Runs over WebSocket (issue 18: a `protocol` of `web` or `mixed-web`)
+//! get theirs ([`render_web`]): chat-server's line protocol, its WebSocket,
+//! a room mixing both (all receivers, then its line and its WebSocket
+//! receivers apart, from the run's `by_kind`) and ncat side by side, with
+//! WebSocket ÷ line and chat-server line ÷ ncat.
 
 use std::fs;
 
@@ -221,6 +227,12 @@ pub fn render(runs: &[Value]) -> String {
     }
     if runs
         .iter()
+        .any(|r| matches!(protocol(r).as_str(), "web" | "mixed-web"))
+    {
+        return render_web(runs);
+    }
+    if runs
+        .iter()
         .any(|r| protocol(r) != "line" || text(r, "target") == "ngircd")
     {
         return render_irc(runs);
@@ -405,6 +417,105 @@ pub fn render_irc(runs: &[Value]) -> String {
                 shown(3),
                 ratio(value(0), value(1)),
                 ratio(value(0), value(2)),
+            ));
+        }
+    }
+    out
+}
+
+/// The WebSocket comparison (issue 18) as markdown: for each label,
+/// chat-server's line protocol, its WebSocket, a room mixing both (all
+/// receivers; its line receivers; its WebSocket receivers) and ncat, the
+/// ratios WebSocket ÷ line and chat-server line ÷ ncat, each run's CPU by
+/// thread and the server's CPU per delivery.
+pub fn render_web(runs: &[Value]) -> String {
+    let mut out = String::from(
+        "| scenario | measure | chat-server line | chat-server WebSocket | mixed room, all | mixed room, line receivers | mixed room, WebSocket receivers | ncat --chat | WebSocket ÷ line | chat-server line ÷ ncat |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for label in labels_of(runs.iter()) {
+        let find = |target: &str, proto: &str| {
+            runs.iter()
+                .rev()
+                .find(|r| text(r, "label") == label && text(r, "target") == target && protocol(r) == proto)
+        };
+        let (line, web, mixed, ncat) = (
+            find("chat-server", "line"),
+            find("chat-server", "web"),
+            find("chat-server", "mixed-web"),
+            find("ncat", "line"),
+        );
+        // Each column: a run, and where in it the figures are (a kind's
+        // own under `by_kind`).
+        let columns: [(Option<&Value>, &[&str]); 6] = [
+            (line, &[]),
+            (web, &[]),
+            (mixed, &[]),
+            (mixed, &["by_kind", "line"]),
+            (mixed, &["by_kind", "web"]),
+            (ncat, &[]),
+        ];
+        let Some(scenario) = [line, web, mixed, ncat]
+            .iter()
+            .flatten()
+            .next()
+            .map(|r| text(r, "scenario"))
+        else {
+            continue;
+        };
+        let name = if label.is_empty() {
+            scenario.clone()
+        } else {
+            label.clone()
+        };
+        let mut first = name.as_str();
+        for (measure, path, show) in measures(&scenario) {
+            let cells: Vec<(String, Option<f64>)> = columns
+                .iter()
+                .map(|(run, prefix)| {
+                    if !prefix.is_empty() && *path == ["integrity", "lost"] {
+                        // Counted for the run as a whole, not per kind.
+                        return ("—".to_string(), None);
+                    }
+                    let sub = run.and_then(|r| prefix.iter().try_fold(r, |v, key| v.get(key)));
+                    cell(sub, path, *show)
+                })
+                .collect();
+            let value = |i: usize| cells.get(i).and_then(|c| c.1);
+            let shown: Vec<&str> = cells.iter().map(|c| c.0.as_str()).collect();
+            out.push_str(&format!(
+                "| {first} | {measure} | {} | {} | {} |\n",
+                shown.join(" | "),
+                ratio(value(1), value(0)),
+                ratio(value(0), value(5)),
+            ));
+            first = "";
+        }
+        let whole_runs = [line, web, mixed, ncat];
+        for (key, measure) in CPU_ROWS {
+            let cells: Vec<String> = whole_runs.iter().map(|run| cpu_cell(*run, key)).collect();
+            if cells.iter().any(|c| c != "—") {
+                out.push_str(&format!(
+                    "|  | {measure} | {} | {} | {} | — | — | {} | — | — |\n",
+                    cells.first().map_or("—", String::as_str),
+                    cells.get(1).map_or("—", String::as_str),
+                    cells.get(2).map_or("—", String::as_str),
+                    cells.get(3).map_or("—", String::as_str),
+                ));
+            }
+        }
+        if matches!(scenario.as_str(), "fanout" | "fixed-rate") {
+            let costs: Vec<Option<f64>> = whole_runs.iter().map(|run| cpu_per_delivery_ns(*run)).collect();
+            let value = |i: usize| costs.get(i).copied().flatten();
+            let shown = |i: usize| value(i).map_or("—".to_string(), |ns| format!("{ns:.0} ns"));
+            out.push_str(&format!(
+                "|  | server CPU per delivery (all threads) | {} | {} | {} | — | — | {} | {} | {} |\n",
+                shown(0),
+                shown(1),
+                shown(2),
+                shown(3),
+                ratio(value(1), value(0)),
+                ratio(value(0), value(3)),
             ));
         }
     }
@@ -622,6 +733,64 @@ mod tests {
         );
         assert!(
             table.contains("| C | connections held | — | 1000 | — | — | — | — |\n|  | server RSS per connection (bytes) | — | 2843 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn websocket_runs_get_the_mixed_rooms_kinds_apart_and_the_two_ratios() {
+        let runs: Vec<Value> = [
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","protocol":"line","deliveries_per_s":10000000,"latency":{"p50_us":3000,"p99_us":8000,"p999_us":9000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"hub":5,"io-0":25,"io-1":25},"generator_cpu_pct":{"chat-bench":110}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","protocol":"web","deliveries_per_s":8000000,"latency":{"p50_us":3500,"p99_us":10000,"p999_us":12000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"hub":5,"io-0":27,"io-1":28}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","protocol":"mixed-web","deliveries_per_s":9000000,"latency":{"p50_us":3200,"p99_us":9000,"p999_us":11000},"integrity":{"lost":0,"duplicated":1,"out_of_order":0},"by_kind":{"line":{"clients":50,"deliveries_per_s":4600000,"latency":{"p50_us":3100,"p99_us":8500,"p999_us":10000}},"web":{"clients":50,"deliveries_per_s":4400000,"latency":{"p50_us":3300,"p99_us":9500,"p999_us":11500}}}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"ncat","protocol":"line","deliveries_per_s":2000000,"latency":{"p50_us":30000,"p99_us":45000,"p999_us":50000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"ncat":12}}"#,
+            r#"{"label":"C","scenario":"idle","target":"chat-server","protocol":"web","held":1000,"rss_per_conn_bytes":3100.4,"kernel":{"slab_per_conn_bytes":6800}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let table = render(&runs);
+        assert!(
+            table.starts_with(
+                "| scenario | measure | chat-server line | chat-server WebSocket | mixed room, all | mixed room, line receivers | mixed room, WebSocket receivers | ncat --chat | WebSocket ÷ line | chat-server line ÷ ncat |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| A | deliveries/s | 10.00 M/s | 8.00 M/s | 9.00 M/s | 4.60 M/s | 4.40 M/s | 2.00 M/s | 0.80× | 5.00× |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "|  | latency p99 | 8.00 ms | 10.00 ms | 9.00 ms | 8.50 ms | 9.50 ms | 45.00 ms | 1.25× | 0.18× |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | lost + duplicated + out of order | 0 | 0 | 1 | — | — | 0 | — | — |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "|  | server CPU, % of a core by thread | hub 5, io-0 25, io-1 25 | hub 5, io-0 27, io-1 28 | — | — | — | ncat 12 | — | — |\n"
+            ),
+            "{table}"
+        );
+        // 55% of a core for 10 M/s is 55 ns a delivery; 60% for 8 M/s, 75.
+        assert!(
+            table.contains(
+                "|  | server CPU per delivery (all threads) | 55 ns | 75 ns | — | — | — | 60 ns | 1.36× | 0.92× |\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| C | connections held | — | 1000 | — | — | — | — | — | — |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("|  | server RSS per connection (bytes) | — | 3100 | — | — | — | — | — | — |\n"),
             "{table}"
         );
     }

@@ -11,13 +11,15 @@
 //! what an encoding makes of a shared event must not depend on who
 //! receives it; an event for one connection ([`Session::encode_own`]) may
 //! (IRC's numerics name the recipient). Today there is the [`line`]
-//! protocol that `nc` and `chat-client` speak, and [`irc`].
+//! protocol that `nc` and `chat-client` speak, [`irc`], and [`web`]: the
+//! page the daemon serves, whose WebSocket speaks the line protocol.
 //!
 //! What a front end must never do: touch the chat state (it asks the hub),
 //! know another front end, or do socket I/O (the event loop does that).
 
 pub mod irc;
 pub mod line;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -38,6 +40,9 @@ pub enum Protocol {
     Line,
     /// IRC (README.md, "IRC").
     Irc,
+    /// The web page and its WebSocket, which carries the line protocol
+    /// (README.md, "The web page").
+    Web,
     /// A test double of a second protocol: the line protocol's requests,
     /// and its lines marked `test: `, so that tests can mix front ends in
     /// one room with a protocol whose output is easy to read. Only a
@@ -50,7 +55,7 @@ impl Protocol {
     /// How a connection of this protocol comes on the chat.
     pub fn arrival(self) -> Arrival {
         match self {
-            Protocol::Line | Protocol::Test => Arrival::Guest,
+            Protocol::Line | Protocol::Test | Protocol::Web => Arrival::Guest,
             Protocol::Irc => Arrival::Registering,
         }
     }
@@ -61,6 +66,7 @@ impl Protocol {
             Protocol::Line => Session::Line,
             Protocol::Test => Session::Test,
             Protocol::Irc => Session::Irc(Box::default()),
+            Protocol::Web => Session::Web(Box::default()),
         }
     }
 
@@ -68,7 +74,7 @@ impl Protocol {
     /// protocol allows `configured`.
     pub fn max_line(self, configured: usize) -> usize {
         match self {
-            Protocol::Line | Protocol::Test => configured,
+            Protocol::Line | Protocol::Test | Protocol::Web => configured,
             Protocol::Irc => IRC_MAX_LINE,
         }
     }
@@ -81,6 +87,7 @@ impl Protocol {
                 Encoding::Line.encode(&ServerEvent::Error(error.clone()), &Context::plain(), out)
             }
             Protocol::Irc => irc::encode::refusal(out, error),
+            Protocol::Web => web::http::door_refusal(error, out),
         }
     }
 }
@@ -99,6 +106,9 @@ pub struct Context {
     /// The time, in milliseconds since the Unix epoch (IRC's
     /// `server-time`; a test stops it).
     pub clock: fn() -> u64,
+    /// Which pages may open a WebSocket (`--web-allow-origin` and the
+    /// server's own).
+    pub origins: web::origin::OriginPolicy,
 }
 
 impl Context {
@@ -111,6 +121,7 @@ impl Context {
             created: Arc::from("at start"),
             motd: None,
             clock: crate::chat::hub::system_clock,
+            origins: web::origin::OriginPolicy::default(),
         }
     }
 }
@@ -127,11 +138,13 @@ pub enum Encoding {
     Irc,
     /// IRC with each message's time (`server-time`).
     IrcWithTime,
+    /// The line protocol in WebSocket text frames.
+    Web,
 }
 
 impl Encoding {
     /// How many encodings there are (for a cache of one encoding each).
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     /// A number from 0 to [`Encoding::COUNT`] - 1, one per encoding.
     pub fn index(self) -> usize {
@@ -140,6 +153,7 @@ impl Encoding {
             Encoding::Test => 1,
             Encoding::Irc => 2,
             Encoding::IrcWithTime => 3,
+            Encoding::Web => 4,
         }
     }
 
@@ -155,6 +169,7 @@ impl Encoding {
             }
             Encoding::Irc => irc::encode::shared(event, ctx, false, out),
             Encoding::IrcWithTime => irc::encode::shared(event, ctx, true, out),
+            Encoding::Web => web::encode(event, out),
         }
     }
 }
@@ -169,6 +184,9 @@ pub enum Session {
     Test,
     /// IRC: registration, capabilities, nick.
     Irc(Box<irc::Session>),
+    /// The web listener: the HTTP request until the upgrade, then the line
+    /// protocol.
+    Web(Box<web::Session>),
 }
 
 impl Session {
@@ -178,6 +196,7 @@ impl Session {
             Session::Line => Protocol::Line,
             Session::Test => Protocol::Test,
             Session::Irc(_) => Protocol::Irc,
+            Session::Web(_) => Protocol::Web,
         }
     }
 
@@ -188,6 +207,7 @@ impl Session {
             Session::Test => Encoding::Test,
             Session::Irc(irc) if irc.has(irc::session::Cap::ServerTime) => Encoding::IrcWithTime,
             Session::Irc(_) => Encoding::Irc,
+            Session::Web(_) => Encoding::Web,
         }
     }
 
@@ -195,7 +215,7 @@ impl Session {
     /// first; the others are at once).
     pub fn is_registered(&self) -> bool {
         match self {
-            Session::Line | Session::Test => true,
+            Session::Line | Session::Test | Session::Web(_) => true,
             Session::Irc(irc) => irc.is_registered(),
         }
     }
@@ -208,7 +228,7 @@ impl Session {
         to_hub: &mut impl FnMut(Result<Request, ErrorKind>),
     ) {
         match self {
-            Session::Line | Session::Test => {
+            Session::Line | Session::Test | Session::Web(_) => {
                 if let Some(request) = line::to_request(line) {
                     to_hub(request);
                 }
@@ -223,6 +243,7 @@ impl Session {
             Session::Line => line::encode(event, out),
             Session::Test => Encoding::Test.encode(event, ctx, out),
             Session::Irc(irc) => irc::encode::own(irc, event, ctx, out),
+            Session::Web(_) => web::encode(event, out),
         }
     }
 }

@@ -42,7 +42,7 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::chat::messages::{Adopt, Inbound, Released};
 use crate::config::Config;
 use crate::frontend::Protocol;
-use crate::net::admission::{Admission, OldestSilent, Refusal};
+use crate::net::admission::{Admission, Door, OldestSilent, Refusal};
 use crate::net::event_loop::refuse;
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::later;
@@ -126,6 +126,17 @@ impl ListenerKind {
         tls: true,
     };
 
+    /// The web page and its WebSocket over plain TCP.
+    pub const WEB: ListenerKind = ListenerKind {
+        protocol: Protocol::Web,
+        tls: false,
+    };
+    /// The web page and its WebSocket over TLS.
+    pub const WEB_TLS: ListenerKind = ListenerKind {
+        protocol: Protocol::Web,
+        tls: true,
+    };
+
     /// What the log and systemd's status line add after the address of a
     /// listener of this kind; None for the plain line protocol.
     pub fn label(self) -> Option<&'static str> {
@@ -134,6 +145,8 @@ impl ListenerKind {
             (Protocol::Line, true) => Some("TLS"),
             (Protocol::Irc, false) => Some("IRC"),
             (Protocol::Irc, true) => Some("IRC over TLS"),
+            (Protocol::Web, false) => Some("web"),
+            (Protocol::Web, true) => Some("web over TLS"),
             (Protocol::Test, false) => Some("test"),
             (Protocol::Test, true) => Some("test over TLS"),
         }
@@ -422,7 +435,11 @@ impl Acceptor {
         if full && make_room.is_none() {
             return self.refuse(&stream, addr, kind, Refusal::Full);
         }
-        if let Err(refusal) = self.admission.admit(addr.ip(), now) {
+        let door = match kind.protocol {
+            Protocol::Web => Door::Web,
+            Protocol::Line | Protocol::Irc | Protocol::Test => Door::Chat,
+        };
+        if let Err(refusal) = self.admission.admit_at(door, addr.ip(), now) {
             return self.refuse(&stream, addr, kind, refusal);
         }
         configure_socket(&stream, addr);

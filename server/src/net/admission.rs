@@ -12,6 +12,13 @@
 //!   then `--connect-rate` a second, and four times that from one network:
 //!   a handful of hosts cannot fill the server in seconds, and whoever is
 //!   throttled is told so and may come back;
+//! - the web listeners' connections draw on a throttle of their own,
+//!   [`crate::config::WEB_THROTTLE_FACTOR`] times as generous: a page load
+//!   is five connections (the page, its script, style and icon, each
+//!   closed once answered, and the socket), so a few reloads would
+//!   otherwise use up a chat client's allowance and leave the page half
+//!   loaded. The limits on connections at once are shared by every
+//!   listener;
 //! - on a full server, the connection that has been here longest without
 //!   saying anything makes room for a newcomer (see
 //!   [`crate::net::acceptor`]): room goes to people who talk over sockets
@@ -27,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::ErrorKind;
 
-use crate::config::{Config, NET_THROTTLE_FACTOR};
+use crate::config::{Config, NET_THROTTLE_FACTOR, WEB_THROTTLE_FACTOR};
 use crate::net::flood::TokenBucket;
 use crate::ops::stats::CloseReason;
 
@@ -203,6 +210,17 @@ pub struct Admission {
     /// New-connection allowance per address and per network; `None` when
     /// the throttle is off.
     throttle: Option<Throttle>,
+    /// The same for the web listeners' connections.
+    web_throttle: Option<Throttle>,
+}
+
+/// Which throttle a new connection draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// A chat listener: the line protocol, IRC (each over TLS or not).
+    Chat,
+    /// A web listener: page loads and WebSockets.
+    Web,
 }
 
 #[derive(Debug)]
@@ -224,12 +242,13 @@ impl Admission {
             v6_prefix: config.net_prefix_v6,
             per_ip: HashMap::new(),
             per_net: HashMap::new(),
-            throttle: (config.connect_rate > 0).then(|| Throttle {
-                rate: config.connect_rate,
-                burst: config.connect_burst.max(1),
-                by_ip: HashMap::new(),
-                by_net: HashMap::new(),
-                next_forget: Instant::now(),
+            throttle: (config.connect_rate > 0)
+                .then(|| Throttle::new(config.connect_rate, config.connect_burst)),
+            web_throttle: (config.connect_rate > 0).then(|| {
+                Throttle::new(
+                    config.connect_rate.saturating_mul(WEB_THROTTLE_FACTOR),
+                    config.connect_burst.saturating_mul(WEB_THROTTLE_FACTOR),
+                )
             }),
         }
     }
@@ -245,6 +264,14 @@ impl Admission {
     /// # Errors
     /// The [`Refusal`] when it may not.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.admit_at(Door::Chat, ip, now)
+    }
+
+    /// As [`Admission::admit`], for a connection that came in at `door`.
+    ///
+    /// # Errors
+    /// The [`Refusal`] when it may not.
+    pub fn admit_at(&mut self, door: Door, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
         let ip = ip.to_canonical();
         let net = self.network(ip);
         if self.max_per_ip > 0 && self.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
@@ -253,7 +280,11 @@ impl Admission {
         if self.max_per_net > 0 && self.per_net.get(&net).copied().unwrap_or(0) >= self.max_per_net {
             return Err(Refusal::PerNet);
         }
-        if let Some(throttle) = &mut self.throttle {
+        let throttle = match door {
+            Door::Chat => &mut self.throttle,
+            Door::Web => &mut self.web_throttle,
+        };
+        if let Some(throttle) = throttle {
             if !throttle.allow(ip, net, now) {
                 return Err(Refusal::Throttled);
             }
@@ -273,13 +304,12 @@ impl Admission {
 
     /// How many addresses and networks the tables hold, for tests.
     pub fn tracked(&self) -> (usize, usize) {
-        match &self.throttle {
-            Some(t) => (
-                self.per_ip.len().max(t.by_ip.len()),
-                self.per_net.len().max(t.by_net.len()),
-            ),
-            None => (self.per_ip.len(), self.per_net.len()),
-        }
+        [&self.throttle, &self.web_throttle]
+            .into_iter()
+            .flatten()
+            .fold((self.per_ip.len(), self.per_net.len()), |(ips, nets), t| {
+                (ips.max(t.by_ip.len()), nets.max(t.by_net.len()))
+            })
     }
 }
 
@@ -293,6 +323,16 @@ fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
 }
 
 impl Throttle {
+    fn new(rate: u32, burst: u32) -> Throttle {
+        Throttle {
+            rate,
+            burst: burst.max(1),
+            by_ip: HashMap::new(),
+            by_net: HashMap::new(),
+            next_forget: Instant::now(),
+        }
+    }
+
     /// Takes one new connection's worth from the address's and the
     /// network's allowance, if both have it.
     fn allow(&mut self, ip: IpAddr, net: Network, now: Instant) -> bool {
@@ -428,6 +468,37 @@ mod tests {
             .filter(|n| from(&mut admission, &format!("10.0.0.{n}"), later).is_ok())
             .count();
         assert_eq!(admitted, 3);
+    }
+
+    #[test]
+    fn page_loads_draw_on_a_throttle_of_their_own_eight_times_as_generous() {
+        let start = Instant::now();
+        let mut admission = Admission::new(&config(0, 0, 2, 4));
+        for _ in 0..4 {
+            assert_eq!(admission.admit(ip("10.0.0.1"), start), Ok(()));
+        }
+        assert_eq!(admission.admit(ip("10.0.0.1"), start), Err(Refusal::Throttled));
+        // The chat doors' allowance is used up; the web's is whole: a burst
+        // of 32 (six page loads), then 16 a second.
+        for n in 0..32 {
+            assert_eq!(
+                admission.admit_at(Door::Web, ip("10.0.0.1"), start),
+                Ok(()),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            admission.admit_at(Door::Web, ip("10.0.0.1"), start),
+            Err(Refusal::Throttled)
+        );
+        let later = start + Duration::from_millis(500);
+        let admitted = (0..20)
+            .filter(|_| admission.admit_at(Door::Web, ip("10.0.0.1"), later).is_ok())
+            .count();
+        assert_eq!(admitted, 8);
+        // And it does not feed the chat doors'.
+        assert_eq!(admission.admit(ip("10.0.0.1"), later), Ok(()));
+        assert_eq!(admission.admit(ip("10.0.0.1"), later), Err(Refusal::Throttled));
     }
 
     #[test]

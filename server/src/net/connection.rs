@@ -21,6 +21,9 @@ use chat_protocol::{DecodeError, LineDecoder};
 use mio::{Interest, Registry, Token};
 
 use crate::chat::messages::ConnId;
+use crate::frontend::web::frames::{End, FrameDecoder};
+use crate::frontend::web::origin::OriginPolicy;
+use crate::frontend::web::Step;
 use crate::frontend::{Protocol, Session};
 use crate::net::flood::TokenBucket;
 use crate::net::timers::TimerSlots;
@@ -53,6 +56,9 @@ pub enum Phase {
     /// A TLS handshake is under way: the hub has not heard of the
     /// connection yet, and will once it is done.
     Handshaking,
+    /// A web connection's HTTP request is being read: the hub has not
+    /// heard of it, and will if it is a WebSocket upgrade.
+    Requesting,
     /// Reading lines and writing output.
     Open,
     /// The connection is ending (its client closed its side, or it was
@@ -78,6 +84,17 @@ pub enum Phase {
     /// Nothing more is read or written: the connection failed or overflowed
     /// its queue, and is closed at the end of this batch.
     Dropped,
+}
+
+impl Phase {
+    /// Where a connection of `protocol` starts once any TLS handshake is
+    /// over: reading its HTTP request (web), or open.
+    pub fn after_handshake(protocol: Protocol) -> Phase {
+        match protocol {
+            Protocol::Web => Phase::Requesting,
+            Protocol::Line | Protocol::Irc | Protocol::Test => Phase::Open,
+        }
+    }
 }
 
 /// Why reading a connection stopped before the kernel ran out of data.
@@ -109,6 +126,91 @@ pub enum ReadOutcome {
     /// The client's first bytes on a plain listener are a TLS handshake: a
     /// TLS client at the wrong port, which can read nothing we could say.
     TlsOnPlainPort,
+    /// A WebSocket client sent its Close frame: it is leaving, as at end of
+    /// stream.
+    WebSocketClosed,
+    /// A WebSocket client broke the protocol in this way.
+    WebSocketViolation(&'static str),
+}
+
+/// What reading a web connection's HTTP request found.
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// The request is not complete yet.
+    Pending,
+    /// Its share of this turn is used up: read again next turn.
+    Budget,
+    /// The request is complete: this is the answer.
+    Answered(Step),
+    /// The client closed its side first.
+    Eof,
+    /// The connection failed.
+    Failed(io::Error),
+}
+
+/// How a connection's input becomes lines.
+#[derive(Debug)]
+enum Decoder {
+    /// A byte stream of lines (TCP, TLS).
+    Lines(LineDecoder),
+    /// WebSocket frames, one line per message.
+    Frames(Box<FrameDecoder>),
+}
+
+/// The lines one piece of input completes, whichever the decoder.
+enum Input<'a> {
+    Lines(chat_protocol::decoder::Lines<'a>),
+    Frames(crate::frontend::web::frames::Messages<'a>),
+}
+
+impl Decoder {
+    fn decode<'a>(&'a mut self, data: &'a [u8]) -> Input<'a> {
+        match self {
+            Decoder::Lines(decoder) => Input::Lines(decoder.decode(data)),
+            Decoder::Frames(decoder) => Input::Frames(decoder.decode(data)),
+        }
+    }
+
+    /// Whether lines are decoded and waiting to be taken (a WebSocket
+    /// message holds a whole line, or several, once it has come).
+    fn has_ready(&self) -> bool {
+        match self {
+            Decoder::Lines(_) => false,
+            Decoder::Frames(frames) => frames.has_ready(),
+        }
+    }
+
+    /// The line held when the stream ended (a WebSocket message is whole
+    /// or nothing).
+    fn finish(&mut self) -> Option<Result<String, DecodeError>> {
+        match self {
+            Decoder::Lines(decoder) => decoder.finish(),
+            Decoder::Frames(_) => None,
+        }
+    }
+}
+
+impl Input<'_> {
+    fn has_line(&mut self) -> bool {
+        match self {
+            Input::Lines(lines) => lines.has_line(),
+            Input::Frames(messages) => messages.has_line(),
+        }
+    }
+
+    fn remaining(&self) -> &[u8] {
+        match self {
+            Input::Lines(lines) => lines.remaining(),
+            Input::Frames(messages) => messages.remaining(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Result<String, DecodeError>> {
+        match self {
+            Input::Lines(lines) => lines.next(),
+            Input::Frames(messages) => messages.next(),
+        }
+    }
 }
 
 /// What a write pass achieved.
@@ -163,8 +265,19 @@ pub struct Connection {
     /// first to make room (see [`crate::net::acceptor`]).
     pub silent: bool,
     /// When the server last sent a keepalive PING that no line has answered
-    /// yet (IRC connections).
+    /// yet (IRC connections), or a ping no frame has answered yet
+    /// (WebSocket connections).
     pub pinged: Option<Instant>,
+    /// When the client last sent a whole WebSocket frame (a pong answers a
+    /// ping without making a line).
+    pub last_frame: Instant,
+    /// Whether the hub has heard of the connection (a TLS handshake or an
+    /// HTTP request comes first on some listeners): until then its place
+    /// is given back by the event loop when it closes.
+    pub arrived: bool,
+    /// The status of the Close frame a WebSocket gets when it is closed
+    /// (see [`crate::frontend::web::frames`]).
+    pub close_status: u16,
     /// Set once the client has sent anything: its first bytes are looked
     /// at for a TLS handshake on a plain port.
     heard: bool,
@@ -188,7 +301,7 @@ pub struct Connection {
     /// of what the allocator could give back (see [`crate::ops::memory`]).
     freed: usize,
     transport: Transport,
-    decoder: LineDecoder,
+    decoder: Decoder,
     /// The client's allowance of lines.
     bucket: TokenBucket,
     /// Bytes read but not yet decoded because reading paused in the middle
@@ -220,7 +333,7 @@ impl Connection {
         let phase = if transport.is_handshaking() {
             Phase::Handshaking
         } else {
-            Phase::Open
+            Phase::after_handshake(protocol)
         };
         Ok(Connection {
             id,
@@ -232,6 +345,9 @@ impl Connection {
             since: now,
             silent: true,
             pinged: None,
+            last_frame: now,
+            arrived: false,
+            close_status: crate::frontend::web::frames::CLOSE_NORMAL,
             heard: false,
             told_hub: false,
             close_reason: None,
@@ -241,7 +357,7 @@ impl Connection {
             discarded: 0,
             freed: 0,
             transport,
-            decoder: LineDecoder::new(protocol.max_line(limits.max_line)),
+            decoder: Decoder::Lines(LineDecoder::new(protocol.max_line(limits.max_line))),
             bucket: TokenBucket::new(limits.rate, limits.burst, now),
             held: Vec::new(),
             queue: Vec::new(),
@@ -262,7 +378,7 @@ impl Connection {
         budget: usize,
         sink: &mut impl LineSink,
     ) -> ReadOutcome {
-        if !self.held.is_empty() {
+        if !self.held.is_empty() || self.decoder.has_ready() {
             let mut held = std::mem::take(&mut self.held);
             let (used, pause) = self.decode_allowed(&held, now, sink);
             if let Some(pause) = pause {
@@ -270,6 +386,9 @@ impl Connection {
                 self.held = held;
                 return ReadOutcome::Paused(pause);
             }
+        }
+        if let Some(end) = self.websocket_end() {
+            return end;
         }
         let mut budget = budget;
         loop {
@@ -305,12 +424,88 @@ impl Connection {
                         self.held.extend_from_slice(data.get(used..).unwrap_or_default());
                         return ReadOutcome::Paused(pause);
                     }
+                    if let Some(end) = self.websocket_end() {
+                        return end;
+                    }
                 }
                 Ok(Received::WouldBlock) => return ReadOutcome::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Failed(e),
             }
         }
+    }
+
+    /// How a WebSocket's stream of frames ended, once it has (nothing after
+    /// the end is read).
+    fn websocket_end(&mut self) -> Option<ReadOutcome> {
+        let Decoder::Frames(frames) = &mut self.decoder else { return None };
+        match frames.end()? {
+            End::Closed(_) => Some(ReadOutcome::WebSocketClosed),
+            End::Violation(what) => Some(ReadOutcome::WebSocketViolation(what)),
+        }
+    }
+
+    /// Reads a web connection's HTTP request, within `budget` bytes, until
+    /// its front end has an answer for it.
+    pub fn read_request(&mut self, buf: &mut [u8], budget: usize, origins: &OriginPolicy) -> RequestOutcome {
+        let Session::Web(web) = &mut self.session else {
+            return RequestOutcome::Failed(io::Error::other(
+                "an HTTP request on a connection that is not a web one",
+            ));
+        };
+        let secure = self.transport.is_tls();
+        let mut budget = budget;
+        loop {
+            if budget == 0 {
+                return RequestOutcome::Budget;
+            }
+            let want = buf.len().min(budget);
+            let Some(chunk) = buf.get_mut(..want) else { return RequestOutcome::Budget };
+            let mut raw = 0;
+            let received = self.transport.read(chunk, &mut raw);
+            self.bytes_read += raw;
+            budget = budget.saturating_sub(raw);
+            match received {
+                Ok(Received::Data(n)) => {
+                    let piece = chunk.get(..n).unwrap_or_default();
+                    match web.take_request(piece, origins, secure) {
+                        Step::More => {}
+                        answered => return RequestOutcome::Answered(answered),
+                    }
+                }
+                Ok(Received::WouldBlock) => return RequestOutcome::Pending,
+                Ok(Received::Eof) => return RequestOutcome::Eof,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return RequestOutcome::Failed(e),
+            }
+        }
+    }
+
+    /// The web connection's request was a WebSocket upgrade: from now on
+    /// it reads frames, beginning with `after` (what the client sent after
+    /// its request).
+    pub fn start_websocket(&mut self, after: Vec<u8>, max_line: usize) {
+        self.decoder = Decoder::Frames(Box::new(FrameDecoder::new(max_line)));
+        self.held = after;
+        // The request is answered: its buffer goes.
+        self.session = Session::Web(Box::default());
+        self.phase = Phase::Open;
+        self.last_frame = Instant::now();
+    }
+
+    /// Whether the connection speaks WebSocket now.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.decoder, Decoder::Frames(_))
+    }
+
+    /// The pong owed for the client's latest ping, and whether it has sent
+    /// a whole frame since the last call (the keepalive's "alive").
+    pub fn take_websocket_news(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let Decoder::Frames(frames) = &mut self.decoder else { return None };
+        if frames.take_heard() {
+            self.last_frame = now;
+        }
+        frames.take_pong()
     }
 
     /// Takes a TLS handshake as far as the client's bytes allow.
@@ -402,7 +597,7 @@ impl Connection {
     pub fn accepts_output(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Handshaking | Phase::Open | Phase::Leaving | Phase::Closing { .. }
+            Phase::Handshaking | Phase::Requesting | Phase::Open | Phase::Leaving | Phase::Closing { .. }
         )
     }
 
@@ -500,6 +695,9 @@ impl Connection {
             freed += self.held.capacity();
             self.held = Vec::new();
         }
+        if let Decoder::Frames(frames) = &mut self.decoder {
+            freed += frames.release_idle_memory();
+        }
         freed
     }
 
@@ -510,7 +708,15 @@ impl Connection {
 
     /// Memory the connection holds in its buffers, for tests and figures.
     pub fn buffer_capacity(&self) -> usize {
-        self.queue.capacity() + self.held.capacity()
+        let frames = match &self.decoder {
+            Decoder::Frames(frames) => frames.capacity(),
+            Decoder::Lines(_) => 0,
+        };
+        let request = match &self.session {
+            Session::Web(web) => web.capacity(),
+            _ => 0,
+        };
+        self.queue.capacity() + self.held.capacity() + frames + request
     }
 
     /// Shuts down our sending side: the peer reads the end of stream after

@@ -36,10 +36,14 @@ use slab::Slab;
 
 use crate::chat::messages::{Adopt, ConnId, Ending, Inbound, Outbound, Recipients, Released};
 use crate::config::{Config, TestFault};
+use crate::frontend::web::frames::{self, CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR};
+use crate::frontend::web::http::{Reply, Status};
+use crate::frontend::web::Step;
 use crate::frontend::{Context, Encoding, Protocol, Session};
 use crate::net::admission::OldestSilent;
 use crate::net::connection::{
-    is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, WriteOutcome, READ_BUDGET,
+    is_disconnect, Connection, Limits, LineSink, Pause, Phase, ReadOutcome, RequestOutcome, WriteOutcome,
+    READ_BUDGET,
 };
 use crate::net::shutdown::ShutdownHandle;
 use crate::net::timers::{later, TimerKind, Timers};
@@ -356,6 +360,7 @@ pub struct EventLoop {
     slow_warning: Throttled,
     closing_warning: Throttled,
     refused_warning: Throttled,
+    origin_warning: Throttled,
 }
 
 impl EventLoop {
@@ -427,6 +432,10 @@ impl EventLoop {
                 "connections refused: server full, no one silent long enough to make room",
                 REFUSAL_WARNING_INTERVAL,
             ),
+            origin_warning: Throttled::new(
+                "WebSocket upgrades refused for their origin",
+                REFUSAL_WARNING_INTERVAL,
+            ),
         }
     }
 
@@ -469,6 +478,7 @@ impl EventLoop {
                 &mut self.slow_warning,
                 &mut self.closing_warning,
                 &mut self.refused_warning,
+                &mut self.origin_warning,
             ] {
                 warning.flush(now);
             }
@@ -500,6 +510,17 @@ impl EventLoop {
             .collect();
         for slot in slots {
             self.read_last_lines(slot);
+        }
+        // Those still handshaking or sending their HTTP request are not on
+        // the chat: nothing is owed to them.
+        let unheard: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Handshaking | Phase::Requesting))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in unheard {
+            self.remove(slot, None, LeaveReason::Disconnected);
         }
         self.drain_deadline = Some(later(Instant::now(), self.config.shutdown_grace));
         self.tell_hub(Inbound::Drained);
@@ -638,14 +659,16 @@ impl EventLoop {
             Ok(conn) => {
                 let slot = id.slot;
                 let conn = entry.insert(conn);
-                if conn.phase == Phase::Handshaking {
-                    // Past it the connection is closed, and its place free.
-                    let until = later(now, self.config.tls_handshake_timeout);
-                    self.timers.set(&mut conn.timers, until, id, TimerKind::Handshake);
-                    // The client may have sent its hello already.
-                    self.read(slot);
-                } else {
-                    self.arrived(slot);
+                match conn.phase {
+                    Phase::Handshaking => {
+                        // Past it the connection is closed, and its place free.
+                        let until = later(now, self.config.tls_handshake_timeout);
+                        self.timers.set(&mut conn.timers, until, id, TimerKind::Handshake);
+                        // The client may have sent its hello already.
+                        self.read(slot);
+                    }
+                    Phase::Requesting => self.start_requesting(slot),
+                    _ => self.arrived(slot),
                 }
             }
             Err(e) => {
@@ -663,15 +686,22 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot) else { return };
         let (id, addr) = (conn.id, conn.addr);
         let arrival = conn.session.protocol().arrival();
+        conn.arrived = true;
         conn.last_line = now;
         conn.since = now;
         if let Some(idle) = self.config.idle_timeout {
             self.timers
                 .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
         }
-        if conn.session.protocol() == Protocol::Irc {
-            let keepalive = self.config.irc_keepalive;
-            let first = keepalive.register_within.min(keepalive.ping_after);
+        let first_check = match conn.session.protocol() {
+            Protocol::Irc => {
+                let keepalive = self.config.irc_keepalive;
+                Some(keepalive.register_within.min(keepalive.ping_after))
+            }
+            Protocol::Web => Some(self.config.web.keepalive.ping_after),
+            Protocol::Line | Protocol::Test => None,
+        };
+        if let Some(first) = first_check {
             self.timers
                 .set(&mut conn.timers, later(now, first), id, TimerKind::Keepalive);
         }
@@ -690,13 +720,16 @@ impl EventLoop {
         }
         match outcome {
             Ok(Handshake::Done) => {
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.phase = Phase::Open;
-                    let id = conn.id;
-                    self.timers.cancel(&mut conn.timers, id, TimerKind::Handshake);
+                let Some(conn) = self.conns.get_mut(slot) else { return };
+                conn.phase = Phase::after_handshake(conn.session.protocol());
+                let id = conn.id;
+                self.timers.cancel(&mut conn.timers, id, TimerKind::Handshake);
+                if conn.phase == Phase::Requesting {
+                    self.start_requesting(slot);
+                } else {
+                    self.arrived(slot);
+                    self.read(slot);
                 }
-                self.arrived(slot);
-                self.read(slot);
             }
             Ok(Handshake::Pending) => {}
             Ok(Handshake::Eof) => self.remove(slot, None, LeaveReason::Disconnected),
@@ -707,6 +740,68 @@ impl EventLoop {
                 }
                 self.remove(slot, None, LeaveReason::Disconnected);
             }
+        }
+    }
+
+    /// A web connection begins its HTTP request: it has the request
+    /// timeout to finish it, and it may have sent it already.
+    fn start_requesting(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = conn.id;
+        let until = later(Instant::now(), self.config.web.request_timeout);
+        self.timers.set(&mut conn.timers, until, id, TimerKind::Handshake);
+        self.read(slot);
+    }
+
+    /// Reads a web connection's HTTP request, and answers it once it is
+    /// complete.
+    fn read_request(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let outcome = conn.read_request(&mut self.read_buf, READ_BUDGET, &self.context.origins);
+        self.stats.count_bytes_received(conn.take_bytes_read());
+        match outcome {
+            RequestOutcome::Pending | RequestOutcome::Answered(Step::More) => {}
+            RequestOutcome::Budget => {
+                conn.paused = Some(Pause::Budget);
+                self.more_to_read.push(slot);
+            }
+            RequestOutcome::Answered(Step::Answer {
+                reply,
+                request,
+                after,
+            }) => {
+                self.answer_request(slot, &reply, &request, after);
+            }
+            RequestOutcome::Eof => self.remove(slot, None, LeaveReason::Disconnected),
+            RequestOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
+        }
+    }
+
+    /// Writes the answer to a web connection's request: after an upgrade
+    /// the connection is on the chat and reads frames; after anything else
+    /// it is closed once the answer is written.
+    fn answer_request(&mut self, slot: usize, reply: &Reply, request: &str, after: Vec<u8>) {
+        let now = Instant::now();
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let (id, addr) = (conn.id, conn.addr);
+        self.timers.cancel(&mut conn.timers, id, TimerKind::Handshake);
+        log::debug!("{addr}: {request}: {}", reply.status());
+        if let Reply::Refused(Status::Forbidden, why) = reply {
+            if let Some(suppressed) = self.origin_warning.check(now) {
+                log::warn!("{addr}: WebSocket refused: {why}{}", and_more(suppressed));
+            }
+        }
+        let mut bytes = Vec::new();
+        reply.write(&mut bytes);
+        if reply.upgrades() {
+            conn.start_websocket(after, self.limits.max_line);
+            self.queue_to(id, &bytes, false);
+            self.arrived(slot);
+            // The client's first frames may have come with its request.
+            self.read(slot);
+        } else {
+            self.queue_to(id, &bytes, false);
+            self.start_closing(slot, CloseReason::Disconnect);
         }
     }
 
@@ -790,6 +885,7 @@ impl EventLoop {
                 self.handshakes_left -= 1;
                 return self.handshake(slot);
             }
+            Phase::Requesting => return self.read_request(slot),
             Phase::Open if shutting_down => return,
             Phase::Open => {
                 let panic_on = match &self.config.test_fault {
@@ -821,6 +917,7 @@ impl EventLoop {
             Phase::Leaving | Phase::Closing { .. } | Phase::Dropped => return,
         };
         self.stats.count_bytes_received(conn.take_bytes_read());
+        let (id, pong) = (conn.id, conn.take_websocket_news(now));
         match outcome {
             ReadOutcome::Open => {}
             ReadOutcome::Paused(pause) => {
@@ -838,16 +935,18 @@ impl EventLoop {
                     }
                 }
             }
-            ReadOutcome::Eof if conn.phase == Phase::Open => {
-                conn.phase = Phase::Leaving;
-                conn.close_reason.get_or_insert(CloseReason::Disconnect);
-                self.stop_counting_silent(slot);
-                self.tell_hub_ending(slot, |id| Inbound::Closed {
-                    id,
-                    reason: LeaveReason::Disconnected,
-                });
+            ReadOutcome::WebSocketViolation(what) if conn.phase == Phase::Open => {
+                log::debug!("{}: WebSocket protocol error: {what}; closing", conn.addr);
+                conn.close_status = CLOSE_PROTOCOL_ERROR;
+                self.client_ended(slot);
             }
-            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose => {
+            ReadOutcome::Eof | ReadOutcome::WebSocketClosed if conn.phase == Phase::Open => {
+                self.client_ended(slot);
+            }
+            ReadOutcome::Eof
+            | ReadOutcome::TooMuchAfterClose
+            | ReadOutcome::WebSocketClosed
+            | ReadOutcome::WebSocketViolation(_) => {
                 self.remove(slot, None, LeaveReason::Disconnected);
             }
             ReadOutcome::TlsOnPlainPort => {
@@ -856,9 +955,26 @@ impl EventLoop {
             }
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
         }
+        if let Some(pong) = pong {
+            self.queue_to(id, &pong, false);
+        }
         if hub_gone {
             self.hub_failed();
         }
+    }
+
+    /// The client of an open connection has ended its side (end of stream,
+    /// or a WebSocket's Close frame or protocol error): the hub says
+    /// goodbye to it and closes it.
+    fn client_ended(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        conn.phase = Phase::Leaving;
+        conn.close_reason.get_or_insert(CloseReason::Disconnect);
+        self.stop_counting_silent(slot);
+        self.tell_hub_ending(slot, |id| Inbound::Closed {
+            id,
+            reason: LeaveReason::Disconnected,
+        });
     }
 
     /// Tells the hub, once, that the connection at `slot` is ending, with
@@ -923,6 +1039,15 @@ impl EventLoop {
                 }
                 TimerKind::Idle if conn.phase == Phase::Open => self.check_idle(id.slot, now),
                 TimerKind::Keepalive if conn.phase == Phase::Open => self.check_keepalive(id.slot, now),
+                TimerKind::Handshake if conn.phase == Phase::Requesting => {
+                    let why = "the request did not come in time";
+                    self.answer_request(
+                        id.slot,
+                        &Reply::Refused(Status::RequestTimeout, why.to_string()),
+                        "-",
+                        Vec::new(),
+                    );
+                }
                 TimerKind::Handshake if conn.phase == Phase::Handshaking => {
                     log::debug!("{}: no TLS handshake in time", conn.addr);
                     conn.close_reason = Some(CloseReason::Handshake);
@@ -954,6 +1079,9 @@ impl EventLoop {
     fn check_keepalive(&mut self, slot: usize, now: Instant) {
         let keepalive = self.config.irc_keepalive;
         let Some(conn) = self.conns.get_mut(slot) else { return };
+        if conn.is_websocket() {
+            return self.check_websocket_keepalive(slot, now);
+        }
         let id = conn.id;
         if !conn.session.is_registered()
             && now.saturating_duration_since(conn.since) >= keepalive.register_within
@@ -1000,6 +1128,38 @@ impl EventLoop {
         } else {
             next.min(later(conn.since, keepalive.register_within))
         };
+        self.timers.set(&mut conn.timers, next, id, TimerKind::Keepalive);
+    }
+
+    /// A WebSocket's keepalive: pings it once it has sent no frame for a
+    /// while, and ends it if no frame comes within the timeout after that
+    /// (browsers answer pings by themselves).
+    fn check_websocket_keepalive(&mut self, slot: usize, now: Instant) {
+        let keepalive = self.config.web.keepalive;
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = conn.id;
+        if conn.pinged.is_some_and(|pinged| conn.last_frame > pinged) {
+            conn.pinged = None;
+        }
+        let quiet = now.saturating_duration_since(conn.last_frame);
+        let next = match conn.pinged {
+            Some(pinged) if now.saturating_duration_since(pinged) >= keepalive.ping_timeout => {
+                log::debug!("{}: no answer to a WebSocket ping, disconnecting", conn.addr);
+                // Told as "no answer to PING for N s": counted from the
+                // ping, not from the last frame (IRC's "Ping timeout"
+                // counts the whole silence, as IRC servers do).
+                let unanswered = now.saturating_duration_since(pinged);
+                return self.end_quiet(slot, Ending::PingTimeout { quiet: unanswered });
+            }
+            Some(pinged) => later(pinged, keepalive.ping_timeout),
+            None if quiet >= keepalive.ping_after => {
+                conn.pinged = Some(now);
+                self.queue_to(id, &frames::ping(), false);
+                later(now, keepalive.ping_timeout)
+            }
+            None => later(conn.last_frame, keepalive.ping_after),
+        };
+        let Some(conn) = self.conns.get_mut(slot) else { return };
         self.timers.set(&mut conn.timers, next, id, TimerKind::Keepalive);
     }
 
@@ -1055,6 +1215,26 @@ impl EventLoop {
                 CloseReason::Quit
             });
         }
+        let reason = conn.close_reason.unwrap_or(CloseReason::Disconnect);
+        if conn.is_websocket() {
+            // The WebSocket's own goodbye, after the hub's last lines.
+            let frame = match conn.close_status {
+                CLOSE_PROTOCOL_ERROR => frames::close(CLOSE_PROTOCOL_ERROR, "protocol error"),
+                _ if shutting_down => frames::close(CLOSE_GOING_AWAY, "server shutting down"),
+                status => frames::close(status, ""),
+            };
+            self.queue_to(id, &frame, false);
+        }
+        self.start_closing(id.slot, reason);
+    }
+
+    /// Begins closing the connection at `slot`: what is queued is written,
+    /// then our side is shut down (see [`Phase::Closing`]), within
+    /// [`CLOSE_TIMEOUT`] and this thread's budget of closing sockets.
+    fn start_closing(&mut self, slot: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let id = conn.id;
+        conn.close_reason.get_or_insert(reason);
         conn.told_hub = true;
         let until = later(Instant::now(), CLOSE_TIMEOUT);
         conn.phase = Phase::Closing { until };
@@ -1062,11 +1242,12 @@ impl EventLoop {
         self.timers.cancel(&mut conn.timers, id, TimerKind::Resume);
         self.timers.cancel(&mut conn.timers, id, TimerKind::Idle);
         self.timers.cancel(&mut conn.timers, id, TimerKind::Keepalive);
+        self.timers.cancel(&mut conn.timers, id, TimerKind::Handshake);
         self.timers.set(&mut conn.timers, until, id, TimerKind::Close);
-        self.stop_counting_silent(id.slot);
+        self.stop_counting_silent(slot);
         self.closing += 1;
         self.closing_order.push_back(id);
-        self.mark_dirty(id.slot);
+        self.mark_dirty(slot);
         self.keep_closing_within_budget();
     }
 
@@ -1275,7 +1456,11 @@ impl EventLoop {
                 conn.paused = Some(Pause::Budget);
                 self.more_to_read.push(slot);
             }
-            ReadOutcome::Eof | ReadOutcome::TooMuchAfterClose | ReadOutcome::TlsOnPlainPort => {
+            ReadOutcome::Eof
+            | ReadOutcome::TooMuchAfterClose
+            | ReadOutcome::TlsOnPlainPort
+            | ReadOutcome::WebSocketClosed
+            | ReadOutcome::WebSocketViolation(_) => {
                 self.remove(slot, None, LeaveReason::Disconnected);
             }
             ReadOutcome::Failed(e) => self.remove(slot, Some(e), LeaveReason::Disconnected),
@@ -1305,7 +1490,7 @@ impl EventLoop {
                 log::warn!("{}: connection failed: {e}", conn.addr);
             }
         }
-        if conn.phase == Phase::Handshaking {
+        if !conn.arrived {
             // The hub never heard of it: its place goes back from here.
             self.release(conn.addr.ip());
         } else if !conn.told_hub {

@@ -38,11 +38,12 @@ pub enum TimerKind {
     Resume,
     /// Check whether the connection has been quiet for the idle timeout.
     Idle,
-    /// A TLS handshake's time is up: close the connection if it is still
-    /// handshaking.
+    /// A TLS handshake's time is up, or a web connection's HTTP request's:
+    /// close the connection if it is still at it.
     Handshake,
     /// An IRC connection's keepalive: register in time, answer a PING
-    /// once quiet (see [`crate::config::Keepalive`]).
+    /// once quiet (see [`crate::config::Keepalive`]); or a WebSocket's
+    /// ping.
     Keepalive,
 }
 

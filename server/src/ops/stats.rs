@@ -191,7 +191,9 @@ impl ErrorLabel {
     pub fn of(error: &ErrorKind) -> ErrorLabel {
         match error {
             ErrorKind::Decode(DecodeError::InvalidUtf8 { .. }) => ErrorLabel::InvalidUtf8,
-            ErrorKind::Decode(DecodeError::TooLong { .. }) => ErrorLabel::TooLong,
+            ErrorKind::Decode(DecodeError::TooLong { .. } | DecodeError::MessageTooLong { .. }) => {
+                ErrorLabel::TooLong
+            }
             ErrorKind::Command(CommandError::Unknown(_)) => ErrorLabel::UnknownCommand,
             ErrorKind::Command(CommandError::Usage(_)) => ErrorLabel::Usage,
             ErrorKind::Command(CommandError::BadNick(_)) => ErrorLabel::BadNick,

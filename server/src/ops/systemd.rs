@@ -94,7 +94,8 @@ pub enum ActivationError {
 
 /// What the clients of a socket passed by the service manager speak, from
 /// its name (`FileDescriptorName=` in the socket unit): `tls` is the line
-/// protocol over TLS, `irc` IRC, `irc-tls` IRC over TLS; any other name
+/// protocol over TLS, `irc` IRC, `irc-tls` IRC over TLS, `web` the web
+/// page and its WebSocket, `web-tls` the same over TLS; any other name
 /// (systemd's default is the socket unit's name) the line protocol over
 /// plain TCP.
 pub fn listener_kind(name: &str) -> crate::net::acceptor::ListenerKind {
@@ -102,6 +103,8 @@ pub fn listener_kind(name: &str) -> crate::net::acceptor::ListenerKind {
         "tls" => crate::net::acceptor::ListenerKind::LINE_TLS,
         "irc" => crate::net::acceptor::ListenerKind::IRC,
         "irc-tls" => crate::net::acceptor::ListenerKind::IRC_TLS,
+        "web" => crate::net::acceptor::ListenerKind::WEB,
+        "web-tls" => crate::net::acceptor::ListenerKind::WEB_TLS,
         _ => crate::net::acceptor::ListenerKind::LINE,
     }
 }

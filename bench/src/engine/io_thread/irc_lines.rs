@@ -30,6 +30,7 @@ impl IoThread {
             (_, Reply::Ping(params)) => {
                 irc::pong(&mut conn.out, params);
                 self.to_flush.push(idx);
+                self.result.pings_answered += 1;
             }
             (State::AwaitWelcome, Reply::Registered) => {
                 let Handshake::Join(room) = &self.handshake else {

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use super::IoThread;
 use crate::client::State;
-use crate::engine::{Clock, Plan};
+use crate::engine::{Clock, Dialect, Plan};
 use crate::irc;
 use crate::payload::{self, Stamp};
 use crate::stats::SeqTrack;
+use crate::web;
 use crate::window::MinTracker;
 
 /// This thread's part of a fan-out run.
@@ -68,6 +69,10 @@ impl IoThread {
         let received = track.received();
         let now = self.shared.now_ns();
         self.result.latency.record(now.saturating_sub(stamp.t));
+        if let Some(tally) = self.result.by_dialect.get_mut(conn.dialect.index()) {
+            tally.delivered += 1;
+            tally.latency.record(now.saturating_sub(stamp.t));
+        }
         if self.shared.in_focus(stamp.t) {
             self.result.focus_latency.record(now.saturating_sub(stamp.t));
         }
@@ -219,10 +224,10 @@ impl IoThread {
                     sender: s,
                     seq: *sent + k,
                 };
-                if conn.irc {
-                    irc::write_privmsg(&mut conn.out, &run.irc_prefix, stamp);
-                } else {
-                    payload::write_line(&mut conn.out, stamp);
+                match conn.dialect {
+                    Dialect::Line => payload::write_line(&mut conn.out, stamp),
+                    Dialect::Irc => irc::write_privmsg(&mut conn.out, &run.irc_prefix, stamp),
+                    Dialect::Web => web::write_stamped(&mut conn.out, stamp, web::mask_for(conn.id)),
                 }
             }
             *sent += n;

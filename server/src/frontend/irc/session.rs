@@ -156,7 +156,7 @@ impl Session {
                     text: "Message rejected: it is not UTF-8 (this server is UTF8ONLY)".to_string(),
                 })));
             }
-            Err(DecodeError::TooLong { .. }) => {
+            Err(DecodeError::TooLong { .. } | DecodeError::MessageTooLong { .. }) => {
                 return to_hub(Ok(Request::Irc(numeric("417", &[], "Input line was too long"))));
             }
         };
