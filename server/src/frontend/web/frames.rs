@@ -110,7 +110,10 @@ pub struct FrameDecoder {
     /// The payload of the control frame being received (at most
     /// [`MAX_CONTROL_PAYLOAD`] bytes).
     control: Vec<u8>,
-    /// Lines of messages that have ended, not yet handed out.
+    /// Lines of messages that have ended, not yet handed out. Bounded:
+    /// [`Messages`] reads no further than the end of the next message
+    /// until its lines are taken, so this holds one message's lines (a
+    /// message is at most `max_line + 2` bytes) and its error, if any.
     ready: VecDeque<Result<String, DecodeError>>,
     /// The payload of the latest ping, until a pong is sent for it.
     pong: Option<Vec<u8>>,
