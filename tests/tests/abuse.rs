@@ -20,17 +20,19 @@
 //! thread, or the attacker runs on a scoped thread.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_protocol::ServerLine;
-use chat_tests::{binary, clean_command, welcome_line, Client, Config, Daemon, TestServer, Waited, TIMEOUT};
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use chat_tests::slow_reader::{
+    bulk_line, connect_socket, read_to_end, talk_until_dropped, Talk, SMALL_SENDQ,
+};
+use chat_tests::{binary, clean_command, welcome_line, Client, Config, Daemon, TestServer, Waited};
+use socket2::SockRef;
 
 /// The room the pair talks in when the attack happens in #lobby, so that
 /// the attacker's comings and goings are not theirs to read.
@@ -393,35 +395,6 @@ fn loopback(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
 }
 
-/// Connects to `addr`, from `source` if given (port chosen by the kernel),
-/// with a receive buffer of `recv_buffer` bytes if given: set before
-/// connecting, so the TCP window stays that small and what the server
-/// sends piles up on its side.
-#[track_caller]
-fn connect_socket(addr: SocketAddr, source: Option<Ipv4Addr>, recv_buffer: Option<usize>) -> TcpStream {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .unwrap_or_else(|e| panic!("cannot create a socket: {e}"));
-    if let Some(ip) = source {
-        socket
-            .bind(&SocketAddr::from((ip, 0)).into())
-            .unwrap_or_else(|e| panic!("cannot bind a client socket to {ip}: {e}"));
-    }
-    if let Some(size) = recv_buffer {
-        socket
-            .set_recv_buffer_size(size)
-            .unwrap_or_else(|e| panic!("cannot set SO_RCVBUF: {e}"));
-    }
-    socket
-        .connect_timeout(&addr.into(), TIMEOUT)
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .unwrap_or_else(|e| panic!("cannot set socket timeouts: {e}"));
-    stream
-}
-
 /// Closes `stream` with a reset (RST) instead of an orderly FIN, as a peer
 /// that crashes or a middlebox that gives up does.
 fn reset(stream: TcpStream) {
@@ -429,32 +402,6 @@ fn reset(stream: TcpStream) {
         .set_linger(Some(Duration::ZERO))
         .unwrap_or_else(|e| panic!("cannot set SO_LINGER: {e}"));
     drop(stream);
-}
-
-/// How a connection the server dropped ended, as its peer reads it.
-#[derive(Debug, PartialEq, Eq)]
-enum Ending {
-    Eof,
-    Reset,
-}
-
-/// Reads `reader` until the connection ends, at most `limit` bytes (each
-/// read within the socket's timeout). Returns what was read and how it
-/// ended.
-#[track_caller]
-fn read_to_end(reader: &mut impl Read, limit: usize) -> (Vec<u8>, Ending) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    while got.len() <= limit {
-        match reader.read(&mut buf) {
-            Ok(0) => return (got, Ending::Eof),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (got, Ending::Reset),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("the connection was not closed ({e}) after {} bytes", got.len()),
-        }
-    }
-    panic!("more than {limit} bytes and the connection is still open");
 }
 
 /// `lines`, each with its `\n`, as one run of bytes.
@@ -482,27 +429,6 @@ fn assert_no_panic_or_error(log: &[String]) {
 // ---------------------------------------------------------------------------
 // 1. A reader that never reads.
 
-/// The outbound queue limit of the slow-consumer case: small, so the queue
-/// of a client that does not read overflows after little traffic.
-const SMALL_SENDQ: usize = 64 * 1024;
-
-/// Most lines alice sends while waiting for the slow reader to be dropped:
-/// 20 MB, far more than the kernel's buffers and the queue can hold.
-const MAX_BULK: usize = 20_000;
-
-/// How many of her lines alice may be ahead of what bob has read, so that
-/// bob, who reads as fast as he can, never has anywhere near the queue
-/// limit waiting for him.
-const WINDOW: usize = 16;
-
-/// Lines alice still says after the slow reader was dropped.
-const AFTER_DROP: usize = 50;
-
-/// Alice's `i`th big line (about 1 KiB).
-fn bulk_line(i: usize) -> String {
-    format!("bulk {i:05} {}", "x".repeat(1000))
-}
-
 #[test]
 fn a_reader_that_never_reads_is_dropped_and_nobody_else_misses_a_line() {
     let server = TestServer::start(Config {
@@ -518,58 +444,14 @@ fn a_reader_that_never_reads_is_dropped_and_nobody_else_misses_a_line() {
     let dropped = format!("-- {slow} left #lobby (slow consumer)");
 
     // alice talks in 1 KiB lines until bob has heard that the slow reader
-    // was dropped, and a little more; bob reads and checks every line and
-    // tells alice how far he is.
-    let stop = AtomicBool::new(false);
-    let (progress_tx, progress_rx) = mpsc::channel::<usize>();
+    // was dropped, and a little more; bob reads and checks every line.
     let Pair { a, b, .. } = &mut pair;
-    let (sent, dropped_after) = thread::scope(|s| {
-        let stop = &stop;
-        let alice = s.spawn(move || {
-            let mut heard = 0;
-            let mut limit = MAX_BULK;
-            let mut i = 0;
-            while i < limit {
-                if limit == MAX_BULK && stop.load(Ordering::Acquire) {
-                    limit = (i + AFTER_DROP).min(MAX_BULK);
-                }
-                while i >= heard + WINDOW {
-                    heard = match progress_rx.recv_timeout(TIMEOUT) {
-                        Ok(n) => n,
-                        Err(e) => panic!("bob stopped reading ({e}) at line {heard}"),
-                    };
-                }
-                a.client.send(&bulk_line(i));
-                i += 1;
-            }
-            a.client.send("bulk end");
-            i
-        });
-        let progress_tx = progress_tx;
-        let mut next = 0;
-        let mut dropped_after = None;
-        for _ in 0..=MAX_BULK + 1 {
-            let line = b.client.read_line();
-            if line == dropped {
-                assert_eq!(dropped_after, None, "bob heard twice that {slow} was dropped");
-                dropped_after = Some(next);
-                stop.store(true, Ordering::Release);
-            } else if line == "<alice> bulk end" {
-                break;
-            } else {
-                assert_eq!(line, format!("<alice> {}", bulk_line(next)), "bob's line {next}");
-                next += 1;
-                // alice has stopped waiting once she is done.
-                let _ = progress_tx.send(next);
-            }
-        }
-        let sent = alice.join().expect("alice's thread");
-        assert_eq!(next, sent, "bob heard every one of alice's lines");
-        (sent, dropped_after)
-    });
-    let Some(dropped_after) = dropped_after else {
-        panic!("{slow} read nothing of {sent} KiB sent to its room, and was never dropped");
-    };
+    let Talk { sent, dropped_after } = talk_until_dropped(
+        |line| a.client.send(line),
+        || b.client.read_line(),
+        &dropped,
+        &slow,
+    );
     eprintln!(
         "slow consumer: dropped once alice had said {dropped_after} lines of 1 KiB \
          (sendq {SMALL_SENDQ}); alice said {sent} in all"

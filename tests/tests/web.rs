@@ -15,15 +15,16 @@
 //! join replays nothing, and no connect throttle, so that a test may open
 //! as many connections as it needs from 127.0.0.1.
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use chat_server::config::Keepalive;
 use chat_server::frontend::web::origin::Origin;
+use chat_tests::slow_reader::{
+    bulk_line, connect_socket, read_to_end, talk_until_dropped, Talk, SMALL_SENDQ,
+};
 use chat_tests::web::{
     client_frame, close_status, opcode, parse_frames, upgrade_request, upgrade_request_to_host, Frame,
     WsClient,
@@ -75,25 +76,6 @@ fn web_user(server: &TestServer, nick: &str, watchers: &mut [&mut Client]) -> Ws
         watcher.expect_line(&format!("-- {guest} is now known as {nick}"));
     }
     user
-}
-
-/// Reads what the server sends on `stream` until it closes it (bounded by
-/// [`TIMEOUT`] per read and by `limit` bytes), and says whether it ended
-/// with an orderly close or a reset.
-#[track_caller]
-fn read_to_end(stream: &mut TcpStream, limit: usize) -> (Vec<u8>, &'static str) {
-    let mut got = Vec::new();
-    let mut buf = [0_u8; 16 * 1024];
-    while got.len() <= limit {
-        match stream.read(&mut buf) {
-            Ok(0) => return (got, "end of stream"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (got, "reset"),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("the connection was not closed ({e}) after {} bytes", got.len()),
-        }
-    }
-    panic!("more than {limit} bytes and the connection is still open");
 }
 
 /// Checks that `frames` (all the server sent before it closed) are the
@@ -742,40 +724,13 @@ fn a_431_says_the_request_head_was_too_large() {
 // ---------------------------------------------------------------------------
 // 6. A WebSocket that stops reading.
 
-/// The outbound queue limit of the slow-reader test: small, so that the
-/// queue of a client that does not read overflows after little traffic.
-const SMALL_SENDQ: usize = 64 * 1024;
-
-/// Most lines alice sends while waiting for the slow reader to be
-/// dropped: 20 MB, far more than the kernel's buffers and the queue hold.
-const MAX_BULK: usize = 20_000;
-
-/// How many of her lines alice may be ahead of what bob has read, so that
-/// bob, who reads as fast as he can, never has anywhere near the queue
-/// limit waiting for him.
-const WINDOW: usize = 16;
-
-/// Lines alice still says after the slow reader was dropped.
-const AFTER_DROP: usize = 50;
-
-/// Alice's `i`th big line (about 1 KiB).
-fn bulk_line(i: usize) -> String {
-    format!("bulk {i:05} {}", "x".repeat(1000))
-}
-
 /// A WebSocket connection to `addr` whose receive buffer is tiny, so that
 /// what the server sends it backs up in the server's queue as soon as it
 /// stops reading. Upgraded, and nothing read past the upgrade's answer.
 #[track_caller]
 fn tiny_window_websocket(addr: SocketAddr) -> WsClient {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("a socket");
-    // Before connecting: the window is agreed in the handshake.
-    socket.set_recv_buffer_size(4096).expect("set SO_RCVBUF");
-    if let Err(e) = socket.connect_timeout(&addr.into(), TIMEOUT) {
-        panic!("cannot connect to {addr}: {e}");
-    }
-    let client = WsClient::upgrade_on(socket.into(), &upgrade_request(addr, None));
+    let stream = connect_socket(addr, None, Some(4096));
+    let client = WsClient::upgrade_on(stream, &upgrade_request(addr, None));
     assert!(
         client.response.starts_with("HTTP/1.1 101 "),
         "{}",
@@ -807,58 +762,9 @@ fn a_websocket_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
     let dropped = format!("-- {slow} left #lobby (slow consumer)");
 
     // alice talks in 1 KiB lines until bob has heard that the slow reader
-    // was dropped, and a little more; bob reads and checks every line and
-    // tells alice how far he is.
-    let stop = AtomicBool::new(false);
-    let (progress_tx, progress_rx) = mpsc::channel::<usize>();
-    let (sent, dropped_after) = thread::scope(|s| {
-        let stop = &stop;
-        let alice = &mut alice;
-        let talker = s.spawn(move || {
-            let mut heard = 0;
-            let mut limit = MAX_BULK;
-            let mut i = 0;
-            while i < limit {
-                if limit == MAX_BULK && stop.load(Ordering::Acquire) {
-                    limit = (i + AFTER_DROP).min(MAX_BULK);
-                }
-                while i >= heard + WINDOW {
-                    heard = match progress_rx.recv_timeout(TIMEOUT) {
-                        Ok(n) => n,
-                        Err(e) => panic!("bob stopped reading ({e}) at line {heard}"),
-                    };
-                }
-                alice.send(&bulk_line(i));
-                i += 1;
-            }
-            alice.send("bulk end");
-            i
-        });
-        let progress_tx = progress_tx;
-        let mut next = 0;
-        let mut dropped_after = None;
-        for _ in 0..=MAX_BULK + 1 {
-            let line = bob.read_line();
-            if line == dropped {
-                assert_eq!(dropped_after, None, "bob heard twice that {slow} was dropped");
-                dropped_after = Some(next);
-                stop.store(true, Ordering::Release);
-            } else if line == "<alice> bulk end" {
-                break;
-            } else {
-                assert_eq!(line, format!("<alice> {}", bulk_line(next)), "bob's line {next}");
-                next += 1;
-                // alice has stopped waiting once she is done.
-                let _ = progress_tx.send(next);
-            }
-        }
-        let sent = talker.join().expect("alice's thread");
-        assert_eq!(next, sent, "bob heard every one of alice's lines");
-        (sent, dropped_after)
-    });
-    let Some(dropped_after) = dropped_after else {
-        panic!("{slow} read nothing of {sent} KiB sent to its room, and was never dropped");
-    };
+    // was dropped, and a little more; bob reads and checks every line.
+    let Talk { sent, dropped_after } =
+        talk_until_dropped(|line| alice.send(line), || bob.read_line(), &dropped, &slow);
     eprintln!(
         "slow WebSocket: dropped once alice had said {dropped_after} lines of 1 KiB \
          (sendq {SMALL_SENDQ}); alice said {sent} in all"
@@ -889,7 +795,7 @@ fn a_websocket_that_stops_reading_is_dropped_and_the_others_miss_nothing() {
         "the slow reader got everything: it was not dropped"
     );
     eprintln!(
-        "slow WebSocket: its socket gave {} bytes, {} whole frames and {cut} bytes of another, then {ending}",
+        "slow WebSocket: its socket gave {} bytes, {} whole frames and {cut} bytes of another, then {ending:?}",
         bytes.len(),
         frames.len()
     );
@@ -1112,7 +1018,7 @@ fn a_web_connection_past_the_per_address_limit_gets_503() {
     let answer = String::from_utf8_lossy(&bytes);
     assert!(
         answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
-        "{answer:?} then {ending}"
+        "{answer:?} then {ending:?}"
     );
     assert!(
         answer.ends_with("\r\n\r\ntoo many connections from your address\n"),
