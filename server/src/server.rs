@@ -285,6 +285,7 @@ impl Server {
                 .map(|parts| Arc::clone(&parts.waker)),
         );
         let metrics = config.metrics_listen.map(MetricsEndpoint::bind).transpose()?;
+        // Bounded by what operators do: one certificate per reload.
         let tls_updates = shards.iter().map(|_| crossbeam_channel::unbounded()).collect();
         let bans = ServerBans::load(config.state_dir.as_deref())?;
         if !bans.list(hub::system_clock()).is_empty() {

@@ -318,13 +318,19 @@ pub struct EventLoop {
     timers: Timers,
     /// Connections closing or lingering (the hub let go of them; their
     /// sockets are still open), and in which order they began: past the
-    /// budget, the oldest is closed at once.
+    /// budget, the oldest is closed at once. Bounded: an entry per closing
+    /// socket of this thread, stale ones dropped from the front as they
+    /// close, and the budget closes the oldest when there are too many.
     closing: usize,
     closing_order: VecDeque<ConnId>,
     /// This thread's share of [`Config::max_closing`].
     closing_budget: usize,
     /// Connections that never said anything, in the order they came (stale
     /// entries are skipped): the oldest makes room on a full server.
+    /// Bounded: one entry per connection that came, and every
+    /// [`RELEASE_INTERVAL`] the entries of those that spoke or left are
+    /// dropped, so it holds at most what the connection throttle lets in
+    /// during one interval beyond the connections themselves.
     silent_order: VecDeque<ConnId>,
     /// When the first of them came, for the acceptor.
     oldest_silent: OldestSilent,
