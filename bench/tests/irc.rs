@@ -16,9 +16,10 @@
 // but not in the helpers of an integration test file, so say it here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -27,107 +28,25 @@ use chat_bench::args::{Cli, Protocol, Scenario};
 use chat_bench::engine::Flavor;
 use chat_bench::scenario::fanout;
 use chat_bench::target::Target;
-use chat_server::{Config, Server, ShutdownHandle};
+use chat_server::net::acceptor::ListenerKind;
+use chat_server::Config;
 use clap::Parser;
-use serde_json::Value;
 
-/// chat-server on a thread of this process, with a line and an IRC
-/// listener and the benchmark's settings (flood control and the
-/// connection throttles off).
-struct InProcess {
-    line: SocketAddr,
-    irc: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-    done: mpsc::Receiver<()>,
-}
+use common::{assert_every_line_once, bench_config, json_of, run_binary, InProcess};
 
-impl InProcess {
-    fn start() -> InProcess {
-        let config = Config {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
-            server_name: "bench".to_string(),
-            rate: 0,
-            max_per_ip: 0,
-            max_per_net: 0,
-            connect_rate: 0,
-            max_clients: 5_000,
-            sendq: 16 * 1024 * 1024,
-            ..Config::default()
-        };
-        let server = Server::bind(config).expect("bind the server");
-        let line = server.local_addrs()[0];
-        let irc = *server
-            .all_addrs()
-            .iter()
-            .find(|a| **a != line)
-            .expect("an IRC listener");
-        let handle = server.handle();
-        let (tx, done) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            server.run().expect("the server runs");
-            let _ = tx.send(());
-        });
-        InProcess {
-            line,
-            irc,
-            handle,
-            thread: Some(thread),
-            done,
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        // Shutdown grace is 5 s by default; give it a little more.
-        if self.done.recv_timeout(Duration::from_secs(15)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                t.join().unwrap();
-            }
-        }
-    }
-}
-
-/// Runs the chat-bench binary with `args`: its exit status, its JSON line
-/// (if any), and everything it said.
-fn run_binary(args: &[&str]) -> (bool, Option<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
-        .args(args)
-        .output()
-        .expect("run chat-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let said = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let json = stdout.lines().last().and_then(|l| serde_json::from_str(l).ok());
-    (out.status.success(), json, said)
-}
-
-/// As [`run_binary`], for a run that must succeed.
-#[track_caller]
-fn json_of(args: &[&str]) -> Value {
-    let (ok, json, said) = run_binary(args);
-    assert!(ok, "chat-bench {args:?} failed: {said}");
-    json.unwrap_or_else(|| panic!("no JSON line: {said}"))
-}
-
-/// Every line of a fan-out JSON line arrived once, in order: `expected`
-/// deliveries, each timed.
-#[track_caller]
-fn assert_every_line_once(json: &Value, expected: u64) {
-    for key in ["lost", "duplicated", "out_of_order", "foreign"] {
-        assert_eq!(json["integrity"][key], 0, "{key}: {json}");
-    }
-    assert_eq!(json["integrity"]["delivered"], expected, "{json}");
-    assert_eq!(json["latency"]["samples"], expected, "{json}");
-    assert_eq!(json["complete"], true, "{json}");
-    assert_eq!(json["first_error"], Value::Null, "{json}");
+/// chat-server with a line and an IRC listener and the benchmark's
+/// settings.
+fn irc_server() -> InProcess {
+    InProcess::start(Config {
+        irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        server_name: "bench".to_string(),
+        ..bench_config()
+    })
 }
 
 #[test]
 fn an_irc_fanout_delivers_every_line_exactly_once_in_order() {
-    let server = InProcess::start();
+    let server = irc_server();
     let cli = Cli::try_parse_from([
         "chat-bench",
         "--protocol",
@@ -146,9 +65,9 @@ fn an_irc_fanout_delivers_every_line_exactly_once_in_order() {
     ])
     .unwrap();
     let Scenario::Fanout(args) = &cli.scenario else { panic!("parsed as {:?}", cli.scenario) };
-    let mut target = Target::attach(Flavor::ChatServer, server.irc, None)
+    let mut target = Target::attach(Flavor::ChatServer, server.addr(ListenerKind::IRC), None)
         .unwrap()
-        .with_protocol(Protocol::Irc, Some(server.irc));
+        .with_protocol(Protocol::Irc, Some(server.addr(ListenerKind::IRC)));
     let report = fanout::run(&mut target, &cli.target, &args.common, None, "fanout").unwrap();
 
     assert!(report.complete, "the run timed out: {report:?}");
@@ -166,8 +85,11 @@ fn an_irc_fanout_delivers_every_line_exactly_once_in_order() {
 
 #[test]
 fn a_room_of_irc_and_line_clients_gets_every_line_from_both() {
-    let server = InProcess::start();
-    let (line, irc) = (server.line.to_string(), server.irc.to_string());
+    let server = irc_server();
+    let (line, irc) = (
+        server.line.to_string(),
+        server.addr(ListenerKind::IRC).to_string(),
+    );
     // Clients 0, 2, 4 speak IRC, 1, 3, 5 the line protocol; senders 0 and
     // 1 are one of each, so lines cross both ways.
     let json = json_of(&[
@@ -195,8 +117,8 @@ fn a_room_of_irc_and_line_clients_gets_every_line_from_both() {
 
 #[test]
 fn idle_irc_clients_register_and_a_join_storm_over_irc_joins_them_all() {
-    let server = InProcess::start();
-    let irc = server.irc.to_string();
+    let server = irc_server();
+    let irc = server.addr(ListenerKind::IRC).to_string();
     let json = json_of(&["--addr", &irc, "--protocol", "irc", "idle", "--clients", "20"]);
     assert_eq!(json["protocol"], "irc");
     assert_eq!(

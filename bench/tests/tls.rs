@@ -12,72 +12,49 @@
 // but not in the helpers of an integration test file, so say it here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::process::Command;
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use chat_bench::args::{Cli, Scenario};
 use chat_bench::engine::Flavor;
 use chat_bench::scenario::fanout;
 use chat_bench::target::Target;
 use chat_bench::tls::{Group, SelfSigned, TlsClient, DEFAULT_NAME};
+use chat_server::net::acceptor::ListenerKind;
 use chat_server::net::tls::TlsFiles;
-use chat_server::{Config, Server, ShutdownHandle};
+use chat_server::Config;
 use clap::Parser;
 use serde_json::Value;
 
+use common::{bench_config, json_of, run_binary, InProcess};
+
 /// The server on a thread of this process, with a plain and a TLS
-/// listener and the benchmark's settings (flood control and the
-/// connection throttles off).
-struct InProcess {
+/// listener and the benchmark's settings, and the certificate it serves.
+struct TlsServer {
+    /// Kept for its `Drop`: the server stops with the test.
+    _server: InProcess,
     plain: SocketAddr,
     tls: SocketAddr,
     cert: SelfSigned,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-    done: mpsc::Receiver<()>,
 }
 
-impl InProcess {
-    fn start() -> InProcess {
+impl TlsServer {
+    fn start() -> TlsServer {
         let cert = SelfSigned::generate().unwrap();
-        let config = Config {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
+        let server = InProcess::start(Config {
             tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
             tls: Some(TlsFiles {
                 cert: cert.cert.clone(),
                 key: cert.key.clone(),
             }),
-            rate: 0,
-            max_per_ip: 0,
-            max_per_net: 0,
-            connect_rate: 0,
-            max_clients: 5_000,
-            sendq: 16 * 1024 * 1024,
-            ..Config::default()
-        };
-        let server = Server::bind(config).expect("bind the server");
-        let plain = server.local_addrs()[0];
-        let tls = *server
-            .all_addrs()
-            .iter()
-            .find(|a| **a != plain)
-            .expect("a TLS listener");
-        let handle = server.handle();
-        let (tx, done) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            server.run().expect("the server runs");
-            let _ = tx.send(());
+            ..bench_config()
         });
-        InProcess {
-            plain,
-            tls,
+        TlsServer {
+            plain: server.line,
+            tls: server.addr(ListenerKind::LINE_TLS),
+            _server: server,
             cert,
-            handle,
-            thread: Some(thread),
-            done,
         }
     }
 
@@ -93,39 +70,6 @@ impl InProcess {
     }
 }
 
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        // Shutdown grace is 5 s by default; give it a little more.
-        if self.done.recv_timeout(Duration::from_secs(15)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                t.join().unwrap();
-            }
-        }
-    }
-}
-
-/// Runs the chat-bench binary with `args`: its exit status, its JSON line
-/// (if any), and everything it said.
-fn run_binary(args: &[String]) -> (bool, Option<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
-        .args(args)
-        .output()
-        .expect("run chat-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let said = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let json = stdout.lines().last().and_then(|l| serde_json::from_str(l).ok());
-    (out.status.success(), json, said)
-}
-
-/// As [`run_binary`], for a run that must succeed.
-#[track_caller]
-fn json_of(args: &[String]) -> Value {
-    let (ok, json, said) = run_binary(args);
-    assert!(ok, "chat-bench {args:?} failed: {said}");
-    json.unwrap_or_else(|| panic!("no JSON line: {said}"))
-}
-
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_string()).collect()
 }
@@ -139,7 +83,7 @@ fn assert_clean(json: &Value) {
 
 #[test]
 fn a_tls_fanout_delivers_every_line_exactly_once_in_order() {
-    let server = InProcess::start();
+    let server = TlsServer::start();
     let cli = Cli::try_parse_from([
         "chat-bench",
         "fanout",
@@ -185,7 +129,7 @@ fn a_tls_fanout_delivers_every_line_exactly_once_in_order() {
 
 #[test]
 fn handshakes_are_counted_over_tls_and_over_tcp() {
-    let server = InProcess::start();
+    let server = TlsServer::start();
     let mut args = server.tls_args();
     args.extend(strings(&["handshakes", "--duration", "2", "--concurrency", "2"]));
     let json = json_of(&args);
@@ -214,7 +158,7 @@ fn handshakes_are_counted_over_tls_and_over_tcp() {
 
 #[test]
 fn a_storm_arrives_and_the_clients_lose_nothing() {
-    let server = InProcess::start();
+    let server = TlsServer::start();
     for kind in ["full", "half-hello"] {
         let mut args = server.tls_args();
         args.extend(strings(&[
@@ -255,7 +199,7 @@ fn a_storm_arrives_and_the_clients_lose_nothing() {
 
 #[test]
 fn a_certificate_the_run_does_not_trust_stops_it_with_the_reason() {
-    let server = InProcess::start();
+    let server = TlsServer::start();
     let stranger = SelfSigned::generate().unwrap();
     let args = strings(&[
         "--addr",

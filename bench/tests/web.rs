@@ -16,11 +16,9 @@
 // but not in the helpers of an integration test file, so say it here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use chat_bench::args::{Cli, Protocol, Scenario};
@@ -29,104 +27,20 @@ use chat_bench::scenario::fanout;
 use chat_bench::target::Target;
 use chat_server::config::Keepalive;
 use chat_server::net::acceptor::ListenerKind;
-use chat_server::{Config, Server, ShutdownHandle};
+use chat_server::Config;
 use clap::Parser;
-use serde_json::Value;
 
-/// chat-server on a thread of this process, with a line and a web
-/// listener and the benchmark's settings (flood control and the connection
-/// throttles off).
-struct InProcess {
-    line: SocketAddr,
-    web: SocketAddr,
-    handle: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-    done: mpsc::Receiver<()>,
-}
+use common::{assert_every_line_once, bench_config, json_of, run_binary, InProcess};
 
-impl InProcess {
-    /// With the web keepalive as shipped (a Ping after 30 s of quiet).
-    fn start() -> InProcess {
-        Self::start_with(Config::default().web.keepalive)
-    }
-
-    /// With the web keepalive `keepalive`.
-    fn start_with(keepalive: Keepalive) -> InProcess {
-        let mut config = Config {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            web_listen: vec!["127.0.0.1:0".parse().unwrap()],
-            rate: 0,
-            max_per_ip: 0,
-            max_per_net: 0,
-            connect_rate: 0,
-            max_clients: 5_000,
-            sendq: 16 * 1024 * 1024,
-            ..Config::default()
-        };
-        config.web.keepalive = keepalive;
-        let server = Server::bind(config).expect("bind the server");
-        let line = server.local_addrs()[0];
-        let web = server.listener_addrs(ListenerKind::WEB)[0];
-        let handle = server.handle();
-        let (tx, done) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            server.run().expect("the server runs");
-            let _ = tx.send(());
-        });
-        InProcess {
-            line,
-            web,
-            handle,
-            thread: Some(thread),
-            done,
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        // Shutdown grace is 5 s by default; give it a little more.
-        if self.done.recv_timeout(Duration::from_secs(15)).is_ok() {
-            if let Some(t) = self.thread.take() {
-                t.join().unwrap();
-            }
-        }
-    }
-}
-
-/// Runs the chat-bench binary with `args`: its exit status, its JSON line
-/// (if any), and everything it said.
-fn run_binary(args: &[&str]) -> (bool, Option<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
-        .args(args)
-        .output()
-        .expect("run chat-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let said = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let json = stdout.lines().last().and_then(|l| serde_json::from_str(l).ok());
-    (out.status.success(), json, said)
-}
-
-/// As [`run_binary`], for a run that must succeed.
-#[track_caller]
-fn json_of(args: &[&str]) -> Value {
-    let (ok, json, said) = run_binary(args);
-    assert!(ok, "chat-bench {args:?} failed: {said}");
-    json.unwrap_or_else(|| panic!("no JSON line: {said}"))
-}
-
-/// Every line of a fan-out JSON line arrived once, in order: `expected`
-/// deliveries, each timed.
-#[track_caller]
-fn assert_every_line_once(json: &Value, expected: u64) {
-    for key in ["lost", "duplicated", "out_of_order", "foreign"] {
-        assert_eq!(json["integrity"][key], 0, "{key}: {json}");
-    }
-    assert_eq!(json["integrity"]["delivered"], expected, "{json}");
-    assert_eq!(json["latency"]["samples"], expected, "{json}");
-    assert_eq!(json["complete"], true, "{json}");
-    assert_eq!(json["first_error"], Value::Null, "{json}");
+/// chat-server with a line and a web listener, the web keepalive
+/// `keepalive`, and the benchmark's settings.
+fn web_server(keepalive: Keepalive) -> InProcess {
+    let mut config = Config {
+        web_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..bench_config()
+    };
+    config.web.keepalive = keepalive;
+    InProcess::start(config)
 }
 
 /// The `chat-server` binary of this build (target/debug/chat-server).
@@ -150,7 +64,7 @@ fn server_bin() -> PathBuf {
 
 #[test]
 fn a_websocket_fanout_delivers_every_line_exactly_once_in_order() {
-    let server = InProcess::start();
+    let server = web_server(Config::default().web.keepalive);
     let cli = Cli::try_parse_from([
         "chat-bench",
         "--protocol",
@@ -169,10 +83,10 @@ fn a_websocket_fanout_delivers_every_line_exactly_once_in_order() {
     ])
     .unwrap();
     let Scenario::Fanout(args) = &cli.scenario else { panic!("parsed as {:?}", cli.scenario) };
-    let mut target = Target::attach(Flavor::ChatServer, server.web, None)
+    let mut target = Target::attach(Flavor::ChatServer, server.addr(ListenerKind::WEB), None)
         .unwrap()
         .with_protocol(Protocol::Web, None)
-        .with_web(Some(server.web));
+        .with_web(Some(server.addr(ListenerKind::WEB)));
     let report = fanout::run(&mut target, &cli.target, &args.common, None, "fanout").unwrap();
 
     assert!(report.complete, "the run timed out: {report:?}");
@@ -192,8 +106,11 @@ fn a_websocket_fanout_delivers_every_line_exactly_once_in_order() {
 
 #[test]
 fn a_room_of_websocket_and_line_clients_gets_every_line_and_reports_each_kind() {
-    let server = InProcess::start();
-    let (line, web) = (server.line.to_string(), server.web.to_string());
+    let server = web_server(Config::default().web.keepalive);
+    let (line, web) = (
+        server.line.to_string(),
+        server.addr(ListenerKind::WEB).to_string(),
+    );
     // Clients 0, 2, 4 speak WebSocket, 1, 3, 5 the line protocol; senders
     // 0 and 1 are one of each, so lines cross both ways.
     let json = json_of(&[
@@ -238,12 +155,12 @@ fn the_servers_pings_are_answered_so_quiet_receivers_stay() {
     // Pinged after 100 ms without a frame, closed 500 ms after a Ping no
     // frame answered: receivers send nothing but Pongs, so without them
     // every receiver would be closed long before the run's end.
-    let server = InProcess::start_with(Keepalive {
+    let server = web_server(Keepalive {
         register_within: Duration::from_secs(10),
         ping_after: Duration::from_millis(100),
         ping_timeout: Duration::from_millis(500),
     });
-    let web = server.web.to_string();
+    let web = server.addr(ListenerKind::WEB).to_string();
     // 100 lines at 50 a second: the senders send for 2 s by their
     // schedule, twenty times the quiet after which the server pings.
     let json = json_of(&[
@@ -271,8 +188,8 @@ fn the_servers_pings_are_answered_so_quiet_receivers_stay() {
 
 #[test]
 fn idle_websocket_clients_upgrade_and_a_join_storm_over_websocket_joins_them_all() {
-    let server = InProcess::start();
-    let web = server.web.to_string();
+    let server = web_server(Config::default().web.keepalive);
+    let web = server.addr(ListenerKind::WEB).to_string();
     let json = json_of(&["--addr", &web, "--protocol", "web", "idle", "--clients", "20"]);
     assert_eq!(json["protocol"], "web");
     assert_eq!(
@@ -327,7 +244,7 @@ fn a_chat_server_the_bench_starts_gets_a_web_listener_found_in_its_log() {
 
 #[test]
 fn a_server_that_does_not_upgrade_stops_the_run_with_its_answer() {
-    let server = InProcess::start();
+    let server = web_server(Config::default().web.keepalive);
     // The line listener answers the request as a line client would: with
     // the line protocol's welcome, which is no `HTTP/1.1 101`.
     let line = server.line.to_string();
