@@ -319,7 +319,7 @@ pub enum ServerEvent {
 }
 
 /// How a message is said.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Style {
     /// An ordinary message.
     #[default]
@@ -343,7 +343,7 @@ impl Style {
 }
 
 /// What [`ServerEvent::Whois`] tells of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserInfo {
     /// Their nick.
     pub nick: Nick,
@@ -362,7 +362,7 @@ pub struct UserInfo {
 }
 
 /// One user in a [`ServerEvent::WhoList`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WhoEntry {
     /// Their nick.
     pub nick: Nick,
@@ -381,7 +381,7 @@ pub struct WhoEntry {
 }
 
 /// One room in a [`ServerEvent::List`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomListing {
     /// The room.
     pub name: RoomName,
@@ -392,7 +392,7 @@ pub struct RoomListing {
 }
 
 /// A room's topic, with who set it and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Topic {
     /// The topic, sanitized.
     pub text: String,
@@ -403,7 +403,7 @@ pub struct Topic {
 }
 
 /// Why someone left a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LeaveReason {
     /// They joined another room.
     Moved(RoomName),
@@ -430,7 +430,7 @@ pub enum LeaveReason {
 /// Which page of a listing a reply is. Listings that grow with the server
 /// (`/who` in a big room, `/rooms` on a busy server) are sent a page at a
 /// time, so that a short command never buys an answer of megabytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
     /// This page, from 1.
     pub number: usize,

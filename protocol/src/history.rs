@@ -11,7 +11,7 @@
 use crate::names::Nick;
 
 /// One line a room remembers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEntry {
     /// When the server received it, in milliseconds since the Unix epoch.
     pub at: u64,

@@ -24,11 +24,11 @@ pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const MAX_KEY_LEN: usize = 23;
 
 /// A ban mask, in its full `nick!user@host` form, in lower case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Mask(String);
 
 /// Why a mask, duration or key is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ModerationError {
     /// Occurs for a mask that is empty, too long, or has a character no
     /// nick, user or address has.
@@ -211,7 +211,7 @@ pub fn check_key(key: &str) -> Result<(), ModerationError> {
 }
 
 /// A room's settings, which its operators change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomSettings {
     /// Only operators and voiced members speak (IRC's `+m`).
     pub moderated: bool,
@@ -224,7 +224,7 @@ pub struct RoomSettings {
 }
 
 /// One change to a room's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomSetting {
     /// Moderated, or not.
     Moderated(bool),
@@ -254,7 +254,7 @@ impl RoomSettings {
 }
 
 /// What an operator may give or take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// A room operator (`@`).
     Op,
@@ -273,7 +273,7 @@ impl Role {
 }
 
 /// One member of a room, with the roles they hold there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// Their nick.
     pub nick: crate::Nick,
@@ -307,7 +307,7 @@ impl Member {
 }
 
 /// One ban, as `/bans` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BanInfo {
     /// What it matches.
     pub mask: Mask,

@@ -76,7 +76,8 @@ fn check(kind: &'static str, name: &str, max: usize, must_start_with_letter: boo
 
 /// A valid nick: 1–24 characters from `A-Z a-z 0-9 _ -`, starting with a
 /// letter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Nick(String);
 
 impl Nick {
@@ -139,7 +140,8 @@ impl fmt::Display for Nick {
 
 /// A valid room name: `#` followed by 1–32 characters from
 /// `A-Z a-z 0-9 _ -`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RoomName(String);
 
 impl RoomName {
@@ -182,6 +184,17 @@ impl fmt::Display for RoomName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_read_back_from_a_serialised_form_obey_the_same_rules() {
+        let nick: Nick = serde_json::from_str("\"Alice\"").unwrap();
+        assert_eq!(nick.as_str(), "Alice");
+        assert_eq!(serde_json::to_string(&nick).unwrap(), "\"Alice\"");
+        assert!(serde_json::from_str::<Nick>("\"1bad nick\"").is_err());
+        let room: RoomName = serde_json::from_str("\"rust\"").unwrap();
+        assert_eq!(room.as_str(), "#rust");
+        assert!(serde_json::from_str::<RoomName>("\"#no spaces\"").is_err());
+    }
 
     #[test]
     fn nicks_follow_the_rules() {
@@ -268,5 +281,36 @@ mod tests {
             Err(NameError::BadChar { kind: "room name" })
         );
         assert_eq!(RoomName::new("#Rust").unwrap().key(), "#rust");
+    }
+}
+
+impl TryFrom<String> for Nick {
+    type Error = NameError;
+
+    /// Checks a nick read back from a serialised form (the cluster's
+    /// messages, a handed-over state): it obeys the same rules as one typed.
+    fn try_from(name: String) -> Result<Nick, NameError> {
+        Nick::new(&name)
+    }
+}
+
+impl From<Nick> for String {
+    fn from(nick: Nick) -> String {
+        nick.0
+    }
+}
+
+impl TryFrom<String> for RoomName {
+    type Error = NameError;
+
+    /// Checks a room name read back from a serialised form, as [`Nick`]'s.
+    fn try_from(name: String) -> Result<RoomName, NameError> {
+        RoomName::new(&name)
+    }
+}
+
+impl From<RoomName> for String {
+    fn from(room: RoomName) -> String {
+        room.0
     }
 }
