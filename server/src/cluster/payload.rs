@@ -154,6 +154,11 @@ impl RoomEvent {
 pub struct Envelope {
     /// The instance that published it.
     pub origin: String,
+    /// Its number on that instance: a line the origin delivered itself
+    /// when its link failed, and which Redis ran all the same, is known
+    /// again when it comes back.
+    #[serde(default)]
+    pub id: u64,
     /// On that instance, the connection not to tell (the sender of a chat
     /// line, the one who joined or left): `(shard, slot, serial)`.
     pub except: Option<(usize, usize, u64)>,
@@ -239,6 +244,7 @@ mod tests {
             let crossing = RoomEvent::from_event(&event, 5).unwrap();
             let envelope = Envelope {
                 origin: "i1".into(),
+                id: 9,
                 except: Some((0, 1, 2)),
                 event: crossing,
             };

@@ -30,6 +30,10 @@ pub(super) fn rename_from(old: &Nick) -> Purpose {
 /// Ask for the next block of guest numbers when this few are left.
 const GUESTS_LOW: u64 = 25;
 
+/// The most lines remembered as delivered here when the link failed
+/// (see [`Link::unpublished`]); past it the oldest are forgotten.
+const MAX_UNPUBLISHED: usize = 65_536;
+
 /// The hub's view of the cluster.
 #[derive(Debug)]
 pub struct Link {
@@ -57,13 +61,30 @@ pub struct Link {
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
     pending: HashMap<ConnId, Nick>,
+    /// Numbers this instance gives the lines it publishes.
+    next_id: u64,
+    /// Lines this instance delivered itself because the link failed under
+    /// them: Redis may have run them all the same (a frozen Redis reads
+    /// what was sent once it thaws), and then they come back in a
+    /// catch-up, to be skipped, not delivered twice.
+    unpublished: std::collections::VecDeque<u64>,
+    /// Told once the link is first up and caught up, so that the server
+    /// starts accepting users only then (see [`crate::server`]).
+    ready: Option<Sender<()>>,
 }
 
 impl Link {
     /// The hub's side of a cluster, talking to the command thread through
     /// `commands`, with the guest numbers reserved at start (if Redis
     /// could be reached).
-    pub fn new(instance: String, commands: Sender<Command>, guests: Option<(u64, u64)>) -> Link {
+    ///
+    /// `ready` hears once the link is first up and the history caught up.
+    pub fn new(
+        instance: String,
+        commands: Sender<Command>,
+        guests: Option<(u64, u64)>,
+        ready: Option<Sender<()>>,
+    ) -> Link {
         Link {
             instance,
             commands,
@@ -76,6 +97,9 @@ impl Link {
             guests: guests.unwrap_or((0, 0)),
             guests_asked: false,
             pending: HashMap::new(),
+            next_id: 0,
+            unpublished: std::collections::VecDeque::new(),
+            ready,
         }
     }
 
@@ -142,13 +166,11 @@ impl Hub {
                 None => return Some(event),
             },
         };
-        let instance = self
-            .cluster
-            .as_ref()
-            .map(|c| c.instance.clone())
-            .unwrap_or_default();
+        let Some(c) = self.cluster.as_mut() else { return Some(event) };
+        c.next_id = c.next_id.wrapping_add(1);
         let envelope = Envelope {
-            origin: instance,
+            origin: c.instance.clone(),
+            id: c.next_id,
             except: except.map(|c| (c.shard, c.slot, c.serial)),
             event: crossing,
         };
@@ -300,9 +322,20 @@ impl Hub {
                 self.cluster_steps(steps);
             }
             ClusterEvent::CaughtUp => self.caught_up(),
+            ClusterEvent::DataLost => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.orderer.forget_positions();
+                }
+            }
             ClusterEvent::Unpublished { room, envelope } => {
-                // It never reached Redis: said here only, as with the link
+                // It did not reach Redis: said here only, as with the link
                 // down.
+                if let Some(c) = self.cluster.as_mut() {
+                    if c.unpublished.len() == MAX_UNPUBLISHED {
+                        c.unpublished.pop_front();
+                    }
+                    c.unpublished.push_back(envelope.id);
+                }
                 self.deliver_crossed(&room, &envelope);
             }
             ClusterEvent::Claimed {
@@ -367,11 +400,31 @@ impl Hub {
     fn cluster_steps(&mut self, steps: Vec<Step<Envelope>>) {
         for step in steps {
             match step {
-                Step::Deliver { room, line, .. } => self.deliver_crossed(&room, &line),
+                Step::Deliver { room, line, .. } => {
+                    if !self.delivered_already(&line) {
+                        self.deliver_crossed(&room, &line);
+                    }
+                }
                 Step::Fill { room, from, to } => {
                     self.tell_cluster(Command::Fill { room, from, to });
                 }
             }
+        }
+    }
+
+    /// Whether `line` is one of this instance's own that it delivered
+    /// itself when the link failed (forgotten once seen again).
+    fn delivered_already(&mut self, line: &Envelope) -> bool {
+        let Some(c) = self.cluster.as_mut() else { return false };
+        if c.unpublished.is_empty() || line.origin != c.instance {
+            return false;
+        }
+        match c.unpublished.iter().position(|&id| id == line.id) {
+            Some(at) => {
+                c.unpublished.remove(at);
+                true
+            }
+            None => false,
         }
     }
 
@@ -482,6 +535,9 @@ impl Hub {
         }
         c.linked = true;
         let told = std::mem::take(&mut c.told_lost);
+        if let Some(ready) = c.ready.take() {
+            let _ = ready.send(());
+        }
         let steps = c.orderer.synced();
         self.cluster_steps(steps);
         log::info!("cluster: linked");
@@ -492,13 +548,13 @@ impl Hub {
     }
 
     fn claimed(&mut self, id: ConnId, nick: Nick, purpose: Purpose, won: bool) {
-        let asked = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
         if purpose == Purpose::Guest {
             if !won {
                 self.claim_lost(&nick.key());
             }
             return;
         }
+        let asked = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
         let still_asked = asked.is_some_and(|a| a.as_str() == nick.as_str());
         if !won {
             if still_asked {
