@@ -22,6 +22,17 @@ use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
 use crate::cluster::{ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
+/// A local user waiting for their join to come back.
+#[derive(Debug, Clone)]
+struct Joining {
+    /// Who.
+    id: ConnId,
+    /// What they are told first (the welcome, or that they joined).
+    first: ServerEvent,
+    /// Whether they asked for the member list (IRC).
+    names: bool,
+}
+
 /// The claim a `/nick` from `old` makes.
 pub(super) fn rename_from(old: &Nick) -> Purpose {
     Purpose::Rename { old: old.clone() }
@@ -60,7 +71,7 @@ pub struct Link {
     /// A block of guest numbers has been asked for.
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
-    pending: HashMap<ConnId, Nick>,
+    pending: HashMap<ConnId, (Nick, Purpose)>,
     /// Numbers this instance gives the lines it publishes.
     next_id: u64,
     /// Lines this instance delivered itself because the link failed under
@@ -68,6 +79,18 @@ pub struct Link {
     /// what was sent once it thaws), and then they come back in a
     /// catch-up, to be skipped, not delivered twice.
     unpublished: std::collections::VecDeque<u64>,
+    /// Local users who came into a room and whose join has not come back
+    /// from Redis yet, by room key: they hear nothing of the room until
+    /// it does (what comes before it was said before they came), and then
+    /// its history, up to their join.
+    joining: HashMap<String, Vec<Joining>>,
+    /// What to tell a local user once one of their room events comes back
+    /// from Redis (a `/nick`'s confirmation), by the event's number: so
+    /// that once they have read it, everyone's view of the room has it.
+    after: HashMap<u64, (ConnId, ServerEvent)>,
+    /// Set around announcing a change the user is to be told of after:
+    /// the next room event published carries it (see [`Link::after`]).
+    confirm_next: Option<(ConnId, ServerEvent)>,
     /// Told once the link is first up and caught up, so that the server
     /// starts accepting users only then (see [`crate::server`]).
     ready: Option<Sender<()>>,
@@ -99,6 +122,9 @@ impl Link {
             pending: HashMap::new(),
             next_id: 0,
             unpublished: std::collections::VecDeque::new(),
+            joining: HashMap::new(),
+            after: HashMap::new(),
+            confirm_next: None,
             ready,
         }
     }
@@ -168,6 +194,9 @@ impl Hub {
         };
         let Some(c) = self.cluster.as_mut() else { return Some(event) };
         c.next_id = c.next_id.wrapping_add(1);
+        if let Some(confirm) = c.confirm_next.take() {
+            c.after.insert(c.next_id, confirm);
+        }
         let envelope = Envelope {
             origin: c.instance.clone(),
             id: c.next_id,
@@ -182,6 +211,86 @@ impl Hub {
             None
         } else {
             Some(event)
+        }
+    }
+
+    /// A local user came into a room: their join goes through Redis (told
+    /// to the room unless it is quiet), and until it comes back they hear
+    /// nothing of the room; then its history. True if so; false when the
+    /// hub goes on alone (announcing and replaying at once).
+    pub(super) fn cluster_join(
+        &mut self,
+        room_key: &str,
+        id: ConnId,
+        joined: &ServerEvent,
+        first: ServerEvent,
+        names: bool,
+    ) -> bool {
+        if !self.cluster_linked() {
+            return false;
+        }
+        let ServerEvent::Joined { nick, room } = joined else { return false };
+        let members = self.rooms.get(room_key).map_or(0, Room::len);
+        let Some(c) = self.cluster.as_mut() else { return false };
+        c.next_id = c.next_id.wrapping_add(1);
+        let envelope = Envelope {
+            origin: c.instance.clone(),
+            id: c.next_id,
+            except: Some((id.shard, id.slot, id.serial)),
+            event: RoomEvent::Joined {
+                room: room.clone(),
+                nick: nick.clone(),
+                quiet: !self.announces(members),
+            },
+        };
+        let sent = self.tell_cluster(Command::Publish {
+            room: room_key.to_string(),
+            envelope,
+        });
+        if sent {
+            if let Some(c) = self.cluster.as_mut() {
+                c.joining
+                    .entry(room_key.to_string())
+                    .or_default()
+                    .push(Joining { id, first, names });
+            }
+        }
+        sent
+    }
+
+    /// The join of a local user to `room_key` came back (or the link was
+    /// lost): they are told they are in, and hear the room from now on,
+    /// starting with its topic, members (if asked) and history.
+    fn joined(&mut self, room_key: &str, joining: Joining) {
+        let Joining { id, first, names } = joining;
+        let Some(room) = self.rooms.get(room_key) else { return };
+        if !room.has_member(id) {
+            return;
+        }
+        let replay = room.history.last(self.settings.replay_lines);
+        let name = room.name.clone();
+        let topic = room.topic.clone();
+        self.send(id, first);
+        if topic.is_some() {
+            self.send(
+                id,
+                ServerEvent::Topic {
+                    room: name.clone(),
+                    topic,
+                },
+            );
+        }
+        if names {
+            self.names(id, &name, Some(name.to_string()));
+        }
+        if !replay.is_empty() {
+            self.reply(
+                id,
+                ServerEvent::History {
+                    room: name,
+                    entries: replay,
+                },
+            );
         }
     }
 
@@ -215,9 +324,16 @@ impl Hub {
     }
 
     /// Says a local user is in (or has left) a room, for presence.
-    pub(super) fn cluster_presence(&mut self, room: &RoomName, nick: &Nick, present: bool) {
-        if self.cluster.is_none() {
-            return;
+    pub(super) fn cluster_presence(&mut self, room: &RoomName, id: ConnId, nick: &Nick, present: bool) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if !present {
+            let key = room.key();
+            if let Some(waiting) = c.joining.get_mut(&key) {
+                waiting.retain(|j| j.id != id);
+                if waiting.is_empty() {
+                    c.joining.remove(&key);
+                }
+            }
         }
         let command = if present {
             Command::Join {
@@ -247,6 +363,7 @@ impl Hub {
             self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick.clone())));
             return true;
         }
+        let purpose_again = purpose.clone();
         let sent = self.tell_cluster(Command::Claim {
             conn: id,
             nick: nick.clone(),
@@ -254,7 +371,7 @@ impl Hub {
         });
         if sent {
             if let Some(c) = self.cluster.as_mut() {
-                c.pending.insert(id, nick.clone());
+                c.pending.insert(id, (nick.clone(), purpose_again));
             }
             true
         } else {
@@ -461,7 +578,90 @@ impl Hub {
             }
             _ => {}
         }
-        self.publish_local(room_key, except, envelope.event.to_event());
+        let quiet = matches!(envelope.event, RoomEvent::Joined { quiet: true, .. });
+        if !quiet {
+            self.publish_crossed(room_key, except, envelope.event.to_event());
+        }
+        // The end of a local user's wait to hear the room.
+        let arrived = match (&envelope.event, except, self.cluster.as_mut()) {
+            (RoomEvent::Joined { .. }, Some(id), Some(c)) => match c.joining.get_mut(room_key) {
+                Some(waiting) => {
+                    let at = waiting.iter().position(|j| j.id == id);
+                    let joining = at.map(|at| waiting.remove(at));
+                    if waiting.is_empty() {
+                        c.joining.remove(room_key);
+                    }
+                    joining
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some(joining) = arrived {
+            self.joined(room_key, joining);
+        }
+        // What the origin's user was to be told once this came back.
+        let confirm = match self.cluster.as_mut() {
+            Some(c) if from_here && !c.after.is_empty() => c.after.remove(&envelope.id),
+            _ => None,
+        };
+        if let Some((id, event)) = confirm {
+            if self.users.contains_key(&id) {
+                self.send(id, event);
+            }
+        }
+    }
+
+    /// Tells `id` `event` once the next room event published comes back
+    /// from Redis (with the link down, or if none is published, at
+    /// [`Hub::cluster_confirm_now`]).
+    pub(super) fn cluster_confirm_after(&mut self, id: ConnId, event: ServerEvent) {
+        match self.cluster.as_mut() {
+            Some(c) if c.linked => c.confirm_next = Some((id, event)),
+            _ => self.send(id, event),
+        }
+    }
+
+    /// Tells now what [`Hub::cluster_confirm_after`] kept, if no room
+    /// event took it.
+    pub(super) fn cluster_confirm_now(&mut self) {
+        if let Some((id, event)) = self.cluster.as_mut().and_then(|c| c.confirm_next.take()) {
+            self.send(id, event);
+        }
+    }
+
+    /// Says a room event that came back from Redis to the room's members
+    /// here but `except` and those whose own join has not come back yet.
+    fn publish_crossed(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
+        let waiting = self.cluster.as_ref().and_then(|c| c.joining.get(room_key));
+        let Some(waiting) = waiting
+            .filter(|w| !w.is_empty())
+            .map(|w| w.iter().map(|j| j.id).collect::<Vec<_>>())
+        else {
+            return self.publish_local(room_key, except, event);
+        };
+        let Some(room) = self.rooms.get(room_key) else { return };
+        let event = Arc::new(event);
+        for (shard, members) in room.by_shard() {
+            let hearing: Vec<ConnId> = members
+                .iter()
+                .copied()
+                .filter(|m| Some(*m) != except && !waiting.contains(m))
+                .collect();
+            if !hearing.is_empty() {
+                self.outbox.push((
+                    shard,
+                    crate::chat::messages::Outbound::Deliver {
+                        to: crate::chat::messages::Recipients::Members {
+                            members: Arc::new(hearing),
+                            except: None,
+                        },
+                        event: Arc::clone(&event),
+                        since: None,
+                    },
+                ));
+            }
+        }
     }
 
     /// Keeps a line in the room's history, making the room (empty, kept
@@ -513,7 +713,7 @@ impl Hub {
         // Claims asked for and not answered: the answer may never come.
         // Go on as if they were granted (the claim is made again once
         // the link is back; a refusal then renames).
-        let pending: Vec<(ConnId, Nick)> = c.pending.drain().collect();
+        let pending: Vec<(ConnId, (Nick, Purpose))> = c.pending.drain().collect();
         if was_linked {
             log::warn!("cluster: link lost ({why}); serving local users only until it is back");
         }
@@ -522,8 +722,35 @@ impl Hub {
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
             self.deliver_many(everyone, ServerEvent::ClusterLink { up: false });
         }
-        for (id, nick) in pending {
-            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
+        for (id, (nick, purpose)) in pending {
+            if self.nick_refused(id, &nick).is_some() {
+                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
+            } else {
+                self.grant(id, nick.clone(), purpose);
+                self.cluster_keep(id, &nick, false);
+            }
+        }
+        // Those waiting for their join to come back hear the room from
+        // now on, locally.
+        let Some(c) = self.cluster.as_mut() else { return };
+        let joining: Vec<(String, Vec<Joining>)> = c.joining.drain().collect();
+        let after: Vec<(ConnId, ServerEvent)> = c.after.drain().map(|(_, v)| v).collect();
+        for (id, event) in after {
+            if self.users.contains_key(&id) {
+                self.send(id, event);
+            }
+        }
+        for (room, waiting) in joining {
+            for joining in waiting {
+                // Told locally, as with the link down.
+                let nick = self.users.get(&joining.id).map(|u| u.nick.clone());
+                let name = self.rooms.get(&room).map(|r| r.name.clone());
+                if let (Some(nick), Some(name)) = (nick, name) {
+                    let id = joining.id;
+                    self.joined(&room, joining);
+                    self.announce_presence(&room, id, ServerEvent::Joined { nick, room: name });
+                }
+            }
         }
     }
 
@@ -554,23 +781,40 @@ impl Hub {
             }
             return;
         }
-        let asked = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
-        let still_asked = asked.is_some_and(|a| a.as_str() == nick.as_str());
+        let asked = match self.cluster.as_mut() {
+            Some(c)
+                if c.pending
+                    .get(&id)
+                    .is_some_and(|(a, _)| a.as_str() == nick.as_str()) =>
+            {
+                c.pending.remove(&id)
+            }
+            _ => None,
+        };
+        if asked.is_none() {
+            // An answer no one waits for (the link was lost meanwhile and
+            // the change made locally): let the claim go only if no one
+            // here has the nick.
+            if won && !self.nicks.contains_key(nick.key().as_str()) {
+                self.cluster_release(&nick);
+            }
+            return;
+        }
         if !won {
-            if still_asked {
-                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
-            }
+            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
             return;
         }
-        // Ours in Redis; is it still wanted, and still free here?
-        let wanted = still_asked && self.nick_refused(id, &nick).is_none();
-        if !wanted {
+        // Ours in Redis; is it still free here?
+        if self.nick_refused(id, &nick).is_some() {
             self.cluster_release(&nick);
-            if still_asked {
-                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
-            }
+            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
             return;
         }
+        self.grant(id, nick, purpose);
+    }
+
+    /// Does what a granted claim was for.
+    fn grant(&mut self, id: ConnId, nick: Nick, purpose: Purpose) {
         match purpose {
             Purpose::Rename { old } => {
                 let current = self.users.get(&id).map(|u| u.nick.clone());
