@@ -943,3 +943,292 @@ impl Hub {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+
+    use crossbeam_channel::Receiver;
+
+    use super::*;
+    use crate::chat::hub::Settings;
+    use crate::chat::messages::{Arrival, Inbound, Outbound, Recipients};
+
+    fn id(n: usize) -> ConnId {
+        ConnId {
+            shard: 0,
+            slot: n,
+            serial: n as u64,
+        }
+    }
+
+    /// A hub in a cluster, and a stand-in for Redis and the cluster's
+    /// threads: it numbers what is published per room and hands it back,
+    /// and grants claims to nicks no one else holds.
+    struct Cluster {
+        hub: Hub,
+        commands: Receiver<Command>,
+        seq: HashMap<String, u64>,
+        /// Nick keys held by other instances.
+        held_elsewhere: HashSet<String>,
+    }
+
+    impl Cluster {
+        fn new() -> Cluster {
+            let (tx, commands) = crossbeam_channel::bounded(1000);
+            let mut hub = Hub::new(Settings {
+                history_lines: 10,
+                replay_lines: 10,
+                clock: || 1_796_587_200_000,
+                ..Settings::default()
+            });
+            hub.attach_cluster(Link::new("here".into(), tx, Some((1, 100)), None));
+            let mut cluster = Cluster {
+                hub,
+                commands,
+                seq: HashMap::new(),
+                held_elsewhere: HashSet::new(),
+            };
+            cluster.link(true);
+            cluster
+        }
+
+        fn event(&mut self, event: ClusterEvent) {
+            self.hub.handle(Inbound::Cluster(event));
+        }
+
+        /// Both connections up (or down); once up, the catch-up is
+        /// answered at the next [`Cluster::redis`].
+        fn link(&mut self, up: bool) {
+            for part in [Part::Commands, Part::Subscriber] {
+                self.event(ClusterEvent::Link { part, up });
+            }
+            self.redis();
+        }
+
+        fn connect(&mut self, n: usize) {
+            self.hub.handle(Inbound::Connected {
+                id: id(n),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                arrival: Arrival::Guest,
+            });
+        }
+
+        fn line(&mut self, n: usize, line: &str) {
+            if let Some(line) = crate::frontend::line::to_request(Ok(line.to_string())) {
+                self.hub.handle(Inbound::Line {
+                    id: id(n),
+                    line,
+                    received: std::time::Instant::now(),
+                });
+            }
+        }
+
+        /// Answers every command queued, as Redis and the threads would,
+        /// until none is left.
+        fn redis(&mut self) {
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Publish { room, envelope } => {
+                        let seq = self.seq.entry(room.clone()).or_default();
+                        *seq += 1;
+                        let seq = *seq;
+                        self.event(ClusterEvent::Line { room, seq, envelope });
+                    }
+                    Command::Claim { conn, nick, purpose } if purpose != Purpose::Keep => {
+                        let won = !self.held_elsewhere.contains(&nick.key());
+                        self.event(ClusterEvent::Claimed {
+                            conn,
+                            nick,
+                            purpose,
+                            won,
+                        });
+                    }
+                    Command::CatchUp { .. } => self.event(ClusterEvent::CaughtUp),
+                    _ => {}
+                }
+            }
+        }
+
+        /// What the hub said, as (recipient, line) pairs.
+        fn said(&mut self) -> Vec<(usize, String)> {
+            let mut out = Vec::new();
+            for (_, message) in self.hub.take_outbox() {
+                let Outbound::Deliver { to, event, .. } = message else { continue };
+                let mut to: Vec<ConnId> = match to {
+                    Recipients::One(id) | Recipients::Reply(id) => vec![id],
+                    Recipients::Members { members, except } => {
+                        members.iter().copied().filter(|m| Some(*m) != except).collect()
+                    }
+                    Recipients::Many(ids) => ids,
+                };
+                to.sort();
+                for line in event.lines() {
+                    for r in &to {
+                        out.push((r.slot, line.to_string()));
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    fn pairs(v: &[(usize, &str)]) -> Vec<(usize, String)> {
+        v.iter().map(|(n, s)| (*n, s.to_string())).collect()
+    }
+
+    #[test]
+    fn a_newcomer_is_welcomed_once_their_join_is_back_from_redis() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        assert_eq!(c.said(), [], "nothing before Redis has the join");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(
+                1,
+                "-- welcome to chat-server, guest1! you are in #lobby; type /help for commands"
+            )])
+        );
+    }
+
+    #[test]
+    fn a_room_line_is_delivered_when_it_comes_back_and_not_to_its_sender() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.line(1, "hello");
+        assert_eq!(c.said(), [], "not delivered before Redis numbered it");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(2, "<guest1> hello")]));
+    }
+
+    #[test]
+    fn lines_from_other_instances_come_out_in_sequence_order() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        let line = |text: &str| Envelope {
+            origin: "there".into(),
+            id: 1,
+            except: None,
+            event: RoomEvent::Said {
+                room: RoomName::lobby(),
+                from: Nick::new("zed").unwrap(),
+                text: text.into(),
+                style: Style::Message,
+                at: 0,
+            },
+        };
+        let lobby = RoomName::lobby().key();
+        // The join was 1 in the lobby; 3 comes before 2.
+        c.event(ClusterEvent::Line {
+            room: lobby.clone(),
+            seq: 3,
+            envelope: line("second"),
+        });
+        assert_eq!(c.said(), [], "3 waits for 2");
+        assert!(
+            matches!(c.commands.try_recv(), Ok(Command::Fill { from: 2, to: 2, .. })),
+            "the gap is asked for from the stream"
+        );
+        c.event(ClusterEvent::Line {
+            room: lobby,
+            seq: 2,
+            envelope: line("first"),
+        });
+        assert_eq!(c.said(), pairs(&[(1, "<zed> first"), (1, "<zed> second")]));
+    }
+
+    #[test]
+    fn a_lost_link_is_told_to_everyone_and_chat_goes_on_locally_until_it_is_back() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.event(ClusterEvent::Link {
+            part: Part::Subscriber,
+            up: false,
+        });
+        let lost = "-- cluster link lost; only users on this server can hear you";
+        assert_eq!(c.said(), pairs(&[(1, lost), (2, lost)]));
+        c.line(1, "still here");
+        assert_eq!(c.said(), pairs(&[(2, "<guest1> still here")]), "at once, locally");
+        c.link(true);
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
+    }
+
+    #[test]
+    fn a_nick_held_on_another_instance_gets_the_local_error() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.line(1, "/nick Alice");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "!! nick Alice is already in use")]));
+        c.line(1, "/nick bob");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "-- you are now known as bob")]));
+    }
+
+    #[test]
+    fn a_claim_lost_to_another_instance_renames_the_user_to_a_guest() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/nick alice");
+        c.redis();
+        c.said();
+        c.event(ClusterEvent::ClaimsLost(vec!["alice".into()]));
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "!! nick alice is already in use"),
+                (1, "-- you are now known as guest2"),
+            ])
+        );
+    }
+
+    #[test]
+    fn history_replayed_on_joining_ends_where_the_live_lines_begin() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        c.line(1, "one");
+        c.redis();
+        c.said();
+        // guest2 joins; before its join is back, guest1 says two more
+        // lines: "two" is numbered before the join, "three" after.
+        c.line(1, "two");
+        c.line(2, "/join #r");
+        c.line(1, "three");
+        c.redis();
+        let to_two: Vec<String> = c
+            .said()
+            .into_iter()
+            .filter(|(n, _)| *n == 2)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            to_two,
+            [
+                "-- you joined #r",
+                "[2026-12-06T20:00:00Z] <guest1> one",
+                "[2026-12-06T20:00:00Z] <guest1> two",
+                "<guest1> three",
+            ]
+        );
+    }
+}
