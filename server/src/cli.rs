@@ -253,6 +253,15 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "CHAT_SERVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Takes over from the chat-server whose control socket this is (its
+    /// --control-socket): that server hands over every client connection,
+    /// its listening sockets and the chat state, and exits; clients stay
+    /// connected, with their nicks and rooms, and this process's options
+    /// apply to them from then on (README.md, "Restarting without
+    /// dropping anyone").
+    #[arg(long, value_name = "CONTROL_SOCKET")]
+    pub take_over: Option<PathBuf>,
+
     /// Runs a command against a running server instead of being one.
     #[command(subcommand)]
     pub command: Option<Subcommand>,

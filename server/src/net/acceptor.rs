@@ -303,6 +303,19 @@ impl Acceptor {
         })
     }
 
+    /// Counts the connections carried over a restart (see
+    /// [`crate::upgrade`]) as given out: each I/O thread's, and each
+    /// address's; serials go on from `next_serial`.
+    pub fn count_restored(&mut self, restored: &[(usize, std::net::IpAddr)], next_serial: u64) {
+        for &(shard, ip) in restored {
+            if let Some(shard) = self.shards.get_mut(shard) {
+                shard.clients += 1;
+            }
+            self.admission.occupy(ip);
+        }
+        self.next_serial = self.next_serial.max(next_serial);
+    }
+
     /// Accepts until shutdown; then stops listening, tells the hub to say
     /// goodbye to everyone, and lets the I/O threads know that no more
     /// connections will come.
