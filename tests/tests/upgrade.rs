@@ -668,3 +668,151 @@ fn a_restart_with_5000_connections_keeps_every_one_and_the_pause_is_measured() {
     assert_eq!(notices.len(), 1, "the listener is told once: {notices:?}");
     drop(new);
 }
+
+// ---------------------------------------------------------------------------
+// What is carried and what is not, and a take-over that fails.
+
+#[test]
+fn a_websocket_and_an_irc_client_still_registering_are_carried_and_a_tls_client_is_told_and_closed() {
+    use chat_tests::tls::{Certificate, TlsClient};
+    use chat_tests::web::WsClient;
+    use std::io::BufRead;
+
+    let dir = TempDir::new("kinds");
+    let ctl = dir.path().join("ctl");
+    let ctl_arg = ctl.to_str().expect("a UTF-8 path");
+    let certificate = Certificate::new("upgrade");
+    let cert = certificate.cert_path();
+    let key = certificate.key_path();
+    let (cert, key) = (cert.to_str().expect("UTF-8"), key.to_str().expect("UTF-8"));
+    let listen = |line: &str, web: &str, irc: &str, tls: &str| {
+        vec![
+            "--listen".to_string(),
+            line.to_string(),
+            "--web-listen".to_string(),
+            web.to_string(),
+            "--irc-listen".to_string(),
+            irc.to_string(),
+            "--tls-listen".to_string(),
+            tls.to_string(),
+        ]
+    };
+    let others = ["--tls-cert", cert, "--tls-key", key, "--control-socket", ctl_arg];
+    let any = "127.0.0.1:0";
+    let mut args = listen(any, any, any, any);
+    args.extend(others.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut old = start(&args, 4);
+    // The daemon logs its listeners in this order.
+    let [line_addr, tls_addr, irc_addr, web_addr] = [0, 1, 2, 3].map(|i| old.addrs()[i]);
+
+    let mut wendy = WsClient::connect_named(web_addr, "wendy");
+    wendy.send("/join #r");
+    wendy.expect_line("-- you joined #r");
+    let mut tom = TlsClient::connect(tls_addr, &certificate.der);
+    let welcome = tom.read_line();
+    assert!(
+        welcome.starts_with("-- welcome to chat-server, guest"),
+        "{welcome:?}"
+    );
+    tom.send("/nick tom");
+    tom.expect_line("-- you are now known as tom");
+    tom.send("/join #r");
+    tom.expect_line("-- you joined #r");
+    wendy.expect_line("-- tom joined #r");
+    let mut ivy = IrcClient::connect(irc_addr);
+    ivy.send("NICK ivy");
+
+    let mut args = listen(
+        &line_addr.to_string(),
+        &web_addr.to_string(),
+        &irc_addr.to_string(),
+        &tls_addr.to_string(),
+    );
+    args.extend(others.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let new = take_over(&mut old, &ctl, &args, 4);
+
+    tom.expect_line(
+        "-- [server] the server is restarting and cannot keep this connection (TLS); please reconnect",
+    );
+    let mut rest = String::new();
+    let ended = matches!(tom.reader().read_line(&mut rest), Ok(0) | Err(_));
+    assert!(ended, "the TLS connection is closed, not {rest:?}");
+    wendy.expect_line("-- tom left #r (disconnect)");
+    let line = wendy.read_line();
+    assert!(is_line_restart_notice(&line), "{line:?}");
+    wendy.send("/who");
+    wendy.expect_line("-- 1 in #r: @wendy");
+    // ivy registers with the new process, from where she was.
+    ivy.send("USER ivy 0 * :Ivy");
+    let notice = ivy.read_line();
+    assert!(is_irc_restart_notice(&notice), "{notice:?}");
+    let welcome = ivy.read_line();
+    assert!(welcome.contains(" 001 ivy "), "{welcome:?}");
+    // And TLS serves newcomers again.
+    let mut again = TlsClient::connect(tls_addr, &certificate.der);
+    let welcome = again.read_line();
+    assert!(
+        welcome.starts_with("-- welcome to chat-server, guest"),
+        "{welcome:?}"
+    );
+    drop(new);
+}
+
+#[test]
+fn when_the_new_process_fails_before_taking_over_the_old_one_serves_everyone_again() {
+    let dir = TempDir::new("fails");
+    let ctl = dir.path().join("ctl");
+    let ctl_arg = ctl.to_str().expect("a UTF-8 path");
+    let quiet = ["--quiet-above", "1"];
+    let mut args = vec!["--listen", "127.0.0.1:0", "--control-socket", ctl_arg];
+    args.extend(quiet);
+    let mut old = start(&args, 1);
+    let addr = old.addr();
+    let mut alice = Client::connect_named(addr, "alice");
+    let mut bob = Client::connect_named(addr, "bob");
+
+    // It takes everything, then cannot start: one of its addresses is
+    // taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let taken_addr = taken.local_addr().expect("its address").to_string();
+    let mut failing = {
+        let _spawning = spawn_lock();
+        Proc::spawn(
+            "chat-server",
+            Daemon::command(&[
+                "--listen",
+                &addr.to_string(),
+                "--irc-listen",
+                &taken_addr,
+                "--control-socket",
+                ctl_arg,
+                "--take-over",
+                ctl_arg,
+            ]),
+            "build it with `cargo build --workspace`",
+        )
+    };
+    failing.expect_exit_code(1);
+    old.proc.expect_stderr_containing(&[
+        "the new process did not take over",
+        "serving every client again here",
+    ]);
+    let line = alice.read_line();
+    assert!(is_line_restart_notice(&line), "{line:?}");
+    let line = bob.read_line();
+    assert!(is_line_restart_notice(&line), "{line:?}");
+    alice.send("still here");
+    bob.expect_line("<alice> still here");
+    // Its control socket answers again: a second take-over works.
+    let addr_arg = addr.to_string();
+    let mut args = vec!["--listen", &addr_arg, "--control-socket", ctl_arg];
+    args.extend(quiet);
+    let new = take_over(&mut old, &ctl, &args, 1);
+    let line = alice.read_line();
+    assert!(is_line_restart_notice(&line), "{line:?}");
+    bob.send("and now?");
+    alice.expect_line("<bob> and now?");
+    drop(new);
+}

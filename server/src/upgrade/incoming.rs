@@ -75,7 +75,15 @@ pub fn incoming(fds: Vec<(OwnedFd, String)>, inherited: &[(SocketAddr, ListenerK
             conns.push(TcpStream::from(fd));
         } else if let Some(label) = name.strip_prefix(LISTEN_PREFIX) {
             let kind = crate::ops::systemd::listener_kind(label);
-            incoming.listeners.push((TcpListener::from(fd), kind));
+            let listener = TcpListener::from(fd);
+            // A socket unit's socket comes again by itself: its copy from
+            // the store is the same socket, not served twice.
+            let again = listener
+                .local_addr()
+                .is_ok_and(|addr| inherited.iter().any(|(a, _)| *a == addr));
+            if !again {
+                incoming.listeners.push((listener, kind));
+            }
         } else {
             log::warn!("restart: a descriptor named {name:?} is not one this version knows; closing it");
         }
@@ -206,6 +214,23 @@ mod tests {
                 crate::upgrade::VERSION
             )
         );
+    }
+
+    #[test]
+    fn a_stored_listener_that_a_socket_unit_passes_again_is_served_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fds = vec![
+            (
+                OwnedFd::from(listener.try_clone().unwrap()),
+                format!("{LISTEN_PREFIX}line"),
+            ),
+            (OwnedFd::from(other), format!("{LISTEN_PREFIX}irc")),
+        ];
+        let incoming = incoming(fds, &[(addr, ListenerKind::LINE)]);
+        assert_eq!(incoming.listeners.len(), 1);
+        assert_eq!(incoming.listeners[0].1, ListenerKind::IRC);
     }
 
     #[test]
