@@ -146,3 +146,178 @@ impl Connection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::Protocol;
+    use crate::net::connection::{LineSink, ReadOutcome};
+    use chat_protocol::DecodeError;
+    use std::io::Write as _;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use mio::Poll;
+
+    /// Takes every line.
+    #[derive(Default)]
+    struct Lines(Vec<Result<String, DecodeError>>);
+
+    impl LineSink for Lines {
+        fn has_room(&self) -> bool {
+            true
+        }
+        fn take(&mut self, line: Result<String, DecodeError>) {
+            self.0.push(line);
+        }
+    }
+
+    fn limits(max_line: usize) -> Limits {
+        Limits {
+            max_line,
+            rate: 0,
+            burst: 1,
+        }
+    }
+
+    fn id(slot: usize) -> ConnId {
+        ConnId {
+            shard: 0,
+            slot,
+            serial: slot as u64,
+        }
+    }
+
+    /// A connection of `protocol` on the chat, and its client's end.
+    fn open(poll: &Poll, protocol: Protocol) -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let mut conn = Connection::register(
+            id(0),
+            Transport::Plain(mio::net::TcpStream::from_std(stream)),
+            (addr, protocol),
+            &limits(100),
+            poll.registry(),
+            Token(0),
+        )
+        .unwrap();
+        conn.arrived = true;
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (conn, peer)
+    }
+
+    /// Reads what the peer sent until the kernel has nothing more, with
+    /// a bounded number of tries (the bytes are on loopback already).
+    fn read_all(conn: &mut Connection, sink: &mut Lines) {
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..1000 {
+            match conn.read_lines(&mut buf, Instant::now(), 1 << 20, sink) {
+                ReadOutcome::Open if !sink.0.is_empty() || !conn.decoder_is_idle() => return,
+                ReadOutcome::Open => std::thread::yield_now(),
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("nothing came");
+    }
+
+    impl Connection {
+        fn decoder_is_idle(&self) -> bool {
+            match &self.decoder {
+                Decoder::Lines(lines) => lines.is_idle(),
+                Decoder::Frames(frames) => frames.is_at_rest(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_carried_connection_keeps_its_half_line_its_output_and_its_session() {
+        let poll = Poll::new().unwrap();
+        let (mut conn, mut peer) = open(&poll, Protocol::Irc);
+        if let Session::Irc(irc) = &mut conn.session {
+            irc.nick = Some(chat_protocol::Nick::new("ivy").unwrap());
+        }
+        peer.write_all(b"PRIVMSG #r :half a li").unwrap();
+        let mut sink = Lines::default();
+        read_all(&mut conn, &mut sink);
+        assert!(sink.0.is_empty(), "no whole line yet");
+        conn.enqueue(b"owed to the client\r\n");
+
+        let (state, fd) = conn.carry(poll.registry()).expect("it can be carried");
+        assert_eq!(state.input, b"PRIVMSG #r :half a li");
+        assert_eq!(state.output, b"owed to the client\r\n");
+        let json = serde_json::to_vec(&state).unwrap();
+        let state: ConnState = serde_json::from_slice(&json).unwrap();
+
+        let next = Poll::new().unwrap();
+        let mut restored = Connection::restore(
+            id(7),
+            std::net::TcpStream::from(fd),
+            state,
+            &limits(100),
+            next.registry(),
+            Token(7),
+        )
+        .unwrap();
+        assert_eq!(restored.id, id(7));
+        assert!(
+            matches!(&restored.session, Session::Irc(irc) if irc.nick.as_ref().map(|n| n.as_str()) == Some("ivy"))
+        );
+        peer.write_all(b"ne\r\n").unwrap();
+        let mut sink = Lines::default();
+        read_all(&mut restored, &mut sink);
+        assert_eq!(sink.0, [Ok("PRIVMSG #r :half a line".to_string())]);
+        assert!(matches!(
+            restored.flush(next.registry(), Token(7)),
+            crate::net::connection::WriteOutcome::Drained
+        ));
+        let mut owed = [0u8; 20];
+        std::io::Read::read_exact(&mut peer, &mut owed).unwrap();
+        assert_eq!(&owed, b"owed to the client\r\n");
+    }
+
+    #[test]
+    fn a_smaller_max_line_applies_to_the_half_line_carried() {
+        let poll = Poll::new().unwrap();
+        let (mut conn, mut peer) = open(&poll, Protocol::Line);
+        peer.write_all(b"0123456789").unwrap();
+        let mut sink = Lines::default();
+        read_all(&mut conn, &mut sink);
+        let (state, fd) = conn.carry(poll.registry()).unwrap();
+        let next = Poll::new().unwrap();
+        let mut restored = Connection::restore(
+            id(1),
+            std::net::TcpStream::from(fd),
+            state,
+            &limits(5),
+            next.registry(),
+            Token(1),
+        )
+        .unwrap();
+        peer.write_all(b"\nok\n").unwrap();
+        let mut sink = Lines::default();
+        for _ in 0..1000 {
+            if sink.0.len() >= 2 {
+                break;
+            }
+            let mut buf = vec![0u8; 4096];
+            let _ = restored.read_lines(&mut buf, Instant::now(), 1 << 20, &mut sink);
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            sink.0,
+            [Err(DecodeError::TooLong { max: 5 }), Ok("ok".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_tls_or_unfinished_web_connection_is_not_carried() {
+        let poll = Poll::new().unwrap();
+        let (conn, _peer) = open(&poll, Protocol::Web);
+        assert!(!conn.can_be_carried(), "a web connection before its upgrade");
+        let (mut conn, _peer) = open(&poll, Protocol::Line);
+        conn.told_hub = true;
+        assert!(!conn.can_be_carried(), "a connection the hub let go of");
+    }
+}
