@@ -609,6 +609,13 @@ fn a_restart_with_5000_connections_keeps_every_one_and_the_pause_is_measured() {
     args.extend_from_slice(&options);
     let new = take_over(&mut old, &ctl, &args, 1);
     let handed_over = began.elapsed();
+    let handed_line = old
+        .proc
+        .stderr_lines()
+        .iter()
+        .find(|l| l.contains("handed over "))
+        .cloned()
+        .unwrap_or_default();
     // A second of chat after the restart, then the speaker stops.
     let after = Instant::now() + Duration::from_secs(1);
     while Instant::now() < after {
@@ -663,6 +670,7 @@ fn a_restart_with_5000_connections_keeps_every_one_and_the_pause_is_measured() {
         handed_over.as_millis(),
         reading.elapsed().as_millis()
     );
+    println!("the old process said: {handed_line}");
     drop(speaker);
     let notices = listening.join().expect("the listener");
     assert_eq!(notices.len(), 1, "the listener is told once: {notices:?}");

@@ -61,17 +61,18 @@ pub fn listener_name(kind: ListenerKind) -> String {
     format!("{LISTEN_PREFIX}{label}")
 }
 
-/// The state, serialised into a new memory file (read from its start).
+/// The state, serialised into a new memory file (read from its start),
+/// and its size in bytes.
 ///
 /// # Errors
 /// When the memory file cannot be made or written.
-pub fn write_state(state: &State) -> io::Result<OwnedFd> {
+pub fn write_state(state: &State) -> io::Result<(OwnedFd, usize)> {
     let fd = rustix::fs::memfd_create("chat-server-state", rustix::fs::MemfdFlags::CLOEXEC)?;
     let mut file = File::from(fd);
     let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
     file.write_all(&bytes)?;
     file.rewind()?;
-    Ok(OwnedFd::from(file))
+    Ok((OwnedFd::from(file), bytes.len()))
 }
 
 /// Reads a state file whole, from its start, up to [`MAX_STATE_BYTES`].

@@ -194,7 +194,7 @@ mod tests {
             listeners: Vec::new(),
             connections: Vec::new(),
         };
-        write_state(&state).unwrap()
+        write_state(&state).unwrap().0
     }
 
     #[test]

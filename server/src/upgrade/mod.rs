@@ -190,8 +190,8 @@ pub fn store_available() -> bool {
 /// # Errors
 /// A [`PassError`] with the handover, untouched but for the state file.
 pub fn pass_on(handed: Handed) -> Result<(), (PassError, Box<Handed>)> {
-    let memfd = match fds::write_state(&handed.state) {
-        Ok(memfd) => memfd,
+    let (memfd, size) = match fds::write_state(&handed.state) {
+        Ok(written) => written,
         Err(e) => return Err((PassError::State(e), Box::new(handed))),
     };
     let result = match &handed.requester {
@@ -201,7 +201,7 @@ pub fn pass_on(handed: Handed) -> Result<(), (PassError, Box<Handed>)> {
     match result {
         Ok(()) => {
             log::info!(
-                "handed over {} and {}",
+                "handed over {} and {} (state: {size} bytes)",
                 crate::ops::logging::counted(handed.conns.len(), "connection"),
                 crate::ops::logging::counted(handed.listeners.len(), "listening socket")
             );
