@@ -680,7 +680,11 @@ impl Server {
             }
         }
         let _ = hub_thread.join();
-        log::info!("stopped");
+        if self.shutdown.is_handover() {
+            log::info!("stopped, to hand over");
+        } else {
+            log::info!("stopped");
+        }
         if let Some(endpoint) = endpoint {
             endpoint.stop();
         }

@@ -577,7 +577,13 @@ impl Acceptor {
     /// the acceptor gone (they tell the hub when they have read their last
     /// lines).
     fn stop(mut self) {
-        log::info!("shutting down");
+        if self.shutdown.is_handover() {
+            // The server keeps a copy of each listening socket for the
+            // next process: connections wait in their backlogs.
+            log::info!("handing over: no longer accepting");
+        } else {
+            log::info!("shutting down");
+        }
         for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
