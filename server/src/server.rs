@@ -460,16 +460,9 @@ impl Server {
             .config
             .stats_interval
             .and_then(|interval| StatsLog::start(Arc::clone(&self.stats), interval));
-        // A handover passes the listening sockets on: these copies keep
-        // them open once the acceptor has let go of its own.
-        let kept_listeners: Vec<(std::net::TcpListener, ListenerKind)> = self
-            .listeners
-            .iter()
-            .filter_map(|(listener, kind)| {
-                let copy = socket2::SockRef::from(listener).try_clone().ok()?;
-                Some((copy.into(), *kind))
-            })
-            .collect();
+        // A handover passes the listening sockets on: the acceptor hands
+        // them back here instead of closing them.
+        let (listeners_tx, listeners_rx) = crossbeam_channel::bounded(1);
         let (handover_tx, handover_rx) = crossbeam_channel::unbounded();
         let (hub_state_tx, hub_state_rx) = crossbeam_channel::bounded(1);
         let (requester_tx, requester_rx) = crossbeam_channel::bounded(1);
@@ -661,6 +654,7 @@ impl Server {
         let mut result = match acceptor {
             Ok(mut acceptor) => {
                 acceptor.count_restored(&restored_places, next_serial);
+                acceptor.hand_listeners_to(listeners_tx);
                 acceptor.run()
             }
             Err(e) => {
@@ -706,9 +700,10 @@ impl Server {
             ));
         }
         let (connections, conns) = carried.into_iter().flat_map(|(_, conns)| conns).unzip();
+        let kept_listeners = listeners_rx.try_recv().unwrap_or_default();
         let (listeners, listener_fds) = kept_listeners
             .into_iter()
-            .filter_map(|(listener, kind)| {
+            .filter_map(|(listener, kind): (mio::net::TcpListener, ListenerKind)| {
                 let addr = listener.local_addr().ok()?;
                 let state = ListenerState {
                     addr,

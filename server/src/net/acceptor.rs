@@ -247,6 +247,9 @@ pub struct Acceptor {
     shutdown: ShutdownHandle,
     stats: Arc<Stats>,
     heartbeat: Heartbeat,
+    /// Where the listening sockets go when the stop is a handover (see
+    /// [`crate::upgrade`]), rather than being closed.
+    handover: Option<Sender<Vec<(TcpListener, ListenerKind)>>>,
 }
 
 impl Acceptor {
@@ -300,7 +303,15 @@ impl Acceptor {
             shutdown,
             stats,
             heartbeat,
+            handover: None,
         })
+    }
+
+    /// On a stop that is a handover, the listening sockets go to `to`,
+    /// still open, for the next process; on any other stop they are
+    /// closed, so that newcomers are refused.
+    pub fn hand_listeners_to(&mut self, to: Sender<Vec<(TcpListener, ListenerKind)>>) {
+        self.handover = Some(to);
     }
 
     /// Counts the connections carried over a restart (see
@@ -577,17 +588,22 @@ impl Acceptor {
     /// the acceptor gone (they tell the hub when they have read their last
     /// lines).
     fn stop(mut self) {
-        if self.shutdown.is_handover() {
-            // The server keeps a copy of each listening socket for the
-            // next process: connections wait in their backlogs.
-            log::info!("handing over: no longer accepting");
-        } else {
-            log::info!("shutting down");
-        }
         for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
-        self.listeners.clear();
+        let listeners = std::mem::take(&mut self.listeners);
+        match self.handover.take() {
+            Some(to) if self.shutdown.is_handover() => {
+                // Still open: connections wait in their backlogs for the
+                // next process.
+                log::info!("handing over: no longer accepting");
+                let _ = to.send(listeners);
+            }
+            _ => {
+                log::info!("shutting down");
+                drop(listeners);
+            }
+        }
         // The hub says goodbye once this has come (and every I/O thread has
         // sent its last lines). Its queue is bounded and it always drains
         // it, so this wait is short; it is only gone if it failed.

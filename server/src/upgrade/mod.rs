@@ -281,6 +281,9 @@ pub fn take_over(
         source,
     };
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(connect)?;
+    // The running server answers once its loops have stopped, within
+    // moments; a server that does not is not waited for for ever.
+    stream.set_read_timeout(Some(READY_TIMEOUT)).map_err(connect)?;
     (&stream)
         .write_all(b"{\"command\":\"handover\"}\n")
         .map_err(connect)?;
