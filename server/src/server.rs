@@ -469,14 +469,14 @@ impl Server {
         let restored = self.restored.take();
         let shard_count = self.shards.len().max(1);
         let (restored_hub, mut restored_conns) = match restored {
-            Some(Restored { hub, conns }) => {
+            Some(Restored { hub, conns, announce }) => {
                 let mut by_shard: Vec<Vec<_>> = (0..shard_count).map(|_| Vec::new()).collect();
                 for (i, conn) in conns.into_iter().enumerate() {
                     if let Some(list) = by_shard.get_mut(i % shard_count) {
                         list.push(conn);
                     }
                 }
-                (Some(hub), by_shard)
+                (Some((hub, announce)), by_shard)
             }
             None => (None, Vec::new()),
         };
@@ -575,13 +575,14 @@ impl Server {
             io_threads: outlets.len(),
         };
         let mut hub = match restored_hub {
-            Some(state) => {
+            Some((state, announce)) => {
                 log::info!(
                     "restart: took over {} and {}",
                     counted(id_map.len(), "connection"),
                     counted(state.rooms.len(), "room")
                 );
-                Hub::restore(settings, state, &id_map, crate::upgrade::VERSION)
+                let version = announce.then_some(crate::upgrade::VERSION);
+                Hub::restore(settings, state, &id_map, version)
             }
             None => Hub::new(settings),
         };

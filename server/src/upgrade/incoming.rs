@@ -156,6 +156,7 @@ pub fn incoming(fds: Vec<(OwnedFd, String)>, inherited: &[(SocketAddr, ListenerK
     incoming.restored = Some(Restored {
         hub: state.hub,
         conns: restored,
+        announce: true,
     });
     incoming
 }

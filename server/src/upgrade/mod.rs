@@ -114,6 +114,8 @@ impl Handed {
             Restored {
                 hub: self.state.hub,
                 conns,
+                // Nothing changed for them: this process serves them on.
+                announce: false,
             },
         )
     }
@@ -127,6 +129,9 @@ pub struct Restored {
     pub hub: HubState,
     /// Each connection with its socket.
     pub conns: Vec<(ConnState, std::net::TcpStream)>,
+    /// Tell everyone the server restarted (a new process took over); not
+    /// when a process serves again what it failed to pass on.
+    pub announce: bool,
 }
 
 /// How a server's run ended.

@@ -150,12 +150,17 @@ impl Hub {
     }
 
     /// A hub with `state` in it, its connections renamed by `ids` (old id
-    /// to new); whoever is not in `ids` is left out. Each user and each
-    /// client still registering is told `-- server restarted (version
-    /// `version`); you are still connected`. The settings are the new
+    /// to new); whoever is not in `ids` is left out. With a `version`, each
+    /// user and each client still registering is told `-- server restarted
+    /// (version `version`); you are still connected`. The settings are the new
     /// process's: history beyond its `--history` or `--history-bytes` is
     /// dropped, oldest first.
-    pub fn restore(settings: Settings, state: HubState, ids: &HashMap<ConnId, ConnId>, version: &str) -> Hub {
+    pub fn restore(
+        settings: Settings,
+        state: HubState,
+        ids: &HashMap<ConnId, ConnId>,
+        version: Option<&str>,
+    ) -> Hub {
         let mut hub = Hub::new(settings);
         hub.uses = state.uses;
         hub.next_guest = state.next_guest;
@@ -221,13 +226,15 @@ impl Hub {
             .filter(|(key, room)| !room.is_empty() || **key == lobby)
             .map(|(key, _)| key.clone())
             .collect();
-        let everyone: Vec<ConnId> = hub.users.keys().chain(hub.pending.keys()).copied().collect();
-        hub.deliver_many(
-            everyone,
-            ServerEvent::Restarted {
-                version: version.to_string(),
-            },
-        );
+        if let Some(version) = version {
+            let everyone: Vec<ConnId> = hub.users.keys().chain(hub.pending.keys()).copied().collect();
+            hub.deliver_many(
+                everyone,
+                ServerEvent::Restarted {
+                    version: version.to_string(),
+                },
+            );
+        }
         hub
     }
 
@@ -346,7 +353,7 @@ mod tests {
         let hub = busy_hub();
         let state = hub.export();
         let ids: HashMap<ConnId, ConnId> = (1..=3).map(|n| (id(n), id(n + 10))).collect();
-        let mut restored = Hub::restore(Settings::default(), state.clone(), &ids, "9.9");
+        let mut restored = Hub::restore(Settings::default(), state.clone(), &ids, Some("9.9"));
         let again = restored.export();
         let renamed = |old: ConnId| ids[&old];
         let mut expected = state;
@@ -382,7 +389,8 @@ mod tests {
         let hub = busy_hub();
         let state = hub.export();
         let ids: HashMap<ConnId, ConnId> = [(id(1), id(1)), (id(3), id(3))].into();
-        let restored = Hub::restore(Settings::default(), state, &ids, "1");
+        let restored = Hub::restore(Settings::default(), state, &ids, None);
+        assert!(restored.outbox.is_empty(), "no one is told without a version");
         let again = restored.export();
         assert_eq!(again.users.len(), 2);
         let rust = again
@@ -405,7 +413,7 @@ mod tests {
             history_lines: 1,
             ..Settings::default()
         };
-        let restored = Hub::restore(settings, state, &ids, "1");
+        let restored = Hub::restore(settings, state, &ids, Some("1"));
         let rust = restored
             .export()
             .rooms
