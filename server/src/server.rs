@@ -36,6 +36,12 @@
 //! way of starting shares one path. [`Server::run`] blocks until a
 //! [`ShutdownHandle`] says stop; meanwhile [`Server::stats`] and
 //! [`Server::liveness`] let other threads watch it.
+//!
+//! A restart that keeps every client ([`crate::upgrade`]) goes through
+//! here too: [`Server::restore`] takes what the previous process handed
+//! over before the run starts (the I/O threads and the hub begin with it),
+//! and [`Server::run_to_end`] returns what this one hands over when its
+//! stop is a handover ([`ShutdownHandle::hand_over`]).
 
 use std::io;
 use std::net::SocketAddr;
