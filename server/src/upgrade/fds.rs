@@ -42,7 +42,7 @@ pub const LISTEN_PREFIX: &str = "upgrade-listen-";
 
 /// Most descriptors in one message: the kernel takes at most 253
 /// (SCM_MAX_FD) with one `sendmsg`.
-const FDS_PER_MESSAGE: usize = 250;
+pub const FDS_PER_MESSAGE: usize = 250;
 
 /// The longest first line of a handover answer (the names of every
 /// descriptor, JSON): 64 MiB is room for a million connections.
