@@ -367,6 +367,23 @@ mod tests {
     }
 
     #[test]
+    fn a_listeners_name_says_its_kind_as_the_socket_units_do() {
+        for kind in [
+            ListenerKind::LINE,
+            ListenerKind::LINE_TLS,
+            ListenerKind::IRC,
+            ListenerKind::IRC_TLS,
+            ListenerKind::WEB,
+            ListenerKind::WEB_TLS,
+        ] {
+            let name = listener_name(kind);
+            let label = name.strip_prefix(LISTEN_PREFIX).unwrap();
+            assert_eq!(crate::ops::systemd::listener_kind(label), kind, "{name}");
+            assert!(name.starts_with(crate::ops::systemd::HANDED_PREFIX));
+        }
+    }
+
+    #[test]
     fn a_refusal_is_reported_with_its_reason() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         (&ours)
