@@ -59,6 +59,9 @@ use crate::ops::stats::Stats;
 
 mod admin;
 mod moderation;
+mod snapshot;
+
+pub use snapshot::{HubState, RoomState, UserState};
 
 /// How many inbound messages the hub handles before it hands its output to
 /// the event loops and wakes them. Batching lets an event loop write many
@@ -218,6 +221,11 @@ pub struct Hub {
     released: Vec<Released>,
     /// See [`crate::config::TestFault::Hub`].
     panic_on: Option<String>,
+    /// Where the state goes on a restart that keeps the clients, and how
+    /// to tell that a stop is one (see [`Hub::hand_over_to`]).
+    handover: Option<(crate::net::ShutdownHandle, Sender<HubState>)>,
+    /// Set once the state has been handed over.
+    handed_over: bool,
 }
 
 impl Default for Hub {
@@ -252,6 +260,8 @@ impl Hub {
             shutting_down: false,
             released: Vec::new(),
             panic_on: None,
+            handover: None,
+            handed_over: false,
         }
     }
 
@@ -260,6 +270,13 @@ impl Hub {
     #[doc(hidden)]
     pub fn panic_on(&mut self, text: String) {
         self.panic_on = Some(text);
+    }
+
+    /// On a stop that is a handover (`shutdown` says so), the hub sends
+    /// its state to `to` instead of saying goodbye to everyone, then tells
+    /// every I/O thread [`Outbound::HandOver`] and handles nothing more.
+    pub fn hand_over_to(&mut self, shutdown: crate::net::ShutdownHandle, to: Sender<HubState>) {
+        self.handover = Some((shutdown, to));
     }
 
     /// How many rooms `/rooms` lists: those with members, and the lobby.
@@ -286,6 +303,10 @@ impl Hub {
 
     /// Handles one message from an I/O thread or the acceptor.
     pub fn handle(&mut self, message: Inbound) {
+        if self.handed_over {
+            // Handed over: the state is the next process's now.
+            return;
+        }
         match message {
             Inbound::Connected { id, addr, .. } if self.shutting_down => {
                 // Accepted just before the shutdown, and announced by its
@@ -1253,8 +1274,33 @@ impl Hub {
     /// lines and the acceptor has stopped accepting.
     fn shutdown_when_ready(&mut self) {
         if self.acceptor_stopped && self.drained >= self.settings.io_threads && !self.shutting_down {
-            self.shutdown();
+            match self.handover.take() {
+                Some((shutdown, to)) if shutdown.is_handover() => self.hand_over(&to),
+                handover => {
+                    self.handover = handover;
+                    self.shutdown();
+                }
+            }
         }
+    }
+
+    /// Hands the state over: every I/O thread has stopped reading, so it
+    /// is whole. From here on the hub handles nothing (see
+    /// [`Hub::handle`]).
+    fn hand_over(&mut self, to: &Sender<HubState>) {
+        let state = self.export();
+        log::info!(
+            "handing over: {}, {}",
+            crate::ops::logging::counted(state.users.len(), "user"),
+            crate::ops::logging::counted(state.rooms.len(), "room")
+        );
+        // The server waits for it; it is gone only if the server failed.
+        let _ = to.send(state);
+        for shard in 0..self.settings.io_threads {
+            self.outbox.push((shard, Outbound::HandOver));
+        }
+        self.shutting_down = true;
+        self.handed_over = true;
     }
 
     fn shutdown(&mut self) {
@@ -1581,6 +1627,7 @@ mod tests {
                     flush(&mut group, &mut out);
                     out.push((id.slot, "<close>".to_string()));
                 }
+                Outbound::HandOver => panic!("no handover in these tests"),
             }
         }
         flush(&mut group, &mut out);
