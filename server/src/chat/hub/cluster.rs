@@ -176,6 +176,24 @@ impl Hub {
             self.next_guest = OFFLINE_GUESTS.saturating_add(hasher.finish() % OFFLINE_GUESTS);
         }
         self.cluster = Some(link);
+        // Users a restart handed over keep their nicks and rooms.
+        let users: Vec<(ConnId, Nick, Vec<Arc<str>>)> = self
+            .users
+            .iter()
+            .map(|(id, u)| (*id, u.nick.clone(), u.rooms.clone()))
+            .collect();
+        for (id, nick, rooms) in users {
+            self.tell_cluster(Command::Claim {
+                conn: id,
+                nick: nick.clone(),
+                purpose: Purpose::TakeOver,
+            });
+            for key in rooms {
+                if let Some(name) = self.rooms.get(&*key).map(|r| r.name.clone()) {
+                    self.cluster_presence(&name, id, &nick, true);
+                }
+            }
+        }
     }
 
     /// Whether room events go through Redis now.
@@ -940,7 +958,7 @@ impl Hub {
                     self.cluster_release(&nick);
                 }
             }
-            Purpose::Guest | Purpose::Keep => {}
+            Purpose::Guest | Purpose::Keep | Purpose::TakeOver => {}
         }
     }
 
