@@ -1,7 +1,7 @@
 //! The cluster's smoke test: one Redis of the test's own and two
-//! instances of the server using it; a line, a private message and a nick
-//! cross between them. The full suite (faults, ordering, races) is
-//! tests/tests/cluster.rs.
+//! instances of the server using it; a line, a private message, a nick
+//! and a room's topic cross between them. The full suite (faults,
+//! ordering, races) is tests/tests/cluster.rs.
 //!
 //! Needs `redis-server` (Debian's package; scripts/test installs it).
 
@@ -105,4 +105,39 @@ fn a_line_a_private_message_and_a_nick_cross_between_two_instances() {
     // A nick held on one instance is refused on the other, as a local one.
     bob.send("/nick ALICE");
     bob.expect_line("!! nick ALICE is already in use");
+}
+
+#[test]
+fn a_topic_set_on_one_instance_is_shown_on_another_to_those_who_join_later() {
+    let redis = Redis::start();
+    let one = instance(&redis);
+    let two = instance(&redis);
+    let mut alice = Client::connect_named(one.addr(), "alice");
+    alice.send("/join #r");
+    alice.expect_line("-- you joined #r");
+    alice.send("/topic release on Friday");
+    alice.expect_line("-- alice set the topic of #r: release on Friday");
+    alice.send("/topic");
+    let shown = alice.read_line();
+    assert!(
+        shown.starts_with("-- topic of #r: release on Friday (set by alice at "),
+        "{shown:?}"
+    );
+
+    // No one on two was in #r when it was set: two reads it from Redis.
+    let mut bob = Client::connect_named(two.addr(), "bob");
+    bob.send("/join #r");
+    bob.expect_lines(&["-- you joined #r", &shown]);
+    bob.send("/topic");
+    bob.expect_line(&shown);
+
+    // It outlives the instances that knew it: a new instance, with the
+    // first two stopped, shows it too.
+    drop((alice, bob));
+    one.stop().expect("one stops cleanly");
+    two.stop().expect("two stops cleanly");
+    let three = instance(&redis);
+    let mut carol = Client::connect_named(three.addr(), "carol");
+    carol.send("/join #r");
+    carol.expect_lines(&["-- you joined #r", &shown]);
 }

@@ -10,6 +10,9 @@
 //! - `chat:members:<room>`: its members, a sorted set by expiry (ms);
 //! - `chat:rooms`: rooms with members, by expiry; `chat:roomnames` their
 //!   spelling;
+//! - `chat:topic:<room>`: the room's topic, a hash (`text`, `by`, `at`,
+//!   and `seq`, the number of the line that set it), written by the
+//!   publishing script so it is in the room's order;
 //! - `chat:guests`: the guest number counter;
 //! - `chat:epoch`: a random value, which changes when Redis lost its data;
 //! - `chat:instance:<id>`: the channel for private messages to an
@@ -58,6 +61,11 @@ pub fn channel(room: &str) -> String {
 /// The nick's claim.
 pub fn nick(key: &str) -> String {
     format!("chat:nick:{key}")
+}
+
+/// The room's topic.
+pub fn topic(room: &str) -> String {
+    format!("chat:topic:{room}")
 }
 
 /// The room's members.

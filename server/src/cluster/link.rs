@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chat_protocol::{Nick, RoomName};
+use chat_protocol::{Nick, RoomName, Topic};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
 use crate::cluster::keys;
-use crate::cluster::payload::{parse_line, Envelope, Private};
+use crate::cluster::payload::{parse_line, Envelope, Private, RoomEvent};
 use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Settings};
 
 /// Commands the hub may queue to the command thread: a third of a second
@@ -57,15 +57,21 @@ const CATCH_UP_MAX: usize = 10_000;
 
 /// Numbers a line, keeps it in the room's stream and publishes it, as
 /// one step, so every instance sees the lines of a room in one order.
-/// KEYS: seq, stream, channel; ARGV: history length, payload. The stream
-/// is trimmed exactly (`MAXLEN =`): it is the history, and `--history`
-/// means that many lines. With no history the stream keeps nothing, and
-/// a gap cannot be filled (the orderer skips it).
+/// KEYS: seq, stream, channel, topic; ARGV: history length, payload, and
+/// for a topic change its text, setter and time, kept in the room's topic
+/// hash with the line's number (in the same step, so the hash is always
+/// the topic as of some point in the room's order). The stream is
+/// trimmed exactly (`MAXLEN =`): it is the history, and `--history` means
+/// that many lines. With no history the stream keeps nothing, and a gap
+/// cannot be filled (the orderer skips it).
 const PUBLISH: &str = r"
 local seq = redis.call('INCR', KEYS[1])
 local keep = tonumber(ARGV[1])
 if keep > 0 then
   redis.pcall('XADD', KEYS[2], 'MAXLEN', '=', keep, seq .. '-0', 'p', ARGV[2])
+end
+if #ARGV >= 5 then
+  redis.call('HSET', KEYS[4], 'text', ARGV[3], 'by', ARGV[4], 'at', ARGV[5], 'seq', seq)
 end
 redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[2])
 return seq
@@ -492,13 +498,17 @@ impl CommandThread {
             let payload = serde_json::to_string(envelope).unwrap_or_default();
             pipe.cmd("EVALSHA")
                 .arg(&self.publish_sha)
-                .arg(3)
+                .arg(4)
                 .arg(keys::seq(room))
                 .arg(keys::stream(room))
                 .arg(keys::channel(room))
+                .arg(keys::topic(room))
                 .arg(self.history)
-                .arg(payload)
-                .ignore();
+                .arg(payload);
+            if let RoomEvent::TopicChanged { topic, .. } = &envelope.event {
+                pipe.arg(&topic.text).arg(topic.by.as_str()).arg(topic.at);
+            }
+            pipe.ignore();
         }
         let mut result = pipe.query::<()>(con);
         if matches!(&result, Err(e) if e.code() == Some("NOSCRIPT")) {
@@ -721,6 +731,13 @@ impl CommandThread {
                 self.send(ClusterEvent::Guests { start, end });
                 Ok(())
             }
+            Command::Topic { room } => {
+                let fields: HashMap<String, String> =
+                    redis::cmd("HGETALL").arg(keys::topic(&room)).query(con)?;
+                let topic = topic_of(&fields);
+                self.send(ClusterEvent::Topic { room, topic });
+                Ok(())
+            }
         }
     }
 
@@ -809,6 +826,8 @@ impl CommandThread {
             }),
             // Asked again once the link is back.
             Command::CatchUp { .. } | Command::GuestBlock => {}
+            // The hub goes on with what it knows.
+            Command::Topic { room } => self.send(ClusterEvent::Topic { room, topic: None }),
         }
     }
 
@@ -944,6 +963,20 @@ impl CommandThread {
     }
 }
 
+/// A room's topic hash as read (`text`, `by`, `at`, `seq`), with the
+/// number of the line that set it; `None` when there is none, or when
+/// it is malformed (another program wrote it): then the room simply
+/// shows no topic, as before it was kept.
+fn topic_of(fields: &HashMap<String, String>) -> Option<(u64, Topic)> {
+    let seq = fields.get("seq")?.parse::<u64>().ok()?;
+    let topic = Topic {
+        text: fields.get("text")?.clone(),
+        by: Nick::new(fields.get("by")?).ok()?,
+        at: fields.get("at")?.parse::<u64>().ok()?,
+    };
+    Some((seq, topic))
+}
+
 /// The entries of an XRANGE answer, `[[id, [field, value, ...]], ...]`,
 /// as (number, envelope); anything malformed is left out.
 fn stream_entries(value: &Value) -> Vec<(u64, Envelope)> {
@@ -1071,6 +1104,55 @@ impl Subscriber {
                 }
                 Err(e) => log::debug!("cluster: ignoring a message on {channel}: {e}"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_topic_is_read_back_with_the_number_of_its_line() {
+        let read = topic_of(&fields(&[
+            ("text", "release on Friday"),
+            ("by", "alice"),
+            ("at", "1796587200000"),
+            ("seq", "42"),
+        ]));
+        assert_eq!(
+            read,
+            Some((
+                42,
+                Topic {
+                    text: "release on Friday".into(),
+                    by: Nick::new("alice").unwrap(),
+                    at: 1_796_587_200_000,
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn no_topic_or_a_malformed_one_reads_as_none_not_a_panic() {
+        assert_eq!(topic_of(&HashMap::new()), None);
+        let good = [("text", "t"), ("by", "alice"), ("at", "1"), ("seq", "2")];
+        for broken in [("by", "not a nick!"), ("at", "soon"), ("seq", "-1"), ("seq", "")] {
+            let mut f = fields(&good);
+            f.insert(broken.0.to_string(), broken.1.to_string());
+            assert_eq!(topic_of(&f), None, "{broken:?}");
+        }
+        for missing in ["text", "by", "at", "seq"] {
+            let mut f = fields(&good);
+            f.remove(missing);
+            assert_eq!(topic_of(&f), None, "without {missing}");
         }
     }
 }

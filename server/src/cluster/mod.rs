@@ -31,7 +31,7 @@ pub mod url;
 
 use std::time::Duration;
 
-use chat_protocol::{Nick, RoomName};
+use chat_protocol::{Nick, RoomName, Topic};
 
 use crate::chat::messages::ConnId;
 pub use link::{probe, start, Threads};
@@ -240,6 +240,13 @@ pub enum Command {
     },
     /// Reserve the next block of guest numbers.
     GuestBlock,
+    /// Read a room's topic (asked before a room's first local member's
+    /// join is published, so the answer reaches the hub before the join
+    /// comes back).
+    Topic {
+        /// The room's key.
+        room: String,
+    },
 }
 
 /// From the cluster's threads to the hub.
@@ -327,6 +334,15 @@ pub enum ClusterEvent {
         message: Private,
         /// False when no instance has the nick.
         delivered: bool,
+    },
+    /// The answer to a [`Command::Topic`]: the room's topic and the
+    /// number of the line that set it (`None`: none kept, or Redis could
+    /// not be asked).
+    Topic {
+        /// The room's key.
+        room: String,
+        /// The topic, and the number of the line that set it.
+        topic: Option<(u64, Topic)>,
     },
     /// A block of guest numbers, `start..end`.
     Guests {

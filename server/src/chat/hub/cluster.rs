@@ -119,6 +119,11 @@ pub struct Link {
     /// Told once the link is first up and caught up, so that the server
     /// starts accepting users only then (see [`crate::server`]).
     ready: Option<Sender<()>>,
+    /// The number of the last topic change taken here, by room key (only
+    /// for rooms this instance has): a topic read from Redis (see
+    /// [`Command::Topic`]) older than it is not taken (a change can
+    /// overtake the read on its way to the hub).
+    topic_seqs: HashMap<String, u64>,
 }
 
 impl Link {
@@ -153,6 +158,7 @@ impl Link {
             confirm_next: None,
             skip_first_backlog: false,
             ready,
+            topic_seqs: HashMap::new(),
         }
     }
 
@@ -339,6 +345,19 @@ impl Hub {
         }
         let ServerEvent::Joined { nick, room } = joined else { return false };
         let members = self.rooms.get(room_key).map_or(0, Room::len);
+        if members == 1 {
+            // The room's first member here: this instance may not know
+            // its topic (set while no one was in it here, or before this
+            // process started). Read before the join is published, so the
+            // answer is here before the join comes back; only a change
+            // delivered after this counts against it.
+            if let Some(c) = self.cluster.as_mut() {
+                c.topic_seqs.remove(room_key);
+            }
+            self.tell_cluster(Command::Topic {
+                room: room_key.to_string(),
+            });
+        }
         let Some(c) = self.cluster.as_mut() else { return false };
         c.next_id = c.next_id.wrapping_add(1);
         let envelope = Envelope {
@@ -568,8 +587,10 @@ impl Hub {
             ClusterEvent::DataLost => {
                 if let Some(c) = self.cluster.as_mut() {
                     c.orderer.forget_positions();
+                    c.topic_seqs.clear();
                 }
             }
+            ClusterEvent::Topic { room, topic } => self.topic_read(&room, topic),
             ClusterEvent::Unpublished { room, envelope } => {
                 // It did not reach Redis: said here only, as with the link
                 // down.
@@ -643,7 +664,15 @@ impl Hub {
     fn cluster_steps(&mut self, steps: Vec<Step<Envelope>>) {
         for step in steps {
             match step {
-                Step::Deliver { room, line, .. } => {
+                Step::Deliver { room, seq, line } => {
+                    // A change to a room this instance has is taken (see
+                    // `deliver_crossed`); one to a room it has not is not.
+                    let has_room = self.rooms.contains_key(&room);
+                    if let (RoomEvent::TopicChanged { .. }, Some(c), true) =
+                        (&line.event, self.cluster.as_mut(), has_room)
+                    {
+                        c.topic_seqs.insert(room.clone(), seq);
+                    }
                     if !self.delivered_already(&line) {
                         self.deliver_crossed(&room, &line);
                     }
@@ -653,6 +682,20 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// A room's topic as kept in Redis: taken unless a later change has
+    /// been delivered here already (the same one is taken again: the room
+    /// may have been dropped here since, and its topic with it).
+    fn topic_read(&mut self, room_key: &str, read: Option<(u64, chat_protocol::Topic)>) {
+        let Some((seq, topic)) = read else { return };
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.topic_seqs.get(room_key).is_some_and(|&known| known > seq) {
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(room_key) else { return };
+        c.topic_seqs.insert(room_key.to_string(), seq);
+        room.topic = Some(topic);
     }
 
     /// Whether `line` is one of this instance's own that it delivered
@@ -1154,6 +1197,9 @@ mod tests {
         seq: HashMap<String, u64>,
         /// Nick keys held by other instances.
         held_elsewhere: HashSet<String>,
+        /// Each room's topic as the publishing script keeps it, with the
+        /// number of the line that set it.
+        topics: HashMap<String, (u64, chat_protocol::Topic)>,
     }
 
     impl Cluster {
@@ -1176,6 +1222,7 @@ mod tests {
                 commands,
                 seq: HashMap::new(),
                 held_elsewhere: HashSet::new(),
+                topics: HashMap::new(),
             };
             cluster.link(true);
             cluster
@@ -1221,7 +1268,14 @@ mod tests {
                         let seq = self.seq.entry(room.clone()).or_default();
                         *seq += 1;
                         let seq = *seq;
+                        if let RoomEvent::TopicChanged { topic, .. } = &envelope.event {
+                            self.topics.insert(room.clone(), (seq, topic.clone()));
+                        }
                         self.event(ClusterEvent::Line { room, seq, envelope });
+                    }
+                    Command::Topic { room } => {
+                        let topic = self.topics.get(&room).cloned();
+                        self.event(ClusterEvent::Topic { room, topic });
                     }
                     Command::Claim { conn, nick, purpose } if purpose != Purpose::Keep => {
                         let won = !self.held_elsewhere.contains(&nick.key());
@@ -1469,6 +1523,143 @@ mod tests {
                 "[2026-12-06T20:00:00Z] <guest1> two",
                 "<guest1> three",
             ]
+        );
+    }
+
+    fn topic(text: &str, by: &str) -> chat_protocol::Topic {
+        chat_protocol::Topic {
+            text: text.into(),
+            by: Nick::new(by).unwrap(),
+            at: 1_796_587_200_000,
+        }
+    }
+
+    #[test]
+    fn a_topic_set_is_kept_in_redis_with_the_number_of_its_line() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        c.line(1, "/topic release on Friday");
+        c.redis();
+        let kept = c.topics.get("#r").cloned();
+        assert_eq!(kept.map(|(_, t)| t.text), Some("release on Friday".to_string()));
+        assert_eq!(
+            c.topics.get("#r").map(|(seq, _)| *seq),
+            Some(2),
+            "after the join, 1"
+        );
+    }
+
+    #[test]
+    fn the_first_member_here_sees_a_topic_set_on_another_instance_before_they_came() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        // Set on another instance, when no one here was in #r: heard, but
+        // there is no room here to take it.
+        c.seq.insert("#r".into(), 1);
+        c.topics
+            .insert("#r".into(), (1, topic("release on Friday", "zed")));
+        c.event(ClusterEvent::Line {
+            room: "#r".into(),
+            seq: 1,
+            envelope: Envelope {
+                origin: "there".into(),
+                id: 1,
+                except: None,
+                event: RoomEvent::TopicChanged {
+                    room: RoomName::new("#r").unwrap(),
+                    topic: topic("release on Friday", "zed"),
+                },
+            },
+        });
+        c.redis();
+        assert_eq!(c.said(), [], "no one here is in #r");
+        c.line(1, "/join #r");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- you joined #r"),
+                (
+                    1,
+                    "-- topic of #r: release on Friday (set by zed at 2026-12-06T20:00:00Z)"
+                ),
+            ]),
+            "told as a single server tells it, after the join"
+        );
+        c.line(1, "/topic");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(
+                1,
+                "-- topic of #r: release on Friday (set by zed at 2026-12-06T20:00:00Z)"
+            )])
+        );
+    }
+
+    #[test]
+    fn a_topic_read_older_than_a_change_already_delivered_is_not_taken() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        c.said();
+        // A change from another instance (line 2) is delivered before the
+        // answer to a read that saw the topic as of line 1.
+        let changed = Envelope {
+            origin: "there".into(),
+            id: 1,
+            except: None,
+            event: RoomEvent::TopicChanged {
+                room: RoomName::new("#r").unwrap(),
+                topic: topic("newer", "zed"),
+            },
+        };
+        c.event(ClusterEvent::Line {
+            room: "#r".into(),
+            seq: 2,
+            envelope: changed,
+        });
+        c.event(ClusterEvent::Topic {
+            room: "#r".into(),
+            topic: Some((1, topic("older", "zed"))),
+        });
+        c.said();
+        c.line(1, "/topic");
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, "-- topic of #r: newer (set by zed at 2026-12-06T20:00:00Z)")])
+        );
+    }
+
+    #[test]
+    fn only_a_rooms_first_member_here_makes_the_topic_be_read() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.line(1, "/join #r");
+        let first: Vec<bool> = c
+            .commands
+            .try_iter()
+            .map(|cmd| matches!(cmd, Command::Topic { .. }))
+            .collect();
+        assert_eq!(first.iter().filter(|t| **t).count(), 1, "read once: {first:?}");
+        c.line(2, "/join #r");
+        let second: Vec<bool> = c
+            .commands
+            .try_iter()
+            .map(|cmd| matches!(cmd, Command::Topic { .. }))
+            .collect();
+        assert!(
+            !second.is_empty() && !second.contains(&true),
+            "not read again: {second:?}"
         );
     }
 }
