@@ -372,6 +372,11 @@ pub struct UserInfo {
     pub idle_secs: u64,
     /// When they connected, in seconds since the Unix epoch.
     pub signon: u64,
+    /// They are on another server of the cluster: only their nick and
+    /// rooms are known here (the user and real names are empty, idle and
+    /// signon 0, and no away message).
+    #[serde(default)]
+    pub elsewhere: bool,
 }
 
 /// One user in a [`ServerEvent::WhoList`].
@@ -701,6 +706,14 @@ impl ServerEvent {
                 notice(format!("{} in {room}: {}", members.len(), names.join(", ")))
             }
             ServerEvent::Whois { asked, info: None } => ServerLine::Error(format!("no such nick: {asked}")),
+            ServerEvent::Whois { info: Some(info), .. } if info.elsewhere => {
+                let rooms: Vec<&str> = info.rooms.iter().map(RoomName::as_str).collect();
+                notice(format!(
+                    "{} (on another server of this cluster): in {}",
+                    info.nick,
+                    rooms.join(", ")
+                ))
+            }
             ServerEvent::Whois { info: Some(info), .. } => {
                 let rooms: Vec<&str> = info.rooms.iter().map(RoomName::as_str).collect();
                 let away = info

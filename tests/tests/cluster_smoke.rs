@@ -1,6 +1,6 @@
 //! The cluster's smoke test: one Redis of the test's own and two
 //! instances of the server using it; a line, a private message, a nick
-//! and a room's topic cross between them. The full suite (faults,
+//! a room's topic and a WHOIS cross between them. The full suite (faults,
 //! ordering, races) is tests/tests/cluster.rs.
 //!
 //! Needs `redis-server` (Debian's package; scripts/test installs it).
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use chat_server::cluster::{RedisUrl, Settings};
 use chat_server::Config;
-use chat_tests::{Client, TestServer};
+use chat_tests::irc::{command, IrcClient};
+use chat_tests::{loopback_any_port, Client, TestServer};
 
 /// A redis-server on a free loopback port, without persistence, stopped
 /// (by its PID) when dropped.
@@ -60,14 +61,35 @@ impl Drop for Redis {
 /// An instance in the cluster on `redis`, with the short timings the
 /// tests use.
 fn instance(redis: &Redis) -> TestServer {
+    instance_with(redis, Config::default())
+}
+
+/// An instance in the cluster on `redis`, configured as `config` but for
+/// the cluster.
+fn instance_with(redis: &Redis, config: Config) -> TestServer {
     TestServer::start(Config {
         cluster: Some(Settings {
             claim_ttl: Duration::from_secs(3),
             timeout: Duration::from_millis(500),
             ..Settings::new(redis.url())
         }),
-        ..Config::default()
+        ..config
     })
+}
+
+/// Reads an IRC client's lines up to the end of a WHOIS (318), bounded.
+#[track_caller]
+fn whois_reply(client: &mut IrcClient) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..20 {
+        let line = client.read_line();
+        let end = command(&line) == "318";
+        lines.push(line);
+        if end {
+            return lines;
+        }
+    }
+    panic!("no end of WHOIS in {lines:?}");
 }
 
 /// Reads lines until one equals `expected`; fails on a timeout or after
@@ -140,4 +162,42 @@ fn a_topic_set_on_one_instance_is_shown_on_another_to_those_who_join_later() {
     let mut carol = Client::connect_named(three.addr(), "carol");
     carol.send("/join #r");
     carol.expect_lines(&["-- you joined #r", &shown]);
+}
+
+#[test]
+fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
+    let redis = Redis::start();
+    let one = instance(&redis);
+    let two = instance_with(
+        &redis,
+        Config {
+            irc_listen: vec![loopback_any_port()],
+            server_name: "irc.test".to_string(),
+            ..Config::default()
+        },
+    );
+    let mut alice = Client::connect_named(one.addr(), "alice");
+    alice.send("/join #r");
+    alice.expect_line("-- you joined #r");
+
+    let mut ircy = IrcClient::registered(two.irc_addr(), "ircy");
+    ircy.send("WHOIS alice");
+    assert_eq!(
+        whois_reply(&mut ircy),
+        [
+            ":irc.test 311 ircy alice * chat-server * :on another server of this cluster",
+            ":irc.test 319 ircy alice :#r",
+            ":irc.test 312 ircy alice * :on another server of this cluster",
+            ":irc.test 318 ircy alice :End of /WHOIS list",
+        ]
+    );
+    // A nick no instance has is still no such nick.
+    ircy.send("WHOIS nobody");
+    assert_eq!(
+        whois_reply(&mut ircy),
+        [
+            ":irc.test 401 ircy nobody :No such nick/channel",
+            ":irc.test 318 ircy nobody :End of /WHOIS list",
+        ]
+    );
 }

@@ -956,7 +956,11 @@ impl Hub {
                 away: user.away.clone(),
                 idle_secs: (self.settings.clock)().saturating_sub(user.last_said) / 1000,
                 signon: user.signon / 1000,
+                elsewhere: false,
             });
+        if info.is_none() && self.cluster_whois(id, &asked) {
+            return;
+        }
         self.reply(id, ServerEvent::Whois { asked, info });
     }
 

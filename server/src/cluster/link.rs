@@ -51,6 +51,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Guest numbers reserved at a time: one INCRBY per hundred guests.
 pub const GUEST_BLOCK: u64 = 100;
 
+/// The most rooms a WHOIS looks for the nick in (one ZSCORE each, in one
+/// round trip): bounds the work one WHOIS makes Redis do.
+const WHOIS_ROOMS_MAX: usize = 10_000;
+
 /// The most stream entries one catch-up reads per room: what `--history`
 /// may be at most keeps the read bounded.
 const CATCH_UP_MAX: usize = 10_000;
@@ -731,6 +735,11 @@ impl CommandThread {
                 self.send(ClusterEvent::Guests { start, end });
                 Ok(())
             }
+            Command::Whois { conn, nick } => {
+                let rooms = self.whois(con, &nick)?;
+                self.send(ClusterEvent::Whois { conn, nick, rooms });
+                Ok(())
+            }
             Command::Topic { room } => {
                 let fields: HashMap<String, String> =
                     redis::cmd("HGETALL").arg(keys::topic(&room)).query(con)?;
@@ -826,6 +835,12 @@ impl CommandThread {
             }),
             // Asked again once the link is back.
             Command::CatchUp { .. } | Command::GuestBlock => {}
+            // The hub answers as if alone.
+            Command::Whois { conn, nick } => self.send(ClusterEvent::Whois {
+                conn,
+                nick,
+                rooms: None,
+            }),
             // The hub goes on with what it knows.
             Command::Topic { room } => self.send(ClusterEvent::Topic { room, topic: None }),
         }
@@ -920,6 +935,50 @@ impl CommandThread {
             .arg(CATCH_UP_MAX)
             .query(con)?;
         Ok(stream_entries(&entries))
+    }
+
+    /// The rooms `nick` is in, from presence (in order of their keys), if
+    /// another instance holds it; `None` if none does. Presence has the nick as its user spells
+    /// it: asked in another case, it is found held but in no room.
+    fn whois(&self, con: &mut redis::Connection, nick: &Nick) -> redis::RedisResult<Option<Vec<RoomName>>> {
+        let now = now_ms();
+        let (owner, rooms): (Option<String>, Vec<String>) = redis::pipe()
+            .cmd("GET")
+            .arg(keys::nick(&nick.key()))
+            .cmd("ZRANGEBYSCORE")
+            .arg(keys::ROOMS)
+            .arg(now)
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(WHOIS_ROOMS_MAX)
+            .query(con)?;
+        if owner.is_none_or(|owner| owner == self.instance) {
+            return Ok(None);
+        }
+        if rooms.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for key in &rooms {
+            pipe.cmd("ZSCORE").arg(keys::members(key)).arg(nick.as_str());
+            pipe.cmd("HGET").arg(keys::ROOM_NAMES).arg(key);
+        }
+        let flat: Vec<Value> = pipe.query(con)?;
+        let mut found: Vec<RoomName> = rooms
+            .iter()
+            .zip(flat.chunks(2))
+            .filter_map(|(key, pair)| {
+                let [score, name] = pair else { return None };
+                let expiry = redis::from_redis_value_ref::<Option<f64>>(score).ok()??;
+                #[allow(clippy::cast_precision_loss)] // milliseconds: exact below 2^53
+                let live = expiry > now as f64;
+                let name = redis::from_redis_value_ref::<Option<String>>(name).ok()?;
+                live.then(|| RoomName::new(name.as_deref().unwrap_or(key)).ok())?
+            })
+            .collect();
+        found.sort_by_key(RoomName::key);
+        Ok(Some(found))
     }
 
     /// Every room's stream past where the hub is.

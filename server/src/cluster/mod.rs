@@ -240,6 +240,14 @@ pub enum Command {
     },
     /// Reserve the next block of guest numbers.
     GuestBlock,
+    /// WHOIS of a nick not on this instance: who holds it, and the rooms
+    /// presence has it in.
+    Whois {
+        /// Who asks.
+        conn: ConnId,
+        /// The nick asked about.
+        nick: Nick,
+    },
     /// Read a room's topic (asked before a room's first local member's
     /// join is published, so the answer reaches the hub before the join
     /// comes back).
@@ -334,6 +342,17 @@ pub enum ClusterEvent {
         message: Private,
         /// False when no instance has the nick.
         delivered: bool,
+    },
+    /// The answer to a [`Command::Whois`]: the rooms the nick is in, if
+    /// another instance holds it (`None`: no one does, or Redis could not
+    /// be asked).
+    Whois {
+        /// Who asked.
+        conn: ConnId,
+        /// The nick asked about.
+        nick: Nick,
+        /// Its rooms, when another instance holds it.
+        rooms: Option<Vec<RoomName>>,
     },
     /// The answer to a [`Command::Topic`]: the room's topic and the
     /// number of the line that set it (`None`: none kept, or Redis could

@@ -549,6 +549,43 @@ impl Hub {
         self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page })
     }
 
+    /// WHOIS of a nick no one here has: true if the cluster takes it (the
+    /// answer tells the asker).
+    pub(super) fn cluster_whois(&mut self, id: ConnId, asked: &Nick) -> bool {
+        self.cluster_linked()
+            && self.tell_cluster(Command::Whois {
+                conn: id,
+                nick: asked.clone(),
+            })
+    }
+
+    /// The answer to a [`Command::Whois`]: what the cluster knows of a user
+    /// on another instance (rooms hidden here are left out, as in
+    /// `/rooms`), or that no one has the nick.
+    fn cluster_whois_answer(&mut self, id: ConnId, asked: Nick, rooms: Option<Vec<RoomName>>) {
+        if !self.users.contains_key(&id) {
+            return;
+        }
+        let info = rooms.map(|rooms| chat_protocol::UserInfo {
+            nick: asked.clone(),
+            user: String::new(),
+            realname: String::new(),
+            rooms: rooms
+                .into_iter()
+                .filter(|name| {
+                    self.rooms
+                        .get(&name.key())
+                        .is_none_or(|r| !r.settings.hidden || r.has_member(id))
+                })
+                .collect(),
+            away: None,
+            idle_secs: 0,
+            signon: 0,
+            elsewhere: true,
+        });
+        self.reply(id, ServerEvent::Whois { asked, info });
+    }
+
     /// Called every turn of the hub: after the link was given up for the
     /// hub's own sake (the command queue was full) while both connections
     /// stayed up, no connection will say it is back; so the hub asks for a
@@ -591,6 +628,7 @@ impl Hub {
                 }
             }
             ClusterEvent::Topic { room, topic } => self.topic_read(&room, topic),
+            ClusterEvent::Whois { conn, nick, rooms } => self.cluster_whois_answer(conn, nick, rooms),
             ClusterEvent::Unpublished { room, envelope } => {
                 // It did not reach Redis: said here only, as with the link
                 // down.
@@ -1273,6 +1311,13 @@ mod tests {
                         }
                         self.event(ClusterEvent::Line { room, seq, envelope });
                     }
+                    Command::Whois { conn, nick } => {
+                        let rooms = self
+                            .held_elsewhere
+                            .contains(&nick.key())
+                            .then(|| vec![RoomName::new("#r").unwrap()]);
+                        self.event(ClusterEvent::Whois { conn, nick, rooms });
+                    }
                     Command::Topic { room } => {
                         let topic = self.topics.get(&room).cloned();
                         self.event(ClusterEvent::Topic { room, topic });
@@ -1661,5 +1706,35 @@ mod tests {
             !second.is_empty() && !second.contains(&true),
             "not read again: {second:?}"
         );
+    }
+
+    #[test]
+    fn whois_of_a_nick_held_on_another_instance_says_so_and_names_its_rooms() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.line(1, "/nick bob");
+        c.redis();
+        c.said();
+        c.hub.handle(Inbound::Line {
+            id: id(1),
+            line: Ok(crate::chat::request::Request::Whois(Nick::new("alice").unwrap())),
+            received: std::time::Instant::now(),
+        });
+        assert_eq!(c.said(), [], "asked of Redis, not answered from here");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, "-- alice (on another server of this cluster): in #r")])
+        );
+        c.hub.handle(Inbound::Line {
+            id: id(1),
+            line: Ok(crate::chat::request::Request::Whois(Nick::new("nobody").unwrap())),
+            received: std::time::Instant::now(),
+        });
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "!! no such nick: nobody")]));
     }
 }

@@ -29,6 +29,11 @@ use crate::frontend::Context;
 /// The host part of every user's source: addresses are nobody's business.
 pub const HOST: &str = "chat-server";
 
+/// What WHOIS says of a user on another instance of the cluster, in its
+/// 311 (as the real name) and 312 (as the server's description): the
+/// user's details are not known here.
+const ELSEWHERE: &str = "on another server of this cluster";
+
 /// A user's source, `nick!nick@chat-server`.
 fn source(nick: &Nick) -> String {
     format!("{nick}!{nick}@{HOST}")
@@ -267,6 +272,21 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         }
         ServerEvent::Whois { asked, info: None } => {
             numeric(out, "401", &[asked.as_str()], Some("No such nick/channel"));
+            numeric(out, "318", &[asked.as_str()], Some("End of /WHOIS list"));
+        }
+        ServerEvent::Whois {
+            asked,
+            info: Some(info),
+        } if info.elsewhere => {
+            // On another instance of the cluster: what is known here is
+            // the nick and, from presence, the rooms.
+            let nick = info.nick.as_str();
+            numeric(out, "311", &[nick, "*", HOST, "*"], Some(ELSEWHERE));
+            if !info.rooms.is_empty() {
+                let rooms: Vec<&str> = info.rooms.iter().map(RoomName::as_str).collect();
+                numeric(out, "319", &[nick], Some(&rooms.join(" ")));
+            }
+            numeric(out, "312", &[nick, "*"], Some(ELSEWHERE));
             numeric(out, "318", &[asked.as_str()], Some("End of /WHOIS list"));
         }
         ServerEvent::Whois {
