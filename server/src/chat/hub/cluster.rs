@@ -354,9 +354,13 @@ impl Hub {
             if let Some(c) = self.cluster.as_mut() {
                 c.topic_seqs.remove(room_key);
             }
-            self.tell_cluster(Command::Topic {
+            let asked = self.tell_cluster(Command::Topic {
                 room: room_key.to_string(),
             });
+            if !asked {
+                // The link was just lost: the hub goes on alone.
+                return false;
+            }
         }
         let Some(c) = self.cluster.as_mut() else { return false };
         c.next_id = c.next_id.wrapping_add(1);
