@@ -1,0 +1,425 @@
+//! A real `redis-server` for the cluster tests (issue 17), and chat-server
+//! instances clustered through it.
+//!
+//! The cluster's contract is about what happens between processes (one
+//! Redis, several daemons, and faults between them), so the tests run the
+//! real programs: [`TestRedis`] starts Debian's `redis-server` on a free
+//! loopback port without persistence, and can stop, restart, freeze
+//! (SIGSTOP) and thaw (SIGCONT) it; [`start_node`] starts the real
+//! `chat-server` binary clustered through it, with a short claim expiry
+//! and timeout so that faults show within a test's patience.
+//!
+//! A missing `redis-server` fails the test with the command that installs
+//! it: the suite promises the cluster works, so it never skips silently.
+//!
+//! Nothing here sleeps to synchronise: Redis is ready when it says so on
+//! its output and answers PING, a stop waits for the process to exit, and
+//! every wait has a deadline.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{clean_command, Client, Daemon, Proc, TIMEOUT};
+
+/// The claim expiry the tests give every instance, in seconds: the
+/// smallest the server takes is 2; 3 lets a nick of a killed instance be
+/// free again within a few seconds while leaving each live instance
+/// time to refresh (every second) on a loaded machine.
+pub const CLAIM_TTL_SECS: u64 = 3;
+
+/// The Redis command timeout the tests give every instance, in
+/// milliseconds: a frozen Redis is noticed within a second.
+pub const CLUSTER_TIMEOUT_MS: u64 = 500;
+
+/// How long a test waits for a cluster event that depends on timers of
+/// the server (a claim expiring, a reconnect after its backoff, which the
+/// contract caps at 5 s): longer than [`TIMEOUT`], still bounded.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(20);
+
+/// The most lines of Redis's own output read while waiting for it to be
+/// ready: it prints a few dozen at start.
+const MAX_REDIS_START_LINES: usize = 200;
+
+/// What `redis-server` prints once it accepts connections.
+const REDIS_READY: &str = "Ready to accept connections";
+
+/// Free ports tried when the one picked is taken before Redis binds it.
+const PORT_ATTEMPTS: usize = 3;
+
+/// A `redis-server` of the test's own on 127.0.0.1, without persistence.
+/// Dropping it kills it (SIGKILL, which also ends a frozen one) and reaps
+/// it.
+pub struct TestRedis {
+    /// Its port; a restart reuses it, so the instances find it again.
+    port: u16,
+    /// The password it requires (`--requirepass`), if any.
+    password: Option<String>,
+    /// The running process; `None` while stopped.
+    proc: Option<Proc>,
+}
+
+impl TestRedis {
+    /// Starts Redis on a free loopback port, without a password.
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed or does not become ready.
+    #[track_caller]
+    pub fn start() -> TestRedis {
+        TestRedis::start_with(None)
+    }
+
+    /// Starts Redis on a free loopback port, requiring `password`.
+    ///
+    /// # Panics
+    /// As [`TestRedis::start`].
+    #[track_caller]
+    pub fn start_with_password(password: &str) -> TestRedis {
+        TestRedis::start_with(Some(password.to_string()))
+    }
+
+    /// Starts Redis on `port`, which must be free (a test that started an
+    /// instance against a Redis that was not there yet).
+    ///
+    /// # Panics
+    /// As [`TestRedis::start`].
+    #[track_caller]
+    pub fn start_on(port: u16) -> TestRedis {
+        let mut redis = TestRedis {
+            port,
+            password: None,
+            proc: None,
+        };
+        if let Err(e) = redis.spawn() {
+            panic!("{e}");
+        }
+        redis
+    }
+
+    #[track_caller]
+    fn start_with(password: Option<String>) -> TestRedis {
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let mut redis = TestRedis {
+                port,
+                password: password.clone(),
+                proc: None,
+            };
+            match redis.spawn() {
+                Ok(()) => return redis,
+                // Someone took the port between our probe and Redis's
+                // bind: pick another.
+                Err(e) => last = e,
+            }
+        }
+        panic!("redis-server did not start on a free port in {PORT_ATTEMPTS} attempts: {last}");
+    }
+
+    /// Runs `redis-server` on `self.port` and waits until it is ready.
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut command: Command = clean_command("redis-server");
+        let port = self.port.to_string();
+        command.args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let mut proc = Proc::spawn(
+            "redis-server",
+            command,
+            "the cluster tests need Redis: install it with `apt-get install redis-server` \
+             (or run ./scripts/test, which does)",
+        );
+        let deadline = Instant::now() + TIMEOUT;
+        for _ in 0..MAX_REDIS_START_LINES {
+            match proc.stdout_line_before(deadline) {
+                crate::Waited::Line(line) if line.contains(REDIS_READY) => {
+                    self.proc = Some(proc);
+                    return self.ping();
+                }
+                crate::Waited::Line(_) => {}
+                crate::Waited::Eof | crate::Waited::TimedOut => break,
+            }
+        }
+        Err(format!(
+            "redis-server on port {} was not ready in time; it printed:\n{}",
+            self.port,
+            proc.stdout_lines().join("\n")
+        ))
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id, while it runs.
+    ///
+    /// # Panics
+    /// When it is stopped.
+    #[track_caller]
+    pub fn pid(&self) -> u32 {
+        self.running().pid()
+    }
+
+    /// The URL the instances are given: `redis://127.0.0.1:PORT`, with the
+    /// password (`redis://:PASSWORD@127.0.0.1:PORT`) when it has one.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(password) => self.url_with_password(password),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The URL with `password`, right or wrong.
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!("redis://:{password}@127.0.0.1:{}", self.port)
+    }
+
+    #[track_caller]
+    fn running(&self) -> &Proc {
+        match &self.proc {
+            Some(proc) => proc,
+            None => panic!("redis-server on port {} is stopped", self.port),
+        }
+    }
+
+    /// Stops it as an administrator would (SIGTERM) and waits for it to
+    /// exit. Without persistence it forgets everything.
+    ///
+    /// # Panics
+    /// When it is already stopped or does not exit in time.
+    #[track_caller]
+    pub fn stop(&mut self) {
+        let Some(mut proc) = self.proc.take() else {
+            panic!("redis-server on port {} is already stopped", self.port);
+        };
+        proc.signal("TERM");
+        let status = proc.wait_exit();
+        assert!(status.success(), "redis-server exited with {status} on SIGTERM");
+    }
+
+    /// Starts it again on the same port, empty, and waits until it is
+    /// ready.
+    ///
+    /// # Panics
+    /// When it is running, or does not become ready.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        assert!(
+            self.proc.is_none(),
+            "redis-server on port {} is still running",
+            self.port
+        );
+        if let Err(e) = self.spawn() {
+            panic!("{e}");
+        }
+    }
+
+    /// Freezes it (SIGSTOP): its sockets stay open and nothing answers, as
+    /// with a Redis stuck on a slow disk or a partitioned network.
+    #[track_caller]
+    pub fn freeze(&self) {
+        self.running().signal("STOP");
+    }
+
+    /// Lets a frozen Redis go on (SIGCONT).
+    #[track_caller]
+    pub fn thaw(&self) {
+        self.running().signal("CONT");
+    }
+
+    /// Sends one command and returns the first line of the reply (`+PONG`,
+    /// `:1`, `-ERR ...`), after `AUTH` when it has a password: for a test
+    /// that checks what the instances left in Redis.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached or does not answer within [`TIMEOUT`].
+    pub fn command(&self, args: &[&str]) -> io::Result<String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let mut writer = stream.try_clone()?;
+        let mut reader = BufReader::new(stream);
+        if let Some(password) = &self.password {
+            let reply = exchange(&mut writer, &mut reader, &["AUTH", password])?;
+            if reply != "+OK" {
+                return Err(io::Error::other(format!("AUTH was refused: {reply}")));
+            }
+        }
+        exchange(&mut writer, &mut reader, args)
+    }
+
+    /// Checks that it answers PING.
+    fn ping(&self) -> Result<(), String> {
+        match self.command(&["PING"]) {
+            Ok(reply) if reply == "+PONG" => Ok(()),
+            Ok(reply) => Err(format!("redis-server answered PING with {reply:?}")),
+            Err(e) => Err(format!("redis-server did not answer PING: {e}")),
+        }
+    }
+}
+
+/// Writes `args` as one RESP command and reads the first line of the reply.
+fn exchange(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>, args: &[&str]) -> io::Result<String> {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    writer.write_all(request.as_bytes())?;
+    let mut reply = String::new();
+    if reader.read_line(&mut reply)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"));
+    }
+    Ok(reply.trim_end().to_string())
+}
+
+/// A loopback port that was free a moment ago: bound to port 0, then
+/// released for Redis to take (Redis cannot bind port 0 itself: `--port 0`
+/// turns its TCP listener off).
+///
+/// # Panics
+/// When no socket can be bound.
+#[track_caller]
+pub fn free_port() -> u16 {
+    match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(e) => panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"),
+    }
+}
+
+/// The options every clustered instance of the tests gets besides
+/// `--cluster URL`: the short claim expiry and timeout above, and no flood
+/// control or per-address limits (every client of a test comes from
+/// 127.0.0.1, and the ordering test sends hundreds of lines at once).
+pub fn cluster_args(url: &str) -> Vec<String> {
+    [
+        "--cluster",
+        url,
+        "--cluster-claim-ttl",
+        &CLAIM_TTL_SECS.to_string(),
+        "--cluster-timeout",
+        &CLUSTER_TIMEOUT_MS.to_string(),
+        "--rate",
+        "0",
+        "--max-per-ip",
+        "0",
+        "--max-per-net",
+        "0",
+        "--connect-rate",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Starts the real `chat-server` on 127.0.0.1 port 0, clustered through
+/// `redis` ([`cluster_args`]), with `extra` options after those, and waits
+/// until it logs its listening address.
+///
+/// # Panics
+/// When it does not start (it exits, or logs no address in time).
+#[track_caller]
+pub fn start_node(redis: &TestRedis, extra: &[&str]) -> Daemon {
+    let args = cluster_args(&redis.url());
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend_from_slice(extra);
+    Daemon::start(&all)
+}
+
+/// A `chat-server` command clustered through `url` (which may name a
+/// Redis that is not there, or a wrong password), listening on 127.0.0.1
+/// port 0, with `extra` options: for the tests of how it fails to start.
+pub fn node_command(url: &str, extra: &[&str]) -> Command {
+    let args = cluster_args(url);
+    let mut all: Vec<&str> = vec!["--listen", "127.0.0.1:0"];
+    all.extend(args.iter().map(String::as_str));
+    all.extend_from_slice(extra);
+    Daemon::command(&all)
+}
+
+impl Proc {
+    /// The next line on the child's stdout if one comes before `deadline`;
+    /// never panics.
+    pub fn stdout_line_before(&mut self, deadline: Instant) -> crate::Waited {
+        self.stdout.next_before(deadline)
+    }
+}
+
+impl Client {
+    /// The next line from the server, waiting up to `timeout` instead of
+    /// [`TIMEOUT`]: for a line that comes after a timer of the server (a
+    /// reconnect's backoff, a claim's expiry).
+    ///
+    /// # Panics
+    /// As [`Client::read_line`], after `timeout`.
+    #[track_caller]
+    pub fn read_line_within(&mut self, timeout: Duration) -> String {
+        self.set_timeout(timeout);
+        let line = self.read_line();
+        self.set_timeout(TIMEOUT);
+        line
+    }
+
+    /// Reads the next line, waiting up to `timeout`, and checks it is
+    /// `expected`.
+    #[track_caller]
+    pub fn expect_line_within(&mut self, expected: &str, timeout: Duration) {
+        let got = self.read_line_within(timeout);
+        assert_eq!(
+            got, expected,
+            "\n{} read the wrong line\n expected: {expected:?}\n      got: {got:?}\n",
+            self.nick
+        );
+    }
+
+    #[track_caller]
+    fn set_timeout(&mut self, timeout: Duration) {
+        if let Err(e) = self.reader.get_ref().set_read_timeout(Some(timeout)) {
+            panic!("{}: cannot set the read timeout: {e}", self.nick);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_the_password_only_when_there_is_one() {
+        let redis = TestRedis {
+            port: 6390,
+            password: None,
+            proc: None,
+        };
+        assert_eq!(redis.url(), "redis://127.0.0.1:6390");
+        assert_eq!(redis.url_with_password("pw"), "redis://:pw@127.0.0.1:6390");
+        let locked = TestRedis {
+            password: Some("s3cret".into()),
+            ..redis
+        };
+        assert_eq!(locked.url(), "redis://:s3cret@127.0.0.1:6390");
+    }
+
+    #[test]
+    fn cluster_args_name_the_url_the_ttl_and_the_timeout() {
+        let args = cluster_args("redis://127.0.0.1:1");
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with("--cluster redis://127.0.0.1:1 --cluster-claim-ttl 3 --cluster-timeout 500"),
+            "{joined}"
+        );
+    }
+}
