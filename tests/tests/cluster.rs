@@ -1,0 +1,911 @@
+//! The Redis cluster (issue 17), black-box: two or three real `chat-server`
+//! processes clustered through one real `redis-server`, over loopback
+//! sockets, against the contract users see:
+//!
+//! - users on different instances chat as if on one server: room lines,
+//!   actions, joins, leaves, renames and topics cross, `/msg` finds a user
+//!   anywhere, `/who` and `/rooms` count everyone;
+//! - nicks are unique across the cluster, races included, guest nicks
+//!   never collide, and a killed instance's nicks come free within the
+//!   claim expiry;
+//! - history lives in Redis: replay on join shows every instance's lines,
+//!   survives an instance's restart, and meets the live lines without a
+//!   gap or a duplicate;
+//! - one order: readers on three instances see the lines of senders on two
+//!   in one identical order;
+//! - faults: Redis stopped and restarted, or frozen past the timeout, is
+//!   announced, local chat goes on, and the link comes back; an unreachable
+//!   Redis or a wrong password at start is a clear error and exit 1.
+//!
+//! Each test starts its own Redis (on a free port, without persistence)
+//! and its own instances (`tests/src/redis.rs`), with a claim expiry of
+//! 3 s and a timeout of 500 ms so that faults show quickly. Every wait is
+//! a read with a deadline or a bounded poll of what a user can see; none
+//! is a sleep standing in for an event.
+//!
+//! The binaries must be built first (`cargo build --workspace`, as the
+//! test command does), and `redis-server` installed: without it every test
+//! here fails, saying how to install it.
+
+// A test fails by panicking; clippy.toml allows these in #[test] functions
+// but not in the helpers of an integration test file, so say it here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_protocol::ServerLine;
+use chat_tests::redis::{free_port, node_command, start_node, TestRedis, CLUSTER_WAIT};
+use chat_tests::{Client, Daemon, Proc};
+
+/// What every user hears when its instance loses Redis.
+const LINK_LOST: &str = "-- cluster link lost; only users on this server can hear you";
+
+/// What every user hears when the link is back.
+const LINK_RESTORED: &str = "-- cluster link restored";
+
+/// The pause between two tries of a bounded poll (a nick coming free, a
+/// list shrinking): each try is a real request whose answer is checked,
+/// the pause only keeps the poll from flooding the server.
+const POLL_PAUSE: Duration = Duration::from_millis(100);
+
+/// A Redis and `n` instances clustered through it, each started with
+/// `extra` options too.
+struct Cluster {
+    /// The nodes, in the order started.
+    nodes: Vec<Daemon>,
+    /// Last, so it outlives the instances when dropped.
+    redis: TestRedis,
+}
+
+impl Cluster {
+    #[track_caller]
+    fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    #[track_caller]
+    fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let redis = TestRedis::start();
+        let nodes = (0..n).map(|_| start_node(&redis, extra)).collect();
+        Cluster { nodes, redis }
+    }
+
+    /// Where instance `i` listens.
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr()
+    }
+}
+
+/// The users of a test, each connected to some instance, with the room
+/// each is in, so that a step that makes notices (someone arrives,
+/// renames, moves) has every user who must hear of it read and check the
+/// notice: every line a user reads is asserted, and none is left unread
+/// for the next step to trip over.
+#[derive(Default)]
+struct People {
+    /// Each user and its room.
+    members: Vec<(Client, String)>,
+}
+
+impl People {
+    /// Connects a user to `addr`, names it `nick`, and has everyone in the
+    /// lobby, on any instance, read its arrival and its rename. Returns
+    /// its index.
+    #[track_caller]
+    fn arrive(&mut self, addr: SocketAddr, nick: &str) -> usize {
+        let mut client = Client::connect_guest(addr);
+        let guest = client.nick().to_string();
+        self.hear_in("#lobby", &format!("-- {guest} joined #lobby"));
+        client.rename(nick);
+        self.hear_in("#lobby", &format!("-- {guest} is now known as {nick}"));
+        self.members.push((client, "#lobby".to_string()));
+        self.members.len() - 1
+    }
+
+    /// User `who` joins `room` (`#name`); its old room hears it leave and
+    /// the new one hear it come.
+    #[track_caller]
+    fn join(&mut self, who: usize, room: &str) {
+        let nick = self.members[who].0.nick().to_string();
+        let old = self.members[who].1.clone();
+        let client = &mut self.members[who].0;
+        client.send(&format!("/join {room}"));
+        client.expect_line(&format!("-- you joined {room}"));
+        self.members[who].1 = room.to_string();
+        self.hear_in_except(&old, who, &format!("-- {nick} left {old} (moved to {room})"));
+        self.hear_in_except(room, who, &format!("-- {nick} joined {room}"));
+    }
+
+    /// Everyone in `room` reads `line` next.
+    #[track_caller]
+    fn hear_in(&mut self, room: &str, line: &str) {
+        for (client, _) in self.members.iter_mut().filter(|(_, r)| r == room) {
+            client.expect_line(line);
+        }
+    }
+
+    /// Everyone in `room` but user `except` reads `line` next.
+    #[track_caller]
+    fn hear_in_except(&mut self, room: &str, except: usize, line: &str) {
+        for (i, (client, r)) in self.members.iter_mut().enumerate() {
+            if i != except && r == room {
+                client.expect_line(line);
+            }
+        }
+    }
+
+    /// User `i`.
+    fn get(&mut self, i: usize) -> &mut Client {
+        &mut self.members[i].0
+    }
+}
+
+/// Sends `/who` and checks the answer.
+#[track_caller]
+fn expect_who(client: &mut Client, reply: &str) {
+    client.send("/who");
+    client.expect_line(reply);
+}
+
+/// The next line, which must be a line of `room`'s history, replayed:
+/// (who, text, action).
+#[track_caller]
+fn replayed(client: &mut Client) -> (String, String, bool) {
+    let line = client.read_line();
+    match ServerLine::parse(&line) {
+        Ok(ServerLine::Replayed {
+            from, text, action, ..
+        }) => (from, text, action),
+        other => panic!(
+            "{}: expected a replayed line, got {line:?} ({other:?})",
+            client.nick()
+        ),
+    }
+}
+
+/// A replayed or live chat line: (who, text).
+fn said(from: &str, text: &str) -> (String, String, bool) {
+    (from.to_string(), text.to_string(), false)
+}
+
+/// Reads lines until one is `expected`, accepting before it only lines in
+/// `allowed` (each at most once), within `timeout`: for a notice whose
+/// forerunner depends on timing the contract leaves open (a user who
+/// connected during an outage may or may not have been told of it).
+#[track_caller]
+fn expect_line_after(client: &mut Client, expected: &str, allowed: &[&str], timeout: Duration) {
+    let mut seen = Vec::new();
+    for _ in 0..=allowed.len() {
+        let line = client.read_line_within(timeout);
+        if line == expected {
+            return;
+        }
+        assert!(
+            allowed.contains(&line.as_str()) && !seen.contains(&line),
+            "{}: expected {expected:?} (after any of {allowed:?}), got {line:?}",
+            client.nick()
+        );
+        seen.push(line);
+    }
+    panic!("{}: {expected:?} did not come; read {seen:?}", client.nick());
+}
+
+/// Sends `request` every [`POLL_PAUSE`] until the answer is `wanted`,
+/// for at most [`CLUSTER_WAIT`]; each other answer must be one of
+/// `meanwhile`. Returns how many tries it took.
+#[track_caller]
+fn poll_until(client: &mut Client, request: &str, wanted: &str, meanwhile: &[&str]) -> usize {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    for tries in 1.. {
+        client.send(request);
+        let answer = client.read_line();
+        if answer == wanted {
+            return tries;
+        }
+        assert!(
+            meanwhile.contains(&answer.as_str()),
+            "{}: {request:?} answered {answer:?}, neither {wanted:?} nor one of {meanwhile:?}",
+            client.nick()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{}: {request:?} still answered {answer:?} after {CLUSTER_WAIT:?}",
+            client.nick()
+        );
+        thread::sleep(POLL_PAUSE);
+    }
+    unreachable!("the loop returns or panics")
+}
+
+// ---------------------------------------------------------------------------
+// The harness itself.
+
+#[test]
+fn the_test_redis_answers_forgets_on_restart_and_checks_its_password() {
+    let mut redis = TestRedis::start();
+    assert_eq!(redis.command(&["PING"]).unwrap(), "+PONG");
+    assert_eq!(redis.command(&["SET", "chat:test", "1"]).unwrap(), "+OK");
+    let port = redis.port();
+    redis.stop();
+    assert!(redis.command(&["PING"]).is_err(), "a stopped Redis still answers");
+    redis.restart();
+    assert_eq!(redis.port(), port);
+    // No persistence: a restarted Redis is empty.
+    assert_eq!(redis.command(&["EXISTS", "chat:test"]).unwrap(), ":0");
+
+    let locked = TestRedis::start_with_password("t0p-secret");
+    assert_eq!(locked.command(&["PING"]).unwrap(), "+PONG");
+    assert!(locked.url().starts_with("redis://:t0p-secret@127.0.0.1:"));
+}
+
+// ---------------------------------------------------------------------------
+// Chatting across instances.
+
+#[test]
+fn room_lines_and_actions_cross_instances_both_ways() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    let carol = people.arrive(cluster.addr(0), "carol");
+
+    people.get(alice).send("hello from A");
+    people.get(bob).expect_line("<alice> hello from A");
+    // carol is on alice's instance: her copy too came back from Redis.
+    people.get(carol).expect_line("<alice> hello from A");
+
+    people.get(bob).send("hello from B");
+    // alice's next line is bob's: her own was not echoed to her.
+    people.get(alice).expect_line("<bob> hello from B");
+    people.get(carol).expect_line("<bob> hello from B");
+
+    people.get(alice).send("/me waves");
+    people.get(bob).expect_line("* alice waves");
+    people.get(carol).expect_line("* alice waves");
+    people.get(bob).send("//slash from B");
+    people.get(alice).expect_line("<bob> /slash from B");
+    people.get(carol).expect_line("<bob> /slash from B");
+    expect_who(people.get(bob), "-- 3 in #lobby: alice, bob, carol");
+}
+
+#[test]
+fn joins_leaves_renames_and_topics_reach_other_instances() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    // Arriving and renaming crossed (People::arrive checks both); so do
+    // moving between rooms and topics.
+    people.join(alice, "#rust");
+    people.join(bob, "#rust");
+    people.get(alice).send("/topic release on Friday");
+    let set = "-- alice set the topic of #rust: release on Friday";
+    people.get(alice).expect_line(set);
+    people.get(bob).expect_line(set);
+    people.get(bob).send("/topic");
+    let shown = people.get(bob).read_line();
+    assert!(
+        shown.starts_with("-- topic of #rust: release on Friday (set by alice at 20")
+            && shown.ends_with("Z)"),
+        "{shown}"
+    );
+    people.get(bob).send("/nick robert");
+    people.get(bob).expect_line("-- you are now known as robert");
+    people.get(alice).expect_line("-- bob is now known as robert");
+    people.get(bob).send("/quit gone fishing");
+    people.get(bob).expect_line("-- bye");
+    people.get(bob).expect_eof();
+    people
+        .get(alice)
+        .expect_line("-- robert left #rust (quit: gone fishing)");
+}
+
+#[test]
+fn msg_reaches_a_user_on_another_instance() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    people.join(bob, "#den");
+
+    people.get(alice).send("/msg bob psst, over here");
+    people.get(bob).expect_line("*alice* psst, over here");
+    people.get(alice).expect_line("-> *bob* psst, over here");
+    people.get(bob).send("/msg alice got it");
+    people.get(alice).expect_line("*bob* got it");
+    people.get(bob).expect_line("-> *alice* got it");
+    // Found without regard to case, as locally.
+    people.get(alice).send("/msg BOB again");
+    people.get(bob).expect_line("*alice* again");
+    people.get(alice).expect_line_ignoring_case("-> *bob* again");
+    people.get(alice).send("/msg carol are you there");
+    people.get(alice).expect_line("!! no such nick: carol");
+}
+
+// ---------------------------------------------------------------------------
+// Nicks.
+
+#[test]
+fn a_nick_held_on_another_instance_is_refused_whatever_its_case() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    people.get(bob).send("/nick alice");
+    people.get(bob).expect_line("!! nick alice is already in use");
+    people.get(bob).send("/nick ALICE");
+    people.get(bob).expect_line("!! nick ALICE is already in use");
+    // A guest on alice's instance is refused the same.
+    let mut guest = Client::connect_guest(cluster.addr(0));
+    let guest_nick = guest.nick().to_string();
+    people.hear_in("#lobby", &format!("-- {guest_nick} joined #lobby"));
+    guest.send("/nick Bob");
+    guest.expect_line("!! nick Bob is already in use");
+    // Once alice lets it go, it is bob's to take.
+    people.get(alice).send("/nick alicia");
+    people.get(alice).expect_line("-- you are now known as alicia");
+    people.get(bob).expect_line("-- alice is now known as alicia");
+    guest.expect_line("-- alice is now known as alicia");
+    people.get(bob).send("/nick alice");
+    people.get(bob).expect_line("-- you are now known as alice");
+    people.get(alice).expect_line("-- bob is now known as alice");
+    guest.expect_line("-- bob is now known as alice");
+    expect_who(
+        &mut guest,
+        &format!("-- 3 in #lobby: alice, alicia, {guest_nick}"),
+    );
+}
+
+/// Pairs of users, one on each instance, racing for one nick per pair.
+const RACERS: usize = 8;
+
+/// Races each pair runs, each for a new nick.
+const RACES: usize = 5;
+
+#[test]
+fn two_instances_racing_for_a_nick_give_it_to_exactly_one() {
+    let cluster = Cluster::start(2);
+    // Each racer alone in a room of its own, so that it reads only the
+    // answers to its own /nick.
+    let mut racers: Vec<(Client, Client)> = (0..RACERS)
+        .map(|i| {
+            let mut a = Client::connect_guest(cluster.addr(0));
+            let mut b = Client::connect_guest(cluster.addr(1));
+            for (client, side) in [(&mut a, "a"), (&mut b, "b")] {
+                client.send(&format!("/join race{side}{i}"));
+                client.expect_line(&format!("-- you joined #race{side}{i}"));
+            }
+            (a, b)
+        })
+        .collect();
+    let mut won = [0usize; 2];
+    for race in 0..RACES {
+        // Every pair's two requests go out before any answer is read, so
+        // the instances decide them at the same time.
+        for (i, (a, b)) in racers.iter_mut().enumerate() {
+            let nick = format!("r{race}n{i}");
+            // Half the pairs differ in case only: the same nick.
+            let other = if i % 2 == 0 {
+                nick.clone()
+            } else {
+                nick.to_uppercase()
+            };
+            a.send(&format!("/nick {nick}"));
+            b.send(&format!("/nick {other}"));
+        }
+        for (i, (a, b)) in racers.iter_mut().enumerate() {
+            let nick = format!("r{race}n{i}");
+            let other = if i % 2 == 0 {
+                nick.clone()
+            } else {
+                nick.to_uppercase()
+            };
+            let a_won = took(a, &nick);
+            let b_won = took(b, &other);
+            assert!(
+                a_won != b_won,
+                "race {race}, pair {i}: {} won {nick:?}",
+                if a_won { "both" } else { "neither" }
+            );
+            won[usize::from(b_won)] += 1;
+        }
+    }
+    assert_eq!(won[0] + won[1], RACERS * RACES, "every race has one winner");
+}
+
+/// Reads the answer to `/nick nick`: true if it was taken, false if
+/// refused as in use.
+#[track_caller]
+fn took(client: &mut Client, nick: &str) -> bool {
+    let line = client.read_line();
+    if line == format!("-- you are now known as {nick}") {
+        true
+    } else if line == format!("!! nick {nick} is already in use") {
+        false
+    } else {
+        panic!("{}: /nick {nick} answered {line:?}", client.nick());
+    }
+}
+
+/// Guests each instance welcomes at once in the collision test.
+const GUESTS_PER_NODE: usize = 10;
+
+#[test]
+fn guest_nicks_never_collide_across_instances() {
+    let cluster = Cluster::start(3);
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    // All at once, from one thread per instance.
+    let handles: Vec<_> = addrs
+        .into_iter()
+        .map(|addr| {
+            thread::spawn(move || {
+                let clients: Vec<Client> = (0..GUESTS_PER_NODE).map(|_| Client::connect(addr)).collect();
+                // Connected first, welcomed after: the instances hand out
+                // their guest nicks concurrently.
+                clients
+                    .into_iter()
+                    .map(|c| {
+                        let mut c = c;
+                        let line = c.read_line();
+                        match chat_tests::parse_welcome(&line) {
+                            Some(nick) => nick.to_string(),
+                            None => panic!("expected a welcome, got {line:?}"),
+                        }
+                    })
+                    .collect::<Vec<String>>()
+            })
+        })
+        .collect();
+    let nicks: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert_eq!(nicks.len(), 3 * GUESTS_PER_NODE);
+    let distinct: HashSet<String> = nicks.iter().map(|n| n.to_lowercase()).collect();
+    assert_eq!(
+        distinct.len(),
+        nicks.len(),
+        "a guest nick was given twice: {nicks:?}"
+    );
+}
+
+#[test]
+fn who_and_rooms_count_the_users_of_every_instance() {
+    let cluster = Cluster::start(3);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    let carol = people.arrive(cluster.addr(2), "Carol");
+    for who in [alice, bob, carol] {
+        expect_who(people.get(who), "-- 3 in #lobby: alice, bob, Carol");
+        people.get(who).send("/rooms");
+        people.get(who).expect_line("-- 1 room: #lobby (3)");
+    }
+    people.join(bob, "#rust");
+    people.get(carol).send("/rooms");
+    people.get(carol).expect_line("-- 2 rooms: #lobby (2), #rust (1)");
+    people.join(alice, "#rust");
+    for who in [alice, bob, carol] {
+        people.get(who).send("/rooms");
+        people.get(who).expect_line("-- 2 rooms: #lobby (1), #rust (2)");
+    }
+    expect_who(people.get(carol), "-- 1 in #lobby: Carol");
+}
+
+#[test]
+fn a_killed_instances_nicks_are_free_within_the_claim_ttl() {
+    let mut cluster = Cluster::start(2);
+    let mut people = People::default();
+    let _alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    people.get(bob).send("/nick alice");
+    people.get(bob).expect_line("!! nick alice is already in use");
+
+    // Instance A dies without a word to Redis.
+    let a = &mut cluster.nodes[0];
+    a.proc.signal("KILL");
+    a.proc.wait_exit();
+    // bob is alone in #den, so that nothing else comes between his tries
+    // and their answers.
+    let bob_client = people.get(bob);
+    bob_client.send("/join den");
+    bob_client.expect_line("-- you joined #den");
+    poll_until(
+        bob_client,
+        "/nick alice",
+        "-- you are now known as alice",
+        &["!! nick alice is already in use"],
+    );
+}
+
+#[test]
+fn a_killed_instances_users_leave_the_lists_within_the_claim_ttl() {
+    let mut cluster = Cluster::start(2);
+    let mut people = People::default();
+    people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    expect_who(people.get(bob), "-- 2 in #lobby: alice, bob");
+    let a = &mut cluster.nodes[0];
+    a.proc.signal("KILL");
+    a.proc.wait_exit();
+    // Whether anyone is told that alice left is not in the contract (a
+    // killed instance says nothing); that she stops being counted is.
+    // bob waits in a room of his own, so that only his answers come.
+    let bob_client = people.get(bob);
+    bob_client.send("/join den");
+    bob_client.expect_line("-- you joined #den");
+    poll_until(
+        bob_client,
+        "/rooms",
+        "-- 2 rooms: #den (1), #lobby (0)",
+        &["-- 2 rooms: #den (1), #lobby (1)"],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// History.
+
+#[test]
+fn joining_replays_lines_said_on_other_instances() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let carol = people.arrive(cluster.addr(1), "carol");
+    people.join(alice, "#rust");
+    people.join(carol, "#rust");
+    people.get(alice).send("line 1 from A");
+    people.get(carol).expect_line("<alice> line 1 from A");
+    people.get(carol).send("line 2 from B");
+    people.get(alice).expect_line("<carol> line 2 from B");
+    people.get(alice).send("/me line 3 from A");
+    people.get(carol).expect_line("* alice line 3 from A");
+
+    // bob, on B, was not there: he is shown all three on joining.
+    let mut bob = Client::connect_named(cluster.addr(1), "bob");
+    bob.send("/join rust");
+    bob.expect_line("-- you joined #rust");
+    assert_eq!(replayed(&mut bob), said("alice", "line 1 from A"));
+    assert_eq!(replayed(&mut bob), said("carol", "line 2 from B"));
+    assert_eq!(
+        replayed(&mut bob),
+        ("alice".to_string(), "line 3 from A".to_string(), true)
+    );
+    bob.send("/history 2");
+    assert_eq!(replayed(&mut bob), said("carol", "line 2 from B"));
+    assert_eq!(
+        replayed(&mut bob),
+        ("alice".to_string(), "line 3 from A".to_string(), true)
+    );
+    // And what follows is live.
+    people.get(alice).send("live now");
+    bob.expect_line("<alice> live now");
+}
+
+#[test]
+fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
+    let mut cluster = Cluster::start(2);
+    let mut alice = Client::connect_named(cluster.addr(0), "alice");
+    alice.send("/join ops");
+    alice.expect_line("-- you joined #ops");
+    alice.send("deploy done");
+    alice.send("/me goes home");
+    // The hub takes alice's lines in order: once /history answers, both
+    // are in the room's stream.
+    alice.send("/history");
+    assert_eq!(replayed(&mut alice), said("alice", "deploy done"));
+    assert_eq!(
+        replayed(&mut alice),
+        ("alice".to_string(), "goes home".to_string(), true)
+    );
+
+    // Instance A stops (gracefully) and a new one takes its place.
+    let mut a = cluster.nodes.remove(0);
+    a.proc.signal("TERM");
+    alice.expect_line("-- server shutting down");
+    alice.expect_closed();
+    a.proc.wait_exit();
+    let a2 = start_node(&cluster.redis, &[]);
+
+    for addr in [a2.addr(), cluster.addr(0)] {
+        let mut bob = Client::connect_guest(addr);
+        bob.send("/join ops");
+        bob.expect_line("-- you joined #ops");
+        assert_eq!(replayed(&mut bob), said("alice", "deploy done"));
+        assert_eq!(
+            replayed(&mut bob),
+            ("alice".to_string(), "goes home".to_string(), true)
+        );
+        bob.send("/history");
+        assert_eq!(replayed(&mut bob), said("alice", "deploy done"));
+        assert_eq!(
+            replayed(&mut bob),
+            ("alice".to_string(), "goes home".to_string(), true)
+        );
+    }
+}
+
+/// Lines said in the replay test, in [`LIVE_BATCHES`] writes.
+const LIVE_LINES: usize = 300;
+
+/// Writes the replay test's lines are sent in, bob joining after the
+/// first.
+const LIVE_BATCHES: usize = 3;
+
+#[test]
+fn replay_then_live_lines_have_no_gap_and_no_duplicate() {
+    // Room for every line in the replay, so that whatever was said before
+    // bob's join is replayed and whatever after it is live.
+    let cluster = Cluster::start_with(2, &["--history", "1000", "--replay", "1000"]);
+    let mut alice = Client::connect_named(cluster.addr(0), "alice");
+    alice.send("/join live");
+    alice.expect_line("-- you joined #live");
+    let mut bob = Client::connect_named(cluster.addr(1), "bob");
+    let per_batch = LIVE_LINES / LIVE_BATCHES;
+    for batch in 0..LIVE_BATCHES {
+        let text: String = (batch * per_batch..(batch + 1) * per_batch)
+            .map(|n| format!("n{n}\n"))
+            .collect();
+        alice.send_raw(text.as_bytes());
+        if batch == 0 {
+            // While alice's lines are on their way through Redis.
+            bob.send("/join live");
+        }
+    }
+    bob.expect_line("-- you joined #live");
+    let mut got = Vec::with_capacity(LIVE_LINES);
+    let mut replays = 0;
+    while got.len() < LIVE_LINES {
+        let line = bob.read_line();
+        let (from, text) = match ServerLine::parse(&line) {
+            Ok(ServerLine::Replayed { from, text, .. }) => {
+                assert_eq!(replays, got.len(), "a replayed line after a live one: {line:?}");
+                replays += 1;
+                (from, text)
+            }
+            Ok(ServerLine::Message { from, text }) => (from, text),
+            other => panic!("bob expected alice's lines, got {line:?} ({other:?})"),
+        };
+        assert_eq!(from, "alice", "{line:?}");
+        got.push(text);
+    }
+    let expected: Vec<String> = (0..LIVE_LINES).map(|n| format!("n{n}")).collect();
+    assert_eq!(got, expected, "{replays} replayed, then live");
+    // Nothing more: the next answer is the one to this /who.
+    bob.send("/rooms");
+    bob.expect_line("-- 2 rooms: #live (2), #lobby (0)");
+}
+
+// ---------------------------------------------------------------------------
+// One order.
+
+/// Lines each of the two senders sends at once in the ordering test.
+const ORDER_LINES: usize = 300;
+
+#[test]
+fn readers_on_three_instances_see_two_instances_senders_in_one_order() {
+    let cluster = Cluster::start(3);
+    let mut people = People::default();
+    let s1 = people.arrive(cluster.addr(0), "s1");
+    let s2 = people.arrive(cluster.addr(1), "s2");
+    let readers: Vec<usize> = (0..3)
+        .map(|i| people.arrive(cluster.addr(i), &format!("r{i}")))
+        .collect();
+    for who in [s1, s2].iter().chain(&readers) {
+        people.join(*who, "#order");
+    }
+    // Each sender's lines in one write, both senders at once.
+    let batch = |tag: &str| -> String { (0..ORDER_LINES).map(|n| format!("{tag}-{n}\n")).collect() };
+    let (one, two) = (batch("a"), batch("b"));
+    people.get(s1).send_raw(one.as_bytes());
+    people.get(s2).send_raw(two.as_bytes());
+
+    let orders: Vec<Vec<String>> = readers
+        .iter()
+        .map(|&r| people.get(r).read_lines(2 * ORDER_LINES))
+        .collect();
+    for (i, order) in orders.iter().enumerate() {
+        for (sender, tag) in [("s1", "a"), ("s2", "b")] {
+            let theirs: Vec<&String> = order
+                .iter()
+                .filter(|l| l.starts_with(&format!("<{sender}> ")))
+                .collect();
+            let expected: Vec<String> = (0..ORDER_LINES)
+                .map(|n| format!("<{sender}> {tag}-{n}"))
+                .collect();
+            assert_eq!(
+                theirs,
+                expected.iter().collect::<Vec<_>>(),
+                "reader r{i} did not get {sender}'s lines once each in the order sent"
+            );
+        }
+        assert_eq!(order, &orders[0], "readers r0 and r{i} saw different orders");
+    }
+    // The senders hear each other, in that order too, and not themselves.
+    let heard_by_s1 = people.get(s1).read_lines(ORDER_LINES);
+    let heard_by_s2 = people.get(s2).read_lines(ORDER_LINES);
+    let of = |sender: &str| -> Vec<String> {
+        orders[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("<{sender}> ")))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(heard_by_s1, of("s2"));
+    assert_eq!(heard_by_s2, of("s1"));
+}
+
+// ---------------------------------------------------------------------------
+// Faults.
+
+#[test]
+fn redis_stopped_and_restarted_mid_chat_is_announced_and_survived() {
+    let mut cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    let carol = people.arrive(cluster.addr(0), "carol");
+    people.get(alice).send("before the outage");
+    people.get(bob).expect_line("<alice> before the outage");
+    people.get(carol).expect_line("<alice> before the outage");
+
+    cluster.redis.stop();
+    for who in [alice, bob, carol] {
+        people.get(who).expect_line_within(LINK_LOST, CLUSTER_WAIT);
+    }
+    // Local chat goes on.
+    people.get(alice).send("only carol hears this");
+    people.get(carol).expect_line("<alice> only carol hears this");
+    people.get(carol).send("/me nods");
+    people.get(alice).expect_line("* carol nods");
+
+    cluster.redis.restart();
+    for who in [alice, carol, bob] {
+        // bob's next line is this one: nothing said on A during the
+        // outage reached him.
+        people.get(who).expect_line_within(LINK_RESTORED, CLUSTER_WAIT);
+    }
+    // Across again, both ways.
+    people.get(alice).send("after the outage");
+    people.get(bob).expect_line("<alice> after the outage");
+    people.get(carol).expect_line("<alice> after the outage");
+    people.get(bob).send("welcome back");
+    people.get(alice).expect_line("<bob> welcome back");
+    people.get(carol).expect_line("<bob> welcome back");
+    // A's nicks were claimed again before it said the link was back.
+    people.get(bob).send("/nick carol");
+    people.get(bob).expect_line("!! nick carol is already in use");
+    expect_who(people.get(bob), "-- 3 in #lobby: alice, bob, carol");
+}
+
+#[test]
+fn redis_frozen_past_the_timeout_is_announced_and_nothing_hangs() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    let carol = people.arrive(cluster.addr(0), "carol");
+
+    cluster.redis.freeze();
+    // Nobody says anything: the instances' own traffic (claim refreshes)
+    // meets the timeout.
+    for who in [alice, bob, carol] {
+        people.get(who).expect_line_within(LINK_LOST, CLUSTER_WAIT);
+    }
+    // Nothing hangs: local chat goes on, and every instance answers.
+    people.get(alice).send("still here");
+    people.get(carol).expect_line("<alice> still here");
+    for who in [alice, bob, carol] {
+        people.get(who).send("/dance");
+        people
+            .get(who)
+            .expect_line("!! unknown command /dance; type /help for the list");
+    }
+
+    cluster.redis.thaw();
+    for who in [alice, carol, bob] {
+        people.get(who).expect_line_within(LINK_RESTORED, CLUSTER_WAIT);
+    }
+    people.get(alice).send("thawed");
+    people.get(carol).expect_line("<alice> thawed");
+    let heard = people.get(bob).read_line();
+    assert_eq!(heard, "<alice> thawed");
+}
+
+#[test]
+fn an_unreachable_redis_at_start_is_an_error_naming_it() {
+    // A port nothing listens on.
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut node = Proc::spawn(
+        "chat-server",
+        node_command(&url, &[]),
+        "build it with `cargo build --workspace`",
+    );
+    node.expect_exit_code(1);
+    let said = node.stderr_lines().join("\n");
+    assert!(
+        said.contains(&format!("cluster: cannot reach Redis at {url}")),
+        "stderr:\n{said}"
+    );
+
+    // With a password in the URL, it is not printed.
+    let url = format!("redis://:hush-hush-42@127.0.0.1:{port}");
+    let mut node = Proc::spawn(
+        "chat-server",
+        node_command(&url, &[]),
+        "build it with `cargo build --workspace`",
+    );
+    node.expect_exit_code(1);
+    let said = format!(
+        "{}\n{}",
+        node.stderr_lines().join("\n"),
+        node.stdout_lines().join("\n")
+    );
+    assert!(
+        said.contains("cluster: cannot reach Redis at redis://"),
+        "stderr:\n{said}"
+    );
+    assert!(
+        !said.contains("hush-hush-42"),
+        "the password was printed:\n{said}"
+    );
+}
+
+#[test]
+fn cluster_optional_starts_without_redis_and_links_up_when_it_comes() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = Daemon::start_with(node_command(&url, &["--cluster-optional"]), 1);
+    let mut people = People::default();
+    let alice = people.arrive(a.addr(), "alice");
+    people.get(alice).send("/dance");
+    people
+        .get(alice)
+        .expect_line("!! unknown command /dance; type /help for the list");
+
+    let redis = TestRedis::start_on(port);
+    // alice may have been told of the outage when she came; she is told
+    // the link is up once it is.
+    expect_line_after(people.get(alice), LINK_RESTORED, &[LINK_LOST], CLUSTER_WAIT);
+    let b = start_node(&redis, &[]);
+    let bob = people.arrive(b.addr(), "bob");
+    people.get(bob).send("found you");
+    people.get(alice).expect_line("<bob> found you");
+    expect_who(people.get(bob), "-- 2 in #lobby: alice, bob");
+}
+
+#[test]
+fn a_wrong_password_is_an_error_that_does_not_print_it() {
+    let redis = TestRedis::start_with_password("right-pw-7");
+    let wrong = redis.url_with_password("wrong-pw-9");
+    let mut node = Proc::spawn(
+        "chat-server",
+        node_command(&wrong, &[]),
+        "build it with `cargo build --workspace`",
+    );
+    node.expect_exit_code(1);
+    let said = format!(
+        "{}\n{}",
+        node.stderr_lines().join("\n"),
+        node.stdout_lines().join("\n")
+    );
+    assert!(
+        said.contains("cluster: Redis refused the password"),
+        "stderr:\n{said}"
+    );
+    assert!(!said.contains("wrong-pw-9"), "the password was printed:\n{said}");
+
+    // The right one works, and is not logged either.
+    let a = start_node(&redis, &[]);
+    let b = start_node(&redis, &[]);
+    let mut alice = Client::connect_named(a.addr(), "alice");
+    let mut bob = Client::connect_named(b.addr(), "bob");
+    bob.send("/join den");
+    bob.expect_line("-- you joined #den");
+    alice.send("/msg bob behind a password");
+    bob.expect_line("*alice* behind a password");
+    for node in [&a, &b] {
+        let log = node.proc.stderr_lines().join("\n");
+        assert!(!log.contains("right-pw-7"), "the password was logged:\n{log}");
+    }
+}
