@@ -280,7 +280,10 @@ fn exchange(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>, args: &[&
     writer.write_all(request.as_bytes())?;
     let mut reply = String::new();
     if reader.read_line(&mut reply)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "Redis closed the connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "Redis closed the connection",
+        ));
     }
     Ok(reply.trim_end().to_string())
 }
