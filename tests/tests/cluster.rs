@@ -368,18 +368,17 @@ const RACES: usize = 5;
 #[test]
 fn two_instances_racing_for_a_nick_give_it_to_exactly_one() {
     let cluster = Cluster::start(2);
-    // Each racer alone in a room of its own, so that it reads only the
-    // answers to its own /nick.
+    // Each racer alone in a room of its own, which it enters before the
+    // next one arrives, so that it reads only the answers to its own
+    // /nick.
+    let racer = |node: usize, room: String| {
+        let mut client = Client::connect_guest(cluster.addr(node));
+        client.send(&format!("/join {room}"));
+        client.expect_line(&format!("-- you joined #{room}"));
+        client
+    };
     let mut racers: Vec<(Client, Client)> = (0..RACERS)
-        .map(|i| {
-            let mut a = Client::connect_guest(cluster.addr(0));
-            let mut b = Client::connect_guest(cluster.addr(1));
-            for (client, side) in [(&mut a, "a"), (&mut b, "b")] {
-                client.send(&format!("/join race{side}{i}"));
-                client.expect_line(&format!("-- you joined #race{side}{i}"));
-            }
-            (a, b)
-        })
+        .map(|i| (racer(0, format!("racea{i}")), racer(1, format!("raceb{i}"))))
         .collect();
     let mut won = [0usize; 2];
     for race in 0..RACES {
