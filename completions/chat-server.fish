@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_chat_server_global_optspecs
-    string join \n listen= tls-listen= tls-cert= tls-key= irc-listen= irc-tls-listen= web-listen= web-tls-listen= web-allow-origin= server-name= motd-file= control-socket= state-dir= max-line= max-clients= shutdown-grace= sendq= rate= burst= max-per-ip= max-per-net= net-prefix-v4= net-prefix-v6= connect-rate= connect-burst= idle-timeout= quiet-above= history= replay= history-bytes= metrics-listen= stats-interval= threads= h/help V/version
+    string join \n listen= tls-listen= tls-cert= tls-key= irc-listen= irc-tls-listen= web-listen= web-tls-listen= web-allow-origin= server-name= motd-file= control-socket= state-dir= max-line= max-clients= shutdown-grace= sendq= rate= burst= max-per-ip= max-per-net= net-prefix-v4= net-prefix-v6= connect-rate= connect-burst= idle-timeout= quiet-above= history= replay= history-bytes= metrics-listen= stats-interval= threads= cluster= cluster-optional cluster-claim-ttl= cluster-timeout= h/help V/version
 end
 
 function __fish_chat_server_needs_command
@@ -57,6 +57,10 @@ complete -c chat-server -n "__fish_chat_server_needs_command" -l history-bytes -
 complete -c chat-server -n "__fish_chat_server_needs_command" -l metrics-listen -d 'Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9187): HOST:PORT, HOST or an IP address, the port 9187 if none is given; a host name serves on the first address it resolves to. Off unless given. The endpoint has no authentication: keep it on loopback or a private network' -r
 complete -c chat-server -n "__fish_chat_server_needs_command" -l stats-interval -d 'Log a line of figures (clients, rooms, traffic) at info level every this many seconds; 0 means never. At most a day' -r
 complete -c chat-server -n "__fish_chat_server_needs_command" -l threads -d 'I/O threads serving the sockets; 0 means one per CPU core. Each takes an equal share of the connections, so a big room\'s fan-out is written from every core' -r
+complete -c chat-server -n "__fish_chat_server_needs_command" -l cluster -d 'Join a cluster: share rooms, nicks, presence and history with every instance that uses the same Redis, redis://[:PASSWORD@]HOST:PORT[/DB]. Off unless given; without it Redis is never contacted. The password is never printed' -r
+complete -c chat-server -n "__fish_chat_server_needs_command" -l cluster-claim-ttl -d 'With --cluster: seconds after which the nicks and presence of an instance that stopped refreshing them (it crashed, or lost Redis) expire; each live instance refreshes them every third of this. At least 2' -r
+complete -c chat-server -n "__fish_chat_server_needs_command" -l cluster-timeout -d 'With --cluster: milliseconds after which a Redis command or read that has no answer counts as a lost link (Redis gone or frozen). At least 100' -r
+complete -c chat-server -n "__fish_chat_server_needs_command" -l cluster-optional -d 'With --cluster: start even if Redis cannot be reached (serving local users only, and retrying), rather than exit 1'
 complete -c chat-server -n "__fish_chat_server_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c chat-server -n "__fish_chat_server_needs_command" -s V -l version -d 'Print version'
 complete -c chat-server -n "__fish_chat_server_needs_command" -f -a "ctl" -d 'Talks to a running server through its control socket: status, who, rooms, kick, ban, unban, bans, announce, reload, shutdown'

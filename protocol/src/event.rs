@@ -249,6 +249,13 @@ pub enum ServerEvent {
         /// What.
         text: String,
     },
+    /// The instance lost or regained its link to the other instances of
+    /// a cluster (the server's `--cluster`): while it is lost, only users
+    /// on this instance hear what is said.
+    ClusterLink {
+        /// Whether the link is up again (`false`: it was just lost).
+        up: bool,
+    },
     /// A server operator disconnected the recipient, who is then closed.
     Removed {
         /// Why, if the operator said.
@@ -718,6 +725,10 @@ impl ServerEvent {
             ServerEvent::IsAway { nick, message } => notice(format!("{nick} is away: {message}")),
             ServerEvent::Irc(_) => return Vec::new(),
             ServerEvent::Announcement { text } => notice(format!("[server] {text}")),
+            ServerEvent::ClusterLink { up: false } => {
+                notice("cluster link lost; only users on this server can hear you".to_string())
+            }
+            ServerEvent::ClusterLink { up: true } => notice("cluster link restored".to_string()),
             ServerEvent::Removed { reason: None } => notice("a server operator disconnected you".to_string()),
             ServerEvent::Removed { reason: Some(why) } => {
                 notice(format!("a server operator disconnected you: {why}"))

@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster::RedisUrl;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -373,6 +374,31 @@ pub struct Cli {
     #[arg(long, value_name = "N", env = "CHAT_SERVER_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub threads: u16,
 
+    /// Join a cluster: share rooms, nicks, presence and history with every
+    /// instance that uses the same Redis,
+    /// redis://[:PASSWORD@]HOST:PORT[/DB]. Off unless given; without it
+    /// Redis is never contacted. The password is never printed.
+    #[arg(long, value_name = "URL", env = "CHAT_SERVER_CLUSTER", value_parser = cluster_url, hide_env_values = true)]
+    pub cluster: Option<RedisUrl>,
+
+    /// With --cluster: start even if Redis cannot be reached (serving local
+    /// users only, and retrying), rather than exit 1.
+    #[arg(long, env = "CHAT_SERVER_CLUSTER_OPTIONAL")]
+    pub cluster_optional: bool,
+
+    /// With --cluster: seconds after which the nicks and presence of an
+    /// instance that stopped refreshing them (it crashed, or lost Redis)
+    /// expire; each live instance refreshes them every third of this. At
+    /// least 2.
+    #[arg(long, value_name = "SECS", env = "CHAT_SERVER_CLUSTER_CLAIM_TTL", default_value = "30", value_parser = claim_ttl)]
+    pub cluster_claim_ttl: Duration,
+
+    /// With --cluster: milliseconds after which a Redis command or read
+    /// that has no answer counts as a lost link (Redis gone or frozen). At
+    /// least 100.
+    #[arg(long, value_name = "MS", env = "CHAT_SERVER_CLUSTER_TIMEOUT", default_value = "2000", value_parser = cluster_timeout)]
+    pub cluster_timeout: Duration,
+
     /// Whether --max-clients was given (on the command line or in the
     /// environment) rather than left at its default: only a default is
     /// lowered to fit the descriptor limit.
@@ -605,6 +631,12 @@ impl Cli {
             metrics_listen,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             threads: usize::from(self.threads),
+            cluster: self.cluster.clone().map(|url| crate::cluster::Settings {
+                url,
+                optional: self.cluster_optional,
+                claim_ttl: self.cluster_claim_ttl,
+                timeout: self.cluster_timeout,
+            }),
             test_listen: Vec::new(),
             test_fault: None,
         })
@@ -1089,6 +1121,39 @@ fn seconds_within(s: &str, max: f64) -> Result<Duration, String> {
         return Err(format!("must be a number of seconds from 0 to {max}"));
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("must be a number of seconds from 0 to {max}"))
+}
+
+/// A `--cluster` URL (see [`RedisUrl::parse`]).
+fn cluster_url(s: &str) -> Result<RedisUrl, String> {
+    RedisUrl::parse(s).map_err(|e| format!("the Redis URL {e}"))
+}
+
+/// The most `--cluster-claim-ttl` may be: a day.
+const MAX_CLAIM_TTL_SECS: u64 = 24 * 3600;
+
+/// The most `--cluster-timeout` may be: a minute.
+const MAX_CLUSTER_TIMEOUT_MS: u64 = 60_000;
+
+fn claim_ttl(s: &str) -> Result<Duration, String> {
+    let min = crate::cluster::MIN_CLAIM_TTL.as_secs();
+    match s.parse::<u64>() {
+        Ok(n) if (min..=MAX_CLAIM_TTL_SECS).contains(&n) => Ok(Duration::from_secs(n)),
+        Ok(_) => Err(format!(
+            "must be a number of seconds from {min} to {MAX_CLAIM_TTL_SECS}"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn cluster_timeout(s: &str) -> Result<Duration, String> {
+    let min = u64::try_from(crate::cluster::MIN_TIMEOUT.as_millis()).unwrap_or(100);
+    match s.parse::<u64>() {
+        Ok(n) if (min..=MAX_CLUSTER_TIMEOUT_MS).contains(&n) => Ok(Duration::from_millis(n)),
+        Ok(_) => Err(format!(
+            "must be a number of milliseconds from {min} to {MAX_CLUSTER_TIMEOUT_MS}"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn grace(s: &str) -> Result<Duration, String> {

@@ -214,6 +214,9 @@ pub struct Config {
     /// I/O threads serving the sockets (0 = one per CPU core); see
     /// [`Config::io_threads`].
     pub threads: usize,
+    /// The cluster (`--cluster` and its companions); `None` runs alone and
+    /// never contacts Redis.
+    pub cluster: Option<crate::cluster::Settings>,
     /// A test seam, never set by the daemon: addresses for listeners whose
     /// clients speak [`crate::frontend::Protocol::Test`], so that tests can
     /// mix two front ends in a room.
@@ -367,6 +370,7 @@ impl Default for Config {
             metrics_listen: None,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             threads: 0,
+            cluster: None,
             test_listen: Vec::new(),
             test_fault: None,
         }

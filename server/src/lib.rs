@@ -25,6 +25,7 @@
 
 pub mod chat;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod frontend;
 pub mod net;

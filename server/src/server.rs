@@ -110,6 +110,10 @@ pub enum StartError {
     /// Occurs when the control socket cannot be opened.
     #[error(transparent)]
     Control(#[from] crate::ops::control::ControlError),
+    /// Occurs when `--cluster` is given and Redis cannot be used at start
+    /// (without `--cluster-optional`).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Occurs when there are TLS listeners but no certificate and key.
     #[error("TLS listeners need a certificate and a key (--tls-cert and --tls-key, or the systemd credentials tls-cert and tls-key)")]
     TlsWithoutCertificate,
@@ -165,6 +169,9 @@ pub struct Server {
     tls_updates: Vec<TlsUpdates>,
     /// The server bans, read from the state directory at start.
     bans: ServerBans,
+    /// In a cluster: the guest numbers reserved at start, if Redis
+    /// answered (see [`crate::cluster::probe`]).
+    cluster_guests: Option<(u64, u64)>,
 }
 
 impl Server {
@@ -288,6 +295,20 @@ impl Server {
         // Bounded by what operators do: one certificate per reload.
         let tls_updates = shards.iter().map(|_| crossbeam_channel::unbounded()).collect();
         let bans = ServerBans::load(config.state_dir.as_deref())?;
+        let cluster_guests = match &config.cluster {
+            None => None,
+            Some(cluster) => match crate::cluster::probe(cluster) {
+                Ok(guests) => {
+                    log::info!("cluster: Redis at {} answers", cluster.url);
+                    Some(guests)
+                }
+                Err(e) if cluster.optional => {
+                    log::warn!("{e}; starting alone (--cluster-optional) and retrying");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
         if !bans.list(hub::system_clock()).is_empty() {
             log::info!(
                 "{} in force",
@@ -307,6 +328,7 @@ impl Server {
             tls,
             tls_updates,
             bans,
+            cluster_guests,
         })
     }
 
@@ -512,12 +534,44 @@ impl Server {
         if let Some(TestFault::Hub(text)) = &self.config.test_fault {
             hub.panic_on(text.clone());
         }
+        // The cluster's threads, bridged to the hub by bounded channels
+        // (see [`crate::cluster::link`] for what bounds them).
+        let (cluster_threads, cluster_events) = match &self.config.cluster {
+            None => (None, None),
+            Some(settings) => {
+                let instance = crate::cluster::instance_id();
+                log::info!("cluster: instance {instance}, Redis at {}", settings.url);
+                let (commands_tx, commands_rx) =
+                    crossbeam_channel::bounded(crate::cluster::link::COMMAND_CAPACITY);
+                let (events_tx, events_rx) = crossbeam_channel::bounded(crate::cluster::link::EVENT_CAPACITY);
+                hub.attach_cluster(hub::ClusterLink::new(
+                    instance.clone(),
+                    commands_tx,
+                    self.cluster_guests,
+                ));
+                let threads = crate::cluster::start(
+                    settings.clone(),
+                    instance,
+                    self.config.history,
+                    commands_rx,
+                    events_tx,
+                );
+                match threads {
+                    Ok(threads) => (Some(threads), Some(events_rx)),
+                    Err(e) => {
+                        self.shutdown.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let wiring = Wiring {
             inbound: hub_inbound,
             outlets,
             released: released_tx,
             poke: self.hub_poke.1,
             heartbeat: self.hub_heartbeat,
+            cluster: cluster_events,
         };
         let hub_thread = match supervisor.spawn("hub".into(), move || {
             hub::run(hub, wiring, &hub_stats);
@@ -592,6 +646,9 @@ impl Server {
             }
         }
         let _ = hub_thread.join();
+        if let Some(threads) = cluster_threads {
+            threads.stop();
+        }
         log::info!("stopped");
         if let Some(endpoint) = endpoint {
             endpoint.stop();

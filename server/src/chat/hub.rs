@@ -58,7 +58,10 @@ use crate::ops::logging::clip;
 use crate::ops::stats::Stats;
 
 mod admin;
+mod cluster;
 mod moderation;
+
+pub use cluster::Link as ClusterLink;
 
 /// How many inbound messages the hub handles before it hands its output to
 /// the event loops and wakes them. Batching lets an event loop write many
@@ -218,6 +221,8 @@ pub struct Hub {
     released: Vec<Released>,
     /// See [`crate::config::TestFault::Hub`].
     panic_on: Option<String>,
+    /// The cluster, if this instance is in one (see [`cluster`]).
+    cluster: Option<ClusterLink>,
 }
 
 impl Default for Hub {
@@ -252,6 +257,7 @@ impl Hub {
             shutting_down: false,
             released: Vec::new(),
             panic_on: None,
+            cluster: None,
         }
     }
 
@@ -356,6 +362,7 @@ impl Hub {
                 self.acceptor_stopped = true;
                 self.shutdown_when_ready();
             }
+            Inbound::Cluster(event) => self.cluster_event(event),
         }
     }
 
@@ -370,6 +377,7 @@ impl Hub {
             LINE_USER.to_string(),
             LINE_REALNAME.to_string(),
         );
+        self.cluster_keep(id, &nick, true);
         self.send(
             id,
             ServerEvent::Welcome {
@@ -425,11 +433,23 @@ impl Hub {
     /// An IRC client's registration: on the chat with the nick it asked
     /// for, in no room, or the error that keeps it waiting for another.
     fn register(&mut self, id: ConnId, nick: Nick, user: String, realname: String) {
-        let Some(&addr) = self.pending.get(&id) else { return };
+        if !self.pending.contains_key(&id) {
+            return;
+        }
         if let Some(error) = self.nick_refused(id, &nick) {
             return self.send(id, ServerEvent::Error(error));
         }
-        self.pending.remove(&id);
+        let purpose = cluster_purpose_register(&user, &realname);
+        if self.cluster_claim(id, &nick, purpose) {
+            return;
+        }
+        self.apply_register(id, nick, user, realname);
+    }
+
+    /// Puts a registering connection on the chat with `nick`, which is
+    /// free (and, in a cluster, claimed).
+    fn apply_register(&mut self, id: ConnId, nick: Nick, user: String, realname: String) {
+        let Some(addr) = self.pending.remove(&id) else { return };
         log::info!("connect {addr} as {nick} (registered)");
         self.add_user(id, addr, nick.clone(), user, realname);
         self.send(id, ServerEvent::Registered { nick });
@@ -439,8 +459,14 @@ impl Hub {
     /// have taken `guest1O`), not even by `/nick`.
     fn guest_nick(&mut self) -> Nick {
         loop {
-            let n = self.next_guest;
-            self.next_guest = self.next_guest.wrapping_add(1);
+            let n = match self.cluster_guest() {
+                Some(n) => n,
+                None => {
+                    let n = self.next_guest;
+                    self.next_guest = self.next_guest.wrapping_add(1);
+                    n
+                }
+            };
             if let Ok(nick) = Nick::new(&format!("guest{n}")) {
                 if !self.skeletons.contains_key(&self.skeleton(&nick)) {
                     return nick;
@@ -692,10 +718,13 @@ impl Hub {
             log::debug!("{} {nick} {key}: {star}{}", user.addr, clip(&text, LOGGED_TEXT));
             user.last_said = at;
         }
+        // In a cluster the history keeps what comes back from Redis, in
+        // the room's one order.
+        let through_cluster = self.cluster_linked();
         let Some(room) = self.rooms.get_mut(&key) else { return Ok(()) };
         room.used_at = self.uses;
         let name = room.name.clone();
-        if style != Style::Notice {
+        if style != Style::Notice && !through_cluster {
             // Notices are for the moment (bots' status lines): the history
             // keeps what people said.
             let entry = HistoryEntry {
@@ -751,6 +780,9 @@ impl Hub {
 
     fn private(&mut self, from_id: ConnId, from: Nick, to: Nick, text: String, style: Style) {
         let Some(&to_id) = self.nicks.get(to.key().as_str()) else {
+            if self.cluster_private(from_id, &from, &to, &text, style) {
+                return;
+            }
             if style != Style::Notice {
                 self.send(from_id, ServerEvent::Error(ErrorKind::NoSuchNick(to)));
             }
@@ -790,6 +822,15 @@ impl Hub {
         if let Some(error) = self.nick_refused(id, &new) {
             return self.send(id, ServerEvent::Error(error));
         }
+        if new.key() != old.key() && self.cluster_claim(id, &new, cluster::rename_from(&old)) {
+            return;
+        }
+        self.apply_rename(id, old, new);
+    }
+
+    /// Gives `id` the nick `new`, which is free (and, in a cluster,
+    /// claimed), and tells the rooms.
+    fn apply_rename(&mut self, id: ConnId, old: Nick, new: Nick) {
         let new_key: Arc<str> = new.key().into();
         self.nicks.remove(old.key().as_str());
         self.nicks.insert(Arc::clone(&new_key), id);
@@ -806,12 +847,24 @@ impl Hub {
         for key in &rooms {
             if let Some(room) = self.rooms.get_mut(&**key) {
                 room.rename(id, &old_key, Arc::clone(&new_key));
+                let name = room.name.clone();
+                self.cluster_presence(&name, &old, false);
+                self.cluster_presence(&name, &new, true);
             }
+        }
+        if *old_key != *new_key {
+            self.cluster_release(&old);
         }
         self.send(id, ServerEvent::NickSet { nick: new.clone() });
         let event = ServerEvent::NickChanged { old, new };
         match rooms.as_slice() {
             [only] => self.announce_presence(only, id, event),
+            // In a cluster, told in each room, in that room's order.
+            several if self.cluster_linked() => {
+                for key in several {
+                    self.announce_presence(key, id, event.clone());
+                }
+            }
             several => {
                 // Once to everyone who shares a room with the user, however
                 // many they share.
@@ -1019,6 +1072,7 @@ impl Hub {
         let name = room.name.clone();
         let topic = room.topic.clone();
         let replay = room.history.last(self.settings.replay_lines);
+        self.cluster_presence(&name, &nick, true);
         self.announce_presence(
             &key,
             id,
@@ -1061,6 +1115,7 @@ impl Hub {
         };
         room.remove(id, &nick_key);
         let name = room.name.clone();
+        self.cluster_presence(&name, &nick, false);
         self.forget_if_empty(key);
         self.announce_presence(
             key,
@@ -1078,9 +1133,11 @@ impl Hub {
     fn take_out(&mut self, id: ConnId, key: &str) {
         let Some(user) = self.users.get_mut(&id) else { return };
         user.rooms.retain(|r| **r != *key);
-        let nick_key = Arc::clone(&user.nick_key);
+        let (nick, nick_key) = (user.nick.clone(), Arc::clone(&user.nick_key));
         if let Some(room) = self.rooms.get_mut(key) {
             room.remove(id, &nick_key);
+            let name = room.name.clone();
+            self.cluster_presence(&name, &nick, false);
         }
         self.forget_if_empty(key);
     }
@@ -1122,7 +1179,9 @@ impl Hub {
             ip: user.addr.ip(),
         });
         let rooms = user.rooms.clone();
-        if rooms.len() > 1 {
+        if rooms.len() > 1 && self.cluster_leaves(id, &rooms, &reason) {
+            // Told in each room, in that room's order.
+        } else if rooms.len() > 1 {
             // Each one who shares rooms with the user hears of it once,
             // naming one room they share: an IRC client shows one QUIT.
             self.leave_rooms_once(id, &rooms, &reason);
@@ -1135,6 +1194,7 @@ impl Hub {
             self.nicks.remove(&*user.nick_key);
             let skeleton = self.skeleton(&user.nick);
             self.skeletons.remove(&skeleton);
+            self.cluster_release(&user.nick);
         }
     }
 
@@ -1155,6 +1215,7 @@ impl Hub {
             } else {
                 Vec::new()
             };
+            self.cluster_presence(&name, &nick, false);
             self.forget_if_empty(key);
             if !audience.is_empty() {
                 let event = ServerEvent::Left {
@@ -1199,7 +1260,15 @@ impl Hub {
     /// One page of a room's members, read from its sorted index.
     fn who(&mut self, id: ConnId, target: &Target, page: usize) -> Result<(), ErrorKind> {
         let key = self.member_room(id, target)?;
-        let Some(room) = self.rooms.get(&key) else { return Ok(()) };
+        if self.cluster_who(id, &key, page) {
+            return Ok(());
+        }
+        self.local_who(id, &key, page)
+    }
+
+    /// One page of a room's members on this instance.
+    fn local_who(&mut self, id: ConnId, key: &str, page: usize) -> Result<(), ErrorKind> {
+        let Some(room) = self.rooms.get(key) else { return Ok(()) };
         let total = room.len();
         let (page, range) = Page::of_listing(page, total);
         let nicks = self.members_of(room, room.page(range));
@@ -1218,6 +1287,14 @@ impl Hub {
 
     /// One page of the rooms with members (and the lobby), kept in order.
     fn list_rooms(&mut self, id: ConnId, page: usize) {
+        if !self.cluster_rooms(id, page) {
+            self.local_rooms(id, page);
+        }
+    }
+
+    /// One page of the rooms with members on this instance (and the
+    /// lobby).
+    fn local_rooms(&mut self, id: ConnId, page: usize) {
         let visible = |r: &&Room| !r.settings.hidden || r.has_member(id);
         let total = self
             .listed
@@ -1306,6 +1383,19 @@ impl Hub {
     /// It costs one message per I/O thread with members in the room,
     /// whatever the room's size: the member lists are shared, not copied.
     pub fn publish(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
+        let event = match self.cluster {
+            None => event,
+            Some(_) => match self.cluster_publish(room_key, except, event) {
+                Some(event) => event,
+                // It comes back from Redis, to be delivered in order.
+                None => return,
+            },
+        };
+        self.publish_local(room_key, except, event);
+    }
+
+    /// Says `event` to the room's members on this instance but `except`.
+    fn publish_local(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
         let Some(room) = self.rooms.get(room_key) else {
             return;
         };
@@ -1381,6 +1471,14 @@ impl Hub {
     }
 }
 
+/// The claim an IRC registration makes.
+fn cluster_purpose_register(user: &str, realname: &str) -> crate::cluster::Purpose {
+    crate::cluster::Purpose::Register {
+        user: user.to_string(),
+        realname: realname.to_string(),
+    }
+}
+
 /// How a user joins a room.
 #[derive(Debug, Clone, Default)]
 struct JoinHow {
@@ -1441,6 +1539,8 @@ pub struct Wiring {
     pub poke: Receiver<()>,
     /// Counts the hub's turns, for the watchdog.
     pub heartbeat: Heartbeat,
+    /// What the cluster's threads hear, if in a cluster.
+    pub cluster: Option<Receiver<crate::cluster::ClusterEvent>>,
 }
 
 /// Runs the hub on the current thread until every sender of [`Inbound`]
@@ -1458,7 +1558,9 @@ pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
         released,
         mut poke,
         heartbeat,
+        cluster,
     } = wiring;
+    let mut cluster = cluster.unwrap_or_else(crossbeam_channel::never);
     let mut woken = vec![false; outlets.len()];
     loop {
         crossbeam_channel::select! {
@@ -1470,6 +1572,16 @@ pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
                     }
                 }
                 Err(_) => return,
+            },
+            recv(cluster) -> event => match event {
+                Ok(event) => {
+                    hub.handle(Inbound::Cluster(event));
+                    for event in cluster.try_iter().take(BATCH) {
+                        hub.handle(Inbound::Cluster(event));
+                    }
+                }
+                // The cluster's threads have stopped (only at the end).
+                Err(_) => cluster = crossbeam_channel::never(),
             },
             recv(poke) -> poked => {
                 if poked.is_err() {

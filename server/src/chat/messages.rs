@@ -99,6 +99,9 @@ pub enum Inbound {
     /// says goodbye only once this has come too, so that anyone told the
     /// server is shutting down finds it no longer accepting.
     AcceptorStopped,
+    /// What the cluster's threads heard from Redis, or say of the link
+    /// (see [`crate::cluster`]).
+    Cluster(crate::cluster::ClusterEvent),
 }
 
 /// How a new connection comes on the chat.

@@ -81,6 +81,14 @@ pub fn shared(event: &ServerEvent, ctx: &Context, time: bool, out: &mut Vec<u8>)
             let text = format!("[server] {text}");
             message(out, tags, Some(&ctx.server_name), "NOTICE", &["*"], Some(&text));
         }
+        ServerEvent::ClusterLink { up } => {
+            let text = if *up {
+                "cluster link restored"
+            } else {
+                "cluster link lost; only users on this server can hear you"
+            };
+            message(out, tags, Some(&ctx.server_name), "NOTICE", &["*"], Some(text));
+        }
         ServerEvent::ShuttingDown => message(
             out,
             None,
@@ -404,6 +412,7 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         | ServerEvent::Help(_) => {}
         ServerEvent::Said { .. }
         | ServerEvent::Announcement { .. }
+        | ServerEvent::ClusterLink { .. }
         | ServerEvent::RoleChanged { .. }
         | ServerEvent::Kicked { .. }
         | ServerEvent::BanChanged { .. }

@@ -1,0 +1,991 @@
+//! The two threads that talk to Redis, and the check made at start.
+//!
+//! The *command* thread owns a normal connection: it publishes room lines
+//! (many per round trip: it drains its queue into one pipeline of EVALSHA
+//! calls), claims and releases nicks, keeps presence, reads streams and
+//! answers the hub's questions, and every third of the claim TTL refreshes
+//! the claims and presence it holds. The *subscriber* thread owns a second
+//! connection in pub/sub mode (the synchronous API cannot publish on it):
+//! every room's channel, by one pattern, and this instance's private
+//! channel. Both set read and write timeouts on their sockets, so a frozen
+//! Redis is a timeout like any error; both then say the link is down, and
+//! reconnect with a backoff from 100 ms doubling to 5 s, while the command
+//! thread goes on answering the hub from what it knows (a claim made then
+//! is kept and made again once the link is back).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chat_protocol::{Nick, RoomName};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::Value;
+
+use crate::cluster::keys;
+use crate::cluster::payload::{parse_line, Envelope, Private};
+use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Settings};
+
+/// Commands the hub may queue to the command thread: a second of the
+/// throughput target. Full means Redis has not kept up for that long; the
+/// hub then takes the link-lost path rather than wait.
+pub const COMMAND_CAPACITY: usize = 65_536;
+
+/// Events the cluster's threads may queue to the hub. When it is full they
+/// wait (they are threads of their own): Redis then holds what is
+/// published for the subscriber, up to its own output buffer limit.
+pub const EVENT_CAPACITY: usize = 65_536;
+
+/// The most commands one round trip carries.
+const BATCH: usize = 4096;
+
+/// First wait before reconnecting.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between attempts to reconnect.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Guest numbers reserved at a time: one INCRBY per hundred guests.
+pub const GUEST_BLOCK: u64 = 100;
+
+/// The most stream entries one catch-up reads per room: what `--history`
+/// may be at most keeps the read bounded.
+const CATCH_UP_MAX: usize = 10_000;
+
+/// Numbers a line, keeps it in the room's stream and publishes it, as
+/// one step, so every instance sees the lines of a room in one order.
+/// KEYS: seq, stream, channel; ARGV: history length, payload. The stream
+/// is trimmed exactly (`MAXLEN =`): it is the history, and `--history`
+/// means that many lines. With no history the stream keeps nothing, and
+/// a gap cannot be filled (the orderer skips it).
+const PUBLISH: &str = r"
+local seq = redis.call('INCR', KEYS[1])
+local keep = tonumber(ARGV[1])
+if keep > 0 then
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', '=', keep, seq .. '-0', 'p', ARGV[2])
+end
+redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[2])
+return seq
+";
+
+/// Extends the claims still ours, takes again those that expired with
+/// nobody taking them, and returns those another instance holds. KEYS:
+/// nick keys; ARGV: instance id, TTL in seconds.
+const REFRESH: &str = r"
+local lost = {}
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v == ARGV[1] then
+    redis.call('EXPIRE', k, ARGV[2])
+  elseif not v then
+    redis.call('SET', k, ARGV[1], 'EX', ARGV[2])
+  else
+    table.insert(lost, k)
+  end
+end
+return lost
+";
+
+/// Deletes a claim if it is still ours. KEYS: the nick key; ARGV: id.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The cluster threads, for the server to stop and join.
+#[derive(Debug)]
+pub struct Threads {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Threads {
+    /// Stops both threads and waits for them (each notices within one
+    /// `--cluster-timeout`, or at once once the hub's queue has gone).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        for handle in self.handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Why one attempt to talk to Redis failed.
+#[derive(Debug)]
+enum LinkError {
+    /// Connection, timeout or protocol trouble.
+    Down(String),
+    /// The password was refused (or one is needed).
+    Password,
+}
+
+fn classify(error: &redis::RedisError) -> LinkError {
+    let code = error.code().unwrap_or_default();
+    let text = error.to_string();
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, "WRONGPASS" | "NOAUTH")
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("AUTH <password>")
+        || text.contains("invalid password")
+    {
+        LinkError::Password
+    } else {
+        LinkError::Down(describe(error))
+    }
+}
+
+/// A short description of a Redis error (the crate's text holds no
+/// password: we never hand it the URL as a string).
+fn describe(error: &redis::RedisError) -> String {
+    if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connection_refusal() {
+        "connection refused".to_string()
+    } else {
+        error.to_string()
+    }
+}
+
+/// Opens a connection with the timeouts set and checks it with PING.
+fn connect(settings: &Settings) -> Result<redis::Connection, LinkError> {
+    let info = settings.url.connection_info().map_err(|e| classify(&e))?;
+    let client = redis::Client::open(info).map_err(|e| classify(&e))?;
+    let mut con = client
+        .get_connection_with_timeout(settings.timeout)
+        .map_err(|e| classify(&e))?;
+    con.set_read_timeout(Some(settings.timeout))
+        .map_err(|e| classify(&e))?;
+    con.set_write_timeout(Some(settings.timeout))
+        .map_err(|e| classify(&e))?;
+    redis::cmd("PING")
+        .query::<String>(&mut con)
+        .map_err(|e| classify(&e))?;
+    Ok(con)
+}
+
+/// Checks at start that Redis answers and takes the password, and reserves
+/// the first block of guest numbers (`start..end`).
+///
+/// # Errors
+/// [`ClusterError::Unreachable`], [`ClusterError::Password`] or
+/// [`ClusterError::Failed`]; none names the password.
+pub fn probe(settings: &Settings) -> Result<(u64, u64), ClusterError> {
+    let address = settings.url.address();
+    let mut con = connect(settings).map_err(|e| match e {
+        LinkError::Password => ClusterError::Password {
+            address: address.clone(),
+        },
+        LinkError::Down(reason) => ClusterError::Unreachable {
+            address: address.clone(),
+            reason,
+        },
+    })?;
+    guest_block(&mut con).map_err(|e| ClusterError::Failed {
+        address,
+        reason: describe(&e),
+    })
+}
+
+fn guest_block(con: &mut redis::Connection) -> redis::RedisResult<(u64, u64)> {
+    let end: u64 = redis::cmd("INCRBY")
+        .arg(keys::GUESTS)
+        .arg(GUEST_BLOCK)
+        .query(con)?;
+    Ok((
+        end.saturating_sub(GUEST_BLOCK).saturating_add(1),
+        end.saturating_add(1),
+    ))
+}
+
+/// Starts the command and subscriber threads. `commands` is what the hub
+/// sends; `events` goes to the hub.
+///
+/// # Errors
+/// When a thread cannot be spawned.
+pub fn start(
+    settings: Settings,
+    instance: String,
+    history: usize,
+    commands: Receiver<Command>,
+    events: Sender<ClusterEvent>,
+) -> std::io::Result<Threads> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut command_thread = CommandThread {
+        settings: settings.clone(),
+        instance: instance.clone(),
+        history,
+        commands,
+        events: events.clone(),
+        stop: Arc::clone(&stop),
+        claims: HashMap::new(),
+        presence: HashMap::new(),
+        publish_sha: String::new(),
+        refresh_sha: String::new(),
+        release_sha: String::new(),
+    };
+    let subscriber = Subscriber {
+        settings,
+        instance,
+        events,
+        stop: Arc::clone(&stop),
+    };
+    let handles = vec![
+        std::thread::Builder::new()
+            .name("cluster-commands".into())
+            .spawn(move || command_thread.run())?,
+        std::thread::Builder::new()
+            .name("cluster-subscriber".into())
+            .spawn(move || subscriber.run())?,
+    ];
+    Ok(Threads { stop, handles })
+}
+
+/// The next backoff after `current`.
+fn next_backoff(current: Duration) -> Duration {
+    current.saturating_mul(2).min(BACKOFF_MAX)
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    crate::chat::hub::system_clock()
+}
+
+/// The command thread's state.
+struct CommandThread {
+    settings: Settings,
+    instance: String,
+    /// `--history`: how long the streams are.
+    history: usize,
+    commands: Receiver<Command>,
+    events: Sender<ClusterEvent>,
+    stop: Arc<AtomicBool>,
+    /// The nicks this instance holds, by key: refreshed, and claimed again
+    /// after a reconnect.
+    claims: HashMap<String, Nick>,
+    /// The local members of each room, by room key: the presence this
+    /// instance refreshes.
+    presence: HashMap<String, (RoomName, HashSet<Nick>)>,
+    /// The scripts' SHA1s, loaded on each new connection.
+    publish_sha: String,
+    refresh_sha: String,
+    release_sha: String,
+}
+
+/// What one round trip of published lines needs back if it fails.
+type Unsent = Vec<(String, Envelope)>;
+
+impl CommandThread {
+    fn run(&mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut was_up = false;
+        let mut warned = false;
+        while !self.stopping() {
+            match self.open() {
+                Ok(mut con) => {
+                    if warned {
+                        log::info!("cluster: command link to {} restored", self.settings.url);
+                    }
+                    backoff = BACKOFF_MIN;
+                    was_up = true;
+                    self.send(ClusterEvent::Link {
+                        part: Part::Commands,
+                        up: true,
+                    });
+                    let why = self.serve(&mut con);
+                    if self.stopping() {
+                        return;
+                    }
+                    log::warn!("cluster: command link to {} lost: {why}", self.settings.url);
+                    warned = true;
+                    self.send(ClusterEvent::Link {
+                        part: Part::Commands,
+                        up: false,
+                    });
+                }
+                Err(why) => {
+                    if !warned {
+                        let why = match why {
+                            LinkError::Password => "Redis refused the password".to_string(),
+                            LinkError::Down(why) => why,
+                        };
+                        log::warn!(
+                            "cluster: cannot reach Redis at {} ({why}); retrying",
+                            self.settings.url
+                        );
+                        warned = true;
+                        if !was_up {
+                            self.send(ClusterEvent::Link {
+                                part: Part::Commands,
+                                up: false,
+                            });
+                        }
+                    }
+                }
+            }
+            // Offline: answer the hub from what we know until it is time
+            // to try again.
+            let until = Instant::now() + backoff;
+            backoff = next_backoff(backoff);
+            while !self.stopping() {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.commands.recv_timeout(left) {
+                    Ok(command) => self.offline(command),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn send(&self, event: ClusterEvent) {
+        // The hub has gone only at the end of a shutdown.
+        let _ = self.events.send(event);
+    }
+
+    /// Connects, loads the scripts, claims the nicks and presence again.
+    fn open(&mut self) -> Result<redis::Connection, LinkError> {
+        let mut con = connect(&self.settings)?;
+        let load = |con: &mut redis::Connection, script: &str| -> Result<String, LinkError> {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(script)
+                .query(con)
+                .map_err(|e| classify(&e))
+        };
+        self.publish_sha = load(&mut con, PUBLISH)?;
+        self.refresh_sha = load(&mut con, REFRESH)?;
+        self.release_sha = load(&mut con, RELEASE)?;
+        self.refresh(&mut con).map_err(|e| classify(&e))?;
+        Ok(con)
+    }
+
+    /// Handles commands until the connection fails; returns why.
+    fn serve(&mut self, con: &mut redis::Connection) -> String {
+        let period = self.settings.claim_ttl / 3;
+        let mut next_refresh = Instant::now() + period;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if self.stopping() {
+                return "stopping".to_string();
+            }
+            let wait = next_refresh
+                .saturating_duration_since(Instant::now())
+                .min(self.settings.timeout);
+            match self.commands.recv_timeout(wait) {
+                Ok(first) => {
+                    batch.push(first);
+                    batch.extend(self.commands.try_iter().take(BATCH - 1));
+                    if let Err(e) = self.handle_batch(con, &mut batch) {
+                        return describe(&e);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop.store(true, Ordering::Release);
+                    return "stopping".to_string();
+                }
+            }
+            if Instant::now() >= next_refresh {
+                next_refresh = Instant::now() + period;
+                if let Err(e) = self.refresh(con) {
+                    return describe(&e);
+                }
+            }
+        }
+    }
+
+    /// One batch: every publish in one pipeline, then the rest in order.
+    /// Publishes and other commands keep their relative order per room
+    /// because the other commands do not publish.
+    fn handle_batch(
+        &mut self,
+        con: &mut redis::Connection,
+        batch: &mut Vec<Command>,
+    ) -> redis::RedisResult<()> {
+        let mut commands = std::mem::take(batch).into_iter();
+        let mut publishes: Unsent = Vec::new();
+        while let Some(command) = commands.next() {
+            if let Command::Publish { room, envelope } = command {
+                publishes.push((room, envelope));
+                continue;
+            }
+            // Publish what came before this command first, so a join is
+            // published before the /who that follows it is read, say.
+            if let Err(e) = self.publish(con, &mut publishes) {
+                self.bounce(commands.collect(), Some(command));
+                return Err(e);
+            }
+            if let Err(e) = self.command(con, command) {
+                self.bounce(commands.collect(), None);
+                return Err(e);
+            }
+        }
+        self.publish(con, &mut publishes)
+    }
+
+    /// After a failure: the commands not sent are answered offline.
+    fn bounce(&mut self, rest: Vec<Command>, failed: Option<Command>) {
+        for command in failed.into_iter().chain(rest) {
+            self.offline(command);
+        }
+    }
+
+    /// Publishes `lines` in one round trip; on failure hands them back to
+    /// the hub to deliver locally.
+    fn publish(&mut self, con: &mut redis::Connection, lines: &mut Unsent) -> redis::RedisResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (room, envelope) in lines.iter() {
+            let payload = serde_json::to_string(envelope).unwrap_or_default();
+            pipe.cmd("EVALSHA")
+                .arg(&self.publish_sha)
+                .arg(3)
+                .arg(keys::seq(room))
+                .arg(keys::stream(room))
+                .arg(keys::channel(room))
+                .arg(self.history)
+                .arg(payload)
+                .ignore();
+        }
+        let mut result = pipe.query::<()>(con);
+        if matches!(&result, Err(e) if e.code() == Some("NOSCRIPT")) {
+            // Redis forgot the script (SCRIPT FLUSH, a failover): load it
+            // again and retry; no line of the batch ran.
+            match redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH).query::<String>(con) {
+                Ok(sha) => {
+                    self.publish_sha = sha;
+                    return self.publish(con, lines);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        let sent = std::mem::take(lines);
+        if result.is_err() {
+            for (room, envelope) in sent {
+                self.send(ClusterEvent::Unpublished { room, envelope });
+            }
+        }
+        result
+    }
+
+    /// Any command but a publish, with the link up.
+    fn command(&mut self, con: &mut redis::Connection, command: Command) -> redis::RedisResult<()> {
+        match command {
+            Command::Publish { room, envelope } => self.publish(con, &mut vec![(room, envelope)]),
+            Command::Claim { conn, nick, purpose } => {
+                let key = nick.key();
+                let won = if purpose == Purpose::Keep {
+                    true
+                } else {
+                    let set: Option<String> = redis::cmd("SET")
+                        .arg(keys::nick(&key))
+                        .arg(&self.instance)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(self.settings.claim_ttl.as_secs())
+                        .query(con)?;
+                    set.is_some()
+                };
+                if won {
+                    self.claims.insert(key, nick.clone());
+                }
+                if purpose == Purpose::Keep {
+                    // Made while offline, or a local rename's claim: take
+                    // it now if free; a refusal is a lost claim.
+                    let lost = self.refresh_keys(con, &[nick.key()])?;
+                    if !lost.is_empty() {
+                        self.send(ClusterEvent::ClaimsLost(lost));
+                    }
+                    return Ok(());
+                }
+                self.send(ClusterEvent::Claimed {
+                    conn,
+                    nick,
+                    purpose,
+                    won,
+                });
+                Ok(())
+            }
+            Command::Release { key } => {
+                self.claims.remove(&key);
+                redis::cmd("EVALSHA")
+                    .arg(&self.release_sha)
+                    .arg(1)
+                    .arg(keys::nick(&key))
+                    .arg(&self.instance)
+                    .query::<i64>(con)?;
+                Ok(())
+            }
+            Command::Join { room, nick } => {
+                let key = room.key();
+                let expiry = now_ms().saturating_add(self.ttl_ms());
+                redis::pipe()
+                    .cmd("ZADD")
+                    .arg(keys::members(&key))
+                    .arg(expiry)
+                    .arg(nick.as_str())
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(keys::ROOMS)
+                    .arg(expiry)
+                    .arg(&key)
+                    .ignore()
+                    .cmd("HSETNX")
+                    .arg(keys::ROOM_NAMES)
+                    .arg(&key)
+                    .arg(room.as_str())
+                    .ignore()
+                    .query::<()>(con)?;
+                self.presence
+                    .entry(key)
+                    .or_insert_with(|| (room, HashSet::new()))
+                    .1
+                    .insert(nick);
+                Ok(())
+            }
+            Command::Leave { room, nick } => {
+                self.forget_member(&room, &nick);
+                redis::cmd("ZREM")
+                    .arg(keys::members(&room))
+                    .arg(nick.as_str())
+                    .query::<i64>(con)?;
+                Ok(())
+            }
+            Command::Who { conn, room, page } => {
+                let (_, nicks): ((), Vec<String>) = redis::pipe()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(keys::members(&room))
+                    .arg("-inf")
+                    .arg(now_ms())
+                    .cmd("ZRANGE")
+                    .arg(keys::members(&room))
+                    .arg(0)
+                    .arg(-1)
+                    .query(con)?;
+                let nicks = nicks.iter().filter_map(|n| Nick::new(n).ok()).collect();
+                self.send(ClusterEvent::Members {
+                    conn,
+                    room,
+                    page,
+                    nicks: Some(nicks),
+                });
+                Ok(())
+            }
+            Command::Rooms { conn, page } => {
+                let now = now_ms();
+                let (_, rooms): ((), Vec<String>) = redis::pipe()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(keys::ROOMS)
+                    .arg("-inf")
+                    .arg(now)
+                    .cmd("ZRANGE")
+                    .arg(keys::ROOMS)
+                    .arg(0)
+                    .arg(-1)
+                    .query(con)?;
+                let mut pipe = redis::pipe();
+                for key in &rooms {
+                    pipe.cmd("ZCOUNT").arg(keys::members(key)).arg(now).arg("+inf");
+                    pipe.cmd("HGET").arg(keys::ROOM_NAMES).arg(key);
+                }
+                let answers: Vec<(usize, Option<String>)> = if rooms.is_empty() {
+                    Vec::new()
+                } else {
+                    let flat: Vec<Value> = pipe.query(con)?;
+                    flat.chunks(2)
+                        .map(|pair| match pair {
+                            [count, name] => (
+                                redis::from_redis_value_ref::<usize>(count).unwrap_or(0),
+                                redis::from_redis_value_ref::<Option<String>>(name).unwrap_or(None),
+                            ),
+                            _ => (0, None),
+                        })
+                        .collect()
+                };
+                let listed = rooms
+                    .iter()
+                    .zip(answers)
+                    .filter(|(_, (count, _))| *count > 0)
+                    .filter_map(|(key, (count, name))| {
+                        let name = RoomName::new(name.as_deref().unwrap_or(key)).ok()?;
+                        Some((name, count))
+                    })
+                    .collect();
+                self.send(ClusterEvent::Rooms {
+                    conn,
+                    page,
+                    rooms: Some(listed),
+                });
+                Ok(())
+            }
+            Command::Private { conn, message } => {
+                let owner: Option<String> =
+                    redis::cmd("GET").arg(keys::nick(&message.to.key())).query(con)?;
+                let delivered = match owner {
+                    Some(owner) => {
+                        let payload = serde_json::to_string(&message).unwrap_or_default();
+                        let heard: i64 = redis::cmd("PUBLISH")
+                            .arg(keys::instance(&owner))
+                            .arg(payload)
+                            .query(con)?;
+                        heard > 0
+                    }
+                    None => false,
+                };
+                self.send(ClusterEvent::PrivateSent {
+                    conn,
+                    message,
+                    delivered,
+                });
+                Ok(())
+            }
+            Command::Fill { room, from, to } => {
+                let lines = self.read_stream(con, &room, from, Some(to))?;
+                self.send(ClusterEvent::Backlog {
+                    room,
+                    lines,
+                    upto: to,
+                });
+                Ok(())
+            }
+            Command::CatchUp { positions } => {
+                self.catch_up(con, positions)?;
+                self.send(ClusterEvent::CaughtUp);
+                Ok(())
+            }
+            Command::GuestBlock => {
+                let (start, end) = guest_block(con)?;
+                self.send(ClusterEvent::Guests { start, end });
+                Ok(())
+            }
+        }
+    }
+
+    /// A command while the link is down: remembered, or answered as if
+    /// this instance were alone.
+    fn offline(&mut self, command: Command) {
+        match command {
+            Command::Publish { room, envelope } => self.send(ClusterEvent::Unpublished { room, envelope }),
+            Command::Claim { conn, nick, purpose } => {
+                self.claims.insert(nick.key(), nick.clone());
+                if purpose != Purpose::Keep {
+                    self.send(ClusterEvent::Claimed {
+                        conn,
+                        nick,
+                        purpose,
+                        won: true,
+                    });
+                }
+            }
+            Command::Release { key } => {
+                self.claims.remove(&key);
+            }
+            Command::Join { room, nick } => {
+                self.presence
+                    .entry(room.key())
+                    .or_insert_with(|| (room, HashSet::new()))
+                    .1
+                    .insert(nick);
+            }
+            Command::Leave { room, nick } => self.forget_member(&room, &nick),
+            Command::Who { conn, room, page } => self.send(ClusterEvent::Members {
+                conn,
+                room,
+                page,
+                nicks: None,
+            }),
+            Command::Rooms { conn, page } => self.send(ClusterEvent::Rooms {
+                conn,
+                page,
+                rooms: None,
+            }),
+            Command::Private { conn, message } => self.send(ClusterEvent::PrivateSent {
+                conn,
+                message,
+                delivered: false,
+            }),
+            Command::Fill { room, to, .. } => self.send(ClusterEvent::Backlog {
+                room,
+                lines: Vec::new(),
+                upto: to,
+            }),
+            // Asked again once the link is back.
+            Command::CatchUp { .. } | Command::GuestBlock => {}
+        }
+    }
+
+    fn forget_member(&mut self, room: &str, nick: &Nick) {
+        if let Some((_, members)) = self.presence.get_mut(room) {
+            members.remove(nick);
+            if members.is_empty() {
+                self.presence.remove(room);
+            }
+        }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.claim_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Refreshes every claim and the presence; reports claims lost.
+    fn refresh(&mut self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let keys: Vec<String> = self.claims.keys().cloned().collect();
+        let mut lost = Vec::new();
+        for chunk in keys.chunks(1000) {
+            lost.extend(self.refresh_keys(con, chunk)?);
+        }
+        for key in &lost {
+            self.claims.remove(key);
+        }
+        if !lost.is_empty() {
+            self.send(ClusterEvent::ClaimsLost(lost));
+        }
+        let expiry = now_ms().saturating_add(self.ttl_ms());
+        let mut pipe = redis::pipe();
+        for (key, (name, members)) in &self.presence {
+            if members.is_empty() {
+                continue;
+            }
+            pipe.cmd("ZADD").arg(keys::members(key));
+            for nick in members {
+                pipe.arg(expiry).arg(nick.as_str());
+            }
+            pipe.ignore();
+            pipe.cmd("ZADD").arg(keys::ROOMS).arg(expiry).arg(key).ignore();
+            pipe.cmd("HSETNX")
+                .arg(keys::ROOM_NAMES)
+                .arg(key)
+                .arg(name.as_str())
+                .ignore();
+        }
+        if !pipe.is_empty() {
+            pipe.query::<()>(con)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the refresh script over `keys` (nick keys); returns the lost.
+    fn refresh_keys(
+        &mut self,
+        con: &mut redis::Connection,
+        nick_keys: &[String],
+    ) -> redis::RedisResult<Vec<String>> {
+        if nick_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.refresh_sha).arg(nick_keys.len());
+        for key in nick_keys {
+            cmd.arg(keys::nick(key));
+        }
+        cmd.arg(&self.instance).arg(self.settings.claim_ttl.as_secs());
+        let lost: Vec<String> = cmd.query(con)?;
+        Ok(lost
+            .into_iter()
+            .filter_map(|k| k.strip_prefix("chat:nick:").map(str::to_string))
+            .collect())
+    }
+
+    /// A room's stream from `from` to `to` (the end when `None`).
+    fn read_stream(
+        &self,
+        con: &mut redis::Connection,
+        room: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> redis::RedisResult<Vec<(u64, Envelope)>> {
+        let end = to.map_or_else(|| "+".to_string(), |to| format!("{to}-0"));
+        let entries: Value = redis::cmd("XRANGE")
+            .arg(keys::stream(room))
+            .arg(format!("{from}-0"))
+            .arg(end)
+            .arg("COUNT")
+            .arg(CATCH_UP_MAX)
+            .query(con)?;
+        Ok(stream_entries(&entries))
+    }
+
+    /// Every room's stream past where the hub is.
+    fn catch_up(
+        &mut self,
+        con: &mut redis::Connection,
+        positions: Vec<(String, u64)>,
+    ) -> redis::RedisResult<()> {
+        let known: HashMap<String, u64> = positions.into_iter().collect();
+        let mut cursor = "0".to_string();
+        let mut rounds = 0;
+        loop {
+            let (next, found): (String, Vec<String>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("MATCH")
+                .arg("chat:stream:*")
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query(con)?;
+            for key in found {
+                let Some(room) = keys::room_of_stream(&key) else { continue };
+                let from = known.get(room).map_or(0, |last| last.saturating_add(1));
+                let lines = self.read_stream(con, room, from, None)?;
+                let upto = lines.last().map_or(from.saturating_sub(1), |(seq, _)| *seq);
+                if !lines.is_empty() || known.contains_key(room) {
+                    self.send(ClusterEvent::Backlog {
+                        room: room.to_string(),
+                        lines,
+                        upto,
+                    });
+                }
+            }
+            rounds += 1;
+            if next == "0" || rounds > 100_000 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The entries of an XRANGE answer, `[[id, [field, value, ...]], ...]`,
+/// as (number, envelope); anything malformed is left out.
+fn stream_entries(value: &Value) -> Vec<(u64, Envelope)> {
+    let Value::Array(entries) = value else { return Vec::new() };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let Value::Array(parts) = entry else { return None };
+            let [id, Value::Array(fields)] = parts.as_slice() else { return None };
+            let id: String = redis::from_redis_value_ref(id).ok()?;
+            let seq = id.split('-').next()?.parse::<u64>().ok()?;
+            let payload: String = redis::from_redis_value_ref(fields.get(1)?).ok()?;
+            let envelope = serde_json::from_str(&payload).ok()?;
+            Some((seq, envelope))
+        })
+        .collect()
+}
+
+/// The subscriber thread's state.
+struct Subscriber {
+    settings: Settings,
+    instance: String,
+    events: Sender<ClusterEvent>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Subscriber {
+    fn run(&self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut warned = false;
+        let mut was_up = false;
+        while !self.stop.load(Ordering::Acquire) {
+            match connect(&self.settings) {
+                Ok(mut con) => {
+                    backoff = BACKOFF_MIN;
+                    let why = self.listen(&mut con, &mut was_up);
+                    if self.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if was_up {
+                        log::warn!("cluster: subscription to {} lost: {why}", self.settings.url);
+                        let _ = self.events.send(ClusterEvent::Link {
+                            part: Part::Subscriber,
+                            up: false,
+                        });
+                    }
+                    warned = true;
+                }
+                Err(_) => {
+                    if !warned && !was_up {
+                        let _ = self.events.send(ClusterEvent::Link {
+                            part: Part::Subscriber,
+                            up: false,
+                        });
+                    }
+                    warned = true;
+                }
+            }
+            let until = Instant::now() + backoff;
+            backoff = next_backoff(backoff);
+            while !self.stop.load(Ordering::Acquire) && Instant::now() < until {
+                std::thread::sleep(
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(50)),
+                );
+            }
+        }
+    }
+
+    /// Subscribes and hands every message to the hub until the connection
+    /// fails; returns why.
+    fn listen(&self, con: &mut redis::Connection, was_up: &mut bool) -> String {
+        let mut pubsub = con.as_pubsub();
+        if let Err(e) = pubsub.psubscribe(keys::ROOM_PATTERN) {
+            return describe(&e);
+        }
+        if let Err(e) = pubsub.subscribe(keys::instance(&self.instance)) {
+            return describe(&e);
+        }
+        if let Err(e) = pubsub.set_read_timeout(Some(self.settings.timeout)) {
+            return describe(&e);
+        }
+        *was_up = true;
+        let _ = self.events.send(ClusterEvent::Link {
+            part: Part::Subscriber,
+            up: true,
+        });
+        // A quiet channel is normal; a quiet Redis may be frozen: after a
+        // timeout with nothing heard, a PING must be answered.
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return "stopping".to_string();
+            }
+            match pubsub.get_message() {
+                Ok(message) => self.hand_over(&message),
+                Err(e) if e.is_timeout() => {
+                    if let Err(e) = pubsub.ping::<Value>() {
+                        return describe(&e);
+                    }
+                }
+                Err(e) => return describe(&e),
+            }
+        }
+    }
+
+    fn hand_over(&self, message: &redis::Msg) {
+        let channel = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        if let Some(room) = channel.strip_prefix(keys::ROOM_CHANNEL) {
+            match parse_line(payload) {
+                Ok((seq, envelope)) => {
+                    let _ = self.events.send(ClusterEvent::Line {
+                        room: room.to_string(),
+                        seq,
+                        envelope,
+                    });
+                }
+                Err(e) => log::debug!("cluster: ignoring a message on {channel}: {e}"),
+            }
+        } else {
+            match serde_json::from_slice::<Private>(payload) {
+                Ok(private) => {
+                    let _ = self.events.send(ClusterEvent::PrivateIn(private));
+                }
+                Err(e) => log::debug!("cluster: ignoring a message on {channel}: {e}"),
+            }
+        }
+    }
+}
