@@ -37,7 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_protocol::ServerLine;
-use chat_tests::redis::{free_port, node_command, start_node, TestRedis, CLUSTER_WAIT};
+use chat_tests::redis::{free_port, node_command, start_node, start_node_unlinked, TestRedis, CLUSTER_WAIT};
 use chat_tests::{Client, Daemon, Proc};
 
 /// What every user hears when its instance loses Redis.
@@ -269,6 +269,19 @@ fn room_lines_and_actions_cross_instances_both_ways() {
     people.get(alice).expect_line("<bob> /slash from B");
     people.get(carol).expect_line("<bob> /slash from B");
     expect_who(people.get(bob), "-- 3 in #lobby: alice, bob, carol");
+}
+
+#[test]
+fn an_instance_is_linked_before_it_takes_its_first_user() {
+    let redis = TestRedis::start();
+    // Users connect as soon as the instances listen.
+    let a = start_node_unlinked(&redis, &[]);
+    let b = start_node_unlinked(&redis, &[]);
+    let mut people = People::default();
+    let alice = people.arrive(a.addr(), "alice");
+    let bob = people.arrive(b.addr(), "bob");
+    people.get(alice).send("first words");
+    people.get(bob).expect_line("<alice> first words");
 }
 
 #[test]
@@ -583,19 +596,17 @@ fn joining_replays_lines_said_on_other_instances() {
 #[test]
 fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
     let mut cluster = Cluster::start(2);
-    let mut alice = Client::connect_named(cluster.addr(0), "alice");
-    alice.send("/join ops");
-    alice.expect_line("-- you joined #ops");
-    alice.send("deploy done");
-    alice.send("/me goes home");
-    // The hub takes alice's lines in order: once /history answers, both
-    // are in the room's stream.
-    alice.send("/history");
-    assert_eq!(replayed(&mut alice), said("alice", "deploy done"));
-    assert_eq!(
-        replayed(&mut alice),
-        ("alice".to_string(), "goes home".to_string(), true)
-    );
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let carol = people.arrive(cluster.addr(1), "carol");
+    people.join(alice, "#ops");
+    people.join(carol, "#ops");
+    people.get(alice).send("deploy done");
+    people.get(alice).send("/me goes home");
+    // carol heard both: they went through Redis, into the room's stream.
+    people.get(carol).expect_line("<alice> deploy done");
+    people.get(carol).expect_line("* alice goes home");
+    let mut alice = people.members.swap_remove(alice).0;
 
     // Instance A stops (gracefully) and a new one takes its place.
     let mut a = cluster.nodes.remove(0);
