@@ -78,6 +78,10 @@ pub const HUB_INBOUND_CAPACITY: usize = 4096;
 /// I/O thread's work (it takes up to 512 a turn).
 pub const HUB_OUTBOUND_CAPACITY: usize = 4096;
 
+/// The least time the server waits at start for the cluster to link (see
+/// [`Server::run`]): ten `--cluster-timeout`s, but at least this.
+const CLUSTER_READY_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -536,18 +540,22 @@ impl Server {
         }
         // The cluster's threads, bridged to the hub by bounded channels
         // (see [`crate::cluster::link`] for what bounds them).
-        let (cluster_threads, cluster_events) = match &self.config.cluster {
-            None => (None, None),
+        let (cluster_threads, cluster_events, cluster_ready) = match &self.config.cluster {
+            None => (None, None, None),
             Some(settings) => {
                 let instance = crate::cluster::instance_id();
                 log::info!("cluster: instance {instance}, Redis at {}", settings.url);
                 let (commands_tx, commands_rx) =
                     crossbeam_channel::bounded(crate::cluster::link::COMMAND_CAPACITY);
                 let (events_tx, events_rx) = crossbeam_channel::bounded(crate::cluster::link::EVENT_CAPACITY);
+                // Wait for the link only if Redis answered at start.
+                let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+                let ready = self.cluster_guests.is_some().then_some(ready_rx);
                 hub.attach_cluster(hub::ClusterLink::new(
                     instance.clone(),
                     commands_tx,
                     self.cluster_guests,
+                    Some(ready_tx),
                 ));
                 let threads = crate::cluster::start(
                     settings.clone(),
@@ -557,7 +565,11 @@ impl Server {
                     events_tx,
                 );
                 match threads {
-                    Ok(threads) => (Some(threads), Some(events_rx)),
+                    Ok(threads) => (
+                        Some(threads),
+                        Some(events_rx),
+                        ready.map(|r| (r, settings.timeout)),
+                    ),
                     Err(e) => {
                         self.shutdown.shutdown();
                         return Err(e);
@@ -583,6 +595,17 @@ impl Server {
                 return Err(e);
             }
         };
+        if let Some((ready, timeout)) = cluster_ready {
+            // Accept users once the cluster is linked and the rooms'
+            // history read, so the first to connect already sees the
+            // whole cluster; the listeners are bound, so connections wait
+            // in the kernel's backlog meanwhile. Bounded: a slow Redis does
+            // not keep the server from serving its own users.
+            let bound = (timeout * 10).max(CLUSTER_READY_MIN);
+            if ready.recv_timeout(bound).is_err() {
+                log::warn!("cluster: not linked after {bound:?}; serving local users meanwhile");
+            }
+        }
         log::info!("serving with {}", counted(inlets.len(), "I/O thread"));
         // Bounded by what operators do: one list per ban or unban.
         let (to_acceptor, ban_updates) = crossbeam_channel::unbounded();

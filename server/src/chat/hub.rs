@@ -378,14 +378,11 @@ impl Hub {
             LINE_REALNAME.to_string(),
         );
         self.cluster_keep(id, &nick, true);
-        self.send(
-            id,
-            ServerEvent::Welcome {
-                nick: nick.clone(),
-                room: lobby.clone(),
-            },
-        );
-        self.enter(id, nick, lobby, false);
+        let welcome = ServerEvent::Welcome {
+            nick: nick.clone(),
+            room: lobby.clone(),
+        };
+        self.enter(id, nick, lobby, false, welcome);
     }
 
     /// Puts a user on the chat with `nick`, which must be free.
@@ -848,14 +845,15 @@ impl Hub {
             if let Some(room) = self.rooms.get_mut(&**key) {
                 room.rename(id, &old_key, Arc::clone(&new_key));
                 let name = room.name.clone();
-                self.cluster_presence(&name, &old, false);
-                self.cluster_presence(&name, &new, true);
+                self.cluster_presence(&name, id, &old, false);
+                self.cluster_presence(&name, id, &new, true);
             }
         }
         if *old_key != *new_key {
             self.cluster_release(&old);
         }
-        self.send(id, ServerEvent::NickSet { nick: new.clone() });
+        // In a cluster, told once the change is in the rooms' order.
+        self.cluster_confirm_after(id, ServerEvent::NickSet { nick: new.clone() });
         let event = ServerEvent::NickChanged { old, new };
         match rooms.as_slice() {
             [only] => self.announce_presence(only, id, event),
@@ -877,6 +875,7 @@ impl Hub {
                 self.deliver_many(told.into_iter().collect(), event);
             }
         }
+        self.cluster_confirm_now();
     }
 
     /// The members `ids` of `room`, with their roles there.
@@ -1048,15 +1047,15 @@ impl Hub {
         } else if user.rooms.len() >= MAX_ROOMS_PER_USER {
             return Err(ErrorKind::TooManyRooms(MAX_ROOMS_PER_USER));
         }
-        self.send(id, ServerEvent::JoinedRoom { room: name.clone() });
-        self.enter(id, nick, name, names);
+        let joined = ServerEvent::JoinedRoom { room: name.clone() };
+        self.enter(id, nick, name, names, joined);
         Ok(())
     }
 
     /// Puts `id` into the room `target` names, creating it if needed, tells
-    /// the room, and shows the newcomer its topic, its members if `names`,
-    /// and its last lines.
-    fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName, names: bool) {
+    /// the newcomer `first` (that they are in), tells the room, and shows
+    /// the newcomer its topic, its members if `names`, and its last lines.
+    fn enter(&mut self, id: ConnId, nick: Nick, target: RoomName, names: bool, first: ServerEvent) {
         let key = target.key();
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room::new(target));
         let Some(user) = self.users.get_mut(&id) else { return };
@@ -1072,15 +1071,19 @@ impl Hub {
         let name = room.name.clone();
         let topic = room.topic.clone();
         let replay = room.history.last(self.settings.replay_lines);
-        self.cluster_presence(&name, &nick, true);
-        self.announce_presence(
-            &key,
-            id,
-            ServerEvent::Joined {
-                nick,
-                room: name.clone(),
-            },
-        );
+        self.cluster_presence(&name, id, &nick, true);
+        let joined = ServerEvent::Joined {
+            nick,
+            room: name.clone(),
+        };
+        // In a cluster the newcomer is told all this, and hears the room,
+        // once their join comes back from Redis: from their place in the
+        // room's order on.
+        if self.cluster_join(&key, id, &joined, first.clone(), names) {
+            return;
+        }
+        self.send(id, first);
+        self.announce_presence(&key, id, joined);
         if topic.is_some() {
             self.send(
                 id,
@@ -1115,7 +1118,7 @@ impl Hub {
         };
         room.remove(id, &nick_key);
         let name = room.name.clone();
-        self.cluster_presence(&name, &nick, false);
+        self.cluster_presence(&name, id, &nick, false);
         self.forget_if_empty(key);
         self.announce_presence(
             key,
@@ -1137,7 +1140,7 @@ impl Hub {
         if let Some(room) = self.rooms.get_mut(key) {
             room.remove(id, &nick_key);
             let name = room.name.clone();
-            self.cluster_presence(&name, &nick, false);
+            self.cluster_presence(&name, id, &nick, false);
         }
         self.forget_if_empty(key);
     }
@@ -1215,7 +1218,7 @@ impl Hub {
             } else {
                 Vec::new()
             };
-            self.cluster_presence(&name, &nick, false);
+            self.cluster_presence(&name, id, &nick, false);
             self.forget_if_empty(key);
             if !audience.is_empty() {
                 let event = ServerEvent::Left {

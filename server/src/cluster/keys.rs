@@ -11,6 +11,7 @@
 //! - `chat:rooms`: rooms with members, by expiry; `chat:roomnames` their
 //!   spelling;
 //! - `chat:guests`: the guest number counter;
+//! - `chat:epoch`: a random value, which changes when Redis lost its data;
 //! - `chat:instance:<id>`: the channel for private messages to an
 //!   instance's users.
 //!
@@ -33,6 +34,11 @@ pub const ROOM_NAMES: &str = "chat:roomnames";
 
 /// The guest counter.
 pub const GUESTS: &str = "chat:guests";
+
+/// A random value the first instance sets: when it changes, Redis has
+/// lost its data (restarted without persistence), and every room's
+/// numbering starts again.
+pub const EPOCH: &str = "chat:epoch";
 
 /// The room's sequence number.
 pub fn seq(room: &str) -> String {

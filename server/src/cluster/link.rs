@@ -223,6 +223,7 @@ pub fn start(
         stop: Arc::clone(&stop),
         claims: HashMap::new(),
         presence: HashMap::new(),
+        epoch: None,
         publish_sha: String::new(),
         refresh_sha: String::new(),
         release_sha: String::new(),
@@ -269,6 +270,8 @@ struct CommandThread {
     /// The local members of each room, by room key: the presence this
     /// instance refreshes.
     presence: HashMap<String, (RoomName, HashSet<Nick>)>,
+    /// [`keys::EPOCH`] as last seen.
+    epoch: Option<String>,
     /// The scripts' SHA1s, loaded on each new connection.
     publish_sha: String,
     refresh_sha: String,
@@ -366,6 +369,25 @@ impl CommandThread {
         self.publish_sha = load(&mut con, PUBLISH)?;
         self.refresh_sha = load(&mut con, REFRESH)?;
         self.release_sha = load(&mut con, RELEASE)?;
+        let mine = crate::cluster::instance_id();
+        let (epoch,): (String,) = redis::pipe()
+            .cmd("SET")
+            .arg(keys::EPOCH)
+            .arg(&mine)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(keys::EPOCH)
+            .query(&mut con)
+            .map_err(|e| classify(&e))?;
+        if self.epoch.as_ref().is_some_and(|before| *before != epoch) {
+            log::warn!(
+                "cluster: Redis at {} lost its data; numbering every room afresh",
+                self.settings.url
+            );
+            self.send(ClusterEvent::DataLost);
+        }
+        self.epoch = Some(epoch);
         self.refresh(&mut con).map_err(|e| classify(&e))?;
         Ok(con)
     }

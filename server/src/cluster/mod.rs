@@ -250,6 +250,9 @@ pub enum ClusterEvent {
     },
     /// A [`Command::CatchUp`] is done.
     CaughtUp,
+    /// Redis lost its data since the last connection (it restarted without
+    /// persistence): every room's numbering starts again.
+    DataLost,
     /// A published line that never reached Redis (the link failed): the
     /// hub delivers it locally, as with the link down.
     Unpublished {

@@ -101,6 +101,15 @@ impl<T> Orderer<T> {
         }
     }
 
+    /// Redis lost its data: every room's numbering starts again, so where
+    /// each room was means nothing any more. Lines held stay held.
+    pub fn forget_positions(&mut self) {
+        for order in self.rooms.values_mut() {
+            order.last = None;
+            order.filling = false;
+        }
+    }
+
     /// A line from the subscription.
     pub fn live(&mut self, room: &str, seq: u64, line: T) -> Vec<Step<T>> {
         let syncing = self.syncing;
@@ -291,6 +300,19 @@ mod tests {
             [3, 4]
         );
         assert_eq!(delivered(&o.synced()), [5]);
+    }
+
+    #[test]
+    fn after_redis_lost_its_data_numbering_starts_again() {
+        let mut o = started();
+        o.live("#a", 1, "a");
+        o.live("#a", 2, "b");
+        o.reset();
+        o.forget_positions();
+        assert!(o.live("#a", 1, "new").is_empty());
+        assert_eq!(delivered(&o.backlog("#a", vec![(1, "new")], 1)), [1]);
+        assert_eq!(delivered(&o.synced()), Vec::<u64>::new());
+        assert_eq!(delivered(&o.live("#a", 2, "next")), [2]);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub enum RoomEvent {
         room: RoomName,
         /// Who.
         nick: Nick,
+        /// Not told to the room (it is over `--quiet-above` on the
+        /// instance of the one who came): it only marks, for that
+        /// instance, where in the room's order they came in.
+        #[serde(default)]
+        quiet: bool,
     },
     /// Someone left the room.
     Left {
@@ -92,6 +97,7 @@ impl RoomEvent {
             ServerEvent::Joined { nick, room } => RoomEvent::Joined {
                 room: room.clone(),
                 nick: nick.clone(),
+                quiet: false,
             },
             ServerEvent::Left { nick, room, reason } => RoomEvent::Left {
                 room: room.clone(),
@@ -130,7 +136,7 @@ impl RoomEvent {
                 style: Style::Notice,
                 ..
             } => ServerEvent::Noticed { room, from, text },
-            RoomEvent::Joined { room, nick } => ServerEvent::Joined { nick, room },
+            RoomEvent::Joined { room, nick, .. } => ServerEvent::Joined { nick, room },
             RoomEvent::Left { room, nick, reason } => ServerEvent::Left { nick, room, reason },
             RoomEvent::NickChanged { old, new, .. } => ServerEvent::NickChanged { old, new },
             RoomEvent::TopicChanged { room, topic } => ServerEvent::TopicChanged { room, topic },
@@ -154,6 +160,11 @@ impl RoomEvent {
 pub struct Envelope {
     /// The instance that published it.
     pub origin: String,
+    /// Its number on that instance: a line the origin delivered itself
+    /// when its link failed, and which Redis ran all the same, is known
+    /// again when it comes back.
+    #[serde(default)]
+    pub id: u64,
     /// On that instance, the connection not to tell (the sender of a chat
     /// line, the one who joined or left): `(shard, slot, serial)`.
     pub except: Option<(usize, usize, u64)>,
@@ -239,6 +250,7 @@ mod tests {
             let crossing = RoomEvent::from_event(&event, 5).unwrap();
             let envelope = Envelope {
                 origin: "i1".into(),
+                id: 9,
                 except: Some((0, 1, 2)),
                 event: crossing,
             };

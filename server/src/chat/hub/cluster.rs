@@ -22,6 +22,17 @@ use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
 use crate::cluster::{ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
+/// A local user waiting for their join to come back.
+#[derive(Debug, Clone)]
+struct Joining {
+    /// Who.
+    id: ConnId,
+    /// What they are told first (the welcome, or that they joined).
+    first: ServerEvent,
+    /// Whether they asked for the member list (IRC).
+    names: bool,
+}
+
 /// The claim a `/nick` from `old` makes.
 pub(super) fn rename_from(old: &Nick) -> Purpose {
     Purpose::Rename { old: old.clone() }
@@ -29,6 +40,10 @@ pub(super) fn rename_from(old: &Nick) -> Purpose {
 
 /// Ask for the next block of guest numbers when this few are left.
 const GUESTS_LOW: u64 = 25;
+
+/// The most lines remembered as delivered here when the link failed
+/// (see [`Link::unpublished`]); past it the oldest are forgotten.
+const MAX_UNPUBLISHED: usize = 65_536;
 
 /// The hub's view of the cluster.
 #[derive(Debug)]
@@ -56,14 +71,43 @@ pub struct Link {
     /// A block of guest numbers has been asked for.
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
-    pending: HashMap<ConnId, Nick>,
+    pending: HashMap<ConnId, (Nick, Purpose)>,
+    /// Numbers this instance gives the lines it publishes.
+    next_id: u64,
+    /// Lines this instance delivered itself because the link failed under
+    /// them: Redis may have run them all the same (a frozen Redis reads
+    /// what was sent once it thaws), and then they come back in a
+    /// catch-up, to be skipped, not delivered twice.
+    unpublished: std::collections::VecDeque<u64>,
+    /// Local users who came into a room and whose join has not come back
+    /// from Redis yet, by room key: they hear nothing of the room until
+    /// it does (what comes before it was said before they came), and then
+    /// its history, up to their join.
+    joining: HashMap<String, Vec<Joining>>,
+    /// What to tell a local user once one of their room events comes back
+    /// from Redis (a `/nick`'s confirmation), by the event's number: so
+    /// that once they have read it, everyone's view of the room has it.
+    after: HashMap<u64, (ConnId, ServerEvent)>,
+    /// Set around announcing a change the user is to be told of after:
+    /// the next room event published carries it (see [`Link::after`]).
+    confirm_next: Option<(ConnId, ServerEvent)>,
+    /// Told once the link is first up and caught up, so that the server
+    /// starts accepting users only then (see [`crate::server`]).
+    ready: Option<Sender<()>>,
 }
 
 impl Link {
     /// The hub's side of a cluster, talking to the command thread through
     /// `commands`, with the guest numbers reserved at start (if Redis
     /// could be reached).
-    pub fn new(instance: String, commands: Sender<Command>, guests: Option<(u64, u64)>) -> Link {
+    ///
+    /// `ready` hears once the link is first up and the history caught up.
+    pub fn new(
+        instance: String,
+        commands: Sender<Command>,
+        guests: Option<(u64, u64)>,
+        ready: Option<Sender<()>>,
+    ) -> Link {
         Link {
             instance,
             commands,
@@ -76,6 +120,12 @@ impl Link {
             guests: guests.unwrap_or((0, 0)),
             guests_asked: false,
             pending: HashMap::new(),
+            next_id: 0,
+            unpublished: std::collections::VecDeque::new(),
+            joining: HashMap::new(),
+            after: HashMap::new(),
+            confirm_next: None,
+            ready,
         }
     }
 
@@ -142,13 +192,14 @@ impl Hub {
                 None => return Some(event),
             },
         };
-        let instance = self
-            .cluster
-            .as_ref()
-            .map(|c| c.instance.clone())
-            .unwrap_or_default();
+        let Some(c) = self.cluster.as_mut() else { return Some(event) };
+        c.next_id = c.next_id.wrapping_add(1);
+        if let Some(confirm) = c.confirm_next.take() {
+            c.after.insert(c.next_id, confirm);
+        }
         let envelope = Envelope {
-            origin: instance,
+            origin: c.instance.clone(),
+            id: c.next_id,
             except: except.map(|c| (c.shard, c.slot, c.serial)),
             event: crossing,
         };
@@ -160,6 +211,86 @@ impl Hub {
             None
         } else {
             Some(event)
+        }
+    }
+
+    /// A local user came into a room: their join goes through Redis (told
+    /// to the room unless it is quiet), and until it comes back they hear
+    /// nothing of the room; then its history. True if so; false when the
+    /// hub goes on alone (announcing and replaying at once).
+    pub(super) fn cluster_join(
+        &mut self,
+        room_key: &str,
+        id: ConnId,
+        joined: &ServerEvent,
+        first: ServerEvent,
+        names: bool,
+    ) -> bool {
+        if !self.cluster_linked() {
+            return false;
+        }
+        let ServerEvent::Joined { nick, room } = joined else { return false };
+        let members = self.rooms.get(room_key).map_or(0, Room::len);
+        let Some(c) = self.cluster.as_mut() else { return false };
+        c.next_id = c.next_id.wrapping_add(1);
+        let envelope = Envelope {
+            origin: c.instance.clone(),
+            id: c.next_id,
+            except: Some((id.shard, id.slot, id.serial)),
+            event: RoomEvent::Joined {
+                room: room.clone(),
+                nick: nick.clone(),
+                quiet: !self.announces(members),
+            },
+        };
+        let sent = self.tell_cluster(Command::Publish {
+            room: room_key.to_string(),
+            envelope,
+        });
+        if sent {
+            if let Some(c) = self.cluster.as_mut() {
+                c.joining
+                    .entry(room_key.to_string())
+                    .or_default()
+                    .push(Joining { id, first, names });
+            }
+        }
+        sent
+    }
+
+    /// The join of a local user to `room_key` came back (or the link was
+    /// lost): they are told they are in, and hear the room from now on,
+    /// starting with its topic, members (if asked) and history.
+    fn joined(&mut self, room_key: &str, joining: Joining) {
+        let Joining { id, first, names } = joining;
+        let Some(room) = self.rooms.get(room_key) else { return };
+        if !room.has_member(id) {
+            return;
+        }
+        let replay = room.history.last(self.settings.replay_lines);
+        let name = room.name.clone();
+        let topic = room.topic.clone();
+        self.send(id, first);
+        if topic.is_some() {
+            self.send(
+                id,
+                ServerEvent::Topic {
+                    room: name.clone(),
+                    topic,
+                },
+            );
+        }
+        if names {
+            self.names(id, &name, Some(name.to_string()));
+        }
+        if !replay.is_empty() {
+            self.reply(
+                id,
+                ServerEvent::History {
+                    room: name,
+                    entries: replay,
+                },
+            );
         }
     }
 
@@ -193,9 +324,16 @@ impl Hub {
     }
 
     /// Says a local user is in (or has left) a room, for presence.
-    pub(super) fn cluster_presence(&mut self, room: &RoomName, nick: &Nick, present: bool) {
-        if self.cluster.is_none() {
-            return;
+    pub(super) fn cluster_presence(&mut self, room: &RoomName, id: ConnId, nick: &Nick, present: bool) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if !present {
+            let key = room.key();
+            if let Some(waiting) = c.joining.get_mut(&key) {
+                waiting.retain(|j| j.id != id);
+                if waiting.is_empty() {
+                    c.joining.remove(&key);
+                }
+            }
         }
         let command = if present {
             Command::Join {
@@ -225,6 +363,7 @@ impl Hub {
             self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick.clone())));
             return true;
         }
+        let purpose_again = purpose.clone();
         let sent = self.tell_cluster(Command::Claim {
             conn: id,
             nick: nick.clone(),
@@ -232,7 +371,7 @@ impl Hub {
         });
         if sent {
             if let Some(c) = self.cluster.as_mut() {
-                c.pending.insert(id, nick.clone());
+                c.pending.insert(id, (nick.clone(), purpose_again));
             }
             true
         } else {
@@ -300,9 +439,20 @@ impl Hub {
                 self.cluster_steps(steps);
             }
             ClusterEvent::CaughtUp => self.caught_up(),
+            ClusterEvent::DataLost => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.orderer.forget_positions();
+                }
+            }
             ClusterEvent::Unpublished { room, envelope } => {
-                // It never reached Redis: said here only, as with the link
+                // It did not reach Redis: said here only, as with the link
                 // down.
+                if let Some(c) = self.cluster.as_mut() {
+                    if c.unpublished.len() == MAX_UNPUBLISHED {
+                        c.unpublished.pop_front();
+                    }
+                    c.unpublished.push_back(envelope.id);
+                }
                 self.deliver_crossed(&room, &envelope);
             }
             ClusterEvent::Claimed {
@@ -367,11 +517,31 @@ impl Hub {
     fn cluster_steps(&mut self, steps: Vec<Step<Envelope>>) {
         for step in steps {
             match step {
-                Step::Deliver { room, line, .. } => self.deliver_crossed(&room, &line),
+                Step::Deliver { room, line, .. } => {
+                    if !self.delivered_already(&line) {
+                        self.deliver_crossed(&room, &line);
+                    }
+                }
                 Step::Fill { room, from, to } => {
                     self.tell_cluster(Command::Fill { room, from, to });
                 }
             }
+        }
+    }
+
+    /// Whether `line` is one of this instance's own that it delivered
+    /// itself when the link failed (forgotten once seen again).
+    fn delivered_already(&mut self, line: &Envelope) -> bool {
+        let Some(c) = self.cluster.as_mut() else { return false };
+        if c.unpublished.is_empty() || line.origin != c.instance {
+            return false;
+        }
+        match c.unpublished.iter().position(|&id| id == line.id) {
+            Some(at) => {
+                c.unpublished.remove(at);
+                true
+            }
+            None => false,
         }
     }
 
@@ -408,7 +578,90 @@ impl Hub {
             }
             _ => {}
         }
-        self.publish_local(room_key, except, envelope.event.to_event());
+        let quiet = matches!(envelope.event, RoomEvent::Joined { quiet: true, .. });
+        if !quiet {
+            self.publish_crossed(room_key, except, envelope.event.to_event());
+        }
+        // The end of a local user's wait to hear the room.
+        let arrived = match (&envelope.event, except, self.cluster.as_mut()) {
+            (RoomEvent::Joined { .. }, Some(id), Some(c)) => match c.joining.get_mut(room_key) {
+                Some(waiting) => {
+                    let at = waiting.iter().position(|j| j.id == id);
+                    let joining = at.map(|at| waiting.remove(at));
+                    if waiting.is_empty() {
+                        c.joining.remove(room_key);
+                    }
+                    joining
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some(joining) = arrived {
+            self.joined(room_key, joining);
+        }
+        // What the origin's user was to be told once this came back.
+        let confirm = match self.cluster.as_mut() {
+            Some(c) if from_here && !c.after.is_empty() => c.after.remove(&envelope.id),
+            _ => None,
+        };
+        if let Some((id, event)) = confirm {
+            if self.users.contains_key(&id) {
+                self.send(id, event);
+            }
+        }
+    }
+
+    /// Tells `id` `event` once the next room event published comes back
+    /// from Redis (with the link down, or if none is published, at
+    /// [`Hub::cluster_confirm_now`]).
+    pub(super) fn cluster_confirm_after(&mut self, id: ConnId, event: ServerEvent) {
+        match self.cluster.as_mut() {
+            Some(c) if c.linked => c.confirm_next = Some((id, event)),
+            _ => self.send(id, event),
+        }
+    }
+
+    /// Tells now what [`Hub::cluster_confirm_after`] kept, if no room
+    /// event took it.
+    pub(super) fn cluster_confirm_now(&mut self) {
+        if let Some((id, event)) = self.cluster.as_mut().and_then(|c| c.confirm_next.take()) {
+            self.send(id, event);
+        }
+    }
+
+    /// Says a room event that came back from Redis to the room's members
+    /// here but `except` and those whose own join has not come back yet.
+    fn publish_crossed(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
+        let waiting = self.cluster.as_ref().and_then(|c| c.joining.get(room_key));
+        let Some(waiting) = waiting
+            .filter(|w| !w.is_empty())
+            .map(|w| w.iter().map(|j| j.id).collect::<Vec<_>>())
+        else {
+            return self.publish_local(room_key, except, event);
+        };
+        let Some(room) = self.rooms.get(room_key) else { return };
+        let event = Arc::new(event);
+        for (shard, members) in room.by_shard() {
+            let hearing: Vec<ConnId> = members
+                .iter()
+                .copied()
+                .filter(|m| Some(*m) != except && !waiting.contains(m))
+                .collect();
+            if !hearing.is_empty() {
+                self.outbox.push((
+                    shard,
+                    crate::chat::messages::Outbound::Deliver {
+                        to: crate::chat::messages::Recipients::Members {
+                            members: Arc::new(hearing),
+                            except: None,
+                        },
+                        event: Arc::clone(&event),
+                        since: None,
+                    },
+                ));
+            }
+        }
     }
 
     /// Keeps a line in the room's history, making the room (empty, kept
@@ -460,7 +713,7 @@ impl Hub {
         // Claims asked for and not answered: the answer may never come.
         // Go on as if they were granted (the claim is made again once
         // the link is back; a refusal then renames).
-        let pending: Vec<(ConnId, Nick)> = c.pending.drain().collect();
+        let pending: Vec<(ConnId, (Nick, Purpose))> = c.pending.drain().collect();
         if was_linked {
             log::warn!("cluster: link lost ({why}); serving local users only until it is back");
         }
@@ -469,8 +722,35 @@ impl Hub {
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
             self.deliver_many(everyone, ServerEvent::ClusterLink { up: false });
         }
-        for (id, nick) in pending {
-            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
+        for (id, (nick, purpose)) in pending {
+            if self.nick_refused(id, &nick).is_some() {
+                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
+            } else {
+                self.grant(id, nick.clone(), purpose);
+                self.cluster_keep(id, &nick, false);
+            }
+        }
+        // Those waiting for their join to come back hear the room from
+        // now on, locally.
+        let Some(c) = self.cluster.as_mut() else { return };
+        let joining: Vec<(String, Vec<Joining>)> = c.joining.drain().collect();
+        let after: Vec<(ConnId, ServerEvent)> = c.after.drain().map(|(_, v)| v).collect();
+        for (id, event) in after {
+            if self.users.contains_key(&id) {
+                self.send(id, event);
+            }
+        }
+        for (room, waiting) in joining {
+            for joining in waiting {
+                // Told locally, as with the link down.
+                let nick = self.users.get(&joining.id).map(|u| u.nick.clone());
+                let name = self.rooms.get(&room).map(|r| r.name.clone());
+                if let (Some(nick), Some(name)) = (nick, name) {
+                    let id = joining.id;
+                    self.joined(&room, joining);
+                    self.announce_presence(&room, id, ServerEvent::Joined { nick, room: name });
+                }
+            }
         }
     }
 
@@ -482,6 +762,9 @@ impl Hub {
         }
         c.linked = true;
         let told = std::mem::take(&mut c.told_lost);
+        if let Some(ready) = c.ready.take() {
+            let _ = ready.send(());
+        }
         let steps = c.orderer.synced();
         self.cluster_steps(steps);
         log::info!("cluster: linked");
@@ -492,29 +775,46 @@ impl Hub {
     }
 
     fn claimed(&mut self, id: ConnId, nick: Nick, purpose: Purpose, won: bool) {
-        let asked = self.cluster.as_mut().and_then(|c| c.pending.remove(&id));
         if purpose == Purpose::Guest {
             if !won {
                 self.claim_lost(&nick.key());
             }
             return;
         }
-        let still_asked = asked.is_some_and(|a| a.as_str() == nick.as_str());
+        let asked = match self.cluster.as_mut() {
+            Some(c)
+                if c.pending
+                    .get(&id)
+                    .is_some_and(|(a, _)| a.as_str() == nick.as_str()) =>
+            {
+                c.pending.remove(&id)
+            }
+            _ => None,
+        };
+        if asked.is_none() {
+            // An answer no one waits for (the link was lost meanwhile and
+            // the change made locally): let the claim go only if no one
+            // here has the nick.
+            if won && !self.nicks.contains_key(nick.key().as_str()) {
+                self.cluster_release(&nick);
+            }
+            return;
+        }
         if !won {
-            if still_asked {
-                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
-            }
+            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
             return;
         }
-        // Ours in Redis; is it still wanted, and still free here?
-        let wanted = still_asked && self.nick_refused(id, &nick).is_none();
-        if !wanted {
+        // Ours in Redis; is it still free here?
+        if self.nick_refused(id, &nick).is_some() {
             self.cluster_release(&nick);
-            if still_asked {
-                self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
-            }
+            self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
             return;
         }
+        self.grant(id, nick, purpose);
+    }
+
+    /// Does what a granted claim was for.
+    fn grant(&mut self, id: ConnId, nick: Nick, purpose: Purpose) {
         match purpose {
             Purpose::Rename { old } => {
                 let current = self.users.get(&id).map(|u| u.nick.clone());
@@ -641,5 +941,294 @@ impl Hub {
             self.leave_room(id, key, reason.clone());
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+
+    use crossbeam_channel::Receiver;
+
+    use super::*;
+    use crate::chat::hub::Settings;
+    use crate::chat::messages::{Arrival, Inbound, Outbound, Recipients};
+
+    fn id(n: usize) -> ConnId {
+        ConnId {
+            shard: 0,
+            slot: n,
+            serial: n as u64,
+        }
+    }
+
+    /// A hub in a cluster, and a stand-in for Redis and the cluster's
+    /// threads: it numbers what is published per room and hands it back,
+    /// and grants claims to nicks no one else holds.
+    struct Cluster {
+        hub: Hub,
+        commands: Receiver<Command>,
+        seq: HashMap<String, u64>,
+        /// Nick keys held by other instances.
+        held_elsewhere: HashSet<String>,
+    }
+
+    impl Cluster {
+        fn new() -> Cluster {
+            let (tx, commands) = crossbeam_channel::bounded(1000);
+            let mut hub = Hub::new(Settings {
+                history_lines: 10,
+                replay_lines: 10,
+                clock: || 1_796_587_200_000,
+                ..Settings::default()
+            });
+            hub.attach_cluster(Link::new("here".into(), tx, Some((1, 100)), None));
+            let mut cluster = Cluster {
+                hub,
+                commands,
+                seq: HashMap::new(),
+                held_elsewhere: HashSet::new(),
+            };
+            cluster.link(true);
+            cluster
+        }
+
+        fn event(&mut self, event: ClusterEvent) {
+            self.hub.handle(Inbound::Cluster(event));
+        }
+
+        /// Both connections up (or down); once up, the catch-up is
+        /// answered at the next [`Cluster::redis`].
+        fn link(&mut self, up: bool) {
+            for part in [Part::Commands, Part::Subscriber] {
+                self.event(ClusterEvent::Link { part, up });
+            }
+            self.redis();
+        }
+
+        fn connect(&mut self, n: usize) {
+            self.hub.handle(Inbound::Connected {
+                id: id(n),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                arrival: Arrival::Guest,
+            });
+        }
+
+        fn line(&mut self, n: usize, line: &str) {
+            if let Some(line) = crate::frontend::line::to_request(Ok(line.to_string())) {
+                self.hub.handle(Inbound::Line {
+                    id: id(n),
+                    line,
+                    received: std::time::Instant::now(),
+                });
+            }
+        }
+
+        /// Answers every command queued, as Redis and the threads would,
+        /// until none is left.
+        fn redis(&mut self) {
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Publish { room, envelope } => {
+                        let seq = self.seq.entry(room.clone()).or_default();
+                        *seq += 1;
+                        let seq = *seq;
+                        self.event(ClusterEvent::Line { room, seq, envelope });
+                    }
+                    Command::Claim { conn, nick, purpose } if purpose != Purpose::Keep => {
+                        let won = !self.held_elsewhere.contains(&nick.key());
+                        self.event(ClusterEvent::Claimed {
+                            conn,
+                            nick,
+                            purpose,
+                            won,
+                        });
+                    }
+                    Command::CatchUp { .. } => self.event(ClusterEvent::CaughtUp),
+                    _ => {}
+                }
+            }
+        }
+
+        /// What the hub said, as (recipient, line) pairs.
+        fn said(&mut self) -> Vec<(usize, String)> {
+            let mut out = Vec::new();
+            for (_, message) in self.hub.take_outbox() {
+                let Outbound::Deliver { to, event, .. } = message else { continue };
+                let mut to: Vec<ConnId> = match to {
+                    Recipients::One(id) | Recipients::Reply(id) => vec![id],
+                    Recipients::Members { members, except } => {
+                        members.iter().copied().filter(|m| Some(*m) != except).collect()
+                    }
+                    Recipients::Many(ids) => ids,
+                };
+                to.sort();
+                for line in event.lines() {
+                    for r in &to {
+                        out.push((r.slot, line.to_string()));
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    fn pairs(v: &[(usize, &str)]) -> Vec<(usize, String)> {
+        v.iter().map(|(n, s)| (*n, s.to_string())).collect()
+    }
+
+    #[test]
+    fn a_newcomer_is_welcomed_once_their_join_is_back_from_redis() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        assert_eq!(c.said(), [], "nothing before Redis has the join");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(
+                1,
+                "-- welcome to chat-server, guest1! you are in #lobby; type /help for commands"
+            )])
+        );
+    }
+
+    #[test]
+    fn a_room_line_is_delivered_when_it_comes_back_and_not_to_its_sender() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.line(1, "hello");
+        assert_eq!(c.said(), [], "not delivered before Redis numbered it");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(2, "<guest1> hello")]));
+    }
+
+    #[test]
+    fn lines_from_other_instances_come_out_in_sequence_order() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        let line = |text: &str| Envelope {
+            origin: "there".into(),
+            id: 1,
+            except: None,
+            event: RoomEvent::Said {
+                room: RoomName::lobby(),
+                from: Nick::new("zed").unwrap(),
+                text: text.into(),
+                style: Style::Message,
+                at: 0,
+            },
+        };
+        let lobby = RoomName::lobby().key();
+        // The join was 1 in the lobby; 3 comes before 2.
+        c.event(ClusterEvent::Line {
+            room: lobby.clone(),
+            seq: 3,
+            envelope: line("second"),
+        });
+        assert_eq!(c.said(), [], "3 waits for 2");
+        assert!(
+            matches!(c.commands.try_recv(), Ok(Command::Fill { from: 2, to: 2, .. })),
+            "the gap is asked for from the stream"
+        );
+        c.event(ClusterEvent::Line {
+            room: lobby,
+            seq: 2,
+            envelope: line("first"),
+        });
+        assert_eq!(c.said(), pairs(&[(1, "<zed> first"), (1, "<zed> second")]));
+    }
+
+    #[test]
+    fn a_lost_link_is_told_to_everyone_and_chat_goes_on_locally_until_it_is_back() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.event(ClusterEvent::Link {
+            part: Part::Subscriber,
+            up: false,
+        });
+        let lost = "-- cluster link lost; only users on this server can hear you";
+        assert_eq!(c.said(), pairs(&[(1, lost), (2, lost)]));
+        c.line(1, "still here");
+        assert_eq!(c.said(), pairs(&[(2, "<guest1> still here")]), "at once, locally");
+        c.link(true);
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
+    }
+
+    #[test]
+    fn a_nick_held_on_another_instance_gets_the_local_error() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.line(1, "/nick Alice");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "!! nick Alice is already in use")]));
+        c.line(1, "/nick bob");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "-- you are now known as bob")]));
+    }
+
+    #[test]
+    fn a_claim_lost_to_another_instance_renames_the_user_to_a_guest() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/nick alice");
+        c.redis();
+        c.said();
+        c.event(ClusterEvent::ClaimsLost(vec!["alice".into()]));
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "!! nick alice is already in use"),
+                (1, "-- you are now known as guest2"),
+            ])
+        );
+    }
+
+    #[test]
+    fn history_replayed_on_joining_ends_where_the_live_lines_begin() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        c.line(1, "one");
+        c.redis();
+        c.said();
+        // guest2 joins; before its join is back, guest1 says two more
+        // lines: "two" is numbered before the join, "three" after.
+        c.line(1, "two");
+        c.line(2, "/join #r");
+        c.line(1, "three");
+        c.redis();
+        let to_two: Vec<String> = c
+            .said()
+            .into_iter()
+            .filter(|(n, _)| *n == 2)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            to_two,
+            [
+                "-- you joined #r",
+                "[2026-12-06T20:00:00Z] <guest1> one",
+                "[2026-12-06T20:00:00Z] <guest1> two",
+                "<guest1> three",
+            ]
+        );
     }
 }
