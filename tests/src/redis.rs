@@ -350,9 +350,35 @@ pub const LINKED_LOG: &str = "cluster: linked";
 #[track_caller]
 pub fn start_node(redis: &TestRedis, extra: &[&str]) -> Daemon {
     let mut node = start_node_unlinked(redis, extra);
-    node.proc.expect_stderr_containing(&[LINKED_LOG]);
+    wait_linked(&mut node);
     node
 }
+
+/// Reads `node`'s log until it says its link to Redis is up
+/// ([`LINKED_LOG`]), for at most [`CLUSTER_WAIT`] (a reconnect may wait
+/// out its backoff first).
+///
+/// # Panics
+/// When it does not say so in time, or its log ends.
+#[track_caller]
+pub fn wait_linked(node: &mut Daemon) {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    for _ in 0..MAX_LINK_LOG_LINES {
+        match node.proc.stderr_line_before(deadline) {
+            crate::Waited::Line(line) if line.contains(LINKED_LOG) => return,
+            crate::Waited::Line(_) => {}
+            crate::Waited::Eof | crate::Waited::TimedOut => break,
+        }
+    }
+    panic!(
+        "chat-server did not log {LINKED_LOG:?} within {CLUSTER_WAIT:?}; it logged:\n{}",
+        node.proc.stderr_lines().join("\n")
+    );
+}
+
+/// The most log lines read while waiting for the link: an instance logs
+/// a few at start, and a line per user.
+const MAX_LINK_LOG_LINES: usize = 1_000;
 
 /// As [`start_node`], without waiting for the link: once it listens.
 ///
@@ -394,10 +420,17 @@ impl Client {
     /// As [`Client::read_line`], after `timeout`.
     #[track_caller]
     pub fn read_line_within(&mut self, timeout: Duration) -> String {
+        // Wait for the line's first bytes as long as asked; the rest of
+        // it then gets the usual TIMEOUT, in read_line.
         self.set_timeout(timeout);
-        let line = self.read_line();
+        let waited = self.reader.fill_buf().map(|bytes| bytes.len());
         self.set_timeout(TIMEOUT);
-        line
+        if let Err(e) = waited {
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                panic!("{}: no line from the server within {timeout:?}", self.nick);
+            }
+        }
+        self.read_line()
     }
 
     /// Reads the next line, waiting up to `timeout`, and checks it is

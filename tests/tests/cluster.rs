@@ -37,7 +37,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_protocol::ServerLine;
-use chat_tests::redis::{free_port, node_command, start_node, start_node_unlinked, TestRedis, CLUSTER_WAIT};
+use chat_tests::redis::{
+    free_port, node_command, start_node, start_node_unlinked, wait_linked, TestRedis, CLUSTER_WAIT,
+};
 use chat_tests::{Client, Daemon, Proc};
 
 /// What every user hears when its instance loses Redis.
@@ -861,12 +863,19 @@ fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     );
 }
 
-#[test]
-fn cluster_optional_starts_without_redis_and_links_up_when_it_comes() {
+/// An instance started with `--cluster-optional` against a Redis that
+/// is not there yet (on a port that was free), and a guest on it.
+fn alone_with_a_guest() -> (u16, Daemon, Client) {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let a = Daemon::start_with(node_command(&url, &["--cluster-optional"]), 1);
-    let mut alice = Client::connect_guest(a.addr());
+    let alice = Client::connect_guest(a.addr());
+    (port, a, alice)
+}
+
+#[test]
+fn cluster_optional_starts_without_redis_and_says_when_the_link_is_up() {
+    let (port, _a, mut alice) = alone_with_a_guest();
     // It serves: a command is answered. Whether a user who comes during
     // an outage is told of it is left open; if so, before the answer.
     alice.send("/dance");
@@ -878,22 +887,47 @@ fn cluster_optional_starts_without_redis_and_links_up_when_it_comes() {
     } else {
         assert_eq!(first, dance);
     }
-
-    let redis = TestRedis::start_on(port);
+    // Redis comes: alice is told the link is up, as after any outage.
+    let _redis = TestRedis::start_on(port);
     if told {
         alice.expect_line_within(LINK_RESTORED, CLUSTER_WAIT);
     } else {
         expect_line_after(&mut alice, LINK_RESTORED, &[LINK_LOST], CLUSTER_WAIT);
     }
-    alice.rename("alice");
-    let mut people = People {
-        members: vec![(alice, "#lobby".to_string())],
-    };
+}
+
+#[test]
+fn an_instance_that_started_alone_shares_nicks_once_linked() {
+    let (port, mut a, mut alice) = alone_with_a_guest();
+    let alice_guest = alice.nick().to_string();
+    let redis = TestRedis::start_on(port);
+    wait_linked(&mut a);
+    // A guest of another instance gets a nick of its own, not the one
+    // alice was given while A was alone, and a welcome like any other.
     let b = start_node(&redis, &[]);
-    let bob = people.arrive(b.addr(), "bob");
-    people.get(bob).send("found you");
-    people.get(0).expect_line("<bob> found you");
-    expect_who(people.get(bob), "-- 2 in #lobby: alice, bob");
+    let mut guest = Client::connect_guest(b.addr());
+    let guest_nick = guest.nick().to_string();
+    assert!(
+        !guest_nick.eq_ignore_ascii_case(&alice_guest),
+        "B welcomed its guest as {guest_nick}, the nick A gave alice"
+    );
+    // Whatever A told alice about the link (see the test above) comes
+    // before this.
+    expect_line_after(
+        &mut alice,
+        &format!("-- {guest_nick} joined #lobby"),
+        &[LINK_LOST, LINK_RESTORED],
+        CLUSTER_WAIT,
+    );
+    guest.rename("bob");
+    alice.expect_line(&format!("-- {guest_nick} is now known as bob"));
+    alice.rename("alice");
+    guest.expect_line(&format!("-- {alice_guest} is now known as alice"));
+    guest.send("/nick alice");
+    guest.expect_line("!! nick alice is already in use");
+    guest.send("found you");
+    alice.expect_line("<bob> found you");
+    expect_who(&mut guest, "-- 2 in #lobby: alice, bob");
 }
 
 #[test]
