@@ -16,6 +16,7 @@
 //! its output and answers PING, a stop waits for the process to exit, and
 //! every wait has a deadline.
 
+use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
@@ -261,6 +262,55 @@ impl TestRedis {
         exchange(&mut writer, &mut reader, args)
     }
 
+    /// Opens a connection of the test's own (after `AUTH` when it has a
+    /// password), which stays authenticated whatever the test then does
+    /// to the password.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached or refuses the password.
+    pub fn session(&self) -> io::Result<RedisSession> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let mut session = RedisSession {
+            writer: stream.try_clone()?,
+            reader: BufReader::new(stream),
+        };
+        if let Some(password) = &self.password {
+            let reply = session.command(&["AUTH", password])?;
+            if reply != "+OK" {
+                return Err(io::Error::other(format!("AUTH was refused: {reply}")));
+            }
+        }
+        Ok(session)
+    }
+
+    /// Closes, from Redis's side (`CLIENT KILL`), every connection that
+    /// process `pid` (an instance) has to it, as a network fault or a
+    /// Redis that drops a client would. Returns how many it closed.
+    ///
+    /// # Panics
+    /// When the process's sockets cannot be read from `/proc`, or Redis
+    /// does not answer.
+    #[track_caller]
+    pub fn drop_connections_of(&self, session: &mut RedisSession, pid: u32) -> usize {
+        let ports = match local_ports_to(pid, self.port) {
+            Ok(ports) => ports,
+            Err(e) => panic!("cannot read the sockets of process {pid} from /proc: {e}"),
+        };
+        let mut dropped = 0;
+        for port in ports {
+            let addr = format!("127.0.0.1:{port}");
+            match session.command(&["CLIENT", "KILL", "ADDR", &addr]) {
+                Ok(reply) if reply == ":1" => dropped += 1,
+                Ok(reply) => panic!("CLIENT KILL ADDR {addr} answered {reply:?}"),
+                Err(e) => panic!("CLIENT KILL ADDR {addr}: {e}"),
+            }
+        }
+        dropped
+    }
+
     /// Checks that it answers PING.
     fn ping(&self) -> Result<(), String> {
         match self.command(&["PING"]) {
@@ -269,6 +319,65 @@ impl TestRedis {
             Err(e) => Err(format!("redis-server did not answer PING: {e}")),
         }
     }
+}
+
+/// A connection of a test's own to its Redis ([`TestRedis::session`]).
+pub struct RedisSession {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl RedisSession {
+    /// Sends one command and returns the first line of the reply.
+    ///
+    /// # Errors
+    /// When the connection fails or Redis does not answer within
+    /// [`TIMEOUT`].
+    pub fn command(&mut self, args: &[&str]) -> io::Result<String> {
+        exchange(&mut self.writer, &mut self.reader, args)
+    }
+}
+
+/// The local ports of the TCP connections process `pid` has to
+/// 127.0.0.1:`port`: its socket inodes (`/proc/PID/fd`) looked up in
+/// `/proc/net/tcp`.
+fn local_ports_to(pid: u32, port: u16) -> io::Result<Vec<u16>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    Ok(ports_in_tcp_table(&table, &inodes, port))
+}
+
+/// [`local_ports_to`] on the text of `/proc/net/tcp`: the local ports of
+/// the rows whose remote port is `port` and whose inode is in `inodes`.
+fn ports_in_tcp_table(table: &str, inodes: &HashSet<String>, port: u16) -> Vec<u16> {
+    let hex_port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+            (hex_port(remote) == Some(port) && inodes.contains(*inode))
+                .then(|| hex_port(local))
+                .flatten()
+        })
+        .collect()
 }
 
 /// Writes `args` as one RESP command and reads the first line of the reply.
@@ -471,6 +580,20 @@ mod tests {
             ..redis
         };
         assert_eq!(locked.url(), "redis://:s3cret@127.0.0.1:6390");
+    }
+
+    #[test]
+    fn connections_to_a_port_are_found_by_inode_in_the_tcp_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:18EB 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
+   2: 0100007F:A1B3 0100007F:18EB 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0 20 4 30 10 -1
+   3: 0100007F:A1B4 0100007F:18EC 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1
+";
+        let inodes: HashSet<String> = ["222", "444", "111"].iter().map(|s| s.to_string()).collect();
+        // 0x18EB = 6379: only row 1 is both ours and to that port.
+        assert_eq!(ports_in_tcp_table(table, &inodes, 6379), [0xA1B2]);
+        assert!(ports_in_tcp_table(table, &HashSet::new(), 6379).is_empty());
     }
 
     #[test]

@@ -823,6 +823,91 @@ fn redis_frozen_past_the_timeout_is_announced_and_nothing_hangs() {
     assert_eq!(heard, "<alice> thawed");
 }
 
+/// Lines said elsewhere while one instance's link is down, in the test
+/// of what it missed.
+const MISSED: usize = 5;
+
+#[test]
+fn lines_said_elsewhere_while_an_instance_was_cut_off_are_delivered_when_it_is_back() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let carol = people.arrive(cluster.addr(0), "carol");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    // Redis, running all along, drops B's connections and, for a while,
+    // refuses new ones (a password B does not have); A's connections,
+    // already authenticated, go on.
+    let mut admin = cluster.redis.session().unwrap();
+    assert_eq!(
+        admin
+            .command(&["CONFIG", "SET", "requirepass", "hold-the-door"])
+            .unwrap(),
+        "+OK"
+    );
+    let b_pid = cluster.nodes[1].proc.pid();
+    let dropped = cluster.redis.drop_connections_of(&mut admin, b_pid);
+    assert!(dropped > 0, "B had no connection to Redis");
+    people.get(bob).expect_line_within(LINK_LOST, CLUSTER_WAIT);
+
+    // alice speaks meanwhile; carol, on A, hears it back from Redis, so it
+    // is in the room's stream.
+    for n in 0..MISSED {
+        people.get(alice).send(&format!("missed {n}"));
+    }
+    for n in 0..MISSED {
+        people.get(carol).expect_line(&format!("<alice> missed {n}"));
+    }
+    assert_eq!(
+        admin.command(&["CONFIG", "SET", "requirepass", ""]).unwrap(),
+        "+OK"
+    );
+
+    // B reconnects, reads what it missed from the stream and delivers it,
+    // once and in order, then says the link is back.
+    for n in 0..MISSED {
+        people
+            .get(bob)
+            .expect_line_within(&format!("<alice> missed {n}"), CLUSTER_WAIT);
+    }
+    people.get(bob).expect_line(LINK_RESTORED);
+    people.get(bob).send("back");
+    people.get(alice).expect_line("<bob> back");
+    people.get(carol).expect_line("<bob> back");
+    people.get(alice).send("welcome back");
+    people.get(bob).expect_line("<alice> welcome back");
+}
+
+#[test]
+fn a_user_whose_nick_claim_was_lost_becomes_a_guest_and_is_told() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    // Someone else holds alice's nick now (as after an outage in which
+    // two users took it): the claim key README documents.
+    let mut admin = cluster.redis.session().unwrap();
+    assert_eq!(
+        admin
+            .command(&["SET", "chat:nick:alice", "another-instance"])
+            .unwrap(),
+        "+OK"
+    );
+    // A's next refresh (every third of the 3 s expiry) finds it.
+    people
+        .get(alice)
+        .expect_line_within("!! nick alice is already in use", CLUSTER_WAIT);
+    let line = people.get(alice).read_line();
+    let guest = line
+        .strip_prefix("-- you are now known as ")
+        .filter(|nick| chat_tests::parse_welcome(&chat_tests::welcome_line(nick)).is_some())
+        .unwrap_or_else(|| panic!("alice expected to become a guest, got {line:?}"))
+        .to_string();
+    people
+        .get(bob)
+        .expect_line(&format!("-- alice is now known as {guest}"));
+    expect_who(people.get(bob), &format!("-- 2 in #lobby: bob, {guest}"));
+}
+
 #[test]
 fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     // A port nothing listens on.
