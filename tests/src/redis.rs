@@ -495,10 +495,21 @@ const MAX_LINK_LOG_LINES: usize = 1_000;
 /// When it does not start (it exits, or logs no address in time).
 #[track_caller]
 pub fn start_node_unlinked(redis: &TestRedis, extra: &[&str]) -> Daemon {
-    let args = cluster_args(&redis.url());
-    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-    all.extend_from_slice(extra);
-    Daemon::start(&all)
+    Daemon::start_with(node_command(&redis.url(), extra), 1)
+}
+
+/// As [`start_node`], for an instance whose `extra` options add
+/// listeners (`--irc-listen 127.0.0.1:0`): waits until it has logged
+/// `listeners` listening addresses in all ([`Daemon::addrs`], in the order
+/// logged), then for the link.
+///
+/// # Panics
+/// As [`start_node`].
+#[track_caller]
+pub fn start_node_listening(redis: &TestRedis, extra: &[&str], listeners: usize) -> Daemon {
+    let mut node = Daemon::start_with(node_command(&redis.url(), extra), listeners);
+    wait_linked(&mut node);
+    node
 }
 
 /// A `chat-server` command clustered through `url` (which may name a

@@ -37,8 +37,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chat_protocol::ServerLine;
+use chat_tests::irc::{command, params, IrcClient};
 use chat_tests::redis::{
-    free_port, node_command, start_node, start_node_unlinked, wait_linked, TestRedis, CLUSTER_WAIT,
+    free_port, node_command, start_node, start_node_listening, start_node_unlinked, wait_linked, TestRedis,
+    CLUSTER_WAIT,
 };
 use chat_tests::{Client, Daemon, Proc};
 
@@ -340,8 +342,73 @@ fn msg_reaches_a_user_on_another_instance() {
     people.get(alice).expect_line("!! no such nick: carol");
 }
 
+#[test]
+fn irc_names_and_list_count_the_users_of_every_instance() {
+    let redis = TestRedis::start();
+    let irc = ["--irc-listen", "127.0.0.1:0", "--server-name", "irc.test"];
+    let a = start_node_listening(&redis, &irc, 2);
+    let b = start_node_listening(&redis, &irc, 2);
+    let mut alice = Client::connect_named(a.addr(), "alice");
+    alice.send("/join rust");
+    alice.expect_line("-- you joined #rust");
+
+    // dave, on B's IRC listener, joins alice's room: its names are both.
+    let mut dave = IrcClient::registered(b.addrs()[1], "dave");
+    let joined = dave.join("#rust");
+    let names = joined
+        .iter()
+        .find(|line| command(line) == "353")
+        .unwrap_or_else(|| panic!("no names (353) on joining: {joined:?}"));
+    let mut listed: Vec<String> = params(names)
+        .last()
+        .map(|names| {
+            names
+                .split(' ')
+                .map(|n| n.trim_start_matches(['@', '+']).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    listed.sort();
+    assert_eq!(listed, ["alice", "dave"], "{names}");
+    alice.expect_line("-- dave joined #rust");
+    dave.send("PRIVMSG #rust :hello from IRC on B");
+    alice.expect_line("<dave> hello from IRC on B");
+    alice.send("hello from A");
+    dave.expect_line(":alice!alice@chat-server PRIVMSG #rust :hello from A");
+
+    // LIST counts both.
+    dave.send("LIST");
+    let list = dave.sync("list");
+    assert!(
+        list.iter()
+            .any(|line| command(line) == "322"
+                && params(line).get(1..3) == Some(&["#rust".into(), "2".into()])),
+        "no '#rust 2' in the LIST: {list:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Nicks.
+
+#[test]
+fn commands_sent_at_once_are_answered_in_order_as_on_one_server() {
+    let cluster = Cluster::start(2);
+    let mut bob = Client::connect_named(cluster.addr(1), "bob");
+    bob.send("/join rust");
+    bob.expect_line("-- you joined #rust");
+    // A rename waits for its claim in Redis; what follows it in the same
+    // write must still be answered, and after it.
+    let mut alice = Client::connect_guest(cluster.addr(0));
+    let guest = alice.nick().to_string();
+    alice.send_raw(b"/nick alice\n/join rust\n/who\nhi\n");
+    alice.expect_line("-- you are now known as alice");
+    alice.expect_line("-- you joined #rust");
+    alice.expect_line("-- 2 in #rust: alice, @bob");
+    // bob hears her come as alice, not as the guest she was.
+    bob.expect_line("-- alice joined #rust");
+    bob.expect_line("<alice> hi");
+    assert_ne!(guest, "alice");
+}
 
 #[test]
 fn a_nick_held_on_another_instance_is_refused_whatever_its_case() {
@@ -634,6 +701,43 @@ fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
             ("alice".to_string(), "goes home".to_string(), true)
         );
     }
+}
+
+#[test]
+fn history_in_redis_keeps_the_last_history_lines_and_the_topic_shows_on_joining() {
+    let cluster = Cluster::start_with(2, &["--history", "3", "--replay", "3"]);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let carol = people.arrive(cluster.addr(1), "carol");
+    people.join(alice, "#cap");
+    people.join(carol, "#cap");
+    people.get(alice).send("/topic kept short");
+    let set = "-- alice set the topic of #cap: kept short";
+    people.get(alice).expect_line(set);
+    people.get(carol).expect_line(set);
+    for n in 1..=5 {
+        people.get(alice).send(&format!("line {n}"));
+    }
+    for n in 1..=5 {
+        people.get(carol).expect_line(&format!("<alice> line {n}"));
+    }
+    let mut bob = Client::connect_named(cluster.addr(1), "bob");
+    bob.send("/join cap");
+    bob.expect_line("-- you joined #cap");
+    let topic = bob.read_line();
+    assert!(
+        topic.starts_with("-- topic of #cap: kept short (set by alice at 20") && topic.ends_with("Z)"),
+        "{topic}"
+    );
+    for n in 3..=5 {
+        assert_eq!(replayed(&mut bob), said("alice", &format!("line {n}")));
+    }
+    bob.send("/history 10");
+    for n in 3..=5 {
+        assert_eq!(replayed(&mut bob), said("alice", &format!("line {n}")));
+    }
+    bob.send("/rooms");
+    bob.expect_line("-- 2 rooms: #cap (3), #lobby (0)");
 }
 
 /// Lines said in the replay test, in [`LIVE_BATCHES`] writes.
