@@ -28,8 +28,8 @@
 # 1) repeats the whole set. SERVER_ARGS="--threads 2" (split on spaces) adds
 # arguments to every chat-server. Needs redis-server (Debian's package; it
 # is installed if missing). Everything stays on loopback; each run is
-# bounded (under 30 s with the defaults), the whole script takes about two
-# minutes a round.
+# bounded (under 30 s with the defaults: a failed setup gives up after 20 s),
+# the whole script takes about two minutes a round.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -77,9 +77,9 @@ once() {
     fi
 }
 
-FANOUT=(fanout --clients 100 --senders 10 --window 64 --duration "$DURATION")
-PUBLISH=(fanout --clients 12 --senders 10 --window 256 --duration "$DURATION")
-SLOW=(fixed-rate --clients 10 --senders 1 --rate 500 --duration "$DURATION")
+FANOUT=(--setup-timeout 20 fanout --clients 100 --senders 10 --window 64 --duration "$DURATION")
+PUBLISH=(--setup-timeout 20 fanout --clients 12 --senders 10 --window 256 --duration "$DURATION")
+SLOW=(--setup-timeout 20 fixed-rate --clients 10 --senders 1 --rate 500 --duration "$DURATION")
 for round in $(seq 1 "$ROUNDS"); do
     for setup in single cluster-1 cluster-2; do
         once "fan-out: 100 clients, 10 senders, window 64 (round $round)" "$setup" "${FANOUT[@]}"

@@ -51,6 +51,10 @@ fn a_fanout_over_two_clustered_instances_delivers_every_line_across_them() {
         bin.to_str().unwrap(),
         "--cluster-instances",
         "2",
+        // Six clients join in milliseconds; a cluster that never lets
+        // them join fails the test in 20 s rather than the default 60.
+        "--setup-timeout",
+        "20",
         "fanout",
         "--clients",
         "6",
