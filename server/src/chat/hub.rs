@@ -317,6 +317,11 @@ impl Hub {
                 self.pending.insert(id, addr);
             }
             Inbound::Line { id, line, received } => {
+                // Behind a nick claim Redis has yet to answer: handled
+                // after it, in the order sent.
+                let Some((line, received)) = self.cluster_hold(id, line, received) else {
+                    return;
+                };
                 self.line_received = Some(received);
                 self.line(id, line);
                 self.line_received = None;
@@ -845,8 +850,7 @@ impl Hub {
             if let Some(room) = self.rooms.get_mut(&**key) {
                 room.rename(id, &old_key, Arc::clone(&new_key));
                 let name = room.name.clone();
-                self.cluster_presence(&name, id, &old, false);
-                self.cluster_presence(&name, id, &new, true);
+                self.cluster_renamed(&name, &old, &new);
             }
         }
         if *old_key != *new_key {

@@ -27,15 +27,17 @@ use crate::cluster::keys;
 use crate::cluster::payload::{parse_line, Envelope, Private};
 use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Settings};
 
-/// Commands the hub may queue to the command thread: a second of the
-/// throughput target. Full means Redis has not kept up for that long; the
-/// hub then takes the link-lost path rather than wait.
-pub const COMMAND_CAPACITY: usize = 65_536;
+/// Commands the hub may queue to the command thread: a third of a second
+/// at the throughput target (50,000 lines/s; bounded channels allocate
+/// their room up front, so more would cost memory for nothing). Full
+/// means Redis has not kept up for that long; the hub then takes the
+/// link-lost path rather than wait.
+pub const COMMAND_CAPACITY: usize = 16_384;
 
 /// Events the cluster's threads may queue to the hub. When it is full they
 /// wait (they are threads of their own): Redis then holds what is
 /// published for the subscriber, up to its own output buffer limit.
-pub const EVENT_CAPACITY: usize = 65_536;
+pub const EVENT_CAPACITY: usize = 16_384;
 
 /// The most commands one round trip carries.
 const BATCH: usize = 4096;
@@ -399,6 +401,7 @@ impl CommandThread {
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             if self.stopping() {
+                self.release_all(con);
                 return "stopping".to_string();
             }
             let wait = next_refresh
@@ -415,6 +418,7 @@ impl CommandThread {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.stop.store(true, Ordering::Release);
+                    self.release_all(con);
                     return "stopping".to_string();
                 }
             }
@@ -694,6 +698,38 @@ impl CommandThread {
                 Ok(())
             }
         }
+    }
+
+    /// The server is stopping and its users are gone: their nicks and
+    /// presence are let go at once rather than left to expire. Best
+    /// effort: a failure here leaves them to expire.
+    fn release_all(&mut self, con: &mut redis::Connection) {
+        let mut pipe = redis::pipe();
+        for key in self.claims.keys() {
+            pipe.cmd("EVALSHA")
+                .arg(&self.release_sha)
+                .arg(1)
+                .arg(keys::nick(key))
+                .arg(&self.instance)
+                .ignore();
+        }
+        for (room, (_, members)) in &self.presence {
+            if members.is_empty() {
+                continue;
+            }
+            pipe.cmd("ZREM").arg(keys::members(room));
+            for nick in members {
+                pipe.arg(nick.as_str());
+            }
+            pipe.ignore();
+        }
+        if !pipe.is_empty() {
+            if let Err(e) = pipe.query::<()>(con) {
+                log::debug!("cluster: could not let the nicks go at the end: {}", describe(&e));
+            }
+        }
+        self.claims.clear();
+        self.presence.clear();
     }
 
     /// A command while the link is down: remembered, or answered as if

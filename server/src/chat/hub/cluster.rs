@@ -22,6 +22,13 @@ use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
 use crate::cluster::{ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
+/// Lines held behind a user's pending nick claim, each with when it was
+/// read.
+type HeldLines = std::collections::VecDeque<(
+    Result<crate::chat::request::Request, ErrorKind>,
+    std::time::Instant,
+)>;
+
 /// A local user waiting for their join to come back.
 #[derive(Debug, Clone)]
 struct Joining {
@@ -40,6 +47,11 @@ pub(super) fn rename_from(old: &Nick) -> Purpose {
 
 /// Ask for the next block of guest numbers when this few are left.
 const GUESTS_LOW: u64 = 25;
+
+/// The most lines held behind one user's nick claim (see
+/// [`Hub::cluster_hold`]): a round trip to Redis is well under a
+/// millisecond, and flood control lets a client send 50 lines at once.
+const MAX_HELD_LINES: usize = 256;
 
 /// The most lines remembered as delivered here when the link failed
 /// (see [`Link::unpublished`]); past it the oldest are forgotten.
@@ -72,6 +84,8 @@ pub struct Link {
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
     pending: HashMap<ConnId, (Nick, Purpose)>,
+    /// Lines from users with a claim pending, held until it is answered.
+    held: HashMap<ConnId, HeldLines>,
     /// Numbers this instance gives the lines it publishes.
     next_id: u64,
     /// Lines this instance delivered itself because the link failed under
@@ -120,6 +134,7 @@ impl Link {
             guests: guests.unwrap_or((0, 0)),
             guests_asked: false,
             pending: HashMap::new(),
+            held: HashMap::new(),
             next_id: 0,
             unpublished: std::collections::VecDeque::new(),
             joining: HashMap::new(),
@@ -211,6 +226,57 @@ impl Hub {
             None
         } else {
             Some(event)
+        }
+    }
+
+    /// A member of a room changed nick: presence follows.
+    pub(super) fn cluster_renamed(&mut self, room: &RoomName, old: &Nick, new: &Nick) {
+        if self.cluster.is_none() {
+            return;
+        }
+        self.tell_cluster(Command::Leave {
+            room: room.key(),
+            nick: old.clone(),
+        });
+        self.tell_cluster(Command::Join {
+            room: room.clone(),
+            nick: new.clone(),
+        });
+    }
+
+    /// Holds a line from `id` while a nick claim of theirs waits for
+    /// Redis, so that what they asked for next happens after it, as on one
+    /// server; hands it back otherwise.
+    pub(super) fn cluster_hold(
+        &mut self,
+        id: ConnId,
+        line: Result<crate::chat::request::Request, ErrorKind>,
+        received: std::time::Instant,
+    ) -> Option<(
+        Result<crate::chat::request::Request, ErrorKind>,
+        std::time::Instant,
+    )> {
+        let Some(c) = self.cluster.as_mut() else { return Some((line, received)) };
+        if !c.pending.contains_key(&id) {
+            return Some((line, received));
+        }
+        let held = c.held.entry(id).or_default();
+        if held.len() >= MAX_HELD_LINES {
+            // Flood control keeps a client far below this; past it, a
+            // line is handled at once rather than kept.
+            return Some((line, received));
+        }
+        held.push_back((line, received));
+        None
+    }
+
+    /// Handles the lines held behind `id`'s claim, now answered.
+    fn release_held(&mut self, id: ConnId) {
+        let Some(held) = self.cluster.as_mut().and_then(|c| c.held.remove(&id)) else {
+            return;
+        };
+        for (line, received) in held {
+            self.handle(crate::chat::messages::Inbound::Line { id, line, received });
         }
     }
 
@@ -729,6 +795,7 @@ impl Hub {
                 self.grant(id, nick.clone(), purpose);
                 self.cluster_keep(id, &nick, false);
             }
+            self.release_held(id);
         }
         // Those waiting for their join to come back hear the room from
         // now on, locally.
@@ -791,15 +858,23 @@ impl Hub {
             }
             _ => None,
         };
-        if asked.is_none() {
+        if asked.is_some() {
+            self.settle_claim(id, nick, purpose, won);
+            self.release_held(id);
+            return;
+        }
+        {
             // An answer no one waits for (the link was lost meanwhile and
             // the change made locally): let the claim go only if no one
             // here has the nick.
             if won && !self.nicks.contains_key(nick.key().as_str()) {
                 self.cluster_release(&nick);
             }
-            return;
         }
+    }
+
+    /// The answer to a claim someone waits for.
+    fn settle_claim(&mut self, id: ConnId, nick: Nick, purpose: Purpose, won: bool) {
         if !won {
             self.send(id, ServerEvent::Error(ErrorKind::NickInUse(nick)));
             return;
@@ -1177,6 +1252,22 @@ mod tests {
         c.line(1, "/nick bob");
         c.redis();
         assert_eq!(c.said(), pairs(&[(1, "-- you are now known as bob")]));
+    }
+
+    #[test]
+    fn lines_sent_behind_a_nick_change_wait_for_it_as_on_one_server() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        // Both before Redis answers the claim.
+        c.line(1, "/nick alice");
+        c.line(1, "/join #r");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, "-- you are now known as alice"), (1, "-- you joined #r")])
+        );
     }
 
     #[test]
