@@ -403,11 +403,27 @@ fn commands_sent_at_once_are_answered_in_order_as_on_one_server() {
     alice.send_raw(b"/nick alice\n/join rust\n/who\nhi\n");
     alice.expect_line("-- you are now known as alice");
     alice.expect_line("-- you joined #rust");
-    alice.expect_line("-- 2 in #rust: alice, @bob");
+    // Who is the room's operator is another test's business.
+    let who = alice.read_line().replace('@', "");
+    assert_eq!(who, "-- 2 in #rust: alice, bob");
     // bob hears her come as alice, not as the guest she was.
     bob.expect_line("-- alice joined #rust");
     bob.expect_line("<alice> hi");
     assert_ne!(guest, "alice");
+}
+
+#[test]
+fn whoever_opens_a_room_is_its_one_operator_on_every_instance() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let bob = people.arrive(cluster.addr(1), "bob");
+    let alice = people.arrive(cluster.addr(0), "alice");
+    people.join(bob, "#rust");
+    people.join(alice, "#rust");
+    // As on one server: bob opened #rust, alice came to a room with
+    // someone in it.
+    expect_who(people.get(alice), "-- 2 in #rust: alice, @bob");
+    expect_who(people.get(bob), "-- 2 in #rust: alice, @bob");
 }
 
 #[test]
