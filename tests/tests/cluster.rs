@@ -1028,6 +1028,108 @@ fn a_user_whose_nick_claim_was_lost_becomes_a_guest_and_is_told() {
     expect_who(people.get(bob), &format!("-- 2 in #lobby: bob, {guest}"));
 }
 
+/// Senders of the burst test, all on one instance.
+const BURST_SENDERS: usize = 4;
+
+/// Lines each sends in one write: together more than an instance queues
+/// for Redis at once, so the burst takes the link-lost path.
+const BURST_LINES: usize = 6_000;
+
+/// Reads chat lines from `client` until it has `total` lines of the
+/// burst's senders (`<sK> K-N`), allowing the link's two notices between
+/// them; checks each sender's lines come once each, in order, with no
+/// gap. Returns how many link notices came.
+#[track_caller]
+fn read_burst(client: &mut Client, total: usize) -> (usize, usize) {
+    let mut next = [0usize; BURST_SENDERS];
+    let (mut lost, mut restored) = (0, 0);
+    let mut got = 0;
+    while got < total {
+        let line = client.read_line_within(CLUSTER_WAIT);
+        if line == LINK_LOST {
+            lost += 1;
+            continue;
+        }
+        if line == LINK_RESTORED {
+            restored += 1;
+            continue;
+        }
+        let parsed = line.strip_prefix("<s").and_then(|rest| {
+            let (sender, text) = rest.split_once("> ")?;
+            let sender: usize = sender.parse().ok()?;
+            let (tag, n) = text.split_once('-')?;
+            (tag == sender.to_string()).then_some(())?;
+            Some((sender, n.parse::<usize>().ok()?))
+        });
+        let Some((sender, n)) = parsed.filter(|(sender, _)| *sender < BURST_SENDERS) else {
+            panic!("{}: expected a line of the burst, got {line:?}", client.nick());
+        };
+        assert_eq!(
+            n,
+            next[sender],
+            "{}: s{sender}'s line {n} came when {} was due",
+            client.nick(),
+            next[sender]
+        );
+        next[sender] += 1;
+        got += 1;
+    }
+    (lost, restored)
+}
+
+#[test]
+fn a_burst_past_the_queue_to_redis_loses_nothing_locally_and_the_link_comes_back() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let senders: Vec<usize> = (0..BURST_SENDERS)
+        .map(|i| people.arrive(cluster.addr(0), &format!("s{i}")))
+        .collect();
+    let reader = people.arrive(cluster.addr(0), "reader");
+    let remote = people.arrive(cluster.addr(1), "remote");
+    for &i in &senders {
+        let burst: String = (0..BURST_LINES).map(|n| format!("{i}-{n}\n")).collect();
+        people.get(i).send_raw(burst.as_bytes());
+    }
+    // Every line reaches the reader on the senders' instance, once, in
+    // order, whether it went through Redis or, once the instance said the
+    // link was lost, straight to its local users.
+    let (lost, restored) = read_burst(people.get(reader), BURST_SENDERS * BURST_LINES);
+    assert!(lost <= 1 && restored <= lost, "{lost} lost, {restored} restored");
+    if lost > restored {
+        people.get(reader).expect_line_within(LINK_RESTORED, CLUSTER_WAIT);
+    }
+    // Cross-instance chat works again: what B's user hears of the burst
+    // (what went through Redis), once and in order, then what comes next.
+    people.get(senders[0]).send("after the burst");
+    let remote = people.get(remote);
+    let mut next = [0usize; BURST_SENDERS];
+    for _ in 0..=BURST_SENDERS * BURST_LINES {
+        let line = remote.read_line_within(CLUSTER_WAIT);
+        if line == "<s0> after the burst" {
+            return;
+        }
+        // <sK> K-N, each sender's N rising (gaps allowed: lines said while
+        // the link was down stay on their instance).
+        let (sender, n) = line
+            .strip_prefix("<s")
+            .and_then(|rest| rest.split_once("> "))
+            .and_then(|(k, text)| {
+                Some((
+                    k.parse::<usize>().ok()?,
+                    text.split_once('-')?.1.parse::<usize>().ok()?,
+                ))
+            })
+            .filter(|(k, _)| *k < BURST_SENDERS)
+            .unwrap_or_else(|| panic!("remote read {line:?}"));
+        assert!(
+            n >= next[sender],
+            "remote: s{sender}'s line {n} again or out of order"
+        );
+        next[sender] = n + 1;
+    }
+    panic!("remote did not hear s0 after the burst");
+}
+
 #[test]
 fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     // A port nothing listens on.
