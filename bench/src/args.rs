@@ -65,6 +65,13 @@ use crate::tls;
 /// as for all. Against a chat-server started by hand give --addr of its web
 /// listener (mixed-web: --addr of the line listener and --web-addr of the
 /// web one). WebSocket runs fanout, fixed-rate, idle, ramp and join-storm.
+///
+/// --cluster-instances N (with --server-bin) measures a cluster (issue
+/// 17): chat-bench starts a redis-server of its own (--redis-bin) on a free
+/// loopback port without persistence, then N chat-servers with `--cluster
+/// redis://127.0.0.1:PORT`, and connects client K to instance K mod N. The
+/// report lists every instance's threads and Redis's CPU. Cluster runs are
+/// fanout and fixed-rate over the line protocol.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
