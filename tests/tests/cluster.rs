@@ -4,18 +4,23 @@
 //!
 //! - users on different instances chat as if on one server: room lines,
 //!   actions, joins, leaves, renames and topics cross, `/msg` finds a user
-//!   anywhere, `/who` and `/rooms` count everyone;
+//!   anywhere, `/who` and `/rooms` count everyone (IRC's NAMES and LIST
+//!   too), commands sent at once are answered in order, a room has one
+//!   operator;
 //! - nicks are unique across the cluster, races included, guest nicks
-//!   never collide, and a killed instance's nicks come free within the
-//!   claim expiry;
+//!   never collide, a killed instance's nicks and users are gone within the
+//!   claim expiry, and a user whose claim was taken becomes a guest;
 //! - history lives in Redis: replay on join shows every instance's lines,
-//!   survives an instance's restart, and meets the live lines without a
-//!   gap or a duplicate;
+//!   kept to `--history`, survives an instance's restart, and meets the
+//!   live lines without a gap or a duplicate;
 //! - one order: readers on three instances see the lines of senders on two
 //!   in one identical order;
 //! - faults: Redis stopped and restarted, or frozen past the timeout, is
-//!   announced, local chat goes on, and the link comes back; an unreachable
-//!   Redis or a wrong password at start is a clear error and exit 1.
+//!   announced, local chat goes on, and the link comes back; what an
+//!   instance cut off from Redis missed is delivered when it is back; a
+//!   burst past the queue to Redis loses nothing locally; an unreachable
+//!   Redis or a wrong password at start is a clear error and exit 1, and
+//!   `--cluster-optional` starts alone and links up later.
 //!
 //! Each test starts its own Redis (on a free port, without persistence)
 //! and its own instances (`tests/src/redis.rs`), with a claim expiry of
