@@ -898,6 +898,17 @@ impl Hub {
     /// does not exist. `end` says what the end of the listing names, if
     /// this is the last.
     fn names(&mut self, id: ConnId, room: &RoomName, end: Option<String>) {
+        let asked = crate::cluster::Asked::Names {
+            room: room.clone(),
+            end: end.clone(),
+        };
+        if !self.cluster_who(id, &room.key(), asked) {
+            self.names_here(id, room, end);
+        }
+    }
+
+    /// NAMES from this instance's members alone.
+    fn names_here(&mut self, id: ConnId, room: &RoomName, end: Option<String>) {
         let key = room.key();
         let (room, members) = match self.rooms.get(&key) {
             Some(r) => (r.name.clone(), self.members_of(r, r.members())),
@@ -995,6 +1006,14 @@ impl Hub {
 
     /// LIST: every room with members.
     fn list(&mut self, id: ConnId) {
+        // No page: the cluster's list in full, as LIST wants.
+        if !self.cluster_rooms(id, None) {
+            self.local_list(id);
+        }
+    }
+
+    /// LIST from this instance's rooms alone.
+    fn local_list(&mut self, id: ConnId) {
         let rooms = self
             .listed
             .iter()
@@ -1267,7 +1286,7 @@ impl Hub {
     /// One page of a room's members, read from its sorted index.
     fn who(&mut self, id: ConnId, target: &Target, page: usize) -> Result<(), ErrorKind> {
         let key = self.member_room(id, target)?;
-        if self.cluster_who(id, &key, page) {
+        if self.cluster_who(id, &key, crate::cluster::Asked::Who { page }) {
             return Ok(());
         }
         self.local_who(id, &key, page)
@@ -1294,7 +1313,7 @@ impl Hub {
 
     /// One page of the rooms with members (and the lobby), kept in order.
     fn list_rooms(&mut self, id: ConnId, page: usize) {
-        if !self.cluster_rooms(id, page) {
+        if !self.cluster_rooms(id, Some(page)) {
             self.local_rooms(id, page);
         }
     }

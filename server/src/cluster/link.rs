@@ -590,7 +590,7 @@ impl CommandThread {
                     .query::<i64>(con)?;
                 Ok(())
             }
-            Command::Who { conn, room, page } => {
+            Command::Who { conn, room, asked } => {
                 let (_, nicks): ((), Vec<String>) = redis::pipe()
                     .cmd("ZREMRANGEBYSCORE")
                     .arg(keys::members(&room))
@@ -605,7 +605,7 @@ impl CommandThread {
                 self.send(ClusterEvent::Members {
                     conn,
                     room,
-                    page,
+                    asked,
                     nicks: Some(nicks),
                 });
                 Ok(())
@@ -759,10 +759,10 @@ impl CommandThread {
                     .insert(nick);
             }
             Command::Leave { room, nick } => self.forget_member(&room, &nick),
-            Command::Who { conn, room, page } => self.send(ClusterEvent::Members {
+            Command::Who { conn, room, asked } => self.send(ClusterEvent::Members {
                 conn,
                 room,
-                page,
+                asked,
                 nicks: None,
             }),
             Command::Rooms { conn, page } => self.send(ClusterEvent::Rooms {

@@ -117,6 +117,23 @@ pub enum Part {
     Subscriber,
 }
 
+/// What a room's member list is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asked {
+    /// A page of `/who`.
+    Who {
+        /// The page.
+        page: usize,
+    },
+    /// IRC's NAMES (also on joining): every member.
+    Names {
+        /// The room as asked for.
+        room: RoomName,
+        /// What the end of the listing names, if this is the last.
+        end: Option<String>,
+    },
+}
+
 /// Why the hub asked for a nick claim, so it knows what to do with the
 /// answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,21 +195,22 @@ pub enum Command {
         /// Who.
         nick: Nick,
     },
-    /// A room's members, cluster-wide, for `/who`.
+    /// A room's members, cluster-wide, for `/who` (or IRC's NAMES).
     Who {
         /// Who asks.
         conn: ConnId,
         /// The room's key.
         room: String,
-        /// The page asked for.
-        page: usize,
+        /// What for.
+        asked: Asked,
     },
-    /// The rooms with members, cluster-wide, for `/rooms`.
+    /// The rooms with members, cluster-wide, for `/rooms` (or IRC's
+    /// LIST).
     Rooms {
         /// Who asks.
         conn: ConnId,
-        /// The page asked for.
-        page: usize,
+        /// The page asked for; `None` for IRC's LIST (all of them).
+        page: Option<usize>,
     },
     /// A private message to a user not on this instance.
     Private {
@@ -281,8 +299,8 @@ pub enum ClusterEvent {
         conn: ConnId,
         /// The room's key.
         room: String,
-        /// The page asked for.
-        page: usize,
+        /// What for.
+        asked: Asked,
         /// The nicks.
         nicks: Option<Vec<Nick>>,
     },
@@ -290,8 +308,8 @@ pub enum ClusterEvent {
     Rooms {
         /// Who asked.
         conn: ConnId,
-        /// The page asked for.
-        page: usize,
+        /// The page asked for (`None`: IRC's LIST).
+        page: Option<usize>,
         /// The rooms (`None` when Redis could not be asked).
         rooms: Option<Vec<(RoomName, usize)>>,
     },

@@ -20,7 +20,7 @@ use super::Hub;
 use crate::chat::messages::ConnId;
 use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
-use crate::cluster::{ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
+use crate::cluster::{Asked, ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
 /// Lines held behind a user's pending nick claim, each with when it was
 /// read.
@@ -471,18 +471,20 @@ impl Hub {
         })
     }
 
-    /// `/who` across the cluster: true if the cluster takes it.
-    pub(super) fn cluster_who(&mut self, id: ConnId, room_key: &str, page: usize) -> bool {
+    /// `/who` (or IRC's NAMES) across the cluster: true if the cluster
+    /// takes it.
+    pub(super) fn cluster_who(&mut self, id: ConnId, room_key: &str, asked: Asked) -> bool {
         self.cluster_linked()
             && self.tell_cluster(Command::Who {
                 conn: id,
                 room: room_key.to_string(),
-                page,
+                asked,
             })
     }
 
-    /// `/rooms` across the cluster: true if the cluster takes it.
-    pub(super) fn cluster_rooms(&mut self, id: ConnId, page: usize) -> bool {
+    /// `/rooms` (page 0: IRC's LIST) across the cluster: true if the
+    /// cluster takes it.
+    pub(super) fn cluster_rooms(&mut self, id: ConnId, page: Option<usize>) -> bool {
         self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page })
     }
 
@@ -535,9 +537,9 @@ impl Hub {
             ClusterEvent::Members {
                 conn,
                 room,
-                page,
+                asked,
                 nicks,
-            } => self.cluster_members(conn, &room, page, nicks),
+            } => self.cluster_members(conn, &room, asked, nicks),
             ClusterEvent::Rooms { conn, page, rooms } => self.cluster_room_list(conn, page, rooms),
             ClusterEvent::PrivateIn(message) => {
                 let Some(&to) = self.nicks.get(message.to.key().as_str()) else { return };
@@ -922,20 +924,25 @@ impl Hub {
         self.cluster_keep(id, &guest, true);
     }
 
-    fn cluster_members(&mut self, id: ConnId, room_key: &str, page: usize, nicks: Option<Vec<Nick>>) {
+    fn cluster_members(&mut self, id: ConnId, room_key: &str, asked: Asked, nicks: Option<Vec<Nick>>) {
         if !self.users.contains_key(&id) {
             return;
         }
         let Some(nicks) = nicks else {
             // Redis could not be asked: what this instance knows.
-            let _ = self.local_who(id, room_key, page);
+            match asked {
+                Asked::Who { page } => {
+                    let _ = self.local_who(id, room_key, page);
+                }
+                Asked::Names { room, end } => self.names_here(id, &room, end),
+            }
             return;
         };
-        let Some(room) = self.rooms.get(room_key) else { return };
+        let room = self.rooms.get(room_key);
         let mut nicks: Vec<(String, Nick)> = nicks.into_iter().map(|n| (n.key(), n)).collect();
         // Local members count even if their presence has not reached
         // Redis yet.
-        for member in room.members() {
+        for member in room.iter().flat_map(|r| r.members()) {
             if let Some(user) = self.users.get(&member) {
                 nicks.push((user.nick.key(), user.nick.clone()));
             }
@@ -943,38 +950,56 @@ impl Hub {
         nicks.sort();
         nicks.dedup_by(|a, b| a.0 == b.0);
         let total = nicks.len();
-        let (page, range) = Page::of_listing(page, total);
-        let members = nicks
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .map(|(key, nick)| {
-                let local = self.nicks.get(key.as_str()).filter(|m| room.has_member(**m));
-                Member {
-                    nick: nick.clone(),
-                    op: local.is_some_and(|m| room.is_op(*m)),
-                    voice: local.is_some_and(|m| room.is_voiced(*m)),
-                }
-            })
-            .collect();
-        let name = room.name.clone();
-        self.reply(
-            id,
-            ServerEvent::Who {
-                room: name,
-                total,
-                page,
-                nicks: members,
-            },
-        );
+        let member = |(key, nick): &(String, Nick)| {
+            let local = self
+                .nicks
+                .get(key.as_str())
+                .filter(|m| room.is_some_and(|r| r.has_member(**m)));
+            Member {
+                nick: nick.clone(),
+                op: local.is_some_and(|m| room.is_some_and(|r| r.is_op(*m))),
+                voice: local.is_some_and(|m| room.is_some_and(|r| r.is_voiced(*m))),
+            }
+        };
+        match asked {
+            Asked::Who { page } => {
+                let Some(name) = room.map(|r| r.name.clone()) else { return };
+                let (page, range) = Page::of_listing(page, total);
+                let members = nicks.get(range).unwrap_or_default().iter().map(member).collect();
+                self.reply(
+                    id,
+                    ServerEvent::Who {
+                        room: name,
+                        total,
+                        page,
+                        nicks: members,
+                    },
+                );
+            }
+            Asked::Names { room: asked, end } => {
+                let name = room.map_or(asked, |r| r.name.clone());
+                let members = nicks.iter().map(member).collect();
+                self.reply(
+                    id,
+                    ServerEvent::Names {
+                        room: name,
+                        members,
+                        end,
+                    },
+                );
+            }
+        }
     }
 
-    fn cluster_room_list(&mut self, id: ConnId, page: usize, rooms: Option<Vec<(RoomName, usize)>>) {
+    fn cluster_room_list(&mut self, id: ConnId, page: Option<usize>, rooms: Option<Vec<(RoomName, usize)>>) {
         if !self.users.contains_key(&id) {
             return;
         }
         let Some(rooms) = rooms else {
-            self.local_rooms(id, page);
+            match page {
+                None => self.local_list(id),
+                Some(page) => self.local_rooms(id, page),
+            }
             return;
         };
         let mut listed: std::collections::BTreeMap<String, (RoomName, usize)> = rooms
@@ -1000,6 +1025,24 @@ impl Hub {
             })
             .map(|(_, v)| v)
             .collect();
+        let Some(page) = page else {
+            // IRC's LIST: every room with members, with its topic if known
+            // here.
+            let rooms = visible
+                .into_iter()
+                .filter(|(_, members)| *members > 0)
+                .map(|(name, members)| {
+                    let topic = self
+                        .rooms
+                        .get(&name.key())
+                        .and_then(|r| r.topic.as_ref())
+                        .map(|t| t.text.clone());
+                    chat_protocol::RoomListing { name, members, topic }
+                })
+                .collect();
+            self.reply(id, ServerEvent::List { rooms });
+            return;
+        };
         let total = visible.len();
         let (page, range) = Page::of_listing(page, total);
         let rooms = visible.get(range).unwrap_or_default().to_vec();
