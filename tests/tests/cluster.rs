@@ -980,6 +980,52 @@ fn redis_frozen_past_the_timeout_is_announced_and_nothing_hangs() {
     assert_eq!(heard, "<alice> thawed");
 }
 
+#[test]
+fn a_user_who_comes_while_redis_is_frozen_is_welcomed_and_counted_once_it_is_back() {
+    let cluster = Cluster::start(2);
+    let mut people = People::default();
+    let alice = people.arrive(cluster.addr(0), "alice");
+    let bob = people.arrive(cluster.addr(1), "bob");
+    cluster.redis.freeze();
+    for who in [alice, bob] {
+        people.get(who).expect_line_within(LINK_LOST, CLUSTER_WAIT);
+    }
+    // A newcomer is welcomed (a guest nick, without Redis to count on)
+    // and alice, on the same instance, hears of it.
+    let mut newcomer = Client::connect_guest(cluster.addr(0));
+    let guest = newcomer.nick().to_string();
+    people
+        .get(alice)
+        .expect_line(&format!("-- {guest} joined #lobby"));
+    newcomer.send("hello?");
+    people.get(alice).expect_line(&format!("<{guest}> hello?"));
+
+    cluster.redis.thaw();
+    for who in [alice, bob] {
+        people.get(who).expect_line_within(LINK_RESTORED, CLUSTER_WAIT);
+    }
+    // The newcomer may have been told of the outage on coming; it is
+    // told the link is back like everyone.
+    expect_line_after(&mut newcomer, LINK_RESTORED, &[LINK_LOST], CLUSTER_WAIT);
+    // Its instance claimed its nick and presence again: bob, on the
+    // other instance, counts it and hears it. (Whether bob is told it
+    // joined, late, is left open.)
+    people.get(alice).send("all here?");
+    newcomer.expect_line("<alice> all here?");
+    expect_line_after(
+        people.get(bob),
+        "<alice> all here?",
+        &[&format!("-- {guest} joined #lobby")],
+        TIMEOUT_AFTER_THAW,
+    );
+    expect_who(people.get(bob), &format!("-- 3 in #lobby: alice, bob, {guest}"));
+    newcomer.send("yes");
+    people.get(bob).expect_line(&format!("<{guest}> yes"));
+}
+
+/// How long a user waits for a line that follows the link's return.
+const TIMEOUT_AFTER_THAW: Duration = Duration::from_secs(5);
+
 /// Lines said elsewhere while one instance's link is down, in the test
 /// of what it missed.
 const MISSED: usize = 5;
