@@ -378,7 +378,7 @@ pub struct Cli {
     /// instance that uses the same Redis,
     /// redis://[:PASSWORD@]HOST:PORT[/DB]. Off unless given; without it
     /// Redis is never contacted. The password is never printed.
-    #[arg(long, value_name = "URL", env = "CHAT_SERVER_CLUSTER", value_parser = cluster_url, hide_env_values = true)]
+    #[arg(long, value_name = "URL", env = "CHAT_SERVER_CLUSTER", value_parser = ClusterUrlParser, hide_env_values = true)]
     pub cluster: Option<RedisUrl>,
 
     /// With --cluster: start even if Redis cannot be reached (serving local
@@ -1123,9 +1123,30 @@ fn seconds_within(s: &str, max: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("must be a number of seconds from 0 to {max}"))
 }
 
-/// A `--cluster` URL (see [`RedisUrl::parse`]).
-fn cluster_url(s: &str) -> Result<RedisUrl, String> {
-    RedisUrl::parse(s).map_err(|e| format!("the Redis URL {e}"))
+/// Reads a `--cluster` URL (see [`RedisUrl::parse`]). Its own parser, not
+/// a function: clap's error for a bad value quotes the value, and this one
+/// may hold the Redis password, which is never printed.
+#[derive(Debug, Clone, Copy)]
+struct ClusterUrlParser;
+
+impl clap::builder::TypedValueParser for ClusterUrlParser {
+    type Value = RedisUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RedisUrl, clap::Error> {
+        let refuse = |why: String| {
+            cmd.clone().error(
+                ErrorKind::InvalidValue,
+                format!("invalid value for '--cluster <URL>' (or CHAT_SERVER_CLUSTER): the Redis URL {why}"),
+            )
+        };
+        let text = value.to_str().ok_or_else(|| refuse("is not UTF-8".to_string()))?;
+        RedisUrl::parse(text).map_err(|e| refuse(e.to_string()))
+    }
 }
 
 /// The most `--cluster-claim-ttl` may be: a day.
@@ -1488,6 +1509,46 @@ mod tests {
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_cluster_url_is_a_usage_error_that_does_not_print_the_password() {
+        for bad in [
+            "http://:hunter2@h:1",
+            "redis://user:hunter2@h:1",
+            "redis://:hunter2@h:0",
+        ] {
+            let error = Cli::try_parse_args_from(["chat-server", "--cluster", bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad}");
+            let text = error.to_string();
+            assert!(text.contains("--cluster"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_options_reach_the_configuration() {
+        let config = config_with_fake_lookup(&[
+            "--cluster",
+            "redis://:pw@127.0.0.1:6380/3",
+            "--cluster-optional",
+            "--cluster-claim-ttl",
+            "3",
+            "--cluster-timeout",
+            "500",
+        ])
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.url.to_string(), "redis://:***@127.0.0.1:6380/3");
+        assert!(cluster.optional);
+        assert_eq!(cluster.claim_ttl, Duration::from_secs(3));
+        assert_eq!(cluster.timeout, Duration::from_millis(500));
+        assert!(config_with_fake_lookup(&[]).unwrap().cluster.is_none());
+        for (option, bad) in [("--cluster-claim-ttl", "1"), ("--cluster-timeout", "99")] {
+            let error =
+                Cli::try_parse_args_from(["chat-server", "--cluster", "redis://h", option, bad]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{option} {bad}");
         }
     }
 }

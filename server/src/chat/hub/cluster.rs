@@ -48,6 +48,11 @@ pub(super) fn rename_from(old: &Nick) -> Purpose {
 /// Ask for the next block of guest numbers when this few are left.
 const GUESTS_LOW: u64 = 25;
 
+/// Where the guest numbers of an instance that could not reserve any
+/// start (at random, between this and twice this): far above what the
+/// cluster's counter reaches.
+const OFFLINE_GUESTS: u64 = 1_000_000_000;
+
 /// The most lines held behind one user's nick claim (see
 /// [`Hub::cluster_hold`]): a round trip to Redis is well under a
 /// millisecond, and flood control lets a client send 50 lines at once.
@@ -160,6 +165,16 @@ impl Link {
 impl Hub {
     /// Joins the hub to a cluster.
     pub fn attach_cluster(&mut self, link: Link) {
+        if link.guests.0 >= link.guests.1 {
+            // No guest numbers reserved (Redis was not reached at start):
+            // until a block comes, numbers from a random place far above
+            // the cluster's counter, so as not to collide with another
+            // instance's guests.
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(self.next_guest);
+            self.next_guest = OFFLINE_GUESTS.saturating_add(hasher.finish() % OFFLINE_GUESTS);
+        }
         self.cluster = Some(link);
     }
 
@@ -830,6 +845,8 @@ impl Hub {
             return;
         }
         c.linked = true;
+        // A block asked for while the link was down was never answered.
+        c.guests_asked = false;
         let told = std::mem::take(&mut c.told_lost);
         if let Some(ready) = c.ready.take() {
             let _ = ready.send(());
