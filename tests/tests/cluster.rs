@@ -1214,6 +1214,27 @@ fn a_burst_past_the_queue_to_redis_loses_nothing_locally_and_the_link_comes_back
 }
 
 #[test]
+fn the_environment_variable_turns_clustering_on_as_the_option_does() {
+    let redis = TestRedis::start_with_password("env-secret-5");
+    let a = start_node(&redis, &[]);
+    // B is given the URL, password and all, in its environment only, as a
+    // systemd drop-in would.
+    let mut command = Daemon::command(&["--listen", "127.0.0.1:0", "--cluster-claim-ttl", "3"]);
+    command.env("CHAT_SERVER_CLUSTER", redis.url());
+    let mut b = Daemon::start_with(command, 1);
+    wait_linked(&mut b);
+    let mut people = People::default();
+    let alice = people.arrive(a.addr(), "alice");
+    let bob = people.arrive(b.addr(), "bob");
+    people.get(bob).send("configured by the environment");
+    people
+        .get(alice)
+        .expect_line("<bob> configured by the environment");
+    let log = b.proc.stderr_lines().join("\n");
+    assert!(!log.contains("env-secret-5"), "the password was logged:\n{log}");
+}
+
+#[test]
 fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     // A port nothing listens on.
     let port = free_port();
