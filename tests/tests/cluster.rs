@@ -1235,6 +1235,35 @@ fn the_environment_variable_turns_clustering_on_as_the_option_does() {
 }
 
 #[test]
+fn cluster_options_out_of_range_are_usage_errors_that_never_quote_a_password() {
+    for (args, needle) in [
+        (&["--cluster-claim-ttl", "1"][..], "--cluster-claim-ttl"),
+        (&["--cluster-timeout", "99"][..], "--cluster-timeout"),
+    ] {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--cluster", "redis://127.0.0.1:1"];
+        all.extend_from_slice(args);
+        let mut node = Proc::spawn("chat-server", Daemon::command(&all), "");
+        node.expect_exit_code(2);
+        let said = node.stderr_lines().join("\n");
+        assert!(said.contains(needle), "{args:?}: {said}");
+    }
+    let mut node = Proc::spawn(
+        "chat-server",
+        Daemon::command(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            "redis://:pa55word@host:notaport",
+        ]),
+        "",
+    );
+    node.expect_exit_code(2);
+    let said = node.stderr_lines().join("\n");
+    assert!(said.contains("--cluster"), "{said}");
+    assert!(!said.contains("pa55word"), "the password was printed: {said}");
+}
+
+#[test]
 fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     // A port nothing listens on.
     let port = free_port();
