@@ -23,6 +23,10 @@
 #       [--cluster redis://127.0.0.1:R]
 # Redis's CPU is read from /proc/PID/stat before and after each run.
 #
+# BASELINE_BIN=PATH adds, before each single-instance run, the same run
+# against that chat-server (a build of the main branch, say): with
+# clustering off the instance must be as fast as before the cluster came.
+#
 # RESULTS.jsonl (default: a temporary file) collects every run's JSON line.
 # DURATION=SECS (default 10) sets how long each run sends; ROUNDS=N (default
 # 1) repeats the whole set. SERVER_ARGS="--threads 2" (split on spaces) adds
@@ -63,6 +67,7 @@ once() {
     shift 2
     local -a how=(--server-bin "$SERVER" "${SERVER_FLAGS[@]}")
     case "$setup" in
+        baseline) how=(--server-bin "$BASELINE_BIN" "${SERVER_FLAGS[@]}") ;;
         single) ;;
         cluster-1) how+=(--cluster-instances 1) ;;
         cluster-2) how+=(--cluster-instances 2) ;;
@@ -80,14 +85,16 @@ once() {
 FANOUT=(--setup-timeout 20 fanout --clients 100 --senders 10 --window 64 --duration "$DURATION")
 PUBLISH=(--setup-timeout 20 fanout --clients 12 --senders 10 --window 256 --duration "$DURATION")
 SLOW=(--setup-timeout 20 fixed-rate --clients 10 --senders 1 --rate 500 --duration "$DURATION")
+SETUPS=(single cluster-1 cluster-2)
+if [ -n "${BASELINE_BIN:-}" ]; then SETUPS=(baseline "${SETUPS[@]}"); fi
 for round in $(seq 1 "$ROUNDS"); do
-    for setup in single cluster-1 cluster-2; do
+    for setup in "${SETUPS[@]}"; do
         once "fan-out: 100 clients, 10 senders, window 64 (round $round)" "$setup" "${FANOUT[@]}"
     done
-    for setup in single cluster-1 cluster-2; do
+    for setup in "${SETUPS[@]}"; do
         once "publish: 12 clients, 10 senders, window 256 (round $round)" "$setup" "${PUBLISH[@]}"
     done
-    for setup in single cluster-1 cluster-2; do
+    for setup in "${SETUPS[@]}"; do
         once "500 lines/s: 10 clients, 1 sender (round $round)" "$setup" "${SLOW[@]}"
     done
 done
@@ -100,10 +107,12 @@ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/^Mem:/{
 echo
 echo "| run | instances | room lines/s | deliveries/s | p50 µs | p99 µs | lost/dup/out of order | instances' CPU % | Redis CPU % |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
-jq -r '
+jq -r --arg base "${BASELINE_BIN:-}" '
     def r: . * 10 | round / 10;
     [ .label,
-      (.cluster_instances // "single" | tostring),
+      (if .cluster_instances then (.cluster_instances | tostring)
+       elif $base != "" and (.server | contains($base)) then "single (baseline build)"
+       else "single" end),
       (if .active_s > 0 then (.lines_sent / .active_s | round) else 0 end | tostring),
       (.deliveries_per_s | round | tostring),
       (.latency.p50_us | round | tostring),
@@ -115,10 +124,10 @@ jq -r '
 ' "$RESULTS"
 echo
 echo "Added p50 at 500 lines/s (two instances minus single, per round):"
-jq -rs '
+jq -rs --arg base "${BASELINE_BIN:-}" '
     map(select(.label | startswith("500 lines/s")))
     | group_by(.label)[]
-    | (map(select(.cluster_instances == null))[0].latency.p50_us) as $single
+    | (map(select(.cluster_instances == null and ($base == "" or (.server | contains($base) | not))))[0].latency.p50_us) as $single
     | (map(select(.cluster_instances == 2))[0].latency.p50_us) as $two
     | if $single and $two then "- \(.[0].label): \(($two - $single) | round) µs (single \($single | round) µs, two instances \($two | round) µs)" else "- \(.[0].label): incomplete" end
 ' "$RESULTS"
