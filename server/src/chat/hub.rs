@@ -367,7 +367,7 @@ impl Hub {
                 self.acceptor_stopped = true;
                 self.shutdown_when_ready();
             }
-            Inbound::Cluster(event) => self.cluster_event(event),
+            Inbound::Cluster(event) => self.cluster_event(*event),
         }
     }
 
@@ -1601,9 +1601,9 @@ pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
             },
             recv(cluster) -> event => match event {
                 Ok(event) => {
-                    hub.handle(Inbound::Cluster(event));
+                    hub.handle(Inbound::Cluster(Box::new(event)));
                     for event in cluster.try_iter().take(BATCH) {
-                        hub.handle(Inbound::Cluster(event));
+                        hub.handle(Inbound::Cluster(Box::new(event)));
                     }
                 }
                 // The cluster's threads have stopped (only at the end).

@@ -100,8 +100,9 @@ pub enum Inbound {
     /// server is shutting down finds it no longer accepting.
     AcceptorStopped,
     /// What the cluster's threads heard from Redis, or say of the link
-    /// (see [`crate::cluster`]).
-    Cluster(crate::cluster::ClusterEvent),
+    /// (see [`crate::cluster`]). Boxed: the other messages are a third
+    /// smaller, and every slot of the hub's queue is as big as the biggest.
+    Cluster(Box<crate::cluster::ClusterEvent>),
 }
 
 /// How a new connection comes on the chat.

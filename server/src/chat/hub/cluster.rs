@@ -1130,7 +1130,7 @@ mod tests {
         }
 
         fn event(&mut self, event: ClusterEvent) {
-            self.hub.handle(Inbound::Cluster(event));
+            self.hub.handle(Inbound::Cluster(Box::new(event)));
         }
 
         /// Both connections up (or down); once up, the catch-up is
