@@ -1617,6 +1617,7 @@ pub fn run(mut hub: Hub, wiring: Wiring, stats: &Stats) {
             },
             default(TICK) => {},
         }
+        hub.cluster_tick();
         stats.set_rooms(hub.room_count());
         let (history_bytes, history_rooms) = hub.history_usage();
         stats.set_history(history_bytes, history_rooms);

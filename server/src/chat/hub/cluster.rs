@@ -503,6 +503,18 @@ impl Hub {
         self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page })
     }
 
+    /// Called every turn of the hub: after the link was given up for the
+    /// hub's own sake (the command queue was full) while both connections
+    /// stayed up, no connection will say it is back; so the hub asks for a
+    /// catch-up itself once the queue has room.
+    pub fn cluster_tick(&mut self) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up {
+            let positions = c.orderer.positions();
+            c.catching_up = c.commands.try_send(Command::CatchUp { positions }).is_ok();
+        }
+    }
+
     /// What the cluster's threads say.
     pub(super) fn cluster_event(&mut self, event: ClusterEvent) {
         match event {
@@ -847,6 +859,9 @@ impl Hub {
         c.linked = true;
         // A block asked for while the link was down was never answered.
         c.guests_asked = false;
+        // Lines Redis ran after the link failed under them have come back
+        // in the catch-up by now; the rest never reached it.
+        c.unpublished.clear();
         let told = std::mem::take(&mut c.told_lost);
         if let Some(ready) = c.ready.take() {
             let _ = ready.send(());
@@ -1111,7 +1126,12 @@ mod tests {
 
     impl Cluster {
         fn new() -> Cluster {
-            let (tx, commands) = crossbeam_channel::bounded(1000);
+            Cluster::with_queue(1000)
+        }
+
+        /// With a command queue of `capacity`.
+        fn with_queue(capacity: usize) -> Cluster {
+            let (tx, commands) = crossbeam_channel::bounded(capacity);
             let mut hub = Hub::new(Settings {
                 history_lines: 10,
                 replay_lines: 10,
@@ -1297,6 +1317,43 @@ mod tests {
         c.link(true);
         let restored = "-- cluster link restored";
         assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
+    }
+
+    #[test]
+    fn a_full_command_queue_is_a_lost_link_until_it_has_room_again() {
+        let mut c = Cluster::with_queue(4);
+        c.connect(1);
+        c.redis();
+        c.connect(2);
+        c.redis();
+        c.said();
+        // Redis does not keep up: nothing is taken from the queue.
+        for n in 0..4 {
+            c.line(1, &format!("queued {n}"));
+        }
+        c.line(1, "no room");
+        let lost = "-- cluster link lost; only users on this server can hear you";
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, lost), (2, lost), (2, "<guest1> no room")]),
+            "told, and the line said locally at once"
+        );
+        // The queue drains; the hub asks for a catch-up on its next turn.
+        c.redis();
+        c.hub.cluster_tick();
+        c.redis();
+        let restored = "-- cluster link restored";
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (2, "<guest1> queued 0"),
+                (2, "<guest1> queued 1"),
+                (2, "<guest1> queued 2"),
+                (2, "<guest1> queued 3"),
+                (1, restored),
+                (2, restored),
+            ])
+        );
     }
 
     #[test]
