@@ -195,8 +195,9 @@ impl TestRedis {
         }
     }
 
-    /// Stops it as an administrator would (SIGTERM) and waits for it to
-    /// exit. Without persistence it forgets everything.
+    /// Stops it as an administrator would (SIGTERM, then SIGCONT in case
+    /// it is frozen) and waits for it to exit. Without persistence it
+    /// forgets everything.
     ///
     /// # Panics
     /// When it is already stopped or does not exit in time.
@@ -206,6 +207,8 @@ impl TestRedis {
             panic!("redis-server on port {} is already stopped", self.port);
         };
         proc.signal("TERM");
+        // A frozen Redis takes the signal only once it runs again.
+        proc.signal("CONT");
         let status = proc.wait_exit();
         assert!(status.success(), "redis-server exited with {status} on SIGTERM");
     }

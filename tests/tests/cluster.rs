@@ -245,6 +245,11 @@ fn the_test_redis_answers_forgets_on_restart_and_checks_its_password() {
     // No persistence: a restarted Redis is empty.
     assert_eq!(redis.command(&["EXISTS", "chat:test"]).unwrap(), ":0");
 
+    // A frozen Redis stops too.
+    redis.freeze();
+    redis.stop();
+    assert!(redis.command(&["PING"]).is_err(), "a stopped Redis still answers");
+
     let locked = TestRedis::start_with_password("t0p-secret");
     assert_eq!(locked.command(&["PING"]).unwrap(), "+PONG");
     assert!(locked.url().starts_with("redis://:t0p-secret@127.0.0.1:"));
