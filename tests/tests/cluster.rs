@@ -208,7 +208,7 @@ fn expect_line_after(client: &mut Client, expected: &str, allowed: &[&str], time
 #[track_caller]
 fn poll_until(client: &mut Client, request: &str, wanted: &str, meanwhile: &[&str]) -> usize {
     let deadline = Instant::now() + CLUSTER_WAIT;
-    for tries in 1.. {
+    for tries in 1..=MAX_POLLS {
         client.send(request);
         let answer = client.read_line();
         if answer == wanted {
@@ -226,8 +226,15 @@ fn poll_until(client: &mut Client, request: &str, wanted: &str, meanwhile: &[&st
         );
         thread::sleep(POLL_PAUSE);
     }
-    unreachable!("the loop returns or panics")
+    panic!(
+        "{}: {request:?} not answered {wanted:?} in {MAX_POLLS} tries",
+        client.nick()
+    );
 }
+
+/// The most tries of a bounded poll: more than [`CLUSTER_WAIT`] allows at
+/// one per [`POLL_PAUSE`], so the deadline ends it first.
+const MAX_POLLS: usize = 1_000;
 
 // ---------------------------------------------------------------------------
 // The harness itself.
@@ -1176,7 +1183,12 @@ fn read_burst(client: &mut Client, total: usize) -> (usize, usize) {
     let mut next = [0usize; BURST_SENDERS];
     let (mut lost, mut restored) = (0, 0);
     let mut got = 0;
-    while got < total {
+    // Every line read is one of the total or a notice, and notices are
+    // few: the bound only stops a server that sends them forever.
+    for _ in 0..total + 100 {
+        if got == total {
+            break;
+        }
         let line = client.read_line_within(CLUSTER_WAIT);
         if line == LINK_LOST {
             lost += 1;
@@ -1206,6 +1218,12 @@ fn read_burst(client: &mut Client, total: usize) -> (usize, usize) {
         next[sender] += 1;
         got += 1;
     }
+    assert_eq!(
+        got,
+        total,
+        "{}: {lost} + {restored} link notices among the lines",
+        client.nick()
+    );
     (lost, restored)
 }
 
