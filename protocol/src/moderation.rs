@@ -191,7 +191,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, ModerationError> {
 pub fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
