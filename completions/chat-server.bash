@@ -131,7 +131,7 @@ _chat__server() {
 
     case "${cmd}" in
         chat__server)
-            opts="-h -V --listen --tls-listen --tls-cert --tls-key --irc-listen --irc-tls-listen --web-listen --web-tls-listen --web-allow-origin --server-name --motd-file --control-socket --state-dir --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --cluster --cluster-optional --cluster-claim-ttl --cluster-timeout --help --version ctl help"
+            opts="-h -V --listen --tls-listen --tls-cert --tls-key --irc-listen --irc-tls-listen --web-listen --web-tls-listen --web-allow-origin --server-name --motd-file --control-socket --state-dir --take-over --max-line --max-clients --shutdown-grace --sendq --rate --burst --max-per-ip --max-per-net --net-prefix-v4 --net-prefix-v6 --connect-rate --connect-burst --idle-timeout --quiet-above --history --replay --history-bytes --metrics-listen --stats-interval --threads --cluster --cluster-optional --cluster-claim-ttl --cluster-timeout --help --version ctl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +186,10 @@ _chat__server() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --take-over)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -111,6 +111,27 @@ impl LineDecoder {
         self.buf.is_empty() && self.state == State::Collecting
     }
 
+    /// The bytes of the unfinished line held so far (empty while the rest
+    /// of a too-long line is being skipped): what a restart hands to the
+    /// next process, which feeds them to its own decoder first.
+    pub fn partial(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True while the rest of a line that went over the limit (and was
+    /// reported) is being skipped up to its `\n`.
+    pub fn is_skipping(&self) -> bool {
+        self.state == State::Skipping
+    }
+
+    /// Skips input up to the next `\n`, as after a too-long line: a
+    /// restart carries a decoder in that state into the next process
+    /// without reporting the line twice.
+    pub fn skip_to_line_end(&mut self) {
+        self.buf.clear();
+        self.state = State::Skipping;
+    }
+
     /// Takes the next piece of the stream and returns an iterator over the
     /// lines it completes, in order. Bytes of an unfinished line are kept
     /// for the next call (up to the limit), even if the iterator is dropped

@@ -143,6 +143,12 @@ pub enum ServerEvent {
     Bye,
     /// The server is stopping and will close the connection.
     ShuttingDown,
+    /// The server restarted (a new process, perhaps a new version, took
+    /// over) and the recipient's connection, nick and rooms were kept.
+    Restarted {
+        /// The version now running.
+        version: String,
+    },
     /// The recipient sent nothing for too long and is being disconnected.
     IdleTimeout {
         /// How long it was quiet, in whole seconds.
@@ -666,6 +672,9 @@ impl ServerEvent {
             ServerEvent::Help(Some(help)) => return command_help_lines(help),
             ServerEvent::Bye => notice("bye".to_string()),
             ServerEvent::ShuttingDown => notice("server shutting down".to_string()),
+            ServerEvent::Restarted { version } => notice(format!(
+                "server restarted (version {version}); you are still connected"
+            )),
             ServerEvent::IdleTimeout { secs } => {
                 notice(format!("closing idle connection (nothing received for {secs} s)"))
             }

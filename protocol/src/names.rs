@@ -181,6 +181,37 @@ impl fmt::Display for RoomName {
     }
 }
 
+impl TryFrom<String> for Nick {
+    type Error = NameError;
+
+    /// Checks a nick read back from a serialised form (the cluster's
+    /// messages, a handed-over state): it obeys the same rules as one typed.
+    fn try_from(name: String) -> Result<Nick, NameError> {
+        Nick::new(&name)
+    }
+}
+
+impl From<Nick> for String {
+    fn from(nick: Nick) -> String {
+        nick.0
+    }
+}
+
+impl TryFrom<String> for RoomName {
+    type Error = NameError;
+
+    /// Checks a room name read back from a serialised form, as [`Nick`]'s.
+    fn try_from(name: String) -> Result<RoomName, NameError> {
+        RoomName::new(&name)
+    }
+}
+
+impl From<RoomName> for String {
+    fn from(room: RoomName) -> String {
+        room.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,36 +312,5 @@ mod tests {
             Err(NameError::BadChar { kind: "room name" })
         );
         assert_eq!(RoomName::new("#Rust").unwrap().key(), "#rust");
-    }
-}
-
-impl TryFrom<String> for Nick {
-    type Error = NameError;
-
-    /// Checks a nick read back from a serialised form (the cluster's
-    /// messages, a handed-over state): it obeys the same rules as one typed.
-    fn try_from(name: String) -> Result<Nick, NameError> {
-        Nick::new(&name)
-    }
-}
-
-impl From<Nick> for String {
-    fn from(nick: Nick) -> String {
-        nick.0
-    }
-}
-
-impl TryFrom<String> for RoomName {
-    type Error = NameError;
-
-    /// Checks a room name read back from a serialised form, as [`Nick`]'s.
-    fn try_from(name: String) -> Result<RoomName, NameError> {
-        RoomName::new(&name)
-    }
-}
-
-impl From<RoomName> for String {
-    fn from(room: RoomName) -> String {
-        room.0
     }
 }

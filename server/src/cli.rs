@@ -77,7 +77,11 @@ pub const DEFAULT_METRICS_PORT: u16 = 9187;
 /// What the signals do, for `--help` and the man page's SIGNALS section.
 pub const SIGNALS: &str = "SIGTERM and SIGINT stop the server gracefully: it stops accepting, sends \
     every client \"-- server shutting down\" after the lines it has already read, flushes what is \
-    queued to them for at most --shutdown-grace seconds, closes and exits 0. SIGHUP reads the TLS \
+    queued to them for at most --shutdown-grace seconds, closes and exits 0. Under a systemd unit \
+    with a file descriptor store (FileDescriptorStoreMax=, systemd 254 or later: FDSTORE is set), \
+    SIGTERM instead hands every client, the listeners and the chat state to the store and exits 0 \
+    without closing anyone: the next process takes them back (README.md, \"Restarting without \
+    dropping anyone\"). SIGHUP reads the TLS \
     certificate and key again (--tls-cert, --tls-key): new connections get the new certificate, open \
     ones keep theirs; if the files are bad the error is logged and the old certificate stays. \
     Without TLS, SIGHUP does nothing but say so in the log.";
@@ -253,6 +257,15 @@ pub struct Cli {
     /// without either, server bans live in memory only.
     #[arg(long, value_name = "PATH", env = "CHAT_SERVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Takes over from the chat-server whose control socket this is (its
+    /// --control-socket): that server hands over every client connection,
+    /// its listening sockets and the chat state, and exits; clients stay
+    /// connected, with their nicks and rooms, and this process's options
+    /// apply to them from then on (README.md, "Restarting without
+    /// dropping anyone").
+    #[arg(long, value_name = "CONTROL_SOCKET")]
+    pub take_over: Option<PathBuf>,
 
     /// Runs a command against a running server instead of being one.
     #[command(subcommand)]

@@ -16,6 +16,8 @@
 //!   [`frontend::line`] protocol today.
 //! - [`ops`]: counters, metrics, the systemd notifier and watchdog, the
 //!   descriptor budget, the log.
+//! - [`upgrade`]: restarting without dropping anyone (the state and the
+//!   sockets handed to the next process).
 //! - [`server`] puts it all together; [`config`] and [`cli`] are the
 //!   settings.
 //!
@@ -31,6 +33,7 @@ pub mod frontend;
 pub mod net;
 pub mod ops;
 pub mod server;
+pub mod upgrade;
 
 pub use config::Config;
 pub use net::ShutdownHandle;

@@ -1,7 +1,10 @@
 //! The `chat-server` daemon: take any sockets systemd passed, parse the
-//! command line, resolve the addresses given, raise the descriptor limit,
-//! bind, tell systemd it is ready, run until SIGINT or SIGTERM (SIGHUP
-//! reloads the TLS certificate: see `ops::signals`).
+//! command line, resolve the addresses given, take over what a previous
+//! process handed on (systemd's descriptor store, or `--take-over`; see
+//! `chat_server::upgrade`), raise the descriptor limit, bind, tell
+//! systemd it is ready, run until SIGINT or SIGTERM (SIGHUP reloads the
+//! TLS certificate: see `ops::signals`), or until a handover, whose
+//! sockets and state it passes on.
 //!
 //! Exit codes (`cli::EXIT_STATUS` says them to users): 0 after a clean
 //! stop, 1 when the server cannot start or a thread died, 2 for a usage
@@ -14,13 +17,14 @@ use chat_server::ops::descriptors::{self, Limit};
 use chat_server::ops::logging::{self, counted};
 use chat_server::ops::signals::{Actions, SignalThread};
 use chat_server::ops::systemd::{self, Notifier};
+use chat_server::upgrade::{self, RunEnd};
 use chat_server::{Config, Server};
 
 fn main() -> ExitCode {
     // First, before anything opens a descriptor: the passed sockets are
     // descriptors 3, 4, ... and must not be mistaken for anything else.
-    let inherited = match systemd::take_listeners() {
-        Ok(inherited) => inherited,
+    let (inherited, stored) = match systemd::take_passed() {
+        Ok(passed) => passed,
         Err(e) => {
             logging::print_error(&e);
             return ExitCode::FAILURE;
@@ -43,62 +47,140 @@ fn main() -> ExitCode {
         );
     }
     let max_clients_given = cli.max_clients_given;
-    let mut config = match cli.into_config(!inherited.is_empty()) {
+    let take_over = cli.take_over.clone();
+    // Sockets come from elsewhere: no default address is added.
+    let passed_sockets = !inherited.is_empty() || !stored.is_empty() || take_over.is_some();
+    let mut config = match cli.into_config(passed_sockets) {
         Ok(config) => config,
         Err(e) => {
             logging::print_error(&e);
             return ExitCode::FAILURE;
         }
     };
-    let fitted = match fit_descriptors(&mut config, max_clients_given, inherited.len()) {
+    // A restart: what the previous process handed over, through systemd's
+    // store or, asked for now, over its control socket.
+    let from_store = !stored.is_empty();
+    let (link, handed) = match &take_over {
+        Some(path) => match upgrade::take_over(path) {
+            Ok((link, fds)) => (Some(link), fds),
+            Err(e) => {
+                logging::print_error(&e);
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (None, stored),
+    };
+    let inherited_kinds: Vec<_> = inherited
+        .iter()
+        .filter_map(|s| Some((s.listener.local_addr().ok()?, systemd::listener_kind(&s.name))))
+        .collect();
+    let incoming = upgrade::incoming::incoming(handed, &inherited_kinds);
+    if let Some(version) = &incoming.from_version {
+        log::info!("restart: taking over from version {version}");
+    }
+    let passed_count = inherited.len() + incoming.listeners.len();
+    let fitted = match fit_descriptors(&mut config, max_clients_given, passed_count) {
         Ok(fitted) => fitted,
         Err(e) => {
             logging::print_error(&e);
             return ExitCode::FAILURE;
         }
     };
-    let listeners = inherited
+    let mut listeners: Vec<_> = inherited
         .into_iter()
         .map(|socket| {
             let kind = systemd::listener_kind(&socket.name);
             (socket.listener, kind)
         })
         .collect();
-    let server = match Server::bind_with(listeners, config) {
+    listeners.extend(incoming.listeners);
+    upgrade::drop_served_addresses(&mut config, &listeners);
+    let mut server = match Server::bind_with(listeners, config.clone()) {
         Ok(server) => server,
         Err(e) => {
             logging::print_error(&e);
             return ExitCode::FAILURE;
         }
     };
+    if let Some(restored) = incoming.restored {
+        server.restore(restored);
+    }
+    if from_store {
+        if let Err(e) = upgrade::fds::forget_in_store(&incoming.names) {
+            log::warn!("restart: cannot empty the service manager's descriptor store: {e}");
+        }
+    }
+    if let Some(link) = &link {
+        if let Err(e) = upgrade::say_ready(link) {
+            // It gave up on us and serves its clients again.
+            logging::print_error(&format_args!("the running server did not wait for this one: {e}"));
+            return ExitCode::FAILURE;
+        }
+    }
+    drop(link);
+    upgrade::fallback::close_all(incoming.orphans);
     if let Some(fitted) = fitted {
         fitted.log();
     }
     let mut notifier = Notifier::from_env();
-    let signals = SignalThread::start(Actions {
-        shutdown: server.handle(),
-        stopping: notifier.stopping_notice(),
-        reloading: notifier.reload_notice(),
-        tls: server.tls_reloader(),
-    });
-    let signals = match signals {
-        Ok(signals) => signals,
-        Err(e) => {
-            logging::print_error(&format_args!("cannot install the signal handlers: {e}"));
-            return ExitCode::FAILURE;
+    let mut stop_at_once = false;
+    // Runs until stopped; a handover that cannot be passed on leaves the
+    // clients with this process, which serves them again (and stops at
+    // once if the handover was its stop).
+    loop {
+        let signals = SignalThread::start(Actions {
+            shutdown: server.handle(),
+            stopping: notifier.stopping_notice(),
+            reloading: notifier.reload_notice(),
+            tls: server.tls_reloader(),
+            hand_over_on_term: upgrade::store_available(),
+        });
+        let signals = match signals {
+            Ok(signals) => signals,
+            Err(e) => {
+                logging::print_error(&format_args!("cannot install the signal handlers: {e}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        notifier.ready(&server);
+        if stop_at_once {
+            server.handle().shutdown();
         }
-    };
-    notifier.ready(&server);
-    let result = server.run();
-    signals.stop();
-    notifier.stop();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            logging::print_error(&e);
-            ExitCode::FAILURE
-        }
+        let result = server.run_to_end();
+        signals.stop();
+        let handed = match result {
+            Ok(RunEnd::Stopped) => break,
+            Ok(RunEnd::HandedOver(handed)) => handed,
+            Err(e) => {
+                notifier.stop();
+                logging::print_error(&e);
+                return ExitCode::FAILURE;
+            }
+        };
+        let by_hand = handed.requester.is_some();
+        let (error, handed) = match upgrade::pass_on(*handed) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(failed) => failed,
+        };
+        log::error!("restart: {error}; serving every client again here");
+        // A stop for systemd that cannot keep the clients is a plain stop.
+        stop_at_once = !by_hand;
+        let (listeners, restored) = handed.take_back();
+        let mut config = config.clone();
+        upgrade::drop_served_addresses(&mut config, &listeners);
+        server = match Server::bind_with(listeners, config) {
+            Ok(server) => server,
+            Err(e) => {
+                logging::print_error(&e);
+                return ExitCode::FAILURE;
+            }
+        };
+        server.restore(restored);
+        notifier.stop();
+        notifier = Notifier::from_env();
     }
+    notifier.stop();
+    ExitCode::SUCCESS
 }
 
 /// What [`fit_descriptors`] found, to log once the daemon has bound its

@@ -36,6 +36,12 @@
 //! way of starting shares one path. [`Server::run`] blocks until a
 //! [`ShutdownHandle`] says stop; meanwhile [`Server::stats`] and
 //! [`Server::liveness`] let other threads watch it.
+//!
+//! A restart that keeps every client ([`crate::upgrade`]) goes through
+//! here too: [`Server::restore`] takes what the previous process handed
+//! over before the run starts (the I/O threads and the hub begin with it),
+//! and [`Server::run_to_end`] returns what this one hands over when its
+//! stop is a handover ([`ShutdownHandle::hand_over`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -63,6 +69,8 @@ use crate::ops::liveness::{Heartbeat, Liveness, Wake};
 use crate::ops::logging::counted;
 use crate::ops::metrics::{MetricsEndpoint, MetricsError, StatsLog};
 use crate::ops::stats::Stats;
+use crate::upgrade::state::{Header, ListenerState, State};
+use crate::upgrade::{Handed, Restored, RunEnd};
 
 /// How many connections the kernel may hold waiting for accept. Bursts of
 /// reconnecting clients (after a restart, say) should not be refused.
@@ -176,6 +184,9 @@ pub struct Server {
     /// In a cluster: the guest numbers reserved at start, if Redis
     /// answered (see [`crate::cluster::probe`]).
     cluster_guests: Option<(u64, u64)>,
+    /// What the previous process handed over, to serve from the start
+    /// (see [`Server::restore`]).
+    restored: Option<Restored>,
 }
 
 impl Server {
@@ -333,7 +344,16 @@ impl Server {
             tls_updates,
             bans,
             cluster_guests,
+            restored: None,
         })
+    }
+
+    /// Takes on the chat and the connections a previous process handed
+    /// over (see [`crate::upgrade`]): they are served from the start of
+    /// [`Server::run`], with this server's options, and told the server
+    /// restarted.
+    pub fn restore(&mut self, restored: Restored) {
+        self.restored = Some(restored);
     }
 
     /// What reloads the TLS certificate and key of a running server (on
@@ -428,12 +448,25 @@ impl Server {
 
     /// Serves clients until shut down through a [`ShutdownHandle`], then
     /// returns once every client has been told and closed (or the grace
-    /// period is over).
+    /// period is over). A handover ([`ShutdownHandle::hand_over`]) ends it
+    /// too, and closes the sockets handed over: see [`Server::run_to_end`]
+    /// to pass them on.
     ///
     /// # Errors
     /// When the event loop fails, a thread cannot start, or a thread
     /// panicked (which also shuts the server down at once).
     pub fn run(self) -> io::Result<()> {
+        self.run_to_end().map(|_| ())
+    }
+
+    /// [`Server::run`], returning what was handed over if the run ended in
+    /// a handover ([`ShutdownHandle::hand_over`]): the state and every
+    /// socket, still open, for the next process.
+    ///
+    /// # Errors
+    /// As for [`Server::run`]; and when a handover could not gather the
+    /// whole state (a thread failed), whose sockets are then closed.
+    pub fn run_to_end(mut self) -> io::Result<RunEnd> {
         let listening = self.listening();
         for line in &listening {
             log::info!("listening on {line}");
@@ -459,6 +492,29 @@ impl Server {
             .config
             .stats_interval
             .and_then(|interval| StatsLog::start(Arc::clone(&self.stats), interval));
+        // A handover passes the listening sockets on: the acceptor hands
+        // them back here instead of closing them.
+        let (listeners_tx, listeners_rx) = crossbeam_channel::bounded(1);
+        let (handover_tx, handover_rx) = crossbeam_channel::unbounded();
+        let (hub_state_tx, hub_state_rx) = crossbeam_channel::bounded(1);
+        let (requester_tx, requester_rx) = crossbeam_channel::bounded(1);
+        let restored = self.restored.take();
+        let shard_count = self.shards.len().max(1);
+        let (restored_hub, mut restored_conns) = match restored {
+            Some(Restored { hub, conns, announce }) => {
+                let mut by_shard: Vec<Vec<_>> = (0..shard_count).map(|_| Vec::new()).collect();
+                for (i, conn) in conns.into_iter().enumerate() {
+                    if let Some(list) = by_shard.get_mut(i % shard_count) {
+                        list.push(conn);
+                    }
+                }
+                (Some((hub, announce)), by_shard)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut id_map = std::collections::HashMap::new();
+        let mut restored_places = Vec::new();
+        let mut next_serial = 0u64;
         let (to_hub, hub_inbound) = crossbeam_channel::bounded(HUB_INBOUND_CAPACITY);
         // Bounded by the connections: one message per connection that goes.
         let (released_tx, released_rx) = crossbeam_channel::unbounded();
@@ -506,8 +562,9 @@ impl Server {
                 tls: self.tls.as_ref().map(|loaded| Arc::clone(&loaded.config)),
                 tls_updates,
                 context: context.clone(),
+                handover: handover_tx.clone(),
             };
-            let event_loop = EventLoop::new(
+            let mut event_loop = EventLoop::new(
                 shard,
                 parts.poll,
                 self.config.clone(),
@@ -516,6 +573,20 @@ impl Server {
                 Arc::clone(&self.stats),
                 parts.heartbeat,
             );
+            if let Some(conns) = restored_conns.get_mut(shard) {
+                let conns = std::mem::take(conns);
+                let olds: Vec<_> = conns
+                    .iter()
+                    .map(|(state, _)| (state.id, state.peer.ip()))
+                    .collect();
+                let news = event_loop.restore(conns, &mut next_serial);
+                for ((old, ip), new) in olds.into_iter().zip(news) {
+                    if let Some(new) = new {
+                        id_map.insert(old, new);
+                        restored_places.push((shard, ip));
+                    }
+                }
+            }
             match supervisor.spawn(format!("io-{shard}"), move || event_loop.run()) {
                 Ok(thread) => io_threads.push(thread),
                 Err(e) => {
@@ -527,14 +598,27 @@ impl Server {
             }
         }
         let hub_stats = Arc::clone(&self.stats);
-        let mut hub = Hub::new(Settings {
+        let settings = Settings {
             quiet_above: self.config.quiet_above,
             history_lines: self.config.history,
             replay_lines: self.config.replay.min(self.config.history),
             history_bytes: self.config.history_bytes,
             clock: hub::system_clock,
             io_threads: outlets.len(),
-        });
+        };
+        let mut hub = match restored_hub {
+            Some((state, announce)) => {
+                log::info!(
+                    "restart: took over {} and {}",
+                    counted(id_map.len(), "connection"),
+                    counted(state.rooms.len(), "room")
+                );
+                let version = announce.then_some(crate::upgrade::VERSION);
+                Hub::restore(settings, state, &id_map, version)
+            }
+            None => Hub::new(settings),
+        };
+        hub.hand_over_to(self.shutdown.clone(), hub_state_tx);
         if let Some(TestFault::Hub(text)) = &self.config.test_fault {
             hub.panic_on(text.clone());
         }
@@ -620,6 +704,7 @@ impl Server {
                     shutdown: self.shutdown.clone(),
                     reloader: tls_reloader,
                     listening: listening.clone(),
+                    handover: requester_tx,
                 };
                 match ControlServer::start(setup) {
                     Ok(control) => Some(control),
@@ -651,7 +736,11 @@ impl Server {
         // The acceptor runs on this thread. Its end (or its failure to
         // start) lets the I/O threads finish; theirs lets the hub finish.
         let mut result = match acceptor {
-            Ok(acceptor) => acceptor.run(),
+            Ok(mut acceptor) => {
+                acceptor.count_restored(&restored_places, next_serial);
+                acceptor.hand_listeners_to(listeners_tx);
+                acceptor.run()
+            }
             Err(e) => {
                 self.shutdown.shutdown();
                 Err(e)
@@ -670,16 +759,60 @@ impl Server {
         }
         let _ = hub_thread.join();
         if let Some(threads) = cluster_threads {
-            threads.stop();
+            // On a restart that keeps the users, the next process takes
+            // their nicks over.
+            threads.stop(!self.shutdown.is_handover());
         }
-        log::info!("stopped");
+        if self.shutdown.is_handover() {
+            log::info!("stopped, to hand over");
+        } else {
+            log::info!("stopped");
+        }
         if let Some(endpoint) = endpoint {
             endpoint.stop();
         }
         if let Some(stats_log) = stats_log {
             stats_log.stop();
         }
-        result.and(supervisor.verdict())
+        result.and(supervisor.verdict())?;
+        if !self.shutdown.is_handover() {
+            return Ok(RunEnd::Stopped);
+        }
+        drop(handover_tx);
+        let hub_state = hub_state_rx
+            .try_recv()
+            .map_err(|_| io::Error::other("the handover failed: the hub did not hand its state over"))?;
+        let carried: Vec<_> = handover_rx.try_iter().collect();
+        if carried.len() != shard_count {
+            return Err(io::Error::other(
+                "the handover failed: an I/O thread did not hand its connections over",
+            ));
+        }
+        let (connections, conns) = carried.into_iter().flat_map(|(_, conns)| conns).unzip();
+        let kept_listeners = listeners_rx.try_recv().unwrap_or_default();
+        let (listeners, listener_fds) = kept_listeners
+            .into_iter()
+            .filter_map(|(listener, kind): (mio::net::TcpListener, ListenerKind)| {
+                let addr = listener.local_addr().ok()?;
+                let state = ListenerState {
+                    addr,
+                    protocol: kind.protocol,
+                    tls: kind.tls,
+                };
+                Some((state, std::os::fd::OwnedFd::from(listener)))
+            })
+            .unzip();
+        Ok(RunEnd::HandedOver(Box::new(Handed {
+            state: State {
+                header: Header::current(),
+                hub: hub_state,
+                listeners,
+                connections,
+            },
+            listeners: listener_fds,
+            conns,
+            requester: requester_rx.try_recv().ok(),
+        })))
     }
 }
 

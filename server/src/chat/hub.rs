@@ -60,6 +60,9 @@ use crate::ops::stats::Stats;
 mod admin;
 mod cluster;
 mod moderation;
+mod snapshot;
+
+pub use snapshot::{HubState, RoomState, UserState};
 
 pub use cluster::Link as ClusterLink;
 
@@ -223,6 +226,11 @@ pub struct Hub {
     panic_on: Option<String>,
     /// The cluster, if this instance is in one (see [`cluster`]).
     cluster: Option<ClusterLink>,
+    /// Where the state goes on a restart that keeps the clients, and how
+    /// to tell that a stop is one (see [`Hub::hand_over_to`]).
+    handover: Option<(crate::net::ShutdownHandle, Sender<HubState>)>,
+    /// Set once the state has been handed over.
+    handed_over: bool,
 }
 
 impl Default for Hub {
@@ -258,6 +266,8 @@ impl Hub {
             released: Vec::new(),
             panic_on: None,
             cluster: None,
+            handover: None,
+            handed_over: false,
         }
     }
 
@@ -266,6 +276,13 @@ impl Hub {
     #[doc(hidden)]
     pub fn panic_on(&mut self, text: String) {
         self.panic_on = Some(text);
+    }
+
+    /// On a stop that is a handover (`shutdown` says so), the hub sends
+    /// its state to `to` instead of saying goodbye to everyone, then tells
+    /// every I/O thread [`Outbound::HandOver`] and handles nothing more.
+    pub fn hand_over_to(&mut self, shutdown: crate::net::ShutdownHandle, to: Sender<HubState>) {
+        self.handover = Some((shutdown, to));
     }
 
     /// How many rooms `/rooms` lists: those with members, and the lobby.
@@ -292,6 +309,10 @@ impl Hub {
 
     /// Handles one message from an I/O thread or the acceptor.
     pub fn handle(&mut self, message: Inbound) {
+        if self.handed_over {
+            // Handed over: the state is the next process's now.
+            return;
+        }
         match message {
             Inbound::Connected { id, addr, .. } if self.shutting_down => {
                 // Accepted just before the shutdown, and announced by its
@@ -1356,8 +1377,33 @@ impl Hub {
     /// lines and the acceptor has stopped accepting.
     fn shutdown_when_ready(&mut self) {
         if self.acceptor_stopped && self.drained >= self.settings.io_threads && !self.shutting_down {
-            self.shutdown();
+            match self.handover.take() {
+                Some((shutdown, to)) if shutdown.is_handover() => self.hand_over(&to),
+                handover => {
+                    self.handover = handover;
+                    self.shutdown();
+                }
+            }
         }
+    }
+
+    /// Hands the state over: every I/O thread has stopped reading, so it
+    /// is whole. From here on the hub handles nothing (see
+    /// [`Hub::handle`]).
+    fn hand_over(&mut self, to: &Sender<HubState>) {
+        let state = self.export();
+        log::info!(
+            "handing over: {}, {}",
+            crate::ops::logging::counted(state.users.len(), "user"),
+            crate::ops::logging::counted(state.rooms.len(), "room")
+        );
+        // The server waits for it; it is gone only if the server failed.
+        let _ = to.send(state);
+        for shard in 0..self.settings.io_threads {
+            self.outbox.push((shard, Outbound::HandOver));
+        }
+        self.shutting_down = true;
+        self.handed_over = true;
     }
 
     fn shutdown(&mut self) {
@@ -1720,6 +1766,7 @@ mod tests {
                     flush(&mut group, &mut out);
                     out.push((id.slot, "<close>".to_string()));
                 }
+                Outbound::HandOver => panic!("no handover in these tests"),
             }
         }
         flush(&mut group, &mut out);

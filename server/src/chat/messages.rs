@@ -28,7 +28,7 @@ use crate::frontend::Protocol;
 /// keeps it (its slab key); slots are reused once a connection is gone, so
 /// `serial`, unique per server, tells a new tenant of the slot from an old
 /// one whose messages are still in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ConnId {
     /// The I/O thread that owns the connection (0 to `--threads` - 1).
     pub shard: usize,
@@ -181,6 +181,10 @@ pub enum Outbound {
         /// The connection to close.
         id: ConnId,
     },
+    /// A restart is handing everything over (see [`crate::upgrade`]): the
+    /// hub has exported its state, and this is the last message it sends
+    /// the I/O thread; the thread hands its connections over in turn.
+    HandOver,
 }
 
 /// From the acceptor to an I/O thread: a new connection, admitted, to serve

@@ -101,13 +101,19 @@ return 0
 #[derive(Debug)]
 pub struct Threads {
     stop: Arc<AtomicBool>,
+    /// Let the nicks and presence go when stopping (not on a restart that
+    /// hands the users over: the next process takes them over).
+    release: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Threads {
     /// Stops both threads and waits for them (each notices within one
     /// `--cluster-timeout`, or at once once the hub's queue has gone).
-    pub fn stop(self) {
+    /// `release`: let this instance's nicks and presence go (false when
+    /// the next process takes its users over).
+    pub fn stop(self, release: bool) {
+        self.release.store(release, Ordering::Release);
         self.stop.store(true, Ordering::Release);
         for handle in self.handles {
             let _ = handle.join();
@@ -216,7 +222,9 @@ pub fn start(
     events: Sender<ClusterEvent>,
 ) -> std::io::Result<Threads> {
     let stop = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(true));
     let mut command_thread = CommandThread {
+        release: Arc::clone(&release),
         settings: settings.clone(),
         instance: instance.clone(),
         history,
@@ -244,7 +252,11 @@ pub fn start(
             .name("cluster-subscriber".into())
             .spawn(move || subscriber.run())?,
     ];
-    Ok(Threads { stop, handles })
+    Ok(Threads {
+        stop,
+        release,
+        handles,
+    })
 }
 
 /// The next backoff after `current`.
@@ -266,6 +278,8 @@ struct CommandThread {
     commands: Receiver<Command>,
     events: Sender<ClusterEvent>,
     stop: Arc<AtomicBool>,
+    /// See [`Threads::stop`].
+    release: Arc<AtomicBool>,
     /// The nicks this instance holds, by key: refreshed, and claimed again
     /// after a reconnect.
     claims: HashMap<String, Nick>,
@@ -513,6 +527,16 @@ impl CommandThread {
             Command::Publish { room, envelope } => self.publish(con, &mut vec![(room, envelope)]),
             Command::Claim { conn, nick, purpose } => {
                 let key = nick.key();
+                if purpose == Purpose::TakeOver {
+                    redis::cmd("SET")
+                        .arg(keys::nick(&key))
+                        .arg(&self.instance)
+                        .arg("EX")
+                        .arg(self.settings.claim_ttl.as_secs())
+                        .query::<()>(con)?;
+                    self.claims.insert(key, nick);
+                    return Ok(());
+                }
                 let won = if purpose == Purpose::Keep {
                     true
                 } else {
@@ -704,6 +728,9 @@ impl CommandThread {
     /// presence are let go at once rather than left to expire. Best
     /// effort: a failure here leaves them to expire.
     fn release_all(&mut self, con: &mut redis::Connection) {
+        if !self.release.load(Ordering::Acquire) {
+            return;
+        }
         let mut pipe = redis::pipe();
         for key in self.claims.keys() {
             pipe.cmd("EVALSHA")
@@ -739,7 +766,7 @@ impl CommandThread {
             Command::Publish { room, envelope } => self.send(ClusterEvent::Unpublished { room, envelope }),
             Command::Claim { conn, nick, purpose } => {
                 self.claims.insert(nick.key(), nick.clone());
-                if purpose != Purpose::Keep {
+                if !matches!(purpose, Purpose::Keep | Purpose::TakeOver) {
                     self.send(ClusterEvent::Claimed {
                         conn,
                         nick,

@@ -155,6 +155,10 @@ pub enum Purpose {
     Guest,
     /// A claim the hub does not wait for (made while the link was down).
     Keep,
+    /// A nick a restart handed over (see [`crate::upgrade`]): the previous
+    /// process of this instance held it under its own id, so it is taken
+    /// over whoever's it says it is. Not answered.
+    TakeOver,
 }
 
 /// From the hub to the command thread.

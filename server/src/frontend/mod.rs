@@ -34,7 +34,7 @@ use crate::chat::request::Request;
 pub const IRC_MAX_LINE: usize = 510;
 
 /// The wire format a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     /// The line protocol (PROTOCOL.md).
     Line,

@@ -247,6 +247,9 @@ pub struct Acceptor {
     shutdown: ShutdownHandle,
     stats: Arc<Stats>,
     heartbeat: Heartbeat,
+    /// Where the listening sockets go when the stop is a handover (see
+    /// [`crate::upgrade`]), rather than being closed.
+    handover: Option<Sender<Vec<(TcpListener, ListenerKind)>>>,
 }
 
 impl Acceptor {
@@ -300,7 +303,28 @@ impl Acceptor {
             shutdown,
             stats,
             heartbeat,
+            handover: None,
         })
+    }
+
+    /// On a stop that is a handover, the listening sockets go to `to`,
+    /// still open, for the next process; on any other stop they are
+    /// closed, so that newcomers are refused.
+    pub fn hand_listeners_to(&mut self, to: Sender<Vec<(TcpListener, ListenerKind)>>) {
+        self.handover = Some(to);
+    }
+
+    /// Counts the connections carried over a restart (see
+    /// [`crate::upgrade`]) as given out: each I/O thread's, and each
+    /// address's; serials go on from `next_serial`.
+    pub fn count_restored(&mut self, restored: &[(usize, std::net::IpAddr)], next_serial: u64) {
+        for &(shard, ip) in restored {
+            if let Some(shard) = self.shards.get_mut(shard) {
+                shard.clients += 1;
+            }
+            self.admission.occupy(ip);
+        }
+        self.next_serial = self.next_serial.max(next_serial);
     }
 
     /// Accepts until shutdown; then stops listening, tells the hub to say
@@ -564,11 +588,22 @@ impl Acceptor {
     /// the acceptor gone (they tell the hub when they have read their last
     /// lines).
     fn stop(mut self) {
-        log::info!("shutting down");
         for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
-        self.listeners.clear();
+        let listeners = std::mem::take(&mut self.listeners);
+        match self.handover.take() {
+            Some(to) if self.shutdown.is_handover() => {
+                // Still open: connections wait in their backlogs for the
+                // next process.
+                log::info!("handing over: no longer accepting");
+                let _ = to.send(listeners);
+            }
+            _ => {
+                log::info!("shutting down");
+                drop(listeners);
+            }
+        }
         // The hub says goodbye once this has come (and every I/O thread has
         // sent its last lines). Its queue is bounded and it always drains
         // it, so this wait is short; it is only gone if it failed.

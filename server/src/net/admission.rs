@@ -294,6 +294,16 @@ impl Admission {
         Ok(())
     }
 
+    /// Counts a connection from `ip` that came in before this process
+    /// started (carried over a restart, see [`crate::upgrade`]): it holds
+    /// its place whatever the limits say now, and draws on no throttle.
+    pub fn occupy(&mut self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        let net = self.network(ip);
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        *self.per_net.entry(net).or_insert(0) += 1;
+    }
+
     /// A connection from `ip` has gone.
     pub fn release(&mut self, ip: IpAddr) {
         let ip = ip.to_canonical();

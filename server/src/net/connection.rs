@@ -13,6 +13,8 @@
 //! gets its share of the loop and then waits for the next turn like
 //! everyone else.
 
+mod carry;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -146,6 +146,9 @@ pub struct Channels {
     /// What the front ends say of the server (its name, its message of
     /// the day).
     pub context: Context,
+    /// Where this thread's connections go on a restart that keeps them
+    /// (see [`crate::upgrade`]).
+    pub handover: Sender<crate::upgrade::CarriedConns>,
 }
 
 /// The I/O thread's way to the hub: a bounded channel and, for what it had
@@ -271,6 +274,24 @@ impl LineSink for ToHub<'_> {
     }
 }
 
+/// How long a handover may take once it has begun, before the loop gives
+/// up on the hub's state and ends (its connections are then closed): the
+/// hub answers in milliseconds, unless it failed.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a restart that keeps the clients stands on one I/O thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// No handover under way.
+    None,
+    /// Stopped reading; waiting for the acceptor's last connections.
+    Quiescing,
+    /// Told the hub it read its last; waiting for its state to be out.
+    Quiesced,
+    /// The connections are handed over: the loop ends.
+    Done,
+}
+
 /// Everything one I/O thread's event loop owns.
 pub struct EventLoop {
     /// Which I/O thread this is (see [`ConnId::shard`]).
@@ -367,6 +388,10 @@ pub struct EventLoop {
     closing_warning: Throttled,
     refused_warning: Throttled,
     origin_warning: Throttled,
+    /// Where a handover stands (see [`crate::upgrade`]).
+    handover: Handover,
+    /// Where the connections go on a handover.
+    handover_to: Sender<crate::upgrade::CarriedConns>,
 }
 
 impl EventLoop {
@@ -442,6 +467,8 @@ impl EventLoop {
                 "WebSocket upgrades refused for their origin",
                 REFUSAL_WARNING_INTERVAL,
             ),
+            handover: Handover::None,
+            handover_to: channels.handover,
         }
     }
 
@@ -462,7 +489,11 @@ impl EventLoop {
                 return Err(e);
             }
             if self.shutdown.is_requested() && self.drain_deadline.is_none() {
-                self.drain();
+                if self.shutdown.is_handover() {
+                    self.quiesce();
+                } else {
+                    self.drain();
+                }
             }
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -473,6 +504,7 @@ impl EventLoop {
             self.read_more();
             self.take_tls_updates();
             self.take_adopted();
+            self.quiesced_when_ready();
             self.take_hub_output();
             self.send_backlog();
             self.flush_dirty();
@@ -530,6 +562,161 @@ impl EventLoop {
         }
         self.drain_deadline = Some(later(Instant::now(), self.config.shutdown_grace));
         self.tell_hub(Inbound::Drained);
+    }
+
+    /// A handover has begun: from now on nothing more is read (what clients
+    /// send waits in their sockets for the next process), and once the
+    /// acceptor has handed over its last connections the hub hears that
+    /// this thread is done ([`EventLoop::quiesced_when_ready`]).
+    fn quiesce(&mut self) {
+        self.handover = Handover::Quiescing;
+        self.drain_deadline = Some(later(Instant::now(), HANDOVER_TIMEOUT));
+    }
+
+    /// Once no more connections can come: closes those that cannot be
+    /// carried (telling the ones on the chat why, and the hub that they
+    /// left), then tells the hub this thread has read its last.
+    fn quiesced_when_ready(&mut self) {
+        if self.handover != Handover::Quiescing || !self.acceptor_gone {
+            return;
+        }
+        let unheard: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Handshaking | Phase::Requesting))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in unheard {
+            self.remove(slot, None, LeaveReason::Disconnected);
+        }
+        let left_behind: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open && !c.can_be_carried())
+            .map(|(_, c)| c.id)
+            .collect();
+        if !left_behind.is_empty() {
+            log::warn!(
+                "restart: {} cannot be carried (TLS, or a WebSocket mid-frame): closing them",
+                counted(left_behind.len(), "connection")
+            );
+        }
+        let notice = ServerEvent::Announcement {
+            text: "the server is restarting and cannot keep this connection (TLS); please reconnect"
+                .to_string(),
+        };
+        for id in left_behind {
+            let mut bytes = Vec::new();
+            if let Some(conn) = self.conns.get_mut(id.slot) {
+                conn.session.encode_own(&notice, &self.context, &mut bytes);
+            }
+            self.queue_to(id, &bytes, false);
+            self.client_ended(id.slot);
+        }
+        self.handover = Handover::Quiesced;
+        self.tell_hub(Inbound::Drained);
+    }
+
+    /// The hub has handed its state over and said its last to this thread:
+    /// hands every connection that can be carried to the server (which
+    /// passes them to the next process), and closes the rest after a last
+    /// try at writing what they are owed.
+    fn hand_over(&mut self) {
+        let mut carried = Vec::new();
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            let Some(mut conn) = self.conns.try_remove(slot) else { continue };
+            self.timers.cancel_all(&mut conn.timers, conn.id);
+            // What the kernel takes now need not be carried.
+            let _ = flush_counted(
+                &mut conn,
+                self.poll.registry(),
+                &self.stats,
+                &mut self.queued_total,
+            );
+            if conn.can_be_carried() {
+                match conn.carry(self.poll.registry()) {
+                    Some(handed) => carried.push(handed),
+                    None => self.stats.count_closed(CloseReason::Disconnect),
+                }
+            } else {
+                conn.shutdown_write();
+                conn.deregister(self.poll.registry());
+                self.stats
+                    .count_closed(conn.close_reason.unwrap_or(CloseReason::Shutdown));
+            }
+        }
+        log::debug!(
+            "I/O thread {} hands over {}",
+            self.shard,
+            counted(carried.len(), "connection")
+        );
+        // The server waits for it; it is gone only if the server failed.
+        let _ = self.handover_to.send((self.shard, carried));
+        self.queued_total = 0;
+        self.handover = Handover::Done;
+    }
+
+    /// Takes back the connections the previous process handed over (see
+    /// [`crate::upgrade`]), before the loop runs: each is registered and
+    /// read at once (what it had sent but not had acted on first). Returns
+    /// the id each is known by now, in the order given; `None` for one
+    /// that could not be registered (it is closed).
+    pub fn restore(
+        &mut self,
+        conns: Vec<(crate::upgrade::state::ConnState, std::net::TcpStream)>,
+        next_serial: &mut u64,
+    ) -> Vec<Option<ConnId>> {
+        let now = Instant::now();
+        let mut ids = Vec::with_capacity(conns.len());
+        for (state, stream) in conns {
+            let entry = self.conns.vacant_entry();
+            let id = ConnId {
+                shard: self.shard,
+                slot: entry.key(),
+                serial: *next_serial,
+            };
+            *next_serial += 1;
+            let peer = state.peer;
+            match Connection::restore(
+                id,
+                stream,
+                state,
+                &self.limits,
+                self.poll.registry(),
+                Token(id.slot),
+            ) {
+                Ok(conn) => {
+                    let conn = entry.insert(conn);
+                    if let Some(idle) = self.config.idle_timeout {
+                        self.timers
+                            .set(&mut conn.timers, later(now, idle), id, TimerKind::Idle);
+                    }
+                    let first_check = match conn.session.protocol() {
+                        Protocol::Irc => Some(self.config.irc_keepalive.ping_after),
+                        Protocol::Web => Some(self.config.web.keepalive.ping_after),
+                        Protocol::Line | Protocol::Test => None,
+                    };
+                    if let Some(first) = first_check {
+                        self.timers
+                            .set(&mut conn.timers, later(now, first), id, TimerKind::Keepalive);
+                    }
+                    if conn.silent {
+                        self.silent_order.push_back(id);
+                    }
+                    self.queued_total += conn.queued();
+                    conn.paused = Some(Pause::Budget);
+                    self.more_to_read.push(id.slot);
+                    self.mark_dirty(id.slot);
+                    ids.push(Some(id));
+                }
+                Err(e) => {
+                    log::warn!("restart: cannot take back the connection from {peer}: {e}");
+                    ids.push(None);
+                }
+            }
+        }
+        ids
     }
 
     /// The final read of [`EventLoop::drain`] for one connection.
@@ -1190,6 +1377,11 @@ impl EventLoop {
                     self.fanout_pending.extend(since);
                 }
                 Ok(Outbound::Close { id }) => self.close_requested(id),
+                Ok(Outbound::HandOver) => {
+                    self.hand_over();
+                    self.more_from_hub = false;
+                    break;
+                }
                 Err(TryRecvError::Empty) => {
                     self.more_from_hub = false;
                     break;
@@ -1584,6 +1776,15 @@ impl EventLoop {
     /// Shutdown is over for this thread once no connection is left and
     /// none can come, or at the end of the grace period.
     fn is_finished(&self, now: Instant) -> bool {
+        match self.handover {
+            Handover::Done => return true,
+            // Its connections go to the next process once the hub says so,
+            // even when it has none (the server counts every thread's).
+            Handover::Quiescing | Handover::Quiesced => {
+                return self.drain_deadline.is_some_and(|deadline| now >= deadline);
+            }
+            Handover::None => {}
+        }
         match self.drain_deadline {
             None => false,
             Some(deadline) => (self.acceptor_gone && self.conns.is_empty()) || now >= deadline,
@@ -1674,6 +1875,7 @@ mod tests {
                 tls: None,
                 tls_updates: crossbeam_channel::never(),
                 context: Context::plain(),
+                handover: crossbeam_channel::unbounded().0,
             };
             let event_loop = EventLoop::new(
                 0,

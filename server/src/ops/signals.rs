@@ -1,5 +1,7 @@
 //! What the daemon does on a signal: SIGTERM and SIGINT stop it
-//! gracefully, SIGHUP reloads its TLS certificate.
+//! gracefully, SIGHUP reloads its TLS certificate. Under a unit with a
+//! file descriptor store, SIGTERM hands every connection to the store
+//! instead (see [`crate::upgrade`]): `systemctl restart` keeps everyone.
 //!
 //! The handlers themselves only record the signal (signal-hook's iterator
 //! writes to a self-pipe); a thread of its own reads them and does the
@@ -29,6 +31,9 @@ pub struct Actions {
     pub reloading: ReloadNotice,
     /// Reloads the TLS certificate; None when no TLS listener is served.
     pub tls: Option<Reloader>,
+    /// SIGTERM hands the connections over rather than closing them: the
+    /// service manager keeps a file descriptor store for the next process.
+    pub hand_over_on_term: bool,
 }
 
 impl Actions {
@@ -36,6 +41,10 @@ impl Actions {
     fn on(&self, signal: i32) {
         match signal {
             SIGHUP => self.reload(),
+            SIGTERM if self.hand_over_on_term => {
+                log::info!("SIGTERM: handing every connection to the service manager's descriptor store");
+                self.shutdown.hand_over();
+            }
             SIGTERM | SIGINT => {
                 let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 log::info!("{name}: shutting down");

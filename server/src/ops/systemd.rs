@@ -127,13 +127,49 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// descriptor is anything but a listening TCP socket (it is closed);
 /// [`ActivationError::AlreadyTaken`] on a second call.
 pub fn take_listeners() -> Result<Vec<InheritedListener>, ActivationError> {
+    let (listeners, handed) = take_passed()?;
+    if let Some((_, name)) = handed.first() {
+        return Err(ActivationError::NotATcpListener {
+            fd: -1,
+            name: name.clone(),
+            reason: "it is a restart's descriptor, which this caller does not take".to_string(),
+        });
+    }
+    Ok(listeners)
+}
+
+/// The names a restart passes its descriptors by through systemd's
+/// descriptor store (see [`crate::upgrade::fds`]): these are not checked
+/// as listeners but handed to [`crate::upgrade::incoming`].
+pub const HANDED_PREFIX: &str = "upgrade-";
+
+/// What [`take_passed`] finds: the listening sockets, and a restart's
+/// descriptors with their names.
+pub type Passed = (Vec<InheritedListener>, Vec<(OwnedFd, String)>);
+
+/// [`take_listeners`], and apart from them the descriptors a restart
+/// stored (their names start with [`HANDED_PREFIX`]), with their names.
+///
+/// # Errors
+/// As for [`take_listeners`].
+pub fn take_passed() -> Result<Passed, ActivationError> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return Err(ActivationError::AlreadyTaken);
     }
     // Checks LISTEN_PID against our pid, and makes each descriptor
     // close-on-exec, which fails unless it is open.
     let passed = sd_notify::listen_fds_with_names().map_err(ActivationError::Environment)?;
-    passed
+    let mut handed = Vec::new();
+    let mut sockets = Vec::new();
+    for (fd, name) in passed {
+        if name.starts_with(HANDED_PREFIX) {
+            handed.push((own_passed_fd(fd), name));
+        } else {
+            sockets.push((fd, name));
+        }
+    }
+    let listeners = sockets
+        .into_iter()
         .map(|(fd, name)| {
             let socket = Socket::from(own_passed_fd(fd));
             match check_listening_tcp(&socket) {
@@ -145,7 +181,8 @@ pub fn take_listeners() -> Result<Vec<InheritedListener>, ActivationError> {
                 Err(reason) => Err(ActivationError::NotATcpListener { fd, name, reason }),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((listeners, handed))
 }
 
 /// Takes ownership of a descriptor passed by the service manager.

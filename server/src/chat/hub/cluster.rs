@@ -110,6 +110,12 @@ pub struct Link {
     /// Set around announcing a change the user is to be told of after:
     /// the next room event published carries it (see [`Link::after`]).
     confirm_next: Option<(ConnId, ServerEvent)>,
+    /// The first catch-up only notes where each room is, delivering
+    /// nothing: the hub was handed over by a restart, with its rooms'
+    /// history and members' view already up to date, so the streams'
+    /// lines would all be repeats. (Lines said during the hand-over
+    /// itself are not replayed: a gap of a second or so.)
+    skip_first_backlog: bool,
     /// Told once the link is first up and caught up, so that the server
     /// starts accepting users only then (see [`crate::server`]).
     ready: Option<Sender<()>>,
@@ -145,6 +151,7 @@ impl Link {
             joining: HashMap::new(),
             after: HashMap::new(),
             confirm_next: None,
+            skip_first_backlog: false,
             ready,
         }
     }
@@ -175,7 +182,27 @@ impl Hub {
             hasher.write_u64(self.next_guest);
             self.next_guest = OFFLINE_GUESTS.saturating_add(hasher.finish() % OFFLINE_GUESTS);
         }
+        let mut link = link;
+        link.skip_first_backlog = !self.users.is_empty();
         self.cluster = Some(link);
+        // Users a restart handed over keep their nicks and rooms.
+        let users: Vec<(ConnId, Nick, Vec<Arc<str>>)> = self
+            .users
+            .iter()
+            .map(|(id, u)| (*id, u.nick.clone(), u.rooms.clone()))
+            .collect();
+        for (id, nick, rooms) in users {
+            self.tell_cluster(Command::Claim {
+                conn: id,
+                nick: nick.clone(),
+                purpose: Purpose::TakeOver,
+            });
+            for key in rooms {
+                if let Some(name) = self.rooms.get(&*key).map(|r| r.name.clone()) {
+                    self.cluster_presence(&name, id, &nick, true);
+                }
+            }
+        }
     }
 
     /// Whether room events go through Redis now.
@@ -528,6 +555,10 @@ impl Hub {
             }
             ClusterEvent::Backlog { room, lines, upto } => {
                 let steps = match self.cluster.as_mut() {
+                    Some(c) if c.skip_first_backlog && c.catching_up => {
+                        let upto = lines.last().map_or(upto, |(seq, _)| (*seq).max(upto));
+                        c.orderer.backlog(&room, Vec::new(), upto)
+                    }
                     Some(c) => c.orderer.backlog(&room, lines, upto),
                     None => return,
                 };
@@ -857,6 +888,7 @@ impl Hub {
             return;
         }
         c.linked = true;
+        c.skip_first_backlog = false;
         // A block asked for while the link was down was never answered.
         c.guests_asked = false;
         // Lines Redis ran after the link failed under them have come back
@@ -940,7 +972,7 @@ impl Hub {
                     self.cluster_release(&nick);
                 }
             }
-            Purpose::Guest | Purpose::Keep => {}
+            Purpose::Guest | Purpose::Keep | Purpose::TakeOver => {}
         }
     }
 

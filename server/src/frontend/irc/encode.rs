@@ -97,6 +97,10 @@ pub fn shared(event: &ServerEvent, ctx: &Context, time: bool, out: &mut Vec<u8>)
             &[],
             Some("Closing link: server shutting down"),
         ),
+        ServerEvent::Restarted { version } => {
+            let text = format!("[server] restarted (version {version}); you are still connected");
+            message(out, tags, Some(&ctx.server_name), "NOTICE", &["*"], Some(&text));
+        }
         ServerEvent::RoleChanged {
             room,
             nick,
@@ -423,7 +427,8 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
         | ServerEvent::Left { .. }
         | ServerEvent::NickChanged { .. }
         | ServerEvent::TopicChanged { .. }
-        | ServerEvent::ShuttingDown => shared(event, ctx, session.has(Cap::ServerTime), out),
+        | ServerEvent::ShuttingDown
+        | ServerEvent::Restarted { .. } => shared(event, ctx, session.has(Cap::ServerTime), out),
     }
 }
 

@@ -69,7 +69,7 @@ impl Cap {
 }
 
 /// Where a connection is in its registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Collecting NICK and USER.
     Registering {
@@ -92,7 +92,7 @@ pub enum State {
 }
 
 /// One IRC connection's front end.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// Where registration stands.
     pub state: State,

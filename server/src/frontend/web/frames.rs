@@ -149,6 +149,17 @@ impl FrameDecoder {
         Messages { decoder: self, input }
     }
 
+    /// True between frames, with nothing of a frame or a message held
+    /// and nothing owed (no pong): then the connection can be handed to
+    /// another process with a fresh decoder (see [`crate::upgrade`]).
+    pub fn is_at_rest(&self) -> bool {
+        matches!(self.state, State::Header { len: 0, .. })
+            && !self.in_message
+            && self.control.is_empty()
+            && self.ready.is_empty()
+            && self.pong.is_none()
+    }
+
     /// Whether lines of messages that have ended wait to be handed out.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()

@@ -88,6 +88,10 @@ pub struct Setup {
     pub reloader: Option<Reloader>,
     /// What the server listens on, for `ctl status`.
     pub listening: Vec<String>,
+    /// Where a `handover` request's connection goes (`chat-server
+    /// --take-over`, see [`crate::upgrade`]): the server answers it once
+    /// it has stopped.
+    pub handover: Sender<UnixStream>,
 }
 
 /// The control thread.
@@ -190,6 +194,13 @@ impl Control {
             return log::warn!("control socket: {e}");
         }
         let answer = match read_request(stream) {
+            Ok(request) if request.get("command").and_then(Value::as_str) == Some("handover") => {
+                match self.hand_over(stream) {
+                    // The server answers once it has stopped.
+                    Ok(()) => return,
+                    Err(error) => failure(&error),
+                }
+            }
             Ok(request) => self.carry_out(&request),
             Err(e) => failure(&format!("bad request: {e}")),
         };
@@ -199,6 +210,24 @@ impl Control {
         if let Err(e) = writer.write_all(&bytes) {
             log::debug!("control socket: cannot answer: {e}");
         }
+    }
+
+    /// A `chat-server --take-over` asks for everything: the connection
+    /// goes to the server, which stops as for a restart and answers on it.
+    fn hand_over(&mut self, stream: &UnixStream) -> Result<(), String> {
+        if self.setup.shutdown.is_requested() {
+            return Err("the server is stopping already".to_string());
+        }
+        let stream = stream.try_clone().map_err(|e| e.to_string())?;
+        // The answer comes when the server has stopped: no timeout on it.
+        let _ = stream.set_write_timeout(None);
+        self.setup
+            .handover
+            .try_send(stream)
+            .map_err(|_| "a handover is under way already".to_string())?;
+        log::info!("control: handing over to a new process (chat-server --take-over)");
+        self.setup.shutdown.hand_over();
+        Ok(())
     }
 
     /// Carries out one request.
