@@ -750,6 +750,8 @@ fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
     a.proc.wait_exit();
     let a2 = start_node(&cluster.redis, &[]);
 
+    // Each reader stays till the end, so that the next hears no one leave.
+    let mut readers = Vec::new();
     for addr in [a2.addr(), cluster.addr(0)] {
         let mut bob = Client::connect_guest(addr);
         bob.send("/join ops");
@@ -765,6 +767,7 @@ fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
             replayed(&mut bob),
             ("alice".to_string(), "goes home".to_string(), true)
         );
+        readers.push(bob);
     }
 }
 
