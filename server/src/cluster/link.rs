@@ -31,7 +31,8 @@ use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Setting
 /// at the throughput target (50,000 lines/s; bounded channels allocate
 /// their room up front, so more would cost memory for nothing). Full
 /// means Redis has not kept up for that long; the hub then takes the
-/// link-lost path rather than wait.
+/// link-lost path rather than wait, delivering what it had queued here
+/// (see `chat::hub::cluster`).
 pub const COMMAND_CAPACITY: usize = 16_384;
 
 /// Events the cluster's threads may queue to the hub. When it is full they

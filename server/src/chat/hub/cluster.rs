@@ -9,6 +9,15 @@
 //! so every instance delivers a room's events in one order; while it is
 //! down, the hub works as if alone (the old, local path) and tells its
 //! users so.
+//!
+//! Nothing said here is lost when the link fails under it, a full command
+//! queue included (Redis not keeping up with a burst): the hub keeps each
+//! room event it sent until it comes back ([`Link`]'s `outstanding`), and
+//! on taking the link-lost path delivers those here at once, in the order
+//! they were said, before anything said after; if Redis runs them all the
+//! same, they come back and are skipped. The other way to lose nothing,
+//! backpressure (the hub stops reading while the queue is full), would
+//! make every user's input wait on Redis, which the hub must never do.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +71,13 @@ const MAX_HELD_LINES: usize = 256;
 /// (see [`Link::unpublished`]); past it the oldest are forgotten.
 const MAX_UNPUBLISHED: usize = 65_536;
 
+/// The most room events kept while on their way through Redis (see
+/// [`Link::outstanding`]): the command queue, a round trip's batch and
+/// the events on their way back, with room to spare. Only an event that
+/// never comes back (none does, short of a lost link) could stay, so past
+/// it the oldest are forgotten.
+const MAX_OUTSTANDING: usize = 65_536;
+
 /// The hub's view of the cluster.
 #[derive(Debug)]
 pub struct Link {
@@ -98,6 +114,14 @@ pub struct Link {
     /// what was sent once it thaws), and then they come back in a
     /// catch-up, to be skipped, not delivered twice.
     unpublished: std::collections::VecDeque<u64>,
+    /// This instance's room events sent to Redis and not back yet, by
+    /// number (the order they were said in): when the link is lost under
+    /// them (a full command queue included), they are delivered here at
+    /// once, in that order, before anything said later, so that a local
+    /// user loses nothing and hears each sender in order; if Redis ran
+    /// them all the same they come back, and are skipped (see
+    /// [`Link::unpublished`]).
+    outstanding: std::collections::BTreeMap<u64, (String, Envelope)>,
     /// Local users who came into a room and whose join has not come back
     /// from Redis yet, by room key: they hear nothing of the room until
     /// it does (what comes before it was said before they came), and then
@@ -148,12 +172,30 @@ impl Link {
             held: HashMap::new(),
             next_id: 0,
             unpublished: std::collections::VecDeque::new(),
+            outstanding: std::collections::BTreeMap::new(),
             joining: HashMap::new(),
             after: HashMap::new(),
             confirm_next: None,
             skip_first_backlog: false,
             ready,
         }
+    }
+
+    /// Remembers that the event numbered `id` was delivered here without
+    /// Redis, so that it is skipped if it comes back.
+    fn delivered_here(&mut self, id: u64) {
+        if self.unpublished.len() >= MAX_UNPUBLISHED {
+            self.unpublished.pop_front();
+        }
+        self.unpublished.push_back(id);
+    }
+
+    /// Keeps a room event sent to Redis until it comes back.
+    fn sent(&mut self, room: &str, envelope: Envelope) {
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            self.outstanding.pop_first();
+        }
+        self.outstanding.insert(envelope.id, (room.to_string(), envelope));
     }
 
     /// The next reserved guest number, asking for more when few are left.
@@ -260,13 +302,19 @@ impl Hub {
             except: except.map(|c| (c.shard, c.slot, c.serial)),
             event: crossing,
         };
+        let kept = envelope.clone();
         let command = Command::Publish {
             room: room_key.to_string(),
             envelope,
         };
         if self.tell_cluster(command) {
+            if let Some(c) = self.cluster.as_mut() {
+                c.sent(room_key, kept);
+            }
             None
         } else {
+            // The link is lost (what was on its way has been delivered
+            // here): this one too, after it.
             Some(event)
         }
     }
@@ -351,12 +399,14 @@ impl Hub {
                 quiet: !self.announces(members),
             },
         };
+        let kept = envelope.clone();
         let sent = self.tell_cluster(Command::Publish {
             room: room_key.to_string(),
             envelope,
         });
         if sent {
             if let Some(c) = self.cluster.as_mut() {
+                c.sent(room_key, kept);
                 c.joining
                     .entry(room_key.to_string())
                     .or_default()
@@ -571,13 +621,18 @@ impl Hub {
                 }
             }
             ClusterEvent::Unpublished { room, envelope } => {
-                // It did not reach Redis: said here only, as with the link
-                // down.
+                // It did not reach Redis: the link is failing. Everything
+                // still on its way is delivered here, in order (this one
+                // among it), as with the link down.
+                if self.cluster_linked() {
+                    self.link_lost("a line could not be published");
+                }
+                if self.delivered_already(&envelope) {
+                    return;
+                }
                 if let Some(c) = self.cluster.as_mut() {
-                    if c.unpublished.len() == MAX_UNPUBLISHED {
-                        c.unpublished.pop_front();
-                    }
-                    c.unpublished.push_back(envelope.id);
+                    c.outstanding.remove(&envelope.id);
+                    c.delivered_here(envelope.id);
                 }
                 self.deliver_crossed(&room, &envelope);
             }
@@ -681,6 +736,11 @@ impl Hub {
             .unwrap_or_default();
         let except = envelope.except_here(instance);
         let from_here = envelope.origin == instance;
+        if from_here {
+            if let Some(c) = self.cluster.as_mut() {
+                c.outstanding.remove(&envelope.id);
+            }
+        }
         match &envelope.event {
             RoomEvent::Said {
                 room,
@@ -836,6 +896,12 @@ impl Hub {
         c.linked = false;
         c.catching_up = false;
         c.orderer.reset();
+        // What was sent and has not come back is delivered here now, in
+        // the order it was said, before anything said from now on.
+        let outstanding = std::mem::take(&mut c.outstanding);
+        for id in outstanding.keys() {
+            c.delivered_here(*id);
+        }
         // Claims asked for and not answered: the answer may never come.
         // Go on as if they were granted (the claim is made again once
         // the link is back; a refusal then renames).
@@ -847,6 +913,9 @@ impl Hub {
             c.told_lost = true;
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
             self.deliver_many(everyone, ServerEvent::ClusterLink { up: false });
+        }
+        for (room, envelope) in outstanding.into_values() {
+            self.deliver_crossed(&room, &envelope);
         }
         for (id, (nick, purpose)) in pending {
             if self.nick_refused(id, &nick).is_some() {
@@ -891,15 +960,18 @@ impl Hub {
         c.skip_first_backlog = false;
         // A block asked for while the link was down was never answered.
         c.guests_asked = false;
-        // Lines Redis ran after the link failed under them have come back
-        // in the catch-up by now; the rest never reached it.
-        c.unpublished.clear();
         let told = std::mem::take(&mut c.told_lost);
         if let Some(ready) = c.ready.take() {
             let _ = ready.send(());
         }
         let steps = c.orderer.synced();
         self.cluster_steps(steps);
+        // Lines Redis ran after the link failed under them have come back
+        // in the catch-up (or were held, live, until now, and skipped
+        // above); the rest never reached it.
+        if let Some(c) = self.cluster.as_mut() {
+            c.unpublished.clear();
+        }
         log::info!("cluster: linked");
         if told {
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
@@ -1367,25 +1439,24 @@ mod tests {
         let lost = "-- cluster link lost; only users on this server can hear you";
         assert_eq!(
             c.said(),
-            pairs(&[(1, lost), (2, lost), (2, "<guest1> no room")]),
-            "told, and the line said locally at once"
-        );
-        // The queue drains; the hub asks for a catch-up on its next turn.
-        c.redis();
-        c.hub.cluster_tick();
-        c.redis();
-        let restored = "-- cluster link restored";
-        assert_eq!(
-            c.said(),
             pairs(&[
+                (1, lost),
+                (2, lost),
                 (2, "<guest1> queued 0"),
                 (2, "<guest1> queued 1"),
                 (2, "<guest1> queued 2"),
                 (2, "<guest1> queued 3"),
-                (1, restored),
-                (2, restored),
-            ])
+                (2, "<guest1> no room"),
+            ]),
+            "told, and what was queued said locally at once, then the new line"
         );
+        // The queue drains (Redis runs what was queued: it comes back, and
+        // is not said twice); the hub asks for a catch-up on its next turn.
+        c.redis();
+        c.hub.cluster_tick();
+        c.redis();
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
     }
 
     #[test]
