@@ -31,8 +31,8 @@ use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
 use crate::cluster::{Asked, ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
-/// Lines held behind a user's pending nick claim, each with when it was
-/// read.
+/// Lines held behind a user's request that waits for Redis, each with
+/// when it was read.
 type HeldLines = std::collections::VecDeque<(
     Result<crate::chat::request::Request, ErrorKind>,
     std::time::Instant,
@@ -62,8 +62,8 @@ const GUESTS_LOW: u64 = 25;
 /// cluster's counter reaches.
 const OFFLINE_GUESTS: u64 = 1_000_000_000;
 
-/// The most lines held behind one user's nick claim (see
-/// [`Hub::cluster_hold`]): a round trip to Redis is well under a
+/// The most lines held behind one user's request that waits for Redis
+/// (see [`Hub::cluster_hold`]): a round trip to Redis is well under a
 /// millisecond, and flood control lets a client send 50 lines at once.
 const MAX_HELD_LINES: usize = 256;
 
@@ -105,8 +105,13 @@ pub struct Link {
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
     pending: HashMap<ConnId, (Nick, Purpose)>,
-    /// Lines from users with a claim pending, held until it is answered.
+    /// Lines from users waiting for Redis (see [`Link::waiting`]), held
+    /// until the wait ends.
     held: HashMap<ConnId, HeldLines>,
+    /// Questions asked of Redis for a user and not answered yet (`/who`,
+    /// `/rooms`, IRC's NAMES and LIST, a `/msg` to another instance), by
+    /// user.
+    asking: HashMap<ConnId, usize>,
     /// Numbers this instance gives the lines it publishes.
     next_id: u64,
     /// Lines this instance delivered itself because the link failed under
@@ -170,6 +175,7 @@ impl Link {
             guests_asked: false,
             pending: HashMap::new(),
             held: HashMap::new(),
+            asking: HashMap::new(),
             next_id: 0,
             unpublished: std::collections::VecDeque::new(),
             outstanding: std::collections::BTreeMap::new(),
@@ -188,6 +194,25 @@ impl Link {
             self.unpublished.pop_front();
         }
         self.unpublished.push_back(id);
+    }
+
+    /// Whether `id` has a request waiting for Redis whose answer must come
+    /// before anything they asked after it: a nick claim or registration,
+    /// a join not back yet, or a question.
+    fn waiting(&self, id: ConnId) -> bool {
+        self.pending.contains_key(&id)
+            || self.asking.get(&id).is_some_and(|n| *n > 0)
+            || self.joining.values().any(|w| w.iter().any(|j| j.id == id))
+    }
+
+    /// A question asked for `id` was answered.
+    fn answered(&mut self, id: ConnId) {
+        if let Some(n) = self.asking.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.asking.remove(&id);
+            }
+        }
     }
 
     /// Keeps a room event sent to Redis until it comes back.
@@ -334,9 +359,10 @@ impl Hub {
         });
     }
 
-    /// Holds a line from `id` while a nick claim of theirs waits for
-    /// Redis, so that what they asked for next happens after it, as on one
-    /// server; hands it back otherwise.
+    /// Holds a line from `id` while a request of theirs waits for Redis
+    /// (a nick claim or registration, a join, a question: see
+    /// [`Link::waiting`]), so that what they asked for next is answered
+    /// after it, as on one server; hands it back otherwise.
     pub(super) fn cluster_hold(
         &mut self,
         id: ConnId,
@@ -347,7 +373,7 @@ impl Hub {
         std::time::Instant,
     )> {
         let Some(c) = self.cluster.as_mut() else { return Some((line, received)) };
-        if !c.pending.contains_key(&id) {
+        if !c.waiting(id) && !c.held.contains_key(&id) {
             return Some((line, received));
         }
         let held = c.held.entry(id).or_default();
@@ -360,14 +386,45 @@ impl Hub {
         None
     }
 
-    /// Handles the lines held behind `id`'s claim, now answered.
+    /// Handles the lines held behind `id`'s requests, once none waits any
+    /// more, in the order sent; one that waits again holds the rest.
     fn release_held(&mut self, id: ConnId) {
-        let Some(held) = self.cluster.as_mut().and_then(|c| c.held.remove(&id)) else {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.waiting(id) {
             return;
-        };
-        for (line, received) in held {
-            self.handle(crate::chat::messages::Inbound::Line { id, line, received });
         }
+        let Some(mut held) = c.held.remove(&id) else { return };
+        while let Some((line, received)) = held.pop_front() {
+            self.handle(crate::chat::messages::Inbound::Line { id, line, received });
+            let Some(c) = self.cluster.as_mut() else { return };
+            if c.waiting(id) || c.held.contains_key(&id) {
+                // Waiting again: what is left goes before anything held
+                // meanwhile.
+                let mut later = c.held.remove(&id).unwrap_or_default();
+                held.append(&mut later);
+                c.held.insert(id, held);
+                return;
+            }
+        }
+    }
+
+    /// Counts a question asked of Redis for `id`, if it was sent.
+    fn asked(&mut self, id: ConnId, sent: bool) -> bool {
+        if sent {
+            if let Some(c) = self.cluster.as_mut() {
+                *c.asking.entry(id).or_default() += 1;
+            }
+        }
+        sent
+    }
+
+    /// A question asked for `id` was answered: their held lines go on if
+    /// nothing else holds them.
+    fn question_answered(&mut self, id: ConnId) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.answered(id);
+        }
+        self.release_held(id);
     }
 
     /// A local user came into a room: their join goes through Redis (told
@@ -552,7 +609,7 @@ impl Hub {
         if !self.cluster_linked() {
             return false;
         }
-        self.tell_cluster(Command::Private {
+        let sent = self.tell_cluster(Command::Private {
             conn: id,
             message: crate::cluster::Private {
                 from: from.clone(),
@@ -560,24 +617,27 @@ impl Hub {
                 text: text.to_string(),
                 style,
             },
-        })
+        });
+        self.asked(id, sent)
     }
 
     /// `/who` (or IRC's NAMES) across the cluster: true if the cluster
     /// takes it.
     pub(super) fn cluster_who(&mut self, id: ConnId, room_key: &str, asked: Asked) -> bool {
-        self.cluster_linked()
+        let sent = self.cluster_linked()
             && self.tell_cluster(Command::Who {
                 conn: id,
                 room: room_key.to_string(),
                 asked,
-            })
+            });
+        self.asked(id, sent)
     }
 
     /// `/rooms` (page 0: IRC's LIST) across the cluster: true if the
     /// cluster takes it.
     pub(super) fn cluster_rooms(&mut self, id: ConnId, page: Option<usize>) -> bool {
-        self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page })
+        let sent = self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page });
+        self.asked(id, sent)
     }
 
     /// Called every turn of the hub: after the link was given up for the
@@ -652,8 +712,14 @@ impl Hub {
                 room,
                 asked,
                 nicks,
-            } => self.cluster_members(conn, &room, asked, nicks),
-            ClusterEvent::Rooms { conn, page, rooms } => self.cluster_room_list(conn, page, rooms),
+            } => {
+                self.cluster_members(conn, &room, asked, nicks);
+                self.question_answered(conn);
+            }
+            ClusterEvent::Rooms { conn, page, rooms } => {
+                self.cluster_room_list(conn, page, rooms);
+                self.question_answered(conn);
+            }
             ClusterEvent::PrivateIn(message) => {
                 let Some(&to) = self.nicks.get(message.to.key().as_str()) else { return };
                 self.send(
@@ -671,6 +737,7 @@ impl Hub {
                 delivered,
             } => {
                 if !self.users.contains_key(&conn) {
+                    self.question_answered(conn);
                     return;
                 }
                 if delivered {
@@ -685,6 +752,7 @@ impl Hub {
                 } else if message.style != Style::Notice {
                     self.send(conn, ServerEvent::Error(ErrorKind::NoSuchNick(message.to)));
                 }
+                self.question_answered(conn);
             }
             ClusterEvent::Guests { start, end } => {
                 if let Some(c) = self.cluster.as_mut() {
@@ -785,6 +853,11 @@ impl Hub {
         };
         if let Some(joining) = arrived {
             self.joined(room_key, joining);
+        }
+        // What the joiner asked after joining is answered now (even if
+        // they were taken out of the room meanwhile).
+        if let (RoomEvent::Joined { .. }, Some(id), true) = (&envelope.event, except, from_here) {
+            self.release_held(id);
         }
         // What the origin's user was to be told once this came back.
         let confirm = match self.cluster.as_mut() {
@@ -906,6 +979,10 @@ impl Hub {
         // Go on as if they were granted (the claim is made again once
         // the link is back; a refusal then renames).
         let pending: Vec<(ConnId, (Nick, Purpose))> = c.pending.drain().collect();
+        // Questions are answered all the same (from what this instance
+        // knows, if Redis could not be asked), but one lost with the
+        // connection never is: no one waits for them any more.
+        c.asking.clear();
         if was_linked {
             log::warn!("cluster: link lost ({why}); serving local users only until it is back");
         }
@@ -947,6 +1024,16 @@ impl Hub {
                     self.announce_presence(&room, id, ServerEvent::Joined { nick, room: name });
                 }
             }
+        }
+        // No one waits for Redis any more: what each user sent meanwhile
+        // is handled now, in order.
+        let held: Vec<ConnId> = self
+            .cluster
+            .as_ref()
+            .map(|c| c.held.keys().copied().collect())
+            .unwrap_or_default();
+        for id in held {
+            self.release_held(id);
         }
     }
 
@@ -1305,6 +1392,18 @@ mod tests {
                         });
                     }
                     Command::CatchUp { .. } => self.event(ClusterEvent::CaughtUp),
+                    // No one on another instance: the hub lists its own.
+                    Command::Who { conn, room, asked } => self.event(ClusterEvent::Members {
+                        conn,
+                        room,
+                        asked,
+                        nicks: Some(Vec::new()),
+                    }),
+                    Command::Rooms { conn, page } => self.event(ClusterEvent::Rooms {
+                        conn,
+                        page,
+                        rooms: Some(Vec::new()),
+                    }),
                     _ => {}
                 }
             }
@@ -1487,6 +1586,54 @@ mod tests {
         assert_eq!(
             c.said(),
             pairs(&[(1, "-- you are now known as alice"), (1, "-- you joined #r")])
+        );
+    }
+
+    #[test]
+    fn requests_sent_behind_a_join_are_answered_after_it_as_on_one_server() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        // All before Redis has the join back: the /who and /rooms that
+        // follow it wait for it, and the unknown command for their answers.
+        c.line(1, "/join #r");
+        c.line(1, "/who");
+        c.line(1, "/rooms");
+        c.line(1, "/dance");
+        assert_eq!(c.said(), [], "nothing answered before the join is back");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- you joined #r"),
+                (1, "-- 1 in #r: @guest1"),
+                (1, "-- 2 rooms: #lobby (0), #r (1)"),
+                (1, "!! unknown command /dance; type /help for the list"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_lost_link_answers_what_was_held_behind_a_join() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.line(1, "/join #r");
+        c.line(1, "/dance");
+        assert_eq!(c.said(), []);
+        c.event(ClusterEvent::Link {
+            part: Part::Subscriber,
+            up: false,
+        });
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- cluster link lost; only users on this server can hear you"),
+                (1, "-- you joined #r"),
+                (1, "!! unknown command /dance; type /help for the list"),
+            ])
         );
     }
 
