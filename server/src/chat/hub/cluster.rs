@@ -96,8 +96,9 @@ pub struct Link {
     /// Room events go through Redis: both connections are up and the
     /// catch-up is done. Otherwise the hub delivers locally.
     linked: bool,
-    /// Local users have been told the link is lost, and not yet that it
-    /// is back.
+    /// Local users have been told the link is lost (when it was lost, or
+    /// on coming while it was down, a start without Redis included), and
+    /// not yet that it is back.
     told_lost: bool,
     /// Guest numbers reserved for this instance, `next..end`.
     guests: (u64, u64),
@@ -507,6 +508,18 @@ impl Hub {
                 },
             );
         }
+    }
+
+    /// A user just welcomed while the link is down (or not up yet: a
+    /// start with `--cluster-optional`) is told so, as those already here
+    /// were, and will be told when it is back.
+    pub(super) fn cluster_tell_newcomer(&mut self, id: ConnId) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.linked {
+            return;
+        }
+        c.told_lost = true;
+        self.send(id, ServerEvent::ClusterLink { up: false });
     }
 
     /// A guest number from the cluster's reserve, if in a cluster.
@@ -1520,6 +1533,34 @@ mod tests {
         c.link(true);
         let restored = "-- cluster link restored";
         assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
+    }
+
+    #[test]
+    fn a_user_who_comes_before_redis_was_ever_reached_is_told_when_the_link_is_up() {
+        let (tx, commands) = crossbeam_channel::bounded(1000);
+        let mut hub = Hub::new(Settings {
+            clock: || 1_796_587_200_000,
+            ..Settings::default()
+        });
+        // --cluster-optional, Redis not there: no guest numbers, and both
+        // connections say they are down.
+        hub.attach_cluster(Link::new("here".into(), tx, None, None));
+        let mut c = Cluster {
+            hub,
+            commands,
+            seq: HashMap::new(),
+            held_elsewhere: HashSet::new(),
+        };
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: false });
+        }
+        c.connect(1);
+        let said: Vec<String> = c.said().into_iter().map(|(_, line)| line).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].starts_with("-- welcome to chat-server, guest"), "{said:?}");
+        assert_eq!(said[1], "-- cluster link lost; only users on this server can hear you");
+        c.link(true);
+        assert_eq!(c.said(), pairs(&[(1, "-- cluster link restored")]));
     }
 
     #[test]
