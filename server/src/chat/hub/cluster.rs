@@ -49,6 +49,26 @@ struct Joining {
     names: bool,
 }
 
+/// What a room event leaves in the room's history: a line or an action
+/// (not a notice, nor anything else).
+fn history_entry(event: &RoomEvent) -> Option<HistoryEntry> {
+    match event {
+        RoomEvent::Said {
+            from,
+            text,
+            style,
+            at,
+            ..
+        } if *style != Style::Notice => Some(HistoryEntry {
+            at: *at,
+            from: from.clone(),
+            text: text.clone(),
+            action: *style == Style::Action,
+        }),
+        _ => None,
+    }
+}
+
 /// The claim a `/nick` from `old` makes.
 pub(super) fn rename_from(old: &Nick) -> Purpose {
     Purpose::Rename { old: old.clone() }
@@ -128,6 +148,11 @@ pub struct Link {
     /// them all the same they come back, and are skipped (see
     /// [`Link::unpublished`]).
     outstanding: std::collections::BTreeMap<u64, (String, Envelope)>,
+    /// Rooms whose history the catch-up on its way has replaced with their
+    /// stream's: a line of this instance's own that the backlog brings and
+    /// that is skipped (delivered here already) still goes back into the
+    /// history, where the reload took it out.
+    reloaded: std::collections::HashSet<String>,
     /// Local users who came into a room and whose join has not come back
     /// from Redis yet, by room key: they hear nothing of the room until
     /// it does (what comes before it was said before they came), and then
@@ -180,6 +205,7 @@ impl Link {
             next_id: 0,
             unpublished: std::collections::VecDeque::new(),
             outstanding: std::collections::BTreeMap::new(),
+            reloaded: std::collections::HashSet::new(),
             joining: HashMap::new(),
             after: HashMap::new(),
             confirm_next: None,
@@ -658,11 +684,56 @@ impl Hub {
     /// stayed up, no connection will say it is back; so the hub asks for a
     /// catch-up itself once the queue has room.
     pub fn cluster_tick(&mut self) {
-        let Some(c) = self.cluster.as_mut() else { return };
-        if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up {
-            let positions = c.orderer.positions();
-            c.catching_up = c.commands.try_send(Command::CatchUp { positions }).is_ok();
+        let Some(c) = self.cluster.as_ref() else { return };
+        if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up && !c.commands.is_full() {
+            let command = self.catch_up_command();
+            if let Some(c) = self.cluster.as_mut() {
+                c.catching_up = c.commands.try_send(command).is_ok();
+            }
         }
+    }
+
+    /// The catch-up to ask for: every room's stream past where it is, and
+    /// the rooms with history here read whole, their history replaced
+    /// with the stream's (the stream is the truth: after an outage every
+    /// instance remembers the same). Not after a restart that handed the
+    /// history over (see [`Link::skip_first_backlog`]).
+    fn catch_up_command(&self) -> Command {
+        let Some(c) = self.cluster.as_ref() else {
+            return Command::CatchUp {
+                positions: Vec::new(),
+                reload: Vec::new(),
+            };
+        };
+        let reload = if c.skip_first_backlog {
+            Vec::new()
+        } else {
+            self.rooms
+                .iter()
+                .filter(|(_, room)| !room.history.is_empty())
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        Command::CatchUp {
+            positions: c.orderer.positions(),
+            reload,
+        }
+    }
+
+    /// A room's history becomes what its stream holds (`lines`), as read
+    /// in a catch-up.
+    fn reload_history(&mut self, room_key: &str, lines: Vec<(u64, Envelope)>) {
+        let Some(room) = self.rooms.get_mut(room_key) else { return };
+        if let Some(c) = self.cluster.as_mut() {
+            c.reloaded.insert(room_key.to_string());
+        }
+        self.budget.evict(&mut room.history);
+        for (_, envelope) in lines {
+            if let Some(entry) = history_entry(&envelope.event) {
+                self.budget.record(&mut room.history, entry);
+            }
+        }
+        self.keep_history_within_budget(room_key);
     }
 
     /// What the cluster's threads say.
@@ -687,6 +758,7 @@ impl Hub {
                 };
                 self.cluster_steps(steps);
             }
+            ClusterEvent::History { room, lines } => self.reload_history(&room, lines),
             ClusterEvent::CaughtUp => self.caught_up(),
             ClusterEvent::DataLost => {
                 if let Some(c) = self.cluster.as_mut() {
@@ -782,6 +854,14 @@ impl Hub {
                 Step::Deliver { room, line, .. } => {
                     if !self.delivered_already(&line) {
                         self.deliver_crossed(&room, &line);
+                    } else if self.cluster.as_ref().is_some_and(|c| c.reloaded.contains(&room)) {
+                        // Said here already, but the history was reloaded
+                        // from before it.
+                        if let (RoomEvent::Said { room: name, .. }, Some(entry)) =
+                            (&line.event, history_entry(&line.event))
+                        {
+                            self.record_crossed(&room, name, entry);
+                        }
                     }
                 }
                 Step::Fill { room, from, to } => {
@@ -823,20 +903,10 @@ impl Hub {
             }
         }
         match &envelope.event {
-            RoomEvent::Said {
-                room,
-                from,
-                text,
-                style,
-                at,
-            } if *style != Style::Notice => {
-                let entry = HistoryEntry {
-                    at: *at,
-                    from: from.clone(),
-                    text: text.clone(),
-                    action: *style == Style::Action,
-                };
-                self.record_crossed(room_key, room, entry);
+            RoomEvent::Said { room, .. } => {
+                if let Some(entry) = history_entry(&envelope.event) {
+                    self.record_crossed(room_key, room, entry);
+                }
             }
             RoomEvent::TopicChanged { topic, .. } if !from_here => {
                 if let Some(room) = self.rooms.get_mut(room_key) {
@@ -969,8 +1039,8 @@ impl Hub {
         }
         if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up {
             c.catching_up = true;
-            let positions = c.orderer.positions();
-            self.tell_cluster(Command::CatchUp { positions });
+            let command = self.catch_up_command();
+            self.tell_cluster(command);
         }
     }
 
@@ -981,6 +1051,7 @@ impl Hub {
         let was_linked = c.linked;
         c.linked = false;
         c.catching_up = false;
+        c.reloaded.clear();
         c.orderer.reset();
         // What was sent and has not come back is delivered here now, in
         // the order it was said, before anything said from now on.
@@ -1071,6 +1142,7 @@ impl Hub {
         // above); the rest never reached it.
         if let Some(c) = self.cluster.as_mut() {
             c.unpublished.clear();
+            c.reloaded.clear();
         }
         log::info!("cluster: linked");
         if told {
@@ -1561,6 +1633,47 @@ mod tests {
         assert_eq!(said[1], "-- cluster link lost; only users on this server can hear you");
         c.link(true);
         assert_eq!(c.said(), pairs(&[(1, "-- cluster link restored")]));
+    }
+
+    #[test]
+    fn after_an_outage_a_rooms_history_is_reloaded_from_its_stream() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "through redis");
+        c.redis();
+        c.link(false);
+        c.line(1, "said here alone");
+        c.said();
+        // Both connections back: the catch-up asks for the lobby whole.
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: true });
+        }
+        let lobby = RoomName::lobby().key();
+        let Ok(Command::CatchUp { positions, reload }) = c.commands.try_recv() else {
+            panic!("no catch-up asked for");
+        };
+        assert_eq!(reload, [lobby.clone()]);
+        assert_eq!(positions, [(lobby.clone(), 2)], "the join, then the line");
+        // Redis restarted empty: the stream holds nothing of before.
+        c.event(ClusterEvent::History {
+            room: lobby,
+            lines: Vec::new(),
+        });
+        c.event(ClusterEvent::CaughtUp);
+        c.said();
+        // A newcomer is shown no history: none of what the stream lost,
+        // nor what was said here alone.
+        c.connect(2);
+        c.redis();
+        let to_two: Vec<String> = c
+            .said()
+            .into_iter()
+            .filter(|(n, _)| *n == 2)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(to_two.len(), 1, "{to_two:?}");
+        assert!(to_two[0].starts_with("-- welcome"), "{to_two:?}");
     }
 
     #[test]
