@@ -1629,8 +1629,14 @@ mod tests {
         c.connect(1);
         let said: Vec<String> = c.said().into_iter().map(|(_, line)| line).collect();
         assert_eq!(said.len(), 2, "{said:?}");
-        assert!(said[0].starts_with("-- welcome to chat-server, guest"), "{said:?}");
-        assert_eq!(said[1], "-- cluster link lost; only users on this server can hear you");
+        assert!(
+            said[0].starts_with("-- welcome to chat-server, guest"),
+            "{said:?}"
+        );
+        assert_eq!(
+            said[1],
+            "-- cluster link lost; only users on this server can hear you"
+        );
         c.link(true);
         assert_eq!(c.said(), pairs(&[(1, "-- cluster link restored")]));
     }
@@ -1653,7 +1659,7 @@ mod tests {
         let Ok(Command::CatchUp { positions, reload }) = c.commands.try_recv() else {
             panic!("no catch-up asked for");
         };
-        assert_eq!(reload, [lobby.clone()]);
+        assert_eq!(reload, std::slice::from_ref(&lobby));
         assert_eq!(positions, [(lobby.clone(), 2)], "the join, then the line");
         // Redis restarted empty: the stream holds nothing of before.
         c.event(ClusterEvent::History {
