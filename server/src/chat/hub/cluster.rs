@@ -138,8 +138,9 @@ pub struct Link {
     /// Lines this instance delivered itself because the link failed under
     /// them: Redis may have run them all the same (a frozen Redis reads
     /// what was sent once it thaws), and then they come back in a
-    /// catch-up, to be skipped, not delivered twice.
-    unpublished: std::collections::VecDeque<u64>,
+    /// catch-up, to be skipped, not delivered twice. By number: numbers
+    /// only grow, so the first is the oldest.
+    unpublished: std::collections::BTreeSet<u64>,
     /// This instance's room events sent to Redis and not back yet, by
     /// number (the order they were said in): when the link is lost under
     /// them (a full command queue included), they are delivered here at
@@ -203,7 +204,7 @@ impl Link {
             held: HashMap::new(),
             asking: HashMap::new(),
             next_id: 0,
-            unpublished: std::collections::VecDeque::new(),
+            unpublished: std::collections::BTreeSet::new(),
             outstanding: std::collections::BTreeMap::new(),
             reloaded: std::collections::HashSet::new(),
             joining: HashMap::new(),
@@ -218,9 +219,9 @@ impl Link {
     /// Redis, so that it is skipped if it comes back.
     fn delivered_here(&mut self, id: u64) {
         if self.unpublished.len() >= MAX_UNPUBLISHED {
-            self.unpublished.pop_front();
+            self.unpublished.pop_first();
         }
-        self.unpublished.push_back(id);
+        self.unpublished.insert(id);
     }
 
     /// Whether `id` has a request waiting for Redis whose answer must come
@@ -772,13 +773,14 @@ impl Hub {
                 if self.cluster_linked() {
                     self.link_lost("a line could not be published");
                 }
-                if self.delivered_already(&envelope) {
+                // Remembered as delivered here until the catch-up: a
+                // frozen Redis may still run it once it thaws.
+                let Some(c) = self.cluster.as_mut() else { return };
+                if c.unpublished.contains(&envelope.id) && envelope.origin == c.instance {
                     return;
                 }
-                if let Some(c) = self.cluster.as_mut() {
-                    c.outstanding.remove(&envelope.id);
-                    c.delivered_here(envelope.id);
-                }
+                c.outstanding.remove(&envelope.id);
+                c.delivered_here(envelope.id);
                 self.deliver_crossed(&room, &envelope);
             }
             ClusterEvent::Claimed {
@@ -878,13 +880,7 @@ impl Hub {
         if c.unpublished.is_empty() || line.origin != c.instance {
             return false;
         }
-        match c.unpublished.iter().position(|&id| id == line.id) {
-            Some(at) => {
-                c.unpublished.remove(at);
-                true
-            }
-            None => false,
-        }
+        c.unpublished.remove(&line.id)
     }
 
     /// A room event in its place in the room's order: into the history,
@@ -1680,6 +1676,52 @@ mod tests {
             .collect();
         assert_eq!(to_two.len(), 1, "{to_two:?}");
         assert!(to_two[0].starts_with("-- welcome"), "{to_two:?}");
+    }
+
+    #[test]
+    fn a_line_that_could_not_be_published_is_said_here_after_those_before_it_and_once() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.line(1, "one");
+        c.line(1, "two");
+        let mut sent = Vec::new();
+        while let Ok(Command::Publish { room, envelope }) = c.commands.try_recv() {
+            sent.push((room, envelope));
+        }
+        assert_eq!(sent.len(), 2);
+        // "one" reached Redis and is on its way back; "two" timed out.
+        let (room, two) = sent[1].clone();
+        c.event(ClusterEvent::Unpublished {
+            room: room.clone(),
+            envelope: two,
+        });
+        let lost = "-- cluster link lost; only users on this server can hear you";
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, lost), (2, lost), (2, "<guest1> one"), (2, "<guest1> two")]),
+            "both said here at once, in order"
+        );
+        c.event(ClusterEvent::Link {
+            part: Part::Commands,
+            up: false,
+        });
+        // Redis thawed and ran both: the catch-up brings them, and neither
+        // is said again.
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: true });
+        }
+        assert!(matches!(c.commands.try_recv(), Ok(Command::CatchUp { .. })));
+        c.event(ClusterEvent::Backlog {
+            room,
+            lines: vec![(3, sent[0].1.clone()), (4, sent[1].1.clone())],
+            upto: 4,
+        });
+        c.event(ClusterEvent::CaughtUp);
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
     }
 
     #[test]
