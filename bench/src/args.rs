@@ -65,6 +65,13 @@ use crate::tls;
 /// as for all. Against a chat-server started by hand give --addr of its web
 /// listener (mixed-web: --addr of the line listener and --web-addr of the
 /// web one). WebSocket runs fanout, fixed-rate, idle, ramp and join-storm.
+///
+/// --cluster-instances N (with --server-bin) measures a cluster (issue
+/// 17): chat-bench starts a redis-server of its own (--redis-bin) on a free
+/// loopback port without persistence, then N chat-servers with `--cluster
+/// redis://127.0.0.1:PORT`, and connects client K to instance K mod N. The
+/// report lists every instance's threads and Redis's CPU. Cluster runs are
+/// fanout and fixed-rate over the line protocol.
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about, long_about)]
 pub struct Cli {
@@ -283,7 +290,23 @@ pub struct TargetArgs {
     /// chat-bench writes for it lifts.
     #[arg(long, value_enum, default_value_t = NgircdFlood::Lifted, global = true)]
     pub ngircd_flood: NgircdFlood,
+    /// With --server-bin: start COUNT chat-server instances clustered
+    /// through one redis-server this run starts on a free loopback port
+    /// (issue 17; `--cluster redis://127.0.0.1:PORT`), and spread the
+    /// clients over them round-robin (client N on instance N mod COUNT, so
+    /// the senders too are on every instance). 1 measures one instance
+    /// whose every line goes through Redis.
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..=MAX_CLUSTER_INSTANCES), global = true)]
+    pub cluster_instances: Option<u16>,
+    /// The redis-server to start for --cluster-instances (Debian's package
+    /// `redis-server`), without persistence.
+    #[arg(long, value_name = "PATH", default_value = "redis-server", global = true)]
+    pub redis_bin: PathBuf,
 }
+
+/// The most instances `--cluster-instances` starts: each is a whole
+/// daemon on a machine the generator shares.
+pub const MAX_CLUSTER_INSTANCES: i64 = 8;
 
 /// The scenarios.
 #[derive(Debug, Subcommand)]
@@ -688,6 +711,25 @@ mod tests {
         assert!(Protocol::Web.has_web() && !Protocol::Web.has_irc());
         assert!(Protocol::Mixed.has_irc() && !Protocol::Mixed.has_web());
         assert!(!Protocol::Line.has_web() && !Protocol::Line.has_irc());
+    }
+
+    #[test]
+    fn cluster_instances_are_bounded_and_redis_has_a_default() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "--server-bin",
+            "chat-server",
+            "--cluster-instances",
+            "2",
+            "fanout",
+        ])
+        .unwrap();
+        assert_eq!(cli.target.cluster_instances, Some(2));
+        assert_eq!(cli.target.redis_bin, PathBuf::from("redis-server"));
+        let cli = Cli::try_parse_from(["chat-bench", "fanout"]).unwrap();
+        assert_eq!(cli.target.cluster_instances, None);
+        assert!(Cli::try_parse_from(["chat-bench", "--cluster-instances", "0", "fanout"]).is_err());
+        assert!(Cli::try_parse_from(["chat-bench", "--cluster-instances", "9", "fanout"]).is_err());
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! protocol one line per frame, and a room mixing WebSocket and line
 //! clients (`--protocol mixed-web`), reported per kind of client as well.
 //!
+//! Or over a cluster (`--cluster-instances N`, issue 17; [`cluster`]):
+//! N chat-server instances clustered through a Redis the run starts, the
+//! clients spread over them, Redis's CPU reported beside theirs.
+//!
 //! The crate's second binary, `chat-attack` ([`attack`]), runs the
 //! attacks of issue 12 against a chat-server it starts itself and reports
 //! what each one did to it, so the same attack can be run before and
@@ -34,6 +38,7 @@
 pub mod args;
 pub mod attack;
 pub mod client;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod irc;

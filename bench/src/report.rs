@@ -37,8 +37,12 @@ pub struct Header {
     /// when it wrote one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_config: Option<String>,
-    /// Its pid, when known.
+    /// Its pid, when known (the first instance's, for a cluster).
     pub server_pid: Option<u32>,
+    /// The chat-server instances the clients were spread over, for a
+    /// cluster run (issue 17); left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_instances: Option<usize>,
     /// Generator I/O threads.
     pub generator_threads: u16,
     /// Loopback source addresses used.
@@ -60,6 +64,7 @@ impl Header {
             server_args: args.server_args.clone(),
             server_config: target.config_text.clone(),
             server_pid: target.pid,
+            cluster_instances: target.cluster_instances(),
             generator_threads: args.threads,
             sources: args.sources,
             unix_time: SystemTime::now()

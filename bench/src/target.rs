@@ -134,6 +134,11 @@ pub struct Target {
     pub config_text: Option<String>,
     /// The directory of that file, removed when the server is stopped.
     config_dir: Option<PathBuf>,
+    /// The other instances of a cluster this run started (issue 17;
+    /// [`crate::cluster`]), this target being the first; stopped after it.
+    pub(crate) peers: Vec<Target>,
+    /// The Redis of that cluster; stopped last, after every instance.
+    pub(crate) redis: Option<crate::cluster::Redis>,
 }
 
 impl Target {
@@ -164,6 +169,8 @@ impl Target {
             oper: None,
             config_text: None,
             config_dir: None,
+            peers: Vec::new(),
+            redis: None,
         })
     }
 
@@ -527,6 +534,8 @@ impl Target {
             oper: None,
             config_text: None,
             config_dir: None,
+            peers: Vec::new(),
+            redis: None,
         };
         target.wait_ready()?;
         Ok(target)
@@ -593,14 +602,39 @@ impl Target {
         self.pid.is_none_or(procfs::is_alive)
     }
 
-    /// The server's resident memory in KiB, when its pid is known.
+    /// The server's resident memory in KiB, when its pid is known: of
+    /// every instance together, for a cluster (Redis's not counted).
     pub fn rss_kib(&self) -> Option<u64> {
-        self.pid.and_then(|pid| procfs::vm_rss_kib(pid).ok())
+        let own = self.pid.and_then(|pid| procfs::vm_rss_kib(pid).ok())?;
+        Some(
+            self.peers
+                .iter()
+                .filter_map(Target::rss_kib)
+                .fold(own, u64::saturating_add),
+        )
     }
 
-    /// CPU ticks of each server thread, when its pid is known.
+    /// CPU ticks of each server thread, when its pid is known. For a
+    /// cluster, every instance's threads, named `i1 hub`, `i2 hub`, ...,
+    /// and Redis as a whole, named `redis-server` (from `/proc/PID/stat`).
     pub fn thread_ticks(&self) -> Vec<(String, u64)> {
-        self.pid.map(procfs::thread_ticks).unwrap_or_default()
+        let own = self.pid.map(procfs::thread_ticks).unwrap_or_default();
+        let Some(redis) = &self.redis else {
+            return own;
+        };
+        let mut all: Vec<(String, u64)> = Vec::new();
+        for (i, instance) in std::iter::once(own)
+            .chain(self.peers.iter().map(Target::thread_ticks))
+            .enumerate()
+        {
+            all.extend(
+                instance
+                    .into_iter()
+                    .map(|(name, ticks)| (format!("i{} {name}", i + 1), ticks)),
+            );
+        }
+        all.push(("redis-server".to_string(), procfs::process_ticks(redis.pid)));
+        all
     }
 }
 

@@ -36,6 +36,11 @@
 //! counts deliveries and latency per [`Dialect`] of the receiver as well
 //! as in all, so a mixed room says how each kind of client fared.
 //!
+//! Line clients are spread round-robin over several instances of a
+//! cluster when the configuration lists them
+//! ([`EngineConfig::cluster`], issue 17): client `id` on instance `id %
+//! instances`, so senders and receivers are on every instance.
+//!
 //! Connections speak TLS when the configuration has a [`TlsClient`]
 //! ([`crate::client::Conn`] drives it). Two more things serve the TLS
 //! scenarios of issue 15: a *focus window* ([`Engine::focus`]), a stretch
@@ -233,6 +238,10 @@ pub struct EngineConfig {
     pub irc: Option<IrcSetup>,
     /// WebSocket connections, when the run speaks WebSocket (issue 18).
     pub web: Option<WebSetup>,
+    /// The line listeners of clustered instances (issue 17), when the run
+    /// spreads its clients over several: client `id` connects to
+    /// `cluster[id % len]`. Empty: every line client connects to `dest`.
+    pub cluster: Vec<SocketAddr>,
 }
 
 /// Whether client `id` is one of those `mix` picks.
@@ -261,7 +270,11 @@ impl EngineConfig {
         match (self.dialect_for(id), &self.irc, &self.web) {
             (Dialect::Irc, Some(irc), _) => irc.dest,
             (Dialect::Web, _, Some(web)) => web.dest,
-            _ => self.dest,
+            _ => self
+                .cluster
+                .get(id.checked_rem(self.cluster.len()).unwrap_or(0))
+                .copied()
+                .unwrap_or(self.dest),
         }
     }
 
@@ -943,7 +956,23 @@ mod tests {
             tls: None,
             irc,
             web,
+            cluster: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_cluster_run_spreads_line_clients_round_robin() {
+        let mut clustered = config(None);
+        assert_eq!(clustered.dest_for(5), clustered.dest);
+        let nodes: Vec<SocketAddr> = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        clustered.cluster = nodes.clone();
+        assert_eq!(
+            (0..6).map(|id| clustered.dest_for(id)).collect::<Vec<_>>(),
+            [nodes[0], nodes[1], nodes[2], nodes[0], nodes[1], nodes[2]]
+        );
     }
 
     #[test]

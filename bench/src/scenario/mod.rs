@@ -34,6 +34,13 @@ use crate::tls::TlsClient;
 /// be set up.
 pub fn run(cli: Cli) -> Result<()> {
     let args = cli.target;
+    if args.cluster_instances.is_some()
+        && !matches!(cli.scenario, Scenario::Fanout(_) | Scenario::FixedRate(_))
+    {
+        return Err(Error::msg(
+            "--cluster-instances runs fanout and fixed-rate (the other scenarios measure one server)",
+        ));
+    }
     match cli.scenario {
         Scenario::Table(t) => table::run(&t),
         Scenario::Worker(w) => pool::worker_main(&args, &w),
@@ -192,6 +199,9 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
             ));
         }
     }
+    if let Some(instances) = args.cluster_instances {
+        return open_cluster_target(args, clients, protocol, instances);
+    }
     if args.tls {
         return open_tls_target(args, clients);
     }
@@ -224,6 +234,36 @@ pub fn open_target(args: &TargetArgs, clients: u32) -> Result<Target> {
              --max-clients (at least the run's clients)",
             CHAT_SERVER_ARGS.join(" ")
         ))),
+    }
+}
+
+/// [`open_target`] for a cluster run (issue 17): chat-server instances
+/// this run starts, through a Redis it starts, over the line protocol.
+fn open_cluster_target(
+    args: &TargetArgs,
+    clients: u32,
+    protocol: Protocol,
+    instances: u16,
+) -> Result<Target> {
+    if args.target != TargetKind::ChatServer {
+        return Err(Error::msg(format!(
+            "--cluster-instances clusters chat-server, not --target {}",
+            args.target.flavor().name()
+        )));
+    }
+    if protocol != Protocol::Line || args.tls {
+        return Err(Error::msg(
+            "--cluster-instances runs speak the line protocol over plain TCP",
+        ));
+    }
+    match (&args.server_bin, args.addr) {
+        (Some(bin), None) => {
+            Target::spawn_chat_server_cluster(bin, &args.redis_bin, clients, &args.server_args, instances)
+        }
+        _ => Err(Error::msg(
+            "--cluster-instances needs --server-bin (chat-bench starts the instances and their Redis) \
+             and no --addr",
+        )),
     }
 }
 
@@ -275,6 +315,7 @@ pub fn engine_config(args: &TargetArgs, target: &Target, lifetime: Duration) -> 
         tls: target.tls.clone(),
         irc: target.irc_setup(),
         web: target.web_setup(),
+        cluster: target.cluster_addrs(),
     }
 }
 
@@ -496,6 +537,34 @@ mod tests {
         let setup = mixed.irc_setup().unwrap();
         assert_eq!(setup.dest, "127.0.0.1:6667".parse().unwrap());
         assert_eq!(mixed.addr, "127.0.0.1:7878".parse().unwrap());
+    }
+
+    #[test]
+    fn a_cluster_run_is_refused_where_it_cannot_be_made_before_anything_starts() {
+        let said = |argv: &[&str]| open_target(&target_args(argv), 10).unwrap_err().0;
+        assert!(said(&["--cluster-instances", "2"]).contains("needs --server-bin"));
+        assert!(said(&[
+            "--cluster-instances",
+            "2",
+            "--server-bin",
+            "x",
+            "--addr",
+            "127.0.0.1:9"
+        ])
+        .contains("no --addr"));
+        assert!(said(&["--cluster-instances", "2", "--target", "ncat"]).contains("not --target ncat"));
+        assert!(said(&[
+            "--cluster-instances",
+            "2",
+            "--server-bin",
+            "x",
+            "--protocol",
+            "irc"
+        ])
+        .contains("line protocol"));
+        assert!(said(&["--cluster-instances", "2", "--server-bin", "x", "--tls"]).contains("plain TCP"));
+        let idle = Cli::try_parse_from(["chat-bench", "--cluster-instances", "2", "idle"]).unwrap();
+        assert!(run(idle).unwrap_err().0.contains("runs fanout and fixed-rate"));
     }
 
     #[test]

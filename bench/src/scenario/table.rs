@@ -28,6 +28,11 @@
 //! a room mixing both (all receivers, then its line and its WebSocket
 //! receivers apart, from the run's `by_kind`) and ncat side by side, with
 //! WebSocket ÷ line and chat-server line ÷ ncat.
+//!
+//! Runs over a cluster (issue 17: a `cluster_instances` field) get theirs
+//! ([`render_cluster`]): a row per run, single instance or N through
+//! Redis, with Redis's CPU and each cluster's share of the single
+//! instance's deliveries/s.
 
 use std::fs;
 
@@ -156,6 +161,65 @@ const CPU_ROWS: [(&str, &str); 2] = [
     ("generator_cpu_pct", "generator CPU, % of a core"),
 ];
 
+/// The table of cluster runs (issue 17): per label, one row per run in
+/// the order run, a single instance (`single`) or N instances through
+/// Redis; room lines/s, deliveries/s, latency, integrity, the instances'
+/// CPU (every thread of every instance, summed) and Redis's, and each
+/// clustered run's deliveries/s as a share of the label's single
+/// instance (the last one without `cluster_instances`).
+fn render_cluster(runs: &[Value]) -> String {
+    let mut out = String::from(
+        "| scenario | instances | room lines/s | deliveries/s | p50 | p99 | lost + duplicated + out of order | \
+         instances' CPU, % of a core | Redis CPU, % of a core | deliveries/s ÷ single |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for label in labels_of(runs.iter()) {
+        let group: Vec<&Value> = runs.iter().filter(|r| text(r, "label") == label).collect();
+        let single = group
+            .iter()
+            .rev()
+            .find(|r| r.get("cluster_instances").is_none())
+            .and_then(|r| num(r, &["deliveries_per_s"]));
+        for (i, run) in group.iter().enumerate() {
+            let instances = match num(run, &["cluster_instances"]) {
+                Some(n) => format!("{n:.0} through Redis"),
+                None => "single".to_string(),
+            };
+            let lines = match (num(run, &["lines_sent"]), num(run, &["active_s"])) {
+                (Some(n), Some(s)) if s > 0.0 => rate(n / s),
+                _ => "—".to_string(),
+            };
+            let cpu = run.get("server_cpu_pct").and_then(Value::as_object);
+            let instances_cpu: f64 = cpu
+                .map(|m| {
+                    m.iter()
+                        .filter(|(name, _)| *name != "redis-server")
+                        .filter_map(|(_, pct)| pct.as_f64())
+                        .sum()
+                })
+                .unwrap_or(0.0);
+            let redis_cpu = cpu
+                .and_then(|m| m.get("redis-server"))
+                .and_then(Value::as_f64)
+                .map_or("—".to_string(), |pct| format!("{pct:.0}"));
+            let deliveries = num(run, &["deliveries_per_s"]);
+            let share = match run.get("cluster_instances") {
+                Some(_) => ratio(deliveries, single),
+                None => "—".to_string(),
+            };
+            out.push_str(&format!(
+                "| {} | {instances} | {lines} | {} | {} | {} | {} | {instances_cpu:.0} | {redis_cpu} | {share} |\n",
+                if i == 0 { label.as_str() } else { "" },
+                cell(Some(run), &["deliveries_per_s"], rate).0,
+                cell(Some(run), &["latency", "p50_us"], micros).0,
+                cell(Some(run), &["latency", "p99_us"], micros).0,
+                cell(Some(run), &["integrity", "lost"], plain).0,
+            ));
+        }
+    }
+    out
+}
+
 /// A run's CPU map (`{"io-0": 38.2, ...}`) as a cell: `hub 6, io-0 38`.
 fn cpu_cell(run: Option<&Value>, key: &str) -> String {
     let Some(map) = run.and_then(|r| r.get(key)).and_then(Value::as_object) else {
@@ -222,6 +286,9 @@ fn protocol(run: &Value) -> String {
 /// The table as markdown: the TLS layout when any run is over TLS, the
 /// IRC one when any run spoke IRC.
 pub fn render(runs: &[Value]) -> String {
+    if runs.iter().any(|r| r.get("cluster_instances").is_some()) {
+        return render_cluster(runs);
+    }
     if runs.iter().any(|r| text(r, "transport") == "tls") {
         return render_tls(runs);
     }
@@ -596,6 +663,28 @@ pub fn run(args: &TableArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_runs_get_a_row_each_with_redis_and_the_share_of_a_single_instance() {
+        let runs: Vec<Value> = [
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","lines_sent":1000,"active_s":2.0,"deliveries_per_s":4000000,"latency":{"p50_us":3000,"p99_us":9000},"integrity":{"lost":0,"duplicated":0,"out_of_order":0},"server_cpu_pct":{"hub":10,"io-0":30}}"#,
+            r#"{"label":"A","scenario":"fanout","target":"chat-server","cluster_instances":2,"lines_sent":1000,"active_s":4.0,"deliveries_per_s":2000000,"latency":{"p50_us":8000,"p99_us":20000},"integrity":{"lost":0,"duplicated":1,"out_of_order":0},"server_cpu_pct":{"i1 hub":10,"i2 hub":12,"redis-server":33.4}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let table = render(&runs);
+        assert!(
+            table.contains("| A | single | 500 /s | 4.00 M/s | 3.00 ms | 9.00 ms | 0 | 40 | — | — |\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "|  | 2 through Redis | 250 /s | 2.00 M/s | 8.00 ms | 20.00 ms | 1 | 22 | 33 | 0.50× |\n"
+            ),
+            "{table}"
+        );
+    }
 
     #[test]
     fn pairs_runs_by_label() {

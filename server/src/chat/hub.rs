@@ -409,6 +409,7 @@ impl Hub {
             room: lobby.clone(),
         };
         self.enter(id, nick, lobby, false, welcome);
+        self.cluster_tell_newcomer(id);
     }
 
     /// Puts a user on the chat with `nick`, which must be free.
@@ -476,6 +477,7 @@ impl Hub {
         log::info!("connect {addr} as {nick} (registered)");
         self.add_user(id, addr, nick.clone(), user, realname);
         self.send(id, ServerEvent::Registered { nick });
+        self.cluster_tell_newcomer(id);
     }
 
     /// A fresh `guestN` nick that nobody has, nor one like it (a user may

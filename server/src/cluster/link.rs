@@ -31,7 +31,8 @@ use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Setting
 /// at the throughput target (50,000 lines/s; bounded channels allocate
 /// their room up front, so more would cost memory for nothing). Full
 /// means Redis has not kept up for that long; the hub then takes the
-/// link-lost path rather than wait.
+/// link-lost path rather than wait, delivering what it had queued here
+/// (see `chat::hub::cluster`).
 pub const COMMAND_CAPACITY: usize = 16_384;
 
 /// Events the cluster's threads may queue to the hub. When it is full they
@@ -725,8 +726,8 @@ impl CommandThread {
                 });
                 Ok(())
             }
-            Command::CatchUp { positions } => {
-                self.catch_up(con, positions)?;
+            Command::CatchUp { positions, reload } => {
+                self.catch_up(con, positions, &reload)?;
                 self.send(ClusterEvent::CaughtUp);
                 Ok(())
             }
@@ -981,13 +982,40 @@ impl CommandThread {
         Ok(Some(found))
     }
 
-    /// Every room's stream past where the hub is.
+    /// Every room's stream past where the hub is; the rooms in `reload`
+    /// whole (the stream is at most `--history` long), their history up to
+    /// where the hub is first.
     fn catch_up(
         &mut self,
         con: &mut redis::Connection,
         positions: Vec<(String, u64)>,
+        reload: &[String],
     ) -> redis::RedisResult<()> {
         let known: HashMap<String, u64> = positions.into_iter().collect();
+        let mut reloaded = HashSet::new();
+        for room in reload {
+            if !reloaded.insert(room.as_str()) {
+                continue;
+            }
+            let position = known.get(room).copied();
+            let (had, missed): (Vec<_>, Vec<_>) = self
+                .read_stream(con, room, 0, None)?
+                .into_iter()
+                .partition(|(seq, _)| position.is_some_and(|p| *seq <= p));
+            self.send(ClusterEvent::History {
+                room: room.clone(),
+                lines: had,
+            });
+            let from = position.map_or(0, |last| last.saturating_add(1));
+            let upto = missed.last().map_or(from.saturating_sub(1), |(seq, _)| *seq);
+            if !missed.is_empty() || position.is_some() {
+                self.send(ClusterEvent::Backlog {
+                    room: room.clone(),
+                    lines: missed,
+                    upto,
+                });
+            }
+        }
         let mut cursor = "0".to_string();
         let mut rounds = 0;
         loop {
@@ -1002,6 +1030,9 @@ impl CommandThread {
                 .query(con)?;
             for key in found {
                 let Some(room) = keys::room_of_stream(&key) else { continue };
+                if reloaded.contains(room) {
+                    continue;
+                }
                 let from = known.get(room).map_or(0, |last| last.saturating_add(1));
                 let lines = self.read_stream(con, room, from, None)?;
                 let upto = lines.last().map_or(from.saturating_sub(1), |(seq, _)| *seq);

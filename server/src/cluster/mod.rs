@@ -233,10 +233,16 @@ pub enum Command {
         to: u64,
     },
     /// Read every room's stream past the positions given (all of a room
-    /// not listed), then say [`ClusterEvent::CaughtUp`].
+    /// not listed), then say [`ClusterEvent::CaughtUp`]. The rooms in
+    /// `reload` are read whole, first: what their streams hold up to the
+    /// position comes as [`ClusterEvent::History`], the rest as a
+    /// backlog.
     CatchUp {
         /// Each room's last delivered number.
         positions: Vec<(String, u64)>,
+        /// Rooms whose history the hub replaces with their stream's (the
+        /// stream is the truth; see [`ClusterEvent::History`]).
+        reload: Vec<String>,
     },
     /// Reserve the next block of guest numbers.
     GuestBlock,
@@ -284,6 +290,18 @@ pub enum ClusterEvent {
         lines: Vec<(u64, Envelope)>,
         /// The last number the read covered.
         upto: u64,
+    },
+    /// What a room's stream holds up to where the hub was, read in a
+    /// catch-up ([`Command::CatchUp`]'s `reload`): the room's history is
+    /// replaced with it, so that every instance remembers the same after
+    /// an outage (lines said on one instance alone meanwhile, or lost with
+    /// a Redis restarted without persistence, are forgotten). Comes before
+    /// the room's backlog, from the same read.
+    History {
+        /// The room's key.
+        room: String,
+        /// The lines, in order.
+        lines: Vec<(u64, Envelope)>,
     },
     /// A [`Command::CatchUp`] is done.
     CaughtUp,

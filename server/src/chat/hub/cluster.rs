@@ -9,6 +9,15 @@
 //! so every instance delivers a room's events in one order; while it is
 //! down, the hub works as if alone (the old, local path) and tells its
 //! users so.
+//!
+//! Nothing said here is lost when the link fails under it, a full command
+//! queue included (Redis not keeping up with a burst): the hub keeps each
+//! room event it sent until it comes back ([`Link`]'s `outstanding`), and
+//! on taking the link-lost path delivers those here at once, in the order
+//! they were said, before anything said after; if Redis runs them all the
+//! same, they come back and are skipped. The other way to lose nothing,
+//! backpressure (the hub stops reading while the queue is full), would
+//! make every user's input wait on Redis, which the hub must never do.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +31,8 @@ use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
 use crate::cluster::{Asked, ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
-/// Lines held behind a user's pending nick claim, each with when it was
-/// read.
+/// Lines held behind a user's request that waits for Redis, each with
+/// when it was read.
 type HeldLines = std::collections::VecDeque<(
     Result<crate::chat::request::Request, ErrorKind>,
     std::time::Instant,
@@ -40,6 +49,26 @@ struct Joining {
     names: bool,
 }
 
+/// What a room event leaves in the room's history: a line or an action
+/// (not a notice, nor anything else).
+fn history_entry(event: &RoomEvent) -> Option<HistoryEntry> {
+    match event {
+        RoomEvent::Said {
+            from,
+            text,
+            style,
+            at,
+            ..
+        } if *style != Style::Notice => Some(HistoryEntry {
+            at: *at,
+            from: from.clone(),
+            text: text.clone(),
+            action: *style == Style::Action,
+        }),
+        _ => None,
+    }
+}
+
 /// The claim a `/nick` from `old` makes.
 pub(super) fn rename_from(old: &Nick) -> Purpose {
     Purpose::Rename { old: old.clone() }
@@ -53,14 +82,21 @@ const GUESTS_LOW: u64 = 25;
 /// cluster's counter reaches.
 const OFFLINE_GUESTS: u64 = 1_000_000_000;
 
-/// The most lines held behind one user's nick claim (see
-/// [`Hub::cluster_hold`]): a round trip to Redis is well under a
+/// The most lines held behind one user's request that waits for Redis
+/// (see [`Hub::cluster_hold`]): a round trip to Redis is well under a
 /// millisecond, and flood control lets a client send 50 lines at once.
 const MAX_HELD_LINES: usize = 256;
 
 /// The most lines remembered as delivered here when the link failed
 /// (see [`Link::unpublished`]); past it the oldest are forgotten.
 const MAX_UNPUBLISHED: usize = 65_536;
+
+/// The most room events kept while on their way through Redis (see
+/// [`Link::outstanding`]): the command queue, a round trip's batch and
+/// the events on their way back, with room to spare. Only an event that
+/// never comes back (none does, short of a lost link) could stay, so past
+/// it the oldest are forgotten.
+const MAX_OUTSTANDING: usize = 65_536;
 
 /// The hub's view of the cluster.
 #[derive(Debug)]
@@ -80,8 +116,9 @@ pub struct Link {
     /// Room events go through Redis: both connections are up and the
     /// catch-up is done. Otherwise the hub delivers locally.
     linked: bool,
-    /// Local users have been told the link is lost, and not yet that it
-    /// is back.
+    /// Local users have been told the link is lost (when it was lost, or
+    /// on coming while it was down, a start without Redis included), and
+    /// not yet that it is back.
     told_lost: bool,
     /// Guest numbers reserved for this instance, `next..end`.
     guests: (u64, u64),
@@ -89,15 +126,34 @@ pub struct Link {
     guests_asked: bool,
     /// Nick changes and registrations waiting for Redis, by connection.
     pending: HashMap<ConnId, (Nick, Purpose)>,
-    /// Lines from users with a claim pending, held until it is answered.
+    /// Lines from users waiting for Redis (see [`Link::waiting`]), held
+    /// until the wait ends.
     held: HashMap<ConnId, HeldLines>,
+    /// Questions asked of Redis for a user and not answered yet (`/who`,
+    /// `/rooms`, IRC's NAMES and LIST, a `/msg` to another instance), by
+    /// user.
+    asking: HashMap<ConnId, usize>,
     /// Numbers this instance gives the lines it publishes.
     next_id: u64,
     /// Lines this instance delivered itself because the link failed under
     /// them: Redis may have run them all the same (a frozen Redis reads
     /// what was sent once it thaws), and then they come back in a
-    /// catch-up, to be skipped, not delivered twice.
-    unpublished: std::collections::VecDeque<u64>,
+    /// catch-up, to be skipped, not delivered twice. By number: numbers
+    /// only grow, so the first is the oldest.
+    unpublished: std::collections::BTreeSet<u64>,
+    /// This instance's room events sent to Redis and not back yet, by
+    /// number (the order they were said in): when the link is lost under
+    /// them (a full command queue included), they are delivered here at
+    /// once, in that order, before anything said later, so that a local
+    /// user loses nothing and hears each sender in order; if Redis ran
+    /// them all the same they come back, and are skipped (see
+    /// [`Link::unpublished`]).
+    outstanding: std::collections::BTreeMap<u64, (String, Envelope)>,
+    /// Rooms whose history the catch-up on its way has replaced with their
+    /// stream's: a line of this instance's own that the backlog brings and
+    /// that is skipped (delivered here already) still goes back into the
+    /// history, where the reload took it out.
+    reloaded: std::collections::HashSet<String>,
     /// Local users who came into a room and whose join has not come back
     /// from Redis yet, by room key: they hear nothing of the room until
     /// it does (what comes before it was said before they came), and then
@@ -151,8 +207,11 @@ impl Link {
             guests_asked: false,
             pending: HashMap::new(),
             held: HashMap::new(),
+            asking: HashMap::new(),
             next_id: 0,
-            unpublished: std::collections::VecDeque::new(),
+            unpublished: std::collections::BTreeSet::new(),
+            outstanding: std::collections::BTreeMap::new(),
+            reloaded: std::collections::HashSet::new(),
             joining: HashMap::new(),
             after: HashMap::new(),
             confirm_next: None,
@@ -160,6 +219,42 @@ impl Link {
             ready,
             topic_seqs: HashMap::new(),
         }
+    }
+
+    /// Remembers that the event numbered `id` was delivered here without
+    /// Redis, so that it is skipped if it comes back.
+    fn delivered_here(&mut self, id: u64) {
+        if self.unpublished.len() >= MAX_UNPUBLISHED {
+            self.unpublished.pop_first();
+        }
+        self.unpublished.insert(id);
+    }
+
+    /// Whether `id` has a request waiting for Redis whose answer must come
+    /// before anything they asked after it: a nick claim or registration,
+    /// a join not back yet, or a question.
+    fn waiting(&self, id: ConnId) -> bool {
+        self.pending.contains_key(&id)
+            || self.asking.get(&id).is_some_and(|n| *n > 0)
+            || self.joining.values().any(|w| w.iter().any(|j| j.id == id))
+    }
+
+    /// A question asked for `id` was answered.
+    fn answered(&mut self, id: ConnId) {
+        if let Some(n) = self.asking.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.asking.remove(&id);
+            }
+        }
+    }
+
+    /// Keeps a room event sent to Redis until it comes back.
+    fn sent(&mut self, room: &str, envelope: Envelope) {
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            self.outstanding.pop_first();
+        }
+        self.outstanding.insert(envelope.id, (room.to_string(), envelope));
     }
 
     /// The next reserved guest number, asking for more when few are left.
@@ -266,13 +361,19 @@ impl Hub {
             except: except.map(|c| (c.shard, c.slot, c.serial)),
             event: crossing,
         };
+        let kept = envelope.clone();
         let command = Command::Publish {
             room: room_key.to_string(),
             envelope,
         };
         if self.tell_cluster(command) {
+            if let Some(c) = self.cluster.as_mut() {
+                c.sent(room_key, kept);
+            }
             None
         } else {
+            // The link is lost (what was on its way has been delivered
+            // here): this one too, after it.
             Some(event)
         }
     }
@@ -292,9 +393,10 @@ impl Hub {
         });
     }
 
-    /// Holds a line from `id` while a nick claim of theirs waits for
-    /// Redis, so that what they asked for next happens after it, as on one
-    /// server; hands it back otherwise.
+    /// Holds a line from `id` while a request of theirs waits for Redis
+    /// (a nick claim or registration, a join, a question: see
+    /// [`Link::waiting`]), so that what they asked for next is answered
+    /// after it, as on one server; hands it back otherwise.
     pub(super) fn cluster_hold(
         &mut self,
         id: ConnId,
@@ -305,7 +407,7 @@ impl Hub {
         std::time::Instant,
     )> {
         let Some(c) = self.cluster.as_mut() else { return Some((line, received)) };
-        if !c.pending.contains_key(&id) {
+        if !c.waiting(id) && !c.held.contains_key(&id) {
             return Some((line, received));
         }
         let held = c.held.entry(id).or_default();
@@ -318,14 +420,45 @@ impl Hub {
         None
     }
 
-    /// Handles the lines held behind `id`'s claim, now answered.
+    /// Handles the lines held behind `id`'s requests, once none waits any
+    /// more, in the order sent; one that waits again holds the rest.
     fn release_held(&mut self, id: ConnId) {
-        let Some(held) = self.cluster.as_mut().and_then(|c| c.held.remove(&id)) else {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.waiting(id) {
             return;
-        };
-        for (line, received) in held {
-            self.handle(crate::chat::messages::Inbound::Line { id, line, received });
         }
+        let Some(mut held) = c.held.remove(&id) else { return };
+        while let Some((line, received)) = held.pop_front() {
+            self.handle(crate::chat::messages::Inbound::Line { id, line, received });
+            let Some(c) = self.cluster.as_mut() else { return };
+            if c.waiting(id) || c.held.contains_key(&id) {
+                // Waiting again: what is left goes before anything held
+                // meanwhile.
+                let mut later = c.held.remove(&id).unwrap_or_default();
+                held.append(&mut later);
+                c.held.insert(id, held);
+                return;
+            }
+        }
+    }
+
+    /// Counts a question asked of Redis for `id`, if it was sent.
+    fn asked(&mut self, id: ConnId, sent: bool) -> bool {
+        if sent {
+            if let Some(c) = self.cluster.as_mut() {
+                *c.asking.entry(id).or_default() += 1;
+            }
+        }
+        sent
+    }
+
+    /// A question asked for `id` was answered: their held lines go on if
+    /// nothing else holds them.
+    fn question_answered(&mut self, id: ConnId) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.answered(id);
+        }
+        self.release_held(id);
     }
 
     /// A local user came into a room: their join goes through Redis (told
@@ -374,12 +507,14 @@ impl Hub {
                 quiet: !self.announces(members),
             },
         };
+        let kept = envelope.clone();
         let sent = self.tell_cluster(Command::Publish {
             room: room_key.to_string(),
             envelope,
         });
         if sent {
             if let Some(c) = self.cluster.as_mut() {
+                c.sent(room_key, kept);
                 c.joining
                     .entry(room_key.to_string())
                     .or_default()
@@ -423,6 +558,18 @@ impl Hub {
                 },
             );
         }
+    }
+
+    /// A user just welcomed while the link is down (or not up yet: a
+    /// start with `--cluster-optional`) is told so, as those already here
+    /// were, and will be told when it is back.
+    pub(super) fn cluster_tell_newcomer(&mut self, id: ConnId) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if c.linked {
+            return;
+        }
+        c.told_lost = true;
+        self.send(id, ServerEvent::ClusterLink { up: false });
     }
 
     /// A guest number from the cluster's reserve, if in a cluster.
@@ -525,7 +672,7 @@ impl Hub {
         if !self.cluster_linked() {
             return false;
         }
-        self.tell_cluster(Command::Private {
+        let sent = self.tell_cluster(Command::Private {
             conn: id,
             message: crate::cluster::Private {
                 from: from.clone(),
@@ -533,24 +680,27 @@ impl Hub {
                 text: text.to_string(),
                 style,
             },
-        })
+        });
+        self.asked(id, sent)
     }
 
     /// `/who` (or IRC's NAMES) across the cluster: true if the cluster
     /// takes it.
     pub(super) fn cluster_who(&mut self, id: ConnId, room_key: &str, asked: Asked) -> bool {
-        self.cluster_linked()
+        let sent = self.cluster_linked()
             && self.tell_cluster(Command::Who {
                 conn: id,
                 room: room_key.to_string(),
                 asked,
-            })
+            });
+        self.asked(id, sent)
     }
 
     /// `/rooms` (page 0: IRC's LIST) across the cluster: true if the
     /// cluster takes it.
     pub(super) fn cluster_rooms(&mut self, id: ConnId, page: Option<usize>) -> bool {
-        self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page })
+        let sent = self.cluster_linked() && self.tell_cluster(Command::Rooms { conn: id, page });
+        self.asked(id, sent)
     }
 
     /// WHOIS of a nick no one here has: true if the cluster takes it (the
@@ -595,11 +745,56 @@ impl Hub {
     /// stayed up, no connection will say it is back; so the hub asks for a
     /// catch-up itself once the queue has room.
     pub fn cluster_tick(&mut self) {
-        let Some(c) = self.cluster.as_mut() else { return };
-        if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up {
-            let positions = c.orderer.positions();
-            c.catching_up = c.commands.try_send(Command::CatchUp { positions }).is_ok();
+        let Some(c) = self.cluster.as_ref() else { return };
+        if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up && !c.commands.is_full() {
+            let command = self.catch_up_command();
+            if let Some(c) = self.cluster.as_mut() {
+                c.catching_up = c.commands.try_send(command).is_ok();
+            }
         }
+    }
+
+    /// The catch-up to ask for: every room's stream past where it is, and
+    /// the rooms with history here read whole, their history replaced
+    /// with the stream's (the stream is the truth: after an outage every
+    /// instance remembers the same). Not after a restart that handed the
+    /// history over (see [`Link::skip_first_backlog`]).
+    fn catch_up_command(&self) -> Command {
+        let Some(c) = self.cluster.as_ref() else {
+            return Command::CatchUp {
+                positions: Vec::new(),
+                reload: Vec::new(),
+            };
+        };
+        let reload = if c.skip_first_backlog {
+            Vec::new()
+        } else {
+            self.rooms
+                .iter()
+                .filter(|(_, room)| !room.history.is_empty())
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        Command::CatchUp {
+            positions: c.orderer.positions(),
+            reload,
+        }
+    }
+
+    /// A room's history becomes what its stream holds (`lines`), as read
+    /// in a catch-up.
+    fn reload_history(&mut self, room_key: &str, lines: Vec<(u64, Envelope)>) {
+        let Some(room) = self.rooms.get_mut(room_key) else { return };
+        if let Some(c) = self.cluster.as_mut() {
+            c.reloaded.insert(room_key.to_string());
+        }
+        self.budget.evict(&mut room.history);
+        for (_, envelope) in lines {
+            if let Some(entry) = history_entry(&envelope.event) {
+                self.budget.record(&mut room.history, entry);
+            }
+        }
+        self.keep_history_within_budget(room_key);
     }
 
     /// What the cluster's threads say.
@@ -624,6 +819,7 @@ impl Hub {
                 };
                 self.cluster_steps(steps);
             }
+            ClusterEvent::History { room, lines } => self.reload_history(&room, lines),
             ClusterEvent::CaughtUp => self.caught_up(),
             ClusterEvent::DataLost => {
                 if let Some(c) = self.cluster.as_mut() {
@@ -634,14 +830,20 @@ impl Hub {
             ClusterEvent::Topic { room, topic } => self.topic_read(&room, topic),
             ClusterEvent::Whois { conn, nick, rooms } => self.cluster_whois_answer(conn, nick, rooms),
             ClusterEvent::Unpublished { room, envelope } => {
-                // It did not reach Redis: said here only, as with the link
-                // down.
-                if let Some(c) = self.cluster.as_mut() {
-                    if c.unpublished.len() == MAX_UNPUBLISHED {
-                        c.unpublished.pop_front();
-                    }
-                    c.unpublished.push_back(envelope.id);
+                // It did not reach Redis: the link is failing. Everything
+                // still on its way is delivered here, in order (this one
+                // among it), as with the link down.
+                if self.cluster_linked() {
+                    self.link_lost("a line could not be published");
                 }
+                // Remembered as delivered here until the catch-up: a
+                // frozen Redis may still run it once it thaws.
+                let Some(c) = self.cluster.as_mut() else { return };
+                if c.unpublished.contains(&envelope.id) && envelope.origin == c.instance {
+                    return;
+                }
+                c.outstanding.remove(&envelope.id);
+                c.delivered_here(envelope.id);
                 self.deliver_crossed(&room, &envelope);
             }
             ClusterEvent::Claimed {
@@ -660,8 +862,14 @@ impl Hub {
                 room,
                 asked,
                 nicks,
-            } => self.cluster_members(conn, &room, asked, nicks),
-            ClusterEvent::Rooms { conn, page, rooms } => self.cluster_room_list(conn, page, rooms),
+            } => {
+                self.cluster_members(conn, &room, asked, nicks);
+                self.question_answered(conn);
+            }
+            ClusterEvent::Rooms { conn, page, rooms } => {
+                self.cluster_room_list(conn, page, rooms);
+                self.question_answered(conn);
+            }
             ClusterEvent::PrivateIn(message) => {
                 let Some(&to) = self.nicks.get(message.to.key().as_str()) else { return };
                 self.send(
@@ -679,6 +887,7 @@ impl Hub {
                 delivered,
             } => {
                 if !self.users.contains_key(&conn) {
+                    self.question_answered(conn);
                     return;
                 }
                 if delivered {
@@ -693,6 +902,7 @@ impl Hub {
                 } else if message.style != Style::Notice {
                     self.send(conn, ServerEvent::Error(ErrorKind::NoSuchNick(message.to)));
                 }
+                self.question_answered(conn);
             }
             ClusterEvent::Guests { start, end } => {
                 if let Some(c) = self.cluster.as_mut() {
@@ -717,6 +927,14 @@ impl Hub {
                     }
                     if !self.delivered_already(&line) {
                         self.deliver_crossed(&room, &line);
+                    } else if self.cluster.as_ref().is_some_and(|c| c.reloaded.contains(&room)) {
+                        // Said here already, but the history was reloaded
+                        // from before it.
+                        if let (RoomEvent::Said { room: name, .. }, Some(entry)) =
+                            (&line.event, history_entry(&line.event))
+                        {
+                            self.record_crossed(&room, name, entry);
+                        }
                     }
                 }
                 Step::Fill { room, from, to } => {
@@ -747,13 +965,7 @@ impl Hub {
         if c.unpublished.is_empty() || line.origin != c.instance {
             return false;
         }
-        match c.unpublished.iter().position(|&id| id == line.id) {
-            Some(at) => {
-                c.unpublished.remove(at);
-                true
-            }
-            None => false,
-        }
+        c.unpublished.remove(&line.id)
     }
 
     /// A room event in its place in the room's order: into the history,
@@ -766,21 +978,16 @@ impl Hub {
             .unwrap_or_default();
         let except = envelope.except_here(instance);
         let from_here = envelope.origin == instance;
+        if from_here {
+            if let Some(c) = self.cluster.as_mut() {
+                c.outstanding.remove(&envelope.id);
+            }
+        }
         match &envelope.event {
-            RoomEvent::Said {
-                room,
-                from,
-                text,
-                style,
-                at,
-            } if *style != Style::Notice => {
-                let entry = HistoryEntry {
-                    at: *at,
-                    from: from.clone(),
-                    text: text.clone(),
-                    action: *style == Style::Action,
-                };
-                self.record_crossed(room_key, room, entry);
+            RoomEvent::Said { room, .. } => {
+                if let Some(entry) = history_entry(&envelope.event) {
+                    self.record_crossed(room_key, room, entry);
+                }
             }
             RoomEvent::TopicChanged { topic, .. } if !from_here => {
                 if let Some(room) = self.rooms.get_mut(room_key) {
@@ -810,6 +1017,11 @@ impl Hub {
         };
         if let Some(joining) = arrived {
             self.joined(room_key, joining);
+        }
+        // What the joiner asked after joining is answered now (even if
+        // they were taken out of the room meanwhile).
+        if let (RoomEvent::Joined { .. }, Some(id), true) = (&envelope.event, except, from_here) {
+            self.release_held(id);
         }
         // What the origin's user was to be told once this came back.
         let confirm = match self.cluster.as_mut() {
@@ -908,8 +1120,8 @@ impl Hub {
         }
         if c.commands_up && c.subscriber_up && !c.linked && !c.catching_up {
             c.catching_up = true;
-            let positions = c.orderer.positions();
-            self.tell_cluster(Command::CatchUp { positions });
+            let command = self.catch_up_command();
+            self.tell_cluster(command);
         }
     }
 
@@ -920,11 +1132,22 @@ impl Hub {
         let was_linked = c.linked;
         c.linked = false;
         c.catching_up = false;
+        c.reloaded.clear();
         c.orderer.reset();
+        // What was sent and has not come back is delivered here now, in
+        // the order it was said, before anything said from now on.
+        let outstanding = std::mem::take(&mut c.outstanding);
+        for id in outstanding.keys() {
+            c.delivered_here(*id);
+        }
         // Claims asked for and not answered: the answer may never come.
         // Go on as if they were granted (the claim is made again once
         // the link is back; a refusal then renames).
         let pending: Vec<(ConnId, (Nick, Purpose))> = c.pending.drain().collect();
+        // Questions are answered all the same (from what this instance
+        // knows, if Redis could not be asked), but one lost with the
+        // connection never is: no one waits for them any more.
+        c.asking.clear();
         if was_linked {
             log::warn!("cluster: link lost ({why}); serving local users only until it is back");
         }
@@ -932,6 +1155,9 @@ impl Hub {
             c.told_lost = true;
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
             self.deliver_many(everyone, ServerEvent::ClusterLink { up: false });
+        }
+        for (room, envelope) in outstanding.into_values() {
+            self.deliver_crossed(&room, &envelope);
         }
         for (id, (nick, purpose)) in pending {
             if self.nick_refused(id, &nick).is_some() {
@@ -964,6 +1190,16 @@ impl Hub {
                 }
             }
         }
+        // No one waits for Redis any more: what each user sent meanwhile
+        // is handled now, in order.
+        let held: Vec<ConnId> = self
+            .cluster
+            .as_ref()
+            .map(|c| c.held.keys().copied().collect())
+            .unwrap_or_default();
+        for id in held {
+            self.release_held(id);
+        }
     }
 
     fn caught_up(&mut self) {
@@ -976,15 +1212,19 @@ impl Hub {
         c.skip_first_backlog = false;
         // A block asked for while the link was down was never answered.
         c.guests_asked = false;
-        // Lines Redis ran after the link failed under them have come back
-        // in the catch-up by now; the rest never reached it.
-        c.unpublished.clear();
         let told = std::mem::take(&mut c.told_lost);
         if let Some(ready) = c.ready.take() {
             let _ = ready.send(());
         }
         let steps = c.orderer.synced();
         self.cluster_steps(steps);
+        // Lines Redis ran after the link failed under them have come back
+        // in the catch-up (or were held, live, until now, and skipped
+        // above); the rest never reached it.
+        if let Some(c) = self.cluster.as_mut() {
+            c.unpublished.clear();
+            c.reloaded.clear();
+        }
         log::info!("cluster: linked");
         if told {
             let everyone: Vec<ConnId> = self.users.keys().copied().collect();
@@ -1336,6 +1576,18 @@ mod tests {
                         });
                     }
                     Command::CatchUp { .. } => self.event(ClusterEvent::CaughtUp),
+                    // No one on another instance: the hub lists its own.
+                    Command::Who { conn, room, asked } => self.event(ClusterEvent::Members {
+                        conn,
+                        room,
+                        asked,
+                        nicks: Some(Vec::new()),
+                    }),
+                    Command::Rooms { conn, page } => self.event(ClusterEvent::Rooms {
+                        conn,
+                        page,
+                        rooms: Some(Vec::new()),
+                    }),
                     _ => {}
                 }
             }
@@ -1455,6 +1707,127 @@ mod tests {
     }
 
     #[test]
+    fn a_user_who_comes_before_redis_was_ever_reached_is_told_when_the_link_is_up() {
+        let (tx, commands) = crossbeam_channel::bounded(1000);
+        let mut hub = Hub::new(Settings {
+            clock: || 1_796_587_200_000,
+            ..Settings::default()
+        });
+        // --cluster-optional, Redis not there: no guest numbers, and both
+        // connections say they are down.
+        hub.attach_cluster(Link::new("here".into(), tx, None, None));
+        let mut c = Cluster {
+            hub,
+            commands,
+            seq: HashMap::new(),
+            held_elsewhere: HashSet::new(),
+        };
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: false });
+        }
+        c.connect(1);
+        let said: Vec<String> = c.said().into_iter().map(|(_, line)| line).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0].starts_with("-- welcome to chat-server, guest"),
+            "{said:?}"
+        );
+        assert_eq!(
+            said[1],
+            "-- cluster link lost; only users on this server can hear you"
+        );
+        c.link(true);
+        assert_eq!(c.said(), pairs(&[(1, "-- cluster link restored")]));
+    }
+
+    #[test]
+    fn after_an_outage_a_rooms_history_is_reloaded_from_its_stream() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "through redis");
+        c.redis();
+        c.link(false);
+        c.line(1, "said here alone");
+        c.said();
+        // Both connections back: the catch-up asks for the lobby whole.
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: true });
+        }
+        let lobby = RoomName::lobby().key();
+        let Ok(Command::CatchUp { positions, reload }) = c.commands.try_recv() else {
+            panic!("no catch-up asked for");
+        };
+        assert_eq!(reload, std::slice::from_ref(&lobby));
+        assert_eq!(positions, [(lobby.clone(), 2)], "the join, then the line");
+        // Redis restarted empty: the stream holds nothing of before.
+        c.event(ClusterEvent::History {
+            room: lobby,
+            lines: Vec::new(),
+        });
+        c.event(ClusterEvent::CaughtUp);
+        c.said();
+        // A newcomer is shown no history: none of what the stream lost,
+        // nor what was said here alone.
+        c.connect(2);
+        c.redis();
+        let to_two: Vec<String> = c
+            .said()
+            .into_iter()
+            .filter(|(n, _)| *n == 2)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(to_two.len(), 1, "{to_two:?}");
+        assert!(to_two[0].starts_with("-- welcome"), "{to_two:?}");
+    }
+
+    #[test]
+    fn a_line_that_could_not_be_published_is_said_here_after_those_before_it_and_once() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.said();
+        c.line(1, "one");
+        c.line(1, "two");
+        let mut sent = Vec::new();
+        while let Ok(Command::Publish { room, envelope }) = c.commands.try_recv() {
+            sent.push((room, envelope));
+        }
+        assert_eq!(sent.len(), 2);
+        // "one" reached Redis and is on its way back; "two" timed out.
+        let (room, two) = sent[1].clone();
+        c.event(ClusterEvent::Unpublished {
+            room: room.clone(),
+            envelope: two,
+        });
+        let lost = "-- cluster link lost; only users on this server can hear you";
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, lost), (2, lost), (2, "<guest1> one"), (2, "<guest1> two")]),
+            "both said here at once, in order"
+        );
+        c.event(ClusterEvent::Link {
+            part: Part::Commands,
+            up: false,
+        });
+        // Redis thawed and ran both: the catch-up brings them, and neither
+        // is said again.
+        for part in [Part::Commands, Part::Subscriber] {
+            c.event(ClusterEvent::Link { part, up: true });
+        }
+        assert!(matches!(c.commands.try_recv(), Ok(Command::CatchUp { .. })));
+        c.event(ClusterEvent::Backlog {
+            room,
+            lines: vec![(3, sent[0].1.clone()), (4, sent[1].1.clone())],
+            upto: 4,
+        });
+        c.event(ClusterEvent::CaughtUp);
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
+    }
+
+    #[test]
     fn a_full_command_queue_is_a_lost_link_until_it_has_room_again() {
         let mut c = Cluster::with_queue(4);
         c.connect(1);
@@ -1470,25 +1843,24 @@ mod tests {
         let lost = "-- cluster link lost; only users on this server can hear you";
         assert_eq!(
             c.said(),
-            pairs(&[(1, lost), (2, lost), (2, "<guest1> no room")]),
-            "told, and the line said locally at once"
-        );
-        // The queue drains; the hub asks for a catch-up on its next turn.
-        c.redis();
-        c.hub.cluster_tick();
-        c.redis();
-        let restored = "-- cluster link restored";
-        assert_eq!(
-            c.said(),
             pairs(&[
+                (1, lost),
+                (2, lost),
                 (2, "<guest1> queued 0"),
                 (2, "<guest1> queued 1"),
                 (2, "<guest1> queued 2"),
                 (2, "<guest1> queued 3"),
-                (1, restored),
-                (2, restored),
-            ])
+                (2, "<guest1> no room"),
+            ]),
+            "told, and what was queued said locally at once, then the new line"
         );
+        // The queue drains (Redis runs what was queued: it comes back, and
+        // is not said twice); the hub asks for a catch-up on its next turn.
+        c.redis();
+        c.hub.cluster_tick();
+        c.redis();
+        let restored = "-- cluster link restored";
+        assert_eq!(c.said(), pairs(&[(1, restored), (2, restored)]));
     }
 
     #[test]
@@ -1519,6 +1891,54 @@ mod tests {
         assert_eq!(
             c.said(),
             pairs(&[(1, "-- you are now known as alice"), (1, "-- you joined #r")])
+        );
+    }
+
+    #[test]
+    fn requests_sent_behind_a_join_are_answered_after_it_as_on_one_server() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        // All before Redis has the join back: the /who and /rooms that
+        // follow it wait for it, and the unknown command for their answers.
+        c.line(1, "/join #r");
+        c.line(1, "/who");
+        c.line(1, "/rooms");
+        c.line(1, "/dance");
+        assert_eq!(c.said(), [], "nothing answered before the join is back");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- you joined #r"),
+                (1, "-- 1 in #r: @guest1"),
+                (1, "-- 2 rooms: #lobby (0), #r (1)"),
+                (1, "!! unknown command /dance; type /help for the list"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_lost_link_answers_what_was_held_behind_a_join() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.line(1, "/join #r");
+        c.line(1, "/dance");
+        assert_eq!(c.said(), []);
+        c.event(ClusterEvent::Link {
+            part: Part::Subscriber,
+            up: false,
+        });
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- cluster link lost; only users on this server can hear you"),
+                (1, "-- you joined #r"),
+                (1, "!! unknown command /dance; type /help for the list"),
+            ])
         );
     }
 
