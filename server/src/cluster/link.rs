@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use chat_protocol::{Nick, RoomName, Topic};
@@ -42,6 +42,14 @@ pub const EVENT_CAPACITY: usize = 16_384;
 
 /// The most commands one round trip carries.
 const BATCH: usize = 4096;
+
+/// How long the command thread waits, once the hub has ended, for the
+/// server to stop it (it does so right after joining the hub): a bound in
+/// case the server itself is failing.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// How often it looks meanwhile.
+const STOP_POLL: Duration = Duration::from_millis(5);
 
 /// First wait before reconnecting.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -378,6 +386,16 @@ impl CommandThread {
         self.stop.load(Ordering::Acquire)
     }
 
+    /// Waits, at most [`STOP_WAIT`], until the server stops the threads
+    /// ([`Threads::stop`], which says whether to let the nicks go before
+    /// it says stop).
+    fn wait_for_stop(&self) {
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.stopping() && Instant::now() < deadline {
+            thread::sleep(STOP_POLL);
+        }
+    }
+
     fn send(&self, event: ClusterEvent) {
         // The hub has gone only at the end of a shutdown.
         let _ = self.events.send(event);
@@ -442,6 +460,12 @@ impl CommandThread {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    // The hub has ended: the server stops us next, saying
+                    // whether to let the nicks go (not on a restart that
+                    // hands the users over). Wait for that word, within a
+                    // bound, rather than guess: letting go here raced a
+                    // handover and freed nicks the next process carries.
+                    self.wait_for_stop();
                     self.stop.store(true, Ordering::Release);
                     self.release_all(con);
                     return "stopping".to_string();

@@ -1721,6 +1721,7 @@ mod tests {
             commands,
             seq: HashMap::new(),
             held_elsewhere: HashSet::new(),
+            topics: HashMap::new(),
         };
         for part in [Part::Commands, Part::Subscriber] {
             c.event(ClusterEvent::Link { part, up: false });
