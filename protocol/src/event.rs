@@ -396,6 +396,11 @@ pub struct WhoEntry {
     pub voice: bool,
     /// Whether they are away.
     pub away: bool,
+    /// They are on another server of the cluster: only their nick (and
+    /// the room) is known here; the user and real names are empty, and
+    /// they are listed neither away nor with a role.
+    #[serde(default)]
+    pub elsewhere: bool,
 }
 
 /// One room in a [`ServerEvent::List`].

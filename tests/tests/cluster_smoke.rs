@@ -1,7 +1,7 @@
 //! The cluster's smoke test: one Redis of the test's own and two
-//! instances of the server using it; a line, a private message, a nick
-//! a room's topic and a WHOIS cross between them. The full suite (faults,
-//! ordering, races) is tests/tests/cluster.rs.
+//! instances of the server using it; a line, a private message, a nick,
+//! a room's topic, a WHOIS and a room's WHO cross between them. The full
+//! suite (faults, ordering, races) is tests/tests/cluster.rs.
 //!
 //! Needs `redis-server` (Debian's package; scripts/test installs it).
 
@@ -90,6 +90,21 @@ fn whois_reply(client: &mut IrcClient) -> Vec<String> {
         }
     }
     panic!("no end of WHOIS in {lines:?}");
+}
+
+/// Reads an IRC client's lines up to the end of a WHO (315), bounded.
+#[track_caller]
+fn who_reply(client: &mut IrcClient) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..20 {
+        let line = client.read_line();
+        let end = command(&line) == "315";
+        lines.push(line);
+        if end {
+            return lines;
+        }
+    }
+    panic!("no end of WHO in {lines:?}");
 }
 
 /// Reads lines until one equals `expected`; fails on a timeout or after
@@ -198,6 +213,35 @@ fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
         [
             ":irc.test 401 ircy nobody :No such nick/channel",
             ":irc.test 318 ircy nobody :End of /WHOIS list",
+        ]
+    );
+}
+
+#[test]
+fn irc_who_of_a_room_lists_its_members_on_every_instance() {
+    let redis = Redis::start();
+    let one = instance(&redis);
+    let two = instance_with(
+        &redis,
+        Config {
+            irc_listen: vec![loopback_any_port()],
+            server_name: "irc.test".to_string(),
+            ..Config::default()
+        },
+    );
+    let mut alice = Client::connect_named(one.addr(), "alice");
+    alice.send("/join #r");
+    alice.expect_line("-- you joined #r");
+
+    let mut ircy = IrcClient::registered(two.irc_addr(), "ircy");
+    ircy.join("#r");
+    ircy.send("WHO #r");
+    assert_eq!(
+        who_reply(&mut ircy),
+        [
+            ":irc.test 352 ircy #r * chat-server * alice H :0 on another server of this cluster",
+            ":irc.test 352 ircy #r ircy chat-server irc.test ircy H@ :0 ircy the tester",
+            ":irc.test 315 ircy #r :End of /WHO list",
         ]
     );
 }

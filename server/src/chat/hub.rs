@@ -967,8 +967,22 @@ impl Hub {
     }
 
     /// WHO: a room's members, or the users whose nick matches a mask (at
-    /// most [`MAX_WHO`]).
+    /// most [`MAX_WHO`]). A room's WHO is answered from the cluster's
+    /// presence when there is one; a mask's reads this instance's nicks.
     fn who_matching(&mut self, id: ConnId, mask: String) {
+        if mask.starts_with('#') {
+            if let Ok(room) = RoomName::new(&mask) {
+                let asked = crate::cluster::Asked::WhoList { mask: mask.clone() };
+                if self.cluster_who(id, &room.key(), asked) {
+                    return;
+                }
+            }
+        }
+        self.who_here(id, mask);
+    }
+
+    /// WHO from this instance's users alone.
+    fn who_here(&mut self, id: ConnId, mask: String) {
         let entry = |user: &User, room: Option<&Room>, member: ConnId| WhoEntry {
             nick: user.nick.clone(),
             user: user.user.clone(),
@@ -977,6 +991,7 @@ impl Hub {
             op: room.is_some_and(|r| r.is_op(member)),
             voice: room.is_some_and(|r| r.is_voiced(member)),
             away: user.away.is_some(),
+            elsewhere: false,
         };
         let mut entries = Vec::new();
         let mut truncated = false;

@@ -132,6 +132,12 @@ pub enum Asked {
         /// What the end of the listing names, if this is the last.
         end: Option<String>,
     },
+    /// IRC's WHO of a room: every member, at most
+    /// [`crate::chat::hub::MAX_WHO`].
+    WhoList {
+        /// The room as asked for (what the end of the listing names).
+        mask: String,
+    },
 }
 
 /// Why the hub asked for a nick claim, so it knows what to do with the

@@ -22,10 +22,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chat_protocol::{ErrorKind, HistoryEntry, LeaveReason, Member, Nick, Page, RoomName, ServerEvent, Style};
+use chat_protocol::{
+    ErrorKind, HistoryEntry, LeaveReason, Member, Nick, Page, RoomName, ServerEvent, Style, WhoEntry,
+};
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::Hub;
+use super::{Hub, MAX_WHO};
 use crate::chat::messages::ConnId;
 use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
@@ -1324,6 +1326,7 @@ impl Hub {
                     let _ = self.local_who(id, room_key, page);
                 }
                 Asked::Names { room, end } => self.names_here(id, &room, end),
+                Asked::WhoList { mask } => self.who_here(id, mask),
             }
             return;
         };
@@ -1374,6 +1377,53 @@ impl Hub {
                         room: name,
                         members,
                         end,
+                    },
+                );
+            }
+            Asked::WhoList { mask } => {
+                let name = room.map(|r| r.name.clone()).or_else(|| RoomName::new(&mask).ok());
+                let entries = nicks
+                    .iter()
+                    .take(MAX_WHO)
+                    .map(|(key, nick)| {
+                        // A local member as a local WHO lists them; anyone
+                        // else with what presence says: the nick.
+                        let local = self
+                            .nicks
+                            .get(key.as_str())
+                            .copied()
+                            .filter(|m| room.is_some_and(|r| r.has_member(*m)))
+                            .and_then(|m| self.users.get(&m).map(|u| (m, u)));
+                        match local {
+                            Some((m, user)) => WhoEntry {
+                                nick: user.nick.clone(),
+                                user: user.user.clone(),
+                                realname: user.realname.clone(),
+                                room: name.clone(),
+                                op: room.is_some_and(|r| r.is_op(m)),
+                                voice: room.is_some_and(|r| r.is_voiced(m)),
+                                away: user.away.is_some(),
+                                elsewhere: false,
+                            },
+                            None => WhoEntry {
+                                nick: nick.clone(),
+                                user: String::new(),
+                                realname: String::new(),
+                                room: name.clone(),
+                                op: false,
+                                voice: false,
+                                away: false,
+                                elsewhere: true,
+                            },
+                        }
+                    })
+                    .collect();
+                self.reply(
+                    id,
+                    ServerEvent::WhoList {
+                        mask,
+                        entries,
+                        truncated: total > MAX_WHO,
                     },
                 );
             }
@@ -1561,6 +1611,23 @@ mod tests {
                             .contains(&nick.key())
                             .then(|| vec![RoomName::new("#r").unwrap()]);
                         self.event(ClusterEvent::Whois { conn, nick, rooms });
+                    }
+                    Command::Who { conn, room, asked } => {
+                        // Those held elsewhere are in #r, as for WHOIS.
+                        let nicks = if room == "#r" {
+                            self.held_elsewhere
+                                .iter()
+                                .map(|k| Nick::new(k).unwrap())
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        self.event(ClusterEvent::Members {
+                            conn,
+                            room,
+                            asked,
+                            nicks: Some(nicks),
+                        });
                     }
                     Command::Topic { room } => {
                         let topic = self.topics.get(&room).cloned();
@@ -2161,5 +2228,84 @@ mod tests {
         });
         c.redis();
         assert_eq!(c.said(), pairs(&[(1, "!! no such nick: nobody")]));
+    }
+
+    /// Asks IRC's WHO of `mask` for `n`.
+    fn who(c: &mut Cluster, n: usize, mask: &str) {
+        c.hub.handle(Inbound::Line {
+            id: id(n),
+            line: Ok(crate::chat::request::Request::WhoMatching(mask.to_string())),
+            received: std::time::Instant::now(),
+        });
+    }
+
+    /// A WHO entry as (nick, room, elsewhere).
+    type Listed = (String, String, bool);
+
+    /// The WHO answers in the outbox: their entries, and whether the list
+    /// was cut short.
+    fn who_lists(c: &mut Cluster) -> Vec<(Vec<Listed>, bool)> {
+        let mut lists = Vec::new();
+        for (_, message) in c.hub.take_outbox() {
+            let Outbound::Deliver { event, .. } = message else { continue };
+            if let ServerEvent::WhoList {
+                entries, truncated, ..
+            } = &*event
+            {
+                let entries = entries
+                    .iter()
+                    .map(|e| {
+                        let room = e.room.as_ref().map_or("", RoomName::as_str);
+                        (e.nick.to_string(), room.to_string(), e.elsewhere)
+                    })
+                    .collect();
+                lists.push((entries, *truncated));
+            }
+        }
+        lists
+    }
+
+    #[test]
+    fn irc_who_of_a_room_lists_its_members_on_every_instance() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.redis();
+        c.line(1, "/nick bob");
+        c.line(1, "/join #r");
+        c.redis();
+        c.said();
+        who(&mut c, 1, "#R");
+        assert_eq!(who_lists(&mut c), [], "asked of Redis, not answered from here");
+        c.redis();
+        let entry = |nick: &str, elsewhere| (nick.to_string(), "#r".to_string(), elsewhere);
+        assert_eq!(
+            who_lists(&mut c),
+            [(vec![entry("alice", true), entry("bob", false)], false)]
+        );
+
+        // With the link down, this instance's members alone, at once.
+        c.link(false);
+        c.said();
+        who(&mut c, 1, "#r");
+        assert_eq!(who_lists(&mut c), [(vec![entry("bob", false)], false)]);
+    }
+
+    #[test]
+    fn irc_who_of_a_room_across_the_cluster_lists_at_most_max_who() {
+        let mut c = Cluster::new();
+        for n in 0..MAX_WHO + 5 {
+            c.held_elsewhere.insert(format!("user{n:03}"));
+        }
+        c.connect(1);
+        c.line(1, "/join #r");
+        c.redis();
+        c.said();
+        who(&mut c, 1, "#r");
+        c.redis();
+        let lists = who_lists(&mut c);
+        let [(entries, truncated)] = lists.as_slice() else { panic!("one WHO answer: {lists:?}") };
+        assert_eq!((entries.len(), *truncated), (MAX_WHO, true));
+        assert_eq!(entries.first().map(|e| e.0.as_str()), Some("guest1"));
     }
 }

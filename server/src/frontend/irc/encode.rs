@@ -328,11 +328,18 @@ pub fn own(session: &mut Session, event: &ServerEvent, ctx: &Context, out: &mut 
                         member.prefix()
                     });
                 }
-                let realname = format!("0 {}", entry.realname);
+                // On another instance of the cluster: as WHOIS says it,
+                // `*` for the user and server names.
+                let (user, at, realname) = if entry.elsewhere {
+                    ("*", "*", ELSEWHERE)
+                } else {
+                    (entry.user.as_str(), server, entry.realname.as_str())
+                };
+                let realname = format!("0 {realname}");
                 numeric(
                     out,
                     "352",
-                    &[room, &entry.user, HOST, server, entry.nick.as_str(), &flags],
+                    &[room, user, HOST, at, entry.nick.as_str(), &flags],
                     Some(&realname),
                 );
             }
