@@ -1643,13 +1643,6 @@ mod tests {
                         });
                     }
                     Command::CatchUp { .. } => self.event(ClusterEvent::CaughtUp),
-                    // No one on another instance: the hub lists its own.
-                    Command::Who { conn, room, asked } => self.event(ClusterEvent::Members {
-                        conn,
-                        room,
-                        asked,
-                        nicks: Some(Vec::new()),
-                    }),
                     Command::Rooms { conn, page } => self.event(ClusterEvent::Rooms {
                         conn,
                         page,
