@@ -495,6 +495,9 @@ impl Server {
         // A handover passes the listening sockets on: the acceptor hands
         // them back here instead of closing them.
         let (listeners_tx, listeners_rx) = crossbeam_channel::bounded(1);
+        // Unbounded, yet it holds at most one message per I/O thread: each
+        // sends its connections once, when it hands over (and nothing a
+        // client does adds to it).
         let (handover_tx, handover_rx) = crossbeam_channel::unbounded();
         let (hub_state_tx, hub_state_rx) = crossbeam_channel::bounded(1);
         let (requester_tx, requester_rx) = crossbeam_channel::bounded(1);

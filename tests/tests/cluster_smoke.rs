@@ -5,73 +5,28 @@
 //!
 //! Needs `redis-server` (Debian's package; scripts/test installs it).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat_server::cluster::{RedisUrl, Settings};
 use chat_server::Config;
 use chat_tests::irc::{command, IrcClient};
+use chat_tests::redis::{TestRedis, CLAIM_TTL_SECS, CLUSTER_TIMEOUT_MS};
 use chat_tests::{loopback_any_port, Client, TestServer};
-
-/// A redis-server on a free loopback port, without persistence, stopped
-/// (by its PID) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Redis {
-    #[track_caller]
-    fn start() -> Redis {
-        // A free port: bind port 0, note it, let it go.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (apt-get install redis-server; scripts/test installs it)");
-        let redis = Redis { child, addr };
-        // Ready once it accepts a connection: bounded in time.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&redis.addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn url(&self) -> RedisUrl {
-        RedisUrl::parse(&format!("redis://{}", self.addr)).expect("a valid URL")
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An instance in the cluster on `redis`, with the short timings the
 /// tests use.
-fn instance(redis: &Redis) -> TestServer {
+fn instance(redis: &TestRedis) -> TestServer {
     instance_with(redis, Config::default())
 }
 
 /// An instance in the cluster on `redis`, configured as `config` but for
 /// the cluster.
-fn instance_with(redis: &Redis, config: Config) -> TestServer {
+fn instance_with(redis: &TestRedis, config: Config) -> TestServer {
     TestServer::start(Config {
         cluster: Some(Settings {
-            claim_ttl: Duration::from_secs(3),
-            timeout: Duration::from_millis(500),
-            ..Settings::new(redis.url())
+            claim_ttl: Duration::from_secs(CLAIM_TTL_SECS),
+            timeout: Duration::from_millis(CLUSTER_TIMEOUT_MS),
+            ..Settings::new(RedisUrl::parse(&redis.url()).expect("a valid URL"))
         }),
         ..config
     })
@@ -124,7 +79,7 @@ fn read_until(client: &mut Client, expected: &str, max: usize) {
 
 #[test]
 fn a_line_a_private_message_and_a_nick_cross_between_two_instances() {
-    let redis = Redis::start();
+    let redis = TestRedis::start();
     let one = instance(&redis);
     let two = instance(&redis);
     let mut alice = Client::connect_named(one.addr(), "alice");
@@ -146,7 +101,7 @@ fn a_line_a_private_message_and_a_nick_cross_between_two_instances() {
 
 #[test]
 fn a_topic_set_on_one_instance_is_shown_on_another_to_those_who_join_later() {
-    let redis = Redis::start();
+    let redis = TestRedis::start();
     let one = instance(&redis);
     let two = instance(&redis);
     let mut alice = Client::connect_named(one.addr(), "alice");
@@ -181,7 +136,7 @@ fn a_topic_set_on_one_instance_is_shown_on_another_to_those_who_join_later() {
 
 #[test]
 fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
-    let redis = Redis::start();
+    let redis = TestRedis::start();
     let one = instance(&redis);
     let two = instance_with(
         &redis,
@@ -219,7 +174,7 @@ fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
 
 #[test]
 fn irc_who_of_a_room_lists_its_members_on_every_instance() {
-    let redis = Redis::start();
+    let redis = TestRedis::start();
     let one = instance(&redis);
     let two = instance_with(
         &redis,
