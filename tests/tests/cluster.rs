@@ -1328,18 +1328,30 @@ fn cluster_options_out_of_range_are_usage_errors_that_never_quote_a_password() {
     assert!(!said.contains("pa55word"), "the password was printed: {said}");
 }
 
+/// Starts an instance clustered through `url` that must fail to start:
+/// waits for it to exit 1 and returns everything it printed (stderr, then
+/// stdout), for the tests of what it says and what it must not.
+#[track_caller]
+fn failed_start(url: &str) -> String {
+    let mut node = Proc::spawn(
+        "chat-server",
+        node_command(url, &[]),
+        "build it with `cargo build --workspace`",
+    );
+    node.expect_exit_code(1);
+    format!(
+        "{}\n{}",
+        node.stderr_lines().join("\n"),
+        node.stdout_lines().join("\n")
+    )
+}
+
 #[test]
 fn an_unreachable_redis_at_start_is_an_error_naming_it() {
     // A port nothing listens on.
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
-    let mut node = Proc::spawn(
-        "chat-server",
-        node_command(&url, &[]),
-        "build it with `cargo build --workspace`",
-    );
-    node.expect_exit_code(1);
-    let said = node.stderr_lines().join("\n");
+    let said = failed_start(&url);
     assert!(
         said.contains(&format!("cluster: cannot reach Redis at {url}")),
         "stderr:\n{said}"
@@ -1347,17 +1359,7 @@ fn an_unreachable_redis_at_start_is_an_error_naming_it() {
 
     // With a password in the URL, it is not printed.
     let url = format!("redis://:hush-hush-42@127.0.0.1:{port}");
-    let mut node = Proc::spawn(
-        "chat-server",
-        node_command(&url, &[]),
-        "build it with `cargo build --workspace`",
-    );
-    node.expect_exit_code(1);
-    let said = format!(
-        "{}\n{}",
-        node.stderr_lines().join("\n"),
-        node.stdout_lines().join("\n")
-    );
+    let said = failed_start(&url);
     assert!(
         said.contains("cluster: cannot reach Redis at redis://"),
         "stderr:\n{said}"
@@ -1430,17 +1432,7 @@ fn an_instance_that_started_alone_shares_nicks_once_linked() {
 fn a_wrong_password_is_an_error_that_does_not_print_it() {
     let redis = TestRedis::start_with_password("right-pw-7");
     let wrong = redis.url_with_password("wrong-pw-9");
-    let mut node = Proc::spawn(
-        "chat-server",
-        node_command(&wrong, &[]),
-        "build it with `cargo build --workspace`",
-    );
-    node.expect_exit_code(1);
-    let said = format!(
-        "{}\n{}",
-        node.stderr_lines().join("\n"),
-        node.stdout_lines().join("\n")
-    );
+    let said = failed_start(&wrong);
     assert!(
         said.contains("cluster: Redis refused the password"),
         "stderr:\n{said}"

@@ -134,8 +134,10 @@ fn a_topic_set_on_one_instance_is_shown_on_another_to_those_who_join_later() {
     carol.expect_lines(&["-- you joined #r", &shown]);
 }
 
-#[test]
-fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
+/// A Redis, instance one with alice in `#r`, and instance two with an IRC
+/// listener (server name `irc.test`): for the IRC lists across instances.
+/// Everything is returned to be kept alive for the test.
+fn alice_in_r_and_an_irc_instance() -> (TestRedis, TestServer, TestServer, Client) {
     let redis = TestRedis::start();
     let one = instance(&redis);
     let two = instance_with(
@@ -149,6 +151,12 @@ fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
     let mut alice = Client::connect_named(one.addr(), "alice");
     alice.send("/join #r");
     alice.expect_line("-- you joined #r");
+    (redis, one, two, alice)
+}
+
+#[test]
+fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
+    let (_redis, _one, two, _alice) = alice_in_r_and_an_irc_instance();
 
     let mut ircy = IrcClient::registered(two.irc_addr(), "ircy");
     ircy.send("WHOIS alice");
@@ -174,19 +182,7 @@ fn whois_of_a_user_on_another_instance_says_where_they_are_and_their_rooms() {
 
 #[test]
 fn irc_who_of_a_room_lists_its_members_on_every_instance() {
-    let redis = TestRedis::start();
-    let one = instance(&redis);
-    let two = instance_with(
-        &redis,
-        Config {
-            irc_listen: vec![loopback_any_port()],
-            server_name: "irc.test".to_string(),
-            ..Config::default()
-        },
-    );
-    let mut alice = Client::connect_named(one.addr(), "alice");
-    alice.send("/join #r");
-    alice.expect_line("-- you joined #r");
+    let (_redis, _one, two, _alice) = alice_in_r_and_an_irc_instance();
 
     let mut ircy = IrcClient::registered(two.irc_addr(), "ircy");
     ircy.join("#r");

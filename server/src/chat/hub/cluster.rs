@@ -129,7 +129,10 @@ pub struct Link {
     /// Nick changes and registrations waiting for Redis, by connection.
     pending: HashMap<ConnId, (Nick, Purpose)>,
     /// Lines from users waiting for Redis (see [`Link::waiting`]), held
-    /// until the wait ends.
+    /// until the wait ends: at most [`MAX_HELD_LINES`] per user (a line
+    /// past that is handled at once). Each wait ends, with Redis's answer
+    /// or with the link lost, and the user's entry with it, whether or not
+    /// the user is still here.
     held: HashMap<ConnId, HeldLines>,
     /// Questions asked of Redis for a user and not answered yet (`/who`,
     /// `/rooms`, IRC's NAMES and LIST, a `/msg` to another instance), by
