@@ -1,7 +1,8 @@
 //! `chat-server ctl` against the real daemon: every command, the control
 //! socket's permissions, server bans that refuse connections before their
-//! welcome and survive a restart, a damaged bans file refused at start, and
-//! the exit statuses.
+//! welcome and survive a restart, a damaged bans file refused at start, a
+//! daemon that stops whatever became of its socket's file, and the exit
+//! statuses.
 //!
 //! Banned connections come from 127.0.0.2 (the test binds its socket
 //! there), so the test's own connections from 127.0.0.1 are never refused.
@@ -194,6 +195,31 @@ fn ctl_shutdown_stops_the_daemon_and_its_socket_goes() {
     drop(alice);
     daemon.proc.expect_exit_code(0);
     assert!(!dir.socket().exists(), "the socket is removed");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_even_after_its_control_socket_file_was_deleted() {
+    let dir = Dir::new("deleted");
+    let mut daemon = daemon(&dir, &[]);
+    let mut alice = daemon.connect_named("alice");
+    std::fs::remove_file(dir.socket()).expect("delete the control socket's file");
+    daemon.proc.signal("TERM");
+    alice.expect_line("-- server shutting down");
+    drop(alice);
+    // Before the fix, the daemon waited for its control thread forever.
+    daemon.proc.expect_exit_code(0);
+}
+
+#[test]
+fn stopping_leaves_a_socket_file_bound_there_since_by_someone_else() {
+    let dir = Dir::new("replaced");
+    let mut daemon = daemon(&dir, &[]);
+    std::fs::remove_file(dir.socket()).expect("delete the control socket's file");
+    let other = std::os::unix::net::UnixListener::bind(dir.socket()).expect("bind another socket there");
+    daemon.proc.signal("TERM");
+    daemon.proc.expect_exit_code(0);
+    assert!(dir.socket().exists(), "the other socket's file was removed");
+    drop(other);
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub mod bans;
 pub mod ctl;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,10 +97,16 @@ pub struct Setup {
 /// The control thread.
 #[derive(Debug)]
 pub struct ControlServer {
-    /// Set to stop the thread, which then needs a connection to notice.
+    /// Set to stop the thread, which then needs waking to notice.
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
     path: PathBuf,
+    /// The listening socket the thread waits on (another descriptor of
+    /// it), to wake the thread however its file fares.
+    listener: UnixListener,
+    /// The socket file's inode, so that stopping removes the file only if
+    /// it is still ours (not one another daemon bound there since).
+    inode: Option<u64>,
 }
 
 impl ControlServer {
@@ -115,6 +121,8 @@ impl ControlServer {
             source,
         };
         let listener = bind(&path)?;
+        let waker = listener.try_clone().map_err(open)?;
+        let inode = std::fs::metadata(&path).ok().map(|m| m.ino());
         log::info!("control socket {}", path.display());
         let stop = Arc::new(AtomicBool::new(false));
         let mut control = Control {
@@ -126,17 +134,36 @@ impl ControlServer {
             .name("control".into())
             .spawn(move || control.run(&listener))
             .map_err(open)?;
-        Ok(ControlServer { stop, thread, path })
+        Ok(ControlServer {
+            stop,
+            thread,
+            path,
+            listener: waker,
+            inode,
+        })
     }
 
-    /// Stops the thread and removes the socket. The thread waits in
-    /// accept: a connection of our own wakes it to see it must stop.
+    /// Stops the thread and removes the socket.
+    ///
+    /// The thread waits in `accept(2)`. Shutting the listening socket down
+    /// makes that fail at once, so the thread wakes, sees it must stop and
+    /// lets go of its way to the hub (which cannot finish before). A
+    /// connection of our own would not do: the socket's file may have
+    /// been deleted or replaced meanwhile, and the server would wait for
+    /// the thread forever.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
-        if UnixStream::connect(&self.path).is_ok() && self.thread.join().is_err() {
+        if let Err(e) = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both) {
+            log::warn!("control socket: cannot wake its thread: {e}");
+            let _ = UnixStream::connect(&self.path);
+        }
+        if self.thread.join().is_err() {
             log::error!("the control thread panicked");
         }
-        let _ = std::fs::remove_file(&self.path);
+        let ours = std::fs::metadata(&self.path).is_ok_and(|m| Some(m.ino()) == self.inode);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
