@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_protocol::moderation::BanInfo;
-use chat_protocol::{HistoryEntry, Nick, RoomName, RoomSettings, ServerEvent, Topic};
+use chat_protocol::{HistoryEntry, LeaveReason, Nick, RoomName, RoomSettings, ServerEvent, Topic};
 use serde::{Deserialize, Serialize};
 
 use super::{Hub, Settings, User};
@@ -165,9 +165,13 @@ impl Hub {
         hub.uses = state.uses;
         hub.next_guest = state.next_guest;
         let mut left_out = 0usize;
+        // Users whose connection did not come across, and their rooms:
+        // those rooms hear them leave.
+        let mut gone: Vec<(Nick, Vec<String>)> = Vec::new();
         for user in state.users {
             let Some(&id) = ids.get(&user.id) else {
                 left_out += 1;
+                gone.push((user.nick, user.rooms));
                 continue;
             };
             let nick_key: Arc<str> = user.nick.key().into();
@@ -234,6 +238,17 @@ impl Hub {
                     version: version.to_string(),
                 },
             );
+        }
+        for (nick, rooms) in gone {
+            for key in rooms {
+                let Some(room) = hub.rooms.get(&key) else { continue };
+                let event = ServerEvent::Left {
+                    nick: nick.clone(),
+                    room: room.name.clone(),
+                    reason: LeaveReason::Disconnected,
+                };
+                hub.publish_local(&key, None, event);
+            }
         }
         hub
     }
@@ -385,12 +400,40 @@ mod tests {
     }
 
     #[test]
-    fn a_user_whose_connection_did_not_come_across_is_left_out_with_their_memberships() {
+    fn a_user_whose_connection_did_not_come_across_is_left_out_and_their_rooms_hear_them_leave() {
         let hub = busy_hub();
         let state = hub.export();
         let ids: HashMap<ConnId, ConnId> = [(id(1), id(1)), (id(3), id(3))].into();
-        let restored = Hub::restore(Settings::default(), state, &ids, None);
-        assert!(restored.outbox.is_empty(), "no one is told without a version");
+        let mut restored = Hub::restore(Settings::default(), state, &ids, None);
+        // Those left in guest2's room hear them leave; no one else hears
+        // anything (no notice without a version).
+        let told: Vec<(Vec<ConnId>, ServerEvent)> = restored
+            .take_outbox()
+            .into_iter()
+            .map(|(_, message)| match message {
+                Outbound::Deliver {
+                    to:
+                        Recipients::Members {
+                            members,
+                            except: None,
+                        },
+                    event,
+                    ..
+                } => (members.to_vec(), (*event).clone()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            told,
+            vec![(
+                vec![id(1)],
+                ServerEvent::Left {
+                    nick: Nick::new("guest2").unwrap(),
+                    room: RoomName::new("#rust").unwrap(),
+                    reason: LeaveReason::Disconnected,
+                }
+            )]
+        );
         let again = restored.export();
         assert_eq!(again.users.len(), 2);
         let rust = again
