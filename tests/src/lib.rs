@@ -634,6 +634,24 @@ impl Client {
         line
     }
 
+    /// The next line, as [`Client::read_line`], or `None` if the server
+    /// closes the connection before another line starts.
+    ///
+    /// # Panics
+    /// As [`Client::read_line`], but for the close.
+    #[track_caller]
+    pub fn read_line_or_eof(&mut self) -> Option<String> {
+        match self.reader.fill_buf() {
+            Ok([]) => None,
+            Ok(_) => Some(self.read_line()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => panic!(
+                "{}: neither a line nor the close from the server within {TIMEOUT:?}",
+                self.nick
+            ),
+            Err(e) => panic!("{}: error reading from the server: {e}", self.nick),
+        }
+    }
+
     /// Reads `n` lines.
     #[track_caller]
     pub fn read_lines(&mut self, n: usize) -> Vec<String> {
