@@ -2942,6 +2942,40 @@ mod tests {
     }
 
     #[test]
+    fn a_joins_presence_reaches_redis_after_the_join_is_numbered() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        // The room's state is read first (no one here is in it).
+        let read: Vec<Command> = c.commands.try_iter().collect();
+        assert!(matches!(read.as_slice(), [Command::RoomState { .. }]), "{read:?}");
+        c.event(ClusterEvent::RoomState {
+            room: "#r".into(),
+            topic: None,
+            moderation: None,
+        });
+        let sent: Vec<&str> = c
+            .commands
+            .try_iter()
+            .map(|command| match command {
+                Command::RoomState { .. } => "read",
+                Command::Publish { .. } => "publish",
+                Command::Join { .. } => "presence",
+                Command::Leave { .. } => "leave",
+                _ => "other",
+            })
+            .collect();
+        // The script counts the room's members without the joiner and
+        // adds them: presence must not be there before it runs.
+        let at = |what: &str| sent.iter().rposition(|s| *s == what);
+        assert!(
+            at("publish").is_some() && at("presence") > at("publish"),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
     fn the_first_member_in_the_cluster_is_the_operator_not_the_first_here() {
         let mut c = Cluster::new();
         c.held_elsewhere.insert("alice".into());
