@@ -84,9 +84,10 @@ const CATCH_UP_MAX: usize = 10_000;
 ///   the presence expiry (ms). The room's live members (score > now), the
 ///   joiner not counted, are counted and the joiner added, atomically with
 ///   the numbering: of two joins of an empty room at once, one is first;
-/// - `ban`: the mask, the ban (JSON), its time, and the most bans kept:
-///   kept in the bans hash by mask and the ban-times sorted set, the
-///   oldest dropped past the most;
+/// - `ban`: the mask, the ban (JSON), its time, the most bans kept, and
+///   now (ms): kept in the bans hash by mask and the ban-times sorted set;
+///   as in [`crate::chat::room::Room::add_ban`], bans run out (or
+///   unreadable) go first, then the oldest past the most;
 /// - `unban`: the mask;
 /// - `setting`: the settings hash's field and value (empty: deleted).
 ///
@@ -119,6 +120,15 @@ end
 if kind == 'topic' then
   redis.call('HSET', KEYS[4], 'text', ARGV[4], 'by', ARGV[5], 'at', ARGV[6], 'seq', seq)
 elseif kind == 'ban' then
+  local now = tonumber(ARGV[8])
+  for _, mask in ipairs(redis.call('ZRANGE', KEYS[8], 0, -1)) do
+    local ok, ban = pcall(cjson.decode, redis.call('HGET', KEYS[7], mask) or '')
+    local ends = ok and type(ban) == 'table' and tonumber(ban['until'])
+    if not ok or (ends and ends <= now) then
+      redis.call('ZREM', KEYS[8], mask)
+      redis.call('HDEL', KEYS[7], mask)
+    end
+  end
   redis.call('HSET', KEYS[7], ARGV[4], ARGV[5])
   redis.call('ZADD', KEYS[8], ARGV[6], ARGV[4])
   local over = redis.call('ZCARD', KEYS[8]) - tonumber(ARGV[7])
@@ -1205,7 +1215,8 @@ fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now
                 .arg(mask.as_str())
                 .arg(serde_json::to_string(&ban).unwrap_or_default())
                 .arg(*at)
-                .arg(MAX_BANS);
+                .arg(MAX_BANS)
+                .arg(now);
         }
         RoomEvent::BanChanged { mask, .. } => {
             pipe.arg("unban").arg(payload(envelope)).arg(mask.as_str());
@@ -1513,7 +1524,7 @@ mod tests {
         assert_eq!(ban[2], "troll!*@*");
         let kept: BanInfo = serde_json::from_str(&ban[3]).unwrap();
         assert_eq!((kept.at, kept.until, kept.by.as_str()), (7, Some(9), "alice"));
-        assert_eq!(&ban[4..], ["7", &MAX_BANS.to_string()]);
+        assert_eq!(&ban[4..], ["7", &MAX_BANS.to_string(), "5"]);
         let key = script_args(
             "#r",
             RoomEvent::SettingChanged {
