@@ -6,8 +6,9 @@
 //!   actions, joins, leaves, renames and topics cross, `/msg` finds a user
 //!   anywhere, `/who` and `/rooms` count everyone (IRC's NAMES and LIST
 //!   too), and commands sent at once are answered in order. Room
-//!   moderation (operators, voice, bans, kicks) is per instance, as
-//!   README's "Running a cluster" says, so no test here claims it shared;
+//!   moderation (operators, voice, bans, kicks, settings) is shared, as
+//!   README's "Running a cluster" says; its tests are in
+//!   `cluster_moderation.rs`, and none here depends on who is operator;
 //! - nicks are unique across the cluster, races included, guest nicks
 //!   never collide, a killed instance's nicks and users are gone within the
 //!   claim expiry, and a user whose claim was taken becomes a guest;

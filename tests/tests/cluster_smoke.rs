@@ -187,11 +187,14 @@ fn irc_who_of_a_room_lists_its_members_on_every_instance() {
     let mut ircy = IrcClient::registered(two.irc_addr(), "ircy");
     ircy.join("#r");
     ircy.send("WHO #r");
+    // alice opened #r, on the other instance: ircy is not its operator
+    // (the first member in the whole cluster is), and alice's `@` stays
+    // with her instance.
     assert_eq!(
         who_reply(&mut ircy),
         [
             ":irc.test 352 ircy #r * chat-server * alice H :0 on another server of this cluster",
-            ":irc.test 352 ircy #r ircy chat-server irc.test ircy H@ :0 ircy the tester",
+            ":irc.test 352 ircy #r ircy chat-server irc.test ircy H :0 ircy the tester",
             ":irc.test 315 ircy #r :End of /WHO list",
         ]
     );

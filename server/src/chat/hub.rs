@@ -1088,6 +1088,18 @@ impl Hub {
                 Ok(())
             };
         }
+        // In a cluster, a room no one here is in may have bans and a key
+        // set elsewhere: they are read first, and the join asked again.
+        let again = Request::Join {
+            room: name.clone(),
+            leave_others,
+            names,
+            key: given_key.clone(),
+        };
+        if self.cluster_read_before_join(id, &key, again) {
+            return Ok(());
+        }
+        let Some(user) = self.users.get(&id) else { return Ok(()) };
         if let Some(room) = self.rooms.get_mut(&key) {
             if let Some(mask) = room
                 .ban_on(user.nick.as_str(), &user.user, user.addr.ip(), now)
@@ -1136,15 +1148,19 @@ impl Hub {
         let name = room.name.clone();
         let topic = room.topic.clone();
         let replay = room.history.last(self.settings.replay_lines);
-        self.cluster_presence(&name, id, &nick, true);
         let joined = ServerEvent::Joined {
-            nick,
+            nick: nick.clone(),
             room: name.clone(),
         };
         // In a cluster the newcomer is told all this, and hears the room,
         // once their join comes back from Redis: from their place in the
-        // room's order on.
-        if self.cluster_join(&key, id, &joined, first.clone(), names) {
+        // room's order on. Presence is sent after the join's publish, so
+        // that the script numbering the join, which counts the room's
+        // members to find its first, runs before it (and adds the joiner
+        // itself).
+        let through_redis = self.cluster_join(&key, id, &joined, first.clone(), names);
+        self.cluster_presence(&name, id, &nick, true);
+        if through_redis {
             return;
         }
         self.send(id, first);

@@ -132,6 +132,18 @@ impl Room {
             .map(|ban| &ban.mask)
     }
 
+    /// Adds a ban, replacing one on the same mask; bans that have run out
+    /// at `now` go first, and past [`MAX_BANS`] the oldest makes way: a
+    /// list walked on every join stays short.
+    pub fn add_ban(&mut self, ban: BanInfo, now: u64) {
+        self.bans
+            .retain(|b| b.mask != ban.mask && b.until.is_none_or(|until| until > now));
+        if self.bans.len() >= MAX_BANS {
+            self.bans.remove(0);
+        }
+        self.bans.push(ban);
+    }
+
     /// Adds a member; the first to join an empty room is its operator,
     /// unless the room is the lobby.
     pub fn add(&mut self, id: ConnId, nick_key: Arc<str>) {

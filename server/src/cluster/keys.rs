@@ -13,6 +13,14 @@
 //! - `chat:topic:<room>`: the room's topic, a hash (`text`, `by`, `at`,
 //!   and `seq`, the number of the line that set it), written by the
 //!   publishing script so it is in the room's order;
+//! - `chat:settings:<room>`: the room's settings, a hash (`moderated`,
+//!   `topic-lock`, `hidden`: `1` when on; `key`; and `seq`, the number of
+//!   the last line that changed a setting or a ban), written by the
+//!   publishing script;
+//! - `chat:bans:<room>`: its bans, a hash by mask of the ban (JSON: mask,
+//!   setter, time, expiry), and `chat:bantimes:<room>`, the same masks
+//!   by the time they were set: at most `MAX_BANS` (100), the oldest
+//!   dropped; expired bans are left out when read;
 //! - `chat:guests`: the guest number counter;
 //! - `chat:epoch`: a random value, which changes when Redis lost its data;
 //! - `chat:instance:<id>`: the channel for private messages to an
@@ -66,6 +74,21 @@ pub fn nick(key: &str) -> String {
 /// The room's topic.
 pub fn topic(room: &str) -> String {
     format!("chat:topic:{room}")
+}
+
+/// The room's settings.
+pub fn settings(room: &str) -> String {
+    format!("chat:settings:{room}")
+}
+
+/// The room's bans, by mask.
+pub fn bans(room: &str) -> String {
+    format!("chat:bans:{room}")
+}
+
+/// The room's banned masks, by the time they were banned.
+pub fn ban_times(room: &str) -> String {
+    format!("chat:bantimes:{room}")
 }
 
 /// The room's members.

@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use chat_protocol::{Nick, RoomName, Topic};
+use chat_protocol::moderation::BanInfo;
+use chat_protocol::{Nick, RoomName, RoomSetting, RoomSettings, Topic};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::Value;
 
+use crate::chat::room::MAX_BANS;
 use crate::cluster::keys;
 use crate::cluster::payload::{parse_line, Envelope, Private, RoomEvent};
 use crate::cluster::{ClusterError, ClusterEvent, Command, Part, Purpose, Settings};
@@ -70,23 +72,86 @@ const CATCH_UP_MAX: usize = 10_000;
 
 /// Numbers a line, keeps it in the room's stream and publishes it, as
 /// one step, so every instance sees the lines of a room in one order.
-/// KEYS: seq, stream, channel, topic; ARGV: history length, payload, and
-/// for a topic change its text, setter and time, kept in the room's topic
-/// hash with the line's number (in the same step, so the hash is always
-/// the topic as of some point in the room's order). The stream is
-/// trimmed exactly (`MAXLEN =`): it is the history, and `--history` means
-/// that many lines. With no history the stream keeps nothing, and a gap
-/// cannot be filled (the orderer skips it).
+///
+/// KEYS: seq, stream, channel, topic, members, settings, bans, ban times.
+/// ARGV: history length, kind, payload, then by kind:
+/// - `line`: nothing more;
+/// - `topic`: its text, setter and time, kept in the room's topic hash
+///   with the line's number (in the same step, so the hash is always the
+///   topic as of some point in the room's order);
+/// - `join`: the payload if the room is not empty (ARGV[3] is the one
+///   saying the joiner is its first member), the joiner's nick, now and
+///   the presence expiry (ms). The room's live members (score > now), the
+///   joiner not counted, are counted and the joiner added, atomically with
+///   the numbering: of two joins of an empty room at once, one is first;
+/// - `ban`: the mask, the ban (JSON), its time, the most bans kept, and
+///   now (ms): kept in the bans hash by mask and the ban-times sorted set;
+///   as in [`crate::chat::room::Room::add_ban`], bans run out (or
+///   unreadable) go first, then the oldest past the most;
+/// - `unban`: the mask;
+/// - `setting`: the settings hash's field and value (empty: deleted).
+///
+/// A ban, unban or setting also sets the settings hash's `seq` to the
+/// line's number (see [`ClusterEvent::RoomState`]).
+///
+/// The stream is trimmed exactly (`MAXLEN =`): it is the history, and
+/// `--history` means that many lines. With no history the stream keeps
+/// nothing, and a gap cannot be filled (the orderer skips it).
 const PUBLISH: &str = r"
+local kind = ARGV[2]
+local payload = ARGV[3]
+if kind == 'join' then
+  local now = tonumber(ARGV[6])
+  local live = redis.call('ZCOUNT', KEYS[5], '(' .. ARGV[6], '+inf')
+  local mine = redis.call('ZSCORE', KEYS[5], ARGV[5])
+  if mine and tonumber(mine) > now then
+    live = live - 1
+  end
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
+  if live > 0 then
+    payload = ARGV[4]
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
 local keep = tonumber(ARGV[1])
 if keep > 0 then
-  redis.pcall('XADD', KEYS[2], 'MAXLEN', '=', keep, seq .. '-0', 'p', ARGV[2])
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', '=', keep, seq .. '-0', 'p', payload)
 end
-if #ARGV >= 5 then
-  redis.call('HSET', KEYS[4], 'text', ARGV[3], 'by', ARGV[4], 'at', ARGV[5], 'seq', seq)
+if kind == 'topic' then
+  redis.call('HSET', KEYS[4], 'text', ARGV[4], 'by', ARGV[5], 'at', ARGV[6], 'seq', seq)
+elseif kind == 'ban' then
+  local now = tonumber(ARGV[8])
+  for _, mask in ipairs(redis.call('ZRANGE', KEYS[8], 0, -1)) do
+    local ok, ban = pcall(cjson.decode, redis.call('HGET', KEYS[7], mask) or '')
+    local ends = ok and type(ban) == 'table' and tonumber(ban['until'])
+    if not ok or (ends and ends <= now) then
+      redis.call('ZREM', KEYS[8], mask)
+      redis.call('HDEL', KEYS[7], mask)
+    end
+  end
+  redis.call('HSET', KEYS[7], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[8], ARGV[6], ARGV[4])
+  local over = redis.call('ZCARD', KEYS[8]) - tonumber(ARGV[7])
+  if over > 0 then
+    for _, mask in ipairs(redis.call('ZRANGE', KEYS[8], 0, over - 1)) do
+      redis.call('ZREM', KEYS[8], mask)
+      redis.call('HDEL', KEYS[7], mask)
+    end
+  end
+  redis.call('HSET', KEYS[6], 'seq', seq)
+elseif kind == 'unban' then
+  redis.call('HDEL', KEYS[7], ARGV[4])
+  redis.call('ZREM', KEYS[8], ARGV[4])
+  redis.call('HSET', KEYS[6], 'seq', seq)
+elseif kind == 'setting' then
+  if ARGV[5] == '' then
+    redis.call('HDEL', KEYS[6], ARGV[4])
+  else
+    redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
+  end
+  redis.call('HSET', KEYS[6], 'seq', seq)
 end
-redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[2])
+redis.call('PUBLISH', KEYS[3], seq .. ' ' .. payload)
 return seq
 ";
 
@@ -523,20 +588,22 @@ impl CommandThread {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        let now = now_ms();
+        let expiry = now.saturating_add(self.ttl_ms());
         for (room, envelope) in lines.iter() {
-            let payload = serde_json::to_string(envelope).unwrap_or_default();
             pipe.cmd("EVALSHA")
                 .arg(&self.publish_sha)
-                .arg(4)
+                .arg(8)
                 .arg(keys::seq(room))
                 .arg(keys::stream(room))
                 .arg(keys::channel(room))
                 .arg(keys::topic(room))
-                .arg(self.history)
-                .arg(payload);
-            if let RoomEvent::TopicChanged { topic, .. } = &envelope.event {
-                pipe.arg(&topic.text).arg(topic.by.as_str()).arg(topic.at);
-            }
+                .arg(keys::members(room))
+                .arg(keys::settings(room))
+                .arg(keys::bans(room))
+                .arg(keys::ban_times(room))
+                .arg(self.history);
+            publish_args(&mut pipe, room, envelope, now, expiry);
             pipe.ignore();
         }
         let mut result = pipe.query::<()>(con);
@@ -765,11 +832,24 @@ impl CommandThread {
                 self.send(ClusterEvent::Whois { conn, nick, rooms });
                 Ok(())
             }
-            Command::Topic { room } => {
-                let fields: HashMap<String, String> =
-                    redis::cmd("HGETALL").arg(keys::topic(&room)).query(con)?;
-                let topic = topic_of(&fields);
-                self.send(ClusterEvent::Topic { room, topic });
+            Command::RoomState { room } => {
+                let (topic, settings, bans): (
+                    HashMap<String, String>,
+                    HashMap<String, String>,
+                    HashMap<String, String>,
+                ) = redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(keys::topic(&room))
+                    .cmd("HGETALL")
+                    .arg(keys::settings(&room))
+                    .cmd("HGETALL")
+                    .arg(keys::bans(&room))
+                    .query(con)?;
+                self.send(ClusterEvent::RoomState {
+                    room,
+                    topic: topic_of(&topic),
+                    moderation: moderation_of(&settings, &bans, now_ms()),
+                });
                 Ok(())
             }
         }
@@ -867,7 +947,11 @@ impl CommandThread {
                 rooms: None,
             }),
             // The hub goes on with what it knows.
-            Command::Topic { room } => self.send(ClusterEvent::Topic { room, topic: None }),
+            Command::RoomState { room } => self.send(ClusterEvent::RoomState {
+                room,
+                topic: None,
+                moderation: None,
+            }),
         }
     }
 
@@ -1077,6 +1161,119 @@ impl CommandThread {
     }
 }
 
+/// The kind, payload and the rest of the publishing script's arguments
+/// for one room event (see [`PUBLISH`]).
+fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now: u64, expiry: u64) {
+    let payload = |envelope: &Envelope| serde_json::to_string(envelope).unwrap_or_default();
+    match &envelope.event {
+        RoomEvent::TopicChanged { topic, .. } => {
+            pipe.arg("topic")
+                .arg(payload(envelope))
+                .arg(&topic.text)
+                .arg(topic.by.as_str())
+                .arg(topic.at);
+        }
+        RoomEvent::Joined { nick, .. } if room != RoomName::lobby().key() => {
+            let with_first = |first: bool| {
+                let mut envelope = envelope.clone();
+                if let RoomEvent::Joined { first: f, .. } = &mut envelope.event {
+                    *f = first;
+                }
+                payload(&envelope)
+            };
+            pipe.arg("join")
+                .arg(with_first(true))
+                .arg(with_first(false))
+                .arg(nick.as_str())
+                .arg(now)
+                .arg(expiry);
+        }
+        RoomEvent::Joined { .. } => {
+            // The lobby has no operators.
+            let mut envelope = envelope.clone();
+            if let RoomEvent::Joined { first, .. } = &mut envelope.event {
+                *first = false;
+            }
+            pipe.arg("line").arg(payload(&envelope));
+        }
+        RoomEvent::BanChanged {
+            mask,
+            by,
+            on: true,
+            at,
+            until,
+            ..
+        } => {
+            let ban = BanInfo {
+                mask: mask.clone(),
+                by: by.to_string(),
+                at: *at,
+                until: *until,
+            };
+            pipe.arg("ban")
+                .arg(payload(envelope))
+                .arg(mask.as_str())
+                .arg(serde_json::to_string(&ban).unwrap_or_default())
+                .arg(*at)
+                .arg(MAX_BANS)
+                .arg(now);
+        }
+        RoomEvent::BanChanged { mask, .. } => {
+            pipe.arg("unban").arg(payload(envelope)).arg(mask.as_str());
+        }
+        RoomEvent::SettingChanged { setting, .. } => {
+            let (field, value) = setting_field(setting);
+            pipe.arg("setting").arg(payload(envelope)).arg(field).arg(value);
+        }
+        _ => {
+            pipe.arg("line").arg(payload(envelope));
+        }
+    }
+}
+
+/// A setting as the settings hash keeps it: field and value (empty for
+/// off, which deletes the field).
+fn setting_field(setting: &RoomSetting) -> (&'static str, String) {
+    let flag = |on: bool| if on { "1".to_string() } else { String::new() };
+    match setting {
+        RoomSetting::Moderated(on) => ("moderated", flag(*on)),
+        RoomSetting::TopicLocked(on) => ("topic-lock", flag(*on)),
+        RoomSetting::Key(key) => ("key", key.clone().unwrap_or_default()),
+        RoomSetting::Hidden(on) => ("hidden", flag(*on)),
+    }
+}
+
+/// A room's settings and bans as kept in Redis, with the number of the
+/// last line that changed them; `None` when none was ever changed (no
+/// `seq`), or it is malformed. Bans that have run out at `now`, or do
+/// not read, are left out; at most [`MAX_BANS`], oldest first.
+fn moderation_of(
+    settings: &HashMap<String, String>,
+    bans: &HashMap<String, String>,
+    now: u64,
+) -> Option<(u64, RoomSettings, Vec<BanInfo>)> {
+    let seq = settings.get("seq")?.parse::<u64>().ok()?;
+    let flag = |field: &str| settings.get(field).is_some_and(|v| v == "1");
+    let read = RoomSettings {
+        moderated: flag("moderated"),
+        topic_locked: flag("topic-lock"),
+        key: settings
+            .get("key")
+            .filter(|k| chat_protocol::moderation::check_key(k).is_ok())
+            .cloned(),
+        hidden: flag("hidden"),
+    };
+    let mut list: Vec<BanInfo> = bans
+        .values()
+        .filter_map(|json| serde_json::from_str::<BanInfo>(json).ok())
+        .filter(|ban| ban.until.is_none_or(|until| until > now))
+        .collect();
+    list.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.mask.cmp(&b.mask)));
+    let over = list.len().saturating_sub(MAX_BANS);
+    list.drain(..over);
+    Some((seq, read, list))
+}
+
 /// A room's topic hash as read (`text`, `by`, `at`, `seq`), with the
 /// number of the line that set it; `None` when there is none, or when
 /// it is malformed (another program wrote it): then the room simply
@@ -1252,6 +1449,139 @@ mod tests {
                 }
             ))
         );
+    }
+
+    /// The script's arguments for `event` in `room` (after KEYS and the
+    /// history length), as strings.
+    fn script_args(room: &str, event: RoomEvent) -> Vec<String> {
+        let envelope = Envelope {
+            origin: "i1".into(),
+            id: 1,
+            except: None,
+            event,
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA");
+        publish_args(&mut pipe, room, &envelope, 5, 30_005);
+        let packed = String::from_utf8(pipe.get_packed_pipeline()).unwrap();
+        // RESP: *N, then $len and the argument, each on its own line.
+        packed
+            .split("\r\n")
+            .skip(1)
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|pair| pair.get(1).map(|s| (*s).to_string()))
+            .skip(1)
+            .collect()
+    }
+
+    fn joined(room: &str) -> RoomEvent {
+        RoomEvent::Joined {
+            room: RoomName::new(room).unwrap(),
+            nick: Nick::new("bob").unwrap(),
+            quiet: false,
+            first: false,
+        }
+    }
+
+    #[test]
+    fn a_join_hands_the_script_both_payloads_first_and_not() {
+        let args = script_args("#r", joined("#r"));
+        assert_eq!(args.len(), 6, "{args:?}");
+        assert_eq!(args[0], "join");
+        let first: Envelope = serde_json::from_str(&args[1]).unwrap();
+        let not_first: Envelope = serde_json::from_str(&args[2]).unwrap();
+        assert!(matches!(first.event, RoomEvent::Joined { first: true, .. }));
+        assert!(matches!(not_first.event, RoomEvent::Joined { first: false, .. }));
+        assert_eq!(&args[3..], ["bob", "5", "30005"]);
+    }
+
+    #[test]
+    fn a_join_of_the_lobby_is_a_plain_line_never_first() {
+        let args = script_args("#lobby", joined("#lobby"));
+        assert_eq!(args.len(), 2, "{args:?}");
+        assert_eq!(args[0], "line");
+        let only: Envelope = serde_json::from_str(&args[1]).unwrap();
+        assert!(matches!(only.event, RoomEvent::Joined { first: false, .. }));
+    }
+
+    #[test]
+    fn bans_and_settings_hand_the_script_what_redis_keeps() {
+        let mask = chat_protocol::Mask::parse("troll").unwrap();
+        let ban = script_args(
+            "#r",
+            RoomEvent::BanChanged {
+                room: RoomName::new("#r").unwrap(),
+                mask: mask.clone(),
+                by: Nick::new("alice").unwrap(),
+                on: true,
+                duration: None,
+                at: 7,
+                until: Some(9),
+            },
+        );
+        assert_eq!(ban[0], "ban");
+        assert_eq!(ban[2], "troll!*@*");
+        let kept: BanInfo = serde_json::from_str(&ban[3]).unwrap();
+        assert_eq!((kept.at, kept.until, kept.by.as_str()), (7, Some(9), "alice"));
+        assert_eq!(&ban[4..], ["7", &MAX_BANS.to_string(), "5"]);
+        let key = script_args(
+            "#r",
+            RoomEvent::SettingChanged {
+                room: RoomName::new("#r").unwrap(),
+                by: Nick::new("alice").unwrap(),
+                setting: RoomSetting::Key(None),
+            },
+        );
+        assert_eq!(
+            (key[0].as_str(), key[2].as_str(), key[3].as_str()),
+            ("setting", "key", "")
+        );
+    }
+
+    #[test]
+    fn kept_settings_and_bans_read_back_without_the_expired() {
+        let ban = |mask: &str, at: u64, until: Option<u64>| {
+            let info = BanInfo {
+                mask: chat_protocol::Mask::parse(mask).unwrap(),
+                by: "alice".into(),
+                at,
+                until,
+            };
+            (info.mask.to_string(), serde_json::to_string(&info).unwrap())
+        };
+        let bans: HashMap<String, String> = [
+            ban("late", 3, None),
+            ban("early", 1, Some(1000)),
+            ban("gone", 2, Some(10)),
+            ("broken".to_string(), "{".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let settings = fields(&[
+            ("moderated", "1"),
+            ("key", "sesame"),
+            ("hidden", "0"),
+            ("seq", "12"),
+        ]);
+        let (seq, read, list) = moderation_of(&settings, &bans, 100).unwrap();
+        assert_eq!(seq, 12);
+        assert_eq!(
+            read,
+            RoomSettings {
+                moderated: true,
+                topic_locked: false,
+                key: Some("sesame".into()),
+                hidden: false,
+            }
+        );
+        let masks: Vec<String> = list.iter().map(|b| b.mask.to_string()).collect();
+        assert_eq!(
+            masks,
+            ["early!*@*", "late!*@*"],
+            "oldest first, expired and broken left out"
+        );
+        assert_eq!(moderation_of(&HashMap::new(), &bans, 100), None, "never changed");
     }
 
     #[test]

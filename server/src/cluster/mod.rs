@@ -31,7 +31,8 @@ pub mod url;
 
 use std::time::Duration;
 
-use chat_protocol::{Nick, RoomName, Topic};
+use chat_protocol::moderation::BanInfo;
+use chat_protocol::{Nick, Role, RoomName, RoomSettings, Topic};
 
 use crate::chat::messages::ConnId;
 pub use link::{probe, start, Threads};
@@ -137,6 +138,36 @@ pub enum Asked {
     WhoList {
         /// The room as asked for (what the end of the listing names).
         mask: String,
+    },
+    /// An operator's `/op`, `/deop`, `/voice`, `/devoice` or `/kick` of a
+    /// nick not in the room on this instance: carried out if the nick is
+    /// among the room's members in the cluster.
+    Target {
+        /// The nick named.
+        whom: Nick,
+        /// What to do to them.
+        action: Action,
+    },
+}
+
+/// What an operator does to a member of a room (see [`Asked::Target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Give or take a role.
+    Role {
+        /// The operator.
+        by: Nick,
+        /// Which role.
+        role: Role,
+        /// Given or taken.
+        on: bool,
+    },
+    /// Put them out of the room.
+    Kick {
+        /// The operator.
+        by: Nick,
+        /// Why, if they said.
+        reason: Option<String>,
     },
 }
 
@@ -260,10 +291,10 @@ pub enum Command {
         /// The nick asked about.
         nick: Nick,
     },
-    /// Read a room's topic (asked before a room's first local member's
-    /// join is published, so the answer reaches the hub before the join
-    /// comes back).
-    Topic {
+    /// Read a room's topic, settings and bans (asked before a room's first
+    /// local member's join is published, so the answer reaches the hub
+    /// before the join comes back).
+    RoomState {
         /// The room's key.
         room: String,
     },
@@ -378,14 +409,17 @@ pub enum ClusterEvent {
         /// Its rooms, when another instance holds it.
         rooms: Option<Vec<RoomName>>,
     },
-    /// The answer to a [`Command::Topic`]: the room's topic and the
-    /// number of the line that set it (`None`: none kept, or Redis could
-    /// not be asked).
-    Topic {
+    /// The answer to a [`Command::RoomState`] (all `None` when Redis
+    /// could not be asked).
+    RoomState {
         /// The room's key.
         room: String,
-        /// The topic, and the number of the line that set it.
+        /// Its topic, and the number of the line that set it (`None`:
+        /// none kept).
         topic: Option<(u64, Topic)>,
+        /// Its settings and bans (unexpired, oldest first), and the number
+        /// of the last line that changed them (`None`: never changed).
+        moderation: Option<(u64, RoomSettings, Vec<BanInfo>)>,
     },
     /// A block of guest numbers, `start..end`.
     Guests {

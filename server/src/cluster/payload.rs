@@ -7,7 +7,9 @@
 //! back into the very same [`ServerEvent`] on every instance: a line from
 //! another instance reads exactly like a local one.
 
-use chat_protocol::{LeaveReason, Nick, RoomName, ServerEvent, Style, Topic};
+use std::time::Duration;
+
+use chat_protocol::{LeaveReason, Mask, Nick, Role, RoomName, RoomSetting, ServerEvent, Style, Topic};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::messages::ConnId;
@@ -39,6 +41,12 @@ pub enum RoomEvent {
         /// instance, where in the room's order they came in.
         #[serde(default)]
         quiet: bool,
+        /// The room had no live member anywhere in the cluster: the one who
+        /// came is its operator. Decided by the publishing script, which
+        /// runs the one of two payloads that holds (see
+        /// [`crate::cluster::link`]); never for the lobby.
+        #[serde(default)]
+        first: bool,
     },
     /// Someone left the room.
     Left {
@@ -65,12 +73,65 @@ pub enum RoomEvent {
         /// The new topic.
         topic: Topic,
     },
+    /// An operator gave or took a role. Roles live with the member's
+    /// instance: the one that has a member with that nick applies it.
+    RoleChanged {
+        /// The room.
+        room: RoomName,
+        /// Whose role.
+        nick: Nick,
+        /// Who did it.
+        by: Nick,
+        /// Which role.
+        role: Role,
+        /// Given or taken.
+        on: bool,
+    },
+    /// An operator put a member out of the room.
+    Kicked {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        nick: Nick,
+        /// Who did it.
+        by: Nick,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// An operator banned a mask or lifted a ban.
+    BanChanged {
+        /// The room.
+        room: RoomName,
+        /// What the ban matches.
+        mask: Mask,
+        /// Who did it.
+        by: Nick,
+        /// Banned (true) or lifted.
+        on: bool,
+        /// How long, as the operator said it (for the announcement).
+        duration: Option<Duration>,
+        /// When it was set, in milliseconds since the Unix epoch: the
+        /// origin's clock, so every instance keeps the same ban.
+        at: u64,
+        /// When it ends, in the same unit (`at` plus the duration), so
+        /// every instance and Redis agree on it; `None` for never.
+        until: Option<u64>,
+    },
+    /// An operator changed a setting.
+    SettingChanged {
+        /// The room.
+        room: RoomName,
+        /// Who did it.
+        by: Nick,
+        /// The change.
+        setting: RoomSetting,
+    },
 }
 
 impl RoomEvent {
-    /// The crossing form of `event`, said in the room `room`; `None` for an
-    /// event that stays on its instance (a role, a kick, a ban, a setting:
-    /// those act on local state).
+    /// The crossing form of `event`, said at `at` (milliseconds since the
+    /// epoch: a line's time, a ban's start); `None` for an event that stays
+    /// on its instance.
     pub fn from_event(event: &ServerEvent, at: u64) -> Option<RoomEvent> {
         Some(match event {
             ServerEvent::Said { room, from, text } => RoomEvent::Said {
@@ -98,6 +159,7 @@ impl RoomEvent {
                 room: room.clone(),
                 nick: nick.clone(),
                 quiet: false,
+                first: false,
             },
             ServerEvent::Left { nick, room, reason } => RoomEvent::Left {
                 room: room.clone(),
@@ -107,6 +169,50 @@ impl RoomEvent {
             ServerEvent::TopicChanged { room, topic } => RoomEvent::TopicChanged {
                 room: room.clone(),
                 topic: topic.clone(),
+            },
+            ServerEvent::RoleChanged {
+                room,
+                nick,
+                by,
+                role,
+                on,
+            } => RoomEvent::RoleChanged {
+                room: room.clone(),
+                nick: nick.clone(),
+                by: by.clone(),
+                role: *role,
+                on: *on,
+            },
+            ServerEvent::Kicked {
+                room,
+                nick,
+                by,
+                reason,
+            } => RoomEvent::Kicked {
+                room: room.clone(),
+                nick: nick.clone(),
+                by: by.clone(),
+                reason: reason.clone(),
+            },
+            ServerEvent::BanChanged {
+                room,
+                mask,
+                by,
+                on,
+                duration,
+            } => RoomEvent::BanChanged {
+                room: room.clone(),
+                mask: mask.clone(),
+                by: by.clone(),
+                on: *on,
+                duration: *duration,
+                at,
+                until: duration.map(|d| at.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            },
+            ServerEvent::SettingChanged { room, by, setting } => RoomEvent::SettingChanged {
+                room: room.clone(),
+                by: by.clone(),
+                setting: setting.clone(),
             },
             _ => return None,
         })
@@ -140,6 +246,47 @@ impl RoomEvent {
             RoomEvent::Left { room, nick, reason } => ServerEvent::Left { nick, room, reason },
             RoomEvent::NickChanged { old, new, .. } => ServerEvent::NickChanged { old, new },
             RoomEvent::TopicChanged { room, topic } => ServerEvent::TopicChanged { room, topic },
+            RoomEvent::RoleChanged {
+                room,
+                nick,
+                by,
+                role,
+                on,
+            } => ServerEvent::RoleChanged {
+                room,
+                nick,
+                by,
+                role,
+                on,
+            },
+            RoomEvent::Kicked {
+                room,
+                nick,
+                by,
+                reason,
+            } => ServerEvent::Kicked {
+                room,
+                nick,
+                by,
+                reason,
+            },
+            RoomEvent::BanChanged {
+                room,
+                mask,
+                by,
+                on,
+                duration,
+                ..
+            } => ServerEvent::BanChanged {
+                room,
+                mask,
+                by,
+                on,
+                duration,
+            },
+            RoomEvent::SettingChanged { room, by, setting } => {
+                ServerEvent::SettingChanged { room, by, setting }
+            }
         }
     }
 
@@ -150,8 +297,25 @@ impl RoomEvent {
             | RoomEvent::Joined { room, .. }
             | RoomEvent::Left { room, .. }
             | RoomEvent::NickChanged { room, .. }
-            | RoomEvent::TopicChanged { room, .. } => room,
+            | RoomEvent::TopicChanged { room, .. }
+            | RoomEvent::RoleChanged { room, .. }
+            | RoomEvent::Kicked { room, .. }
+            | RoomEvent::BanChanged { room, .. }
+            | RoomEvent::SettingChanged { room, .. } => room,
         }
+    }
+
+    /// Whether it is a moderation change (a role, a kick, a ban, a
+    /// setting): applied to each instance's copy of the room when it comes
+    /// back from Redis, the origin's included.
+    pub fn is_moderation(&self) -> bool {
+        matches!(
+            self,
+            RoomEvent::RoleChanged { .. }
+                | RoomEvent::Kicked { .. }
+                | RoomEvent::BanChanged { .. }
+                | RoomEvent::SettingChanged { .. }
+        )
     }
 }
 
@@ -261,6 +425,92 @@ mod tests {
             assert_eq!(back.except_here("i2"), None);
             assert_eq!(back.except_here("i1").map(|c| c.serial), Some(2));
         }
+    }
+
+    #[test]
+    fn moderation_events_cross_and_come_back_as_the_same_event() {
+        let events = [
+            ServerEvent::RoleChanged {
+                room: room("#a"),
+                nick: nick("bob"),
+                by: nick("alice"),
+                role: Role::Op,
+                on: true,
+            },
+            ServerEvent::Kicked {
+                room: room("#a"),
+                nick: nick("bob"),
+                by: nick("alice"),
+                reason: Some("spam".into()),
+            },
+            ServerEvent::BanChanged {
+                room: room("#a"),
+                mask: Mask::parse("bob").unwrap(),
+                by: nick("alice"),
+                on: true,
+                duration: Some(Duration::from_secs(60)),
+            },
+            ServerEvent::BanChanged {
+                room: room("#a"),
+                mask: Mask::parse("bob").unwrap(),
+                by: nick("alice"),
+                on: false,
+                duration: None,
+            },
+            ServerEvent::SettingChanged {
+                room: room("#a"),
+                by: nick("alice"),
+                setting: RoomSetting::Key(Some("secret".into())),
+            },
+        ];
+        for event in events {
+            let crossing = RoomEvent::from_event(&event, 1000).unwrap();
+            assert!(crossing.is_moderation());
+            let envelope = Envelope {
+                origin: "i1".into(),
+                id: 1,
+                except: None,
+                event: crossing.clone(),
+            };
+            let line = format!("7 {}", serde_json::to_string(&envelope).unwrap());
+            let (_, back) = parse_line(line.as_bytes()).unwrap();
+            assert_eq!(back.event, crossing);
+            assert_eq!(back.event.to_event(), event);
+        }
+    }
+
+    #[test]
+    fn a_ban_crosses_with_its_absolute_expiry() {
+        let event = ServerEvent::BanChanged {
+            room: room("#a"),
+            mask: Mask::parse("bob").unwrap(),
+            by: nick("alice"),
+            on: true,
+            duration: Some(Duration::from_secs(60)),
+        };
+        let crossing = RoomEvent::from_event(&event, 1000).unwrap();
+        assert!(matches!(
+            crossing,
+            RoomEvent::BanChanged {
+                at: 1000,
+                until: Some(61_000),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_join_from_an_older_version_reads_as_not_first() {
+        let old = r##"3 {"origin":"i1","id":1,"except":null,"event":{"Joined":{"room":"#a","nick":"bob"}}}"##;
+        let (_, back) = parse_line(old.as_bytes()).unwrap();
+        assert!(matches!(
+            back.event,
+            RoomEvent::Joined {
+                first: false,
+                quiet: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::{Hub, MAX_WHO};
 use crate::chat::messages::ConnId;
 use crate::chat::room::Room;
 use crate::cluster::order::{Orderer, Step};
-use crate::cluster::{Asked, ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
+use crate::cluster::{Action, Asked, ClusterEvent, Command, Envelope, Part, Purpose, RoomEvent};
 
 /// Lines held behind a user's request that waits for Redis, each with
 /// when it was read.
@@ -182,10 +182,26 @@ pub struct Link {
     ready: Option<Sender<()>>,
     /// The number of the last topic change taken here, by room key (only
     /// for rooms this instance has): a topic read from Redis (see
-    /// [`Command::Topic`]) older than it is not taken (a change can
+    /// [`Command::RoomState`]) older than it is not taken (a change can
     /// overtake the read on its way to the hub).
     topic_seqs: HashMap<String, u64>,
+    /// Rooms whose settings and bans are being read from Redis (see
+    /// [`Command::RoomState`]), with the bans and settings changes
+    /// delivered here meanwhile (at most [`MAX_READ_CHANGES`]): the read
+    /// replaces the room's, then those of them later than the read are
+    /// applied again, so that neither the read nor a change is lost.
+    state_reads: HashMap<String, Vec<(u64, RoomEvent)>>,
+    /// Users whose join of a room no one here is in waits for the room's
+    /// state to be read (its bans and key), by room key.
+    joins_reading: HashMap<String, Vec<ConnId>>,
+    /// Rooms whose state was just read for a join: the join asked again
+    /// goes ahead without reading it once more.
+    state_fresh: std::collections::HashSet<String>,
 }
+
+/// The most moderation changes kept for one room while its state is read
+/// from Redis (a round trip): past it, the oldest are forgotten.
+const MAX_READ_CHANGES: usize = 1024;
 
 impl Link {
     /// The hub's side of a cluster, talking to the command thread through
@@ -223,6 +239,9 @@ impl Link {
             skip_first_backlog: false,
             ready,
             topic_seqs: HashMap::new(),
+            state_reads: HashMap::new(),
+            joins_reading: HashMap::new(),
+            state_fresh: std::collections::HashSet::new(),
         }
     }
 
@@ -355,7 +374,19 @@ impl Hub {
                 None => return Some(event),
             },
         };
-        let Some(c) = self.cluster.as_mut() else { return Some(event) };
+        if self.publish_crossing(room_key, except, crossing) {
+            None
+        } else {
+            // The link is lost (what was on its way has been delivered
+            // here): this one too, after it.
+            Some(event)
+        }
+    }
+
+    /// Sends a room event to Redis, kept until it comes back; false if it
+    /// could not be sent (the link is lost now).
+    fn publish_crossing(&mut self, room_key: &str, except: Option<ConnId>, crossing: RoomEvent) -> bool {
+        let Some(c) = self.cluster.as_mut() else { return false };
         c.next_id = c.next_id.wrapping_add(1);
         if let Some(confirm) = c.confirm_next.take() {
             c.after.insert(c.next_id, confirm);
@@ -375,11 +406,69 @@ impl Hub {
             if let Some(c) = self.cluster.as_mut() {
                 c.sent(room_key, kept);
             }
-            None
+            true
         } else {
-            // The link is lost (what was on its way has been delivered
-            // here): this one too, after it.
-            Some(event)
+            false
+        }
+    }
+
+    /// A moderation change made here: with the link up it goes through
+    /// Redis (true), to be applied when it comes back, here as everywhere
+    /// (see [`Hub::apply_change`]); false when the hub applies it alone.
+    pub(super) fn cluster_publish_change(&mut self, room_key: &str, change: &RoomEvent) -> bool {
+        self.cluster_linked() && self.publish_crossing(room_key, None, change.clone())
+    }
+
+    /// An operator named a nick not in the room here: with the link up,
+    /// the room's members in the cluster are asked for, and the answer
+    /// carries `action` out or says the nick is not in the room (true);
+    /// false when the hub answers alone.
+    pub(super) fn cluster_ask_target(
+        &mut self,
+        id: ConnId,
+        room_key: &str,
+        whom: Nick,
+        action: Action,
+    ) -> bool {
+        self.cluster_who(id, room_key, Asked::Target { whom, action })
+    }
+
+    /// The answer to an [`Asked::Target`]: the action is carried out if the
+    /// nick is among the room's members in the cluster (in any case) and
+    /// the one who asked still operates the room; otherwise the error they
+    /// would have had on one server.
+    fn cluster_target(
+        &mut self,
+        id: ConnId,
+        room_key: &str,
+        whom: Nick,
+        action: Action,
+        nicks: Option<Vec<Nick>>,
+    ) {
+        let Some(room) = self.rooms.get(room_key) else { return };
+        let name = room.name.clone();
+        if !room.is_op(id) {
+            return self.send(id, ServerEvent::Error(ErrorKind::NotOperator(name)));
+        }
+        let wanted = whom.key();
+        let found = nicks
+            .unwrap_or_default()
+            .into_iter()
+            .find(|n| n.key() == wanted)
+            .or_else(|| {
+                self.local_member(room_key, &whom)
+                    .and_then(|m| self.users.get(&m))
+                    .map(|u| u.nick.clone())
+            });
+        match found {
+            Some(nick) => self.announce_action(room_key, nick, action),
+            None => self.send(
+                id,
+                ServerEvent::Error(ErrorKind::NotInTheRoom {
+                    nick: whom,
+                    room: name,
+                }),
+            ),
         }
     }
 
@@ -437,11 +526,13 @@ impl Hub {
             self.handle(crate::chat::messages::Inbound::Line { id, line, received });
             let Some(c) = self.cluster.as_mut() else { return };
             if c.waiting(id) || c.held.contains_key(&id) {
-                // Waiting again: what is left goes before anything held
-                // meanwhile.
-                let mut later = c.held.remove(&id).unwrap_or_default();
-                held.append(&mut later);
-                c.held.insert(id, held);
+                // Waiting again. What the line just handled put back
+                // itself (a join asked again once the room's state is
+                // read: see `cluster_read_before_join`) goes first; then
+                // what is left.
+                let mut again = c.held.remove(&id).unwrap_or_default();
+                again.append(&mut held);
+                c.held.insert(id, again);
                 return;
             }
         }
@@ -485,14 +576,15 @@ impl Hub {
         let members = self.rooms.get(room_key).map_or(0, Room::len);
         if members == 1 {
             // The room's first member here: this instance may not know
-            // its topic (set while no one was in it here, or before this
-            // process started). Read before the join is published, so the
-            // answer is here before the join comes back; only a change
-            // delivered after this counts against it.
+            // its topic, settings or bans (set while no one was in it here,
+            // or before this process started). Read before the join is
+            // published, so the answer is here before the join comes back;
+            // only a change delivered after this counts against it.
             if let Some(c) = self.cluster.as_mut() {
                 c.topic_seqs.remove(room_key);
+                c.state_reads.insert(room_key.to_string(), Vec::new());
             }
-            let asked = self.tell_cluster(Command::Topic {
+            let asked = self.tell_cluster(Command::RoomState {
                 room: room_key.to_string(),
             });
             if !asked {
@@ -510,6 +602,10 @@ impl Hub {
                 room: room.clone(),
                 nick: nick.clone(),
                 quiet: !self.announces(members),
+                // As the hub alone decides it: what counts if the link is
+                // lost before the join comes back. With the link up, the
+                // publishing script decides (see `cluster::link`).
+                first: members == 1 && room.as_str() != RoomName::LOBBY,
             },
         };
         let kept = envelope.clone();
@@ -518,6 +614,11 @@ impl Hub {
             envelope,
         });
         if sent {
+            // The operator of a room is the first member in the whole
+            // cluster, which the join's coming back says.
+            if let Some(room) = self.rooms.get_mut(room_key) {
+                room.set_role(id, chat_protocol::Role::Op, false);
+            }
             if let Some(c) = self.cluster.as_mut() {
                 c.sent(room_key, kept);
                 c.joining
@@ -527,6 +628,101 @@ impl Hub {
             }
         }
         sent
+    }
+
+    /// A join of a room no one here is in, with the link up: its state
+    /// (bans, key, settings, topic) is read from Redis first, with the
+    /// user's later lines held; the join, put first among them, is asked
+    /// again once the answer is in. True if so; false when the join goes
+    /// on now (the room has members here, whose copy of its state is kept
+    /// up to date; it was just read; the lobby; the link down).
+    pub(super) fn cluster_read_before_join(
+        &mut self,
+        id: ConnId,
+        room_key: &str,
+        join: crate::chat::request::Request,
+    ) -> bool {
+        if !self.cluster_linked()
+            || room_key == RoomName::lobby().key()
+            || self.rooms.get(room_key).is_some_and(|r| !r.is_empty())
+        {
+            return false;
+        }
+        let Some(c) = self.cluster.as_mut() else { return false };
+        if c.state_fresh.remove(room_key) {
+            return false;
+        }
+        let reading = c.joins_reading.contains_key(room_key);
+        if !reading {
+            c.state_reads.insert(room_key.to_string(), Vec::new());
+            c.topic_seqs.remove(room_key);
+            if !self.tell_cluster(Command::RoomState {
+                room: room_key.to_string(),
+            }) {
+                return false;
+            }
+        }
+        let Some(c) = self.cluster.as_mut() else { return false };
+        c.joins_reading.entry(room_key.to_string()).or_default().push(id);
+        c.held
+            .entry(id)
+            .or_default()
+            .push_front((Ok(join), std::time::Instant::now()));
+        self.asked(id, true)
+    }
+
+    /// A room's state as read from Redis: taken (see [`Hub::topic_read`]
+    /// and [`Hub::moderation_read`]), and the joins that waited for it
+    /// asked again.
+    fn room_state_read(
+        &mut self,
+        room_key: &str,
+        topic: Option<(u64, chat_protocol::Topic)>,
+        moderation: Option<(
+            u64,
+            chat_protocol::RoomSettings,
+            Vec<chat_protocol::moderation::BanInfo>,
+        )>,
+    ) {
+        let waiting = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.joins_reading.remove(room_key))
+            .unwrap_or_default();
+        let name = waiting.iter().find_map(|id| {
+            self.cluster
+                .as_ref()
+                .and_then(|c| c.held.get(id))
+                .and_then(|held| held.front())
+                .and_then(|(line, _)| match line {
+                    Ok(crate::chat::request::Request::Join { room, .. }) if room.key() == room_key => {
+                        Some(room.clone())
+                    }
+                    _ => None,
+                })
+        });
+        if let Some(name) = name {
+            // The room, to take what was read (dropped again below if no
+            // one gets in).
+            self.rooms
+                .entry(room_key.to_string())
+                .or_insert_with(|| Room::new(name));
+        }
+        self.topic_read(room_key, topic);
+        self.moderation_read(room_key, moderation);
+        if waiting.is_empty() {
+            return;
+        }
+        for id in waiting {
+            if let Some(c) = self.cluster.as_mut() {
+                c.state_fresh.insert(room_key.to_string());
+            }
+            self.question_answered(id);
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            c.state_fresh.remove(room_key);
+        }
+        self.forget_if_empty(room_key);
     }
 
     /// The join of a local user to `room_key` came back (or the link was
@@ -832,7 +1028,11 @@ impl Hub {
                     c.topic_seqs.clear();
                 }
             }
-            ClusterEvent::Topic { room, topic } => self.topic_read(&room, topic),
+            ClusterEvent::RoomState {
+                room,
+                topic,
+                moderation,
+            } => self.room_state_read(&room, topic, moderation),
             ClusterEvent::Whois { conn, nick, rooms } => self.cluster_whois_answer(conn, nick, rooms),
             ClusterEvent::Unpublished { room, envelope } => {
                 // It did not reach Redis: the link is failing. Everything
@@ -930,6 +1130,16 @@ impl Hub {
                     {
                         c.topic_seqs.insert(room.clone(), seq);
                     }
+                    if let (RoomEvent::BanChanged { .. } | RoomEvent::SettingChanged { .. }, Some(c)) =
+                        (&line.event, self.cluster.as_mut())
+                    {
+                        if let Some(changes) = c.state_reads.get_mut(&room) {
+                            if changes.len() >= MAX_READ_CHANGES {
+                                changes.remove(0);
+                            }
+                            changes.push((seq, line.event.clone()));
+                        }
+                    }
                     if !self.delivered_already(&line) {
                         self.deliver_crossed(&room, &line);
                     } else if self.cluster.as_ref().is_some_and(|c| c.reloaded.contains(&room)) {
@@ -961,6 +1171,31 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(room_key) else { return };
         c.topic_seqs.insert(room_key.to_string(), seq);
         room.topic = Some(topic);
+    }
+
+    /// A room's settings and bans as kept in Redis (see
+    /// [`Command::RoomState`]): they become the room's here, and the
+    /// changes delivered here since the read was asked that are later than
+    /// it are applied again on top. Nothing kept (never changed in the
+    /// cluster) or Redis not asked: the room keeps what it has.
+    fn moderation_read(
+        &mut self,
+        room_key: &str,
+        read: Option<(
+            u64,
+            chat_protocol::RoomSettings,
+            Vec<chat_protocol::moderation::BanInfo>,
+        )>,
+    ) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        let changes = c.state_reads.remove(room_key).unwrap_or_default();
+        let Some((seq, settings, bans)) = read else { return };
+        let Some(room) = self.rooms.get_mut(room_key) else { return };
+        room.settings = settings;
+        room.bans = bans;
+        for (_, change) in changes.iter().filter(|(at, _)| *at > seq) {
+            self.apply_state(room_key, change);
+        }
     }
 
     /// Whether `line` is one of this instance's own that it delivered
@@ -1002,8 +1237,21 @@ impl Hub {
             _ => {}
         }
         let quiet = matches!(envelope.event, RoomEvent::Joined { quiet: true, .. });
-        if !quiet {
+        if envelope.event.is_moderation() {
+            // Applied here as on every instance, the origin included.
+            self.apply_change(room_key, &envelope.event);
+        } else if !quiet {
             self.publish_crossed(room_key, except, envelope.event.to_event());
+        }
+        // Redis found the room empty in the whole cluster when it numbered
+        // this join: the one who came, here, opens it (before they are told
+        // they are in, so the member list they get shows it).
+        if let (RoomEvent::Joined { first: true, .. }, Some(id)) = (&envelope.event, except) {
+            if let Some(room) = self.rooms.get_mut(room_key) {
+                if room.has_member(id) && !room.is_lobby() {
+                    room.set_role(id, chat_protocol::Role::Op, true);
+                }
+            }
         }
         // The end of a local user's wait to hear the room.
         let arrived = match (&envelope.event, except, self.cluster.as_mut()) {
@@ -1060,7 +1308,7 @@ impl Hub {
 
     /// Says a room event that came back from Redis to the room's members
     /// here but `except` and those whose own join has not come back yet.
-    fn publish_crossed(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
+    pub(super) fn publish_crossed(&mut self, room_key: &str, except: Option<ConnId>, event: ServerEvent) {
         let waiting = self.cluster.as_ref().and_then(|c| c.joining.get(room_key));
         let Some(waiting) = waiting
             .filter(|w| !w.is_empty())
@@ -1153,6 +1401,8 @@ impl Hub {
         // knows, if Redis could not be asked), but one lost with the
         // connection never is: no one waits for them any more.
         c.asking.clear();
+        c.joins_reading.clear();
+        c.state_fresh.clear();
         if was_linked {
             log::warn!("cluster: link lost ({why}); serving local users only until it is back");
         }
@@ -1322,6 +1572,9 @@ impl Hub {
         if !self.users.contains_key(&id) {
             return;
         }
+        if let Asked::Target { whom, action } = asked {
+            return self.cluster_target(id, room_key, whom, action, nicks);
+        }
         let Some(nicks) = nicks else {
             // Redis could not be asked: what this instance knows.
             match asked {
@@ -1330,6 +1583,7 @@ impl Hub {
                 }
                 Asked::Names { room, end } => self.names_here(id, &room, end),
                 Asked::WhoList { mask } => self.who_here(id, mask),
+                Asked::Target { .. } => {}
             }
             return;
         };
@@ -1430,6 +1684,8 @@ impl Hub {
                     },
                 );
             }
+            // Answered above.
+            Asked::Target { .. } => {}
         }
     }
 
@@ -1535,7 +1791,20 @@ mod tests {
         /// Each room's topic as the publishing script keeps it, with the
         /// number of the line that set it.
         topics: HashMap<String, (u64, chat_protocol::Topic)>,
+        /// Each room's settings and bans as the script keeps them.
+        moderation: HashMap<String, Moderation>,
+        /// Each room's members as presence has them (this instance's, by
+        /// its joins and leaves; those held elsewhere are in `#r`).
+        members: HashMap<String, HashSet<String>>,
     }
+
+    /// A room's settings and bans as Redis keeps them, with the number
+    /// of the last line that changed them.
+    type Moderation = (
+        u64,
+        chat_protocol::RoomSettings,
+        Vec<chat_protocol::moderation::BanInfo>,
+    );
 
     impl Cluster {
         fn new() -> Cluster {
@@ -1558,6 +1827,8 @@ mod tests {
                 seq: HashMap::new(),
                 held_elsewhere: HashSet::new(),
                 topics: HashMap::new(),
+                moderation: HashMap::new(),
+                members: HashMap::new(),
             };
             cluster.link(true);
             cluster
@@ -1599,14 +1870,20 @@ mod tests {
         fn redis(&mut self) {
             while let Ok(command) = self.commands.try_recv() {
                 match command {
-                    Command::Publish { room, envelope } => {
+                    Command::Publish { room, mut envelope } => {
                         let seq = self.seq.entry(room.clone()).or_default();
                         *seq += 1;
                         let seq = *seq;
-                        if let RoomEvent::TopicChanged { topic, .. } = &envelope.event {
-                            self.topics.insert(room.clone(), (seq, topic.clone()));
-                        }
+                        self.script(&room, seq, &mut envelope);
                         self.event(ClusterEvent::Line { room, seq, envelope });
+                    }
+                    Command::Join { room, nick } => {
+                        self.members.entry(room.key()).or_default().insert(nick.key());
+                    }
+                    Command::Leave { room, nick } => {
+                        if let Some(members) = self.members.get_mut(&room) {
+                            members.remove(&nick.key());
+                        }
                     }
                     Command::Whois { conn, nick } => {
                         let rooms = self
@@ -1632,9 +1909,14 @@ mod tests {
                             nicks: Some(nicks),
                         });
                     }
-                    Command::Topic { room } => {
+                    Command::RoomState { room } => {
                         let topic = self.topics.get(&room).cloned();
-                        self.event(ClusterEvent::Topic { room, topic });
+                        let moderation = self.moderation.get(&room).cloned();
+                        self.event(ClusterEvent::RoomState {
+                            room,
+                            topic,
+                            moderation,
+                        });
                     }
                     Command::Claim { conn, nick, purpose } if purpose != Purpose::Keep => {
                         let won = !self.held_elsewhere.contains(&nick.key());
@@ -1653,6 +1935,55 @@ mod tests {
                     }),
                     _ => {}
                 }
+            }
+        }
+
+        /// What the publishing script keeps of a line numbered `seq`, and
+        /// which of a join's two payloads it publishes.
+        fn script(&mut self, room: &str, seq: u64, envelope: &mut Envelope) {
+            let now = 1_796_587_200_000;
+            match &mut envelope.event {
+                RoomEvent::TopicChanged { topic, .. } => {
+                    self.topics.insert(room.to_string(), (seq, topic.clone()));
+                }
+                RoomEvent::Joined { nick, first, .. } => {
+                    let members = self.members.entry(room.to_string()).or_default();
+                    let others = members.iter().filter(|m| **m != nick.key()).count()
+                        + if room == "#r" {
+                            self.held_elsewhere.len()
+                        } else {
+                            0
+                        };
+                    members.insert(nick.key());
+                    *first = others == 0 && room != RoomName::lobby().key();
+                }
+                RoomEvent::BanChanged {
+                    mask,
+                    by,
+                    on,
+                    at,
+                    until,
+                    ..
+                } => {
+                    let kept = self.moderation.entry(room.to_string()).or_default();
+                    kept.0 = seq;
+                    kept.2.retain(|b| b.mask != *mask);
+                    if *on {
+                        kept.2.push(chat_protocol::moderation::BanInfo {
+                            mask: mask.clone(),
+                            by: by.to_string(),
+                            at: *at,
+                            until: *until,
+                        });
+                    }
+                    kept.2.retain(|b| b.until.is_none_or(|u| u > now));
+                }
+                RoomEvent::SettingChanged { setting, .. } => {
+                    let kept = self.moderation.entry(room.to_string()).or_default();
+                    kept.0 = seq;
+                    kept.1.apply(setting);
+                }
+                _ => {}
             }
         }
 
@@ -1785,6 +2116,8 @@ mod tests {
             seq: HashMap::new(),
             held_elsewhere: HashSet::new(),
             topics: HashMap::new(),
+            moderation: HashMap::new(),
+            members: HashMap::new(),
         };
         for part in [Part::Commands, Part::Subscriber] {
             c.event(ClusterEvent::Link { part, up: false });
@@ -1955,6 +2288,28 @@ mod tests {
         assert_eq!(
             c.said(),
             pairs(&[(1, "-- you are now known as alice"), (1, "-- you joined #r")])
+        );
+    }
+
+    #[test]
+    fn a_join_that_waits_for_the_rooms_state_keeps_its_place_among_held_lines() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        // The join comes out of the lines held behind the nick change,
+        // then waits for #r's state: the /who still comes after it.
+        c.line(1, "/nick alice");
+        c.line(1, "/join #r");
+        c.line(1, "/who");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- you are now known as alice"),
+                (1, "-- you joined #r"),
+                (1, "-- 1 in #r: @alice"),
+            ])
         );
     }
 
@@ -2159,9 +2514,10 @@ mod tests {
             seq: 2,
             envelope: changed,
         });
-        c.event(ClusterEvent::Topic {
+        c.event(ClusterEvent::RoomState {
             room: "#r".into(),
             topic: Some((1, topic("older", "zed"))),
+            moderation: None,
         });
         c.said();
         c.line(1, "/topic");
@@ -2181,14 +2537,22 @@ mod tests {
         let first: Vec<bool> = c
             .commands
             .try_iter()
-            .map(|cmd| matches!(cmd, Command::Topic { .. }))
+            .map(|cmd| matches!(cmd, Command::RoomState { .. }))
             .collect();
         assert_eq!(first.iter().filter(|t| **t).count(), 1, "read once: {first:?}");
+        // The answer lets the join go on (it reads again, as it is
+        // published: see `cluster_join`).
+        c.event(ClusterEvent::RoomState {
+            room: "#r".into(),
+            topic: None,
+            moderation: None,
+        });
+        c.redis();
         c.line(2, "/join #r");
         let second: Vec<bool> = c
             .commands
             .try_iter()
-            .map(|cmd| matches!(cmd, Command::Topic { .. }))
+            .map(|cmd| matches!(cmd, Command::RoomState { .. }))
             .collect();
         assert!(
             !second.is_empty() && !second.contains(&true),
@@ -2303,5 +2667,489 @@ mod tests {
         let [(entries, truncated)] = lists.as_slice() else { panic!("one WHO answer: {lists:?}") };
         assert_eq!((entries.len(), *truncated), (MAX_WHO, true));
         assert_eq!(entries.first().map(|e| e.0.as_str()), Some("guest1"));
+    }
+
+    /// A room event from another instance.
+    fn from_there(event: RoomEvent) -> Envelope {
+        Envelope {
+            origin: "there".into(),
+            id: 1,
+            except: None,
+            event,
+        }
+    }
+
+    /// A moderation change from another instance, numbered next in `#r`.
+    fn change_from_there(c: &mut Cluster, event: RoomEvent) {
+        let seq = c.seq.entry("#r".into()).or_default();
+        *seq += 1;
+        let seq = *seq;
+        let mut envelope = from_there(event);
+        c.script("#r", seq, &mut envelope);
+        c.event(ClusterEvent::Line {
+            room: "#r".into(),
+            seq,
+            envelope,
+        });
+    }
+
+    fn r() -> RoomName {
+        RoomName::new("#r").unwrap()
+    }
+
+    fn zed() -> Nick {
+        Nick::new("zed").unwrap()
+    }
+
+    /// guest1 and guest2 in `#r`, guest1 its operator.
+    fn two_in_r() -> Cluster {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        c.line(2, "/join #r");
+        c.redis();
+        c.said();
+        c
+    }
+
+    fn is_op(c: &Cluster, n: usize) -> bool {
+        c.hub.rooms.get("#r").is_some_and(|room| room.is_op(id(n)))
+    }
+
+    #[test]
+    fn a_ban_from_another_instance_keeps_users_here_out() {
+        let mut c = two_in_r();
+        c.connect(3);
+        c.redis();
+        c.said();
+        change_from_there(
+            &mut c,
+            RoomEvent::BanChanged {
+                room: r(),
+                mask: chat_protocol::Mask::parse("guest3").unwrap(),
+                by: zed(),
+                on: true,
+                duration: None,
+                at: 1_796_587_200_000,
+                until: None,
+            },
+        );
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- zed banned guest3!*@* from #r"),
+                (2, "-- zed banned guest3!*@* from #r")
+            ])
+        );
+        c.line(3, "/join #r");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(3, "!! you are banned from #r")]));
+    }
+
+    #[test]
+    fn a_setting_from_another_instance_applies_here() {
+        let mut c = two_in_r();
+        change_from_there(
+            &mut c,
+            RoomEvent::SettingChanged {
+                room: r(),
+                by: zed(),
+                setting: chat_protocol::RoomSetting::Moderated(true),
+            },
+        );
+        c.said();
+        c.line(2, "hello");
+        c.redis();
+        assert_eq!(
+            c.said(),
+            pairs(&[(2, "!! #r is moderated: only operators and voiced members speak")])
+        );
+    }
+
+    #[test]
+    fn a_role_from_another_instance_is_set_on_the_member_here() {
+        let mut c = two_in_r();
+        assert!(!is_op(&c, 2));
+        change_from_there(
+            &mut c,
+            RoomEvent::RoleChanged {
+                room: r(),
+                nick: Nick::new("GUEST2").unwrap(),
+                by: zed(),
+                role: chat_protocol::Role::Op,
+                on: true,
+            },
+        );
+        assert!(is_op(&c, 2), "the nick is matched in any case");
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- zed made GUEST2 an operator of #r"),
+                (2, "-- zed made GUEST2 an operator of #r"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_kick_from_another_instance_tells_the_kicked_user_here_before_taking_them_out() {
+        let mut c = two_in_r();
+        change_from_there(
+            &mut c,
+            RoomEvent::Kicked {
+                room: r(),
+                nick: Nick::new("guest2").unwrap(),
+                by: zed(),
+                reason: Some("spam".into()),
+            },
+        );
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- guest2 was kicked from #r by zed (spam)"),
+                (2, "-- guest2 was kicked from #r by zed (spam)"),
+            ])
+        );
+        let room = c.hub.rooms.get("#r").unwrap();
+        assert!(!room.has_member(id(2)) && room.has_member(id(1)));
+        c.redis();
+        assert!(
+            c.members
+                .get("#r")
+                .is_some_and(|m| !m.contains("guest2") && m.contains("guest1")),
+            "presence follows"
+        );
+        c.line(1, "still here?");
+        c.redis();
+        assert_eq!(c.said(), [], "guest2 no longer hears the room");
+    }
+
+    #[test]
+    fn the_origin_applies_its_own_change_only_when_it_comes_back() {
+        let mut c = two_in_r();
+        c.line(1, "/ban troll");
+        c.line(1, "/room moderated on");
+        assert_eq!(c.said(), [], "not told before Redis numbered it");
+        let room = c.hub.rooms.get("#r").unwrap();
+        assert!(
+            room.bans.is_empty() && !room.settings.moderated,
+            "not applied yet"
+        );
+        c.redis();
+        let room = c.hub.rooms.get("#r").unwrap();
+        assert_eq!(room.bans.len(), 1);
+        assert!(room.settings.moderated);
+        let said: Vec<String> = c
+            .said()
+            .into_iter()
+            .filter(|(n, _)| *n == 2)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "-- guest1 banned troll!*@* from #r",
+                "-- guest1 made #r moderated: only operators and voiced members speak",
+            ]
+        );
+        let kept = c.moderation.get("#r").cloned().unwrap();
+        assert_eq!((kept.1.moderated, kept.2.len()), (true, 1), "and kept in Redis");
+    }
+
+    #[test]
+    fn a_ban_and_an_unban_said_at_once_on_two_instances_end_as_redis_ordered_them() {
+        let mut c = two_in_r();
+        c.line(1, "/ban troll");
+        c.redis();
+        // Here guest1 lifts it while, on another instance, zed bans it
+        // again; Redis numbers zed's first.
+        c.line(1, "/unban troll");
+        change_from_there(
+            &mut c,
+            RoomEvent::BanChanged {
+                room: r(),
+                mask: chat_protocol::Mask::parse("troll").unwrap(),
+                by: zed(),
+                on: true,
+                duration: None,
+                at: 1_796_587_200_000,
+                until: None,
+            },
+        );
+        c.redis();
+        let room = c.hub.rooms.get("#r").unwrap();
+        assert!(
+            room.bans.is_empty(),
+            "the unban was numbered last: {:?}",
+            room.bans
+        );
+        assert_eq!(c.moderation.get("#r").map(|m| m.2.len()), Some(0));
+    }
+
+    #[test]
+    fn an_operator_reaches_a_member_on_another_instance_through_the_clusters_member_list() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        c.redis();
+        // alice is in #r on another instance, and was there first.
+        c.held_elsewhere.insert("alice".into());
+        c.hub
+            .rooms
+            .get_mut("#r")
+            .unwrap()
+            .set_role(id(1), chat_protocol::Role::Op, true);
+        c.said();
+        c.line(1, "/op ALICE");
+        c.line(1, "/dance");
+        assert_eq!(c.said(), [], "asked of Redis, and what follows waits");
+        let asked: Vec<Command> = c.commands.try_iter().collect();
+        assert!(
+            matches!(
+                asked.as_slice(),
+                [Command::Who {
+                    asked: Asked::Target { .. },
+                    ..
+                }]
+            ),
+            "{asked:?}"
+        );
+        for command in asked {
+            let Command::Who { conn, room, asked } = command else { continue };
+            c.event(ClusterEvent::Members {
+                conn,
+                room,
+                asked,
+                nicks: Some(vec![Nick::new("alice").unwrap()]),
+            });
+        }
+        c.redis();
+        // The answer lets the held line go on; the change, like any room
+        // event of theirs, is told once it is back from Redis.
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "!! unknown command /dance; type /help for the list"),
+                (1, "-- guest1 made alice an operator of #r"),
+            ])
+        );
+        c.line(1, "/kick nobody");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "!! nobody is not in #r")]));
+    }
+
+    #[test]
+    fn a_joins_presence_reaches_redis_after_the_join_is_numbered() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        // The room's state is read first (no one here is in it).
+        let read: Vec<Command> = c.commands.try_iter().collect();
+        assert!(matches!(read.as_slice(), [Command::RoomState { .. }]), "{read:?}");
+        c.event(ClusterEvent::RoomState {
+            room: "#r".into(),
+            topic: None,
+            moderation: None,
+        });
+        let sent: Vec<&str> = c
+            .commands
+            .try_iter()
+            .map(|command| match command {
+                Command::RoomState { .. } => "read",
+                Command::Publish { .. } => "publish",
+                Command::Join { .. } => "presence",
+                Command::Leave { .. } => "leave",
+                _ => "other",
+            })
+            .collect();
+        // The script counts the room's members without the joiner and
+        // adds them: presence must not be there before it runs.
+        let at = |what: &str| sent.iter().rposition(|s| *s == what);
+        assert!(
+            at("publish").is_some() && at("presence") > at("publish"),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_member_in_the_cluster_is_the_operator_not_the_first_here() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.redis();
+        c.line(1, "/join #r");
+        assert!(!is_op(&c, 1), "not before Redis says");
+        c.redis();
+        assert!(!is_op(&c, 1), "alice was in #r on another instance");
+        c.line(1, "/join #s");
+        c.redis();
+        assert!(
+            c.hub.rooms.get("#s").is_some_and(|room| room.is_op(id(1))),
+            "#s was empty in the whole cluster"
+        );
+    }
+
+    #[test]
+    fn a_join_back_with_first_shows_the_operator_in_the_names_on_joining() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.said();
+        c.hub.handle(Inbound::Line {
+            id: id(1),
+            line: Ok(crate::chat::request::Request::Join {
+                room: RoomName::new("#s").unwrap(),
+                leave_others: false,
+                names: true,
+                key: None,
+            }),
+            received: std::time::Instant::now(),
+        });
+        c.redis();
+        let said: Vec<String> = c.said().into_iter().map(|(_, l)| l).collect();
+        assert!(said.iter().any(|l| l.contains("@guest1")), "{said:?}");
+    }
+
+    #[test]
+    fn with_the_link_down_moderation_is_local_and_immediate_and_the_first_here_is_operator() {
+        let mut c = Cluster::new();
+        c.held_elsewhere.insert("alice".into());
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        c.link(false);
+        c.said();
+        c.line(1, "/join #r");
+        assert!(is_op(&c, 1), "the first here, at once");
+        c.line(2, "/join #r");
+        c.said();
+        c.line(1, "/ban troll");
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- guest1 banned troll!*@* from #r"),
+                (2, "-- guest1 banned troll!*@* from #r")
+            ])
+        );
+        assert_eq!(c.hub.rooms.get("#r").map(|r| r.bans.len()), Some(1));
+        assert!(
+            !c.commands
+                .try_iter()
+                .any(|cmd| matches!(cmd, Command::Publish { .. })),
+            "nothing published"
+        );
+        c.line(1, "/kick guest2");
+        assert_eq!(
+            c.said(),
+            pairs(&[
+                (1, "-- guest2 was kicked from #r by guest1"),
+                (2, "-- guest2 was kicked from #r by guest1")
+            ])
+        );
+        assert!(!c.hub.rooms.get("#r").unwrap().has_member(id(2)));
+        c.line(1, "/op alice");
+        assert_eq!(
+            c.said(),
+            pairs(&[(1, "!! alice is not in #r")]),
+            "not asked of Redis"
+        );
+    }
+
+    #[test]
+    fn the_first_member_here_takes_the_settings_and_bans_kept_in_redis() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.connect(2);
+        c.redis();
+        // Set on another instance while no one here was in #r.
+        change_from_there(
+            &mut c,
+            RoomEvent::SettingChanged {
+                room: r(),
+                by: zed(),
+                setting: chat_protocol::RoomSetting::Key(Some("sesame".into())),
+            },
+        );
+        change_from_there(
+            &mut c,
+            RoomEvent::BanChanged {
+                room: r(),
+                mask: chat_protocol::Mask::parse("guest2").unwrap(),
+                by: zed(),
+                on: true,
+                duration: None,
+                at: 1_796_587_200_000,
+                until: None,
+            },
+        );
+        c.said();
+        c.line(1, "/join #r");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(1, "!! #r needs a key: /join #r KEY")]));
+        c.line(1, "/join #r sesame");
+        c.redis();
+        let to_one: Vec<(usize, String)> = c.said().into_iter().filter(|(n, _)| *n == 1).collect();
+        assert_eq!(to_one, pairs(&[(1, "-- you joined #r")]));
+        c.line(2, "/join #r sesame");
+        c.redis();
+        assert_eq!(c.said(), pairs(&[(2, "!! you are banned from #r")]));
+    }
+
+    #[test]
+    fn a_state_read_older_than_a_change_delivered_meanwhile_keeps_both() {
+        let mut c = Cluster::new();
+        c.connect(1);
+        c.redis();
+        c.moderation.insert(
+            "#r".into(),
+            (
+                1,
+                chat_protocol::RoomSettings::default(),
+                vec![chat_protocol::moderation::BanInfo {
+                    mask: chat_protocol::Mask::parse("old").unwrap(),
+                    by: "zed".into(),
+                    at: 1,
+                    until: None,
+                }],
+            ),
+        );
+        c.seq.insert("#r".into(), 1);
+        c.line(1, "/join #r");
+        let read: Vec<Command> = c.commands.try_iter().collect();
+        // A ban numbered 2 comes before the answer to the read, which saw
+        // the room as of 1.
+        c.event(ClusterEvent::Line {
+            room: "#r".into(),
+            seq: 2,
+            envelope: from_there(RoomEvent::BanChanged {
+                room: r(),
+                mask: chat_protocol::Mask::parse("new").unwrap(),
+                by: zed(),
+                on: true,
+                duration: None,
+                at: 2,
+                until: None,
+            }),
+        });
+        for command in read {
+            if let Command::RoomState { room } = command {
+                let moderation = c.moderation.get(&room).cloned();
+                c.event(ClusterEvent::RoomState {
+                    room,
+                    topic: None,
+                    moderation,
+                });
+            }
+        }
+        let masks: Vec<String> = c.hub.rooms["#r"]
+            .bans
+            .iter()
+            .map(|b| b.mask.to_string())
+            .collect();
+        assert_eq!(masks, ["old!*@*", "new!*@*"]);
     }
 }
