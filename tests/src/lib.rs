@@ -29,6 +29,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub mod irc;
+pub mod people;
 pub mod redis;
 pub mod slow_reader;
 pub mod tls;

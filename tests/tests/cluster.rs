@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::ServerLine;
 use chat_tests::irc::{command, params, IrcClient};
+use chat_tests::people::People;
 use chat_tests::redis::{
     free_port, node_command, start_node, start_node_listening, start_node_unlinked, wait_linked, TestRedis,
     CLUSTER_WAIT,
@@ -87,70 +88,6 @@ impl Cluster {
     /// Where instance `i` listens.
     fn addr(&self, i: usize) -> SocketAddr {
         self.nodes[i].addr()
-    }
-}
-
-/// The users of a test, each connected to some instance, with the room
-/// each is in, so that a step that makes notices (someone arrives,
-/// renames, moves) has every user who must hear of it read and check the
-/// notice: every line a user reads is asserted, and none is left unread
-/// for the next step to trip over.
-#[derive(Default)]
-struct People {
-    /// Each user and its room.
-    members: Vec<(Client, String)>,
-}
-
-impl People {
-    /// Connects a user to `addr`, names it `nick`, and has everyone in the
-    /// lobby, on any instance, read its arrival and its rename. Returns
-    /// its index.
-    #[track_caller]
-    fn arrive(&mut self, addr: SocketAddr, nick: &str) -> usize {
-        let mut client = Client::connect_guest(addr);
-        let guest = client.nick().to_string();
-        self.hear_in("#lobby", &format!("-- {guest} joined #lobby"));
-        client.rename(nick);
-        self.hear_in("#lobby", &format!("-- {guest} is now known as {nick}"));
-        self.members.push((client, "#lobby".to_string()));
-        self.members.len() - 1
-    }
-
-    /// User `who` joins `room` (`#name`); its old room hears it leave and
-    /// the new one hear it come.
-    #[track_caller]
-    fn join(&mut self, who: usize, room: &str) {
-        let nick = self.members[who].0.nick().to_string();
-        let old = self.members[who].1.clone();
-        let client = &mut self.members[who].0;
-        client.send(&format!("/join {room}"));
-        client.expect_line(&format!("-- you joined {room}"));
-        self.members[who].1 = room.to_string();
-        self.hear_in_except(&old, who, &format!("-- {nick} left {old} (moved to {room})"));
-        self.hear_in_except(room, who, &format!("-- {nick} joined {room}"));
-    }
-
-    /// Everyone in `room` reads `line` next.
-    #[track_caller]
-    fn hear_in(&mut self, room: &str, line: &str) {
-        for (client, _) in self.members.iter_mut().filter(|(_, r)| r == room) {
-            client.expect_line(line);
-        }
-    }
-
-    /// Everyone in `room` but user `except` reads `line` next.
-    #[track_caller]
-    fn hear_in_except(&mut self, room: &str, except: usize, line: &str) {
-        for (i, (client, r)) in self.members.iter_mut().enumerate() {
-            if i != except && r == room {
-                client.expect_line(line);
-            }
-        }
-    }
-
-    /// User `i`.
-    fn get(&mut self, i: usize) -> &mut Client {
-        &mut self.members[i].0
     }
 }
 
@@ -728,7 +665,7 @@ fn history_outlives_the_restart_of_the_instance_it_was_said_on() {
     // carol heard both: they went through Redis, into the room's stream.
     people.get(carol).expect_line("<alice> deploy done");
     people.get(carol).expect_line("* alice goes home");
-    let mut alice = people.members.swap_remove(alice).0;
+    let mut alice = people.take(alice);
 
     // Instance A stops (gracefully) and a new one takes its place.
     let mut a = cluster.nodes.remove(0);
