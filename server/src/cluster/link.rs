@@ -89,7 +89,11 @@ const CATCH_UP_MAX: usize = 10_000;
 ///   as in [`crate::chat::room::Room::add_ban`], bans run out (or
 ///   unreadable) go first, then the oldest past the most;
 /// - `unban`: the mask;
-/// - `setting`: the settings hash's field and value (empty: deleted).
+/// - `setting`: the settings hash's field and value (empty: deleted);
+/// - `leave` (a leave or a kick): the nick, taken out of the room's
+///   members in the same step, so that no `/who` after the leave was
+///   heard lists them (their instance takes them out too, a moment
+///   later).
 ///
 /// A ban, unban or setting also sets the settings hash's `seq` to the
 /// line's number (see [`ClusterEvent::RoomState`]).
@@ -143,6 +147,8 @@ elseif kind == 'unban' then
   redis.call('HDEL', KEYS[7], ARGV[4])
   redis.call('ZREM', KEYS[8], ARGV[4])
   redis.call('HSET', KEYS[6], 'seq', seq)
+elseif kind == 'leave' then
+  redis.call('ZREM', KEYS[5], ARGV[4])
 elseif kind == 'setting' then
   if ARGV[5] == '' then
     redis.call('HDEL', KEYS[6], ARGV[4])
@@ -1225,6 +1231,9 @@ fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now
             let (field, value) = setting_field(setting);
             pipe.arg("setting").arg(payload(envelope)).arg(field).arg(value);
         }
+        RoomEvent::Left { nick, .. } | RoomEvent::Kicked { nick, .. } => {
+            pipe.arg("leave").arg(payload(envelope)).arg(nick.as_str());
+        }
         _ => {
             pipe.arg("line").arg(payload(envelope));
         }
@@ -1503,6 +1512,36 @@ mod tests {
         assert_eq!(args[0], "line");
         let only: Envelope = serde_json::from_str(&args[1]).unwrap();
         assert!(matches!(only.event, RoomEvent::Joined { first: false, .. }));
+    }
+
+    #[test]
+    fn a_leave_and_a_kick_hand_the_script_the_nick_to_take_out_of_the_members() {
+        let room = RoomName::new("#r").unwrap();
+        let left = script_args(
+            "#r",
+            RoomEvent::Left {
+                room: room.clone(),
+                nick: Nick::new("bob").unwrap(),
+                reason: chat_protocol::LeaveReason::Disconnected,
+            },
+        );
+        assert_eq!(
+            (left[0].as_str(), left[2].as_str(), left.len()),
+            ("leave", "bob", 3)
+        );
+        let kicked = script_args(
+            "#r",
+            RoomEvent::Kicked {
+                room,
+                nick: Nick::new("Carol").unwrap(),
+                by: Nick::new("alice").unwrap(),
+                reason: None,
+            },
+        );
+        assert_eq!(
+            (kicked[0].as_str(), kicked[2].as_str(), kicked.len()),
+            ("leave", "Carol", 3)
+        );
     }
 
     #[test]
