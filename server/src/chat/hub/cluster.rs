@@ -574,12 +574,14 @@ impl Hub {
         }
         let ServerEvent::Joined { nick, room } = joined else { return false };
         let members = self.rooms.get(room_key).map_or(0, Room::len);
-        if members == 1 {
-            // The room's first member here: this instance may not know
-            // its topic, settings or bans (set while no one was in it here,
-            // or before this process started). Read before the join is
-            // published, so the answer is here before the join comes back;
-            // only a change delivered after this counts against it.
+        if members == 1 && room_key == RoomName::lobby().key() {
+            // The lobby's first member here: this instance may not know
+            // its topic (set while no one was in it here, or before this
+            // process started). Read before the join is published, so the
+            // answer is here before the join comes back; only a change
+            // delivered after this counts against it. (Any other room's
+            // state was read before its first member here was let in: see
+            // `cluster_read_before_join`, the only way in but the lobby.)
             if let Some(c) = self.cluster.as_mut() {
                 c.topic_seqs.remove(room_key);
                 c.state_reads.insert(room_key.to_string(), Vec::new());
