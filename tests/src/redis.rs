@@ -576,6 +576,43 @@ impl Client {
     }
 }
 
+/// A Redis and the instances clustered through it ([`start_node`]), for a
+/// test to add to, stop or restart.
+pub struct Cluster {
+    /// The nodes, in the order started.
+    pub nodes: Vec<Daemon>,
+    /// Last, so it outlives the instances when dropped.
+    pub redis: TestRedis,
+}
+
+impl Cluster {
+    /// A Redis and `n` instances.
+    #[track_caller]
+    pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// A Redis and `n` instances, each started with `extra` options too.
+    #[track_caller]
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let redis = TestRedis::start();
+        let nodes = (0..n).map(|_| start_node(&redis, extra)).collect();
+        Cluster { nodes, redis }
+    }
+
+    /// Where instance `i` listens.
+    ///
+    /// # Panics
+    /// When there is no instance `i`.
+    #[track_caller]
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        match self.nodes.get(i) {
+            Some(node) => node.addr(),
+            None => panic!("no instance {i} in a cluster of {}", self.nodes.len()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,8 @@ use chat_protocol::ServerLine;
 use chat_tests::irc::{command, params, IrcClient};
 use chat_tests::people::People;
 use chat_tests::redis::{
-    free_port, node_command, start_node, start_node_listening, start_node_unlinked, wait_linked, TestRedis,
-    CLUSTER_WAIT,
+    free_port, node_command, start_node, start_node_listening, start_node_unlinked, wait_linked, Cluster,
+    TestRedis, CLUSTER_WAIT,
 };
 use chat_tests::{Client, Daemon, Proc};
 
@@ -62,34 +62,6 @@ const LINK_RESTORED: &str = "-- cluster link restored";
 /// list shrinking): each try is a real request whose answer is checked,
 /// the pause only keeps the poll from flooding the server.
 const POLL_PAUSE: Duration = Duration::from_millis(100);
-
-/// A Redis and `n` instances clustered through it, each started with
-/// `extra` options too.
-struct Cluster {
-    /// The nodes, in the order started.
-    nodes: Vec<Daemon>,
-    /// Last, so it outlives the instances when dropped.
-    redis: TestRedis,
-}
-
-impl Cluster {
-    #[track_caller]
-    fn start(n: usize) -> Cluster {
-        Cluster::start_with(n, &[])
-    }
-
-    #[track_caller]
-    fn start_with(n: usize, extra: &[&str]) -> Cluster {
-        let redis = TestRedis::start();
-        let nodes = (0..n).map(|_| start_node(&redis, extra)).collect();
-        Cluster { nodes, redis }
-    }
-
-    /// Where instance `i` listens.
-    fn addr(&self, i: usize) -> SocketAddr {
-        self.nodes[i].addr()
-    }
-}
 
 /// Sends `/who` and checks the answer.
 #[track_caller]

@@ -22,34 +22,10 @@
 // but not in the helpers of an integration test file, so say it here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::SocketAddr;
-
 use chat_tests::irc::IrcClient;
 use chat_tests::people::People;
-use chat_tests::redis::{start_node, start_node_listening, TestRedis};
-use chat_tests::{Client, Daemon};
-
-/// A Redis and the instances clustered through it.
-struct Cluster {
-    /// The nodes, in the order started.
-    nodes: Vec<Daemon>,
-    /// Last, so it outlives the instances when dropped.
-    redis: TestRedis,
-}
-
-impl Cluster {
-    #[track_caller]
-    fn start(n: usize) -> Cluster {
-        let redis = TestRedis::start();
-        let nodes = (0..n).map(|_| start_node(&redis, &[])).collect();
-        Cluster { nodes, redis }
-    }
-
-    /// Where instance `i` listens.
-    fn addr(&self, i: usize) -> SocketAddr {
-        self.nodes[i].addr()
-    }
-}
+use chat_tests::redis::{start_node, start_node_listening, Cluster, TestRedis};
+use chat_tests::Client;
 
 /// User `who` says `line` and reads `answer`.
 #[track_caller]

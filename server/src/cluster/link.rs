@@ -1203,23 +1203,14 @@ fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now
             pipe.arg("line").arg(payload(&envelope));
         }
         RoomEvent::BanChanged {
-            mask,
-            by,
-            on: true,
-            at,
-            until,
-            ..
+            mask, on: true, at, ..
         } => {
-            let ban = BanInfo {
-                mask: mask.clone(),
-                by: by.to_string(),
-                at: *at,
-                until: *until,
-            };
+            let ban = envelope.event.ban_added();
+            let ban = ban.and_then(|ban| serde_json::to_string(&ban).ok());
             pipe.arg("ban")
                 .arg(payload(envelope))
                 .arg(mask.as_str())
-                .arg(serde_json::to_string(&ban).unwrap_or_default())
+                .arg(ban.unwrap_or_default())
                 .arg(*at)
                 .arg(MAX_BANS)
                 .arg(now);

@@ -129,6 +129,27 @@ pub enum RoomEvent {
 }
 
 impl RoomEvent {
+    /// The ban a ban being set adds, as a room's list keeps it (and the
+    /// cluster's copy in Redis); `None` for any other event.
+    pub fn ban_added(&self) -> Option<chat_protocol::moderation::BanInfo> {
+        match self {
+            RoomEvent::BanChanged {
+                mask,
+                by,
+                on: true,
+                at,
+                until,
+                ..
+            } => Some(chat_protocol::moderation::BanInfo {
+                mask: mask.clone(),
+                by: by.to_string(),
+                at: *at,
+                until: *until,
+            }),
+            _ => None,
+        }
+    }
+
     /// The crossing form of `event`, said at `at` (milliseconds since the
     /// epoch: a line's time, a ban's start); `None` for an event that stays
     /// on its instance.

@@ -20,7 +20,6 @@
 
 use std::time::Duration;
 
-use chat_protocol::moderation::BanInfo;
 use chat_protocol::{ErrorKind, Mask, Nick, Role, RoomSetting, ServerEvent};
 
 use super::{ConnId, Hub};
@@ -249,22 +248,11 @@ impl Hub {
                     room.set_role(member, *role, *on);
                 }
             }
-            RoomEvent::BanChanged {
-                mask,
-                by,
-                on: true,
-                at,
-                until,
-                ..
-            } => room.add_ban(
-                BanInfo {
-                    mask: mask.clone(),
-                    by: by.to_string(),
-                    at: *at,
-                    until: *until,
-                },
-                now,
-            ),
+            RoomEvent::BanChanged { on: true, .. } => {
+                if let Some(ban) = change.ban_added() {
+                    room.add_ban(ban, now);
+                }
+            }
             RoomEvent::BanChanged { mask, on: false, .. } => room.bans.retain(|ban| ban.mask != *mask),
             RoomEvent::SettingChanged { setting, .. } => room.settings.apply(setting),
             _ => {}
