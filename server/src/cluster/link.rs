@@ -43,7 +43,7 @@ pub const COMMAND_CAPACITY: usize = 16_384;
 pub const EVENT_CAPACITY: usize = 16_384;
 
 /// The most commands one round trip carries.
-const BATCH: usize = 4096;
+pub const BATCH: usize = 4096;
 
 /// How long the command thread waits, once the hub has ended, for the
 /// server to stop it (it does so right after joining the hub): a bound in
@@ -637,18 +637,35 @@ impl CommandThread {
     fn command(&mut self, con: &mut redis::Connection, command: Command) -> redis::RedisResult<()> {
         match command {
             Command::Publish { room, envelope } => self.publish(con, &mut vec![(room, envelope)]),
+            Command::TakeOver { nicks, presence } => {
+                // Kept first: should a round trip fail, the refresh after
+                // the reconnect claims them again.
+                self.keep_taken_over(&nicks, &presence);
+                let ttl = self.settings.claim_ttl.as_secs();
+                for chunk in nicks.chunks(BATCH) {
+                    let mut pipe = redis::pipe();
+                    for nick in chunk {
+                        pipe.cmd("SET")
+                            .arg(keys::nick(&nick.key()))
+                            .arg(&self.instance)
+                            .arg("EX")
+                            .arg(ttl)
+                            .ignore();
+                    }
+                    pipe.query::<()>(con)?;
+                }
+                let expiry = now_ms().saturating_add(self.ttl_ms());
+                for chunk in presence.chunks(BATCH) {
+                    let mut pipe = redis::pipe();
+                    for (room, nick) in chunk {
+                        add_presence(&mut pipe, room, nick, expiry);
+                    }
+                    pipe.query::<()>(con)?;
+                }
+                Ok(())
+            }
             Command::Claim { conn, nick, purpose } => {
                 let key = nick.key();
-                if purpose == Purpose::TakeOver {
-                    redis::cmd("SET")
-                        .arg(keys::nick(&key))
-                        .arg(&self.instance)
-                        .arg("EX")
-                        .arg(self.settings.claim_ttl.as_secs())
-                        .query::<()>(con)?;
-                    self.claims.insert(key, nick);
-                    return Ok(());
-                }
                 let won = if purpose == Purpose::Keep {
                     true
                 } else {
@@ -692,30 +709,11 @@ impl CommandThread {
                 Ok(())
             }
             Command::Join { room, nick } => {
-                let key = room.key();
                 let expiry = now_ms().saturating_add(self.ttl_ms());
-                redis::pipe()
-                    .cmd("ZADD")
-                    .arg(keys::members(&key))
-                    .arg(expiry)
-                    .arg(nick.as_str())
-                    .ignore()
-                    .cmd("ZADD")
-                    .arg(keys::ROOMS)
-                    .arg(expiry)
-                    .arg(&key)
-                    .ignore()
-                    .cmd("HSETNX")
-                    .arg(keys::ROOM_NAMES)
-                    .arg(&key)
-                    .arg(room.as_str())
-                    .ignore()
-                    .query::<()>(con)?;
-                self.presence
-                    .entry(key)
-                    .or_insert_with(|| (room, HashSet::new()))
-                    .1
-                    .insert(nick);
+                let mut pipe = redis::pipe();
+                add_presence(&mut pipe, &room, &nick, expiry);
+                pipe.query::<()>(con)?;
+                self.remember_member(room, nick);
                 Ok(())
             }
             Command::Leave { room, nick } => {
@@ -903,7 +901,7 @@ impl CommandThread {
             Command::Publish { room, envelope } => self.send(ClusterEvent::Unpublished { room, envelope }),
             Command::Claim { conn, nick, purpose } => {
                 self.claims.insert(nick.key(), nick.clone());
-                if !matches!(purpose, Purpose::Keep | Purpose::TakeOver) {
+                if purpose != Purpose::Keep {
                     self.send(ClusterEvent::Claimed {
                         conn,
                         nick,
@@ -915,13 +913,8 @@ impl CommandThread {
             Command::Release { key } => {
                 self.claims.remove(&key);
             }
-            Command::Join { room, nick } => {
-                self.presence
-                    .entry(room.key())
-                    .or_insert_with(|| (room, HashSet::new()))
-                    .1
-                    .insert(nick);
-            }
+            Command::TakeOver { nicks, presence } => self.keep_taken_over(&nicks, &presence),
+            Command::Join { room, nick } => self.remember_member(room, nick),
             Command::Leave { room, nick } => self.forget_member(&room, &nick),
             Command::Who { conn, room, asked } => self.send(ClusterEvent::Members {
                 conn,
@@ -958,6 +951,27 @@ impl CommandThread {
                 topic: None,
                 moderation: None,
             }),
+        }
+    }
+
+    /// Keeps `nick`'s presence in `room`, to refresh it (and to let it go
+    /// at the end).
+    fn remember_member(&mut self, room: RoomName, nick: Nick) {
+        self.presence
+            .entry(room.key())
+            .or_insert_with(|| (room, HashSet::new()))
+            .1
+            .insert(nick);
+    }
+
+    /// Keeps the claims and presence a restart handed over, as if each
+    /// had been claimed and joined here.
+    fn keep_taken_over(&mut self, nicks: &[Nick], presence: &[(RoomName, Nick)]) {
+        for nick in nicks {
+            self.claims.insert(nick.key(), nick.clone());
+        }
+        for (room, nick) in presence {
+            self.remember_member(room.clone(), nick.clone());
         }
     }
 
@@ -1165,6 +1179,27 @@ impl CommandThread {
             cursor = next;
         }
     }
+}
+
+/// Adds to `pipe` what says `nick` is in `room` until `expiry` (ms): the
+/// room's members, the rooms with members, and the room's spelling.
+fn add_presence(pipe: &mut redis::Pipeline, room: &RoomName, nick: &Nick, expiry: u64) {
+    let key = room.key();
+    pipe.cmd("ZADD")
+        .arg(keys::members(&key))
+        .arg(expiry)
+        .arg(nick.as_str())
+        .ignore()
+        .cmd("ZADD")
+        .arg(keys::ROOMS)
+        .arg(expiry)
+        .arg(&key)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(keys::ROOM_NAMES)
+        .arg(&key)
+        .arg(room.as_str())
+        .ignore();
 }
 
 /// The kind, payload and the rest of the publishing script's arguments

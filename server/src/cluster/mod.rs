@@ -192,10 +192,6 @@ pub enum Purpose {
     Guest,
     /// A claim the hub does not wait for (made while the link was down).
     Keep,
-    /// A nick a restart handed over (see [`crate::upgrade`]): the previous
-    /// process of this instance held it under its own id, so it is taken
-    /// over whoever's it says it is. Not answered.
-    TakeOver,
 }
 
 /// From the hub to the command thread.
@@ -216,6 +212,18 @@ pub enum Command {
         nick: Nick,
         /// Why.
         purpose: Purpose,
+    },
+    /// Take over the nicks and presence of the users a restart handed over
+    /// (see [`crate::upgrade`]): the previous process of this instance held
+    /// them under its own id, so they are taken whoever's Redis says they
+    /// are. Not answered. One command for all of them, sent in round trips
+    /// of [`link::BATCH`]: one command each would not fit the queue to
+    /// Redis ([`link::COMMAND_CAPACITY`]) for a big instance.
+    TakeOver {
+        /// Their nicks.
+        nicks: Vec<Nick>,
+        /// Each room each of them is in.
+        presence: Vec<(RoomName, Nick)>,
     },
     /// Let a nick go.
     Release {

@@ -310,24 +310,23 @@ impl Hub {
         let mut link = link;
         link.skip_first_backlog = !self.users.is_empty();
         self.cluster = Some(link);
-        // Users a restart handed over keep their nicks and rooms.
-        let users: Vec<(ConnId, Nick, Vec<Arc<str>>)> = self
-            .users
-            .iter()
-            .map(|(id, u)| (*id, u.nick.clone(), u.rooms.clone()))
-            .collect();
-        for (id, nick, rooms) in users {
-            self.tell_cluster(Command::Claim {
-                conn: id,
-                nick: nick.clone(),
-                purpose: Purpose::TakeOver,
-            });
-            for key in rooms {
-                if let Some(name) = self.rooms.get(&*key).map(|r| r.name.clone()) {
-                    self.cluster_presence(&name, id, &nick, true);
-                }
-            }
+        // Users a restart handed over keep their nicks and rooms: one
+        // command for them all, however many.
+        if self.users.is_empty() {
+            return;
         }
+        let nicks: Vec<Nick> = self.users.values().map(|u| u.nick.clone()).collect();
+        let presence: Vec<(RoomName, Nick)> = self
+            .users
+            .values()
+            .flat_map(|u| {
+                u.rooms.iter().filter_map(|key| {
+                    let room = self.rooms.get(&**key)?;
+                    Some((room.name.clone(), u.nick.clone()))
+                })
+            })
+            .collect();
+        self.tell_cluster(Command::TakeOver { nicks, presence });
     }
 
     /// Whether room events go through Redis now.
@@ -1554,7 +1553,7 @@ impl Hub {
                     self.cluster_release(&nick);
                 }
             }
-            Purpose::Guest | Purpose::Keep | Purpose::TakeOver => {}
+            Purpose::Guest | Purpose::Keep => {}
         }
     }
 
@@ -2080,6 +2079,44 @@ mod tests {
             envelope: line("first"),
         });
         assert_eq!(c.said(), pairs(&[(1, "<zed> first"), (1, "<zed> second")]));
+    }
+
+    #[test]
+    fn users_a_restart_handed_over_are_taken_over_in_one_command_however_many() {
+        // A hub as a restart leaves it: users in rooms, no cluster yet.
+        let mut hub = Hub::new(Settings::default());
+        for n in 1..=3 {
+            hub.handle(Inbound::Connected {
+                id: id(n),
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                arrival: Arrival::Guest,
+            });
+        }
+        if let Some(request) = crate::frontend::line::to_request(Ok("/join #r".to_string())) {
+            hub.handle(Inbound::Line {
+                id: id(1),
+                line: request,
+                received: std::time::Instant::now(),
+            });
+        }
+        // A queue with room for one command: one each would overflow it
+        // and lose the link.
+        let (tx, commands) = crossbeam_channel::bounded(1);
+        hub.attach_cluster(Link::new("here".into(), tx, Some((1, 100)), None));
+        let sent: Vec<Command> = commands.try_iter().collect();
+        let [Command::TakeOver { nicks, presence }] = sent.as_slice() else {
+            panic!("expected one take-over, got {sent:?}");
+        };
+        let mut nicks: Vec<&str> = nicks.iter().map(Nick::as_str).collect();
+        nicks.sort_unstable();
+        assert_eq!(nicks, ["guest1", "guest2", "guest3"]);
+        let mut presence: Vec<(&str, &str)> =
+            presence.iter().map(|(r, n)| (r.as_str(), n.as_str())).collect();
+        presence.sort_unstable();
+        assert_eq!(
+            presence,
+            [("#lobby", "guest2"), ("#lobby", "guest3"), ("#r", "guest1")]
+        );
     }
 
     #[test]
