@@ -73,17 +73,22 @@ const CATCH_UP_MAX: usize = 10_000;
 /// Numbers a line, keeps it in the room's stream and publishes it, as
 /// one step, so every instance sees the lines of a room in one order.
 ///
-/// KEYS: seq, stream, channel, topic, members, settings, bans, ban times.
+/// KEYS: seq, stream, channel, topic, members, settings, bans, ban times,
+/// rooms with members, rooms' spellings.
 /// ARGV: history length, kind, payload, then by kind:
 /// - `line`: nothing more;
 /// - `topic`: its text, setter and time, kept in the room's topic hash
 ///   with the line's number (in the same step, so the hash is always the
 ///   topic as of some point in the room's order);
 /// - `join`: the payload if the room is not empty (ARGV[3] is the one
-///   saying the joiner is its first member), the joiner's nick, now and
-///   the presence expiry (ms). The room's live members (score > now), the
-///   joiner not counted, are counted and the joiner added, atomically with
-///   the numbering: of two joins of an empty room at once, one is first;
+///   saying the joiner is its first member; the lobby's two say the
+///   same), the joiner's nick, now and the presence expiry (ms), the
+///   room's key and its spelling. The room's live members (score > now),
+///   the joiner not counted, are counted and the joiner added, atomically
+///   with the numbering: of two joins of an empty room at once, one is
+///   first. The joiner's presence (the room's members, the rooms with
+///   members and the room's spelling) is all written in that step, so a
+///   `/who` or `/rooms` anywhere after the join was heard counts them;
 /// - `ban`: the mask, the ban (JSON), its time, the most bans kept, and
 ///   now (ms): kept in the bans hash by mask and the ban-times sorted set;
 ///   as in [`crate::chat::room::Room::add_ban`], bans run out (or
@@ -112,6 +117,8 @@ if kind == 'join' then
     live = live - 1
   end
   redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
+  redis.call('ZADD', KEYS[9], ARGV[7], ARGV[8])
+  redis.call('HSETNX', KEYS[10], ARGV[8], ARGV[9])
   if live > 0 then
     payload = ARGV[4]
   end
@@ -599,7 +606,7 @@ impl CommandThread {
         for (room, envelope) in lines.iter() {
             pipe.cmd("EVALSHA")
                 .arg(&self.publish_sha)
-                .arg(8)
+                .arg(10)
                 .arg(keys::seq(room))
                 .arg(keys::stream(room))
                 .arg(keys::channel(room))
@@ -608,6 +615,8 @@ impl CommandThread {
                 .arg(keys::settings(room))
                 .arg(keys::bans(room))
                 .arg(keys::ban_times(room))
+                .arg(keys::ROOMS)
+                .arg(keys::ROOM_NAMES)
                 .arg(self.history);
             publish_args(&mut pipe, room, envelope, now, expiry);
             pipe.ignore();
@@ -1214,11 +1223,13 @@ fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now
                 .arg(topic.by.as_str())
                 .arg(topic.at);
         }
-        RoomEvent::Joined { nick, .. } if room != RoomName::lobby().key() => {
+        RoomEvent::Joined { nick, room: name, .. } => {
+            // The lobby has no operators: its first member is not one.
+            let lobby = room == RoomName::lobby().key();
             let with_first = |first: bool| {
                 let mut envelope = envelope.clone();
                 if let RoomEvent::Joined { first: f, .. } = &mut envelope.event {
-                    *f = first;
+                    *f = first && !lobby;
                 }
                 payload(&envelope)
             };
@@ -1227,15 +1238,9 @@ fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now
                 .arg(with_first(false))
                 .arg(nick.as_str())
                 .arg(now)
-                .arg(expiry);
-        }
-        RoomEvent::Joined { .. } => {
-            // The lobby has no operators.
-            let mut envelope = envelope.clone();
-            if let RoomEvent::Joined { first, .. } = &mut envelope.event {
-                *first = false;
-            }
-            pipe.arg("line").arg(payload(&envelope));
+                .arg(expiry)
+                .arg(room)
+                .arg(name.as_str());
         }
         RoomEvent::BanChanged {
             mask, on: true, at, ..
@@ -1521,23 +1526,27 @@ mod tests {
 
     #[test]
     fn a_join_hands_the_script_both_payloads_first_and_not() {
-        let args = script_args("#r", joined("#r"));
-        assert_eq!(args.len(), 6, "{args:?}");
+        let args = script_args("#rust", joined("#Rust"));
+        assert_eq!(args.len(), 8, "{args:?}");
         assert_eq!(args[0], "join");
         let first: Envelope = serde_json::from_str(&args[1]).unwrap();
         let not_first: Envelope = serde_json::from_str(&args[2]).unwrap();
         assert!(matches!(first.event, RoomEvent::Joined { first: true, .. }));
         assert!(matches!(not_first.event, RoomEvent::Joined { first: false, .. }));
-        assert_eq!(&args[3..], ["bob", "5", "30005"]);
+        // The nick, now, the presence expiry, and the room's key and
+        // spelling for the rooms with members.
+        assert_eq!(&args[3..], ["bob", "5", "30005", "#rust", "#Rust"]);
     }
 
     #[test]
-    fn a_join_of_the_lobby_is_a_plain_line_never_first() {
+    fn a_join_of_the_lobby_writes_presence_but_is_never_first() {
         let args = script_args("#lobby", joined("#lobby"));
-        assert_eq!(args.len(), 2, "{args:?}");
-        assert_eq!(args[0], "line");
-        let only: Envelope = serde_json::from_str(&args[1]).unwrap();
-        assert!(matches!(only.event, RoomEvent::Joined { first: false, .. }));
+        assert_eq!(args.len(), 8, "{args:?}");
+        assert_eq!(args[0], "join");
+        for payload in &args[1..3] {
+            let envelope: Envelope = serde_json::from_str(payload).unwrap();
+            assert!(matches!(envelope.event, RoomEvent::Joined { first: false, .. }));
+        }
     }
 
     #[test]
