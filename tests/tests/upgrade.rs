@@ -768,6 +768,11 @@ fn a_websocket_and_an_irc_client_still_registering_are_carried_and_a_tls_client_
     wendy.expect_line("-- tom joined #r");
     let mut ivy = IrcClient::connect(irc_addr);
     ivy.send("NICK ivy");
+    // Answered by the old process: ivy is its connection, registering,
+    // before the take-over (not one still in the listener's backlog,
+    // which the new process would take in as a newcomer).
+    let before = ivy.sync("carried");
+    assert!(before.is_empty(), "nothing before registering: {before:?}");
 
     let mut args = listen(
         &line_addr.to_string(),
