@@ -552,8 +552,14 @@ mod tests {
             Ok(None) | Ok(Some(Err(_))) => {}
             other => panic!("the reader should have ended, got {other:?}"),
         }
-        let rest = told.recv_timeout(WAIT).unwrap();
-        assert_eq!(rest.unwrap(), b"", "a clean close, with nothing before it");
+        match told.recv_timeout(WAIT).unwrap() {
+            // The close_notify: the clean end, with nothing before it.
+            Ok(rest) => assert_eq!(rest, b"", "nothing before the end"),
+            // The reader held the connection just then (taking the
+            // server's session tickets, say), so the close_notify was
+            // skipped, as `close` says it may be: the end is the socket's.
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}"),
+        }
         server.join().unwrap();
     }
 
