@@ -67,6 +67,11 @@ fn joining_a_room_replays_its_last_lines_oldest_first_with_their_time() {
         alice.send(&format!("line {i}"));
     }
     alice.send("/me waves");
+    // The hub takes alice's lines in order: once /who is answered, all of
+    // them are in the history before bob joins (bob's join comes by
+    // another connection, which may reach the hub first otherwise).
+    alice.send("/who");
+    alice.expect_line("-- 1 in #rust: @alice");
     let mut bob = server.connect_named("bob");
     bob.send("/join rust");
     bob.expect_line("-- you joined #rust");
