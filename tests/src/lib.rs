@@ -653,6 +653,24 @@ impl Client {
         }
     }
 
+    /// Reads lines until one equals `expected`, accepting at most `max`
+    /// others before it (notices whose number the test does not fix).
+    ///
+    /// # Panics
+    /// After `max` other lines, or as [`Client::read_line`].
+    #[track_caller]
+    pub fn read_until(&mut self, expected: &str, max: usize) {
+        let mut seen = Vec::new();
+        for _ in 0..=max {
+            let line = self.read_line();
+            if line == expected {
+                return;
+            }
+            seen.push(line);
+        }
+        panic!("{} never read {expected:?}; read {seen:?}", self.nick);
+    }
+
     /// Reads `n` lines.
     #[track_caller]
     pub fn read_lines(&mut self, n: usize) -> Vec<String> {

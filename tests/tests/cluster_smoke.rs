@@ -62,21 +62,6 @@ fn who_reply(client: &mut IrcClient) -> Vec<String> {
     panic!("no end of WHO in {lines:?}");
 }
 
-/// Reads lines until one equals `expected`; fails on a timeout or after
-/// `max` other lines (the joins and renames before it).
-#[track_caller]
-fn read_until(client: &mut Client, expected: &str, max: usize) {
-    let mut seen = Vec::new();
-    for _ in 0..=max {
-        let line = client.read_line();
-        if line == expected {
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("{} never read {expected:?}; read {seen:?}", client.nick());
-}
-
 #[test]
 fn a_line_a_private_message_and_a_nick_cross_between_two_instances() {
     let redis = TestRedis::start();
@@ -92,7 +77,7 @@ fn a_line_a_private_message_and_a_nick_cross_between_two_instances() {
     // So does a private message, as a local one reads.
     bob.send("/msg alice psst");
     bob.expect_line("-> *alice* psst");
-    read_until(&mut alice, "*bob* psst", 4);
+    alice.read_until("*bob* psst", 4);
 
     // A nick held on one instance is refused on the other, as a local one.
     bob.send("/nick ALICE");

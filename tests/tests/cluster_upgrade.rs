@@ -50,20 +50,6 @@ impl Drop for ControlSocket {
     }
 }
 
-/// Reads lines until one equals `expected`; fails after `max` others.
-#[track_caller]
-fn read_until(client: &mut Client, expected: &str, max: usize) {
-    let mut seen = Vec::new();
-    for _ in 0..=max {
-        let line = client.read_line();
-        if line == expected {
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("{} never read {expected:?}; read {seen:?}", client.nick());
-}
-
 #[test]
 fn a_restarted_instance_keeps_its_users_nicks_and_presence_in_the_cluster() {
     let redis = TestRedis::start();
@@ -76,12 +62,12 @@ fn a_restarted_instance_keeps_its_users_nicks_and_presence_in_the_cluster() {
     let mut alice = Client::connect_named(one.addr(), "alice");
     let mut bob = Client::connect_named(two.addr(), "bob");
     alice.send("/join upgrade");
-    read_until(&mut alice, "-- you joined #upgrade", 4);
+    alice.read_until("-- you joined #upgrade", 4);
     bob.send("/join upgrade");
-    read_until(&mut bob, "-- you joined #upgrade", 4);
-    read_until(&mut alice, "-- bob joined #upgrade", 4);
+    bob.read_until("-- you joined #upgrade", 4);
+    alice.read_until("-- bob joined #upgrade", 4);
     alice.send("said before the restart");
-    read_until(&mut bob, "<alice> said before the restart", 4);
+    bob.read_until("<alice> said before the restart", 4);
 
     // From now until twice the claim expiry after the restart, bob on
     // the other instance keeps trying to take alice's nick: it must never
@@ -137,9 +123,9 @@ fn a_restarted_instance_keeps_its_users_nicks_and_presence_in_the_cluster() {
 
     // And the room goes on across the instances, both ways.
     alice.send("said after the restart");
-    read_until(&mut bob, "<alice> said after the restart", 4);
+    bob.read_until("<alice> said after the restart", 4);
     bob.send("heard you");
-    read_until(&mut alice, "<bob> heard you", 4);
+    alice.read_until("<bob> heard you", 4);
     drop(new);
     drop(two);
 }
