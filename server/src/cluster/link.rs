@@ -73,8 +73,10 @@ const CATCH_UP_MAX: usize = 10_000;
 /// Numbers a line, keeps it in the room's stream and publishes it, as
 /// one step, so every instance sees the lines of a room in one order.
 ///
-/// KEYS: seq, stream, channel, topic, members, settings, bans, ban times,
-/// rooms with members, rooms' spellings.
+/// KEYS: seq, stream, channel, topic, and for the kinds that use them (see
+/// [`uses_room_state`]: not a plain line or a topic, the most of what is
+/// published) members, settings, bans, ban times, rooms with members,
+/// rooms' spellings.
 /// ARGV: history length, kind, payload, then by kind:
 /// - `line`: nothing more;
 /// - `topic`: its text, setter and time, kept in the room's topic hash
@@ -604,20 +606,23 @@ impl CommandThread {
         let now = now_ms();
         let expiry = now.saturating_add(self.ttl_ms());
         for (room, envelope) in lines.iter() {
+            let full = uses_room_state(&envelope.event);
             pipe.cmd("EVALSHA")
                 .arg(&self.publish_sha)
-                .arg(10)
+                .arg(if full { 10 } else { 4 })
                 .arg(keys::seq(room))
                 .arg(keys::stream(room))
                 .arg(keys::channel(room))
-                .arg(keys::topic(room))
-                .arg(keys::members(room))
-                .arg(keys::settings(room))
-                .arg(keys::bans(room))
-                .arg(keys::ban_times(room))
-                .arg(keys::ROOMS)
-                .arg(keys::ROOM_NAMES)
-                .arg(self.history);
+                .arg(keys::topic(room));
+            if full {
+                pipe.arg(keys::members(room))
+                    .arg(keys::settings(room))
+                    .arg(keys::bans(room))
+                    .arg(keys::ban_times(room))
+                    .arg(keys::ROOMS)
+                    .arg(keys::ROOM_NAMES);
+            }
+            pipe.arg(self.history);
             publish_args(&mut pipe, room, envelope, now, expiry);
             pipe.ignore();
         }
@@ -1211,6 +1216,21 @@ fn add_presence(pipe: &mut redis::Pipeline, room: &RoomName, nick: &Nick, expiry
         .ignore();
 }
 
+/// Whether the publishing script needs the room's state keys for `event`
+/// (its members, settings, bans, and the rooms with members): for every
+/// kind but a plain line or a topic ([`publish_args`]), which are most of
+/// what is published and so are spared six keys, four of them made anew.
+fn uses_room_state(event: &RoomEvent) -> bool {
+    matches!(
+        event,
+        RoomEvent::Joined { .. }
+            | RoomEvent::Left { .. }
+            | RoomEvent::Kicked { .. }
+            | RoomEvent::BanChanged { .. }
+            | RoomEvent::SettingChanged { .. }
+    )
+}
+
 /// The kind, payload and the rest of the publishing script's arguments
 /// for one room event (see [`PUBLISH`]).
 fn publish_args(pipe: &mut redis::Pipeline, room: &str, envelope: &Envelope, now: u64, expiry: u64) {
@@ -1513,6 +1533,73 @@ mod tests {
             .filter_map(|pair| pair.get(1).map(|s| (*s).to_string()))
             .skip(1)
             .collect()
+    }
+
+    #[test]
+    fn only_lines_and_topics_are_published_without_the_room_state_keys() {
+        let room = RoomName::new("#r").unwrap();
+        let nick = Nick::new("bob").unwrap();
+        let by = Nick::new("alice").unwrap();
+        let events = [
+            RoomEvent::Said {
+                room: room.clone(),
+                from: nick.clone(),
+                text: "hi".into(),
+                style: chat_protocol::Style::Message,
+                at: 1,
+            },
+            RoomEvent::TopicChanged {
+                room: room.clone(),
+                topic: chat_protocol::Topic {
+                    text: "t".into(),
+                    by: by.clone(),
+                    at: 1,
+                },
+            },
+            RoomEvent::NickChanged {
+                room: room.clone(),
+                old: nick.clone(),
+                new: by.clone(),
+            },
+            RoomEvent::RoleChanged {
+                room: room.clone(),
+                nick: nick.clone(),
+                by: by.clone(),
+                role: chat_protocol::Role::Op,
+                on: true,
+            },
+            joined("#r"),
+            RoomEvent::Left {
+                room: room.clone(),
+                nick: nick.clone(),
+                reason: chat_protocol::LeaveReason::Disconnected,
+            },
+            RoomEvent::Kicked {
+                room: room.clone(),
+                nick: nick.clone(),
+                by: by.clone(),
+                reason: None,
+            },
+            RoomEvent::BanChanged {
+                room: room.clone(),
+                mask: chat_protocol::Mask::parse("troll").unwrap(),
+                by: by.clone(),
+                on: false,
+                duration: None,
+                at: 1,
+                until: None,
+            },
+            RoomEvent::SettingChanged {
+                room,
+                by,
+                setting: RoomSetting::Key(None),
+            },
+        ];
+        for event in events {
+            let kind = script_args("#r", event.clone()).swap_remove(0);
+            let plain = kind == "line" || kind == "topic";
+            assert_eq!(uses_room_state(&event), !plain, "{kind}: {event:?}");
+        }
     }
 
     fn joined(room: &str) -> RoomEvent {
